@@ -1,0 +1,144 @@
+"""The append-only, hash-chained device journal (``journal.jsonl``: one record per line).
+
+Appends are durable: a record is written with a single ``write`` on an ``O_APPEND``
+descriptor and fsynced before :meth:`Journal.append` returns. A power cut mid-append leaves
+a torn last line; opening the journal detects it and either refuses (the default) or,
+with ``repair_torn=True``, moves the torn bytes to a side file and journals a ``torn_tail``
+record naming their hash, so nothing is silently dropped or accepted.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .canonical import GENESIS_HASH, sha256_hex
+from .clock import Clock, SystemClock, format_utc
+from .exc import JournalError, RecordError, TornRecordError
+from .identity import DeviceIdentity
+from .record import Record, sign_record
+from .storage import atomic_write_bytes, fsync_dir
+
+JOURNAL_NAME = "journal.jsonl"
+TORN_PREFIX = "journal.torn-"
+
+
+@dataclass(frozen=True)
+class JournalScan:
+    """What is in a journal file, line by line, before any judgement."""
+
+    lines: list[tuple[int, bytes]]  # (byte offset, line without newline)
+    torn: tuple[int, bytes] | None  # trailing bytes without a newline
+
+
+def scan_journal(path: str | os.PathLike) -> JournalScan:
+    data = Path(path).read_bytes()
+    lines: list[tuple[int, bytes]] = []
+    offset = 0
+    while offset < len(data):
+        end = data.find(b"\n", offset)
+        if end < 0:
+            return JournalScan(lines, (offset, data[offset:]))
+        lines.append((offset, data[offset:end]))
+        offset = end + 1
+    return JournalScan(lines, None)
+
+
+class Journal:
+    """A device's journal, open for appending. Thread-safe: appends are serialised."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        identity: DeviceIdentity,
+        *,
+        clock: Clock | None = None,
+        repair_torn: bool = False,
+    ) -> None:
+        self.path = Path(path)
+        self.identity = identity
+        self.clock = clock or SystemClock()
+        self._lock = threading.Lock()
+        self._head: tuple[int, str] | None = None
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        torn: tuple[int, bytes] | None = None
+        if self.path.exists():
+            scan = scan_journal(self.path)
+            for offset, line in reversed(scan.lines):
+                if not line:
+                    continue
+                try:
+                    last = Record.from_bytes(line)
+                except RecordError as exc:
+                    raise JournalError(f"{self.path}: record at byte {offset} unreadable: {exc}")
+                if last.device != identity.device_id:
+                    raise JournalError(
+                        f"{self.path}: journal belongs to device {last.device!r}, "
+                        f"not {identity.device_id!r}"
+                    )
+                self._head = (last.seq, last.hash)
+                break
+            torn = scan.torn
+        created = not self.path.exists()
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        if created:
+            fsync_dir(self.path.parent)
+        if torn is not None:
+            if not repair_torn:
+                os.close(self._fd)
+                raise TornRecordError(str(self.path), torn[0], len(torn[1]))
+            self._repair(*torn)
+
+    def _repair(self, offset: int, data: bytes) -> None:
+        side = self.path.with_name(f"{TORN_PREFIX}{offset}")
+        atomic_write_bytes(side, data)
+        os.ftruncate(self._fd, offset)
+        os.fsync(self._fd)
+        self.append(
+            "torn_tail",
+            {"offset": offset, "size": len(data), "sha256": sha256_hex(data), "file": side.name},
+        )
+
+    @property
+    def head(self) -> tuple[int, str] | None:
+        """``(seq, hash)`` of the last record, or None for an empty journal."""
+        return self._head
+
+    @property
+    def next_seq(self) -> int:
+        return 0 if self._head is None else self._head[0] + 1
+
+    def append(self, kind: str, body: dict[str, Any]) -> Record:
+        """Sign ``body`` as the next record and make it durable before returning it."""
+        with self._lock:
+            seq, prev = (0, GENESIS_HASH) if self._head is None else (
+                self._head[0] + 1, self._head[1])
+            record = sign_record(
+                self.identity, seq=seq, prev=prev, utc=format_utc(self.clock.time_ns()),
+                mono_ns=self.clock.monotonic_ns(), kind=kind, body=body,
+            )
+            line = record.to_bytes() + b"\n"
+            written = os.write(self._fd, line)
+            if written != len(line):
+                raise JournalError(f"{self.path}: short write ({written} of {len(line)} bytes)")
+            os.fsync(self._fd)
+            self._head = (record.seq, record.hash)
+            return record
+
+    def records(self) -> list[Record]:
+        """Every complete record, parsed (raises :class:`RecordError` on a bad line)."""
+        return [Record.from_bytes(line) for _, line in scan_journal(self.path).lines]
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def __enter__(self) -> Journal:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

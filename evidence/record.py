@@ -1,0 +1,144 @@
+"""A journal record: its fields, its canonical bytes, its signature and its hash.
+
+The signed message is the canonical JSON of the record without ``sig``; the record's hash
+(what the next record's ``prev`` names) is SHA-256 over the canonical JSON with ``sig``,
+which is exactly the record's line in ``journal.jsonl`` without the newline.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import FORMAT_VERSION
+from .canonical import canonical_bytes, parse_canonical, sha256_hex
+from .clock import UTC_PATTERN
+from .exc import CanonicalError, RecordError
+from .identity import DEVICE_ID_PATTERN, DeviceIdentity, verify_signature
+
+FIELDS = ("v", "device", "seq", "prev", "utc", "mono_ns", "kind", "body", "sig")
+HEX64 = re.compile(r"^[0-9a-f]{64}$")
+HEX128 = re.compile(r"^[0-9a-f]{128}$")
+KIND_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
+MAX_RECORD_BYTES = 64 * 1024
+
+# Kinds the firmware writes; the format admits any kind matching KIND_PATTERN so that
+# old verifiers can still check chains written by newer firmware.
+KINDS = (
+    "boot", "recording_started", "announcement", "marker", "segment", "photo",
+    "recording_stopped", "stoppage", "resumed", "battery_low", "torn_tail", "docked",
+    "clock_set", "receipt", "wiped", "alert_ack",
+)
+MEDIA_KINDS = ("segment", "photo")
+
+
+@dataclass(frozen=True)
+class Record:
+    v: int
+    device: str
+    seq: int
+    prev: str
+    utc: str
+    mono_ns: int
+    kind: str
+    body: dict[str, Any]
+    sig: str = field(default="")
+
+    def unsigned_dict(self) -> dict[str, Any]:
+        return {
+            "v": self.v, "device": self.device, "seq": self.seq, "prev": self.prev,
+            "utc": self.utc, "mono_ns": self.mono_ns, "kind": self.kind, "body": self.body,
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.unsigned_dict(), "sig": self.sig}
+
+    def signing_bytes(self) -> bytes:
+        """The exact bytes the device signs."""
+        return canonical_bytes(self.unsigned_dict())
+
+    def to_bytes(self) -> bytes:
+        """The record's line in the journal, without the newline."""
+        return canonical_bytes(self.to_dict())
+
+    @property
+    def hash(self) -> str:
+        return sha256_hex(self.to_bytes())
+
+    def verify(self, public_key_hex: str) -> None:
+        """Raise :class:`~evidence.exc.SignatureError` unless signed by ``public_key_hex``."""
+        verify_signature(public_key_hex, self.signing_bytes(), bytes.fromhex(self.sig))
+
+    @property
+    def media(self) -> tuple[str, int, str] | None:
+        """``(file, size, sha256)`` for records that bind a media file, else None."""
+        if self.kind not in MEDIA_KINDS:
+            return None
+        return (self.body["file"], self.body["size"], self.body["sha256"])
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Record:
+        """Parse one line (without newline); raise :class:`RecordError` with the reason."""
+        if len(data) > MAX_RECORD_BYTES:
+            raise RecordError(f"record is {len(data)} bytes, more than {MAX_RECORD_BYTES}")
+        try:
+            value = parse_canonical(data)
+        except CanonicalError as exc:
+            raise RecordError(str(exc)) from None
+        return cls.from_dict(value)
+
+    @classmethod
+    def from_dict(cls, value: Any) -> Record:
+        if not isinstance(value, dict):
+            raise RecordError("record is not a JSON object")
+        missing = [f for f in FIELDS if f not in value]
+        extra = sorted(set(value) - set(FIELDS))
+        if missing:
+            raise RecordError(f"record lacks field(s): {', '.join(missing)}")
+        if extra:
+            raise RecordError(f"record has unknown field(s): {', '.join(extra)}")
+        checks = (
+            ("v", lambda x: type(x) is int and x == FORMAT_VERSION, f"must be {FORMAT_VERSION}"),
+            ("device", lambda x: isinstance(x, str) and DEVICE_ID_PATTERN.match(x), "bad id"),
+            ("seq", lambda x: type(x) is int and 0 <= x < 2**63, "must be an integer >= 0"),
+            ("prev", lambda x: isinstance(x, str) and HEX64.match(x), "must be 64 hex digits"),
+            ("utc", lambda x: isinstance(x, str) and UTC_PATTERN.match(x), "bad UTC stamp"),
+            ("mono_ns", lambda x: type(x) is int and 0 <= x < 2**63, "must be an integer >= 0"),
+            ("kind", lambda x: isinstance(x, str) and KIND_PATTERN.match(x), "bad kind"),
+            ("body", lambda x: isinstance(x, dict), "must be an object"),
+            ("sig", lambda x: isinstance(x, str) and HEX128.match(x), "must be 128 hex digits"),
+        )
+        for name, ok, why in checks:
+            if not ok(value[name]):
+                raise RecordError(f"field {name!r} {why}: {value[name]!r:.80}")
+        record = cls(**{f: value[f] for f in FIELDS})
+        if record.kind in MEDIA_KINDS:
+            check_media_body(record.body)
+        return record
+
+
+def check_media_body(body: dict[str, Any]) -> None:
+    f, size, digest = body.get("file"), body.get("size"), body.get("sha256")
+    if not (isinstance(f, str) and f and not f.startswith("/") and ".." not in f.split("/")):
+        raise RecordError(f"media record has a bad file name: {f!r:.80}")
+    if not (type(size) is int and size >= 0):
+        raise RecordError(f"media record has a bad size: {size!r:.40}")
+    if not (isinstance(digest, str) and HEX64.match(digest)):
+        raise RecordError(f"media record has a bad sha256: {digest!r:.80}")
+
+
+def sign_record(
+    identity: DeviceIdentity,
+    *,
+    seq: int,
+    prev: str,
+    utc: str,
+    mono_ns: int,
+    kind: str,
+    body: dict[str, Any],
+) -> Record:
+    """Build and sign a record; validates it as a verifier would."""
+    unsigned = Record(FORMAT_VERSION, identity.device_id, seq, prev, utc, mono_ns, kind, body)
+    signature = identity.sign(unsigned.signing_bytes()).hex()
+    return Record.from_dict({**unsigned.unsigned_dict(), "sig": signature})

@@ -1,0 +1,1 @@
+"""Hardware description shared by the firmware and the schematic tests (pin map, parts)."""

@@ -1,0 +1,1 @@
+"""A twin of the camera's hardware: GPIO, camera, microphone, battery, faults, cable, clock."""
