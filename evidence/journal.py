@@ -13,6 +13,7 @@ import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 from .canonical import GENESIS_HASH, sha256_hex
@@ -63,6 +64,7 @@ class Journal:
         self.clock = clock or SystemClock()
         self._lock = threading.Lock()
         self._head: tuple[int, str] | None = None
+        self._listeners: list[Callable[[Record], None]] = []
         self.path.parent.mkdir(parents=True, exist_ok=True)
         torn: tuple[int, bytes] | None = None
         if self.path.exists():
@@ -126,7 +128,15 @@ class Journal:
                 raise JournalError(f"{self.path}: short write ({written} of {len(line)} bytes)")
             os.fsync(self._fd)
             self._head = (record.seq, record.hash)
-            return record
+            listeners = list(self._listeners)
+        for listener in listeners:
+            listener(record)
+        return record
+
+    def add_listener(self, listener: Callable[[Record], None]) -> None:
+        """Call ``listener(record)`` after each durable append, in the appending thread
+        (the alert outbox uses this). Listeners must be quick and must not append."""
+        self._listeners.append(listener)
 
     def records(self) -> list[Record]:
         """Every complete record, parsed (raises :class:`RecordError` on a bad line)."""
