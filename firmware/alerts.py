@@ -1,0 +1,235 @@
+"""The alert outbox: which journal records still have to reach the broker, in order, once.
+
+The journal already holds every alert durably, so the outbox adds only a *cursor*: the
+sequence number of the last alert the broker acknowledged (PUBACK), kept in a small file
+next to the journal (``alerts.cursor``, replaced atomically). Pending alerts are the
+alert-kind records after the cursor: read from the journal at start (so a reboot loses
+nothing) and fed by :meth:`evidence.journal.Journal.add_listener` while running.
+
+This module is domain logic only: no sockets, no threads of its own. ``firmware.mqtt``
+drives it. Thread safety: :meth:`Outbox.offer` is called from whichever thread appends
+to the journal; everything else from the MQTT worker. One lock guards the shared state.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import logging
+import os
+import re
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from evidence.exc import RecordError
+from evidence.journal import scan_journal
+from evidence.record import Record
+from evidence.storage import atomic_write_bytes
+
+_log = logging.getLogger(__name__)
+
+ALERT_KINDS = ("stoppage", "resumed", "battery_low")
+CURSOR_NAME = "alerts.cursor"
+CURSOR_FORMAT = "bodycam-alert-cursor-v1"
+TOPIC_ROOT = "bodycam"
+_TOPIC_PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+def alert_topic(unit: str, device: str) -> str:
+    return f"{TOPIC_ROOT}/{_part(unit)}/{_part(device)}/alert"
+
+
+def status_topic(unit: str, device: str) -> str:
+    return f"{TOPIC_ROOT}/{_part(unit)}/{_part(device)}/status"
+
+
+def ack_topic(unit: str, device: str) -> str:
+    return f"{TOPIC_ROOT}/{_part(unit)}/{_part(device)}/ack"
+
+
+def _part(value: str) -> str:
+    """Unit and device ids become topic levels: no wildcards, no slashes, no empties."""
+    if not isinstance(value, str) or not _TOPIC_PART.match(value):
+        raise ValueError(f"{value!r} cannot be an MQTT topic level (letters, digits, . _ -)")
+    return value
+
+
+def parse_topic(topic: str) -> tuple[str, str, str] | None:
+    """``(unit, device, leaf)`` for ``bodycam/<unit>/<device>/<leaf>``, else None."""
+    parts = topic.split("/")
+    if len(parts) != 4 or parts[0] != TOPIC_ROOT:
+        return None
+    return parts[1], parts[2], parts[3]
+
+
+@dataclass(frozen=True)
+class Ack:
+    """A supervisor's acknowledgement of one alert: ``{"alert_seq": n, "by": name}``."""
+
+    alert_seq: int
+    by: str
+
+    def to_bytes(self) -> bytes:
+        return json.dumps({"alert_seq": self.alert_seq, "by": self.by},
+                          sort_keys=True, separators=(",", ":")).encode()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Ack:
+        """Parse an ack payload; raise ValueError with the reason."""
+        try:
+            value = json.loads(data.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise ValueError(f"ack is not JSON: {exc}") from None
+        if not isinstance(value, dict) or set(value) != {"alert_seq", "by"}:
+            raise ValueError("ack must be exactly {alert_seq, by}")
+        seq, by = value["alert_seq"], value["by"]
+        if type(seq) is not int or not 0 <= seq < 2**63:
+            raise ValueError(f"ack alert_seq must be an integer >= 0: {seq!r:.40}")
+        if not isinstance(by, str) or not 0 < len(by) <= 64 or not by.isprintable():
+            raise ValueError(f"ack 'by' must be a short printable name: {by!r:.40}")
+        return cls(seq, by)
+
+
+class AlertCursor:
+    """The last alert seq the broker acknowledged, durable across power cuts."""
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+
+    def load(self) -> int:
+        """-1 when nothing was ever acknowledged (or no cursor file yet)."""
+        try:
+            data = json.loads(self.path.read_text())
+        except FileNotFoundError:
+            return -1
+        except (OSError, ValueError) as exc:
+            # Atomic writes make this unlikely; resending everything is the safe side
+            # (the supervisor drops duplicates), losing alerts is not.
+            _log.warning("%s unreadable (%s); resending all alerts", self.path, exc)
+            return -1
+        seq = data.get("acked_seq") if isinstance(data, dict) else None
+        if data.get("format") != CURSOR_FORMAT or type(seq) is not int or seq < -1:
+            _log.warning("%s is not an alert cursor; resending all alerts", self.path)
+            return -1
+        return seq
+
+    def save(self, seq: int) -> None:
+        text = json.dumps({"format": CURSOR_FORMAT, "acked_seq": seq})
+        atomic_write_bytes(self.path, text.encode() + b"\n")
+
+
+class Outbox:
+    """Alerts after the cursor, in journal order. Thread-safe (see module docstring)."""
+
+    def __init__(self, cursor: AlertCursor) -> None:
+        self.cursor = cursor
+        self._lock = threading.Lock()
+        self._acked = cursor.load()
+        self._saved = self._acked
+        self._seqs: list[int] = []  # queued alert seqs, ascending
+        self._records: dict[int, Record] = {}
+        self._acks_seen: set[int] = set()
+
+    @property
+    def acked_seq(self) -> int:
+        return self._acked
+
+    def offer(self, record: Record) -> bool:
+        """Take a freshly journalled record (a journal listener); True if it is a new alert.
+
+        Called in the appending thread: only enqueues."""
+        if record.kind == "alert_ack":
+            seq = record.body.get("alert_seq")
+            if type(seq) is int:
+                with self._lock:
+                    self._acks_seen.add(seq)
+            return False
+        if record.kind not in ALERT_KINDS:
+            return False
+        with self._lock:
+            if record.seq <= self._acked or record.seq in self._records:
+                return False
+            self._records[record.seq] = record
+            bisect.insort(self._seqs, record.seq)
+        return True
+
+    def load_journal(self, journal_path: str | os.PathLike) -> int:
+        """Queue the unacknowledged alerts found in the journal on disk; return how many.
+
+        Safe to call after the listener is attached: a record seen twice is queued once.
+        A torn last line is skipped (the recorder repairs it when it opens the journal)."""
+        path = Path(journal_path)
+        if not path.exists():
+            return 0
+        queued = 0
+        for offset, line in scan_journal(path).lines:
+            if not line:
+                continue
+            try:
+                record = Record.from_bytes(line)
+            except RecordError as exc:
+                _log.warning("%s: skipping unreadable record at byte %d: %s", path, offset, exc)
+                continue
+            queued += self.offer(record)
+        if queued:
+            _log.info("%d alert(s) after seq %d waiting to be sent", queued, self._acked)
+        return queued
+
+    def pending(self, after_seq: int, limit: int) -> list[Record]:
+        """Up to ``limit`` queued alerts with seq > ``after_seq``, oldest first."""
+        with self._lock:
+            start = bisect.bisect_right(self._seqs, after_seq)
+            return [self._records[s] for s in self._seqs[start:start + max(limit, 0)]]
+
+    def count(self) -> int:
+        with self._lock:
+            return len(self._seqs)
+
+    def acknowledge(self, seq: int) -> None:
+        """The broker acknowledged the alert ``seq`` and all before it (QoS 1 is in order
+        on one connection, and the worker never acknowledges out of order)."""
+        with self._lock:
+            if seq <= self._acked:
+                return
+            self._acked = seq
+            done = bisect.bisect_right(self._seqs, seq)
+            for s in self._seqs[:done]:
+                del self._records[s]
+            del self._seqs[:done]
+
+    def save_cursor(self) -> bool:
+        """Write the cursor if it moved; True if written. Called by the worker when idle,
+        so a burst of PUBACKs costs one fsync; after a crash the unsaved ones are resent
+        and the supervisor drops them as duplicates."""
+        acked = self._acked
+        if acked == self._saved:
+            return False
+        self.cursor.save(acked)
+        self._saved = acked
+        return True
+
+    def first_ack(self, alert_seq: int) -> bool:
+        """True the first time a supervisor ack for ``alert_seq`` is seen (journal
+        ``alert_ack`` records count as seen, so a re-sent ack does not buzz twice)."""
+        with self._lock:
+            if alert_seq in self._acks_seen:
+                return False
+            self._acks_seen.add(alert_seq)
+            return True
+
+    def is_alert(self, seq: int, journal_path: str | os.PathLike) -> bool:
+        """Whether ``seq`` names an alert this device journalled (acks for anything else
+        are ignored)."""
+        with self._lock:
+            if seq in self._records:
+                return True
+        for _, line in scan_journal(journal_path).lines:
+            try:
+                value: Any = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(value, dict) and value.get("seq") == seq:
+                return value.get("kind") in ALERT_KINDS
+        return False

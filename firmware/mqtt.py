@@ -1,0 +1,521 @@
+"""The camera's MQTT link: alerts out (QoS 1, in order, once), status retained, acks in.
+
+Layers: :class:`firmware.alerts.Outbox` decides *what* is pending (pure, durable cursor);
+:class:`DeviceSession` is one device's MQTT conversation (paho client, in-flight window,
+status and last will, acks) without a thread of its own; :class:`LinkDriver` runs the
+network I/O of one or many sessions in a single thread with a selector (the camera has one
+session; ``scripts/bench-alerts`` puts 1,000 in a few drivers); :class:`AlertLink` is what
+the recorder starts: one session on one daemon driver thread.
+
+Threads: the journal listener (:meth:`DeviceSession._on_record`) runs in whichever thread
+appends to the journal and only enqueues and wakes the driver. Everything else, including
+paho callbacks and the ``on_ack`` callback, runs in the driver thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import selectors
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+
+from evidence.clock import format_utc
+from evidence.journal import Journal
+from evidence.message import sign_status
+from evidence.record import Record
+
+from .alerts import CURSOR_NAME, Ack, AlertCursor, Outbox, ack_topic, alert_topic, status_topic
+
+_log = logging.getLogger(__name__)
+
+# The [mqtt] table of the recorder's config. host "" means: no alerts link.
+MQTT_DEFAULTS: dict[str, Any] = {
+    "host": "",
+    "port": 8883,
+    "unit": "",
+    "ca_file": "",          # CA that signed the broker's certificate; "" = no TLS (tests only)
+    "cert_file": "",        # optional client certificate
+    "key_file": "",
+    "username": "",         # "" = the device id
+    "password_file": "",    # one line, mode 0600, written by scripts/issue-broker-credential
+    "keepalive_s": 30,
+    "status_interval_s": 60.0,
+    "reconnect_max_s": 30.0,
+    "inflight": 32,
+}
+
+
+@dataclass(frozen=True)
+class MqttSettings:
+    host: str
+    port: int = 8883
+    unit: str = ""
+    ca_file: str = ""
+    cert_file: str = ""
+    key_file: str = ""
+    username: str = ""
+    password_file: str = ""
+    keepalive_s: int = 30
+    status_interval_s: float = 60.0
+    reconnect_max_s: float = 30.0
+    inflight: int = 32
+    status_min_interval_s: float = 1.0
+    cursor_path: str = ""   # "" = alerts.cursor next to the journal
+
+    @classmethod
+    def from_config(cls, table: dict[str, Any]) -> MqttSettings:
+        """Build from the ``[mqtt]`` table of a config loaded with :data:`MQTT_DEFAULTS`."""
+        names = {f.name for f in fields(cls)}
+        settings = cls(**{k: v for k, v in table.items() if k in names})
+        if not settings.host:
+            raise ValueError("mqtt.host is empty: no broker configured")
+        if not settings.unit:
+            raise ValueError("mqtt.unit is empty: the unit names the topics")
+        return settings
+
+    def password(self) -> str | None:
+        if not self.password_file:
+            return None
+        path = Path(self.password_file)
+        if os.stat(path).st_mode & 0o077:
+            raise PermissionError(f"{path}: broker password file must be mode 0600")
+        return path.read_text().strip()
+
+
+StatusSource = Callable[[], tuple[str, int]]   # -> (state, battery percent or -1)
+AckCallback = Callable[[int, str], None]        # (alert_seq, by) in the driver thread
+
+
+class DeviceSession:
+    """One device's MQTT conversation; driven by a :class:`LinkDriver`."""
+
+    def __init__(
+        self,
+        journal: Journal,
+        settings: MqttSettings,
+        *,
+        on_ack: AckCallback | None = None,
+        status_source: StatusSource | None = None,
+    ) -> None:
+        self.journal = journal
+        self.settings = settings
+        self.identity = journal.identity
+        self.device = self.identity.device_id
+        self.unit = settings.unit
+        self.on_ack = on_ack
+        self.status_source = status_source or (lambda: ("unknown", -1))
+        cursor = Path(settings.cursor_path or journal.path.with_name(CURSOR_NAME))
+        self.outbox = Outbox(AlertCursor(cursor))
+        self.topics = (alert_topic(self.unit, self.device), status_topic(self.unit, self.device),
+                       ack_topic(self.unit, self.device))
+        self.driver: LinkDriver | None = None
+        self.client: mqtt.Client | None = None
+        self.connected = threading.Event()
+        self.idle = threading.Event()           # set when nothing is pending or in flight
+        self._inflight: dict[int, int] = {}     # mid -> alert seq, this connection only
+        self._order: list[int] = []             # seqs in flight, in publish order
+        self._done: set[int] = set()            # seqs PUBACKed but not yet contiguous
+        self._sent_upto = self.outbox.acked_seq
+        self._next_connect = 0.0
+        self._backoff = 0.0
+        self._status_due = 0.0
+        self._status_last = 0.0
+        self._status_dirty = True
+        self._last_misc = 0.0
+        self._last_save = 0.0
+        self.published = 0
+        # Listener first, then the disk: a record appended in between is seen twice and
+        # queued once, never missed.
+        journal.add_listener(self._on_record)
+        self.outbox.load_journal(journal.path)
+
+    # -- appending thread ------------------------------------------------------------
+    def _on_record(self, record: Record) -> None:
+        """Journal listener: enqueue and wake the driver; never blocks, never publishes."""
+        self.outbox.offer(record)
+        self._status_dirty = True
+        self.idle.clear()
+        if self.driver is not None:
+            self.driver.wake(self)
+
+    # -- driver thread ----------------------------------------------------------------
+    def _make_client(self) -> mqtt.Client:
+        """A fresh client per connection: after a drop we resend from our own cursor, so
+        paho must not also replay its in-flight copies (that would reorder)."""
+        s = self.settings
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"bodycam-{self.device}",
+                             protocol=mqtt.MQTTv5)
+        client.username_pw_set(s.username or self.device, s.password())
+        if s.ca_file:
+            client.tls_set(ca_certs=s.ca_file, certfile=s.cert_file or None,
+                           keyfile=s.key_file or None, tls_version=ssl.PROTOCOL_TLS_CLIENT)
+        client.max_inflight_messages_set(max(s.inflight, 1) + 4)
+        client.max_queued_messages_set(0)
+        will = self._status(online=False)
+        client.will_set(self.topics[1], will, qos=1, retain=True)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_publish = self._on_publish
+        client.on_message = self._on_message
+        client.on_socket_open = lambda c, u, sock: self.driver and self.driver.watch(self, sock)
+        client.on_socket_close = lambda c, u, sock: self.driver and self.driver.unwatch(sock)
+        client.on_socket_register_write = (
+            lambda c, u, sock: self.driver and self.driver.want_write(sock, True))
+        client.on_socket_unregister_write = (
+            lambda c, u, sock: self.driver and self.driver.want_write(sock, False))
+        return client
+
+    def _status(self, *, online: bool) -> bytes:
+        state, battery = self.status_source()
+        battery = max(-1, min(100, int(battery)))
+        return sign_status(self.identity, utc=format_utc(self.journal.clock.time_ns()),
+                           online=online, state=state, head=self.journal.head,
+                           battery=battery).to_bytes()
+
+    def service(self, now: float) -> None:
+        """Connect when due, publish what the window allows, status, keepalive, cursor."""
+        if self.client is None:
+            if now >= self._next_connect:
+                self._connect(now)
+            return
+        if self.connected.is_set():
+            self._pump()
+            if now >= self._status_due or (
+                    self._status_dirty and now - self._status_last >= self.settings.status_min_interval_s):
+                self.publish_status(now)
+        if now - self._last_misc >= 1.0:
+            self._last_misc = now
+            if self.client.loop_misc() != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                self._lost("keepalive")
+                return
+        if not self._order and self.outbox.save_cursor():
+            self._last_save = now
+        elif now - self._last_save >= 0.5 and self.outbox.save_cursor():
+            self._last_save = now
+        if self.connected.is_set() and not self._order and self.outbox.count() == 0:
+            self.idle.set()
+
+    def next_deadline(self, now: float) -> float:
+        if self.client is None:
+            return self._next_connect
+        return min(self._status_due, now + 1.0)
+
+    def _connect(self, now: float) -> None:
+        s = self.settings
+        client = self._make_client()
+        self.client = client
+        try:
+            client.connect(s.host, s.port, keepalive=s.keepalive_s)
+        except (OSError, ssl.SSLError, ValueError) as exc:
+            self.client = None
+            self._backoff = min(max(self._backoff * 2, 0.1), s.reconnect_max_s)
+            delay = self._backoff * (0.5 + random.random() / 2)
+            self._next_connect = now + delay
+            _log.warning("%s: broker %s:%d unreachable (%s); retrying in %.1f s",
+                         self.device, s.host, s.port, exc, delay)
+            return
+        self._last_misc = now
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        if reason_code.is_failure:
+            _log.error("%s: broker refused the connection: %s", self.device, reason_code)
+            return   # paho closes the socket; on_disconnect reschedules
+        _log.info("%s: connected to %s:%d", self.device, self.settings.host, self.settings.port)
+        self._backoff = 0.0
+        self._inflight.clear()
+        self._order.clear()
+        self._done.clear()
+        self._sent_upto = self.outbox.acked_seq
+        client.subscribe(self.topics[2], qos=1)
+        self.connected.set()
+        self.publish_status(time.monotonic())
+        self._pump()
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+        if client is self.client:
+            self._lost(str(reason_code))
+
+    def _lost(self, why: str) -> None:
+        if self.client is None:
+            return
+        client, self.client = self.client, None
+        was = self.connected.is_set()
+        self.connected.clear()
+        self.idle.clear()
+        try:
+            client.disconnect()
+        except Exception:  # noqa: BLE001 - the socket may already be gone
+            pass
+        sock = client.socket()
+        if sock is not None and self.driver is not None:
+            self.driver.unwatch(sock)
+        self._inflight.clear()
+        self._order.clear()
+        self._done.clear()
+        self._sent_upto = self.outbox.acked_seq
+        self._backoff = min(max(self._backoff * 2, 0.1), self.settings.reconnect_max_s)
+        self._next_connect = time.monotonic() + self._backoff * (0.5 + random.random() / 2)
+        if was:
+            _log.warning("%s: connection lost (%s); %d alert(s) waiting", self.device, why,
+                         self.outbox.count())
+
+    def _pump(self) -> None:
+        client = self.client
+        room = self.settings.inflight - len(self._order)
+        if client is None or room <= 0:
+            return
+        for record in self.outbox.pending(self._sent_upto, room):
+            info = client.publish(self.topics[0], record.to_bytes(), qos=1)
+            if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                self._lost(f"publish failed: {info.rc}")
+                return
+            self._inflight[info.mid] = record.seq
+            self._order.append(record.seq)
+            self._sent_upto = record.seq
+            self.published += 1
+
+    def publish_status(self, now: float) -> None:
+        if self.client is None:
+            return
+        self._status_dirty = False
+        self._status_last = now
+        self._status_due = now + self.settings.status_interval_s
+        self.client.publish(self.topics[1], self._status(online=True), qos=1, retain=True)
+
+    def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
+        seq = self._inflight.pop(mid, None)
+        if seq is None:
+            return   # a status message
+        if reason_code.is_failure:
+            # e.g. "Not authorized" from the ACL: not delivered, keep it and retry later.
+            _log.error("%s: broker refused alert seq %d: %s", self.device, seq, reason_code)
+            self._lost(f"alert refused: {reason_code}")
+            return
+        self._done.add(seq)
+        while self._order and self._order[0] in self._done:
+            first = self._order.pop(0)
+            self._done.discard(first)
+            self.outbox.acknowledge(first)
+        if self.driver is not None:
+            self.driver.wake(self)
+
+    def _on_message(self, client, userdata, message) -> None:
+        if message.topic != self.topics[2]:
+            return
+        try:
+            ack = Ack.from_bytes(message.payload)
+        except ValueError as exc:
+            _log.warning("%s: ignoring a malformed ack: %s", self.device, exc)
+            return
+        if not self.outbox.is_alert(ack.alert_seq, self.journal.path):
+            _log.warning("%s: ignoring an ack for seq %d, which is not an alert of ours",
+                         self.device, ack.alert_seq)
+            return
+        if not self.outbox.first_ack(ack.alert_seq):
+            return
+        _log.info("%s: alert %d acknowledged by %s", self.device, ack.alert_seq, ack.by)
+        if self.on_ack is not None:
+            try:
+                self.on_ack(ack.alert_seq, ack.by)
+            except Exception:  # noqa: BLE001 - a broken indicator must not stop the link
+                _log.exception("%s: on_ack callback failed", self.device)
+
+    def close(self, timeout: float = 2.0) -> None:
+        """Say offline (retained, with the current head) and disconnect cleanly."""
+        client = self.client
+        if client is None:
+            self.outbox.save_cursor()
+            return
+        if self.connected.is_set():
+            info = client.publish(self.topics[1], self._status(online=False), qos=1, retain=True)
+            deadline = time.monotonic() + timeout
+            while not info.is_published() and time.monotonic() < deadline and self.client:
+                if client.want_write():
+                    client.loop_write()
+                sock = client.socket()
+                if sock is None:
+                    break
+                readable, _, _ = _select([sock], 0.05)
+                if readable and client.loop_read() != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                    break
+        self.client = None
+        self.connected.clear()
+        sock = client.socket()
+        if sock is not None and self.driver is not None:
+            self.driver.unwatch(sock)
+        client.disconnect()
+        self.outbox.save_cursor()
+
+
+def _select(socks: list, timeout: float) -> tuple[list, list, list]:
+    import select
+    return select.select(socks, [], [], timeout)
+
+
+class LinkDriver:
+    """Network I/O of many sessions in one thread: a selector over their sockets plus a
+    wake-up socket the journal listeners poke. ``run`` blocks until ``stop`` is set."""
+
+    def __init__(self) -> None:
+        self.sessions: list[DeviceSession] = []
+        self._selector = selectors.DefaultSelector()
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        self._selector.register(self._wake_r, selectors.EVENT_READ, None)
+        self._dirty: set[DeviceSession] = set()
+        self._dirty_lock = threading.Lock()
+        self.stop_event = threading.Event()
+
+    def add(self, session: DeviceSession) -> None:
+        session.driver = self
+        self.sessions.append(session)
+        self.wake(session)
+
+    def wake(self, session: DeviceSession) -> None:
+        """Any thread: have the driver service ``session`` soon."""
+        with self._dirty_lock:
+            self._dirty.add(session)
+        try:
+            self._wake_w.send(b"x")
+        except (BlockingIOError, OSError):
+            pass   # already full of wake-ups, or closing
+
+    # Called from paho callbacks, i.e. the driver thread.
+    def watch(self, session: DeviceSession, sock: Any) -> None:
+        try:
+            self._selector.register(sock, selectors.EVENT_READ, session)
+        except (KeyError, ValueError):
+            pass
+
+    def unwatch(self, sock: Any) -> None:
+        try:
+            self._selector.unregister(sock)
+        except (KeyError, ValueError):
+            pass
+
+    def want_write(self, sock: Any, on: bool) -> None:
+        try:
+            key = self._selector.get_key(sock)
+        except (KeyError, ValueError):
+            return
+        events = selectors.EVENT_READ | (selectors.EVENT_WRITE if on else 0)
+        if key.events != events:
+            self._selector.modify(sock, events, key.data)
+
+    def run(self) -> None:
+        sweep = 0.0
+        while not self.stop_event.is_set():
+            now = time.monotonic()
+            with self._dirty_lock:
+                todo, self._dirty = self._dirty, set()
+            if now >= sweep:
+                todo.update(self.sessions)
+                sweep = now + 0.2
+            deadline = sweep
+            for session in todo:
+                session.service(now)
+            for session in todo:
+                deadline = min(deadline, session.next_deadline(now))
+            for key, mask in self._selector.select(max(0.0, deadline - time.monotonic())):
+                if key.data is None:
+                    try:
+                        while self._wake_r.recv(4096):
+                            pass
+                    except BlockingIOError:
+                        pass
+                    continue
+                self._io(key.data, mask)
+        for session in self.sessions:
+            try:
+                session.close()
+            except Exception:  # noqa: BLE001 - closing is best effort
+                _log.exception("%s: error while closing", session.device)
+        self._selector.close()
+        self._wake_r.close()
+        self._wake_w.close()
+
+    def _io(self, session: DeviceSession, mask: int) -> None:
+        client = session.client
+        if client is None:
+            return
+        if mask & selectors.EVENT_READ:
+            rc = client.loop_read()
+            sock = client.socket()
+            while rc == MQTTErrorCode.MQTT_ERR_SUCCESS and sock is not None and getattr(
+                    sock, "pending", lambda: 0)():
+                rc = client.loop_read()
+            if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                session._lost(f"read: {rc}")
+                return
+        if session.client is client and mask & selectors.EVENT_WRITE and client.want_write():
+            if client.loop_write() != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                session._lost("write failed")
+                return
+        with self._dirty_lock:
+            self._dirty.add(session)
+
+
+class AlertLink:
+    """The recorder's alert link: one session on one daemon thread.
+
+    ``on_ack(alert_seq, by)`` is called in the link's thread when a supervisor acknowledges
+    an alert (the recorder buzzes and journals ``alert_ack``); ``status_source()`` returns
+    ``(state, battery_percent)`` for the status message."""
+
+    def __init__(
+        self,
+        journal: Journal,
+        settings: MqttSettings,
+        *,
+        on_ack: AckCallback | None = None,
+        status_source: StatusSource | None = None,
+    ) -> None:
+        self.session = DeviceSession(journal, settings, on_ack=on_ack,
+                                     status_source=status_source)
+        self.driver = LinkDriver()
+        self.driver.add(self.session)
+        self._thread: threading.Thread | None = None
+
+    @property
+    def outbox(self) -> Outbox:
+        return self.session.outbox
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self.driver.run, name="alert-link", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Say offline, save the cursor and end the thread (bounded)."""
+        self.driver.stop_event.set()
+        self.driver.wake(self.session)
+        if self._thread is not None:
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                _log.warning("alert link did not stop within %.1f s", timeout)
+            self._thread = None
+
+    def wait_connected(self, timeout: float) -> bool:
+        return self.session.connected.wait(timeout)
+
+    def wait_idle(self, timeout: float) -> bool:
+        """True once every journalled alert has been acknowledged by the broker."""
+        return self.session.idle.wait(timeout)
+
+    def __enter__(self) -> AlertLink:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
