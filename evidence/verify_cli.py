@@ -73,7 +73,7 @@ def render_text(report: Report) -> str:
     files = sum(d.media_files for d in report.devices)
     size = sum(d.media_bytes for d in report.devices)
     n = len(report.devices)
-    what = (f"{report.kind.replace('_', ' ')}, {n} device{'s' if n != 1 else ''}, "
+    what = (f"{KIND_NAMES.get(report.kind, report.kind)}, {n} device{'s' if n != 1 else ''}, "
             f"{records} records, {files} media files ({_human_size(size)})")
     if report.intact:
         lines.append(f"{report.path}: INTACT: {what}")
