@@ -284,6 +284,8 @@ class DeviceSession:
             self._order.append(record.seq)
             self._sent_upto = record.seq
             self.published += 1
+        if client.want_write() and client.loop_write() != MQTTErrorCode.MQTT_ERR_SUCCESS:
+            self._lost("write failed")
 
     def publish_status(self, now: float) -> None:
         if self.client is None:
@@ -354,7 +356,11 @@ class DeviceSession:
         sock = client.socket()
         if sock is not None and self.driver is not None:
             self.driver.unwatch(sock)
+        # With an external loop paho only queues DISCONNECT; write it, or the broker sees
+        # a dropped connection and publishes the (older) will over our offline status.
         client.disconnect()
+        if client.want_write():
+            client.loop_write()
         self.outbox.save_cursor()
 
 

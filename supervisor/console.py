@@ -1,0 +1,88 @@
+"""How the supervisor console shows verdicts: one line per alert for people, JSON for machines."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from evidence.clock import parse_utc
+
+from .judge import Verdict
+
+
+def describe(kind: str, body: dict[str, Any]) -> str:
+    """The reason in words: ``STOPPAGE weather: rain on the lens``."""
+    if kind == "stoppage":
+        detail = body.get("detail") or ""
+        return f"STOPPAGE {body.get('reason', '?')}" + (f": {detail}" if detail else "")
+    if kind == "resumed":
+        return f"RESUMED after {body.get('reason', '?')}"
+    if kind == "battery_low":
+        return (f"BATTERY LOW {body.get('percent', '?')}%"
+                f" (~{body.get('minutes_left', '?')} min left)")
+    return kind.upper() or "?"
+
+
+def age_seconds(utc: str, now_ns: int) -> float | None:
+    try:
+        return (now_ns - parse_utc(utc)) / 1e9
+    except ValueError:
+        return None
+
+
+def format_age(seconds: float | None) -> str:
+    if seconds is None:
+        return "at an unknown time"
+    if seconds < 0:
+        return f"in {-seconds:.0f}s (device clock ahead)"
+    s = int(seconds)
+    if s < 60:
+        return f"{s}s ago"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s ago"
+    if s < 86400:
+        return f"{s // 3600}h{s % 3600 // 60:02d}m ago"
+    return f"{s // 86400}d{s % 86400 // 3600:02d}h ago"
+
+
+def format_line(v: Verdict, now_ns: int) -> str:
+    """One line: time, device, officer, reason, how long ago, and the verdict last.
+
+    A flagged alert starts with ``!!`` and never reads as genuine."""
+    when = v.utc.replace("T", " ")[:19] + "Z" if v.utc else "????-??-?? ??:??:??Z"
+    who = f"{v.device or '?'} ({v.officer or 'no officer'})"
+    age = format_age(age_seconds(v.utc, now_ns)) if v.utc else ""
+    what = describe(v.kind, v.body) if v.kind else "unreadable message"
+    seq = f"#{v.seq}" if v.seq is not None else "#?"
+    if v.genuine:
+        return f"{when}  {who}  {what}  {age}  [verified {seq}]"
+    return f"!! {when}  {who}  {what}  {age}  [NOT GENUINE {v.verdict} {seq}: {v.problem}]"
+
+
+def format_json(v: Verdict, now_ns: int) -> str:
+    data = v.to_dict()
+    age = age_seconds(v.utc, now_ns) if v.utc else None
+    data["genuine"] = v.genuine
+    data["reason"] = v.body.get("reason", "") if isinstance(v.body, dict) else ""
+    data["text"] = describe(v.kind, v.body) if v.kind else ""
+    data["age_s"] = None if age is None else round(age, 3)
+    return json.dumps(data, sort_keys=True, ensure_ascii=False)
+
+
+def format_status_rows(rows: list[dict[str, Any]]) -> list[str]:
+    """A fixed-width table of device statuses (rows as ``supervisor.watch.collect_status``)."""
+    header = ("DEVICE", "OFFICER", "UNIT", "ONLINE", "STATE", "BATT", "HEAD", "SINCE", "CHECK")
+    table = [header]
+    for r in rows:
+        head = r.get("head")
+        table.append((
+            r["device"], r.get("officer") or "-", r.get("unit") or "-",
+            {True: "online", False: "OFFLINE", None: "?"}[r.get("online")],
+            r.get("state") or "-",
+            "-" if r.get("battery") in (None, -1) else f"{r['battery']}%",
+            "-" if not head else f"{head['seq']}:{head['hash'][:12]}",
+            (r.get("utc") or "-").replace("T", " ")[:19],
+            "verified" if not r.get("problem") else f"!! {r['problem']}",
+        ))
+    widths = [max(len(str(row[i])) for row in table) for i in range(len(header))]
+    return ["  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in table]

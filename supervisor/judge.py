@@ -1,0 +1,204 @@
+"""Deciding what an MQTT message from a camera is: a genuine alert, a duplicate, or a forgery.
+
+Pure domain logic (no sockets, no threads): :class:`AlertJudge` takes a topic, a payload and
+the registry, and returns a :class:`Verdict`. It remembers, per device, the alerts it has
+shown (:class:`SeenState`, persisted by the watch command) so that
+
+- a retransmission of an alert already shown (same device, seq and bytes) is dropped
+  silently: QoS 1 delivers at least once, the supervisor shows exactly once;
+- a record at a seq already shown with other bytes, or older than the newest one shown, is
+  flagged as a replay (the camera publishes in journal order, so it never does this);
+- a payload that does not verify under the registered key, names another device than its
+  topic, or comes from an unregistered device is flagged, never shown as genuine.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from evidence.exc import RecordError, SignatureError
+from evidence.message import Message
+from evidence.record import Record
+from evidence.registry import Registry
+from evidence.storage import atomic_write_bytes
+from firmware.alerts import ALERT_KINDS, parse_topic
+
+STATE_FORMAT = "bodycam-supervisor-state-v1"
+RECENT = 512   # per device: seq -> hash of the newest alerts shown
+
+VERIFIED = "verified"
+DUPLICATE = "duplicate"   # not shown
+FORGED = "forged"
+REPLAY = "replay"
+INVALID = "invalid"
+UNKNOWN = "unknown-device"
+
+
+@dataclass
+class Verdict:
+    verdict: str
+    problem: str
+    topic: str
+    unit: str = ""
+    device: str = ""
+    officer: str = ""
+    seq: int | None = None
+    kind: str = ""
+    body: dict[str, Any] = field(default_factory=dict)
+    utc: str = ""
+    hash: str = ""
+
+    @property
+    def genuine(self) -> bool:
+        return self.verdict == VERIFIED
+
+    @property
+    def shown(self) -> bool:
+        return self.verdict != DUPLICATE
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class DeviceSeen:
+    max_seq: int = -1
+    recent: dict[int, str] = field(default_factory=dict)
+    status: dict[str, Any] | None = None   # the last verified status message, as a dict
+
+
+class SeenState:
+    """What the supervisor has shown, per device; saved atomically as JSON."""
+
+    def __init__(self, path: str | os.PathLike | None = None) -> None:
+        self.path = Path(path) if path else None
+        self.devices: dict[str, DeviceSeen] = {}
+        self.dirty = False
+        if self.path and self.path.exists():
+            self._load()
+
+    def _load(self) -> None:
+        assert self.path is not None
+        try:
+            data = json.loads(self.path.read_text())
+            if data.get("format") != STATE_FORMAT:
+                raise ValueError("wrong format")
+            for device, d in data["devices"].items():
+                self.devices[device] = DeviceSeen(
+                    int(d["max_seq"]), {int(k): str(v) for k, v in d["recent"].items()},
+                    d.get("status"))
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise ValueError(f"{self.path}: not a supervisor state file ({exc})") from None
+
+    def device(self, device: str) -> DeviceSeen:
+        return self.devices.setdefault(device, DeviceSeen())
+
+    def save(self) -> None:
+        if not self.path or not self.dirty:
+            return
+        devices = {
+            dev: {"max_seq": d.max_seq, "recent": {str(k): v for k, v in d.recent.items()},
+                  "status": d.status}
+            for dev, d in sorted(self.devices.items())
+        }
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(self.path, json.dumps(
+            {"format": STATE_FORMAT, "devices": devices}, sort_keys=True).encode() + b"\n")
+        self.dirty = False
+
+
+class AlertJudge:
+    """Verifies alerts and statuses against the registry and what was already shown."""
+
+    def __init__(self, registry: Registry, state: SeenState | None = None) -> None:
+        self.registry = registry
+        self.state = state or SeenState()
+
+    def alert(self, topic: str, payload: bytes) -> Verdict:
+        parts = parse_topic(topic)
+        if parts is None or parts[2] != "alert":
+            return Verdict(INVALID, f"not an alert topic: {topic}", topic)
+        unit, device, _ = parts
+        v = Verdict(INVALID, "", topic, unit=unit, device=device)
+        try:
+            record = Record.from_bytes(payload)
+        except RecordError as exc:
+            v.problem = f"not a signed record: {exc}"
+            return v
+        v.seq, v.kind, v.body, v.utc, v.hash = (record.seq, record.kind, record.body,
+                                                record.utc, record.hash)
+        entry = self.registry.get(record.device)
+        if record.device != device:
+            v.verdict, v.problem = FORGED, (
+                f"record names device {record.device!r} but came on {device!r}'s topic")
+            return v
+        if entry is None:
+            v.verdict, v.problem = UNKNOWN, f"device {device!r} is not in the registry"
+            return v
+        v.officer = entry.officer
+        try:
+            record.verify(entry.public_key)
+        except SignatureError:
+            v.verdict, v.problem = FORGED, "signature does not verify under the registered key"
+            return v
+        if entry.unit and entry.unit != unit:
+            v.verdict, v.problem = FORGED, (
+                f"device {device!r} belongs to unit {entry.unit!r}, not {unit!r}")
+            return v
+        if record.kind not in ALERT_KINDS:
+            v.problem = f"record kind {record.kind!r} is not an alert"
+            return v
+        seen = self.state.device(device)
+        old = seen.recent.get(record.seq)
+        if old == record.hash:
+            v.verdict = DUPLICATE
+            return v
+        if old is not None:
+            v.verdict, v.problem = REPLAY, (
+                f"seq {record.seq} was already shown with other content")
+            return v
+        if record.seq <= seen.max_seq:
+            v.verdict, v.problem = REPLAY, (
+                f"seq {record.seq} is not newer than the last alert shown ({seen.max_seq})")
+            return v
+        seen.max_seq = record.seq
+        seen.recent[record.seq] = record.hash
+        if len(seen.recent) > RECENT:
+            for s in sorted(seen.recent)[: len(seen.recent) - RECENT]:
+                del seen.recent[s]
+        self.state.dirty = True
+        v.verdict = VERIFIED
+        return v
+
+    def status(self, topic: str, payload: bytes) -> tuple[Message | None, str]:
+        """``(message, problem)``: the status if it verifies (problem ""), else why not.
+
+        A verified status is remembered (its head is the tail evidence for the dock)."""
+        parts = parse_topic(topic)
+        if parts is None or parts[2] != "status":
+            return None, f"not a status topic: {topic}"
+        unit, device, _ = parts
+        try:
+            message = Message.from_bytes(payload)
+        except RecordError as exc:
+            return None, f"not a signed status: {exc}"
+        if message.device != device:
+            return message, f"status names device {message.device!r} on {device!r}'s topic"
+        entry = self.registry.get(device)
+        if entry is None:
+            return message, f"device {device!r} is not in the registry"
+        try:
+            message.verify(entry.public_key)
+        except SignatureError:
+            return message, "signature does not verify under the registered key"
+        if entry.unit and entry.unit != unit:
+            return message, f"device {device!r} belongs to unit {entry.unit!r}, not {unit!r}"
+        seen = self.state.device(device)
+        if seen.status is None or seen.status.get("utc", "") <= message.utc:
+            seen.status = message.to_dict()
+            self.state.dirty = True
+        return message, ""
