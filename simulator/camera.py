@@ -1,0 +1,471 @@
+"""The simulated camera: real H.264 (and AAC) from synthetic or file frames, picamera2-style.
+
+:class:`SimCamera` implements ``firmware.hardware.Camera``. Use::
+
+    clock = SimClock(start_utc_ns)                 # simulator.clock
+    camera = SimCamera(clock, width=160, height=120, fps=10, audio=True,
+                       device_id="cam-0001", officer_id="A1024")
+    camera.start(output)     # calls output.start(), then outputframe(...) from its thread
+    ...
+    jpeg = camera.capture_jpeg()
+    camera.stop()            # last outputframe has returned; then calls output.stop()
+
+What ``output.outputframe(frame, keyframe, timestamp, packet, audio)`` receives, from the
+camera's own thread (named ``sim-camera``), exactly as picamera2's encoder calls it:
+
+- video: ``frame`` = one H.264 access unit, Annex B, SPS/PPS repeated before every IDR;
+  ``keyframe`` True for IDR frames (one every ``keyframe_interval`` frames, default ``fps``
+  = one per second, and the first frame after start or after a freeze); no B-frames, so
+  decode order = presentation order.
+- audio (``audio=True``): ``frame`` = one raw AAC-LC packet (no ADTS header; the decoder
+  config is ``camera.audio_extradata``), ``keyframe`` True.
+- ``timestamp`` = microseconds on the *simulated monotonic* clock (``clock.monotonic_ns()
+  // 1000`` at the frame's instant); video frames are exactly 1/fps apart. Audio and video
+  packets are delivered interleaved in non-decreasing timestamp order.
+- ``packet`` = the ``av.Packet`` itself (its ``pts`` counts in ``packet.time_base``), for
+  outputs that mux with PyAV.
+
+Time: with an as-fast-as-possible clock the camera *drives* time (advances it one frame
+period per frame, so a shift runs as fast as frames encode); with a paced clock it waits
+for each frame's instant. Either way it keeps ticking while frozen. ``outputframe`` may
+block to apply back-pressure (e.g. a bounded queue); time then waits too.
+
+Burned into each frame before encoding (bottom-left, 5x7 font scaled with the frame):
+``YYYY-MM-DD HH:MM:SS.mmm`` (simulated UTC) and ``<device_id> <officer_id>``.
+Set ``camera.officer_id`` at any time; it shows from the next frame.
+
+Sources: synthetic moving pattern (default) or ``source=<video file>`` (decoded with PyAV,
+scaled to width x height, one source frame per camera frame, looped). Audio: a synthetic
+tone, or ``audio_source=<WAV file>`` (see :mod:`simulator.audio`); silence while the
+``microphone`` (a :class:`simulator.audio.SimMicrophone`) has failed.
+
+Faults: ``freeze()`` stops delivery (video and audio) while time keeps running;
+``resume()`` restarts it with a keyframe; ``frozen`` tells which. ``frames`` and
+``audio_frames`` count delivered packets; ``wait_frames(n, timeout)`` waits for a count.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import av
+import numpy as np
+
+from simulator.audio import AacTrack, SimMicrophone
+from simulator.clock import NS, SimClock
+from simulator.font import TextBurner
+
+_log = logging.getLogger(__name__)
+
+_US = Fraction(1, 1_000_000)
+
+
+class CameraStopped(RuntimeError):
+    """The camera thread ended on an error (see ``camera.error``)."""
+
+
+class _FileFrames:
+    """Frames of a video file, scaled to the camera's size, looped forever."""
+
+    def __init__(self, path: Path, width: int, height: int) -> None:
+        self.path = path
+        self.width, self.height = width, height
+        self._container = av.open(str(path))
+        if not self._container.streams.video:
+            self._container.close()
+            raise ValueError(f"{path}: no video stream")
+        self._frames = self._decode()
+
+    def _decode(self):
+        while True:
+            got = False
+            for frame in self._container.decode(video=0):
+                got = True
+                yield frame.reformat(width=self.width, height=self.height, format="yuv420p")
+            if not got:
+                raise ValueError(f"{self.path}: no decodable video frames")
+            self._container.seek(0)
+
+    def next(self) -> av.VideoFrame:
+        return next(self._frames)
+
+    def close(self) -> None:
+        self._container.close()
+
+
+class SimCamera:
+    """A camera twin that encodes real H.264/AAC and feeds a picamera2-style Output."""
+
+    def __init__(
+        self,
+        clock: SimClock,
+        *,
+        width: int = 160,
+        height: int = 120,
+        fps: int = 10,
+        bitrate: int | None = None,
+        keyframe_interval: int | None = None,
+        audio: bool = False,
+        audio_sample_rate: int = 16_000,
+        audio_channels: int = 1,
+        audio_bitrate: int = 32_000,
+        device_id: str = "",
+        officer_id: str = "",
+        source: str | Path | None = None,
+        audio_source: str | Path | None = None,
+        microphone: SimMicrophone | None = None,
+        preset: str = "ultrafast",
+        threads: int | None = None,
+        noise: int = 0,
+    ) -> None:
+        if width % 2 or height % 2 or width < 16 or height < 16:
+            raise ValueError(f"frame size must be even and at least 16x16, not {width}x{height}")
+        if not 1 <= fps <= 120:
+            raise ValueError(f"fps must be 1..120, not {fps}")
+        if audio_channels not in (1, 2):
+            raise ValueError("audio_channels must be 1 or 2")
+        self.clock = clock
+        self.width, self.height, self.fps = width, height, fps
+        self.bitrate = bitrate
+        self.keyframe_interval = keyframe_interval or fps
+        if not 1 <= self.keyframe_interval <= fps:
+            raise ValueError("keyframe_interval must be 1..fps (a keyframe at least every second)")
+        self.audio = audio
+        self.audio_sample_rate = audio_sample_rate
+        self.audio_channels = audio_channels
+        self.audio_bitrate = audio_bitrate
+        self.device_id = device_id
+        self.officer_id = officer_id
+        self.source = Path(source) if source is not None else None
+        self.audio_source = Path(audio_source) if audio_source is not None else None
+        self.microphone = microphone if microphone is not None else SimMicrophone()
+        self.preset = preset
+        self.threads = threads or (1 if width * height <= 640 * 480 else 2)
+        self.frames = 0
+        self.audio_frames = 0
+        self.keyframes = 0
+        self.error: BaseException | None = None
+        self.audio_extradata: bytes = b""
+        self._frozen = threading.Event()
+        self._force_key = False
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._output: Any = None
+        self._count_cond = threading.Condition()
+        self._photo_lock = threading.Lock()
+        self._photo_request: list[Any] | None = None
+        self._render = _Renderer(width, height, noise)
+        self._thread_runs = 0
+        self._waiting_for = 0  # frame count a wait_frames() caller waits for
+        if audio:
+            # Made now so that ``audio_extradata`` is known before start().
+            self._track = self._open_audio()
+
+    # -- public API ------------------------------------------------------------------
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    @property
+    def frozen(self) -> bool:
+        return self._frozen.is_set()
+
+    def freeze(self) -> None:
+        """Fault: stop delivering frames (the camera hangs); time keeps running."""
+        if not self._frozen.is_set():
+            _log.info("camera frozen at %.3f s", self.clock.elapsed_s())
+        self._frozen.set()
+
+    def resume(self) -> None:
+        """End a freeze: delivery restarts with a keyframe."""
+        if self._frozen.is_set():
+            _log.info("camera resumed at %.3f s", self.clock.elapsed_s())
+            self._force_key = True
+        self._frozen.clear()
+
+    def start(self, output: Any) -> None:
+        """Call ``output.start()`` and deliver frames to it from the camera thread."""
+        if self.running:
+            raise RuntimeError("camera already started")
+        self._stop.clear()
+        self.error = None
+        self._output = output
+        output.start()
+        self._thread = threading.Thread(target=self._run, name="sim-camera", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop; when this returns no more ``outputframe`` calls come, then ``output.stop()``."""
+        thread, self._thread = self._thread, None
+        if thread is None:
+            return
+        self._stop.set()
+        thread.join(timeout)
+        if thread.is_alive():
+            _log.warning("camera thread did not stop within %.1f s", timeout)
+        output, self._output = self._output, None
+        if output is not None:
+            output.stop()
+
+    def wait_frames(self, count: int, timeout: float = 10.0) -> bool:
+        """Wait (real seconds) until ``count`` video frames have been delivered in total."""
+        with self._count_cond:
+            self._waiting_for = count
+            try:
+                self._count_cond.wait_for(
+                    lambda: self.frames >= count or not self.running, timeout
+                )
+            finally:
+                self._waiting_for = 0
+            return self.frames >= count
+
+    def capture_jpeg(self, timeout: float = 5.0) -> bytes:
+        """A JPEG of the current frame; raises TimeoutError while the camera is frozen."""
+        if self._frozen.is_set():
+            raise TimeoutError("camera delivers no frames")
+        if not self.running:
+            frame = self._render.frame(self._burn_text(self.clock.time_ns()), self._next_source())
+            return _encode_jpeg(frame)
+        request: list[Any] = [threading.Event(), None]
+        with self._photo_lock:
+            self._photo_request = request
+        if not request[0].wait(timeout):
+            with self._photo_lock:
+                self._photo_request = None
+            raise TimeoutError("camera delivered no frame for the photo")
+        if isinstance(request[1], BaseException):
+            raise request[1]
+        return request[1]
+
+    # -- encoder set-up ----------------------------------------------------------------
+
+    def _open_video(self) -> av.CodecContext:
+        enc = av.CodecContext.create("libx264", "w")
+        enc.width, enc.height = self.width, self.height
+        enc.pix_fmt = "yuv420p"
+        enc.framerate = Fraction(self.fps, 1)
+        enc.time_base = _US
+        enc.gop_size = self.keyframe_interval
+        enc.max_b_frames = 0
+        enc.thread_count = self.threads
+        k = self.keyframe_interval
+        params = f"repeat-headers=1:annexb=1:keyint={k}:min-keyint={k}:scenecut=0:bframes=0"
+        options = {"preset": self.preset, "tune": "zerolatency", "forced-idr": "1"}
+        if self.bitrate:
+            kbit = max(self.bitrate // 1000, 1)
+            enc.bit_rate = self.bitrate
+            params += f":vbv-maxrate={kbit}:vbv-bufsize={kbit}"
+        else:
+            options["crf"] = "23"
+        options["x264-params"] = params
+        enc.options = options
+        enc.open()
+        return enc
+
+    def _open_audio(self) -> AacTrack:
+        track = AacTrack(
+            self.audio_sample_rate, self.audio_channels, self.audio_bitrate,
+            self.audio_source, self.microphone,
+        )
+        self.audio_extradata = track.extradata
+        return track
+
+    def _burn_text(self, utc_ns: int) -> tuple[str, str]:
+        seconds, rest = divmod(utc_ns, NS)
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(seconds))
+        return f"{stamp}.{rest // 1_000_000:03d}", f"{self.device_id} {self.officer_id}".strip()
+
+    def _next_source(self) -> av.VideoFrame | None:
+        files = getattr(self, "_files", None)
+        return files.next() if files is not None else None
+
+    # -- the camera thread -----------------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            with self.clock.driving() if self.clock.speed is None else _nothing():
+                self._loop()
+        except BaseException as exc:  # report any failure to whoever waits on us
+            self.error = exc
+            _log.exception("camera thread failed")
+        finally:
+            files = getattr(self, "_files", None)
+            if files is not None:
+                files.close()
+                self._files = None
+            with self._count_cond:
+                self._count_cond.notify_all()
+            self._answer_photo(CameraStopped("camera stopped"))
+
+    def _loop(self) -> None:
+        clock, output, stop = self.clock, self._output, self._stop
+        self._files = _FileFrames(self.source, self.width, self.height) if self.source else None
+        video = self._open_video()
+        track = self._track if self.audio else None
+        if track is not None and self._thread_runs > 0:
+            track = self._track = self._open_audio()  # a fresh track for each start
+        self._thread_runs += 1
+        drives = clock.speed is None  # as fast as possible: this thread moves time on
+        rate = self.audio_sample_rate
+        t0 = clock.monotonic_ns()
+        t0_us = t0 // 1000
+        pending: deque[tuple[int, av.Packet]] = deque()  # encoded audio not yet delivered
+        last_us = -1  # timestamp of the last delivery: audio never goes back in time
+        self._force_key = True
+        i = 0
+        while not stop.is_set():
+            t = t0 + i * NS // self.fps
+            if drives:
+                clock.advance_to(t)
+            elif not clock.wait_until(t, cancel=stop):
+                break
+            i += 1
+            t_us = t // 1000
+            if self._frozen.is_set():
+                if track is not None:
+                    # A frozen camera delivers nothing: the interval's sound is lost and
+                    # the audio pts jump with the gap, as the video timestamps do.
+                    track.skip_to((t - t0) * rate // NS)
+                    pending.clear()
+                continue
+            if track is not None:
+                # Encode a little ahead so that every packet stamped at or before this
+                # frame is out of the encoder, then deliver those, in time order.
+                for packet in track.packets_until((t - t0) * rate // NS + track.frame_size):
+                    pending.append((t0_us + packet.pts * 1_000_000 // rate, packet))
+                while pending and pending[0][0] <= t_us:
+                    ts, packet = pending.popleft()
+                    if ts >= last_us:
+                        output.outputframe(bytes(packet), True, ts, packet, True)
+                        self.audio_frames += 1
+                        last_us = ts
+            vframe = self._render.frame(self._burn_text(t + clock.utc_offset_ns()), self._next_source())
+            vframe.pts = t_us - t0_us
+            if self._force_key:
+                vframe.pict_type = av.video.frame.PictureType.I
+                self._force_key = False
+            else:
+                vframe.pict_type = av.video.frame.PictureType.NONE
+            self._serve_photo(vframe)
+            for packet in video.encode(vframe):
+                key = bool(packet.is_keyframe)
+                last_us = t0_us + packet.pts
+                output.outputframe(bytes(packet), key, last_us, packet, False)
+                self.frames += 1
+                self.keyframes += key
+                if self._waiting_for and self.frames >= self._waiting_for:
+                    with self._count_cond:
+                        self._count_cond.notify_all()
+
+    # -- photos ------------------------------------------------------------------------
+
+    def _serve_photo(self, frame: av.VideoFrame) -> None:
+        if self._photo_request is None:
+            return
+        try:
+            result: Any = _encode_jpeg(frame)
+        except Exception as exc:  # the caller gets the error, the video goes on
+            result = exc
+        self._answer_photo(result)
+
+    def _answer_photo(self, result: Any) -> None:
+        with self._photo_lock:
+            request, self._photo_request = self._photo_request, None
+        if request is not None:
+            request[1] = result
+            request[0].set()
+
+
+class _nothing:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def _encode_jpeg(frame: av.VideoFrame) -> bytes:
+    enc = av.CodecContext.create("mjpeg", "w")
+    enc.width, enc.height = frame.width, frame.height
+    enc.pix_fmt = "yuvj420p"
+    enc.time_base = Fraction(1, 25)
+    enc.options = {"qscale": "3"}
+    enc.open()
+    still = frame.reformat(format="yuvj420p")
+    still.pts = 0
+    data = b"".join(bytes(p) for p in enc.encode(still))
+    data += b"".join(bytes(p) for p in enc.encode(None))
+    return data
+
+
+class _Renderer:
+    """Draws frames into one reused yuv420p VideoFrame: background + burned-in text."""
+
+    def __init__(self, width: int, height: int, noise: int = 0) -> None:
+        self.width, self.height = width, height
+        self._frame = av.VideoFrame(width, height, "yuv420p")
+        planes = self._frame.planes
+        self._y = np.frombuffer(planes[0], dtype=np.uint8).reshape(height, planes[0].line_size)
+        self._u = np.frombuffer(planes[1], dtype=np.uint8).reshape(height // 2, planes[1].line_size)
+        self._v = np.frombuffer(planes[2], dtype=np.uint8).reshape(height // 2, planes[2].line_size)
+        self._u[:] = 128
+        self._v[:] = 128
+        # A synthetic scene, twice as wide as the frame: diagonal bars + a soft gradient.
+        # Each frame shows a window of it that slides by a few pixels.
+        yy, xx = np.mgrid[0:height, 0 : 2 * width]
+        scene = 60 + 60 * ((xx + yy) // max(width // 8, 2) % 2) + (100 * yy // height)
+        self._scene = scene.astype(np.uint8)
+        self._step = max(width // 80, 1)
+        # Optional sensor noise (0..255 amplitude): makes the encoder work as hard as on a
+        # real scene, so a bit rate such as 8 Mbit/s at 1080p is actually reached.
+        self._noise = None
+        if noise:
+            rng = np.random.default_rng(1)
+            self._noise = rng.integers(0, min(noise, 255) + 1, (height, 3 * width), dtype=np.uint8)
+            self._scene = (self._scene.astype(np.int16) * (255 - min(noise, 255)) // 255).astype(np.uint8)
+        self._index = 0
+        scale = max(1, min(width // 170, height // 100))
+        self._burner = TextBurner(scale)
+        self._strips: dict[str, np.ndarray] = {}
+        margin = max(scale, 1)
+        lh = self._burner.line_height
+        self._text_x = margin
+        self._text_y = (height - 2 * lh - margin, height - lh - margin)
+
+    def frame(self, lines: tuple[str, str], source: av.VideoFrame | None) -> av.VideoFrame:
+        w, h = self.width, self.height
+        y = self._y
+        if source is None:
+            shift = (self._index * self._step) % w
+            self._index += 1
+            y[:, :w] = self._scene[:, shift : shift + w]
+            if self._noise is not None:
+                n = (self._index * 7919) % (2 * w)
+                np.add(y[:, :w], self._noise[:, n : n + w], out=y[:, :w])
+        else:
+            for plane, dest, rows in ((0, y, h), (1, self._u, h // 2), (2, self._v, h // 2)):
+                src = source.planes[plane]
+                cols = w if plane == 0 else w // 2
+                data = np.frombuffer(src, dtype=np.uint8).reshape(rows, src.line_size)
+                dest[:, :cols] = data[:, :cols]
+        # Text that repeats (the officer line; the date and time up to the second) is
+        # rendered once and blitted; only the milliseconds are burned per frame.
+        stamp, ids = lines
+        burner, plane, x = self._burner, y[:, :w], self._text_x
+        head, tail = stamp[:-4], stamp[-4:]
+        for key, top in ((head, self._text_y[0]), (ids, self._text_y[1])):
+            strip = self._strips.get(key)
+            if strip is None:
+                if len(self._strips) > 8:
+                    self._strips.clear()
+                strip = self._strips[key] = burner.strip(key)
+            burner.blit(plane, x, top, strip)
+        burner.burn(plane, x + burner.width_of(head), self._text_y[0], tail)
+        return self._frame
