@@ -40,9 +40,13 @@ def _check(value: Any, path: str = "$") -> None:
 def canonical_bytes(value: Any) -> bytes:
     """Encode ``value`` as canonical JSON bytes (raises :class:`CanonicalError`)."""
     _check(value)
-    return json.dumps(
+    text = json.dumps(
         value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-    ).encode("utf-8")
+    )
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate (e.g. parsed from "\ud800") has no UTF-8
+        raise CanonicalError("string holds a lone UTF-16 surrogate") from None
 
 
 def parse_canonical(data: bytes) -> Any:
@@ -53,7 +57,11 @@ def parse_canonical(data: bytes) -> Any:
         raise
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise CanonicalError(f"not valid JSON: {exc}") from None
-    if canonical_bytes(value) != data:
+    try:
+        again = canonical_bytes(value)
+    except RecursionError:  # json.loads got just under the limit; re-encoding did not
+        raise CanonicalError("not valid JSON: nested too deeply") from None
+    if again != data:
         raise CanonicalError("not in canonical form")
     return value
 
