@@ -31,7 +31,7 @@ import nacl.exceptions
 import nacl.signing
 
 from .canonical import GENESIS_HASH, canonical_bytes, sha256_hex
-from .exc import EvidenceError, RecordError
+from .exc import CanonicalError, EvidenceError, RecordError
 from .identity import DEVICE_ID_PATTERN
 from .journal import JOURNAL_NAME, TORN_PREFIX, scan_journal
 from .layout import IDENTITY_NAME, MEDIA_DIR
@@ -329,7 +329,12 @@ class _FolderCheck:
                 self.entries.append(entry)
                 continue
             seen[raw] = line
-            message = canonical_bytes(record.unsigned_dict())
+            try:
+                message = canonical_bytes(record.unsigned_dict())
+            except (CanonicalError, RecursionError):
+                self.problem("malformed_record", "record cannot be re-encoded",
+                             seq=record.seq, line=line, file=self.journal_file)
+                continue
             if record.device != self.report.device:
                 entry.status = "foreign"
                 self.problem("foreign_device", self._foreign_reason(record, message),

@@ -146,3 +146,14 @@ def test_garbage_in_other_files_never_crashes(work, valid, name, data):
         assert not report.intact
     report = _check(work, valid, valid[2], registry=None)
     assert report.devices[0].trust in ("self-declared key", "none")
+
+
+@pytest.mark.parametrize("line", [
+    b'"\\ud800"', b'{"body":"\\udfff"}', b"[" * 990 + b"]" * 990,
+    b'{"a":' * 600 + b"1" + b"}" * 600,
+])
+def test_pathological_lines_are_malformed_not_crashes(work, valid, line):
+    rows = valid[2].splitlines(keepends=True)
+    rows.insert(2, line + b"\n")
+    problems = _check(work, valid, b"".join(rows)).problems
+    assert [p.code for p in problems] == ["malformed_record"]
