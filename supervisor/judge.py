@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from evidence.canonical import sha256_hex
 from evidence.exc import RecordError, SignatureError
 from evidence.message import Message
 from evidence.record import Record
@@ -29,6 +30,7 @@ from firmware.alerts import ALERT_KINDS, parse_topic
 
 STATE_FORMAT = "bodycam-supervisor-state-v1"
 RECENT = 512   # per device: seq -> hash of the newest alerts shown
+FLAGGED = 1024  # payload hashes of the newest flagged messages shown
 
 VERIFIED = "verified"
 DUPLICATE = "duplicate"   # not shown
@@ -77,6 +79,7 @@ class SeenState:
     def __init__(self, path: str | os.PathLike | None = None) -> None:
         self.path = Path(path) if path else None
         self.devices: dict[str, DeviceSeen] = {}
+        self.flagged: list[str] = []   # so a redelivered forgery is not shown twice either
         self.dirty = False
         if self.path and self.path.exists():
             self._load()
@@ -91,6 +94,7 @@ class SeenState:
                 self.devices[device] = DeviceSeen(
                     int(d["max_seq"]), {int(k): str(v) for k, v in d["recent"].items()},
                     d.get("status"))
+            self.flagged = [str(h) for h in data.get("flagged", [])][-FLAGGED:]
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
             raise ValueError(f"{self.path}: not a supervisor state file ({exc})") from None
 
@@ -107,7 +111,8 @@ class SeenState:
         }
         self.path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(self.path, json.dumps(
-            {"format": STATE_FORMAT, "devices": devices}, sort_keys=True).encode() + b"\n")
+            {"format": STATE_FORMAT, "devices": devices, "flagged": self.flagged},
+            sort_keys=True).encode() + b"\n")
         self.dirty = False
 
 
@@ -119,6 +124,17 @@ class AlertJudge:
         self.state = state or SeenState()
 
     def alert(self, topic: str, payload: bytes) -> Verdict:
+        verdict = self._alert(topic, payload)
+        if verdict.verdict not in (VERIFIED, DUPLICATE):
+            key = sha256_hex(topic.encode() + b"\n" + payload)
+            if key in self.state.flagged:
+                verdict.verdict = DUPLICATE
+            else:
+                self.state.flagged = [*self.state.flagged[-(FLAGGED - 1):], key]
+                self.state.dirty = True
+        return verdict
+
+    def _alert(self, topic: str, payload: bytes) -> Verdict:
         parts = parse_topic(topic)
         if parts is None or parts[2] != "alert":
             return Verdict(INVALID, f"not an alert topic: {topic}", topic)

@@ -86,12 +86,16 @@ class Watcher:
         self.client.on_message = self._on_message
         self.client.on_disconnect = self._on_disconnect
         self.counts: dict[str, int] = {}
+        self._stopping = False
 
     def start(self) -> None:
         self.client.connect_async(self.settings.host, self.settings.port, keepalive=30)
         self.client.loop_start()
 
     def stop(self) -> None:
+        self._stopping = True
+        with self.lock:   # let a message being shown finish (and be acknowledged)
+            pass
         self.client.disconnect()
         self.client.loop_stop()
         with self.lock:
@@ -116,7 +120,8 @@ class Watcher:
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         self.subscribed.clear()
-        _log.warning("disconnected from the broker (%s); reconnecting", reason_code)
+        if not self._stopping:
+                _log.warning("disconnected from the broker (%s); reconnecting", reason_code)
 
     def _on_message(self, client, userdata, message: mqtt.MQTTMessage) -> None:
         parts = parse_topic(message.topic)
