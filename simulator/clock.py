@@ -100,6 +100,11 @@ class SimClock:
         with self._cond:
             return self._utc_offset
 
+    @property
+    def start_monotonic_ns(self) -> int:
+        """Simulated monotonic time when the clock was made (simulation time zero)."""
+        return self._start_mono
+
     def elapsed_s(self) -> float:
         """Simulated seconds since this clock was made."""
         return (self.monotonic_ns() - self._start_mono) / NS
