@@ -1,0 +1,180 @@
+"""The production broker config (broker/), run for real with certificates made at test time."""
+
+from __future__ import annotations
+
+import getpass
+import shutil
+import ssl
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import pytest
+from conftest import Broker
+from paho.mqtt.enums import CallbackAPIVersion
+
+from evidence.identity import DeviceIdentity
+from evidence.journal import Journal
+from evidence.registry import DeviceEntry, Registry
+from firmware.mqtt import AlertLink, MqttSettings
+from supervisor.judge import AlertJudge, SeenState
+from supervisor.watch import BrokerSettings, Watcher
+
+ROOT = Path(__file__).resolve().parents[1]
+ISSUE = ROOT / "scripts" / "issue-broker-credential"
+UNIT = "unit-1"
+
+
+def openssl(*args: str, cwd: Path) -> None:
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
+
+
+def make_certs(d: Path) -> None:
+    """A test CA and a server certificate for 127.0.0.1 (EC keys: fast to make)."""
+    openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+            "-nodes", "-keyout", "ca.key", "-out", "ca.crt", "-days", "2",
+            "-subj", "/CN=bodycam test CA", cwd=d)
+    openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+            "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1", cwd=d)
+    (d / "ext.cnf").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+            "-CAcreateserial", "-out", "server.crt", "-days", "2", "-extfile", "ext.cnf", cwd=d)
+
+
+def issue(user: str, d: Path, *extra: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(ISSUE), user, "--passwd", str(d / "passwd"),
+                           "--out", str(d / f"{user}.pw"), *extra],
+                          capture_output=True, text=True)
+
+
+def render(conf: str, d: Path, port: int) -> str:
+    """The shipped config with the test's paths and port; nothing else changes. Run as the
+    current user (the tests' files sit in a 0700 temp folder the mosquitto user cannot
+    enter; see broker/README.md on file ownership in production)."""
+    out = conf.replace("/etc/mosquitto/bodycam/", f"{d}/")
+    out = out.replace("/var/lib/mosquitto/", f"{d}/")
+    out = out.replace("user mosquitto", f"user {getpass.getuser()}")
+    out = out.replace("listener 8883", f"listener {port} 127.0.0.1")
+    settings = [line for line in out.splitlines() if line and not line.startswith("#")]
+    assert not [line for line in settings if "/etc/" in line or "/var/" in line]
+    assert f"listener {port} 127.0.0.1" in settings
+    return out
+
+
+@pytest.fixture(scope="module")
+def prod(tmp_path_factory):
+    d = tmp_path_factory.mktemp("broker")
+    make_certs(d)
+    shutil.copy(ROOT / "broker" / "acl", d / "acl")
+    for user in ("cam-a", "cam-b", "supervisor"):
+        assert issue(user, d).returncode == 0
+    b = Broker(d)
+    b.config.write_text(render((ROOT / "broker" / "mosquitto.conf").read_text(), d, b.port))
+    b.start()
+    yield b, d
+    b.stop()
+
+
+def tls_client(d: Path, user: str | None, password: str | None = None, *,
+               v5: bool = False) -> mqtt.Client:
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"t-{user}-{v5}",
+                         protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311)
+    client.tls_set(ca_certs=str(d / "ca.crt"), tls_version=ssl.PROTOCOL_TLS_CLIENT)
+    if user:
+        client.username_pw_set(user, password if password is not None
+                               else (d / f"{user}.pw").read_text().strip())
+    return client
+
+
+def connect_result(client: mqtt.Client, broker: Broker) -> str:
+    done = threading.Event()
+    result = []
+
+    def on_connect(c, u, flags, rc, props):
+        result.append(str(rc))
+        done.set()
+
+    client.on_connect = on_connect
+    client.on_disconnect = lambda c, u, f, rc, p: (result.append(str(rc)), done.set())
+    try:
+        client.connect(broker.host, broker.port)
+    except (OSError, ssl.SSLError) as exc:
+        return f"error: {exc}"
+    client.loop_start()
+    done.wait(10)
+    client.disconnect()
+    client.loop_stop()
+    return result[0] if result else "no answer"
+
+
+def test_only_known_users_with_tls_get_in(prod):
+    broker, d = prod
+    assert connect_result(tls_client(d, "cam-a"), broker) == "Success"
+    assert connect_result(tls_client(d, None), broker) == "Not authorized"
+    assert connect_result(tls_client(d, "cam-a", "wrong-password"), broker) == "Not authorized"
+    plain = mqtt.Client(CallbackAPIVersion.VERSION2)   # no TLS: the handshake never completes
+    plain.username_pw_set("cam-a", (d / "cam-a.pw").read_text().strip())
+    assert connect_result(plain, broker) != "Success"
+
+
+def test_device_a_cannot_publish_as_device_b(prod, tmp_path):
+    broker, d = prod
+    a = DeviceIdentity.create(tmp_path / "a" / "device.key", "cam-a")
+    b = DeviceIdentity.create(tmp_path / "b" / "device.key", "cam-b")
+    registry = Registry()
+    for ident in (a, b):
+        registry.add(DeviceEntry(ident.device_id, ident.public_key_hex, "A1", UNIT))
+    seen = []
+    arrived = threading.Event()
+    sup = BrokerSettings(host=broker.host, port=broker.port, ca_file=str(d / "ca.crt"),
+                         username="supervisor", password_file=str(d / "supervisor.pw"))
+    (d / "supervisor.pw").chmod(0o600)
+    watcher = Watcher(sup, AlertJudge(registry, SeenState()),
+                      lambda v: (seen.append(v), arrived.set()), client_id="sup-acl")
+    watcher.start()
+    assert watcher.subscribed.wait(10)
+
+    # cam-a, as the camera runs it (TLS, its own password file), on its own topic.
+    journal = Journal(tmp_path / "a" / "dev" / "journal.jsonl", a)
+    link = AlertLink(journal, MqttSettings(
+        host=broker.host, port=broker.port, unit=UNIT, ca_file=str(d / "ca.crt"),
+        password_file=str(d / "cam-a.pw"), status_min_interval_s=0.0))
+    link.start()
+    try:
+        assert link.wait_connected(10)
+        # cam-a tries to speak for cam-b: a perfectly signed cam-b record, even.
+        other = Journal(tmp_path / "b" / "dev" / "journal.jsonl", b)
+        forged_as_b = other.append("stoppage", {"reason": "weather", "detail": "not me"})
+        refused = threading.Event()
+        codes = []
+        rogue = tls_client(d, "cam-a", v5=True)
+        rogue.on_publish = lambda c, u, mid, rc, p: (codes.append(str(rc)), refused.set())
+        rogue.connect(broker.host, broker.port)
+        rogue.loop_start()
+        rogue.publish(f"bodycam/{UNIT}/cam-b/alert", forged_as_b.to_bytes(), qos=1)
+        assert refused.wait(10)
+        rogue.disconnect()
+        rogue.loop_stop()
+        assert codes == ["Not authorized"]
+        # Then its own alert, which must arrive; the forbidden one, sent first, never does.
+        own = journal.append("stoppage", {"reason": "camera", "detail": "no frames"})
+        assert arrived.wait(10) and link.wait_idle(10)
+    finally:
+        link.stop()
+        watcher.stop()
+    assert [(v.device, v.seq, v.verdict) for v in seen] == [("cam-a", own.seq, "verified")]
+
+
+def test_issue_credential_refuses_duplicates_and_dry_run_writes_nothing(tmp_path):
+    assert issue("cam-z", tmp_path, "--dry-run").returncode == 0
+    assert not (tmp_path / "passwd").exists() and not (tmp_path / "cam-z.pw").exists()
+    assert issue("cam-z", tmp_path).returncode == 0
+    assert (tmp_path / "cam-z.pw").stat().st_mode & 0o777 == 0o600
+    again = issue("cam-z", tmp_path)
+    assert again.returncode == 2 and again.stderr.count("\n") == 1
+    assert "already has a credential" in again.stderr
+    assert issue("../etc", tmp_path).returncode == 2
+    assert issue("cam-z", tmp_path, "--replace").returncode == 0
+    assert (tmp_path / "passwd").read_text().count("cam-z:$7$") == 1
