@@ -436,3 +436,12 @@ def test_cli_bad_registry_and_bad_expect_head(device, tmp_path, capsys):
     out, err = capsys.readouterr()
     assert json.loads(out)["exit"] == 2
     assert len(err.splitlines()) == 3 and "Traceback" not in err
+
+
+def test_every_problem_code_is_documented():
+    from evidence.verify import PROBLEM_CODES
+
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "journal-format.md").read_text()
+    table = doc[doc.index("### Problem codes"):]
+    documented = {line.split("`")[1] for line in table.splitlines() if line.startswith("| `")}
+    assert documented == set(PROBLEM_CODES)
