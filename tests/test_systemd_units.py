@@ -1,0 +1,175 @@
+"""The systemd units and udev rules: `systemd-analyze verify` with no output, and the settings
+the deployment relies on (notify, watchdog, restart, user, state, hardening)."""
+
+from __future__ import annotations
+
+import configparser
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+UNITS = ROOT / "systemd"
+SERVICES = ["bodycam-recorder.service", "bodycam-dock.service", "bodycam-dock-bay@.service"]
+INSTALLED_BIN = "/opt/bodycam/venv/bin/"
+VENV_BIN = Path(sys.executable).parent  # the same entry points, installed here
+
+needs_analyze = pytest.mark.skipif(shutil.which("systemd-analyze") is None,
+                                   reason="systemd-analyze is not installed")
+
+
+def unit_config(name: str) -> configparser.RawConfigParser:
+    parser = configparser.RawConfigParser(strict=False, interpolation=None,
+                                          dict_type=_MultiDict)
+    parser.optionxform = str  # keys are case sensitive
+    parser.read(UNITS / name)
+    return parser
+
+
+class _MultiDict(dict):
+    """Repeated keys (SystemCallFilter=, ...) are joined, not overwritten."""
+
+    def __setitem__(self, key, value):
+        if key in self and isinstance(value, list) and isinstance(self[key], list):
+            self[key].extend(value)
+        else:
+            super().__setitem__(key, value)
+
+
+def staged(tmp_path: Path, names: list[str]) -> Path:
+    """Copies of the units whose ExecStart points at this venv's real entry points (the
+    installed path /opt/bodycam/venv does not exist here, and verify checks it)."""
+    out = tmp_path / "units"
+    out.mkdir(exist_ok=True)
+    for name in names:
+        text = (UNITS / name).read_text().replace(INSTALLED_BIN, f"{VENV_BIN}/")
+        (out / name).write_text(text)
+    return out
+
+
+def verify(paths: list[Path]) -> list[str]:
+    """Run systemd-analyze verify; return every line it printed about our units.
+
+    It exits 0 on warnings ("Unknown key ... ignoring"), so its output is what counts.
+    Lines about the host's own unit files (/lib/systemd, /etc/systemd) are not ours.
+    """
+    result = subprocess.run(["systemd-analyze", "verify", *map(str, paths)],
+                            capture_output=True, text=True, timeout=60)
+    lines = (result.stdout + result.stderr).splitlines()
+    ours = [line for line in lines
+            if line.strip() and not re.match(r"^/(usr/)?lib/systemd/|^/etc/systemd/", line)]
+    if result.returncode != 0 and not ours:
+        ours = [f"exit status {result.returncode}"]
+    return ours
+
+
+def instance_paths(directory: Path) -> list[Path]:
+    paths = []
+    for name in SERVICES:
+        if name.endswith("@.service"):
+            name = name.replace("@.service", "@ttyACM0.service")  # verify needs an instance
+        paths.append(directory / name)
+    return paths
+
+
+@needs_analyze
+def test_entry_points_exist():
+    for name in ("bodycam-recorder", "bodycam-dock"):
+        assert (VENV_BIN / name).exists(), f"{name} is not installed in {VENV_BIN}"
+
+
+@needs_analyze
+def test_systemd_analyze_verify_prints_nothing(tmp_path):
+    directory = staged(tmp_path, SERVICES)
+    assert verify(instance_paths(directory)) == []
+
+
+@needs_analyze
+def test_verify_catches_a_warning(tmp_path):
+    """The check above can fail: a misspelt key is only a warning, exit status 0."""
+    directory = staged(tmp_path, ["bodycam-recorder.service"])
+    unit = directory / "bodycam-recorder.service"
+    unit.write_text(unit.read_text().replace("WatchdogSec=", "WatchDogSec="))
+    problems = verify([unit])
+    assert any("Unknown key" in line and "WatchDogSec" in line for line in problems), problems
+
+
+@needs_analyze
+def test_verify_catches_a_missing_executable(tmp_path):
+    directory = tmp_path / "units"
+    directory.mkdir()
+    shutil.copy(UNITS / "bodycam-dock.service", directory)  # ExecStart under /opt: absent
+    assert any("is not executable" in line for line in verify([directory / "bodycam-dock.service"]))
+
+
+@pytest.mark.parametrize("name", SERVICES)
+def test_service_settings(name):
+    service = unit_config(name)["Service"]
+    assert service["Type"] == "notify"
+    assert service["NotifyAccess"] == "main"
+    assert int(service["WatchdogSec"]) > 0
+    assert service["Restart"] == "on-failure"
+    assert service["User"] == "bodycam" and service["Group"] == "bodycam"
+    assert service["StateDirectory"] == "bodycam"
+    for key, value in {"ProtectSystem": "strict", "NoNewPrivileges": "yes", "PrivateTmp": "yes",
+                       "ProtectHome": "yes", "ProtectKernelTunables": "yes",
+                       "ProtectControlGroups": "yes", "RestrictSUIDSGID": "yes"}.items():
+        assert service[key] == value, key
+    assert service["ExecStart"].startswith(INSTALLED_BIN)
+    assert "--config /etc/bodycam/" in service["ExecStart"]
+
+
+def test_recorder_keeps_only_cap_sys_time():
+    service = unit_config("bodycam-recorder.service")["Service"]
+    assert service["CapabilityBoundingSet"] == "CAP_SYS_TIME"
+    assert service["AmbientCapabilities"] == "CAP_SYS_TIME"
+    assert "@clock" in service["SystemCallFilter"]
+    assert "ProtectClock" not in service  # it must be able to set the clock
+
+
+def test_bay_is_bound_to_its_serial_port():
+    unit = unit_config("bodycam-dock-bay@.service")
+    assert unit["Unit"]["BindsTo"] == "dev-%i.device"
+    assert "/dev/%I" in unit["Service"]["ExecStart"]
+    assert unit["Service"]["DeviceAllow"] == "/dev/%I rw"
+
+
+def _rule_fields(line: str) -> dict[str, tuple[str, str]]:
+    fields = {}
+    for m in re.finditer(r'([A-Z_]+(?:\{[^}]+\})?)\s*(==|!=|\+=|=|:=)\s*"([^"]*)"', line):
+        fields[m.group(1)] = (m.group(2), m.group(3))
+    return fields
+
+
+def test_udev_rule_starts_a_bay_for_the_gadget_serial_port():
+    lines = [line for line in (UNITS / "90-bodycam-dock.rules").read_text().splitlines()
+             if line.strip() and not line.startswith("#")]
+    assert len(lines) == 1
+    fields = _rule_fields(lines[0])
+    assert fields["SUBSYSTEM"] == ("==", "tty")
+    assert fields["ATTRS{idVendor}"] == ("==", "0525")   # Linux USB gadget (NetChip id)
+    assert fields["ATTRS{idProduct}"] == ("==", "a4a7")  # g_serial in CDC ACM mode
+    assert fields["TAG"] == ("+=", "systemd")
+    op, wants = fields["ENV{SYSTEMD_WANTS}"]
+    assert op == "+=" and wants == "bodycam-dock-bay@%k.service"
+    assert (UNITS / "bodycam-dock-bay@.service").exists()
+    # Every key=value pair of the line was understood (no typo hides in it).
+    assert len(fields) == lines[0].count('"') // 2
+
+
+@needs_analyze
+@pytest.mark.parametrize("name", SERVICES)
+def test_exposure_is_low(tmp_path, name):
+    directory = staged(tmp_path, [name])
+    path = instance_paths(directory)[SERVICES.index(name)] if "@" in name else directory / name
+    result = subprocess.run(["systemd-analyze", "security", "--offline=yes", str(path)],
+                            capture_output=True, text=True, timeout=60)
+    m = re.search(r"Overall exposure level for \S+: ([\d.]+)", result.stdout)
+    if m is None and "offline" in result.stderr:
+        pytest.skip("this systemd-analyze has no offline security scan")
+    assert m, result.stdout + result.stderr
+    assert float(m.group(1)) <= 3.0
