@@ -9,6 +9,7 @@ module knows the kinds of path (device folder, dock store; an export bundle late
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +32,8 @@ from .verify_folder import (
 
 __all__ = ["PROBLEM_CODES", "CannotCheck", "DeviceReport", "Problem", "Report", "Target",
            "detect", "parse_expect_head", "read_identity", "verify_path"]
+
+_log = logging.getLogger(__name__)
 
 REGISTRY_NAME = "registry.json"
 STORE_INDEX = "index.sqlite"
@@ -149,7 +152,10 @@ def verify_path(
     report = Report(str(path), target.kind, None if registry_path is None else str(registry_path))
     keys = Keys()
     for label, folder, device in target.folders:
-        report.devices.append(FolderCheck(folder, label, registry, device, heads, keys).run())
+        result = FolderCheck(folder, label, registry, device, heads, keys).run()
+        _log.debug("%s: device %s, %d records, %d media files, %d problems", label,
+                  result.device, result.records, result.media_files, len(result.problems))
+        report.devices.append(result)
     named = {d.device for d in report.devices}
     for device in heads:
         if device is not None and device not in named:

@@ -35,7 +35,7 @@ Config (TOML, every key optional): registry = "FILE", json = true|false.
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
-        description="Check a camera's storage folder or a dock store: signatures, chain, "
+        description="Check a camera's storage folder or a dock store: signatures, chain,\n"
         "sequence, time, media hashes and the journal's tail.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,

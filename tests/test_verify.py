@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -16,7 +18,7 @@ from evidence.layout import DeviceStorage
 from evidence.media import HashingWriter
 from evidence.record import Record, sign_record
 from evidence.registry import DeviceEntry, Registry
-from evidence.verify import verify_path
+from evidence.verify import CannotCheck, verify_path
 from evidence.verify_cli import main as verify_main
 
 T0 = 1_795_000_000 * 10**9
@@ -445,3 +447,31 @@ def test_every_problem_code_is_documented():
     table = doc[doc.index("### Problem codes"):]
     documented = {line.split("`")[1] for line in table.splitlines() if line.startswith("| `")}
     assert documented == set(PROBLEM_CODES)
+
+
+def test_store_expect_head_per_device(tmp_path, identity, other, registry2):
+    store = tmp_path / "store"
+    a = make_device(store / "unit-1" / "cam-test", identity)
+    make_device(store / "unit-1" / "cam-other", other)
+    shutil.copy(registry2, store / "registry.json")
+    head = Record.from_bytes(lines(a)[-1])
+    write_lines(a, lines(a)[:-1])
+    (problem,) = verify_path(store, expect_heads=[("cam-test", 6, head.hash)]).problems
+    assert (problem.code, problem.device, problem.file) == (
+        "tail_cut", "cam-test", "unit-1/cam-test/journal.jsonl")
+    with pytest.raises(CannotCheck, match="DEVICE:SEQ:HASH"):
+        verify_path(store, expect_heads=[(None, 6, head.hash)])
+    with pytest.raises(CannotCheck, match="not here"):
+        verify_path(store, expect_heads=[("cam-nowhere", 6, head.hash)])
+
+
+def test_console_script_reports_garbage_without_a_traceback(tmp_path):
+    folder = tmp_path / "dev"
+    folder.mkdir()
+    (folder / "journal.jsonl").write_bytes(b"\x00\xff garbage\n{}\n[1,2]\n")
+    (folder / "identity.json").write_bytes(b"{{{")
+    exe = Path(sys.executable).with_name("bodycam-verify")
+    result = subprocess.run([exe, str(folder)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1 and result.stderr == ""
+    assert [line.split(": ")[1] for line in result.stdout.splitlines()[:3]] == [
+        "malformed_record"] * 3
