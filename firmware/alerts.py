@@ -199,8 +199,12 @@ class Outbox:
                 del self._records[s]
             del self._seqs[:done]
 
+    @property
+    def cursor_dirty(self) -> bool:
+        return self._acked != self._saved
+
     def save_cursor(self) -> bool:
-        """Write the cursor if it moved; True if written. Called by the worker when idle,
+        """Write the cursor if it moved; True if written. The worker calls it now and then,
         so a burst of PUBACKs costs one fsync; after a crash the unsaved ones are resent
         and the supervisor drops them as duplicates."""
         acked = self._acked

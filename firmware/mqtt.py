@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import random
+import select
 import selectors
 import socket
 import ssl
@@ -92,6 +93,8 @@ class MqttSettings:
             raise PermissionError(f"{path}: broker password file must be mode 0600")
         return path.read_text().strip()
 
+
+CURSOR_SAVE_S = 0.25
 
 StatusSource = Callable[[], tuple[str, int]]   # -> (state, battery percent or -1)
 AckCallback = Callable[[int, str], None]        # (alert_seq, by) in the driver thread
@@ -199,9 +202,10 @@ class DeviceSession:
             if self.client.loop_misc() != MQTTErrorCode.MQTT_ERR_SUCCESS:
                 self._lost("keepalive")
                 return
-        if not self._order and self.outbox.save_cursor():
-            self._last_save = now
-        elif now - self._last_save >= 0.5 and self.outbox.save_cursor():
+        # The cursor is saved at most every CURSOR_SAVE_S: its fsyncs would otherwise
+        # compete with the journal's. A power cut loses at most that much progress, which
+        # only means resending alerts the supervisor then drops as duplicates.
+        if now - self._last_save >= CURSOR_SAVE_S and self.outbox.save_cursor():
             self._last_save = now
         if self.connected.is_set() and not self._order and self.outbox.count() == 0:
             self.idle.set()
@@ -209,6 +213,8 @@ class DeviceSession:
     def next_deadline(self, now: float) -> float:
         if self.client is None:
             return self._next_connect
+        if self.outbox.cursor_dirty:
+            return min(self._status_due, self._last_save + CURSOR_SAVE_S)
         return min(self._status_due, now + 1.0)
 
     def _connect(self, now: float) -> None:
@@ -348,8 +354,7 @@ class DeviceSession:
                 sock = client.socket()
                 if sock is None:
                     break
-                readable, _, _ = _select([sock], 0.05)
-                if readable and client.loop_read() != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                if _readable(sock, 0.05) and client.loop_read() != MQTTErrorCode.MQTT_ERR_SUCCESS:
                     break
         self.client = None
         self.connected.clear()
@@ -364,9 +369,11 @@ class DeviceSession:
         self.outbox.save_cursor()
 
 
-def _select(socks: list, timeout: float) -> tuple[list, list, list]:
-    import select
-    return select.select(socks, [], [], timeout)
+def _readable(sock: Any, timeout: float) -> bool:
+    """poll, not select: a fleet of sessions has descriptors beyond select's 1024."""
+    poller = select.poll()
+    poller.register(sock, select.POLLIN)
+    return bool(poller.poll(timeout * 1000))
 
 
 class LinkDriver:
@@ -525,3 +532,21 @@ class AlertLink:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def link_for_recorder(recorder: Any, settings: MqttSettings) -> AlertLink:
+    """The alert link of a recorder whose journal is open (after ``Recorder.open``).
+
+    Acks go to ``recorder.acknowledge`` (it beeps ``ack`` and journals ``alert_ack``); the
+    status carries the recorder's indicator state and battery. Start it after
+    ``recorder.start()`` and stop it after the recorder has stopped, so the last records
+    (``recording_stopped``, a final stoppage) still go out."""
+    def status() -> tuple[str, int]:   # the link's thread: reads only
+        try:
+            battery = int(round(recorder.power.battery_percent()))
+        except (OSError, ValueError):
+            battery = -1
+        return str(recorder.machine.indicator_state()), battery
+
+    return AlertLink(recorder.journal, settings, on_ack=recorder.acknowledge,
+                     status_source=status)
