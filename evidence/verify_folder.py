@@ -250,9 +250,12 @@ class FolderCheck:
         return parsed
 
     def _choose_device(self, self_device: str | None, parsed) -> None:
-        device = self.expected_device or self_device
+        # A store names the device by its folder; a device folder by its records (not by
+        # identity.json, which is informational and checked against them).
+        device = self.expected_device
         if device is None and parsed:
             device = Counter(r.device for _, _, r in parsed).most_common(1)[0][0]
+        device = device or self_device
         self.report.device = device
         if self_device is not None and device is not None and self_device != device:
             self.problem("foreign_device",
@@ -276,8 +279,8 @@ class FolderCheck:
                             if own_key else ""))
         elif own_key is None:
             self.problem("unknown_device",
-                         "no registry given and no readable identity.json: no key to check "
-                         "signatures against", file=self.prefix + IDENTITY_NAME)
+                         "no registry given and identity.json holds no key for this device: "
+                         "no key to check signatures against", file=self.prefix + IDENTITY_NAME)
         if own_key is not None:
             self.key, self.report.trust = own_key, "self-declared key"
             self.report.notes.append(

@@ -475,3 +475,10 @@ def test_console_script_reports_garbage_without_a_traceback(tmp_path):
     assert result.returncode == 1 and result.stderr == ""
     assert [line.split(": ")[1] for line in result.stdout.splitlines()[:3]] == [
         "malformed_record"] * 3
+
+
+def test_identity_json_of_another_device(device, registry2, other):
+    DeviceStorage(device.root).write_identity(other)
+    (problem,) = check(device, registry2).problems
+    assert (problem.code, problem.file, problem.device) == (
+        "foreign_device", "identity.json", "cam-test")
