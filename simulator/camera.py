@@ -207,7 +207,12 @@ class SimCamera:
         if thread is None:
             return
         self._stop.set()
-        thread.join(timeout)
+        if thread is threading.current_thread():
+            # Called from a clock callback on the camera's own thread: the loop ends after
+            # this frame; nothing to wait for, and output.stop() follows at once.
+            _log.debug("camera stopped from its own thread")
+        else:
+            thread.join(timeout)
         if thread.is_alive():
             _log.warning("camera thread did not stop within %.1f s", timeout)
         output, self._output = self._output, None
@@ -323,8 +328,10 @@ class SimCamera:
         while not stop.is_set():
             t = t0 + i * NS // self.fps
             if drives:
-                clock.advance_to(t)
+                clock.advance_to(t)  # may run clock callbacks (faults, scenario events)
             elif not clock.wait_until(t, cancel=stop):
+                break
+            if stop.is_set():
                 break
             i += 1
             t_us = t // 1000

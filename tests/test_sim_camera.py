@@ -34,6 +34,7 @@ class Recorder:
         self.calls: list[tuple[bytes, bool, int, bool]] = []
         self.started = self.stopped = 0
         self.after_stop = 0
+        self.stop_called = threading.Event()
         self.lock = threading.Lock()
 
     def start(self) -> None:
@@ -41,6 +42,7 @@ class Recorder:
 
     def stop(self) -> None:
         self.stopped += 1
+        self.stop_called.set()
 
     def outputframe(self, frame, keyframe=True, timestamp=None, packet=None, audio=False):
         assert threading.current_thread().name == "sim-camera"
@@ -341,3 +343,15 @@ def test_stop_is_prompt_and_final() -> None:
     assert not camera.running and out.after_stop == 0
     with pytest.raises(ValueError):
         SimCamera(SimClock(START), width=161)
+
+
+def test_a_clock_callback_on_the_camera_thread_can_stop_the_camera() -> None:
+    clock = SimClock(START)
+    camera = SimCamera(clock, fps=10)
+    out = Recorder()
+    camera.start(out)
+    clock.at(clock.monotonic_ns() + 2 * NS, camera.stop)  # runs in the camera's thread
+    assert out.stop_called.wait(10)
+    clock.sleep(5)  # the camera no longer drives time: this sleeper moves it on itself
+    assert out.stopped == 1 and out.after_stop == 0 and not camera.running
+    assert 19 <= len(out.video) <= 21
