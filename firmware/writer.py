@@ -59,7 +59,8 @@ class QueueOutput:
         self._resync = False
 
     def start(self) -> None:
-        self.last_frame_ns = self._clock.monotonic_ns()
+        if self.last_frame_ns is None:  # a restart must not hide a camera that stays dead
+            self.last_frame_ns = self._clock.monotonic_ns()
 
     def stop(self) -> None:
         pass

@@ -1,0 +1,109 @@
+"""``bodycam-recorder``: the recorder daemon (``python -m firmware``).
+
+The hardware backend is picked here, at the edge, and nowhere else: ``--camera`` or
+``BODYCAM_CAMERA=pi|sim`` (default ``pi``). A device never falls back to the simulator: if
+picamera2 is missing the daemon says so and exits 2. ``sim`` runs the simulator's hardware
+twin (camera, power, speaker, microphone, a SimClock at ``--speed``; gpiozero's pin factory
+from ``GPIOZERO_PIN_FACTORY``, e.g. ``mock``) for development.
+
+systemd: ``Type=notify``; the main loop sends READY=1, WATCHDOG=1 and STOPPING=1 through
+:mod:`evidence.systemd`. SIGTERM and SIGINT only wake the main loop, which then stops
+recording cleanly (the last segment is closed and signed) before exiting.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+from pathlib import Path
+from typing import Any
+
+from evidence.cli import UsageError, run_command, setup_logging
+from evidence.identity import DeviceIdentity
+
+from . import config as cfg
+
+PROG = "bodycam-recorder"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog=PROG,
+        description="The body camera's recorder daemon: record button, pre-event buffer, "
+        "signed MPEG-TS segments, stoppage detection. Config: firmware/recorder.toml "
+        "(every key documented), overlaid by /etc/bodycam/recorder.toml or --config, "
+        "then by these flags.",
+    )
+    p.add_argument("--config", help="TOML file overlaying the defaults")
+    p.add_argument("--storage", help="storage root (device.storage)")
+    p.add_argument("--key", help="device key file (device.key)")
+    p.add_argument("--camera", choices=("pi", "sim"),
+                   help="hardware backend (default: $BODYCAM_CAMERA, else pi)")
+    p.add_argument("--pre-event", type=int, metavar="S", help="pre-event seconds (0-120)")
+    p.add_argument("--segment-max", type=float, metavar="S", help="longest segment, seconds")
+    p.add_argument("--speed", type=float, metavar="N",
+                   help="sim backend: simulated seconds per real second (default 1)")
+    p.add_argument("--record", action="store_true",
+                   help="sim backend: press the record button once the recorder is ready")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    return p
+
+
+def load_config(args: argparse.Namespace) -> dict[str, Any]:
+    return cfg.load(args.config, {
+        "device.storage": args.storage, "device.key": args.key,
+        "recording.pre_event_s": args.pre_event, "recording.segment_max_s": args.segment_max,
+    })
+
+
+def backend_name(args: argparse.Namespace) -> str:
+    name = args.camera or os.environ.get("BODYCAM_CAMERA") or "pi"
+    if name not in ("pi", "sim"):
+        raise UsageError(f"BODYCAM_CAMERA must be 'pi' or 'sim', not {name!r}")
+    return name
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    setup_logging(args.verbose)
+    return run_command(PROG, lambda: _run(args))
+
+
+def _run(args: argparse.Namespace) -> int:
+    from .recorder import Recorder
+
+    config = load_config(args)
+    identity = DeviceIdentity.load(config["device"]["key"])
+    backend = backend_name(args)
+    if backend == "pi":
+        if args.speed is not None or args.record:
+            raise UsageError("--speed and --record only apply to the sim backend")
+        from .pi import make_backend
+
+        hw = make_backend(config)
+    else:
+        from simulator.shift import sim_hardware  # the simulator, only when asked for
+
+        hw = sim_hardware(config, Path(config["device"]["storage"]).parent,
+                          speed=args.speed or 1.0, device_id=identity.device_id)
+    recorder = Recorder(config, identity=identity, clock=hw["clock"], camera=hw["camera"],
+                        indicators=hw["indicators"], power=hw["power"],
+                        speaker=hw["speaker"], microphone=hw["microphone"],
+                        pin_factory=hw["pin_factory"])
+
+    def wake(signum: int, frame: Any) -> None:  # only wakes the main loop
+        recorder.request_stop()
+
+    signal.signal(signal.SIGTERM, wake)
+    signal.signal(signal.SIGINT, wake)
+    recorder.start()
+    if args.record:
+        recorder.button("record", True)
+        recorder.button("record", False)
+    recorder.run()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,404 @@
+"""The recorder service: wires the state machine to the journal, the camera, the writer, the
+buttons, the indicators and the sensors, and runs the main loop.
+
+Threads (who calls what):
+
+- the camera's thread calls ``writer.output.outputframe`` (enqueue only);
+- the writer thread muxes, hashes and signs segments and reports through :meth:`_notify`;
+- gpiozero's callback thread calls :meth:`button` (enqueue only);
+- the alerts engineer's MQTT thread calls :meth:`acknowledge` (enqueue only);
+- the main loop (:meth:`run`, the daemon's main thread or a simulator thread) owns the
+  state machine, journals the non-media records, drives the indicators and polls sensors;
+- short helper threads play the announcement and take photos (each journals when done).
+
+Time comes from the injected clock: ``clock.wait_event(event, seconds)`` when it has one
+(the simulator's SimClock), else ``event.wait(seconds)``.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import secrets
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from evidence import systemd
+from evidence.clock import Clock
+from evidence.identity import DeviceIdentity
+from evidence.journal import Journal, scan_journal
+from evidence.layout import DeviceStorage
+from evidence.media import HashingWriter, hash_file
+
+from . import config as cfg
+from .hardware import Camera, Indicators, Microphone, Power, Speaker
+from .recovery import recover, unsigned_media
+from .segment import VideoFormat, segment_name
+from .state import NS, STOPPING, Action, Health, Machine
+from .writer import SegmentWriter
+
+_log = logging.getLogger(__name__)
+
+FIRMWARE_VERSION = "bodycam-recorder 0.1.0"
+
+
+class RealPacer:
+    """How the main loop waits on a real clock: ``Event.wait`` with a real timeout."""
+
+    def wait(self, wake: threading.Event, seconds: float) -> None:
+        wake.wait(seconds)
+
+    def close(self) -> None:
+        pass
+
+
+class ClockPacer:
+    """Waits in the injected clock's time (``clock.wait_event``): a paced simulated clock."""
+
+    def __init__(self, clock: Any) -> None:
+        self.clock = clock
+
+    def wait(self, wake: threading.Event, seconds: float) -> None:
+        self.clock.wait_event(wake, seconds)
+
+    def close(self) -> None:
+        pass
+
+
+@dataclass
+class Stats:
+    """What the recorder did, for the simulator's summary and the benchmark."""
+
+    segments: int = 0
+    photos: int = 0
+    markers: int = 0
+    recovered: int = 0
+    stoppages: dict[str, int] = field(default_factory=dict)
+    beeps: dict[str, int] = field(default_factory=dict)
+    announcements: int = 0
+
+
+class Recorder:
+    def __init__(
+        self,
+        config: dict[str, Any],
+        *,
+        identity: DeviceIdentity,
+        clock: Clock,
+        camera: Camera,
+        indicators: Indicators,
+        power: Power,
+        speaker: Speaker,
+        microphone: Microphone,
+        pin_factory: Any = None,
+        buttons: bool = True,
+        sign: bool = True,
+        pacer: Any = None,
+    ) -> None:
+        self.config = config
+        self.identity = identity
+        self.clock = clock
+        self.camera = camera
+        self.indicators = indicators
+        self.power = power
+        self.speaker = speaker
+        self.microphone = microphone
+        self.storage = DeviceStorage(config["device"]["storage"])
+        self.root = self.storage.root
+        self.machine = Machine(cfg.settings(config))
+        self.stats = Stats()
+        self.sign = sign
+        if pacer is None:
+            pacer = ClockPacer(clock) if hasattr(clock, "wait_event") else RealPacer()
+        self.pacer = pacer
+        self.ready = threading.Event()
+        self.stopped = threading.Event()
+        self._events: queue.SimpleQueue = queue.SimpleQueue()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._helpers: list[threading.Thread] = []
+        self._pin_factory = pin_factory
+        self._want_buttons = buttons
+        self._buttons = None
+        self._photo_counter = 0
+        self._restarting = threading.Lock()
+        self._last_ping = 0.0
+        self.wav = cfg.announcement_wav(config)
+        self.wav_sha256 = hash_file(self.wav)[1]
+        self.journal: Journal | None = None
+        self.writer: SegmentWriter | None = None
+
+    # -- life cycle ------------------------------------------------------------------
+
+    def open(self) -> None:
+        """Open the journal (repairing a torn tail), recover unsigned media, journal boot."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        if self.storage.read_identity() is None:
+            self.storage.write_identity(self.identity)
+        path = self.storage.journal_path
+        torn = path.exists() and scan_journal(path).torn is not None
+        self.journal = Journal(path, self.identity, clock=self.clock, repair_torn=True)
+        pending = unsigned_media(self.root, self.journal)
+        reason = "recovered" if (torn or pending) else "start"
+        self.journal.append("boot", {"firmware": FIRMWARE_VERSION,
+                                     "boot_id": secrets.token_hex(16), "reason": reason})
+        self.stats.recovered = len(recover(self.root, self.journal, self.clock.time_ns()))
+        cam, rec = self.config["camera"], self.config["recording"]
+        audio = bool(getattr(self.camera, "audio", cam["audio"]))
+        fmt = VideoFormat(
+            self.camera.width, self.camera.height, self.camera.fps,
+            getattr(self.camera, "audio_sample_rate", cam["audio_sample_rate"]) if audio else None,
+            getattr(self.camera, "audio_channels", cam["audio_channels"]),
+            bytes(getattr(self.camera, "audio_extradata", b"") or b""),
+        )
+        self._photo_counter = self.journal.next_seq
+        self.writer = SegmentWriter(
+            root=self.root, journal=self.journal, device_id=self.identity.device_id, fmt=fmt,
+            clock=self.clock, notify=self._notify, segment_max_s=rec["segment_max_s"],
+            flush_interval_s=rec["flush_interval_s"], pre_event_s=rec["pre_event_s"],
+            pre_event_audio=rec["pre_event_audio"],
+            pre_event_max_bytes=int(rec["pre_event_max_mb"]) << 20,
+            queue_frames=rec["queue_frames"], put_timeout_s=rec["queue_put_timeout_s"],
+            sign=self.sign, first_counter=self.journal.next_seq,
+        )
+
+    def start(self) -> None:
+        """Start the writer, the camera and the buttons; show ``ready``."""
+        if self.journal is None:
+            self.open()
+        self.writer.start()
+        self.camera.start(self.writer.output)
+        if self._want_buttons:
+            from .controls import Buttons
+
+            self._buttons = Buttons(self.button, self.clock, pin_factory=self._pin_factory,
+                                    bounce_s=self.config["controls"]["bounce_s"])
+        self._do(Action("show", (self.machine.indicator_state(),)))
+        self._health(self.clock.monotonic_ns())
+        self.ready.set()
+        _log.info("recorder ready (device %s)", self.identity.device_id)
+
+    def run(self) -> None:
+        """The main loop, until :meth:`request_stop`; then a clean shutdown."""
+        if not self.ready.is_set():
+            self.start()
+        systemd.ready(f"ready, device {self.identity.device_id}")
+        poll = int(self.config["health"]["poll_s"] * NS)
+        next_health = self.clock.monotonic_ns() + poll
+        try:
+            while not self._stop.is_set():
+                now = self.clock.monotonic_ns()
+                deadline = min(next_health, self.machine.next_deadline(now) or next_health)
+                if not self._wake.is_set():
+                    self.pacer.wait(self._wake, max(0.0, (deadline - now) / NS))
+                self._wake.clear()
+                syncs = self._drain()
+                now = self.clock.monotonic_ns()
+                if now >= next_health:
+                    self._health(now)
+                    next_health = now + poll
+                self._apply(self.machine.on_tick(now))
+                for done in syncs:
+                    done.set()
+                self._ping()
+        finally:
+            self.pacer.close()
+            self._shutdown()
+
+    def request_stop(self) -> None:
+        """Ask the main loop to stop (signal handlers and other threads call this)."""
+        self._stop.set()
+        self._wake.set()
+
+    def _shutdown(self) -> None:
+        systemd.stopping("recorder stopping")
+        self._apply(self.machine.shutdown())
+        deadline = time.monotonic() + 30
+        while self.machine.state == STOPPING and time.monotonic() < deadline:
+            self._wake.wait(0.05)
+            self._wake.clear()
+            for done in self._drain():
+                done.set()
+        if self._buttons is not None:
+            self._buttons.close()
+        try:
+            self.camera.stop()
+        except Exception:  # a failed camera must not keep the journal open
+            _log.exception("camera did not stop cleanly")
+        self.writer.stop()
+        for thread in self._helpers:
+            thread.join(10)
+        self.stopped.set()
+        for done in self._drain():
+            done.set()
+        self.journal.close()
+        _log.info("recorder stopped")
+
+    # -- inputs from other threads (enqueue only) ---------------------------------------
+
+    def button(self, name: str, pressed: bool, mono_ns: int | None = None) -> None:
+        """A button edge (gpiozero's thread, or a test/simulator driving the recorder)."""
+        self._post(("button", name, pressed,
+                    self.clock.monotonic_ns() if mono_ns is None else mono_ns))
+
+    def acknowledge(self, alert_seq: int, by: str) -> None:
+        """Hook for the MQTT link: a supervisor acknowledged alert ``alert_seq``; the
+        officer hears the ``ack`` beep and the journal records ``alert_ack``."""
+        self._post(("ack", int(alert_seq), str(by)))
+
+    def sync(self, timeout: float = 10.0) -> bool:
+        """Wait until the main loop has handled every event posted before this call (a
+        simulator holds its clock still meanwhile, so events take effect at their instant)."""
+        if self.stopped.is_set():
+            return True
+        done = threading.Event()
+        self._post(("sync", done))
+        return done.wait(timeout)
+
+    def _notify(self, kind: str, info: dict) -> None:  # the writer thread
+        self._post(("writer", kind, info))
+
+    def _post(self, event: tuple) -> None:
+        self._events.put(event)
+        self._wake.set()
+
+    # -- the main loop's work ---------------------------------------------------------
+
+    def _drain(self) -> list[threading.Event]:
+        syncs = []
+        while True:
+            try:
+                event = self._events.get_nowait()
+            except queue.Empty:
+                return syncs
+            now = self.clock.monotonic_ns()
+            if event[0] == "sync":
+                syncs.append(event[1])
+            elif event[0] == "button":
+                self._apply(self.machine.on_button(event[1], event[2], event[3]))
+            elif event[0] == "ack":
+                self._apply(self.machine.acknowledge(event[1], event[2]))
+            elif event[0] == "writer":
+                kind, info = event[1], event[2]
+                if kind == "stopped":
+                    self._apply(self.machine.on_writer_stopped(now))
+                elif kind == "error":
+                    self._apply(self.machine.on_fault(info["reason"], info["detail"], now))
+                elif kind == "segment":
+                    self.stats.segments += 1
+
+    def _health(self, now: int) -> None:
+        try:
+            last = self.writer.output.last_frame_ns
+            age = 0.0 if last is None else max(0, now - last) / NS
+            sample = Health(
+                battery_percent=float(self.power.battery_percent()),
+                temperature_c=float(self.power.temperature_c()),
+                free_bytes=int(self.power.free_bytes(str(self.root))),
+                microphone_ok=bool(self.microphone.healthy()),
+                frame_age_s=age,
+            )
+        except (OSError, ValueError) as exc:
+            _log.warning("sensor read failed: %s", exc)
+            return
+        self._apply(self.machine.on_health(sample, now))
+
+    def _ping(self) -> None:
+        real = time.monotonic()
+        if real - self._last_ping >= 1.0:
+            self._last_ping = real
+            systemd.watchdog_ping()
+
+    def _apply(self, actions: list[Action]) -> None:
+        for action in actions:
+            try:
+                self._do(action)
+            except OSError as exc:  # storage refused a record: the writer path reports it
+                _log.error("%s failed: %s", action.kind, exc)
+
+    def _do(self, action: Action) -> None:
+        kind, args = action.kind, action.args
+        if kind == "journal":
+            record_kind, body = args
+            self.journal.append(record_kind, body)
+            if record_kind == "marker":
+                self.stats.markers += 1
+            elif record_kind == "stoppage":
+                reason = body["reason"]
+                self.stats.stoppages[reason] = self.stats.stoppages.get(reason, 0) + 1
+                _log.warning("stoppage: %s (%s)", reason, body["detail"])
+            elif record_kind in ("recording_started", "recording_stopped", "resumed"):
+                _log.info("%s %s", record_kind, body)
+        elif kind == "show":
+            self.indicators.show(args[0])
+            systemd.status(f"{self.machine.state}")
+        elif kind == "beep":
+            self.stats.beeps[args[0]] = self.stats.beeps.get(args[0], 0) + 1
+            self.indicators.beep(args[0])
+        elif kind == "start_recording":
+            self.writer.begin(args[0])
+        elif kind == "stop_recording":
+            self.writer.end(args[0])
+        elif kind == "announce":
+            self._helper("announcement", self._announce)
+        elif kind == "photo":
+            self._helper("photo", self._photo)
+        elif kind == "restart_camera":
+            self._helper("camera-restart", self._restart_camera)
+        else:
+            raise ValueError(f"unknown action {kind!r}")
+
+    def _helper(self, name: str, target) -> None:
+        self._helpers = [t for t in self._helpers if t.is_alive()]
+        thread = threading.Thread(target=target, name=name, daemon=True)
+        self._helpers.append(thread)
+        thread.start()
+
+    # -- helper threads -------------------------------------------------------------------
+
+    def _announce(self) -> None:
+        """Play the Art. 6 sentence, then journal that it was played (and which WAV)."""
+        try:
+            self.speaker.play_wav(str(self.wav))
+        except Exception as exc:  # a silent speaker must not stop the recording
+            _log.error("announcement not played: %s", exc)
+            return
+        self.stats.announcements += 1
+        self.journal.append("announcement", {"text": cfg.ANNOUNCEMENT_TEXT,
+                                             "sha256": self.wav_sha256})
+
+    def _photo(self) -> None:
+        """Take a still while video runs, store it durably, sign it like a segment."""
+        try:
+            jpeg = self.camera.capture_jpeg()
+        except Exception as exc:  # a camera that cannot take a still is reported, not fatal
+            _log.warning("photo not taken: %s", exc)
+            self.indicators.beep("fault")
+            return
+        self._photo_counter += 1
+        day, name = segment_name(self.identity.device_id, self.clock.time_ns(),
+                                 self._photo_counter)
+        writer = HashingWriter(self.root, f"media/{day}/{name}.jpg")
+        try:
+            writer.write(jpeg)
+        finally:
+            info = writer.close()
+        self.journal.append("photo", info.body())
+        self.stats.photos += 1
+        self.indicators.beep("mark")
+
+    def _restart_camera(self) -> None:
+        """Try to bring a camera that stopped delivering frames back."""
+        if not self._restarting.acquire(blocking=False):
+            return  # the previous attempt is still going
+        try:
+            _log.warning("restarting the camera")
+            self.camera.stop()
+            self.camera.start(self.writer.output)
+        except Exception as exc:  # keep retrying at camera_retry_s
+            _log.error("camera restart failed: %s", exc)
+        finally:
+            self._restarting.release()
+

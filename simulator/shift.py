@@ -1,0 +1,324 @@
+"""A whole simulated shift: the recorder on the hardware twin, driven by a scenario.
+
+Wiring (in-process, threads): a :class:`~simulator.clock.SimClock` (as fast as possible,
+or paced with ``speed``), the :class:`~simulator.camera.SimCamera` (real H.264 + AAC; its
+thread drives time), :class:`~simulator.power.SimPower`, the microphone and speaker twins,
+and gpiozero's ``MockFactory`` for buttons, LEDs and buzzer. The recorder's main loop runs
+in a thread; this module's thread plays the scenario on the simulated clock, pressing
+buttons by driving the mock pins electrically, as a finger would.
+
+Output folder (interfaces.md): ``DIR/device/`` (the camera's storage), ``DIR/device-key/
+device.key``, ``DIR/registry.json``, ``DIR/summary.json``; ``DIR/speaker/`` holds what the
+speaker played. Running a shift again on the same folder continues the same device (its
+key is reused and the recorder recovers whatever a crash left unsigned first).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from evidence.clock import parse_utc
+from evidence.config import load_config
+from evidence.identity import DeviceIdentity
+from evidence.journal import scan_journal
+from evidence.record import Record
+from evidence.registry import DeviceEntry, Registry
+from evidence.storage import atomic_write_bytes
+from hw.pinmap import GPIO
+
+from .scenario import Event, Scenario
+
+_log = logging.getLogger(__name__)
+
+NS = 1_000_000_000
+BUTTON_NETS = {"record": "BTN_RECORD", "mark": "BTN_MARK", "function": "BTN_FUNCTION"}
+
+
+def sim_hardware(config: dict[str, Any], out: Path, *, speed: float | None,
+                 device_id: str = "", officer: str = "", battery_percent: float = 100.0,
+                 drain_percent_per_hour: float = 11.0, pin_factory: Any = None,
+                 keyframe_interval: int | None = None) -> dict[str, Any]:
+    """The hardware twin for one recorder: what ``firmware.pi.make_backend`` is on a camera."""
+    from gpiozero import Device
+
+    from firmware.controls import GpioIndicators
+
+    from .audio import SimMicrophone, SimSpeaker
+    from .camera import SimCamera
+    from .clock import SimClock
+    from .power import SimPower
+
+    cam = config["camera"]
+    clock = SimClock(speed=speed)
+    microphone = SimMicrophone()
+    camera = SimCamera(
+        clock, width=cam["width"], height=cam["height"], fps=cam["fps"],
+        keyframe_interval=keyframe_interval or max(1, round(cam["keyframe_period_s"] * cam["fps"])),
+        audio=cam["audio"], audio_sample_rate=cam["audio_sample_rate"],
+        audio_channels=cam["audio_channels"], device_id=device_id, officer_id=officer,
+        microphone=microphone,
+    )
+    power = SimPower(clock, battery_percent=battery_percent,
+                     drain_percent_per_hour=drain_percent_per_hour)
+    factory = pin_factory if pin_factory is not None else Device.pin_factory
+    if factory is None:
+        Device.ensure_pin_factory()
+        factory = Device.pin_factory
+    return {"clock": clock, "camera": camera, "power": power, "microphone": microphone,
+            "speaker": SimSpeaker(out / "speaker", clock=clock),
+            "indicators": GpioIndicators(pin_factory=factory), "pin_factory": factory}
+
+
+def prepare_device(out: Path, scenario: Scenario) -> tuple[DeviceIdentity, Path]:
+    """Reuse ``DIR/device-key/device.key`` or provision a new device; register it."""
+    key = out / "device-key" / "device.key"
+    shift = scenario.shift
+    if key.exists():
+        identity = DeviceIdentity.load(key)
+    else:
+        identity = DeviceIdentity.create(key, shift.get("device", "cam-0001"))
+    registry_path = out / "registry.json"
+    registry = Registry.load_or_empty(registry_path)
+    registry.add(DeviceEntry(identity.device_id, identity.public_key_hex,
+                             shift.get("officer", "A1024"), shift.get("unit", "unit-1")))
+    registry.save(registry_path)
+    return identity, registry_path
+
+
+def shift_config(out: Path, scenario: Scenario) -> dict[str, Any]:
+    """recorder.toml, then the simulator's choices, then the scenario's [config]."""
+    from firmware import config as cfg
+
+    shift = scenario.shift
+    overrides = {
+        "device.storage": str(out / "device"), "device.key": str(out / "device-key/device.key"),
+        "camera.width": shift.get("width", 160), "camera.height": shift.get("height", 120),
+        "camera.fps": shift.get("fps", 10), "camera.bitrate": 200_000,
+        "controls.bounce_s": 0.0,  # real-time debounce would swallow fast simulated presses
+        "recording.queue_put_timeout_s": 600.0,  # back-pressure, never a dropped frame
+        "recording.flush_interval_s": 5.0,
+    }
+    for table, values in scenario.config.items():
+        if not isinstance(values, dict):
+            raise ValueError(f"scenario [config.{table}] must be a table")
+        for key, value in values.items():
+            overrides[f"{table}.{key}"] = value
+    config = load_config(cfg.defaults(), None, overrides)
+    cfg.validate(config)
+    return config
+
+
+class LockstepPacer:
+    """The recorder's main loop in lock-step with an as-fast-as-possible SimClock.
+
+    A free-running camera moves simulated time on while the main loop waits for the GIL;
+    a frozen camera spins through minutes in a few milliseconds. So each wait of the main
+    loop becomes a clock timer whose callback (in the thread advancing time) wakes the
+    loop and holds time still until the loop is idle again: health polls, hold deadlines
+    and reminders happen at their simulated instant."""
+
+    def __init__(self, clock: Any, timeout: float = 5.0) -> None:
+        self.clock = clock
+        self.timeout = timeout
+        self._idle = threading.Event()
+        self._token: object | None = None
+        self._closed = False
+
+    def wait(self, wake: threading.Event, seconds: float) -> None:
+        token = object()
+        self._token = token
+
+        def due() -> None:  # the thread advancing simulated time
+            if self._token is not token or self._closed:
+                return
+            self._idle.clear()
+            wake.set()
+            self._idle.wait(self.timeout)
+
+        self.clock.at(self.clock.monotonic_ns() + int(seconds * NS), due)
+        self._idle.set()
+        wake.wait()
+        self._idle.clear()
+
+    def close(self) -> None:
+        self._closed = True
+        self._idle.set()
+
+
+class ShiftDriver:
+    """Plays scenario events on the simulated clock against the hardware twin."""
+
+    def __init__(self, hw: dict[str, Any], config: dict[str, Any], t0: int,
+                 recorder: Any) -> None:
+        self.hw = hw
+        self.recorder = recorder
+        self.clock = hw["clock"]
+        self.factory = hw["pin_factory"]
+        self.config = config
+        self.t0 = t0
+
+    def pin(self, button: str):
+        return self.factory.pin(GPIO[BUTTON_NETS[button]])
+
+    def press(self, button: str, seconds: float) -> None:
+        """Press now, release ``seconds`` later (both at their simulated instants)."""
+        self.pin(button).drive_low()  # active low: pressed
+        self.recorder.sync()
+        self.clock.at(self.clock.monotonic_ns() + int(max(seconds, 0.05) * NS),
+                      lambda: self._release(button))
+
+    def _release(self, button: str) -> None:
+        self.pin(button).drive_high()
+        self.recorder.sync()
+
+    def schedule(self, event: Event, at_ns: int) -> None:
+        """Play ``event`` when simulated time reaches ``at_ns``, holding time still until
+        the recorder has handled it."""
+        def fire() -> None:
+            _log.info("scenario t=%.1f s: %s %s", (at_ns - self.t0) / NS, event.do,
+                      event.fault or event.button)
+            self.play(event)
+            self.recorder.sync()
+        self.clock.at(at_ns, fire)
+
+    def play(self, event: Event) -> None:
+        c = self.config["controls"]
+        do = event.do
+        if do == "start":
+            self.press("record", 0.2)
+        elif do == "stop":
+            self.press("record", c["stop_hold_s"] + 0.5)
+        elif do == "mark":
+            self.press("mark", 0.2)
+        elif do == "photo":
+            self.press("function", 0.2)
+        elif do == "weather":
+            self.press("function", c["weather_hold_s"] + 0.5)
+        elif do == "press":
+            self.press(event.button, event.seconds)
+        elif do == "battery":
+            self.hw["power"].set_battery(event.percent)
+        elif do in ("fault", "clear"):
+            self._fault(event.fault, do == "fault")
+        else:
+            raise ValueError(f"unknown scenario action {do!r}")
+
+    def _fault(self, fault: str, on: bool) -> None:
+        power, camera, mic = self.hw["power"], self.hw["camera"], self.hw["microphone"]
+        if fault == "camera":
+            (camera.freeze if on else camera.resume)()
+        elif fault == "microphone":
+            (mic.fail if on else mic.recover)()
+        elif fault == "storage_full":
+            power.set_storage_full(on)
+        elif fault == "overheat":
+            power.set_temperature(85.0 if on else 45.0)
+
+
+def run_shift(out: Path, scenario: Scenario, *, duration_s: float, speed: float | None,
+              seed: int | None = None, sign: bool = True) -> dict[str, Any]:
+    """Run one shift into ``out``; returns the summary (also written to summary.json
+    by the command)."""
+    from gpiozero.pins.mock import MockFactory
+
+    from firmware.recorder import Recorder
+
+    out.mkdir(parents=True, exist_ok=True)
+    identity, _ = prepare_device(out, scenario)
+    config = shift_config(out, scenario)
+    factory = MockFactory()
+    shift = scenario.shift
+    hw = sim_hardware(config, out, speed=speed, device_id=identity.device_id,
+                      officer=shift.get("officer", "A1024"),
+                      battery_percent=float(shift.get("battery_percent", 100.0)),
+                      drain_percent_per_hour=float(shift.get("drain_percent_per_hour", 11.0)),
+                      pin_factory=factory)
+    clock = hw["clock"]
+    pacer = LockstepPacer(clock) if speed is None else None
+    recorder = Recorder(config, identity=identity, clock=clock, camera=hw["camera"],
+                        indicators=hw["indicators"], power=hw["power"], speaker=hw["speaker"],
+                        microphone=hw["microphone"], pin_factory=factory, sign=sign,
+                        pacer=pacer)
+    rng = random.Random(seed)
+    wall0 = time.monotonic()
+    journal_path = out / "device" / "journal.jsonl"
+    lines_before = len(scan_journal(journal_path).lines) if journal_path.exists() else 0
+    t0 = clock.monotonic_ns()
+    recorder.start()
+    loop = threading.Thread(target=recorder.run, name="recorder-main", daemon=True)
+    loop.start()
+    driver = ShiftDriver(hw, config, t0, recorder)
+    try:
+        for event in scenario.events:
+            jitter = rng.uniform(-2.0, 2.0) if seed is not None else 0.0
+            at = max(0.0, event.at + jitter)
+            if at < duration_s:
+                driver.schedule(event, t0 + int(at * NS))
+        # One simulated second at a time: while no camera drives the clock (a restart),
+        # a sleeper jumps straight to its deadline and timers would fire late.
+        end = t0 + int(duration_s * NS)
+        while (now := clock.monotonic_ns()) < end:
+            clock.sleep_until(min(end, now + NS))
+    finally:
+        recorder.request_stop()
+        loop.join(120)
+        hw["indicators"].close()
+        factory.close()
+    wall = time.monotonic() - wall0
+    return summarize(out, recorder, hw, lines_before, duration_s, wall, scenario)
+
+
+def summarize(out: Path, recorder: Any, hw: dict[str, Any], first_seq: int,
+              duration_s: float, wall_s: float, scenario: Scenario) -> dict[str, Any]:
+    """What a person checks after a shift, counted from the records this run wrote."""
+    lines = scan_journal(recorder.storage.journal_path).lines
+    records = [Record.from_bytes(line) for _, line in lines]
+    run = [r for r in records if r.seq >= first_seq]
+    kinds: dict[str, int] = {}
+    stoppages: dict[str, int] = {}
+    recorded_us = 0
+    for r in run:
+        kinds[r.kind] = kinds.get(r.kind, 0) + 1
+        if r.kind == "stoppage":
+            stoppages[r.body["reason"]] = stoppages.get(r.body["reason"], 0) + 1
+        if r.kind == "segment":
+            recorded_us += (parse_utc(r.body["end_utc"]) - parse_utc(r.body["start_utc"])) // 1000
+    head = records[-1] if records else None
+    camera = hw["camera"]
+    return {
+        "device": recorder.identity.device_id,
+        "scenario": scenario.name,
+        "simulated_s": round(duration_s, 3),
+        "wall_s": round(wall_s, 3),
+        "speed": round(duration_s / wall_s, 1) if wall_s > 0 else None,
+        "segments": kinds.get("segment", 0),
+        "recorded_s": round(recorded_us / 1e6, 1),
+        "photos": kinds.get("photo", 0),
+        "markers": kinds.get("marker", 0),
+        "announcements": kinds.get("announcement", 0),
+        "recordings": kinds.get("recording_started", 0),
+        "stoppages": stoppages,
+        "resumed": kinds.get("resumed", 0),
+        "battery_low": kinds.get("battery_low", 0),
+        "recovered": recorder.stats.recovered,
+        "records": kinds,
+        "frames": camera.frames,
+        "audio_frames": camera.audio_frames,
+        "dropped_frames": recorder.writer.output.dropped,
+        "writer_cpu_s": round(recorder.writer.cpu_s, 3),
+        "head": {"seq": head.seq, "hash": head.hash} if head else None,
+        "device_dir": str(out / "device"),
+    }
+
+
+def write_summary(out: Path, summary: dict[str, Any]) -> Path:
+    import json
+
+    path = out / "summary.json"
+    atomic_write_bytes(path, (json.dumps(summary, indent=2, ensure_ascii=False) + "\n").encode())
+    return path
