@@ -18,7 +18,7 @@ from evidence.exc import CanonicalError
 from evidence.identity import DeviceIdentity
 from evidence.record import Record
 from evidence.registry import DeviceEntry, Registry
-from evidence.verify import PROBLEM_CODES, verify_path
+from evidence.verify import PROBLEM_CODES, CannotCheck, verify_path
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.text(),
@@ -157,3 +157,17 @@ def test_pathological_lines_are_malformed_not_crashes(work, valid, line):
     rows.insert(2, line + b"\n")
     problems = _check(work, valid, b"".join(rows)).problems
     assert [p.code for p in problems] == ["malformed_record"]
+
+
+@given(st.one_of(st.binary(max_size=200), json_values.map(
+    lambda v: json.dumps({"format": "bodycam-registry-v1", "devices": v}).encode())))
+@SETTINGS
+def test_garbage_registry_is_could_not_check_or_a_report(work, valid, tmp_path, data):
+    registry = tmp_path / "garbage-registry.json"
+    registry.write_bytes(data)
+    try:
+        report = _check(work, valid, valid[2], registry=registry)
+    except CannotCheck as exc:
+        assert str(exc) and "\n" not in str(exc)
+    else:
+        assert all(p.code in PROBLEM_CODES for p in report.problems)
