@@ -205,15 +205,15 @@ class FolderCheck:
         journal = self.folder / JOURNAL_NAME
         self_device, self.self_key = read_identity(self.folder)
         try:
+            if not stat.S_ISREG(journal.stat().st_mode):  # a FIFO would block the read
+                self.report.device = self.expected_device or self_device
+                self.problem("journal_missing", "journal.jsonl is not a regular file",
+                             file=self.journal_file)
+                return self.report
             scan = scan_journal(journal)
         except FileNotFoundError:
             self.report.device = self.expected_device or self_device
             self.problem("journal_missing", "no journal.jsonl in this device folder",
-                         file=self.journal_file)
-            return self.report
-        except IsADirectoryError:
-            self.report.device = self.expected_device or self_device
-            self.problem("journal_missing", "journal.jsonl is a folder, not a file",
                          file=self.journal_file)
             return self.report
         except OSError as exc:

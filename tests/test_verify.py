@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -482,3 +483,15 @@ def test_identity_json_of_another_device(device, registry2, other):
     (problem,) = check(device, registry2).problems
     assert (problem.code, problem.file, problem.device) == (
         "foreign_device", "identity.json", "cam-test")
+
+
+def test_store_folder_without_a_readable_journal(tmp_path, identity, registry_file):
+    store = tmp_path / "store"
+    make_device(store / "unit-1" / "cam-test", identity)
+    (store / "unit-1" / "cam-gone").mkdir()
+    (store / "unit-1" / "cam-fifo").mkdir()
+    os.mkfifo(store / "unit-1" / "cam-fifo" / "journal.jsonl")
+    problems = verify_path(store, registry_path=registry_file).problems
+    assert [(p.code, p.file) for p in problems] == [
+        ("journal_missing", "unit-1/cam-fifo/journal.jsonl"),
+        ("journal_missing", "unit-1/cam-gone/journal.jsonl")]
