@@ -38,6 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="jitter event times by up to +-2 s, reproducibly")
     s.add_argument("--dock", action="store_true",
                    help="dock the camera after the shift (offload into DIR/dock/)")
+    s.add_argument("--mqtt", metavar="HOST:PORT",
+                   help="send the camera's alerts and status to this broker (plain TCP; "
+                   "see docs/alerts.md)")
     s.add_argument("--no-sign", action="store_true", help=argparse.SUPPRESS)  # benchmark only
     s.add_argument("-v", "--verbose", action="store_true", help="log at debug level")
     s.add_argument("-q", "--quiet", action="store_true", help="log warnings only")
@@ -80,9 +83,17 @@ def _shift(args: argparse.Namespace) -> int:
             print(f"{PROG}: error: --dock needs simulator.dockbay (the dock part), which is "
                   "not installed in this tree", file=sys.stderr)
             return 2
+    mqtt = None
+    if args.mqtt:
+        from firmware.mqtt import MqttSettings
+
+        host, _, port = args.mqtt.rpartition(":")
+        if not host or not port.isdigit():
+            raise UsageError(f"--mqtt must be HOST:PORT, not {args.mqtt!r}")
+        mqtt = MqttSettings(host=host, port=int(port), unit=scenario.shift.get("unit", "unit-1"))
     out: Path = args.out
     summary = run_shift(out, scenario, duration_s=seconds, speed=args.speed, seed=args.seed,
-                        sign=not args.no_sign)
+                        sign=not args.no_sign, mqtt=mqtt)
     if dock_shift is not None:
         from .clock import SimClock
 

@@ -221,9 +221,11 @@ class ShiftDriver:
 
 
 def run_shift(out: Path, scenario: Scenario, *, duration_s: float, speed: float | None,
-              seed: int | None = None, sign: bool = True) -> dict[str, Any]:
+              seed: int | None = None, sign: bool = True,
+              mqtt: Any = None) -> dict[str, Any]:
     """Run one shift into ``out``; returns the summary (also written to summary.json
-    by the command)."""
+    by the command). ``mqtt`` (a ``firmware.mqtt.MqttSettings``) runs the camera's alert
+    link to that broker during the shift (docs/alerts.md)."""
     from gpiozero.pins.mock import MockFactory
 
     from firmware.recorder import Recorder
@@ -250,6 +252,12 @@ def run_shift(out: Path, scenario: Scenario, *, duration_s: float, speed: float 
     lines_before = len(scan_journal(journal_path).lines) if journal_path.exists() else 0
     t0 = clock.monotonic_ns()
     recorder.start()
+    link = None
+    if mqtt is not None:
+        from firmware.mqtt import link_for_recorder
+
+        link = link_for_recorder(recorder, mqtt)
+        link.start()
     loop = threading.Thread(target=recorder.run, name="recorder-main", daemon=True)
     loop.start()
     driver = ShiftDriver(hw, config, t0, recorder)
@@ -267,6 +275,9 @@ def run_shift(out: Path, scenario: Scenario, *, duration_s: float, speed: float 
     finally:
         recorder.request_stop()
         loop.join(120)
+        if link is not None:  # let the last alerts reach the broker, then say offline
+            link.wait_idle(10)
+            link.stop()
         hw["indicators"].close()
         factory.close()
     wall = time.monotonic() - wall0
