@@ -98,10 +98,21 @@ def _run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, wake)
     signal.signal(signal.SIGINT, wake)
     recorder.start()
+    link = None
+    if config["mqtt"]["host"]:  # stoppage alerts and status to the unit's broker
+        from .mqtt import MqttSettings, link_for_recorder
+
+        link = link_for_recorder(recorder, MqttSettings.from_config(config["mqtt"]))
+        link.start()
     if args.record:
         recorder.button("record", True)
         recorder.button("record", False)
-    recorder.run()
+    try:
+        recorder.run()
+    finally:
+        if link is not None:
+            link.wait_idle(5)
+            link.stop()
     return 0
 
 

@@ -284,3 +284,36 @@ def test_a_new_identity_cannot_be_mistaken_for_the_registered_one(
         shown = seen.wait_for(1)
     assert shown[0].verdict == "forged" and not shown[0].genuine
     assert Path(tmp_path / "imp" / "alerts.cursor").exists()
+
+
+def test_recorder_daemon_takes_the_broker_from_its_config(tmp_path, broker):
+    """bodycam-recorder with an [mqtt] table: signed status online while it runs, offline
+    with the journal's head after SIGTERM. No broker address in the repository's config."""
+    key = tmp_path / "key" / "device.key"
+    camera = DeviceIdentity.create(key, "cam-daemon")
+    password = tmp_path / "broker.passwd"
+    password.write_text("not-checked-by-the-test-broker\n")
+    password.chmod(0o600)
+    config = tmp_path / "recorder.toml"
+    config.write_text(f'[camera]\nwidth = 160\nheight = 120\nfps = 10\n'
+                      f'[mqtt]\nhost = "{broker.host}"\nport = {broker.port}\n'
+                      f'unit = "{UNIT}"\npassword_file = "{password}"\n')
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "firmware", "--camera", "sim", "--config", str(config),
+         "--storage", str(tmp_path / "storage"), "--key", str(key)],
+        env=dict(os.environ, GPIOZERO_PIN_FACTORY="mock"),
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    topic = f"bodycam/{UNIT}/cam-daemon/status"
+    try:
+        status = retained(broker, topic, timeout=60)
+        assert status.online is True and status.body["state"] == "ready"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0, proc.stderr.read().decode()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    status = retained(broker, topic)
+    status.verify(camera.public_key_hex)
+    last = Journal(tmp_path / "storage" / "journal.jsonl", camera).head
+    assert status.online is False and status.head == last
