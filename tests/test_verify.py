@@ -495,3 +495,15 @@ def test_store_folder_without_a_readable_journal(tmp_path, identity, registry_fi
     assert [(p.code, p.file) for p in problems] == [
         ("journal_missing", "unit-1/cam-fifo/journal.jsonl"),
         ("journal_missing", "unit-1/cam-gone/journal.jsonl")]
+
+
+def test_cli_config_file(device, registry_file, tmp_path, capsys):
+    config = tmp_path / "verify.toml"
+    config.write_text(f'registry = "{registry_file}"\njson = true\n')
+    assert verify_main([str(device.root), "--config", str(config)]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["registry"] == str(registry_file)
+    assert report["devices"][0]["trust"] == "registry"
+    config.write_text('registy = "x"\n')
+    assert verify_main([str(device.root), "--config", str(config)]) == 2
+    assert "unknown setting 'registy'" in capsys.readouterr().err
