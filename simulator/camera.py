@@ -154,9 +154,7 @@ class SimCamera:
         self.audio_extradata: bytes = b""
         self._frozen = threading.Event()
         self._force_key = False
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._output: Any = None
+        self._current: _Run | None = None
         self._count_cond = threading.Condition()
         self._photo_lock = threading.Lock()
         self._photo_request: list[Any] | None = None
@@ -171,7 +169,8 @@ class SimCamera:
 
     @property
     def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
+        run = self._current
+        return run is not None and run.thread.is_alive()
 
     @property
     def frozen(self) -> bool:
@@ -194,30 +193,31 @@ class SimCamera:
         """Call ``output.start()`` and deliver frames to it from the camera thread."""
         if self.running:
             raise RuntimeError("camera already started")
-        self._stop.clear()
         self.error = None
-        self._output = output
         output.start()
-        self._thread = threading.Thread(target=self._run, name="sim-camera", daemon=True)
-        self._thread.start()
+        run = _Run(output)
+        run.thread = threading.Thread(target=self._run, args=(run,), name="sim-camera",
+                                      daemon=True)
+        self._current = run
+        run.thread.start()
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Stop; when this returns no more ``outputframe`` calls come, then ``output.stop()``."""
-        thread, self._thread = self._thread, None
-        if thread is None:
+        """Stop; when this returns no more ``outputframe`` calls come, then ``output.stop()``.
+
+        It does not wait for a camera thread that is busy running clock callbacks (a
+        scheduled fault, a scenario event): that thread checks the stop flag before its
+        next frame, and its callback may itself be waiting for the caller of stop()."""
+        run, self._current = self._current, None
+        if run is None:
             return
-        self._stop.set()
-        if thread is threading.current_thread():
-            # Called from a clock callback on the camera's own thread: the loop ends after
-            # this frame; nothing to wait for, and output.stop() follows at once.
-            _log.debug("camera stopped from its own thread")
+        run.stop.set()
+        if run.thread is threading.current_thread() or run.in_callbacks:
+            _log.debug("camera stopping without a join (called from clock callbacks)")
         else:
-            thread.join(timeout)
-        if thread.is_alive():
-            _log.warning("camera thread did not stop within %.1f s", timeout)
-        output, self._output = self._output, None
-        if output is not None:
-            output.stop()
+            run.thread.join(timeout)
+            if run.thread.is_alive():
+                _log.warning("camera thread did not stop within %.1f s", timeout)
+        run.output.stop()
 
     def wait_frames(self, count: int, timeout: float = 10.0) -> bool:
         """Wait (real seconds) until ``count`` video frames have been delivered in total."""
@@ -236,7 +236,7 @@ class SimCamera:
         if self._frozen.is_set():
             raise TimeoutError("camera delivers no frames")
         if not self.running:
-            frame = self._render.frame(self._burn_text(self.clock.time_ns()), self._next_source())
+            frame = self._render.frame(self._burn_text(self.clock.time_ns()), None)
             return _encode_jpeg(frame)
         request: list[Any] = [threading.Event(), None]
         with self._photo_lock:
@@ -287,31 +287,29 @@ class SimCamera:
         stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(seconds))
         return f"{stamp}.{rest // 1_000_000:03d}", f"{self.device_id} {self.officer_id}".strip()
 
-    def _next_source(self) -> av.VideoFrame | None:
-        files = getattr(self, "_files", None)
-        return files.next() if files is not None else None
 
     # -- the camera thread -----------------------------------------------------------------
 
-    def _run(self) -> None:
+    def _run(self, run: _Run) -> None:
+        files = None
         try:
             with self.clock.driving() if self.clock.speed is None else _nothing():
-                self._loop()
+                if self.source is not None:
+                    files = _FileFrames(self.source, self.width, self.height)
+                self._loop(run, files)
         except BaseException as exc:  # report any failure to whoever waits on us
             self.error = exc
             _log.exception("camera thread failed")
         finally:
-            files = getattr(self, "_files", None)
             if files is not None:
                 files.close()
-                self._files = None
             with self._count_cond:
                 self._count_cond.notify_all()
-            self._answer_photo(CameraStopped("camera stopped"))
+            if self._current in (None, run):
+                self._answer_photo(CameraStopped("camera stopped"))
 
-    def _loop(self) -> None:
-        clock, output, stop = self.clock, self._output, self._stop
-        self._files = _FileFrames(self.source, self.width, self.height) if self.source else None
+    def _loop(self, run: _Run, files: _FileFrames | None) -> None:
+        clock, output, stop = self.clock, run.output, run.stop
         video = self._open_video()
         track = self._track if self.audio else None
         if track is not None and self._thread_runs > 0:
@@ -327,10 +325,12 @@ class SimCamera:
         i = 0
         while not stop.is_set():
             t = t0 + i * NS // self.fps
+            run.in_callbacks = True
             if drives:
                 clock.advance_to(t)  # may run clock callbacks (faults, scenario events)
             elif not clock.wait_until(t, cancel=stop):
                 break
+            run.in_callbacks = False
             if stop.is_set():
                 break
             i += 1
@@ -353,7 +353,8 @@ class SimCamera:
                         output.outputframe(bytes(packet), True, ts, packet, True)
                         self.audio_frames += 1
                         last_us = ts
-            vframe = self._render.frame(self._burn_text(t + clock.utc_offset_ns()), self._next_source())
+            source = files.next() if files is not None else None
+            vframe = self._render.frame(self._burn_text(t + clock.utc_offset_ns()), source)
             vframe.pts = t_us - t0_us
             if self._force_key:
                 vframe.pict_type = av.video.frame.PictureType.I
@@ -388,6 +389,16 @@ class SimCamera:
         if request is not None:
             request[1] = result
             request[0].set()
+
+
+class _Run:
+    """One start..stop of the camera: its output, stop flag and thread."""
+
+    def __init__(self, output: Any) -> None:
+        self.output = output
+        self.stop = threading.Event()
+        self.in_callbacks = False  # inside clock.advance_to/wait_until (callbacks may run)
+        self.thread: threading.Thread
 
 
 class _nothing:

@@ -349,9 +349,37 @@ def test_a_clock_callback_on_the_camera_thread_can_stop_the_camera() -> None:
     clock = SimClock(START)
     camera = SimCamera(clock, fps=10)
     out = Recorder()
-    camera.start(out)
     clock.at(clock.monotonic_ns() + 2 * NS, camera.stop)  # runs in the camera's thread
+    camera.start(out)
     assert out.stop_called.wait(10)
     clock.sleep(5)  # the camera no longer drives time: this sleeper moves it on itself
     assert out.stopped == 1 and out.after_stop == 0 and not camera.running
     assert 19 <= len(out.video) <= 21
+
+
+def test_stop_does_not_deadlock_with_a_callback_waiting_for_the_stopper() -> None:
+    """A scenario event (clock callback, camera thread) waits for the recorder's thread,
+    which is busy stopping the camera: stop() must return at once, not after its timeout."""
+    clock = SimClock(START)
+    camera = SimCamera(clock, fps=10)
+    out = Recorder()
+    in_callback, stopped = threading.Event(), threading.Event()
+
+    def event() -> None:  # what a simulator's "sync with the recorder" looks like
+        in_callback.set()
+        stopped.wait(10)
+
+    clock.at(clock.monotonic_ns() + NS, event)
+    camera.start(out)
+    assert in_callback.wait(10)
+    frames = len(out.video)
+    wall = time.monotonic()
+    camera.stop()
+    stopped.set()
+    assert time.monotonic() - wall < 1
+    clock.sleep(3)  # the old thread has left; time moves on without it
+    assert len(out.video) == frames and out.after_stop == 0
+    camera.start(out)  # a restart works at once
+    assert camera.wait_frames(camera.frames + 5)
+    camera.stop()
+    assert out.started == out.stopped == 2
