@@ -42,7 +42,8 @@ BUTTON_NETS = {"record": "BTN_RECORD", "mark": "BTN_MARK", "function": "BTN_FUNC
 def sim_hardware(config: dict[str, Any], out: Path, *, speed: float | None,
                  device_id: str = "", officer: str = "", battery_percent: float = 100.0,
                  drain_percent_per_hour: float = 11.0, pin_factory: Any = None,
-                 keyframe_interval: int | None = None) -> dict[str, Any]:
+                 keyframe_interval: int | None = None,
+                 start_utc_ns: int | None = None) -> dict[str, Any]:
     """The hardware twin for one recorder: what ``firmware.pi.make_backend`` is on a camera."""
     from gpiozero import Device
 
@@ -54,7 +55,7 @@ def sim_hardware(config: dict[str, Any], out: Path, *, speed: float | None,
     from .power import SimPower
 
     cam = config["camera"]
-    clock = SimClock(speed=speed)
+    clock = SimClock(start_utc_ns, speed=speed)
     microphone = SimMicrophone()
     camera = SimCamera(
         clock, width=cam["width"], height=cam["height"], fps=cam["fps"],
@@ -88,6 +89,20 @@ def prepare_device(out: Path, scenario: Scenario) -> tuple[DeviceIdentity, Path]
                              shift.get("officer", "A1024"), shift.get("unit", "unit-1")))
     registry.save(registry_path)
     return identity, registry_path
+
+
+def resume_utc_ns(journal_path: Path) -> int:
+    """Where the simulated RTC stands when the device starts again: now, or just after the
+    journal's last record if an earlier (faster than real time) shift ran past now."""
+    now = time.time_ns()
+    if not journal_path.exists():
+        return now
+    for _, line in reversed(scan_journal(journal_path).lines):
+        try:
+            return max(now, parse_utc(Record.from_bytes(line).utc) + NS)
+        except ValueError:
+            continue
+    return now
 
 
 def shift_config(out: Path, scenario: Scenario) -> dict[str, Any]:
@@ -239,7 +254,8 @@ def run_shift(out: Path, scenario: Scenario, *, duration_s: float, speed: float 
                       officer=shift.get("officer", "A1024"),
                       battery_percent=float(shift.get("battery_percent", 100.0)),
                       drain_percent_per_hour=float(shift.get("drain_percent_per_hour", 11.0)),
-                      pin_factory=factory)
+                      pin_factory=factory,
+                      start_utc_ns=resume_utc_ns(out / "device" / "journal.jsonl"))
     clock = hw["clock"]
     pacer = LockstepPacer(clock) if speed is None else None
     recorder = Recorder(config, identity=identity, clock=clock, camera=hw["camera"],
