@@ -219,9 +219,9 @@ class DeviceSession:
 
     def _connect(self, now: float) -> None:
         s = self.settings
-        client = self._make_client()
-        self.client = client
         try:
+            client = self._make_client()   # reads the password file, loads TLS files
+            self.client = client
             client.connect(s.host, s.port, keepalive=s.keepalive_s)
         except (OSError, ssl.SSLError, ValueError) as exc:
             self.client = None
@@ -438,7 +438,12 @@ class LinkDriver:
                 sweep = now + 0.2
             deadline = sweep
             for session in todo:
-                session.service(now)
+                try:
+                    session.service(now)
+                except Exception:  # noqa: BLE001 - one bad session must not stop the others
+                    _log.exception("%s: alert link error; reconnecting", session.device)
+                    session._lost("error")
+                    session._next_connect = max(session._next_connect, now + 5.0)
             for session in todo:
                 deadline = min(deadline, session.next_deadline(now))
             for key, mask in self._selector.select(max(0.0, deadline - time.monotonic())):

@@ -113,6 +113,38 @@ def test_ack_round_trips(seq, by):
     assert Ack.from_bytes(Ack(seq, by).to_bytes()) == Ack(seq, by)
 
 
+@given(st.binary(max_size=300) | st.builds(
+    lambda d: json.dumps(d).encode(),
+    st.dictionaries(st.sampled_from(["v", "kind", "device", "utc", "body", "sig", "x"]),
+                    st.none() | st.booleans() | st.integers() | st.text(max_size=8)
+                    | st.dictionaries(st.text(max_size=6), st.integers(), max_size=4))))
+def test_status_parser_rejects_garbage_with_record_error(data):
+    from evidence.exc import RecordError
+
+    try:
+        Message.from_bytes(data)
+    except RecordError:
+        pass
+
+
+def test_status_message_round_trips_and_binds_every_field(identity):
+    from evidence.exc import SignatureError
+    from evidence.message import sign_status
+
+    m = sign_status(identity, utc="2026-11-27T05:00:00.000000Z", online=True,
+                    state="recording", head=(7, "ab" * 32), battery=55)
+    again = Message.from_bytes(m.to_bytes())
+    again.verify(identity.public_key_hex)
+    assert again == m and again.head == (7, "ab" * 32)
+    for field, value in (("utc", "2026-11-27T05:00:01.000000Z"), ("device", "cam-other")):
+        changed = Message.from_dict({**m.to_dict(), field: value})
+        with pytest.raises(SignatureError):
+            changed.verify(identity.public_key_hex)
+    lied = Message.from_dict({**m.to_dict(), "body": {**m.body, "online": False}})
+    with pytest.raises(SignatureError):
+        lied.verify(identity.public_key_hex)
+
+
 # -- through a real broker ----------------------------------------------------------------
 
 def test_alerts_reach_the_supervisor_verified_and_status_carries_the_head(
