@@ -20,7 +20,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from evidence.identity import DeviceIdentity
 from evidence.journal import Journal
 from evidence.message import Message
-from evidence.registry import Registry
+from evidence.registry import DeviceEntry, Registry
 from firmware.alerts import Ack, AlertCursor, Outbox
 from firmware.mqtt import AlertLink, MqttSettings
 from supervisor.judge import AlertJudge, SeenState
@@ -326,6 +326,9 @@ def test_recorder_daemon_takes_the_broker_from_its_config(tmp_path, broker):
     password = tmp_path / "broker.passwd"
     password.write_text("not-checked-by-the-test-broker\n")
     password.chmod(0o600)
+    # A stoppage journalled before a power cut, not yet sent: the daemon sends it from disk.
+    with Journal(tmp_path / "storage" / "journal.jsonl", camera) as before:
+        alert = stoppage(before, "overheat", "journalled before the power cut")
     config = tmp_path / "recorder.toml"
     config.write_text(f'[camera]\nwidth = 160\nheight = 120\nfps = 10\n'
                       f'[mqtt]\nhost = "{broker.host}"\nport = {broker.port}\n'
@@ -339,6 +342,20 @@ def test_recorder_daemon_takes_the_broker_from_its_config(tmp_path, broker):
     try:
         status = retained(broker, topic, timeout=60)
         assert status.online is True and status.body["state"] == "ready"
+        # The supervisor acknowledges it; the camera buzzes and journals who did.
+        from supervisor.__main__ import main as supervisor
+
+        registry = tmp_path / "registry.json"
+        reg = Registry()
+        reg.add(DeviceEntry("cam-daemon", camera.public_key_hex, "A7", UNIT))
+        reg.save(registry)
+        assert supervisor(["ack", "cam-daemon", str(alert.seq), "--by", "sgt-li", "--host",
+                           broker.host, "--port", str(broker.port),
+                           "--registry", str(registry)]) == 0
+        deadline = time.monotonic() + 30
+        while not any(r.kind == "alert_ack" for r in journal_records(tmp_path)):
+            assert time.monotonic() < deadline, "the camera never journalled the ack"
+            time.sleep(0.05)
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0, proc.stderr.read().decode()
     finally:
@@ -347,5 +364,17 @@ def test_recorder_daemon_takes_the_broker_from_its_config(tmp_path, broker):
             proc.wait()
     status = retained(broker, topic)
     status.verify(camera.public_key_hex)
-    last = Journal(tmp_path / "storage" / "journal.jsonl", camera).head
-    assert status.online is False and status.head == last
+    records = journal_records(tmp_path)
+    assert status.online is False and status.head == (records[-1].seq, records[-1].hash)
+    acks = [r.body for r in records if r.kind == "alert_ack"]
+    assert acks == [{"alert_seq": alert.seq, "by": "sgt-li"}]
+    assert json.loads((tmp_path / "storage" / "alerts.cursor").read_text())["acked_seq"] >= \
+        alert.seq
+
+
+def journal_records(tmp_path):
+    from evidence.journal import scan_journal
+    from evidence.record import Record
+
+    path = tmp_path / "storage" / "journal.jsonl"
+    return [Record.from_bytes(line) for _, line in scan_journal(path).lines]
