@@ -238,6 +238,11 @@ class SimCamera:
         if not self.running:
             frame = self._render.frame(self._burn_text(self.clock.time_ns()), None)
             return _encode_jpeg(frame)
+        run = self._current
+        if run is not None and run.in_callbacks and self.clock.speed is None:
+            # Time stands still while the camera thread runs clock callbacks, and one of
+            # them may be waiting for this caller: the frame just delivered is current.
+            return _encode_jpeg(self._render.last)
         request: list[Any] = [threading.Event(), None]
         with self._photo_lock:
             self._photo_request = request
@@ -449,6 +454,7 @@ class _Renderer:
             self._noise = rng.integers(0, min(noise, 255) + 1, (height, 3 * width), dtype=np.uint8)
             self._scene = (self._scene.astype(np.int16) * (255 - min(noise, 255)) // 255).astype(np.uint8)
         self._index = 0
+        self.last = self._frame  # the frame most recently drawn
         scale = max(1, min(width // 170, height // 100))
         self._burner = TextBurner(scale)
         self._strips: dict[str, np.ndarray] = {}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import shutil
@@ -383,3 +384,26 @@ def test_stop_does_not_deadlock_with_a_callback_waiting_for_the_stopper() -> Non
     assert camera.wait_frames(camera.frames + 5)
     camera.stop()
     assert out.started == out.stopped == 2
+
+
+def test_a_photo_asked_for_while_a_clock_callback_holds_time_still(tmp_path: Path) -> None:
+    """A scenario event on the camera's thread waits for the thread taking the photo."""
+    clock = SimClock(START)
+    camera = SimCamera(clock, fps=10, device_id="cam-7")
+    out = Recorder()
+    photos: list[bytes] = []
+    done = threading.Event()
+
+    def event() -> None:
+        taker = threading.Thread(target=lambda: photos.append(camera.capture_jpeg()))
+        taker.start()
+        taker.join(10)
+        done.set()
+
+    clock.at(clock.monotonic_ns() + NS, event)
+    camera.start(out)
+    assert done.wait(10)
+    camera.stop()
+    assert len(photos) == 1 and photos[0][:2] == b"\xff\xd8"
+    decoded = list(av.open(io.BytesIO(photos[0])).decode(video=0))
+    assert (decoded[0].width, decoded[0].height) == (160, 120)
