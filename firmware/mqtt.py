@@ -53,7 +53,7 @@ MQTT_DEFAULTS: dict[str, Any] = {
     "keepalive_s": 30,
     "status_interval_s": 60.0,
     "reconnect_max_s": 30.0,
-    "inflight": 32,
+    "inflight": 16,          # below the broker's max_inflight_messages (20)
 }
 
 
@@ -70,7 +70,7 @@ class MqttSettings:
     keepalive_s: int = 30
     status_interval_s: float = 60.0
     reconnect_max_s: float = 30.0
-    inflight: int = 32
+    inflight: int = 16
     status_min_interval_s: float = 1.0
     cursor_path: str = ""   # "" = alerts.cursor next to the journal
 

@@ -71,6 +71,7 @@ class DeviceSeen:
     max_seq: int = -1
     recent: dict[int, str] = field(default_factory=dict)
     status: dict[str, Any] | None = None   # the last verified status message, as a dict
+    key: str = ""   # the registered key these seqs were signed with
 
 
 class SeenState:
@@ -93,7 +94,7 @@ class SeenState:
             for device, d in data["devices"].items():
                 self.devices[device] = DeviceSeen(
                     int(d["max_seq"]), {int(k): str(v) for k, v in d["recent"].items()},
-                    d.get("status"))
+                    d.get("status"), str(d.get("key", "")))
             self.flagged = [str(h) for h in data.get("flagged", [])][-FLAGGED:]
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
             raise ValueError(f"{self.path}: not a supervisor state file ({exc})") from None
@@ -106,7 +107,7 @@ class SeenState:
             return
         devices = {
             dev: {"max_seq": d.max_seq, "recent": {str(k): v for k, v in d.recent.items()},
-                  "status": d.status}
+                  "status": d.status, "key": d.key}
             for dev, d in sorted(self.devices.items())
         }
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -169,6 +170,10 @@ class AlertJudge:
             v.problem = f"record kind {record.kind!r} is not an alert"
             return v
         seen = self.state.device(device)
+        if seen.key != entry.public_key:
+            # A device re-provisioned with a new key starts a new journal at seq 0; what
+            # was shown under the old key says nothing about the new seqs.
+            seen.key, seen.max_seq, seen.recent = entry.public_key, -1, {}
         old = seen.recent.get(record.seq)
         if old == record.hash:
             v.verdict = DUPLICATE

@@ -192,3 +192,19 @@ def test_status_message_checks(judge, identity):
     other = sign_status(DeviceIdentity.generate("cam-test"), utc=good.utc, online=False,
                         state="ready", head=None, battery=90)
     assert "signature" in judge.status("bodycam/unit-1/cam-test/status", other.to_bytes())[1]
+
+
+def test_a_reprovisioned_device_starts_afresh(judge, journal, tmp_path):
+    from evidence.registry import DeviceEntry
+
+    for _ in range(3):
+        journal.append("marker", {"note": "x"})
+    rec = journal.append("stoppage", {"reason": "weather", "detail": "rain"})
+    assert judge.alert(TOPIC, rec.to_bytes()).genuine
+    new = DeviceIdentity.create(tmp_path / "new" / "device.key", "cam-test")
+    judge.registry.add(DeviceEntry("cam-test", new.public_key_hex, "A1024", "unit-1"),
+                       replace=True)
+    fresh = Journal(tmp_path / "new" / "journal.jsonl", new)
+    first = fresh.append("stoppage", {"reason": "camera", "detail": "new camera"})
+    assert judge.alert(TOPIC, first.to_bytes()).genuine       # seq 0, but a new journal
+    assert judge.alert(TOPIC, rec.to_bytes()).verdict == "forged"   # the old key is gone
