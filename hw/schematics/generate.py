@@ -167,6 +167,8 @@ SYMBOLS = {s.name: s for s in [
     two_pin("LED", "D", "Light emitting diode", names=("A", "K")),
     two_pin("D", "D", "Diode", names=("A", "K")),
     two_pin("SW_Push", "SW", "Momentary push button"),
+    SymbolDef("SW_SPDT", "SW", "Slide switch, single pole double throw",
+              [P(2, "COM")], [P(1, "A"), P(3, "B")], 5.08),
     two_pin("Buzzer", "BZ", "Active buzzer (built-in oscillator)", names=("+", "-")),
     two_pin("Conn_2", "J", "2-pin connector"),
     two_pin("Battery_Cell", "BT", "Coin cell holder", names=("+", "-")),
@@ -262,8 +264,12 @@ PARTS: list[Part] = [
          on_board=False),
     # 5 V for the Pi, the amplifier and the buzzer.
     Part("U2", "TPS61023", "TPS61023 5.0 V", "TPS61023DRLR", "Texas Instruments",
-         {"3": "VSYS", "2": "VSYS", "4": "GND", "6": "BOOST_SW", "5": "+5V", "1": "BOOST_FB"},
+         {"3": "VSYS", "2": "BOOST_EN", "4": "GND", "6": "BOOST_SW", "5": "+5V", "1": "BOOST_FB"},
          "Package_TO_SOT_SMD:SOT-563"),
+    # The power switch: EN to VSYS (on) or to ground (off), never floating. Off cuts the
+    # 5 V rail; the recorder's recovery signs the open segment at the next boot.
+    Part("SW4", "SW_SPDT", "POWER", "JS102011SAQN", "C&K", {"2": "BOOST_EN", "1": "VSYS",
+         "3": "GND"}, "Button_Switch_SMD:SW_SPDT_CK_JS102011SAQN"),
     Part("L1", "L", "1uH 5.4A", "XAL4020-102MEB", "Coilcraft", {"1": "VSYS", "2": "BOOST_SW"},
          "Inductor_SMD:L_Coilcraft_XAL4020-XXX"),
     R("R5", "+5V", "BOOST_FB", "732k", "732K"),  # VOUT = 0.6 V * (1 + 732k/100k) = 4.99 V
