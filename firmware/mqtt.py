@@ -180,8 +180,12 @@ class DeviceSession:
         return client
 
     def _status(self, *, online: bool) -> bytes:
-        state, battery = self.status_source()
-        battery = max(-1, min(100, int(battery)))
+        try:
+            state, battery = self.status_source()
+            state, battery = str(state)[:32], max(-1, min(100, int(battery)))
+        except Exception:  # noqa: BLE001 - a broken sensor must not silence the alerts
+            _log.exception("%s: status source failed; reporting unknown", self.device)
+            state, battery = "unknown", -1
         return sign_status(self.identity, utc=format_utc(self.journal.clock.time_ns()),
                            online=online, state=state, head=self.journal.head,
                            battery=battery).to_bytes()
