@@ -212,35 +212,38 @@ class SimClock:
 
         Returns True when it did, False after ``timeout`` real seconds or once ``cancel``
         is set (cancel is noticed within 50 ms real time). Without drivers in
-        as-fast-as-possible mode, the earliest waiter advances the clock itself."""
+        as-fast-as-possible mode, the earliest waiter advances the clock itself, stopping
+        at each ``at()`` timer on the way to run it. Due timers run in this thread."""
         real_deadline = None if timeout is None else time.monotonic() + timeout
         registered = False
         try:
             while True:
-                due: list[Callable[[], None]] = []
                 with self._cond:
                     now = self._mono_locked()
-                    if now >= mono_ns:
-                        due = self._pop_due_locked()
-                        reached = True
-                    else:
-                        reached = False
+                    due = self._pop_due_locked()
+                    if not due:
+                        if now >= mono_ns:
+                            return True
                         if cancel is not None and cancel.is_set():
                             return False
-                        wait = 0.05 if cancel is not None else None
                         if not registered:
                             heapq.heappush(self._deadlines, mono_ns)
                             registered = True
                             self._cond.notify_all()
+                        # The next thing that happens: this deadline or an earlier timer.
+                        step = mono_ns
+                        if self._timers and self._timers[0][0] < step:
+                            step = self._timers[0][0]
+                        wait = 0.05 if cancel is not None else None
                         if self.speed is None:
-                            if self._drivers == 0:
-                                if self._deadlines[0] >= mono_ns:
-                                    # The earliest sleeper moves time on to its own deadline.
-                                    self._rebase_locked(mono_ns)
-                                    self._cond.notify_all()
-                                    continue
+                            if self._drivers == 0 and self._deadlines[0] >= mono_ns:
+                                # No driver: the earliest sleeper moves time on to the next
+                                # event (a timer, or its own deadline), like an event queue.
+                                self._rebase_locked(step)
+                                self._cond.notify_all()
+                                continue
                         else:
-                            real_left = (mono_ns - now) / self.speed / NS
+                            real_left = (step - now) / self.speed / NS
                             wait = real_left if wait is None else min(wait, real_left)
                         if real_deadline is not None:
                             left = real_deadline - time.monotonic()
@@ -248,10 +251,9 @@ class SimClock:
                                 return False
                             wait = left if wait is None else min(wait, left)
                         self._cond.wait(wait)
-                if reached:
-                    for callback in due:
-                        callback()
-                    return True
+                        continue
+                for callback in due:  # outside the lock: callbacks may use the clock
+                    callback()
         finally:
             if registered:
                 with self._cond:

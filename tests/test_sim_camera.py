@@ -181,11 +181,11 @@ def test_burned_in_text_shows_time_and_ids() -> None:
 
 def test_audio_is_aac_in_time_order_with_video() -> None:
     mic = SimMicrophone()
-    camera = SimCamera(SimClock(START), fps=10, audio=True, microphone=mic)
+    clock = SimClock(START)
+    camera = SimCamera(clock, fps=10, audio=True, microphone=mic)
+    clock.at(clock.monotonic_ns() + 3 * NS, mic.fail)  # at 3 s of simulated time
     out = Recorder()
     camera.start(out)
-    assert camera.wait_frames(30, timeout=30)
-    mic.fail()
     assert camera.wait_frames(60, timeout=30)
     camera.stop()
     stamps = [c[2] for c in out.calls]

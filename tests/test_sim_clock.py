@@ -117,3 +117,16 @@ def test_paced_clock_runs_n_times_real_time() -> None:
     assert clock.real_speed() == pytest.approx(50, rel=0.5)
     clock.advance(3600 * NS)  # jumps still work
     assert clock.elapsed_s() >= 3605
+
+
+def test_timers_fire_at_their_own_time_under_a_long_sleep() -> None:
+    def check(clock: SimClock) -> None:
+        seen: list[float] = []
+        for t in (10, 5):
+            clock.at(clock.start_monotonic_ns + t * NS, lambda: seen.append(clock.elapsed_s()))
+        clock.sleep(15)
+        assert seen == [pytest.approx(5, abs=0.5), pytest.approx(10, abs=0.5)]
+        assert clock.elapsed_s() >= 15
+
+    check(SimClock(START))
+    check(SimClock(START, speed=200))
