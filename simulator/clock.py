@@ -8,8 +8,9 @@ timestamps, battery drain, fault schedule, the dock setting the RTC). It has two
     advances the clock by one frame period per frame (``advance_to``), so a shift runs as
     fast as frames can be encoded. When no driver is registered, a thread that calls
     :meth:`sleep` / :meth:`sleep_until` advances the clock itself to its deadline (the
-    earliest pending deadline first), like a discrete-event simulation: e.g. after the
-    camera has stopped, the dock phase still sees time pass.
+    earliest pending deadline first, stopping at each ``at()`` timer on the way), like a
+    discrete-event simulation: e.g. after the camera has stopped, the dock phase still
+    sees time pass.
 ``SimClock(speed=N)`` -- *paced*: simulated time runs N times faster than real time
     (``speed=1`` is real time). ``advance`` still jumps ahead instantly.
 
@@ -28,12 +29,14 @@ Public API (all methods thread-safe):
 - ``waiters`` / ``wait_for_waiters(n, timeout)``: how many threads wait on the clock.
 - ``driving()``: context manager that registers the caller as a driver (the camera uses it).
 - ``at(mono_ns, callback)``: run ``callback()`` once simulated time reaches ``mono_ns``
-  (called from the thread that advances the clock; keep it short).
+  (called from the thread that advances the clock, or a waiter; time stands still while
+  it runs, which a simulator may use to let the recorder handle an event at its instant).
+- ``start_monotonic_ns``: simulated monotonic time zero (when the clock was made).
 - ``elapsed_s()``: simulated seconds since the clock was made;
   ``real_speed()``: simulated seconds per real second so far.
 
-Threads: waiters block on one Condition; advancing notifies it. Nothing here sleep-polls
-except paced mode, which waits on the Condition with a computed real timeout.
+Threads: waiters block on one Condition; advancing notifies it. Paced mode waits on the
+Condition with a computed real timeout; a ``cancel`` Event is checked every 50 ms.
 """
 
 from __future__ import annotations
