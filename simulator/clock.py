@@ -29,7 +29,7 @@ Public API (all methods thread-safe):
 - ``waiters`` / ``wait_for_waiters(n, timeout)``: how many threads wait on the clock.
 - ``driving()``: context manager that registers the caller as a driver (the camera uses it).
 - ``at(mono_ns, callback)``: run ``callback()`` once simulated time reaches ``mono_ns``
-  (called from the thread that advances the clock, or a waiter; time stands still while
+  (called from the thread that advances the clock, or a waiter; a fast clock stands still while
   it runs, which a simulator may use to let the recorder handle an event at its instant).
 - ``start_monotonic_ns``: simulated monotonic time zero (when the clock was made).
 - ``elapsed_s()``: simulated seconds since the clock was made;
