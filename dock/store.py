@@ -1,0 +1,303 @@
+"""The dock's durable store: ``<store>/<unit>/<device>/`` laid out like device storage.
+
+Every byte is written once: media streams into ``<store>/.partial/<device>/`` while it is
+hashed, is fsynced, renamed into ``media/YYYYMMDD/`` and the folder fsynced; only then is
+the record that names it appended (one write, fsync) to the device's ``journal.jsonl`` in
+the store and the SQLite index updated. So the store's journal is always a verified prefix
+of the camera's chain whose media are all in place; a crash anywhere leaves at most a
+partial file (resumed later) or an orphan media file (moved back to ``.partial`` by
+:meth:`Store.reconcile`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import threading
+from collections.abc import Iterable
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from evidence.clock import SystemClock, format_utc
+from evidence.journal import JOURNAL_NAME, scan_journal
+from evidence.media import hash_file
+from evidence.record import Record
+from evidence.registry import DeviceEntry, Registry
+from evidence.storage import fsync_dir, makedirs_durable
+
+from .exc import DockError, MediaMismatch
+from .index import Index
+
+_log = logging.getLogger(__name__)
+REGISTRY_NAME = "registry.json"
+INDEX_NAME = "index.sqlite"
+PARTIAL_DIR = ".partial"
+STATUS_DIR = ".status"
+NO_UNIT = "unassigned"
+
+# (device, file) -> (offset, sha256 object): lets a re-docked camera resume without the
+# dock reading the partial file again, as long as this daemon kept running.
+_hash_cache: dict[tuple[str, str], tuple[int, Any]] = {}
+_hash_cache_lock = threading.Lock()
+
+
+def unit_of(entry: DeviceEntry) -> str:
+    return entry.unit or NO_UNIT
+
+
+def closed_utc(record: Record) -> str:
+    """When a recording left the camera's control: a segment's end, else the record time."""
+    end = record.body.get("end_utc") if record.kind == "segment" else None
+    return end if isinstance(end, str) else record.utc
+
+
+class PartialFile:
+    """A media file being received: hashed while written, resumable after an unplug."""
+
+    def __init__(self, store: Store, device: str, file: str, size: int, sha256: str) -> None:
+        self.device, self.file, self.size, self.sha256 = device, file, size, sha256
+        folder = makedirs_durable(store.root / PARTIAL_DIR / device)
+        self.path = folder / (file.replace("/", "__") + ".part")
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        self.offset = os.fstat(self._fd).st_size
+        if self.offset > size:
+            os.ftruncate(self._fd, 0)
+            self.offset = 0
+        with _hash_cache_lock:
+            cached = _hash_cache.pop((device, file), None)
+        if cached is not None and cached[0] == self.offset:
+            self._hash = cached[1]
+        else:
+            # The daemon restarted: read the kept bytes once to rebuild the hash state.
+            self._hash = hashlib.sha256()
+            if self.offset:
+                with open(self.path, "rb", buffering=0) as f:
+                    while chunk := f.read(1 << 20):
+                        self._hash.update(chunk)
+        self.resumed_from = self.offset
+
+    def write(self, data: bytes | memoryview) -> None:
+        if self.offset + len(data) > self.size:
+            raise MediaMismatch(
+                f"{self.file}: camera sent more than the {self.size} bytes its record signs")
+        self._hash.update(data)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self._fd, view):]
+        self.offset += len(data)
+
+    def suspend(self) -> None:
+        """The line broke: keep what arrived, durably, for the next docking."""
+        if self._fd < 0:
+            return
+        os.fsync(self._fd)
+        os.close(self._fd)
+        self._fd = -1
+        with _hash_cache_lock:
+            _hash_cache[(self.device, self.file)] = (self.offset, self._hash.copy())
+
+    def finish(self) -> None:
+        """Check size and SHA-256 against the signed record, then fsync."""
+        digest = self._hash.hexdigest()
+        if self.offset != self.size or digest != self.sha256:
+            raise MediaMismatch(
+                f"{self.file}: received {self.offset} bytes with sha256 {digest[:16]}..., "
+                f"the signed record says {self.size} bytes, {self.sha256[:16]}...")
+        os.fsync(self._fd)
+        os.close(self._fd)
+        self._fd = -1
+
+    def discard(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+        self.path.unlink(missing_ok=True)
+
+
+class Store:
+    """A dock store folder and its index."""
+
+    def __init__(self, root: str | os.PathLike, clock: Any = None) -> None:
+        self.root = Path(root)
+        self.clock = clock or SystemClock()
+        makedirs_durable(self.root)
+        self.index = Index(self.root / INDEX_NAME)
+        self._locks: dict[str, threading.Lock] = {}
+        self._locks_lock = threading.Lock()
+
+    # -- registry ---------------------------------------------------------------------
+    @property
+    def registry_path(self) -> Path:
+        return self.root / REGISTRY_NAME
+
+    def registry(self) -> Registry:
+        """Re-read at each docking, so ``registry add`` takes effect without a restart."""
+        return Registry.load_or_empty(self.registry_path)
+
+    def now_utc(self) -> str:
+        return format_utc(self.clock.time_ns())
+
+    # -- devices ----------------------------------------------------------------------
+    def device_dir(self, device: str, unit: str) -> Path:
+        rows = self.index.query("SELECT unit FROM heads WHERE device=?", (device,))
+        return self.root / (rows[0]["unit"] if rows else unit) / device
+
+    def head(self, device: str) -> tuple[int, str] | None:
+        rows = self.index.query("SELECT seq, hash FROM heads WHERE device=?", (device,))
+        return (rows[0]["seq"], rows[0]["hash"]) if rows else None
+
+    @contextmanager
+    def device_lock(self, device: str):
+        """One bay at a time per device (the same camera cannot be in two bays)."""
+        with self._locks_lock:
+            lock = self._locks.setdefault(device, threading.Lock())
+        if not lock.acquire(blocking=False):
+            raise DockError(f"{device} is already being offloaded in another bay")
+        try:
+            yield
+        finally:
+            lock.release()
+
+    def flag(self, device: str, kind: str, detail: str) -> None:
+        _log.warning("flag %s for %s: %s", kind, device, detail)
+        self.index.execute(
+            "INSERT INTO flags(utc, device, kind, detail) VALUES (?,?,?,?)",
+            (self.now_utc(), device, kind, detail))
+
+    def note_known_media(self, entry: DeviceEntry, records: Iterable[Record]) -> None:
+        """Remember every media record seen on the cable, stored or not (for deadlines)."""
+        rows = []
+        for r in records:
+            if r.media is not None:
+                rows.append(("INSERT OR IGNORE INTO media(device, seq, kind, unit, officer, file,"
+                             " size, sha256, closed_utc, stored_utc) VALUES (?,?,?,?,?,?,?,?,?,NULL)",
+                             (r.device, r.seq, r.kind, unit_of(entry), entry.officer,
+                              *r.media, closed_utc(r))))
+        if rows:
+            self.index.transaction(rows)
+
+    # -- durable writes ---------------------------------------------------------------
+    def partial(self, device: str, file: str, size: int, sha256: str) -> PartialFile:
+        return PartialFile(self, device, file, size, sha256)
+
+    def place(self, entry: DeviceEntry, partial: PartialFile) -> None:
+        """Rename a finished partial file into the device folder, durably."""
+        dest = self.device_dir(entry.device_id, unit_of(entry)) / partial.file
+        makedirs_durable(dest.parent)
+        os.replace(partial.path, dest)
+        fsync_dir(dest.parent)
+
+    def append(self, entry: DeviceEntry, records: list[Record]) -> None:
+        """Append verified records (whose files are already placed) and index them."""
+        if not records:
+            return
+        unit = unit_of(entry)
+        folder = makedirs_durable(self.device_dir(entry.device_id, unit))
+        path = folder / JOURNAL_NAME
+        created = not path.exists()
+        data = b"".join(r.to_bytes() + b"\n" for r in records)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        if created:
+            fsync_dir(folder)
+        now = self.now_utc()
+        last = records[-1]
+        statements: list[tuple[str, tuple]] = [(
+            "INSERT INTO heads(device, unit, seq, hash, utc) VALUES (?,?,?,?,?) "
+            "ON CONFLICT(device) DO UPDATE SET seq=excluded.seq, hash=excluded.hash, "
+            "utc=excluded.utc", (entry.device_id, unit, last.seq, last.hash, now))]
+        for r in records:
+            if r.media is not None:
+                statements.append((
+                    "INSERT INTO media(device, seq, kind, unit, officer, file, size, sha256,"
+                    " closed_utc, stored_utc) VALUES (?,?,?,?,?,?,?,?,?,?) ON CONFLICT"
+                    "(device, seq) DO UPDATE SET stored_utc=COALESCE(stored_utc, excluded.stored_utc)",
+                    (r.device, r.seq, r.kind, unit, entry.officer, *r.media, closed_utc(r), now)))
+        self.index.transaction(statements)
+
+    # -- recovery ---------------------------------------------------------------------
+    def device_folders(self) -> list[tuple[str, str, Path]]:
+        """``(unit, device, folder)`` for every device folder in the store."""
+        found = []
+        for unit_dir in sorted(p for p in self.root.iterdir() if p.is_dir()):
+            if unit_dir.name.startswith("."):
+                continue
+            for dev_dir in sorted(p for p in unit_dir.iterdir() if p.is_dir()):
+                if (dev_dir / JOURNAL_NAME).exists() or (dev_dir / "media").exists():
+                    found.append((unit_dir.name, dev_dir.name, dev_dir))
+        return found
+
+    def reconcile(self) -> list[str]:
+        """Make index and files agree with the store's journals (the truth) after a crash.
+
+        A torn journal line (the dock died mid-append, before any receipt) is cut off;
+        media files no journal line names go back to ``.partial`` so a re-dock resumes
+        them; index rows are corrected. Returns what was done, one line per action.
+        """
+        actions: list[str] = []
+        registry = self.registry()
+        for unit, device, folder in self.device_folders():
+            journal = folder / JOURNAL_NAME
+            named: dict[str, Record] = {}
+            records: list[Record] = []
+            if journal.exists():
+                scan = scan_journal(journal)
+                if scan.torn is not None:
+                    with open(journal, "r+b") as f:
+                        f.truncate(scan.torn[0])
+                        os.fsync(f.fileno())
+                    actions.append(f"{device}: cut a torn store journal line at byte {scan.torn[0]}")
+                records = [Record.from_bytes(line) for _, line in scan.lines if line]
+                for r in records:
+                    if r.media is not None:
+                        named[r.media[0]] = r
+            media_root = folder / "media"
+            if media_root.exists():
+                for path in sorted(p for p in media_root.rglob("*") if p.is_file()):
+                    rel = path.relative_to(folder).as_posix()
+                    if rel not in named:
+                        dest = makedirs_durable(self.root / PARTIAL_DIR / device) / (
+                            rel.replace("/", "__") + ".part")
+                        os.replace(path, dest)
+                        fsync_dir(path.parent)
+                        actions.append(f"{device}: {rel} is not journaled yet; kept for resume")
+            entry = registry.get(device) or DeviceEntry(device, "0" * 64, "", unit)
+            statements: list[tuple[str, tuple]] = [
+                ("UPDATE media SET stored_utc=NULL WHERE device=? AND stored_utc IS NOT NULL"
+                 " AND seq > ?", (device, records[-1].seq if records else -1))]
+            if records:
+                last = records[-1]
+                statements.append((
+                    "INSERT INTO heads(device, unit, seq, hash, utc) VALUES (?,?,?,?,?) "
+                    "ON CONFLICT(device) DO UPDATE SET seq=excluded.seq, hash=excluded.hash",
+                    (device, unit, last.seq, last.hash, self.now_utc())))
+            else:
+                statements.append(("DELETE FROM heads WHERE device=?", (device,)))
+            for r in named.values():
+                path = folder / r.media[0]
+                if not path.exists():
+                    continue  # absent under a 'wiped' record on the camera
+                mtime = format_utc(path.stat().st_mtime_ns)
+                statements.append((
+                    "INSERT INTO media(device, seq, kind, unit, officer, file, size, sha256,"
+                    " closed_utc, stored_utc) VALUES (?,?,?,?,?,?,?,?,?,?) ON CONFLICT"
+                    "(device, seq) DO UPDATE SET stored_utc=COALESCE(stored_utc, excluded.stored_utc)",
+                    (device, r.seq, r.kind, unit, entry.officer, *r.media, closed_utc(r), mtime)))
+            self.index.transaction(statements)
+        for action in actions:
+            _log.warning("reconcile: %s", action)
+        return actions
+
+    def check_media(self, device: str, unit: str, file: str) -> tuple[int, str]:
+        return hash_file(self.device_dir(device, unit) / file)
+
+    def close(self) -> None:
+        self.index.close()

@@ -1,0 +1,137 @@
+"""A cable link: frames over a serial port (pyserial ``Serial`` or any object with the same
+``read(n)``/``write(b)``/``timeout``/``close()`` shape, such as the simulator's pty end).
+
+The link enforces what :mod:`evidence.cable` defines, plus a stall timeout: a read that
+brings no byte for ``timeout`` seconds raises :class:`LinkTimeout`; a vanished line raises
+:class:`LinkClosed`. Both ends of the cable use it.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Protocol
+
+from .cable import (
+    HEADER,
+    MAX_PAYLOAD,
+    TRAILER,
+    Frame,
+    FrameError,
+    FrameType,
+    LinkClosed,
+    LinkTimeout,
+    Refused,
+    check_crc,
+    encode_frame,
+    parse_header,
+)
+from .canonical import canonical_bytes
+
+_log = logging.getLogger(__name__)
+
+
+class Port(Protocol):
+    timeout: float | None
+
+    def read(self, size: int) -> bytes: ...
+
+    def write(self, data: bytes) -> int | None: ...
+
+    def close(self) -> None: ...
+
+
+def _disconnect_errors() -> tuple[type[BaseException], ...]:
+    try:
+        import serial
+    except ImportError:  # pragma: no cover - pyserial is a dependency
+        return (OSError,)
+    return (OSError, serial.SerialException)
+
+
+class Link:
+    """Framed, ordered, checksummed messages over one serial line for one session."""
+
+    def __init__(self, port: Port, timeout: float = 10.0, max_payload: int = MAX_PAYLOAD) -> None:
+        self.port = port
+        self.timeout = timeout
+        self.max_payload = max_payload
+        self.port.timeout = min(timeout, 1.0)
+        self._send_seq = 0
+        self._recv_seq: int | None = 0
+        self._errors = _disconnect_errors()
+        self.bytes_in = 0
+        self.bytes_out = 0
+
+    def expect_any_first_seq(self) -> None:
+        """Accept whatever sequence the next frame has (a camera joining mid-line)."""
+        self._recv_seq = None
+
+    # -- sending ---------------------------------------------------------------------
+    def send(self, type_: FrameType, payload: bytes | memoryview = b"") -> None:
+        data = encode_frame(type_, self._send_seq, payload)
+        self._send_seq = (self._send_seq + 1) & 0xFFFFFFFF
+        try:
+            self.port.write(data)
+        except self._errors as exc:
+            raise LinkClosed(f"line closed while sending {type_.name}: {exc}") from None
+        self.bytes_out += len(data)
+
+    def send_json(self, type_: FrameType, body: dict[str, Any]) -> None:
+        self.send(type_, canonical_bytes(body))
+
+    def refuse(self, reason: str) -> None:
+        """Tell the peer why the session ends; never raises (the line may be gone)."""
+        try:
+            self.send_json(FrameType.REFUSE, {"reason": reason[:500]})
+        except (LinkClosed, FrameError):
+            pass
+
+    # -- receiving -------------------------------------------------------------------
+    def _read_exact(self, n: int, what: str) -> bytes:
+        parts = []
+        need = n
+        stalled = 0.0
+        while need:
+            try:
+                data = self.port.read(need)
+            except self._errors as exc:
+                raise LinkClosed(f"line closed while reading {what}: {exc}") from None
+            if not data:
+                stalled += self.port.timeout or 1.0
+                if stalled >= self.timeout:
+                    raise LinkTimeout(f"peer stalled: no byte for {self.timeout:g} s ({what})")
+                continue
+            stalled = 0.0
+            parts.append(data)
+            need -= len(data)
+        self.bytes_in += n
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    def recv(self, what: str = "a frame") -> Frame:
+        header = self._read_exact(HEADER.size, what)
+        ftype, seq, length = parse_header(header, self._recv_seq, self.max_payload)
+        rest = self._read_exact(length + TRAILER.size, what)
+        body = memoryview(rest)[:length]
+        check_crc(header, body, rest[length:])
+        self._recv_seq = (seq + 1) & 0xFFFFFFFF
+        return Frame(ftype, seq, rest[:length] if length < 65536 else body)
+
+    def expect(self, *types: FrameType) -> Frame:
+        """The next frame, which must be one of ``types``; a REFUSE raises :class:`Refused`."""
+        names = "/".join(t.name for t in types)
+        frame = self.recv(names)
+        if frame.type is FrameType.REFUSE and FrameType.REFUSE not in types:
+            try:
+                reason = str(frame.json().get("reason", "no reason given"))
+            except FrameError as exc:
+                reason = str(exc)
+            raise Refused(f"peer refused: {reason}")
+        if frame.type not in types:
+            raise FrameError(f"unexpected {frame.type.name} frame, expected {names}")
+        return frame
+
+    def close(self) -> None:
+        try:
+            self.port.close()
+        except self._errors:
+            pass

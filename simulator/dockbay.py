@@ -1,0 +1,159 @@
+"""The simulator's dock bay: a real pty pair as the USB cable, a real dock store.
+
+The dock end opens the pty's slave path with pyserial, as the dock opens ``/dev/ttyACM0``;
+the camera end is the pty master (the simulator's stand-in for the USB gadget
+``/dev/ttyGS0``), wrapped by :class:`PtyEnd` in pyserial's read/write/timeout shape.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import pty
+import select
+import threading
+import tty
+from pathlib import Path
+from typing import Any
+
+_log = logging.getLogger(__name__)
+
+
+class PtyEnd:
+    """One fd of a pty used like a pyserial port: ``read(n)`` returns what arrived before
+    ``timeout`` (possibly fewer bytes); a closed peer raises ``OSError(EIO)``."""
+
+    def __init__(self, fd: int, timeout: float | None = 1.0) -> None:
+        self.fd = fd
+        self.timeout = timeout
+
+    def read(self, size: int) -> bytes:
+        parts = []
+        need = size
+        while need:
+            ready, _, _ = select.select([self.fd], [], [], self.timeout)
+            if not ready:
+                break
+            data = os.read(self.fd, need)
+            if not data:
+                raise OSError(errno.EIO, "pty peer closed")
+            parts.append(data)
+            need -= len(data)
+        return b"".join(parts)
+
+    def write(self, data: bytes | memoryview) -> int:
+        view = memoryview(data)
+        while view:
+            select.select([], [self.fd], [], self.timeout)
+            view = view[os.write(self.fd, view):]
+        return len(data)
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            try:
+                os.close(self.fd)
+            finally:
+                self.fd = -1
+
+
+def open_cable() -> tuple[int, str]:
+    """A raw pty pair: ``(camera master fd, dock slave path)``; the slave fd is kept open
+    by nobody, so the dock opens the path itself."""
+    master, slave = pty.openpty()
+    tty.setraw(master)
+    tty.setraw(slave)
+    path = os.ttyname(slave)
+    os.close(slave)
+    return master, path
+
+
+def open_dock_port(path: str, timeout: float = 1.0):
+    import serial
+
+    return serial.Serial(path, timeout=timeout, exclusive=True)
+
+
+def ensure_dock(dock_dir: Path, key_path: Path, registry_path: Path | None,
+                dock_id: str = "dock-sim"):
+    """The dock's identity (made once) and a store whose registry includes ``registry_path``."""
+    from dock.store import Store
+    from evidence.identity import DeviceIdentity
+    from evidence.registry import Registry
+
+    identity = (DeviceIdentity.load(key_path) if key_path.exists()
+                else DeviceIdentity.create(key_path, dock_id))
+    dock_dir.mkdir(parents=True, exist_ok=True)
+    store_registry = dock_dir / "registry.json"
+    if registry_path is not None:
+        merged = Registry.load_or_empty(store_registry)
+        for entry in Registry.load(registry_path):
+            merged.add(entry, replace=True)
+        merged.save(store_registry)
+    return identity, Store(dock_dir)
+
+
+def run_docking(store, dock_identity, camera_link, port_timeout: float = 10.0
+                ) -> tuple[Any, Any]:
+    """One docking over a fresh pty pair: the dock in a thread, the camera here.
+
+    Returns ``(dock SessionResult, camera SessionOutcome or the exception it raised)``.
+    """
+    from dock.session import DockSession
+
+    master, path = open_cable()
+    dock_port = open_dock_port(path)  # opened before the camera speaks (pyserial flushes)
+    result: dict[str, Any] = {}
+
+    def dock_side() -> None:
+        try:
+            result["dock"] = DockSession(store, dock_identity, "sim-bay",
+                                         timeout=port_timeout).run(dock_port)
+        finally:
+            dock_port.close()
+
+    thread = threading.Thread(target=dock_side, name="sim-dock-bay", daemon=True)
+    thread.start()
+    camera_end = PtyEnd(master)
+    try:
+        camera: Any = camera_link.run_session(camera_end)
+    except Exception as exc:  # the camera's outcome is reported, not raised
+        camera = exc
+    finally:
+        camera_end.close()
+    thread.join(port_timeout + 30)
+    return result.get("dock"), camera
+
+
+def dock_shift(device_dir: Path, key_path: Path, dock_dir: Path, registry_path: Path,
+               clock) -> dict:
+    """End a simulated shift in a dock: offload ``device_dir`` into the store ``dock_dir``.
+
+    The dock's key is kept beside the store (``<dock_dir>/../dock-key/dock.key``) and the
+    camera trusts it, so the receipt is honoured and the camera wipes what it covers.
+    """
+    from evidence.identity import DeviceIdentity
+    from evidence.journal import Journal
+    from firmware.dock_link import DockLink
+
+    device_dir, dock_dir = Path(device_dir), Path(dock_dir)
+    dock_identity, store = ensure_dock(
+        dock_dir, dock_dir.parent / "dock-key" / "dock.key", Path(registry_path))
+    store.clock = clock
+    identity = DeviceIdentity.load(key_path)
+    journal = Journal(device_dir / "journal.jsonl", identity, clock=clock, repair_torn=True)
+    try:
+        link = DockLink(device_dir, journal, clock,
+                        {dock_identity.device_id: dock_identity.public_key_hex})
+        dock_result, camera = run_docking(store, dock_identity, link)
+    finally:
+        journal.close()
+        store.close()
+    summary = dock_result.to_dict() if dock_result is not None else {"outcome": "no result"}
+    summary["dock"] = dock_identity.device_id
+    summary["store"] = str(dock_dir)
+    if isinstance(camera, Exception):
+        summary["camera_error"] = str(camera)
+    return summary
+
+
