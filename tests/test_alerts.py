@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import json
 import os
 import signal
@@ -190,7 +191,10 @@ def persistent_broker(broker, tmp_path):
     """The test broker with persistence on, as in production (broker/mosquitto.conf): the
     supervisor's session and its queued alerts survive a broker restart."""
     broker.config.write_text(broker.config.read_text().replace(
-        "persistence false", f"persistence true\npersistence_location {tmp_path}/"))
+        "persistence false", f"persistence true\npersistence_location {tmp_path}/\n"
+        # Run as ourselves: mosquitto started as root would switch to its own user, which
+        # cannot write into the 0700 test folder, and the saved sessions would be lost.
+        f"user {getpass.getuser()}"))
     broker.stop()
     broker.start()
     return broker
