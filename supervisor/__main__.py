@@ -27,7 +27,7 @@ PROG = "bodycam-supervisor"
 SYSTEM_CONFIG = Path("/etc/bodycam/supervisor.toml")
 DEFAULTS: dict[str, Any] = {
     "registry": "/etc/bodycam/registry.json",
-    "state": "/var/lib/bodycam-supervisor/state.json",
+    "state": "",   # "" = $XDG_STATE_HOME/bodycam/supervisor.json (~/.local/state/...)
     "name": "",
     "mqtt": {
         "host": "localhost", "port": 8883, "ca_file": "", "cert_file": "", "key_file": "",
@@ -98,7 +98,17 @@ def _run(args: argparse.Namespace) -> int:
     registry = Registry.load(config["registry"])
     if args.command == "ack":
         return _ack(args, config, settings, registry)
-    state = SeenState(config["state"] or None)
+    state_path = Path(config["state"] or _default_state())
+    if args.command == "watch":
+        try:
+            state_path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UsageError(f"cannot keep the watch's state in {state_path.parent}: "
+                             f"{exc.strerror} (use --state)") from None
+        if not os.access(state_path.parent, os.W_OK):
+            raise UsageError(f"cannot write the watch's state in {state_path.parent} "
+                             "(use --state)")
+    state = SeenState(state_path)
     judge = AlertJudge(registry, state)
     if args.command == "status":
         rows = collect_status(settings, judge, registry, wait_s=args.wait)
@@ -160,6 +170,11 @@ def _ack(args: argparse.Namespace, config: dict[str, Any], settings: BrokerSetti
     send_ack(settings, unit, args.device, args.seq, by)
     print(f"acknowledged alert #{args.seq} of {args.device} as {by}")
     return 0
+
+
+def _default_state() -> Path:
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "bodycam" / "supervisor.json"
 
 
 def _login() -> str:

@@ -85,7 +85,9 @@ class Watcher:
         self.client.on_subscribe = self._on_subscribe
         self.client.on_message = self._on_message
         self.client.on_disconnect = self._on_disconnect
+        self.client.on_connect_fail = self._on_connect_fail
         self.counts: dict[str, int] = {}
+        self._failing = False
         self._stopping = False
 
     def start(self) -> None:
@@ -109,8 +111,18 @@ class Watcher:
         if reason_code.is_failure:
             _log.error("broker refused the supervisor: %s", reason_code)
             return
-        _log.info("connected to %s:%d", self.settings.host, self.settings.port)
+        if self._failing:
+            _log.warning("connected to %s:%d again", self.settings.host, self.settings.port)
+        else:
+            _log.info("connected to %s:%d", self.settings.host, self.settings.port)
+        self._failing = False
         client.subscribe([(ALERTS, 1), (STATUSES, 1)])
+
+    def _on_connect_fail(self, client, userdata) -> None:
+        if not self._failing:   # once per outage; paho keeps retrying with backoff
+            self._failing = True
+            _log.warning("cannot reach the broker at %s:%d; retrying", self.settings.host,
+                         self.settings.port)
 
     def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
         if any(rc.is_failure for rc in reason_codes):
@@ -121,7 +133,8 @@ class Watcher:
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         self.subscribed.clear()
         if not self._stopping:
-                _log.warning("disconnected from the broker (%s); reconnecting", reason_code)
+            _log.warning("disconnected from the broker (%s); reconnecting", reason_code)
+            self._failing = True
 
     def _on_message(self, client, userdata, message: mqtt.MQTTMessage) -> None:
         parts = parse_topic(message.topic)

@@ -247,7 +247,8 @@ def test_broker_outage_and_camera_reboot_lose_nothing_and_repeat_nothing(
         watcher.stop()
     assert [v.seq for v in seen.verdicts] == expected, "lost, reordered or shown twice"
     assert all(v.genuine for v in shown)
-    assert watcher.counts["duplicate"] == len(expected) - 2   # resent, received, not shown
+    # Resent after the stale cursor (and any QoS 1 redelivery): received, not shown.
+    assert watcher.counts["duplicate"] >= len(expected) - 2
 
 
 def test_crashed_camera_leaves_a_signed_offline_will(tmp_path, identity, broker):
