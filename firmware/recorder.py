@@ -168,13 +168,13 @@ class Recorder:
         """Start the writer, the camera and the buttons; show ``ready``."""
         if self.journal is None:
             self.open()
-        self.writer.start()
-        self.camera.start(self.writer.output)
         if self._want_buttons:
             from .controls import Buttons
 
             self._buttons = Buttons(self.button, self.clock, pin_factory=self._pin_factory,
                                     bounce_s=self.config["controls"]["bounce_s"])
+        self.writer.start()
+        self.camera.start(self.writer.output)
         self._do(Action("show", (self.machine.indicator_state(),)))
         self._health(self.clock.monotonic_ns())
         self.ready.set()

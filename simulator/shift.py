@@ -145,15 +145,20 @@ class LockstepPacer:
         self._closed = False
 
     def wait(self, wake: threading.Event, seconds: float) -> None:
+        if seconds <= 0:
+            return
         token = object()
         self._token = token
+        me = threading.get_ident()
 
         def due() -> None:  # the thread advancing simulated time
             if self._token is not token or self._closed:
                 return
             self._idle.clear()
             wake.set()
-            self._idle.wait(self.timeout)
+            if threading.get_ident() != me:
+                if not self._idle.wait(self.timeout):
+                    _log.warning("recorder main loop busy for %.1f s", self.timeout)
 
         self.clock.at(self.clock.monotonic_ns() + int(seconds * NS), due)
         self._idle.set()
@@ -266,7 +271,13 @@ def run_shift(out: Path, scenario: Scenario, *, duration_s: float, speed: float 
     wall0 = time.monotonic()
     journal_path = out / "device" / "journal.jsonl"
     lines_before = len(scan_journal(journal_path).lines) if journal_path.exists() else 0
-    t0 = clock.monotonic_ns()
+    t0 = clock.monotonic_ns()  # time stands still until the camera starts driving it
+    driver = ShiftDriver(hw, config, t0, recorder)
+    for event in scenario.events:
+        jitter = rng.uniform(-2.0, 2.0) if seed is not None else 0.0
+        at = max(0.0, event.at + jitter)
+        if at < duration_s:
+            driver.schedule(event, t0 + int(at * NS))
     recorder.start()
     link = None
     if mqtt is not None:
@@ -276,13 +287,8 @@ def run_shift(out: Path, scenario: Scenario, *, duration_s: float, speed: float 
         link.start()
     loop = threading.Thread(target=recorder.run, name="recorder-main", daemon=True)
     loop.start()
-    driver = ShiftDriver(hw, config, t0, recorder)
+    hw["camera"].wait_frames(1, timeout=30)  # the camera drives time from now on
     try:
-        for event in scenario.events:
-            jitter = rng.uniform(-2.0, 2.0) if seed is not None else 0.0
-            at = max(0.0, event.at + jitter)
-            if at < duration_s:
-                driver.schedule(event, t0 + int(at * NS))
         # One simulated second at a time: while no camera drives the clock (a restart),
         # a sleeper jumps straight to its deadline and timers would fire late.
         end = t0 + int(duration_s * NS)
@@ -291,8 +297,9 @@ def run_shift(out: Path, scenario: Scenario, *, duration_s: float, speed: float 
     finally:
         recorder.request_stop()
         loop.join(120)
-        if link is not None:  # let the last alerts reach the broker, then say offline
-            link.wait_idle(10)
+        if link is not None:  # let the last alerts reach a reachable broker, say offline
+            if link.wait_connected(0):
+                link.wait_idle(10)
             link.stop()
         hw["indicators"].close()
         factory.close()
