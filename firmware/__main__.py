@@ -41,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--camera", choices=("pi", "sim"),
                    help="hardware backend (default: $BODYCAM_CAMERA, else pi)")
     p.add_argument("--pre-event", type=int, metavar="S", help="pre-event seconds (0-120)")
-    p.add_argument("--segment-max", type=float, metavar="S", help="longest segment, seconds")
+    p.add_argument("--segment-max", type=int, metavar="S", help="longest segment, seconds")
     p.add_argument("--speed", type=float, metavar="N",
                    help="sim backend: simulated seconds per real second (default 1)")
     p.add_argument("--record", action="store_true",

@@ -288,6 +288,7 @@ class Recorder:
                     self._apply(self.machine.on_fault(info["reason"], info["detail"], now))
                 elif kind == "segment":
                     self.stats.segments += 1
+                    _log.info("segment %s signed (%d frames)", info["file"], info["frames"])
 
     def _health(self, now: int) -> None:
         try:

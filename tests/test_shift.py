@@ -1,0 +1,155 @@
+"""``bodycam-sim shift`` and ``bodycam-recorder`` as a user runs them."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from evidence.identity import DeviceIdentity
+from evidence.journal import scan_journal
+from evidence.record import Record
+from simulator.__main__ import main as sim_main
+from simulator.scenario import default_scenario, load_scenario, parse_duration
+
+ROOT = Path(__file__).resolve().parents[1]
+PY = sys.executable
+
+
+def run(*args: str, env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([PY, *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=timeout, env=env)
+
+
+@pytest.mark.slow
+def test_shift_then_verify_and_ffprobe_every_segment(tmp_path: Path) -> None:
+    out = tmp_path / "shift"
+    done = run("-m", "simulator", "shift", "--out", str(out), "--duration", "20m", "-q")
+    assert done.returncode == 0, done.stderr
+    assert "segments" in done.stdout and "stoppages:" in done.stdout
+    for path in ("device/journal.jsonl", "device/identity.json", "device-key/device.key",
+                 "registry.json", "summary.json"):
+        assert (out / path).exists(), path
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["segments"] >= 6 and summary["photos"] == 2 and summary["markers"] == 6
+    assert set(summary["stoppages"]) == {"weather", "camera", "microphone", "storage_full",
+                                         "overheat"}
+    assert summary["dropped_frames"] == 0
+    verify = run("-m", "evidence.verify_cli", str(out / "device"),
+                 "--registry", str(out / "registry.json"))
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+    records = [Record.from_bytes(line)
+               for _, line in scan_journal(out / "device/journal.jsonl").lines]
+    segments = [r for r in records if r.kind == "segment"]
+    assert len(segments) == summary["segments"]
+    for r in segments:
+        probe = subprocess.run(
+            ["ffprobe", "-v", "error", "-show_entries", "stream=codec_type", "-of", "json",
+             str(out / "device" / r.body["file"])],
+            capture_output=True, text=True, timeout=30, check=True)
+        types = sorted(s["codec_type"] for s in json.loads(probe.stdout)["streams"])
+        assert types == ["audio", "video"], r.body["file"]
+    assert (out / "speaker").is_dir() and any((out / "speaker").iterdir())
+
+
+def test_shift_rejects_bad_input_in_one_line(tmp_path: Path, capsys) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[[event]]\nat = "1m"\ndo = "dance"\n')
+    assert sim_main(["shift", "--out", str(tmp_path / "o"), "--scenario", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("bodycam-sim: error:") and "dance" in err and err.count("\n") == 1
+    assert sim_main(["shift", "--out", str(tmp_path / "o"), "--duration", "forever"]) == 2
+    assert "not a duration" in capsys.readouterr().err
+    assert sim_main(["shift", "--out", str(tmp_path / "o"),
+                     "--scenario", str(tmp_path / "missing.toml")]) == 2
+    assert "no such scenario" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(importlib.util.find_spec("simulator.dockbay") is not None,
+                    reason="the dock part is installed: --dock works")
+def test_dock_without_the_dock_part_exits_2(tmp_path: Path, capsys) -> None:
+    assert sim_main(["shift", "--out", str(tmp_path / "o"), "--dock", "--duration", "1s"]) == 2
+    err = capsys.readouterr().err
+    assert "simulator.dockbay" in err and err.count("\n") == 1
+
+
+def test_parse_duration() -> None:
+    assert parse_duration("8h") == 28800
+    assert parse_duration("1h30m") == 5400
+    assert parse_duration("45s") == 45 and parse_duration(90) == 90
+    assert parse_duration("2.5m") == 150
+    for bad in ("", "h", "-5", "3d", True):
+        with pytest.raises(ValueError):
+            parse_duration(bad)
+
+
+def test_default_scenario_covers_every_fault_within_the_shift() -> None:
+    sc = default_scenario(8 * 3600)
+    assert all(0 < e.at < 8 * 3600 for e in sc.events)
+    faults = {e.fault for e in sc.events if e.do == "fault"}
+    assert faults == {"camera", "microphone", "storage_full", "overheat"}
+    assert sum(e.do == "weather" for e in sc.events) == 2
+    starts = [e.at for e in sc.events if e.do == "start"]
+    stops = [e.at for e in sc.events if e.do == "stop"]
+    assert len(starts) == len(stops) == 6 and all(a < b for a, b in zip(starts, stops, strict=True))
+
+
+def test_scenario_file_config_overlay(tmp_path: Path) -> None:
+    path = tmp_path / "s.toml"
+    path.write_text('[shift]\nduration = "2h"\n[config.recording]\nsegment_max_s = 30\n'
+                    '[[event]]\nat = "1h"\ndo = "fault"\nfault = "camera"\n')
+    sc = load_scenario(path)
+    assert sc.shift["duration"] == "2h" and sc.config["recording"]["segment_max_s"] == 30
+    assert sc.events[0].at == 3600 and sc.events[0].fault == "camera"
+
+
+def test_recorder_help_and_backend_errors(tmp_path: Path, identity: DeviceIdentity) -> None:
+    done = run("-m", "firmware", "--help")
+    assert done.returncode == 0 and "BODYCAM_CAMERA" in done.stdout
+    key = tmp_path / "key" / "device.key"
+    env = {**os.environ, "BODYCAM_CAMERA": "nope", "GPIOZERO_PIN_FACTORY": "mock"}
+    done = run("-m", "firmware", "--key", str(key), "--storage", str(tmp_path / "s"), env=env)
+    assert done.returncode == 2 and "BODYCAM_CAMERA" in done.stderr
+    assert "Traceback" not in done.stderr
+    env["BODYCAM_CAMERA"] = "pi"  # no picamera2 here: say so, never fall back to the sim
+    done = run("-m", "firmware", "--key", str(key), "--storage", str(tmp_path / "s"), env=env)
+    assert done.returncode == 2 and "picamera2" in done.stderr
+    assert "Traceback" not in done.stderr and done.stderr.count("\n") == 1
+    done = run("-m", "firmware", "--key", str(tmp_path / "none"), env=env)
+    assert done.returncode == 2 and "no device key" in done.stderr
+
+
+@pytest.mark.slow
+def test_recorder_daemon_sim_backend_stops_cleanly_on_sigterm(tmp_path: Path,
+                                                             identity: DeviceIdentity) -> None:
+    storage = tmp_path / "storage"
+    env = {**os.environ, "BODYCAM_CAMERA": "sim", "GPIOZERO_PIN_FACTORY": "mock"}
+    proc = subprocess.Popen(
+        [PY, "-m", "firmware", "--key", str(tmp_path / "key" / "device.key"),
+         "--storage", str(storage), "--speed", "20", "--record", "--segment-max", "2"],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        seen = ""
+        for line in proc.stderr:  # the daemon logs each signed segment at INFO
+            seen += line
+            if "segment media/" in line:
+                break
+        assert "segment media/" in seen, seen[-2000:]
+        proc.send_signal(signal.SIGTERM)
+        _, rest = proc.communicate(timeout=60)
+        assert proc.returncode == 0, rest[-2000:]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    records = [Record.from_bytes(line) for _, line in scan_journal(storage / "journal.jsonl").lines]
+    kinds = [r.kind for r in records]
+    assert kinds[0] == "boot" and "segment" in kinds
+    assert records[-1].kind in ("recording_stopped", "announcement")
+    assert {"by": "shutdown"} in [r.body for r in records if r.kind == "recording_stopped"]
