@@ -275,7 +275,7 @@ def run_shift(out: Path, scenario: Scenario, *, duration_s: float, speed: float 
     driver = ShiftDriver(hw, config, t0, recorder)
     for event in scenario.events:
         jitter = rng.uniform(-2.0, 2.0) if seed is not None else 0.0
-        at = max(0.0, event.at + jitter)
+        at = max(0.5, event.at + jitter)  # the buttons exist once the recorder started
         if at < duration_s:
             driver.schedule(event, t0 + int(at * NS))
     recorder.start()
