@@ -96,9 +96,13 @@ def _shift(args: argparse.Namespace) -> int:
                         sign=not args.no_sign, mqtt=mqtt)
     if dock_shift is not None:
         from .clock import SimClock
+        from .shift import resume_point
 
+        # The dock phase goes on from where the shift's simulated clock stopped (same boot).
+        utc, mono = resume_point(out / "device" / "journal.jsonl")
+        clock = SimClock(utc, start_monotonic_ns=mono or 1000 * 10**9)
         summary["dock"] = dock_shift(out / "device", out / "device-key" / "device.key",
-                                     out / "dock", out / "registry.json", SimClock())
+                                     out / "dock", out / "registry.json", clock)
     path = write_summary(out, summary)
     print(f"shift: {summary['simulated_s'] / 3600:.2f} h simulated in {summary['wall_s']:.1f} s "
           f"({summary['speed']}x), {summary['recordings']} recordings, "

@@ -94,15 +94,23 @@ def prepare_device(out: Path, scenario: Scenario) -> tuple[DeviceIdentity, Path]
 def resume_utc_ns(journal_path: Path) -> int:
     """Where the simulated RTC stands when the device starts again: now, or just after the
     journal's last record if an earlier (faster than real time) shift ran past now."""
+    return resume_point(journal_path)[0]
+
+
+def resume_point(journal_path: Path) -> tuple[int, int | None]:
+    """``(utc_ns, mono_ns)`` just after the journal's last record (UTC at least now), for a
+    clock that goes on in the same boot (the dock phase after a shift); mono is None for
+    an empty journal."""
     now = time.time_ns()
     if not journal_path.exists():
-        return now
+        return now, None
     for _, line in reversed(scan_journal(journal_path).lines):
         try:
-            return max(now, parse_utc(Record.from_bytes(line).utc) + NS)
+            record = Record.from_bytes(line)
+            return max(now, parse_utc(record.utc) + NS), record.mono_ns + NS
         except ValueError:
             continue
-    return now
+    return now, None
 
 
 def shift_config(out: Path, scenario: Scenario) -> dict[str, Any]:

@@ -153,3 +153,18 @@ def test_recorder_daemon_sim_backend_stops_cleanly_on_sigterm(tmp_path: Path,
     assert kinds[0] == "boot" and "segment" in kinds
     assert records[-1].kind in ("recording_stopped", "announcement")
     assert {"by": "shutdown"} in [r.body for r in records if r.kind == "recording_stopped"]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(importlib.util.find_spec("simulator.dockbay") is None,
+                    reason="the dock part is not in this tree")
+def test_shift_then_dock_then_verify_the_store(tmp_path: Path) -> None:
+    out = tmp_path / "shift"
+    done = run("-m", "simulator", "shift", "--out", str(out), "--duration", "10m", "--dock",
+               "-q")
+    assert done.returncode == 0, done.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["dock"]["outcome"] == "stored"
+    for path in (out / "dock", out / "device"):
+        verify = run("-m", "evidence.verify_cli", str(path))
+        assert verify.returncode == 0, verify.stdout + verify.stderr
