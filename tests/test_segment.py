@@ -179,3 +179,64 @@ def test_pre_event_buffer_always_starts_at_a_keyframe(frames, seconds) -> None:
     else:
         assert not any(k for k, _ in frames)
 
+
+
+WRITE_ERROR_CHILD = r"""
+import json, resource, signal, sys, threading
+from pathlib import Path
+from evidence.identity import DeviceIdentity
+from evidence.journal import Journal
+from firmware.segment import VideoFormat
+from firmware.writer import SegmentWriter
+from simulator.camera import SimCamera
+from simulator.clock import SimClock
+
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a too-large write fails with EFBIG instead
+root = Path(sys.argv[1])
+clock = SimClock()
+journal = Journal(root / "journal.jsonl", DeviceIdentity.generate("cam-x"), clock=clock)
+camera = SimCamera(clock, width=160, height=120, fps=10, audio=True)
+events, failed = [], threading.Event()
+
+def notify(kind, info):
+    events.append([kind, info])
+    if kind == "error":
+        failed.set()
+
+fmt = VideoFormat(160, 120, 10, 16000, 1, camera.audio_extradata)
+writer = SegmentWriter(root=root, journal=journal, device_id="cam-x", fmt=fmt, clock=clock,
+                       notify=notify, segment_max_s=600, pre_event_s=0)
+writer.start()
+resource.setrlimit(resource.RLIMIT_FSIZE, (300_000, 300_000))  # the storage refuses more
+writer.begin(0)
+camera.start(writer.output)
+failed.wait(60)
+camera.stop()
+writer.stop()
+print(json.dumps(events))
+"""
+
+
+def test_a_refused_write_signs_what_is_on_storage_and_reports(tmp_path: Path) -> None:
+    """A real write error (RLIMIT_FSIZE: EFBIG): the segment is signed as it is on
+    storage, recording stops, the recorder hears a storage stoppage."""
+    import sys
+
+    from evidence.media import hash_file
+
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, "-c", WRITE_ERROR_CHILD, str(tmp_path)], cwd=root,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    events = json.loads(done.stdout.strip().splitlines()[-1])
+    kinds = [k for k, _ in events]
+    assert kinds == ["segment", "error"]
+    segment, error = events[0][1], events[1][1]
+    assert error["reason"] == "storage_full" and "write error" in error["detail"]
+    path = tmp_path / segment["file"]
+    assert hash_file(path) == (segment["size"], segment["sha256"])
+    assert 0 < segment["size"] <= 300_000
+    found = packets(path)
+    assert len(found["video"]) > 10  # what reached storage plays
+    records = [Record.from_bytes(line) for _, line in scan_journal(tmp_path / "journal.jsonl").lines]
+    assert [r.kind for r in records] == ["segment"]
