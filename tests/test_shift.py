@@ -132,7 +132,7 @@ def test_recorder_daemon_sim_backend_stops_cleanly_on_sigterm(tmp_path: Path,
     env = {**os.environ, "BODYCAM_CAMERA": "sim", "GPIOZERO_PIN_FACTORY": "mock"}
     proc = subprocess.Popen(
         [PY, "-m", "firmware", "--key", str(tmp_path / "key" / "device.key"),
-         "--storage", str(storage), "--speed", "20", "--record", "--segment-max", "2"],
+         "--storage", str(storage), "--speed", "5", "--record", "--segment-max", "2"],
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         seen = ""
@@ -153,6 +153,11 @@ def test_recorder_daemon_sim_backend_stops_cleanly_on_sigterm(tmp_path: Path,
     assert kinds[0] == "boot" and "segment" in kinds
     assert records[-1].kind in ("recording_stopped", "announcement")
     assert {"by": "shutdown"} in [r.body for r in records if r.kind == "recording_stopped"]
+    from evidence.clock import parse_utc
+
+    for r in records:  # each closed segment is signed within a second of its end
+        if r.kind == "segment":  # (end_utc includes the last frame's 40 ms duration)
+            assert -40 * 10**6 <= parse_utc(r.utc) - parse_utc(r.body["end_utc"]) < 10**9
 
 
 @pytest.mark.slow
