@@ -22,7 +22,8 @@ A scenario file::
     [[event]]
     at = "20m"
     do = "fault"
-    fault = "camera"               # camera | microphone | storage_full | overheat
+    fault = "camera"               # camera | microphone | storage_full | overheat |
+                                   # battery_critical (see simulator.faults)
     [[event]]
     at = "21m"
     do = "clear"
@@ -52,7 +53,7 @@ ACTIONS = {
     "clear": "end `fault`",
     "battery": "set the battery to `percent`",
 }
-FAULTS = ("camera", "microphone", "storage_full", "overheat")
+FAULTS = ("camera", "microphone", "storage_full", "overheat", "battery_critical")
 BUTTONS = ("record", "mark", "function")
 SHIFT_KEYS = {"duration": (str, int, float), "device": str, "officer": str, "unit": str,
               "battery_percent": (int, float), "drain_percent_per_hour": (int, float),

@@ -22,14 +22,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from evidence.clock import parse_utc
+from evidence.clock import format_utc, parse_utc
 from evidence.config import load_config
 from evidence.identity import DeviceIdentity
 from evidence.journal import scan_journal
 from evidence.record import Record
 from evidence.registry import DeviceEntry, Registry
 from evidence.storage import atomic_write_bytes
-from hw.pinmap import GPIO
 
 from .scenario import Event, Scenario
 
@@ -179,29 +178,33 @@ class LockstepPacer:
 
 
 class ShiftDriver:
-    """Plays scenario events on the simulated clock against the hardware twin."""
+    """Plays scenario events on the simulated clock against the hardware twin: buttons
+    through the GPIO twin (:class:`simulator.board.Board`), faults through
+    :class:`simulator.faults.Faults`."""
 
     def __init__(self, hw: dict[str, Any], config: dict[str, Any], t0: int,
-                 recorder: Any) -> None:
+                 recorder: Any, board: Any = None, faults: Any = None) -> None:
+        from .board import Board
+        from .faults import Faults
+
         self.hw = hw
         self.recorder = recorder
         self.clock = hw["clock"]
-        self.factory = hw["pin_factory"]
         self.config = config
         self.t0 = t0
-
-    def pin(self, button: str):
-        return self.factory.pin(GPIO[BUTTON_NETS[button]])
+        self.board = board if board is not None else Board(self.clock, hw["pin_factory"])
+        self.faults = faults if faults is not None else Faults(
+            self.clock, camera=hw["camera"], power=hw["power"], microphone=hw["microphone"])
 
     def press(self, button: str, seconds: float) -> None:
         """Press now, release ``seconds`` later (both at their simulated instants)."""
-        self.pin(button).drive_low()  # active low: pressed
+        self.board.press(BUTTON_NETS[button])
         self.recorder.sync()
         self.clock.at(self.clock.monotonic_ns() + int(max(seconds, 0.05) * NS),
                       lambda: self._release(button))
 
     def _release(self, button: str) -> None:
-        self.pin(button).drive_high()
+        self.board.release(BUTTON_NETS[button])
         self.recorder.sync()
 
     def schedule(self, event: Event, at_ns: int) -> None:
@@ -231,21 +234,12 @@ class ShiftDriver:
             self.press(event.button, event.seconds)
         elif do == "battery":
             self.hw["power"].set_battery(event.percent)
-        elif do in ("fault", "clear"):
-            self._fault(event.fault, do == "fault")
+        elif do == "fault":
+            self.faults.start(event.fault)
+        elif do == "clear":
+            self.faults.end(event.fault)
         else:
             raise ValueError(f"unknown scenario action {do!r}")
-
-    def _fault(self, fault: str, on: bool) -> None:
-        power, camera, mic = self.hw["power"], self.hw["camera"], self.hw["microphone"]
-        if fault == "camera":
-            (camera.freeze if on else camera.resume)()
-        elif fault == "microphone":
-            (mic.fail if on else mic.recover)()
-        elif fault == "storage_full":
-            power.set_storage_full(on)
-        elif fault == "overheat":
-            power.set_temperature(85.0 if on else 45.0)
 
 
 def run_shift(out: Path, scenario: Scenario, *, duration_s: float, speed: float | None,
@@ -258,10 +252,13 @@ def run_shift(out: Path, scenario: Scenario, *, duration_s: float, speed: float 
 
     from firmware.recorder import Recorder
 
+    from .board import Board
+
     out.mkdir(parents=True, exist_ok=True)
     identity, _ = prepare_device(out, scenario)
     config = shift_config(out, scenario)
     factory = MockFactory()
+    board = Board(None, factory)  # before any gpiozero device, so it sees every change
     shift = scenario.shift
     hw = sim_hardware(config, out, speed=speed, device_id=identity.device_id,
                       officer=shift.get("officer", "A1024"),
@@ -270,6 +267,7 @@ def run_shift(out: Path, scenario: Scenario, *, duration_s: float, speed: float 
                       pin_factory=factory,
                       start_utc_ns=resume_utc_ns(out / "device" / "journal.jsonl"))
     clock = hw["clock"]
+    board.clock = clock
     pacer = LockstepPacer(clock) if speed is None else None
     recorder = Recorder(config, identity=identity, clock=clock, camera=hw["camera"],
                         indicators=hw["indicators"], power=hw["power"], speaker=hw["speaker"],
@@ -280,7 +278,7 @@ def run_shift(out: Path, scenario: Scenario, *, duration_s: float, speed: float 
     journal_path = out / "device" / "journal.jsonl"
     lines_before = len(scan_journal(journal_path).lines) if journal_path.exists() else 0
     t0 = clock.monotonic_ns()  # time stands still until the camera starts driving it
-    driver = ShiftDriver(hw, config, t0, recorder)
+    driver = ShiftDriver(hw, config, t0, recorder, board=board)
     for event in scenario.events:
         jitter = rng.uniform(-2.0, 2.0) if seed is not None else 0.0
         at = max(0.5, event.at + jitter)  # the buttons exist once the recorder started
@@ -310,9 +308,13 @@ def run_shift(out: Path, scenario: Scenario, *, duration_s: float, speed: float 
                 link.wait_idle(10)
             link.stop()
         hw["indicators"].close()
+        board.close()
         factory.close()
     wall = time.monotonic() - wall0
-    return summarize(out, recorder, hw, lines_before, duration_s, wall, scenario)
+    summary = summarize(out, recorder, hw, lines_before, duration_s, wall, scenario)
+    summary["amber_led_on"] = sum(1 for _, level in board.history("LED_AMBER") if level > 0)
+    summary["faults"] = [[format_utc(t), kind, what] for t, kind, what in driver.faults.log]
+    return summary
 
 
 def summarize(out: Path, recorder: Any, hw: dict[str, Any], first_seq: int,

@@ -41,6 +41,8 @@ def test_shift_then_verify_and_ffprobe_every_segment(tmp_path: Path) -> None:
     assert set(summary["stoppages"]) == {"weather", "camera", "microphone", "storage_full",
                                          "overheat"}
     assert summary["dropped_frames"] == 0
+    assert summary["amber_led_on"] >= 5  # the amber LED showed each stoppage
+    assert [f[1:] for f in summary["faults"]][:2] == [["camera", "start"], ["camera", "end"]]
     verify = run("-m", "evidence.verify_cli", str(out / "device"),
                  "--registry", str(out / "registry.json"))
     assert verify.returncode == 0, verify.stdout + verify.stderr
