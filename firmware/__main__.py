@@ -67,7 +67,17 @@ def backend_name(args: argparse.Namespace) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.verbose)
-    return run_command(PROG, lambda: _run(args))
+    return run_command(PROG, lambda: _run_checked(args))
+
+
+def _run_checked(args: argparse.Namespace) -> int:
+    from gpiozero.exc import BadPinFactory
+
+    try:
+        return _run(args)
+    except BadPinFactory as exc:  # no silent fallback: say which factory to choose
+        raise UsageError(f"no GPIO pin factory ({exc}); on a PC set "
+                         "GPIOZERO_PIN_FACTORY=mock") from None
 
 
 def _run(args: argparse.Namespace) -> int:
