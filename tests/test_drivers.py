@@ -25,6 +25,8 @@ from firmware.drivers import (
     RtcClock,
     RtcError,
     SocThermal,
+    device_clock,
+    device_power,
     open_i2c_bus,
 )
 from firmware.drivers import rtc as rtc_mod
@@ -318,3 +320,19 @@ def test_open_i2c_bus_without_smbus2_says_what_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "smbus2", None)
     with pytest.raises(ImportError, match="smbus2"):
         open_i2c_bus(1)
+
+
+def test_device_power_checks_the_gauge(tmp_path):
+    zone = tmp_path / "temp"
+    zone.write_text("40000\n")
+    power = device_power(RegisterBus({0x36: gauge_registers()}), str(zone))
+    assert (power.battery_percent(), power.temperature_c()) == (75.5, 40.0)
+    with pytest.raises(OSError):
+        device_power(RegisterBus({}), str(zone))  # no chip at 0x36: fail at start
+
+
+def test_device_clock_uses_the_kernel_rtc(tmp_path):
+    clock = device_clock(str(tmp_path / "rtc0"))
+    assert isinstance(clock.rtc, LinuxRtc)
+    with pytest.raises(RtcError):
+        clock.restore()  # no such device: an error, never a silent wrong time

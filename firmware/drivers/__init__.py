@@ -40,7 +40,24 @@ def open_i2c_bus(number: int = 1) -> I2CBus:
     return SMBus(number)
 
 
+def device_clock(rtc_path: str = "/dev/rtc0") -> RtcClock:
+    """The camera's :class:`~firmware.hardware.SettableClock`: the system clock, with the
+    DS3231 behind the kernel's ``/dev/rtc0`` (the ``i2c-rtc,ds3231`` overlay) kept in step
+    when the dock sets the time."""
+    return RtcClock(LinuxRtc(rtc_path))
+
+
+def device_power(bus: I2CBus | None = None, thermal_path: str | None = None) -> BoardPower:
+    """The camera's :class:`~firmware.hardware.Power`: MAX17048 on I2C bus 1, SoC zone 0.
+
+    Checks that the fuel gauge answers, so a missing chip fails at start, not mid-shift."""
+    gauge = MAX17048(open_i2c_bus(1) if bus is None else bus)
+    gauge.check()
+    thermal = SocThermal() if thermal_path is None else SocThermal(thermal_path)
+    return BoardPower(gauge, thermal)
+
+
 __all__ = [
     "DS3231", "MAX17048", "BoardPower", "I2CBus", "LinuxRtc", "RtcClock", "RtcError",
-    "SocThermal", "open_i2c_bus",
+    "SocThermal", "device_clock", "device_power", "open_i2c_bus",
 ]
