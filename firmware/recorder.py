@@ -124,6 +124,7 @@ class Recorder:
         self._buttons = None
         self._photo_counter = 0
         self._restarting = threading.Lock()
+        self._loop_ident: int | None = None
         self._last_ping = 0.0
         self.wav = cfg.announcement_wav(config)
         self.wav_sha256 = hash_file(self.wav)[1]
@@ -184,6 +185,7 @@ class Recorder:
         """The main loop, until :meth:`request_stop`; then a clean shutdown."""
         if not self.ready.is_set():
             self.start()
+        self._loop_ident = threading.get_ident()
         systemd.ready(f"ready, device {self.identity.device_id}")
         poll = int(self.config["health"]["poll_s"] * NS)
         next_health = self.clock.monotonic_ns() + poll
@@ -251,8 +253,8 @@ class Recorder:
     def sync(self, timeout: float = 10.0) -> bool:
         """Wait until the main loop has handled every event posted before this call (a
         simulator holds its clock still meanwhile, so events take effect at their instant)."""
-        if self.stopped.is_set():
-            return True
+        if self.stopped.is_set() or threading.get_ident() == self._loop_ident:
+            return True  # the main loop itself (a clock callback run inside its wait)
         done = threading.Event()
         self._post(("sync", done))
         return done.wait(timeout)

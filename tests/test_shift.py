@@ -175,3 +175,19 @@ def test_shift_then_dock_then_verify_the_store(tmp_path: Path) -> None:
     for path in (out / "dock", out / "device"):
         verify = run("-m", "evidence.verify_cli", str(path))
         assert verify.returncode == 0, verify.stdout + verify.stderr
+
+
+def test_paced_shift_runs_at_its_speed(tmp_path: Path) -> None:
+    """--speed N: simulated time runs N times faster than real time, events included."""
+    import time as _time
+
+    out = tmp_path / "paced"
+    start = _time.monotonic()
+    assert sim_main(["shift", "--out", str(out), "--speed", "100", "--duration", "4m",
+                     "-q"]) == 0
+    wall = _time.monotonic() - start
+    assert 2.0 <= wall < 15.0  # 240 s at 100x: 2.4 s, plus start-up
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["recordings"] >= 6 and summary["segments"] >= 6
+    verify = run("-m", "evidence.verify_cli", str(out / "device"))
+    assert verify.returncode == 0, verify.stdout
