@@ -56,6 +56,8 @@ class Link:
         self.timeout = timeout
         self.max_payload = max_payload
         self.port.timeout = min(timeout, 1.0)
+        if hasattr(port, "write_timeout"):
+            port.write_timeout = timeout  # a host that stops reading must not block us
         self._send_seq = 0
         self._recv_seq: int | None = 0
         self._errors = _disconnect_errors()

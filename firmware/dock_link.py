@@ -61,12 +61,14 @@ class DockLink:
         clock: Any,
         trusted_docks: dict[str, str] | None = None,
         timeout: float = 10.0,
+        chunk: int = CHUNK,
     ) -> None:
         self.root = Path(storage_root)
         self.journal = journal
         self.clock = clock
         self.trusted_docks = dict(trusted_docks or {})
         self.timeout = timeout
+        self.chunk = min(chunk, CHUNK)  # media bytes per DATA frame (the resume granularity)
 
     # -- journal access ----------------------------------------------------------------
     def _lines_after(self, after: dict | None) -> list[bytes]:
@@ -185,7 +187,7 @@ class DockLink:
             if offset < 0 or offset > size:
                 raise FrameError(f"dock asked for offset {offset} of a {size}-byte file")
             f.seek(offset)
-            buf = bytearray(CHUNK)
+            buf = bytearray(self.chunk)
             view = memoryview(buf)
             while n := f.readinto(buf):
                 link.send(FrameType.DATA, view[:n])

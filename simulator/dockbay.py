@@ -22,20 +22,36 @@ _log = logging.getLogger(__name__)
 
 class PtyEnd:
     """One fd of a pty used like a pyserial port: ``read(n)`` returns what arrived before
-    ``timeout`` (possibly fewer bytes); a closed peer raises ``OSError(EIO)``."""
+    ``timeout`` (possibly fewer bytes); a hung-up peer (the cable pulled) raises
+    ``OSError(EIO)`` on read and write instead of blocking."""
 
     def __init__(self, fd: int, timeout: float | None = 1.0) -> None:
         self.fd = fd
         self.timeout = timeout
+        os.set_blocking(fd, False)
+
+    def _wait(self, event: int) -> bool:
+        poller = select.poll()
+        poller.register(self.fd, event)
+        ms = None if self.timeout is None else int(self.timeout * 1000)
+        ready = poller.poll(ms)
+        if not ready:
+            return False
+        flags = ready[0][1]
+        if flags & event:
+            return True
+        if flags & (select.POLLHUP | select.POLLERR | select.POLLNVAL):
+            raise OSError(errno.EIO, "pty peer hung up (cable pulled)")
+        return False
 
     def read(self, size: int) -> bytes:
         parts = []
         need = size
-        while need:
-            ready, _, _ = select.select([self.fd], [], [], self.timeout)
-            if not ready:
-                break
-            data = os.read(self.fd, need)
+        while need and self._wait(select.POLLIN):
+            try:
+                data = os.read(self.fd, need)
+            except BlockingIOError:
+                continue
             if not data:
                 raise OSError(errno.EIO, "pty peer closed")
             parts.append(data)
@@ -45,8 +61,12 @@ class PtyEnd:
     def write(self, data: bytes | memoryview) -> int:
         view = memoryview(data)
         while view:
-            select.select([], [self.fd], [], self.timeout)
-            view = view[os.write(self.fd, view):]
+            if not self._wait(select.POLLOUT):
+                raise OSError(errno.ETIMEDOUT, "pty peer stopped reading")
+            try:
+                view = view[os.write(self.fd, view):]
+            except BlockingIOError:
+                continue
         return len(data)
 
     def close(self) -> None:

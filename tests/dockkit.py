@@ -71,9 +71,11 @@ class Camera:
         return {p.relative_to(self.root).as_posix()
                 for p in (self.root / "media").rglob("*") if p.is_file()}
 
-    def link(self, dock: DeviceIdentity | None, timeout: float = 5.0) -> DockLink:
+    def link(self, dock: DeviceIdentity | None, timeout: float = 5.0, chunk: int = 1 << 18
+             ) -> DockLink:
         trusted = {dock.device_id: dock.public_key_hex} if dock else {}
-        return DockLink(self.root, self.journal, self.clock, trusted, timeout=timeout)
+        return DockLink(self.root, self.journal, self.clock, trusted, timeout=timeout,
+                        chunk=chunk)
 
     def close(self) -> None:
         self.journal.close()
