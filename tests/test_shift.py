@@ -130,8 +130,14 @@ def test_recorder_help_and_backend_errors(tmp_path: Path, identity: DeviceIdenti
 @pytest.mark.slow
 def test_recorder_daemon_sim_backend_stops_cleanly_on_sigterm(tmp_path: Path,
                                                              identity: DeviceIdentity) -> None:
+    import socket
+
     storage = tmp_path / "storage"
-    env = {**os.environ, "BODYCAM_CAMERA": "sim", "GPIOZERO_PIN_FACTORY": "mock"}
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)  # systemd's end of sd_notify
+    notify.bind(str(tmp_path / "notify"))
+    notify.settimeout(10)
+    env = {**os.environ, "BODYCAM_CAMERA": "sim", "GPIOZERO_PIN_FACTORY": "mock",
+           "NOTIFY_SOCKET": str(tmp_path / "notify")}
     proc = subprocess.Popen(
         [PY, "-m", "firmware", "--key", str(tmp_path / "key" / "device.key"),
          "--storage", str(storage), "--speed", "5", "--record", "--segment-max", "2"],
@@ -146,10 +152,21 @@ def test_recorder_daemon_sim_backend_stops_cleanly_on_sigterm(tmp_path: Path,
         proc.send_signal(signal.SIGTERM)
         _, rest = proc.communicate(timeout=60)
         assert proc.returncode == 0, rest[-2000:]
+        messages = []
+        notify.settimeout(0.5)
+        while True:
+            try:
+                messages.append(notify.recv(4096).decode())
+            except TimeoutError:
+                break
     finally:
+        notify.close()
         if proc.poll() is None:
             proc.kill()
             proc.wait(10)
+    ready = next(i for i, m in enumerate(messages) if m.startswith("READY=1"))
+    stopping = next(i for i, m in enumerate(messages) if m.startswith("STOPPING=1"))
+    assert ready < messages.index("WATCHDOG=1") < stopping
     records = [Record.from_bytes(line) for _, line in scan_journal(storage / "journal.jsonl").lines]
     kinds = [r.kind for r in records]
     assert kinds[0] == "boot" and "segment" in kinds
