@@ -8,6 +8,8 @@ import time
 
 import paho.mqtt.client as mqtt
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from paho.mqtt.enums import CallbackAPIVersion
 
 from evidence.canonical import canonical_bytes
@@ -15,7 +17,7 @@ from evidence.identity import DeviceIdentity
 from evidence.journal import Journal
 from evidence.message import sign_status
 from evidence.record import sign_record
-from evidence.registry import Registry
+from evidence.registry import DeviceEntry, Registry
 from firmware.mqtt import AlertLink, MqttSettings
 from supervisor.__main__ import main
 from supervisor.console import format_json, format_line
@@ -195,8 +197,6 @@ def test_status_message_checks(judge, identity):
 
 
 def test_a_reprovisioned_device_starts_afresh(judge, journal, tmp_path):
-    from evidence.registry import DeviceEntry
-
     for _ in range(3):
         journal.append("marker", {"note": "x"})
     rec = journal.append("stoppage", {"reason": "weather", "detail": "rain"})
@@ -208,3 +208,34 @@ def test_a_reprovisioned_device_starts_afresh(judge, journal, tmp_path):
     first = fresh.append("stoppage", {"reason": "camera", "detail": "new camera"})
     assert judge.alert(TOPIC, first.to_bytes()).genuine       # seq 0, but a new journal
     assert judge.alert(TOPIC, rec.to_bytes()).verdict == "forged"   # the old key is gone
+
+
+@settings(max_examples=200, deadline=None)
+@given(topic=st.sampled_from([TOPIC, "bodycam/unit-1/cam-test/status", "bodycam/x", "a/b/c/d",
+                              "bodycam/unit-1/cam-other/alert"]) | st.text(max_size=40),
+       payload=st.binary(max_size=400))
+def test_judge_never_crashes_and_never_calls_garbage_genuine(topic, payload):
+    identity = DeviceIdentity.generate("cam-test")
+    registry = Registry()
+    registry.add(DeviceEntry("cam-test", identity.public_key_hex, "A1024", "unit-1"))
+    judge = AlertJudge(registry, SeenState())
+    verdict = judge.alert(topic, payload)
+    assert not verdict.genuine and format_line(verdict, time.time_ns())
+    judge.status(topic, payload)
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.data())
+def test_any_single_byte_change_to_a_genuine_alert_is_caught(data):
+    identity = DeviceIdentity.generate("cam-test")
+    registry = Registry()
+    registry.add(DeviceEntry("cam-test", identity.public_key_hex, "A1024", "unit-1"))
+    record = sign_record(identity, seq=5, prev="ab" * 32, utc="2026-11-27T05:00:00.000000Z",
+                         mono_ns=123, kind="stoppage",
+                         body={"reason": "weather", "detail": "heavy rain"})
+    payload = bytearray(record.to_bytes())
+    at = data.draw(st.integers(0, len(payload) - 1))
+    value = data.draw(st.integers(0, 255).filter(lambda b: b != payload[at]))
+    payload[at] = value
+    verdict = AlertJudge(registry, SeenState()).alert(TOPIC, bytes(payload))
+    assert not verdict.genuine, (at, value)
