@@ -8,6 +8,7 @@ import random
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -62,21 +63,33 @@ def test_sigkill_at_random_moments_loses_no_closed_segment(tmp_path: Path) -> No
     out = tmp_path / "shift"
     device = out / "device"
     rng = random.Random(20261127)
-    cmd = [PY, "-m", "simulator", "shift", "--out", str(out), "--scenario", str(scenario), "-q"]
+    cmd = [PY, "-m", "simulator", "shift", "--out", str(out), "--scenario", str(scenario)]
     snapshots: list[tuple[list[bytes], dict[str, int]]] = []
-    kills = 0
-    while kills < 20:
+    for _ in range(20):
         proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.PIPE)
-        # A random moment of the run: start-up, recording, cutting, signing.
-        time.sleep(rng.uniform(0.35, 1.4))
+                                stderr=subprocess.PIPE, text=True)
+        ready = threading.Event()
+        log: list[str] = []
+
+        def drain(stream=proc.stderr, ready=ready, log=log) -> None:  # keep the pipe empty
+            for line in stream:
+                log.append(line)
+                if "recorder ready" in line:
+                    ready.set()
+            ready.set()
+
+        reader = threading.Thread(target=drain, daemon=True)
+        reader.start()
+        assert ready.wait(60), "the recorder did not start"
+        # A random moment of the run: recording, cutting, signing, appending.
+        time.sleep(rng.uniform(0.0, 1.0))
         if proc.poll() is not None:
-            err = proc.stderr.read().decode()
-            pytest.fail(f"the shift ended before the kill (rc {proc.returncode}): {err[-2000:]}")
+            pytest.fail(f"the shift ended before the kill (rc {proc.returncode}): "
+                        f"{''.join(log)[-2000:]}")
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
+        reader.join(10)
         proc.stderr.close()
-        kills += 1
         snapshots.append((journal_lines(device), media_sizes(device)))
     # One last run to the end recovers the last kill's leftovers and stops cleanly.
     done = subprocess.run(cmd + ["--duration", "20s"], cwd=ROOT, capture_output=True,
@@ -88,8 +101,8 @@ def test_sigkill_at_random_moments_loses_no_closed_segment(tmp_path: Path) -> No
     named = {r.body["file"]: r for r in records if r.kind in ("segment", "photo")}
     recovered = [r for r in records if r.kind == "segment" and r.body["recovered"]]
     boots = [r for r in records if r.kind == "boot"]
-    assert 15 <= len(boots) <= 21  # a kill during start-up may come before the boot record
-    assert sum(b.body["reason"] == "recovered" for b in boots) >= 10
+    assert len(boots) == 21  # every kill came after the boot record
+    assert sum(b.body["reason"] == "recovered" for b in boots) >= 15
     for lines, sizes in snapshots:
         # The journal before each kill is still there, record for record (a torn last
         # line is moved aside by the repair, never silently dropped).
