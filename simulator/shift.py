@@ -4,8 +4,10 @@ Wiring (in-process, threads): a :class:`~simulator.clock.SimClock` (as fast as p
 or paced with ``speed``), the :class:`~simulator.camera.SimCamera` (real H.264 + AAC; its
 thread drives time), :class:`~simulator.power.SimPower`, the microphone and speaker twins,
 and gpiozero's ``MockFactory`` for buttons, LEDs and buzzer. The recorder's main loop runs
-in a thread; this module's thread plays the scenario on the simulated clock, pressing
-buttons by driving the mock pins electrically, as a finger would.
+in a thread; scenario events are clock timers that press buttons through the GPIO twin
+(:class:`simulator.board.Board`, driving the mock pins electrically, as a finger would) or
+inject faults (:class:`simulator.faults.Faults`) at their simulated instant, and hold time
+still until the recorder has handled them (see :class:`LockstepPacer`).
 
 Output folder (interfaces.md): ``DIR/device/`` (the camera's storage), ``DIR/device-key/
 device.key``, ``DIR/registry.json``, ``DIR/summary.json``; ``DIR/speaker/`` holds what the
