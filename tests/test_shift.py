@@ -140,7 +140,7 @@ def test_recorder_daemon_sim_backend_stops_cleanly_on_sigterm(tmp_path: Path,
            "NOTIFY_SOCKET": str(tmp_path / "notify")}
     proc = subprocess.Popen(
         [PY, "-m", "firmware", "--key", str(tmp_path / "key" / "device.key"),
-         "--storage", str(storage), "--speed", "5", "--record", "--segment-max", "2"],
+         "--storage", str(storage), "--speed", "4", "--record", "--segment-max", "2"],
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         seen = ""
