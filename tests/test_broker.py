@@ -178,3 +178,48 @@ def test_issue_credential_refuses_duplicates_and_dry_run_writes_nothing(tmp_path
     assert issue("../etc", tmp_path).returncode == 2
     assert issue("cam-z", tmp_path, "--replace").returncode == 0
     assert (tmp_path / "passwd").read_text().count("cam-z:$7$") == 1
+
+
+def test_alerts_queue_for_an_absent_supervisor_beyond_mosquittos_default_limit(prod, tmp_path):
+    """mosquitto's default max_queued_messages (1000) silently drops QoS 1 messages for a
+    subscriber that is away; the shipped config raises it, so none is lost."""
+    broker, d = prod
+    cam = DeviceIdentity.create(tmp_path / "c" / "device.key", "cam-a")
+    registry = Registry()
+    registry.add(DeviceEntry("cam-a", cam.public_key_hex, "A1", UNIT))
+    (d / "supervisor.pw").chmod(0o600)
+    sup = BrokerSettings(host=broker.host, port=broker.port, ca_file=str(d / "ca.crt"),
+                         username="supervisor", password_file=str(d / "supervisor.pw"))
+    seen = []
+    all_there = threading.Event()
+    n = 1500
+
+    def emit(v):
+        seen.append(v)
+        if len(seen) == n:
+            all_there.set()
+
+    judge = AlertJudge(registry, SeenState())
+    away = Watcher(sup, judge, emit, client_id="sup-away")
+    away.start()
+    assert away.subscribed.wait(10)
+    away.stop()                                      # the supervisor's console is closed
+    journal = Journal(tmp_path / "c" / "dev" / "journal.jsonl", cam)
+    link = AlertLink(journal, MqttSettings(
+        host=broker.host, port=broker.port, unit=UNIT, ca_file=str(d / "ca.crt"),
+        password_file=str(d / "cam-a.pw"), status_min_interval_s=60.0))
+    link.start()
+    try:
+        for i in range(n):
+            journal.append("battery_low", {"percent": 14, "minutes_left": i})
+        assert link.wait_idle(60)                    # all accepted by the broker
+    finally:
+        link.stop()
+    back = Watcher(sup, judge, emit, client_id="sup-away")
+    back.start()
+    try:
+        assert all_there.wait(60), f"{len(seen)} of {n} arrived"
+    finally:
+        back.stop()
+    assert [v.body["minutes_left"] for v in seen] == list(range(n))
+    assert all(v.genuine for v in seen)
