@@ -80,9 +80,11 @@ def format_status_rows(rows: list[dict[str, Any]]) -> list[str]:
             {True: "online", False: "OFFLINE", None: "?"}[r.get("online")],
             r.get("state") or "-",
             "-" if r.get("battery") in (None, -1) else f"{r['battery']}%",
-            "-" if not head else f"{head['seq']}:{head['hash'][:12]}",
+            ("-" if not head else f"{head['seq']}:{head['hash'][:12]}") + (
+                f" (seen {r['head_seen']['seq']})" if r.get("head_seen") else ""),
             (r.get("utc") or "-").replace("T", " ")[:19],
-            "verified" if not r.get("problem") else f"!! {r['problem']}",
+            f"!! {r['problem']}" if r.get("problem") else (
+                "no status yet" if r.get("online") is None else "verified"),
         ))
     widths = [max(len(str(row[i])) for row in table) for i in range(len(header))]
     return ["  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in table]
