@@ -240,3 +240,45 @@ def test_a_refused_write_signs_what_is_on_storage_and_reports(tmp_path: Path) ->
     assert len(found["video"]) > 10  # what reached storage plays
     records = [Record.from_bytes(line) for _, line in scan_journal(tmp_path / "journal.jsonl").lines]
     assert [r.kind for r in records] == ["segment"]
+
+
+@pytest.mark.parametrize("keep_audio", [True, False])
+def test_pre_event_audio_is_optional(tmp_path: Path, keep_audio: bool) -> None:
+    import threading
+
+    from firmware.segment import VideoFormat
+    from firmware.writer import SegmentWriter
+    from simulator.camera import SimCamera
+    from simulator.clock import SimClock
+
+    clock = SimClock()
+    camera = SimCamera(clock, width=160, height=120, fps=FPS, audio=True)
+    stopped = threading.Event()
+    bodies: list[dict] = []
+
+    def notify(kind: str, info: dict) -> None:
+        if kind == "segment":
+            bodies.append(info)
+        elif kind == "stopped":
+            stopped.set()
+
+    fmt = VideoFormat(160, 120, FPS, 16000, 1, camera.audio_extradata)
+    writer = SegmentWriter(root=tmp_path, journal=None, device_id="cam-x", fmt=fmt,
+                           clock=clock, notify=notify, pre_event_s=10,
+                           pre_event_audio=keep_audio, sign=True)
+    writer.start()
+    t0 = clock.monotonic_ns()
+    # Commands at exact instants of the stream: clock timers run in the camera's thread.
+    clock.at(t0 + 20 * 10**9, lambda: writer.begin(10))
+    clock.at(t0 + 25 * 10**9, lambda: writer.end("button"))
+    camera.start(writer.output)
+    assert stopped.wait(30)
+    camera.stop()
+    writer.stop()
+    found = packets(tmp_path / bodies[0]["file"])
+    lead = float(found["audio"][0][0] - found["video"][0][0])
+    if keep_audio:
+        assert abs(lead) < 0.1  # audio from the first kept keyframe on
+    else:
+        assert 9.9 <= lead <= 11.1  # audio only from the press
+    assert 15.0 <= bodies[0]["frames"] / FPS <= 16.0  # 5 s + 10-11 s of pre-event
