@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 from evidence.exc import RecordError
-from evidence.journal import scan_journal
 from evidence.record import Record
 from evidence.storage import atomic_write_bytes
 
@@ -32,6 +31,9 @@ _log = logging.getLogger(__name__)
 
 ALERT_KINDS = ("stoppage", "resumed", "battery_low")
 CURSOR_NAME = "alerts.cursor"
+# Canonical JSON always spells a record's kind exactly so (a body string cannot: its
+# quotes would be escaped), which lets a long journal be skimmed without parsing it.
+_MARKERS = tuple(b'"kind":"%s"' % k.encode() for k in (*ALERT_KINDS, "alert_ack"))
 CURSOR_FORMAT = "bodycam-alert-cursor-v1"
 TOPIC_ROOT = "bodycam"
 _TOPIC_PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -159,20 +161,26 @@ class Outbox:
         """Queue the unacknowledged alerts found in the journal on disk; return how many.
 
         Safe to call after the listener is attached: a record seen twice is queued once.
-        A torn last line is skipped (the recorder repairs it when it opens the journal)."""
+        The journal is read line by line and only lines naming an alert kind (or an
+        ``alert_ack``) are parsed, since a camera's journal grows for months. A torn last
+        line is skipped (the recorder repairs it when it opens the journal)."""
         path = Path(journal_path)
         if not path.exists():
             return 0
         queued = 0
-        for offset, line in scan_journal(path).lines:
-            if not line:
-                continue
-            try:
-                record = Record.from_bytes(line)
-            except RecordError as exc:
-                _log.warning("%s: skipping unreadable record at byte %d: %s", path, offset, exc)
-                continue
-            queued += self.offer(record)
+        offset = 0
+        with path.open("rb") as f:
+            for raw in f:
+                start, offset = offset, offset + len(raw)
+                if not raw.endswith(b"\n") or not any(m in raw for m in _MARKERS):
+                    continue
+                try:
+                    record = Record.from_bytes(raw[:-1])
+                except RecordError as exc:
+                    _log.warning("%s: skipping unreadable record at byte %d: %s", path, start,
+                                 exc)
+                    continue
+                queued += self.offer(record)
         if queued:
             _log.info("%d alert(s) after seq %d waiting to be sent", queued, self._acked)
         return queued
@@ -229,11 +237,15 @@ class Outbox:
         with self._lock:
             if seq in self._records:
                 return True
-        for _, line in scan_journal(journal_path).lines:
-            try:
-                value: Any = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(value, dict) and value.get("seq") == seq:
-                return value.get("kind") in ALERT_KINDS
+        needle = b'"seq":%d,' % seq
+        with Path(journal_path).open("rb") as f:
+            for raw in f:
+                if needle not in raw or not any(m in raw for m in _MARKERS[:-1]):
+                    continue
+                try:
+                    value: Any = json.loads(raw)
+                except ValueError:
+                    continue
+                if isinstance(value, dict) and value.get("seq") == seq:
+                    return value.get("kind") in ALERT_KINDS
         return False
