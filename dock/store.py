@@ -11,6 +11,7 @@ partial file (resumed later) or an orphan media file (moved back to ``.partial``
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import logging
 import os
@@ -35,6 +36,7 @@ REGISTRY_NAME = "registry.json"
 INDEX_NAME = "index.sqlite"
 PARTIAL_DIR = ".partial"
 STATUS_DIR = ".status"
+LOCK_DIR = ".locks"
 NO_UNIT = "unassigned"
 
 # (device, file) -> (offset, sha256 object): lets a re-docked camera resume without the
@@ -124,8 +126,6 @@ class Store:
         self.clock = clock or SystemClock()
         makedirs_durable(self.root)
         self.index = Index(self.root / INDEX_NAME)
-        self._locks: dict[str, threading.Lock] = {}
-        self._locks_lock = threading.Lock()
 
     # -- registry ---------------------------------------------------------------------
     @property
@@ -150,15 +150,17 @@ class Store:
 
     @contextmanager
     def device_lock(self, device: str):
-        """One bay at a time per device (the same camera cannot be in two bays)."""
-        with self._locks_lock:
-            lock = self._locks.setdefault(device, threading.Lock())
-        if not lock.acquire(blocking=False):
-            raise DockError(f"{device} is already being offloaded in another bay")
+        """One bay at a time per device, across threads and bay processes (flock)."""
+        folder = makedirs_durable(self.root / LOCK_DIR)
+        fd = os.open(folder / f"{device}.lock", os.O_RDWR | os.O_CREAT, 0o644)
         try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise DockError(f"{device} is already being offloaded in another bay") from None
             yield
         finally:
-            lock.release()
+            os.close(fd)
 
     def flag(self, device: str, kind: str, detail: str) -> None:
         _log.warning("flag %s for %s: %s", kind, device, detail)
@@ -245,56 +247,64 @@ class Store:
         actions: list[str] = []
         registry = self.registry()
         for unit, device, folder in self.device_folders():
-            journal = folder / JOURNAL_NAME
-            named: dict[str, Record] = {}
-            records: list[Record] = []
-            if journal.exists():
-                scan = scan_journal(journal)
-                if scan.torn is not None:
-                    with open(journal, "r+b") as f:
-                        f.truncate(scan.torn[0])
-                        os.fsync(f.fileno())
-                    actions.append(f"{device}: cut a torn store journal line at byte {scan.torn[0]}")
-                records = [Record.from_bytes(line) for _, line in scan.lines if line]
-                for r in records:
-                    if r.media is not None:
-                        named[r.media[0]] = r
-            media_root = folder / "media"
-            if media_root.exists():
-                for path in sorted(p for p in media_root.rglob("*") if p.is_file()):
-                    rel = path.relative_to(folder).as_posix()
-                    if rel not in named:
-                        dest = makedirs_durable(self.root / PARTIAL_DIR / device) / (
-                            rel.replace("/", "__") + ".part")
-                        os.replace(path, dest)
-                        fsync_dir(path.parent)
-                        actions.append(f"{device}: {rel} is not journaled yet; kept for resume")
-            entry = registry.get(device) or DeviceEntry(device, "0" * 64, "", unit)
-            statements: list[tuple[str, tuple]] = [
-                ("UPDATE media SET stored_utc=NULL WHERE device=? AND stored_utc IS NOT NULL"
-                 " AND seq > ?", (device, records[-1].seq if records else -1))]
-            if records:
-                last = records[-1]
-                statements.append((
-                    "INSERT INTO heads(device, unit, seq, hash, utc) VALUES (?,?,?,?,?) "
-                    "ON CONFLICT(device) DO UPDATE SET seq=excluded.seq, hash=excluded.hash",
-                    (device, unit, last.seq, last.hash, self.now_utc())))
-            else:
-                statements.append(("DELETE FROM heads WHERE device=?", (device,)))
-            for r in named.values():
-                path = folder / r.media[0]
-                if not path.exists():
-                    continue  # absent under a 'wiped' record on the camera
-                mtime = format_utc(path.stat().st_mtime_ns)
-                statements.append((
-                    "INSERT INTO media(device, seq, kind, unit, officer, file, size, sha256,"
-                    " closed_utc, stored_utc) VALUES (?,?,?,?,?,?,?,?,?,?) ON CONFLICT"
-                    "(device, seq) DO UPDATE SET stored_utc=COALESCE(stored_utc, excluded.stored_utc)",
-                    (device, r.seq, r.kind, unit, entry.officer, *r.media, closed_utc(r), mtime)))
-            self.index.transaction(statements)
+            try:
+                with self.device_lock(device):
+                    self._reconcile_device(unit, device, folder, registry, actions)
+            except DockError:
+                actions.append(f"{device}: being offloaded by a bay now; left alone")
         for action in actions:
             _log.warning("reconcile: %s", action)
         return actions
+
+    def _reconcile_device(self, unit: str, device: str, folder: Path, registry: Registry,
+                          actions: list[str]) -> None:
+        journal = folder / JOURNAL_NAME
+        named: dict[str, Record] = {}
+        records: list[Record] = []
+        if journal.exists():
+            scan = scan_journal(journal)
+            if scan.torn is not None:
+                with open(journal, "r+b") as f:
+                    f.truncate(scan.torn[0])
+                    os.fsync(f.fileno())
+                actions.append(f"{device}: cut a torn store journal line at byte {scan.torn[0]}")
+            records = [Record.from_bytes(line) for _, line in scan.lines if line]
+            for r in records:
+                if r.media is not None:
+                    named[r.media[0]] = r
+        media_root = folder / "media"
+        if media_root.exists():
+            for path in sorted(p for p in media_root.rglob("*") if p.is_file()):
+                rel = path.relative_to(folder).as_posix()
+                if rel not in named:
+                    dest = makedirs_durable(self.root / PARTIAL_DIR / device) / (
+                        rel.replace("/", "__") + ".part")
+                    os.replace(path, dest)
+                    fsync_dir(path.parent)
+                    actions.append(f"{device}: {rel} is not journaled yet; kept for resume")
+        entry = registry.get(device) or DeviceEntry(device, "0" * 64, "", unit)
+        statements: list[tuple[str, tuple]] = [
+            ("UPDATE media SET stored_utc=NULL WHERE device=? AND stored_utc IS NOT NULL"
+             " AND seq > ?", (device, records[-1].seq if records else -1))]
+        if records:
+            last = records[-1]
+            statements.append((
+                "INSERT INTO heads(device, unit, seq, hash, utc) VALUES (?,?,?,?,?) "
+                "ON CONFLICT(device) DO UPDATE SET seq=excluded.seq, hash=excluded.hash",
+                (device, unit, last.seq, last.hash, self.now_utc())))
+        else:
+            statements.append(("DELETE FROM heads WHERE device=?", (device,)))
+        for r in named.values():
+            path = folder / r.media[0]
+            if not path.exists():
+                continue  # absent under a 'wiped' record on the camera
+            mtime = format_utc(path.stat().st_mtime_ns)
+            statements.append((
+                "INSERT INTO media(device, seq, kind, unit, officer, file, size, sha256,"
+                " closed_utc, stored_utc) VALUES (?,?,?,?,?,?,?,?,?,?) ON CONFLICT"
+                "(device, seq) DO UPDATE SET stored_utc=COALESCE(stored_utc, excluded.stored_utc)",
+                (device, r.seq, r.kind, unit, entry.officer, *r.media, closed_utc(r), mtime)))
+        self.index.transaction(statements)
 
     def check_media(self, device: str, unit: str, file: str) -> tuple[int, str]:
         return hash_file(self.device_dir(device, unit) / file)

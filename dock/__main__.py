@@ -1,0 +1,307 @@
+"""``bodycam-dock``: the docking station (``python -m dock``).
+
+Subcommands: ``init`` (make the dock key and store), ``serve`` (the daemon: bays given by
+``--port``/``dock.bays`` as threads, deadline alerts over MQTT), ``bay PORT`` (one bay in
+the foreground: what udev/systemd starts per plugged camera), ``status`` (per-bay progress),
+``report deadlines``, ``registry add|list``, ``reconcile``.
+
+systemd: ``serve`` and ``bay`` are ``Type=notify``; SIGTERM/SIGINT only set the stop Event.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from evidence import systemd
+from evidence.cli import UsageError, run_command, setup_logging
+from evidence.clock import SystemClock, format_utc, parse_utc
+from evidence.config import load_config
+from evidence.identity import DeviceIdentity
+from evidence.registry import DeviceEntry, Registry
+
+PROG = "bodycam-dock"
+DEFAULT_CONFIG = "/etc/bodycam/dock.toml"
+_log = logging.getLogger("dock")
+
+
+def defaults() -> dict[str, Any]:
+    import tomllib
+
+    return tomllib.loads((Path(__file__).with_name("dock.toml")).read_text())
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog=PROG, description="The docking station: offload cameras over the dock cable, "
+        "verify and store their evidence, report and alert on the 24-hour rule. Config: "
+        f"dock/dock.toml (defaults, every key documented), overlaid by {DEFAULT_CONFIG} "
+        "if present or --config, then by flags.")
+    p.add_argument("--config", help=f"TOML file overlaying the defaults (default {DEFAULT_CONFIG}"
+                   " if it exists)")
+    p.add_argument("--store", help="the dock store folder (dock.store)")
+    p.add_argument("--key", help="the dock's key file (dock.key)")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    s = sub.add_parser("init", help="make the dock's key and an empty store")
+    s.add_argument("--dock-id", help="this dock's id (dock.id)")
+    s = sub.add_parser("serve", help="run the dock daemon (bays as threads, MQTT alerts)")
+    s.add_argument("--port", action="append", metavar="TTY",
+                   help="a serial port to serve as a bay (repeatable; dock.bays)")
+    s.add_argument("--mqtt", metavar="HOST:PORT", help="broker for deadline alerts (mqtt.host)")
+    s = sub.add_parser("bay", help="serve one bay in the foreground (udev starts one per camera)")
+    s.add_argument("port", metavar="TTY", help="the camera's serial port, e.g. /dev/ttyACM0")
+    s = sub.add_parser("status", help="show each bay's state and offload progress")
+    s.add_argument("--watch", action="store_true", help="refresh twice a second until Ctrl-C")
+    s.add_argument("--json", action="store_true", help="machine-readable output")
+    s = sub.add_parser("report", help="reports over the store")
+    s.add_argument("what", choices=("deadlines",), help="deadlines: the 24-hour rule per officer")
+    s.add_argument("--json", action="store_true", help="machine-readable output")
+    s.add_argument("--now", metavar="UTC", help="judge as of this UTC time (default: now)")
+    s = sub.add_parser("registry", help="the devices this dock trusts")
+    rs = s.add_subparsers(dest="action", required=True, metavar="ACTION")
+    a = rs.add_parser("add", help="register a camera's public key")
+    a.add_argument("device", help="device id")
+    a.add_argument("--public-key", required=True, help="64 hex digits (the camera's identity.json)")
+    a.add_argument("--officer", default="", help="the officer who carries it")
+    a.add_argument("--unit", default="", help="the unit it belongs to")
+    a.add_argument("--replace", action="store_true", help="replace a registered key")
+    rs.add_parser("list", help="list registered cameras")
+    im = rs.add_parser("import", help="merge a registry file (bodycam-registry-v1)")
+    im.add_argument("file")
+    sub.add_parser("reconcile", help="make the index agree with the store after a crash")
+    return p
+
+
+def config_for(args: argparse.Namespace) -> dict[str, Any]:
+    path = args.config
+    if path is None and Path(DEFAULT_CONFIG).exists():
+        path = DEFAULT_CONFIG
+    overrides: dict[str, Any] = {"dock.store": args.store, "dock.key": args.key}
+    if getattr(args, "dock_id", None):
+        overrides["dock.id"] = args.dock_id
+    if getattr(args, "port", None) and args.command == "serve":
+        overrides["dock.bays"] = args.port
+    if getattr(args, "mqtt", None):
+        host, _, port = args.mqtt.rpartition(":")
+        if not host or not port.isdigit():
+            raise UsageError(f"--mqtt must be HOST:PORT, not {args.mqtt!r}")
+        overrides.update({"mqtt.host": host, "mqtt.port": int(port)})
+    return load_config(defaults(), path, overrides)
+
+
+def open_store(cfg: dict[str, Any]):
+    from .store import Store
+
+    root = Path(cfg["dock"]["store"])
+    if not root.exists():
+        raise UsageError(f"{root}: no dock store (run `{PROG} init` first)")
+    return Store(root)
+
+
+def load_identity(cfg: dict[str, Any]) -> DeviceIdentity:
+    key = Path(cfg["dock"]["key"])
+    if not key.exists():
+        raise UsageError(f"{key}: no dock key (run `{PROG} init` first)")
+    return DeviceIdentity.load(key)
+
+
+# -- commands ---------------------------------------------------------------------------
+
+def cmd_init(cfg: dict[str, Any]) -> int:
+    from .store import Store
+
+    key = Path(cfg["dock"]["key"])
+    identity = (DeviceIdentity.load(key) if key.exists()
+                else DeviceIdentity.create(key, cfg["dock"]["id"]))
+    store = Store(cfg["dock"]["store"])
+    if not store.registry_path.exists():
+        Registry().save(store.registry_path)
+    store.close()
+    print(f"dock {identity.device_id}: key {key}, public key {identity.public_key_hex}")
+    print(f"store: {cfg['dock']['store']}")
+    return 0
+
+
+def _run_daemon(cfg: dict[str, Any], ports: list[str], alerts: bool = True) -> int:
+    from .alerts import DeadlineWatcher, MqttConfig
+    from .bay import Bay
+
+    store = open_store(cfg)
+    identity = load_identity(cfg)
+    stop = threading.Event()
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: stop.set())
+    for action in store.reconcile():
+        _log.warning("reconciled: %s", action)
+    bays = [Bay(p, store, identity, stop, cfg["dock"]["timeout_s"]) for p in ports]
+    for bay in bays:
+        bay.start()
+    watcher = None
+    if cfg["mqtt"]["host"] and alerts:
+        m, d = cfg["mqtt"], cfg["deadlines"]
+        watcher = DeadlineWatcher(store, identity, MqttConfig(
+            host=m["host"], port=m["port"], unit=cfg["dock"]["unit"], ca_file=m["ca_file"],
+            username=m["username"], password_file=m["password_file"], warn_h=d["warn_h"],
+            limit_h=d["limit_h"], check_s=d["check_s"]))
+        watcher.start()
+    _log.info("dock %s serving %d bay(s)%s", identity.device_id, len(bays),
+              ", deadline alerts on" if watcher else "")
+    systemd.ready(f"{len(bays)} bay(s)")
+    interval = systemd.watchdog_interval() or 5.0
+    while not stop.wait(interval):
+        systemd.watchdog_ping()
+    systemd.stopping()
+    for bay in bays:
+        bay.join(cfg["dock"]["timeout_s"] + 5)
+    if watcher:
+        watcher.stop()
+    store.close()
+    return 0
+
+
+def _bar(done: int, total: int, width: int = 24) -> str:
+    frac = 0.0 if total <= 0 else min(done / total, 1.0)
+    filled = int(frac * width)
+    return f"[{'#' * filled}{'-' * (width - filled)}] {frac * 100:3.0f}%"
+
+
+def render_status(rows: list[dict[str, Any]]) -> str:
+    if not rows:
+        return "no bays have reported (is the dock running?)"
+    lines = []
+    for r in rows:
+        device = r.get("device") or "-"
+        line = f"{r.get('bay', '?'):<10} {r.get('state', '?'):<12} {device:<12}"
+        if r.get("state") in ("offloading", "records", "handshake"):
+            line += (f" {_bar(r.get('done', 0), r.get('total', 0))} "
+                     f"{r.get('done', 0) / 1e6:7.1f}/{r.get('total', 0) / 1e6:.1f} MB "
+                     f"{r.get('rate', 0) / 1e6:6.1f} MB/s")
+        elif r.get("last"):
+            last = r["last"]
+            line += (f" last: {last.get('device') or '?'} {last.get('outcome')} "
+                     f"({last.get('media', 0)} files, {last.get('bytes', 0) / 1e6:.1f} MB)")
+            if last.get("reason"):
+                line += f": {last['reason'][:100]}"
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def cmd_status(cfg: dict[str, Any], args: argparse.Namespace) -> int:
+    from .bay import read_status
+
+    root = Path(cfg["dock"]["store"])
+    if not root.exists():
+        raise UsageError(f"{root}: no dock store")
+    while True:
+        rows = read_status(root)
+        if args.json:
+            print(json.dumps(rows, indent=2))
+            return 0
+        text = render_status(rows)
+        if not args.watch:
+            print(text)
+            return 0
+        if sys.stdout.isatty():
+            sys.stdout.write("\x1b[H\x1b[J")
+        print(text, flush=True)
+        time.sleep(0.5)  # a display refresh, not a synchronisation
+
+
+def render_report(data: dict[str, Any]) -> str:
+    lines = []
+    for officer, s in data["officers"].items():
+        lines.append(f"officer {officer}: {s['on_time']} on time, {s['late']} late, "
+                     f"{s['missing']} missing, {s['overdue']} overdue")
+        for p in s["problems"]:
+            lines.append(f"  {p['status']:<8} {p['device']} seq {p['seq']} {p['file']} closed "
+                         f"{p['closed_utc']} stored {p['stored_utc'] or '-'} ({p['hours']} h)")
+        for u in s["undocked"]:
+            lines.append(f"  undocked {u['device']}: head seq {u['head_seq']} (stored "
+                         f"{u['stored_seq']}) since {u['since_utc']}, {u['hours']} h "
+                         f"[{u['level']}]")
+    for f in data.get("flags", []):
+        lines.append(f"flag {f['kind']} {f['device']} at {f['utc']}: {f['detail']}")
+    return "\n".join(lines) or "nothing docked yet"
+
+
+def cmd_report(cfg: dict[str, Any], args: argparse.Namespace) -> int:
+    from . import deadlines
+
+    store = open_store(cfg)
+    try:
+        now = parse_utc(args.now) if args.now else SystemClock().time_ns()
+    except ValueError as exc:
+        raise UsageError(f"--now: {exc}") from None
+    media = store.index.query("SELECT * FROM media ORDER BY device, seq")
+    heads = {r["device"]: r["seq"] for r in store.index.query("SELECT * FROM heads")}
+    pending = deadlines.pending_devices(store.index.query("SELECT * FROM status_heads"), heads)
+    officers = {e.device_id: e.officer for e in store.registry()}
+    data = deadlines.report(media, pending, officers, now)
+    data["now_utc"] = format_utc(now)
+    data["flags"] = store.index.query("SELECT utc, device, kind, detail FROM flags ORDER BY id")
+    store.close()
+    print(json.dumps(data, indent=2, ensure_ascii=False) if args.json else render_report(data))
+    bad = any(s["late"] or s["overdue"] for s in data["officers"].values())
+    return 1 if bad else 0
+
+
+def cmd_registry(cfg: dict[str, Any], args: argparse.Namespace) -> int:
+    store_root = Path(cfg["dock"]["store"])
+    if not store_root.exists():
+        raise UsageError(f"{store_root}: no dock store (run `{PROG} init` first)")
+    path = store_root / "registry.json"
+    registry = Registry.load_or_empty(path)
+    if args.action == "list":
+        for e in registry:
+            print(f"{e.device_id:<16} {e.public_key}  officer={e.officer or '-'} "
+                  f"unit={e.unit or '-'}")
+        return 0
+    if args.action == "add":
+        registry.add(DeviceEntry(args.device, args.public_key.lower(), args.officer, args.unit),
+                     replace=args.replace)
+    else:
+        for e in Registry.load(args.file):
+            registry.add(e)
+    registry.save(path)
+    print(f"registry: {len(registry)} device(s) in {path}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+
+    def body() -> int:
+        setup_logging(args.verbose)
+        cfg = config_for(args)
+        if args.command == "init":
+            return cmd_init(cfg)
+        if args.command == "serve":
+            return _run_daemon(cfg, list(cfg["dock"]["bays"]))
+        if args.command == "bay":
+            return _run_daemon(cfg, [args.port], alerts=False)  # `serve` alerts
+        if args.command == "status":
+            return cmd_status(cfg, args)
+        if args.command == "report":
+            return cmd_report(cfg, args)
+        if args.command == "registry":
+            return cmd_registry(cfg, args)
+        store = open_store(cfg)
+        for action in store.reconcile() or ["nothing to do"]:
+            print(action)
+        store.close()
+        return 0
+
+    return run_command(PROG, body)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

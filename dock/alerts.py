@@ -1,0 +1,217 @@
+"""The dock's supervisor alerts: devices that recorded but have not docked in time.
+
+Listens to devices' retained, signed status messages (``bodycam/+/+/status``), keeps the
+last verified journal head of each in the index, and publishes a signed alert on
+``bodycam/<unit>/dock/<dock>/alert`` (QoS 1) when a device's undocked evidence is 20 hours
+old (``warning``) and 24 hours old (``violation``); each alert is sent once per pending
+period. Decisions are in :mod:`dock.deadlines`; this module is the thin MQTT service.
+
+Threads: paho's network thread only queues messages; the watcher's own daemon thread
+verifies them, writes the index and publishes.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from evidence import FORMAT_VERSION
+from evidence.canonical import canonical_bytes
+from evidence.clock import format_utc
+from evidence.exc import RecordError
+from evidence.identity import DeviceIdentity
+from evidence.message import Message
+
+from . import deadlines
+from .store import Store
+
+_log = logging.getLogger(__name__)
+STATUS_TOPIC = "bodycam/+/+/status"
+
+
+@dataclass
+class MqttConfig:
+    host: str
+    port: int = 1883
+    unit: str = ""
+    ca_file: str = ""
+    username: str = ""
+    password_file: str = ""
+    warn_h: int = deadlines.WARN_H
+    limit_h: int = deadlines.LIMIT_H
+    check_s: float = 60.0
+
+
+def dock_alert(identity: DeviceIdentity, utc: str, body: dict[str, Any]) -> bytes:
+    """A dock alert, signed like a status message (Ed25519 over canonical JSON sans sig)."""
+    unsigned = {"v": FORMAT_VERSION, "kind": "dock_alert", "device": identity.device_id,
+                "utc": utc, "body": body}
+    sig = identity.sign(canonical_bytes(unsigned)).hex()
+    return canonical_bytes({**unsigned, "sig": sig})
+
+
+class StatusHeads:
+    """Domain side: record verified status heads; decide which alerts are due."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def note(self, topic: str, payload: bytes) -> str | None:
+        """Take one status message; returns why it was ignored, or None."""
+        try:
+            msg = Message.from_bytes(payload)
+        except RecordError as exc:
+            return f"unreadable status on {topic}: {exc}"
+        parts = topic.split("/")
+        if len(parts) != 4 or parts[2] != msg.device:
+            return f"status on {topic} is from device {msg.device}"
+        entry = self.store.registry().get(msg.device)
+        if entry is None:
+            return f"status from unregistered device {msg.device}"
+        try:
+            msg.verify(entry.public_key)
+        except RecordError:
+            return f"status from {msg.device} has a bad signature"
+        head = msg.head
+        if head is None:
+            return None
+        stored = self.store.head(msg.device)
+        stored_seq = stored[0] if stored else -1
+        rows = self.store.index.query("SELECT * FROM status_heads WHERE device=?", (msg.device,))
+        previous = rows[0] if rows else None
+        if previous and previous["seq"] > head[0]:
+            return None  # an older retained message
+        since = deadlines.next_pending_since(previous, stored_seq, head[0], msg.utc)
+        self.store.index.execute(
+            "INSERT INTO status_heads(device, seq, hash, utc, pending_since) VALUES (?,?,?,?,?)"
+            " ON CONFLICT(device) DO UPDATE SET seq=excluded.seq, hash=excluded.hash,"
+            " utc=excluded.utc, pending_since=excluded.pending_since",
+            (msg.device, head[0], head[1], msg.utc, since))
+        return None
+
+    def due(self, now_ns: int, warn_h: int, limit_h: int) -> list[tuple[deadlines.Pending, str]]:
+        heads = {r["device"]: r["seq"] for r in self.store.index.query("SELECT * FROM heads")}
+        rows = self.store.index.query("SELECT * FROM status_heads")
+        out = []
+        for p in deadlines.pending_devices(rows, heads):
+            level = deadlines.alert_level(p, now_ns, warn_h, limit_h)
+            if level is None:
+                continue
+            sent = self.store.index.query(
+                "SELECT 1 FROM alerts WHERE device=? AND level=? AND since_utc=?",
+                (p.device, level, p.since_utc))
+            if not sent:
+                out.append((p, level))
+        return out
+
+
+class DeadlineWatcher:
+    """The MQTT service around :class:`StatusHeads`."""
+
+    def __init__(self, store: Store, identity: DeviceIdentity, config: MqttConfig,
+                 clock: Any = None) -> None:
+        self.store = store
+        self.identity = identity
+        self.config = config
+        self.clock = clock or store.clock
+        self.heads = StatusHeads(store)
+        self.sent: list[dict[str, Any]] = []
+        self._queue: queue.Queue[tuple[str, bytes]] = queue.Queue()
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self.connected = threading.Event()
+        self.heard = threading.Event()  # set after each status message is handled
+        self._thread: threading.Thread | None = None
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2,
+                                  client_id=f"bodycam-dock-{identity.device_id}")
+        if config.username:
+            password = open(config.password_file).read().strip() if config.password_file else None
+            self.client.username_pw_set(config.username, password)
+        if config.ca_file:
+            self.client.tls_set(ca_certs=config.ca_file)
+        self.client.on_connect = self._on_connect
+        self.client.on_message = lambda c, u, m: self._queue.put((m.topic, bytes(m.payload)))
+
+    def _on_connect(self, client, userdata, flags, reason, properties) -> None:
+        if reason.is_failure:
+            _log.warning("broker refused the dock: %s", reason)
+            return
+        client.subscribe(STATUS_TOPIC, qos=1)
+        self.connected.set()
+
+    def start(self) -> None:
+        self.client.connect_async(self.config.host, self.config.port, keepalive=30)
+        self.client.loop_start()
+        self._thread = threading.Thread(target=self._run, name="dock-deadlines", daemon=True)
+        self._thread.start()
+
+    def check_now(self) -> None:
+        """Ask the worker to check deadlines at once (tests, and after each docking)."""
+        self._wake.set()
+
+    def _run(self) -> None:
+        next_check = 0.0
+        while not self._stop.is_set():
+            try:
+                topic, payload = self._queue.get(timeout=0.1)
+                why = self.heads.note(topic, payload)
+                if why:
+                    _log.warning("%s", why)
+                self.heard.set()
+            except queue.Empty:
+                pass
+            if self._wake.is_set() or time.monotonic() >= next_check:
+                self._wake.clear()
+                try:
+                    self.check()
+                except Exception:  # keep watching; the next check retries
+                    _log.exception("deadline check failed")
+                next_check = time.monotonic() + self.config.check_s
+
+    def check(self) -> list[dict[str, Any]]:
+        now = self.clock.time_ns()
+        published = []
+        for pending, level in self.heads.due(now, self.config.warn_h, self.config.limit_h):
+            entry = self.store.registry().get(pending.device)
+            unit = (entry.unit if entry and entry.unit else self.config.unit) or "unassigned"
+            body = {
+                "level": level, "device": pending.device,
+                "officer": entry.officer if entry else "",
+                "since_utc": pending.since_utc,
+                "head": {"seq": pending.head_seq, "hash": pending.head_hash},
+                "stored_seq": pending.stored_seq,
+                "text": f"{pending.device} has held undocked recordings since "
+                        f"{pending.since_utc} ({level}: the limit is {self.config.limit_h} h)",
+            }
+            info = self.client.publish(
+                f"bodycam/{unit}/dock/{self.identity.device_id}/alert",
+                dock_alert(self.identity, format_utc(now), body), qos=1)
+            try:
+                info.wait_for_publish(5)
+            except (RuntimeError, ValueError):
+                pass
+            if not info.is_published():
+                _log.warning("alert for %s not acknowledged yet; will retry", pending.device)
+                continue
+            self.store.index.execute(
+                "INSERT OR IGNORE INTO alerts(device, level, since_utc, sent_utc) VALUES (?,?,?,?)",
+                (pending.device, level, pending.since_utc, format_utc(now)))
+            _log.warning("alert: %s", body["text"])
+            published.append(body)
+        self.sent += published
+        return published
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(10)
+        self.client.loop_stop()
+        self.client.disconnect()
