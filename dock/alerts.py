@@ -127,6 +127,7 @@ class DeadlineWatcher:
         self._stop = threading.Event()
         self._wake = threading.Event()
         self.connected = threading.Event()
+        self._check_lock = threading.Lock()
         self.heard = threading.Event()  # set after each status message is handled
         self._thread: threading.Thread | None = None
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2,
@@ -176,6 +177,11 @@ class DeadlineWatcher:
                 next_check = time.monotonic() + self.config.check_s
 
     def check(self) -> list[dict[str, Any]]:
+        """Publish the alerts now due (each once); called by the worker or directly."""
+        with self._check_lock:
+            return self._check()
+
+    def _check(self) -> list[dict[str, Any]]:
         now = self.clock.time_ns()
         published = []
         for pending, level in self.heads.due(now, self.config.warn_h, self.config.limit_h):
