@@ -9,7 +9,8 @@ A message is canonical JSON (``evidence.canonical``)::
 
 ``sig`` is Ed25519 over the canonical JSON without ``sig``, made with the device key, so a
 supervisor or dock checks it against the registry exactly as it checks a journal record.
-Messages are not chained and not journalled: they say what the device claims *now*
+A dock's alert (kind ``dock_alert``, signed with the dock's key, ``device`` = the dock id)
+has the same shape. Messages are not chained and not journalled: they say what the device claims *now*
 (including its journal head, so that a tail cut off later can be detected by comparing the
 last signed head seen with what reaches the dock).
 """
@@ -27,7 +28,7 @@ from .identity import DEVICE_ID_PATTERN, DeviceIdentity, verify_signature
 from .record import HEX64, HEX128
 
 FIELDS = ("v", "kind", "device", "utc", "body", "sig")
-MESSAGE_KINDS = ("status",)
+MESSAGE_KINDS = ("status", "dock_alert")
 MAX_MESSAGE_BYTES = 16 * 1024
 
 
@@ -104,6 +105,8 @@ class Message:
         message = cls(**{f: value[f] for f in FIELDS})
         if message.kind == "status":
             check_status_body(message.body)
+        elif message.kind == "dock_alert":
+            check_dock_alert_body(message.body)
         return message
 
 
@@ -139,6 +142,16 @@ def check_status_body(body: dict[str, Any]) -> None:
             and type(head["seq"]) is int and 0 <= head["seq"] < 2**63
             and isinstance(head["hash"], str) and HEX64.match(head["hash"])):
         raise RecordError(f"status 'head' must be {{seq, hash}} or null: {head!r:.80}")
+
+
+def check_dock_alert_body(body: dict[str, Any]) -> None:
+    """A dock's 24-hour-rule alert (``dock.alerts``): ``device`` is the dock's id; the body
+    names the camera, the level and a sentence for people."""
+    for name in ("level", "device", "text"):
+        if not isinstance(body.get(name), str):
+            raise RecordError(f"dock alert body lacks a string {name!r}")
+    if body["level"] not in ("warning", "violation"):
+        raise RecordError(f"dock alert level must be warning or violation: {body['level']!r}")
 
 
 def sign_message(

@@ -17,6 +17,8 @@ def describe(kind: str, body: dict[str, Any]) -> str:
         return f"STOPPAGE {body.get('reason', '?')}" + (f": {detail}" if detail else "")
     if kind == "resumed":
         return f"RESUMED after {body.get('reason', '?')}"
+    if kind == "dock_alert":
+        return f"DOCK {str(body.get('level', '?')).upper()}: {body.get('text', '')}"
     if kind == "battery_low":
         return (f"BATTERY LOW {body.get('percent', '?')}%"
                 f" (~{body.get('minutes_left', '?')} min left)")
@@ -51,11 +53,13 @@ def format_line(v: Verdict, now_ns: int) -> str:
     A flagged alert starts with ``!!`` and never reads as genuine."""
     when = v.utc.replace("T", " ")[:19] + "Z" if v.utc else "????-??-?? ??:??:??Z"
     who = f"{v.device or '?'} ({v.officer or 'no officer'})"
+    if v.kind == "dock_alert":
+        who = f"{v.device} (dock, camera {v.body.get('device', '?')} of {v.officer or '?'})"
     age = format_age(age_seconds(v.utc, now_ns)) if v.utc else ""
     what = describe(v.kind, v.body) if v.kind else "unreadable message"
-    seq = f"#{v.seq}" if v.seq is not None else "#?"
+    seq = f"#{v.seq}" if v.seq is not None else ("" if v.kind == "dock_alert" else "#?")
     if v.genuine:
-        return f"{when}  {who}  {what}  {age}  [verified {seq}]"
+        return f"{when}  {who}  {what}  {age}  [verified{' ' + seq if seq else ''}]"
     return f"!! {when}  {who}  {what}  {age}  [NOT GENUINE {v.verdict} {seq}: {v.problem}]"
 
 

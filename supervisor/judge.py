@@ -26,7 +26,7 @@ from evidence.message import Message
 from evidence.record import Record
 from evidence.registry import Registry
 from evidence.storage import atomic_write_bytes
-from firmware.alerts import ALERT_KINDS, parse_topic
+from firmware.alerts import ALERT_KINDS, TOPIC_ROOT, parse_topic
 
 STATE_FORMAT = "bodycam-supervisor-state-v1"
 RECENT = 512   # per device: seq -> hash of the newest alerts shown
@@ -81,6 +81,7 @@ class SeenState:
         self.path = Path(path) if path else None
         self.devices: dict[str, DeviceSeen] = {}
         self.flagged: list[str] = []   # so a redelivered forgery is not shown twice either
+        self.dock_shown: list[str] = []   # hashes of the dock alerts shown
         self.dirty = False
         if self.path and self.path.exists():
             self._load()
@@ -96,6 +97,7 @@ class SeenState:
                     int(d["max_seq"]), {int(k): str(v) for k, v in d["recent"].items()},
                     d.get("status"), str(d.get("key", "")))
             self.flagged = [str(h) for h in data.get("flagged", [])][-FLAGGED:]
+            self.dock_shown = [str(h) for h in data.get("dock_shown", [])][-FLAGGED:]
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
             raise ValueError(f"{self.path}: not a supervisor state file ({exc})") from None
 
@@ -112,7 +114,8 @@ class SeenState:
         }
         self.path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(self.path, json.dumps(
-            {"format": STATE_FORMAT, "devices": devices, "flagged": self.flagged},
+            {"format": STATE_FORMAT, "devices": devices, "flagged": self.flagged,
+             "dock_shown": self.dock_shown},
             sort_keys=True).encode() + b"\n")
         self.dirty = False
 
@@ -136,6 +139,8 @@ class AlertJudge:
         return verdict
 
     def _alert(self, topic: str, payload: bytes) -> Verdict:
+        if topic.count("/") == 4:
+            return self._dock_alert(topic, payload)
         parts = parse_topic(topic)
         if parts is None or parts[2] != "alert":
             return Verdict(INVALID, f"not an alert topic: {topic}", topic)
@@ -195,6 +200,46 @@ class AlertJudge:
         v.verdict = VERIFIED
         return v
 
+    def _dock_alert(self, topic: str, payload: bytes) -> Verdict:
+        """``bodycam/<unit>/dock/<dock>/alert``: a dock's 24-hour-rule alert, a signed
+        message checked against the registry entry of the dock's id."""
+        parts = topic.split("/")
+        if parts[0] != TOPIC_ROOT or parts[2] != "dock" or parts[4] != "alert":
+            return Verdict(INVALID, f"not an alert topic: {topic}", topic)
+        unit, dock = parts[1], parts[3]
+        v = Verdict(INVALID, "", topic, unit=unit, device=dock)
+        try:
+            message = Message.from_bytes(payload)
+        except RecordError as exc:
+            v.problem = f"not a signed dock alert: {exc}"
+            return v
+        if message.kind != "dock_alert":
+            v.problem = f"message kind {message.kind!r} is not a dock alert"
+            return v
+        v.kind, v.body, v.utc = message.kind, message.body, message.utc
+        v.hash = sha256_hex(payload)
+        v.officer = str(message.body.get("officer", ""))
+        if message.device != dock:
+            v.verdict, v.problem = FORGED, (
+                f"message names dock {message.device!r} but came on {dock!r}'s topic")
+            return v
+        entry = self.registry.get(dock)
+        if entry is None:
+            v.verdict, v.problem = UNKNOWN, f"dock {dock!r} is not in the registry"
+            return v
+        try:
+            message.verify(entry.public_key)
+        except SignatureError:
+            v.verdict, v.problem = FORGED, "signature does not verify under the registered key"
+            return v
+        if v.hash in self.state.dock_shown:
+            v.verdict = DUPLICATE
+            return v
+        self.state.dock_shown = [*self.state.dock_shown[-(FLAGGED - 1):], v.hash]
+        self.state.dirty = True
+        v.verdict = VERIFIED
+        return v
+
     def status(self, topic: str, payload: bytes) -> tuple[Message | None, str]:
         """``(message, problem)``: the status if it verifies (problem ""), else why not.
 
@@ -207,6 +252,8 @@ class AlertJudge:
             message = Message.from_bytes(payload)
         except RecordError as exc:
             return None, f"not a signed status: {exc}"
+        if message.kind != "status":
+            return None, f"message kind {message.kind!r} on a status topic"
         if message.device != device:
             return message, f"status names device {message.device!r} on {device!r}'s topic"
         entry = self.registry.get(device)

@@ -28,6 +28,7 @@ from .judge import AlertJudge, Verdict
 _log = logging.getLogger(__name__)
 
 ALERTS = f"{TOPIC_ROOT}/+/+/alert"
+DOCK_ALERTS = f"{TOPIC_ROOT}/+/dock/+/alert"
 STATUSES = f"{TOPIC_ROOT}/+/+/status"
 
 
@@ -116,7 +117,7 @@ class Watcher:
         else:
             _log.info("connected to %s:%d", self.settings.host, self.settings.port)
         self._failing = False
-        client.subscribe([(ALERTS, 1), (STATUSES, 1)])
+        client.subscribe([(ALERTS, 1), (DOCK_ALERTS, 1), (STATUSES, 1)])
 
     def _on_connect_fail(self, client, userdata) -> None:
         if not self._failing:   # once per outage; paho keeps retrying with backoff
@@ -138,7 +139,7 @@ class Watcher:
 
     def _on_message(self, client, userdata, message: mqtt.MQTTMessage) -> None:
         parts = parse_topic(message.topic)
-        leaf = parts[2] if parts else ""
+        leaf = parts[2] if parts else message.topic.rsplit("/", 1)[-1]
         with self.lock:
             if leaf == "status":
                 _, problem = self.judge.status(message.topic, message.payload)

@@ -239,3 +239,54 @@ def test_any_single_byte_change_to_a_genuine_alert_is_caught(data):
     payload[at] = value
     verdict = AlertJudge(registry, SeenState()).alert(TOPIC, bytes(payload))
     assert not verdict.genuine, (at, value)
+
+
+def test_dock_alerts_are_verified_against_the_docks_registry_entry(judge, tmp_path):
+    from evidence.message import sign_message
+
+    dock = DeviceIdentity.generate("dock-1")
+    body = {"level": "violation", "device": "cam-test", "officer": "A1024",
+            "since_utc": "2026-11-26T05:00:00.000000Z", "head": {"seq": 9, "hash": "ab" * 32},
+            "stored_seq": 3, "text": "cam-test has held undocked recordings for 24 h"}
+    msg = sign_message(dock, kind="dock_alert", utc="2026-11-27T05:00:00.000000Z", body=body)
+    topic = "bodycam/unit-1/dock/dock-1/alert"
+    assert judge.alert(topic, msg.to_bytes()).verdict == "unknown-device"
+    judge.registry.add(DeviceEntry("dock-1", dock.public_key_hex, "", "unit-1"))
+    v = judge.alert(topic, msg.to_bytes())
+    assert v.genuine and v.body["device"] == "cam-test"
+    line = format_line(v, time.time_ns())
+    assert "DOCK VIOLATION: cam-test has held" in line and "dock-1 (dock" in line
+    assert judge.alert(topic, msg.to_bytes()).verdict == "duplicate"
+    altered = {**msg.to_dict(), "body": {**body, "level": "warning"}}
+    assert judge.alert(topic, canonical_bytes(altered)).verdict == "forged"
+    assert judge.alert("bodycam/unit-1/dock/dock-2/alert", msg.to_bytes()).verdict == "forged"
+    # A dock alert is not a status, and a camera's alert topic does not take one.
+    assert judge.status("bodycam/unit-1/dock-1/status", msg.to_bytes())[1]
+    assert not judge.alert("bodycam/unit-1/dock-1/alert", msg.to_bytes()).genuine
+
+
+def test_watch_shows_dock_alerts_from_a_real_broker(tmp_path, registry_file, broker, capsys):
+    from evidence.message import sign_message
+
+    dock = DeviceIdentity.generate("dock-1")
+    registry = Registry.load(registry_file)
+    registry.add(DeviceEntry("dock-1", dock.public_key_hex, "", "unit-1"))
+    registry.save(registry_file)
+    flags = ["--host", broker.host, "--port", str(broker.port), "--registry",
+             str(registry_file), "--state", str(tmp_path / "seen.json")]
+    assert main(["watch", "--timeout", "0.3", *flags]) == 0      # make the session
+    body = {"level": "warning", "device": "cam-test", "officer": "A1024",
+            "since_utc": "2026-11-26T09:00:00.000000Z", "head": None, "stored_seq": -1,
+            "text": "cam-test has held undocked recordings for 20 h"}
+    msg = sign_message(dock, kind="dock_alert", utc="2026-11-27T05:00:00.000000Z", body=body)
+    pub = mqtt.Client(CallbackAPIVersion.VERSION2)
+    pub.connect(broker.host, broker.port)
+    pub.loop_start()
+    pub.publish("bodycam/unit-1/dock/dock-1/alert", msg.to_bytes(), qos=1).wait_for_publish(5)
+    pub.disconnect()
+    pub.loop_stop()
+    capsys.readouterr()
+    assert main(["watch", "--count", "1", "--timeout", "10", *flags]) == 0
+    out = capsys.readouterr().out
+    assert "DOCK WARNING: cam-test has held undocked recordings for 20 h" in out
+    assert "[verified]" in out and not out.startswith("!!")
