@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import json
 import logging
 import os
 import threading
@@ -23,10 +24,11 @@ from typing import Any
 
 from evidence.clock import SystemClock, format_utc
 from evidence.journal import JOURNAL_NAME, scan_journal
+from evidence.layout import IDENTITY_NAME
 from evidence.media import hash_file
 from evidence.record import Record
 from evidence.registry import DeviceEntry, Registry
-from evidence.storage import fsync_dir, makedirs_durable
+from evidence.storage import atomic_write_bytes, fsync_dir, makedirs_durable
 
 from .exc import DockError, MediaMismatch
 from .index import Index
@@ -210,6 +212,11 @@ class Store:
             os.close(fd)
         if created:
             fsync_dir(folder)
+        identity = folder / IDENTITY_NAME
+        if not identity.exists():  # as on the card; informational (the registry is trusted)
+            atomic_write_bytes(identity, json.dumps(
+                {"device_id": entry.device_id, "public_key": entry.public_key},
+                indent=2).encode() + b"\n")
         now = self.now_utc()
         last = records[-1]
         statements: list[tuple[str, tuple]] = [(

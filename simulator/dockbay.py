@@ -145,6 +145,24 @@ def run_docking(store, dock_identity, camera_link, port_timeout: float = 10.0
     return result.get("dock"), camera
 
 
+NS = 1_000_000_000
+RTC_DRIFT_NS = 1_500_000_000
+"""How far the simulated camera's RTC has drifted behind the dock by the end of a shift."""
+
+
+def _last_record_ns(journal_path: Path) -> tuple[int, int]:
+    """UTC and monotonic time of the camera's last record (the shift's end)."""
+    from evidence.clock import parse_utc
+    from evidence.journal import scan_journal
+    from evidence.record import Record
+
+    lines = [line for _, line in scan_journal(journal_path).lines if line]
+    if not lines:
+        return 0, 0
+    last = Record.from_bytes(lines[-1])
+    return parse_utc(last.utc), last.mono_ns
+
+
 def dock_shift(device_dir: Path, key_path: Path, dock_dir: Path, registry_path: Path,
                clock) -> dict:
     """End a simulated shift in a dock: offload ``device_dir`` into the store ``dock_dir``.
@@ -155,15 +173,24 @@ def dock_shift(device_dir: Path, key_path: Path, dock_dir: Path, registry_path: 
     from evidence.identity import DeviceIdentity
     from evidence.journal import Journal
     from firmware.dock_link import DockLink
+    from simulator.clock import SimClock
 
     device_dir, dock_dir = Path(device_dir), Path(dock_dir)
     dock_identity, store = ensure_dock(
         dock_dir, dock_dir.parent / "dock-key" / "dock.key", Path(registry_path))
-    store.clock = clock
     identity = DeviceIdentity.load(key_path)
-    journal = Journal(device_dir / "journal.jsonl", identity, clock=clock, repair_torn=True)
+    # The camera's RTC kept the shift's time; the officer walks to the dock for a minute.
+    # The camera's clock has drifted RTC_DRIFT_NS behind the dock's, which corrects it.
+    last_utc, last_mono = _last_record_ns(device_dir / "journal.jsonl")
+    camera_clock = SimClock(max(last_utc, clock.time_ns() - RTC_DRIFT_NS) + 60 * NS,
+                            start_monotonic_ns=last_mono + 60 * NS)
+    if clock.time_ns() < camera_clock.time_ns() + RTC_DRIFT_NS:
+        clock.set_time_ns(camera_clock.time_ns() + RTC_DRIFT_NS)
+    store.clock = clock
+    journal = Journal(device_dir / "journal.jsonl", identity, clock=camera_clock,
+                      repair_torn=True)
     try:
-        link = DockLink(device_dir, journal, clock,
+        link = DockLink(device_dir, journal, camera_clock,
                         {dock_identity.device_id: dock_identity.public_key_hex})
         dock_result, camera = run_docking(store, dock_identity, link)
     finally:
