@@ -171,6 +171,7 @@ def test_buttons_holds_marks_photos_and_announcement(rig: Rig) -> None:
     rig.at(20, "stop")
     rig.run_to(30)
     stopped = rig.wait_record("recording_stopped")
+    assert rig.recorder.sync()  # the LEDs change right after that record
     kinds = rig.kinds()
     assert kinds.count("recording_started") == 1 and kinds.count("recording_stopped") == 1
     assert stopped.body == {"by": "button"}
