@@ -125,6 +125,7 @@ class Recorder:
         self._photo_counter = 0
         self._restarting = threading.Lock()
         self._loop_ident: int | None = None
+        self._started_ns = 0
         self._last_ping = 0.0
         self.wav = cfg.announcement_wav(config)
         self.wav_sha256 = hash_file(self.wav)[1]
@@ -175,7 +176,11 @@ class Recorder:
             self._buttons = Buttons(self.button, self.clock, pin_factory=self._pin_factory,
                                     bounce_s=self.config["controls"]["bounce_s"])
         self.writer.start()
-        self.camera.start(self.writer.output)
+        self._started_ns = self.clock.monotonic_ns()
+        try:
+            self.camera.start(self.writer.output)
+        except Exception as exc:  # the frame watchdog journals it and the retries begin
+            _log.error("camera did not start: %s", exc)
         self._do(Action("show", (self.machine.indicator_state(),)))
         self._health(self.clock.monotonic_ns())
         self.ready.set()
@@ -294,8 +299,8 @@ class Recorder:
 
     def _health(self, now: int) -> None:
         try:
-            last = self.writer.output.last_frame_ns
-            age = 0.0 if last is None else max(0, now - last) / NS
+            last = self.writer.output.last_frame_ns or self._started_ns
+            age = max(0, now - last) / NS
             sample = Health(
                 battery_percent=float(self.power.battery_percent()),
                 temperature_c=float(self.power.temperature_c()),
