@@ -284,6 +284,8 @@ class Recorder:
             if event[0] == "sync":
                 syncs.append(event[1])
             elif event[0] == "button":
+                if self._stop.is_set():
+                    continue  # shutting down: no new recording now
                 self._apply(self.machine.on_button(event[1], event[2], event[3]))
             elif event[0] == "ack":
                 self._apply(self.machine.acknowledge(event[1], event[2]))
