@@ -156,7 +156,7 @@ def _run_daemon(cfg: dict[str, Any], ports: list[str], alerts: bool = True) -> i
     _log.info("dock %s serving %d bay(s)%s", identity.device_id, len(bays),
               ", deadline alerts on" if watcher else "")
     systemd.ready(f"{len(bays)} bay(s)")
-    interval = systemd.watchdog_interval() or 5.0
+    interval = (systemd.watchdog_interval() or 10.0) / 2  # ping at half the timeout
     while not stop.wait(interval):
         systemd.watchdog_ping()
     systemd.stopping()
