@@ -155,6 +155,8 @@ def test_install_dock_dry_run_and_install(tmp_path):
     assert f"would write {root}/etc/systemd/system/bodycam-dock-bay@.service" in out
     assert f"would write {root}/etc/udev/rules.d/90-bodycam-dock.rules" in out
     assert "would run: systemctl enable --now bodycam-dock.service" in out
+    assert ("would run: runuser -u bodycam -- /opt/bodycam/venv/bin/bodycam-dock "
+            "--config /etc/bodycam/dock.toml init") in out
     run("install-dock", "--root", root)
     for name in ("bodycam-dock.service", "bodycam-dock-bay@.service"):
         assert (root / "etc/systemd/system" / name).read_text() == (ROOT / "systemd" / name).read_text()

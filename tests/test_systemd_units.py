@@ -123,6 +123,25 @@ def test_service_settings(name):
     assert "--config /etc/bodycam/" in service["ExecStart"]
 
 
+@pytest.mark.parametrize(("name", "module", "command"), [
+    ("bodycam-recorder.service", "firmware.__main__", None),
+    ("bodycam-dock.service", "dock.__main__", "serve"),
+    ("bodycam-dock-bay@.service", "dock.__main__", "bay"),
+])
+def test_exec_start_parses_with_the_daemons_own_parser(name, module, command):
+    """The command line in the unit is one the daemon accepts (argparse exits otherwise)."""
+    import importlib
+    import shlex
+
+    argv = shlex.split(unit_config(name)["Service"]["ExecStart"].replace("%I", "ttyACM0"))
+    args = importlib.import_module(module).build_parser().parse_args(argv[1:])
+    assert args.config in ("/etc/bodycam/recorder.toml", "/etc/bodycam/dock.toml")
+    if command:
+        assert args.command == command
+    if command == "bay":
+        assert args.port == "/dev/ttyACM0"
+
+
 def test_recorder_keeps_only_cap_sys_time():
     service = unit_config("bodycam-recorder.service")["Service"]
     assert service["CapabilityBoundingSet"] == "CAP_SYS_TIME"
