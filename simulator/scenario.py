@@ -34,6 +34,7 @@ Durations are ``"8h"``, ``"90m"``, ``"45s"``, ``"1h30m"`` or a number of seconds
 
 from __future__ import annotations
 
+import math
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -77,8 +78,8 @@ def parse_duration(value: str | int | float) -> float:
                 raise ValueError(f"not a duration: {value!r} (use e.g. 8h, 90m, 45s)") from None
             h, mi, s = (float(g) if g else 0.0 for g in m.groups())
             seconds = h * 3600 + mi * 60 + s
-    if seconds < 0:
-        raise ValueError(f"a duration cannot be negative: {value!r}")
+    if not math.isfinite(seconds) or seconds < 0:
+        raise ValueError(f"not a duration: {value!r} (a finite number of seconds >= 0)")
     return seconds
 
 

@@ -11,6 +11,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from evidence.identity import DeviceIdentity
 from evidence.journal import scan_journal
@@ -86,7 +88,7 @@ def test_parse_duration() -> None:
     assert parse_duration("1h30m") == 5400
     assert parse_duration("45s") == 45 and parse_duration(90) == 90
     assert parse_duration("2.5m") == 150
-    for bad in ("", "h", "-5", "3d", True):
+    for bad in ("", "h", "-5", "3d", True, "nan", "inf", float("inf")):
         with pytest.raises(ValueError):
             parse_duration(bad)
 
@@ -208,3 +210,19 @@ def test_paced_shift_runs_at_its_speed(tmp_path: Path) -> None:
     assert summary["recordings"] >= 6 and summary["segments"] >= 6
     verify = run("-m", "evidence.verify_cli", str(out / "device"))
     assert verify.returncode == 0, verify.stdout
+
+
+@given(st.integers(0, 99), st.integers(0, 59), st.integers(0, 59))
+def test_parse_duration_round_trips(h: int, m: int, s: int) -> None:
+    text = (f"{h}h" if h else "") + (f"{m}m" if m else "") + (f"{s}s" if s or not (h or m)
+                                                              else "")
+    assert parse_duration(text) == h * 3600 + m * 60 + s
+
+
+@given(st.text(max_size=12))
+def test_parse_duration_never_crashes(text: str) -> None:
+    try:
+        value = parse_duration(text)
+    except ValueError:
+        return
+    assert 0 <= value < float("inf")
