@@ -18,6 +18,8 @@ from collections import defaultdict
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from hw.pinmap import ALL_NETS
 
@@ -59,6 +61,8 @@ def parse_sexpr(text: str):
         if m.group(1):
             stack.append([])
         elif m.group(2):
+            if len(stack) == 1:
+                raise ValueError(f"unbalanced ')' at byte {m.start(2)}")
             done = stack.pop()
             stack[-1].append(done)
         elif m.group(3) is not None:
@@ -77,6 +81,33 @@ def children(node, head):
 def child(node, head):
     found = children(node, head)
     return found[0] if found else None
+
+
+def _dump(node) -> str:
+    if isinstance(node, list):
+        return "(" + " ".join(_dump(n) for n in node) + ")"
+    if isinstance(node, Str):
+        return '"' + node.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return node
+
+
+_atoms = st.from_regex(r"[A-Za-z0-9_.+\-:#~{}/]{1,12}", fullmatch=True)
+_strings = st.text(st.characters(blacklist_categories=("Cs",)), max_size=12).map(Str)
+_trees = st.recursive(st.one_of(_atoms, _strings), lambda kids: st.lists(kids, max_size=5),
+                      max_leaves=30)
+
+
+@given(st.lists(_trees, max_size=5).map(lambda kids: ["kicad_sch", *kids]))
+def test_sexpr_parser_round_trips(tree):
+    parsed = parse_sexpr(_dump(tree))
+    assert parsed == tree
+    assert _dump(parsed) == _dump(tree)
+
+
+def test_sexpr_parser_rejects_unbalanced():
+    for text in ("(a (b)", "(a))", "(a \"open)"):
+        with pytest.raises(ValueError):
+            parse_sexpr(text)
 
 
 # --- schematic model ---------------------------------------------------------------------
