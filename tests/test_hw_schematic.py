@@ -35,8 +35,16 @@ HEADER_PIN = {2: 3, 3: 5, 4: 7, 14: 8, 15: 10, 17: 11, 18: 12, 27: 13, 22: 15, 2
               10: 19, 9: 21, 25: 22, 11: 23, 8: 24, 7: 26, 0: 27, 1: 28, 5: 29, 6: 31, 12: 32,
               13: 33, 19: 35, 16: 36, 26: 37, 20: 38, 21: 40}
 
-needs_kicad = pytest.mark.skipif(shutil.which("kicad-cli") is None,
-                                 reason="kicad-cli (KiCad 9) is not installed")
+def _kicad_major() -> int | None:
+    if shutil.which("kicad-cli") is None:
+        return None
+    out = subprocess.run(["kicad-cli", "version"], capture_output=True, text=True, timeout=60)
+    m = re.match(r"(\d+)\.", out.stdout.strip())
+    return int(m.group(1)) if m else None
+
+
+needs_kicad = pytest.mark.skipif(_kicad_major() != 9,
+                                 reason="kicad-cli of KiCad 9 is not installed")
 
 
 # --- S-expressions -----------------------------------------------------------------------
