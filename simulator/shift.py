@@ -9,7 +9,7 @@ in a thread; scenario events are clock timers that press buttons through the GPI
 inject faults (:class:`simulator.faults.Faults`) at their simulated instant, and hold time
 still until the recorder has handled them (see :class:`LockstepPacer`).
 
-Output folder (interfaces.md): ``DIR/device/`` (the camera's storage), ``DIR/device-key/
+Output folder (docs/architecture.md): ``DIR/device/`` (the camera's storage), ``DIR/device-key/
 device.key``, ``DIR/registry.json``, ``DIR/summary.json``; ``DIR/speaker/`` holds what the
 speaker played. Running a shift again on the same folder continues the same device (its
 key is reused and the recorder recovers whatever a crash left unsigned first).
