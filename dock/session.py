@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -62,6 +64,50 @@ class SessionResult:
 
 class Flagged(DockError):
     """Something on the camera is wrong; flagged, no receipt."""
+
+
+class Committer:
+    """Makes verified files and records durable in order, in its own thread, while the
+    session already receives the next file (fsync would otherwise stall the line).
+
+    Thread: one daemon thread per offload; ``close`` drains it (always, even when the line
+    broke: whatever was verified is kept) and re-raises a store failure.
+    """
+
+    def __init__(self, store: Store, entry: DeviceEntry) -> None:
+        self.store = store
+        self.entry = entry
+        self.error: BaseException | None = None
+        self._queue: queue.Queue[tuple[PartialFile | None, list[Record]] | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._run, name="dock-commit", daemon=True)
+        self._thread.start()
+
+    def put(self, partial: PartialFile | None, batch: list[Record]) -> None:
+        if self.error is not None:
+            raise DockError(f"the store could not write: {self.error}")
+        self._queue.put((partial, batch))
+
+    def _run(self) -> None:
+        while (item := self._queue.get()) is not None:
+            partial, batch = item
+            if self.error is not None:
+                if partial is not None:
+                    partial.suspend()
+                continue
+            try:
+                if partial is not None:
+                    partial.sync()
+                    self.store.place(self.entry, partial)
+                self.store.append(self.entry, batch)
+            except BaseException as exc:  # reported by close(); nothing after it is stored
+                _log.exception("store write failed")
+                self.error = exc
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join()
+        if self.error is not None:
+            raise DockError(f"the store could not write: {self.error}")
 
 
 class DockSession:
@@ -227,18 +273,21 @@ class DockSession:
         todo = [(rec, bound) for rec in records if (bound := record_file(rec))]
         self._total += sum(b[1] for _, b in todo)
         batch: list[Record] = []
-        for rec in records:
-            bound = record_file(rec)
-            batch.append(rec)
-            if bound is None:
-                continue
-            partial = self._fetch(link, entry, rec, bound, wiped_files)
-            if partial is not None:
-                self.store.place(entry, partial)
-                self.result.media += 1
-            self.store.append(entry, batch)
-            batch = []
-        self.store.append(entry, batch)
+        committer = Committer(self.store, entry)
+        try:
+            for rec in records:
+                bound = record_file(rec)
+                batch.append(rec)
+                if bound is None:
+                    continue
+                partial = self._fetch(link, entry, rec, bound, wiped_files)
+                if partial is not None:
+                    self.result.media += 1
+                committer.put(partial, batch)
+                batch = []
+            committer.put(None, batch)
+        finally:
+            committer.close()  # durable before any receipt; kept even if the line broke
         return records[-1].seq, records[-1].hash
 
     def _check_tail(self, entry: DeviceEntry, records: list[Record],

@@ -103,15 +103,19 @@ class PartialFile:
             _hash_cache[(self.device, self.file)] = (self.offset, self._hash.copy())
 
     def finish(self) -> None:
-        """Check size and SHA-256 against the signed record, then fsync."""
+        """Check size and SHA-256 against the signed record (before any fsync)."""
         digest = self._hash.hexdigest()
         if self.offset != self.size or digest != self.sha256:
             raise MediaMismatch(
                 f"{self.file}: received {self.offset} bytes with sha256 {digest[:16]}..., "
                 f"the signed record says {self.size} bytes, {self.sha256[:16]}...")
-        os.fsync(self._fd)
-        os.close(self._fd)
-        self._fd = -1
+
+    def sync(self) -> None:
+        """Make the verified bytes durable and close (the committer thread calls this)."""
+        if self._fd >= 0:
+            os.fsync(self._fd)
+            os.close(self._fd)
+            self._fd = -1
 
     def discard(self) -> None:
         if self._fd >= 0:

@@ -8,16 +8,26 @@ the camera end is the pty master (the simulator's stand-in for the USB gadget
 from __future__ import annotations
 
 import errno
+import fcntl
 import logging
 import os
 import pty
 import select
+import struct
+import termios
 import threading
 import tty
 from pathlib import Path
 from typing import Any
 
 _log = logging.getLogger(__name__)
+
+
+def _ptsname(master: int) -> str:
+    """The slave path of a pty master (``os.ptsname`` arrives only in Python 3.13)."""
+    request = getattr(termios, "TIOCGPTN", 0x80045430)  # _IOR('T', 0x30, unsigned int)
+    (number,) = struct.unpack("I", fcntl.ioctl(master, request, b"\0" * 4))
+    return f"/dev/pts/{number}"
 
 
 class PtyEnd:
@@ -29,6 +39,10 @@ class PtyEnd:
         self.fd = fd
         self.timeout = timeout
         os.set_blocking(fd, False)
+        self._writing = threading.Event()
+        self._closed = threading.Event()
+        self._guard: threading.Thread | None = None
+        self._hung = False
 
     def _wait(self, event: int) -> bool:
         poller = select.poll()
@@ -59,17 +73,54 @@ class PtyEnd:
         return b"".join(parts)
 
     def write(self, data: bytes | memoryview) -> int:
+        """Blocking writes (one syscall per frame, as ``cat`` does). A pty master's blocked
+        write does not return when the far end hangs up, so a guard thread drains the
+        dead line to release it, and the write then fails with EIO."""
         view = memoryview(data)
-        while view:
-            if not self._wait(select.POLLOUT):
-                raise OSError(errno.ETIMEDOUT, "pty peer stopped reading")
-            try:
+        if not self._wait(select.POLLOUT):
+            raise OSError(errno.ETIMEDOUT, "pty peer stopped reading")
+        if self._guard is None:
+            self._guard = threading.Thread(target=self._guard_loop, name="pty-guard",
+                                           daemon=True)
+            self._guard.start()
+        os.set_blocking(self.fd, True)
+        self._writing.set()
+        try:
+            while view and not self._hung:
                 view = view[os.write(self.fd, view):]
-            except BlockingIOError:
-                continue
+        finally:
+            self._writing.clear()
+            os.set_blocking(self.fd, False)
+        if self._hung:
+            raise OSError(errno.EIO, "pty peer hung up (cable pulled)")
         return len(data)
 
+    def _guard_loop(self) -> None:
+        poller = select.poll()
+        poller.register(self.fd, 0)  # POLLHUP is always reported
+        while not self._closed.is_set():
+            if not self._writing.wait(0.2):
+                continue
+            if not any(ev & (select.POLLHUP | select.POLLERR) for _, ev in poller.poll(50)):
+                continue
+            self._hung = True
+            try:  # open the far end ourselves and swallow what the blocked write pushes
+                drain = os.open(_ptsname(self.fd), os.O_RDONLY | os.O_NOCTTY | os.O_NONBLOCK)
+            except OSError:
+                return
+            try:
+                while self._writing.is_set() and not self._closed.is_set():
+                    select.select([drain], [], [], 0.05)
+                    try:
+                        os.read(drain, 1 << 16)
+                    except OSError:
+                        pass
+            finally:
+                os.close(drain)
+            return
+
     def close(self) -> None:
+        self._closed.set()
         if self.fd >= 0:
             try:
                 os.close(self.fd)
