@@ -97,6 +97,13 @@ class DockLink:
         """
         link = Link(port, self.timeout)
         link.expect_any_first_seq()
+        try:
+            return self._serve(link)
+        except (FrameError, RecordError) as exc:
+            link.refuse(str(exc))  # tell the dock why, then report it to the caller
+            raise
+
+    def _serve(self, link: Link) -> SessionOutcome:
         out = SessionOutcome()
         challenge = link.expect(FrameType.CHALLENGE).json()
         dock = require(challenge, "dock", str)
