@@ -81,6 +81,7 @@ class Bay:
         self.done = threading.Event()  # set after each session (tests wait on it)
         self._thread: threading.Thread | None = None
         self._last_write = 0.0
+        self._last_state: str | None = None
 
     @staticmethod
     def _open_serial(path: str, timeout: float):
@@ -90,9 +91,10 @@ class Bay:
 
     def _status(self, info: dict[str, Any], force: bool = False) -> None:
         now = time.monotonic()
-        if not force and now - self._last_write < 0.25:
+        if not force and info.get("state") == self._last_state and now - self._last_write < 0.25:
             return
         self._last_write = now
+        self._last_state = info.get("state")
         info = {"bay": self.name, "port": self.port, "pid": os.getpid(),
                 "updated_utc": format_utc(time.time_ns()), "last": self.last, **info}
         try:
@@ -132,7 +134,7 @@ class Bay:
         try:
             session = DockSession(
                 self.store, self.identity, self.name, self.timeout,
-                progress=lambda info: self._status(info, force=info["state"] != "offloading"))
+                progress=lambda info: self._status(info, force=info.pop("milestone", True)))
             result = session.run(port).to_dict()
         finally:
             try:

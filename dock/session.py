@@ -125,11 +125,13 @@ class DockSession:
         self._total = 0
         self._t0 = 0.0
 
-    def _report(self, state: str) -> None:
+    def _report(self, state: str, milestone: bool = True) -> None:
+        """Progress for the bay's status; ``milestone`` marks a file boundary or a state
+        change (always shown), the rest may be throttled by the bay."""
         elapsed = max(time.monotonic() - self._t0, 1e-6)
         self.progress({
             "state": state, "device": self.result.device, "done": self._done,
-            "total": self._total, "rate": self.result.bytes / elapsed,
+            "total": self._total, "rate": self.result.bytes / elapsed, "milestone": milestone,
         })
 
     def run(self, port: Port) -> SessionResult:
@@ -331,7 +333,7 @@ class DockSession:
                 self.result.bytes += n
                 if time.monotonic() - last_report > 0.25:
                     last_report = time.monotonic()
-                    self._report("offloading")
+                    self._report("offloading", milestone=False)
             end = frame.json()
             if "missing" in end:
                 partial.discard()

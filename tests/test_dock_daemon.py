@@ -132,6 +132,11 @@ def test_the_dock_killed_mid_write_leaves_a_consistent_store(tmp_path):
                              if p.suffix in (".ts", ".part")) > 4_500_000,
                  what="the dock to write 4.5 MB")
         assert any((tmp_path / "dock" / ".partial").rglob("*.part"))
+        # An operator sees the bay offloading, with a progress bar.
+        text = subprocess.run(dock_cmd(tmp_path, "status"), capture_output=True, text=True,
+                              timeout=30).stdout
+        assert "offloading" in text and "cam-001" in text and "[#" in text, text
+        assert "/8.0 MB" in text, text
     finally:
         daemon.send_signal(signal.SIGKILL)
         daemon.wait(30)
