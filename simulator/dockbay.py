@@ -96,16 +96,23 @@ class PtyEnd:
         return len(data)
 
     def _guard_loop(self) -> None:
+        try:
+            slave = _ptsname(self.fd)
+        except (OSError, ValueError):
+            return
         poller = select.poll()
         poller.register(self.fd, 0)  # POLLHUP is always reported
         while not self._closed.is_set():
             if not self._writing.wait(0.2):
                 continue
-            if not any(ev & (select.POLLHUP | select.POLLERR) for _, ev in poller.poll(50)):
+            events = [ev for _, ev in poller.poll(50)]
+            if self._closed.is_set() or any(ev & select.POLLNVAL for ev in events):
+                return
+            if not any(ev & (select.POLLHUP | select.POLLERR) for ev in events):
                 continue
             self._hung = True
             try:  # open the far end ourselves and swallow what the blocked write pushes
-                drain = os.open(_ptsname(self.fd), os.O_RDONLY | os.O_NOCTTY | os.O_NONBLOCK)
+                drain = os.open(slave, os.O_RDONLY | os.O_NOCTTY | os.O_NONBLOCK)
             except OSError:
                 return
             try:
