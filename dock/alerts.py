@@ -196,14 +196,7 @@ class DeadlineWatcher:
                 "text": f"{pending.device} has held undocked recordings since "
                         f"{pending.since_utc} ({level}: the limit is {self.config.limit_h} h)",
             }
-            info = self.client.publish(
-                f"bodycam/{unit}/dock/{self.identity.device_id}/alert",
-                dock_alert(self.identity, format_utc(now), body), qos=1)
-            try:
-                info.wait_for_publish(5)
-            except (RuntimeError, ValueError):
-                pass
-            if not info.is_published():
+            if not self._publish(unit, body, now):
                 _log.warning("alert for %s not acknowledged yet; will retry", pending.device)
                 continue
             self.store.index.execute(
@@ -211,7 +204,40 @@ class DeadlineWatcher:
                 (pending.device, level, pending.since_utc, format_utc(now)))
             _log.warning("alert: %s", body["text"])
             published.append(body)
+        published += self._publish_flags(now)
         self.sent += published
+        return published
+
+    def _publish(self, unit: str, body: dict[str, Any], now: int) -> bool:
+        info = self.client.publish(
+            f"bodycam/{unit}/dock/{self.identity.device_id}/alert",
+            dock_alert(self.identity, format_utc(now), body), qos=1)
+        try:
+            info.wait_for_publish(5)
+        except (RuntimeError, ValueError):
+            pass
+        return info.is_published()
+
+    def _publish_flags(self, now: int) -> list[dict[str, Any]]:
+        """Each flag a docking raised (unregistered camera, altered media, cut journal
+        tail, ...) goes to the supervisor once."""
+        published = []
+        rows = self.store.index.query(
+            "SELECT * FROM flags WHERE id NOT IN (SELECT flag_id FROM flag_alerts) ORDER BY id")
+        registry = self.store.registry()
+        for row in rows:
+            entry = registry.get(row["device"])
+            unit = (entry.unit if entry and entry.unit else self.config.unit) or "unassigned"
+            body = {"level": "flag", "kind": row["kind"], "device": row["device"],
+                    "officer": entry.officer if entry else "", "flagged_utc": row["utc"],
+                    "text": row["detail"]}
+            if not self._publish(unit, body, now):
+                _log.warning("flag %d not acknowledged yet; will retry", row["id"])
+                break
+            self.store.index.execute(
+                "INSERT OR IGNORE INTO flag_alerts(flag_id, sent_utc) VALUES (?,?)",
+                (row["id"], format_utc(now)))
+            published.append(body)
         return published
 
     def stop(self) -> None:

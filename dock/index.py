@@ -34,6 +34,8 @@ CREATE TABLE IF NOT EXISTS flags (
 CREATE TABLE IF NOT EXISTS status_heads (
     device TEXT PRIMARY KEY, seq INTEGER NOT NULL, hash TEXT NOT NULL, utc TEXT NOT NULL,
     pending_since TEXT);
+CREATE TABLE IF NOT EXISTS flag_alerts (
+    flag_id INTEGER PRIMARY KEY, sent_utc TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS alerts (
     device TEXT NOT NULL, level TEXT NOT NULL, since_utc TEXT NOT NULL, sent_utc TEXT NOT NULL,
     PRIMARY KEY (device, level, since_utc));

@@ -114,6 +114,13 @@ def test_an_undocked_camera_raises_a_warning_then_a_violation(tmp_path, broker, 
         assert dock_once(store, dock_identity, camera)[0].outcome == "stored"
         camera.clock.advance(30 * H)
         assert watcher.check() == []
+        # A camera the dock does not know is refused, and the supervisor is told, once.
+        stranger, _ = make_camera(tmp_path / "stranger", "cam-999")
+        assert dock_once(store, dock_identity, stranger)[0].outcome == "refused"
+        flags = watcher.check()
+        assert [(f["kind"], f["device"]) for f in flags] == [("unregistered", "cam-999")]
+        assert "not in this dock's registry" in flags[0]["text"]
+        assert watcher.check() == []
     finally:
         watcher.stop()
         sub.loop_stop()
