@@ -44,12 +44,23 @@ def build_parser() -> argparse.ArgumentParser:
         "verify and store their evidence, report and alert on the 24-hour rule. Config: "
         f"dock/dock.toml (defaults, every key documented), overlaid by {DEFAULT_CONFIG} "
         "if present or --config, then by flags.")
-    p.add_argument("--config", help=f"TOML file overlaying the defaults (default {DEFAULT_CONFIG}"
-                   " if it exists)")
-    p.add_argument("--store", help="the dock store folder (dock.store)")
-    p.add_argument("--key", help="the dock's key file (dock.key)")
-    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    def common(parser: argparse.ArgumentParser, default: Any) -> None:
+        # Accepted before or after the subcommand (the systemd units put --config last).
+        parser.add_argument("--config", default=default, help="TOML file overlaying the "
+                            f"defaults (default {DEFAULT_CONFIG} if it exists)")
+        parser.add_argument("--store", default=default, help="the dock store (dock.store)")
+        parser.add_argument("--key", default=default, help="the dock's key file (dock.key)")
+        parser.add_argument("-v", "--verbose", action="store_true", default=default or False,
+                            help="debug logging")
+
+    common(p, None)
+    shared = argparse.ArgumentParser(add_help=False)
+    common(shared, argparse.SUPPRESS)
+    def with_common(**kw: Any) -> argparse.ArgumentParser:
+        return argparse.ArgumentParser(parents=[shared], **kw)
+
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                           parser_class=with_common)
     s = sub.add_parser("init", help="make the dock's key and an empty store")
     s.add_argument("--dock-id", help="this dock's id (dock.id)")
     s = sub.add_parser("serve", help="run the dock daemon (bays as threads, MQTT alerts)")
@@ -66,7 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true", help="machine-readable output")
     s.add_argument("--now", metavar="UTC", help="judge as of this UTC time (default: now)")
     s = sub.add_parser("registry", help="the devices this dock trusts")
-    rs = s.add_subparsers(dest="action", required=True, metavar="ACTION")
+    rs = s.add_subparsers(dest="action", required=True, metavar="ACTION",
+                          parser_class=with_common)
     a = rs.add_parser("add", help="register a camera's public key")
     a.add_argument("device", help="device id")
     a.add_argument("--public-key", required=True, help="64 hex digits (the camera's identity.json)")

@@ -161,3 +161,20 @@ def test_the_dock_killed_mid_write_leaves_a_consistent_store(tmp_path):
     assert verify_path(tmp_path / "dock").intact
     rows = store.index.query("SELECT COUNT(*) AS n FROM media WHERE stored_utc IS NOT NULL")
     assert rows[0]["n"] == 4
+
+
+def test_options_work_after_the_subcommand_as_the_systemd_units_write_them(tmp_path, capsys):
+    from dock.__main__ import build_parser, main
+
+    args = build_parser().parse_args(["bay", "/dev/ttyACM0", "--config", "/etc/x.toml"])
+    assert (args.command, args.port, args.config) == ("bay", "/dev/ttyACM0", "/etc/x.toml")
+    config = tmp_path / "dock.toml"
+    config.write_text(f'[dock]\nstore = "{tmp_path / "store"}"\nkey = "{tmp_path / "k"}"\n'
+                      'id = "dock-9"\n')
+    assert main(["init", "--config", str(config)]) == 0
+    assert "dock dock-9" in capsys.readouterr().out
+    assert main(["status", "--config", str(config)]) == 0
+    assert "no bays have reported" in capsys.readouterr().out
+    config.write_text("[dock]\nstores = 1\n")
+    assert main(["status", "--config", str(config)]) == 2
+    assert "unknown setting 'dock.stores'" in capsys.readouterr().err
