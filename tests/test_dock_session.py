@@ -119,3 +119,21 @@ def test_an_untrusted_dock_may_copy_but_never_wipes(tmp_path):
     assert any("not trusted" in f for f in result.flags)
     assert camera.media_files() == set(files)
     assert "receipt" not in [r.kind for r in camera.journal.records()]
+
+
+def test_a_torn_journal_tail_is_stored_flagged_and_verifies(tmp_path):
+    camera, registry = make_camera(tmp_path)
+    camera.record(1, 8000)
+    camera.close()
+    with open(camera.storage.journal_path, "ab") as f:
+        f.write(b'{"body":{"file":"media/2026')  # power cut mid-append
+    camera.journal = Journal(camera.storage.journal_path, camera.identity, clock=camera.clock,
+                             repair_torn=True)
+    dock_id, store = make_dock(tmp_path, registry)
+    result, _ = dock_once(store, dock_id, camera)
+    assert result.outcome == "stored"
+    assert any(f.startswith("torn_tail") for f in result.flags)
+    torn = next((tmp_path / "dock" / "unit-1" / "cam-001").glob("journal.torn-*"))
+    assert torn.read_bytes() == b'{"body":{"file":"media/2026'
+    proc = verify(tmp_path / "dock")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
