@@ -136,7 +136,7 @@ class DockSession:
 
     def run(self, port: Port) -> SessionResult:
         self._t0 = time.monotonic()
-        link = Link(port, self.timeout)
+        link = Link(port, self.timeout, bulk_reader=True)
         docking = self.store.index.execute(
             "INSERT INTO dockings(bay, started_utc) VALUES (?,?)", (self.bay, self.store.now_utc()))
         r = self.result

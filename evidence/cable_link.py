@@ -81,14 +81,18 @@ def _hung_up(fd: int) -> bool:
 class Link:
     """Framed, ordered, checksummed messages over one serial line for one session."""
 
-    def __init__(self, port: Port, timeout: float = 10.0, max_payload: int = MAX_PAYLOAD) -> None:
+    def __init__(self, port: Port, timeout: float = 10.0, max_payload: int = MAX_PAYLOAD,
+                 bulk_reader: bool = False) -> None:
+        """``bulk_reader``: the side that receives media (the dock) reads the tty with
+        blocking VTIME reads; this makes the fd blocking for writes too, so the side that
+        sends media (the camera, whose host may vanish mid-write) leaves it off."""
         self.port = port
         self.timeout = timeout
         self.max_payload = max_payload
         self.port.timeout = min(timeout, 1.0)
         if hasattr(port, "write_timeout"):
             port.write_timeout = timeout  # a host that stops reading must not block us
-        self._file = _fast_reader(port, timeout)
+        self._file = _fast_reader(port, timeout) if bulk_reader else None
         self._send_seq = 0
         self._recv_seq: int | None = 0
         self._errors = _disconnect_errors()

@@ -82,11 +82,12 @@ def test_refusal_reasons():
         encode_frame(FrameType.DATA, 0, bytes(MAX_PAYLOAD + 1))
 
 
-def test_a_stalled_peer_times_out():
+@pytest.mark.parametrize("bulk", [False, True])
+def test_a_stalled_peer_times_out(bulk):
     master, path = open_cable()
     port = open_dock_port(path, timeout=0.1)
     try:
-        link = Link(port, timeout=0.3)
+        link = Link(port, timeout=0.3, bulk_reader=bulk)
         PtyEnd(master).write(encode_frame(FrameType.RESPONSE, 0, b"{")[:9])  # half a header
         with pytest.raises(LinkTimeout, match="peer stalled"):
             link.recv("RESPONSE")
