@@ -55,6 +55,7 @@ class SessionResult:
     receipt_upto: int | None = None
     wiped: int = 0
     clock_offset_ns: int | None = None
+    camera_head_seq: int | None = None  # the head the camera signed in the handshake
     flags: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -154,9 +155,9 @@ class DockSession:
             r.seconds = time.monotonic() - self._t0
             self.store.index.execute(
                 "UPDATE dockings SET device=?, ended_utc=?, clock_offset_ns=?, records=?, media=?,"
-                " bytes=?, receipt_upto=?, outcome=?, reason=? WHERE id=?",
+                " bytes=?, receipt_upto=?, outcome=?, reason=?, camera_head_seq=? WHERE id=?",
                 (r.device, self.store.now_utc(), r.clock_offset_ns, r.records, r.media, r.bytes,
-                 r.receipt_upto, r.outcome, r.reason, docking))
+                 r.receipt_upto, r.outcome, r.reason, r.camera_head_seq, docking))
             self._report(r.outcome)
         log = _log.info if r.outcome == "stored" else _log.warning
         log("bay %s: %s %s (%s)", self.bay, r.device or "?", r.outcome, r.reason or "ok")
@@ -206,6 +207,7 @@ class DockSession:
             reason = f"camera {device} failed the challenge ({exc}): not its registered key"
             self.store.flag(device, "bad_handshake", reason)
             raise DockError(reason) from None
+        r.camera_head_seq = None if head is None else head["seq"]
         with self.store.device_lock(device):
             self._docked(link, entry, head)
 

@@ -10,6 +10,7 @@ from dockkit import NS, alter_byte, dock_once, make_camera, make_dock
 from evidence.journal import Journal
 from evidence.media import hash_file
 from evidence.registry import Registry
+from simulator.clock import SimClock
 
 
 def verify(path) -> subprocess.CompletedProcess:
@@ -21,8 +22,8 @@ def test_a_docking_stores_verifies_and_wipes(tmp_path):
     camera, registry = make_camera(tmp_path)
     files = camera.record(3, 300_000)
     camera.clock.advance(3600 * NS)
-    dock_id, store = make_dock(tmp_path, registry, clock=camera.clock)
-    store.clock.set_time_ns(camera.clock.time_ns() + 5 * NS)  # dock runs 5 s ahead
+    dock_clock = SimClock(camera.clock.time_ns() + 5 * NS)  # the dock runs 5 s ahead
+    dock_id, store = make_dock(tmp_path, registry, clock=dock_clock)
     result, cam = dock_once(store, dock_id, camera)
     assert result.outcome == "stored", result.reason
     assert cam.receipt_seq is not None and sorted(cam.wiped) == sorted(files)
@@ -34,7 +35,11 @@ def test_a_docking_stores_verifies_and_wipes(tmp_path):
     assert (folder / "journal.jsonl").read_bytes() == camera.storage.journal_path.read_bytes()
     kinds = [r.kind for r in camera.journal.records()]
     assert kinds[-4:] == ["docked", "clock_set", "receipt", "wiped"]
-    assert camera.journal.records()[-3].body["offset_ns"] == result.clock_offset_ns
+    assert camera.journal.records()[-3].body["offset_ns"] == result.clock_offset_ns == 5 * NS
+    assert camera.clock.time_ns() == dock_clock.time_ns()
+    docking = store.index.query("SELECT * FROM dockings")[-1]
+    assert docking["camera_head_seq"] == len(files) + 2  # boot, started, segments, stopped
+    assert docking["clock_offset_ns"] == 5 * NS and docking["outcome"] == "stored"
     rows = store.index.query("SELECT file, stored_utc FROM media WHERE device='cam-001'")
     assert sorted(r["file"] for r in rows) == sorted(files)
     assert all(r["stored_utc"] for r in rows)
