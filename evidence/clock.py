@@ -33,7 +33,7 @@ class SystemClock:
 def format_utc(ns: int) -> str:
     """``2026-11-27T04:57:58.123456Z``: fixed width, so strings sort as times do."""
     seconds, rest = divmod(ns, 1_000_000_000)
-    stamp = _dt.datetime.fromtimestamp(seconds, tz=_dt.timezone.utc)
+    stamp = _dt.datetime.fromtimestamp(seconds, tz=_dt.UTC)
     return stamp.strftime("%Y-%m-%dT%H:%M:%S") + f".{rest // 1000:06d}Z"
 
 
@@ -42,6 +42,6 @@ def parse_utc(text: str) -> int:
     if not UTC_PATTERN.match(text):
         raise ValueError(f"not a UTC time stamp: {text!r}")
     stamp = _dt.datetime.strptime(text[:-1], "%Y-%m-%dT%H:%M:%S.%f").replace(
-        tzinfo=_dt.timezone.utc
+        tzinfo=_dt.UTC
     )
     return int(stamp.timestamp()) * 1_000_000_000 + stamp.microsecond * 1000

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Callable
 from typing import Any
 
 from .canonical import GENESIS_HASH, sha256_hex
@@ -75,7 +75,9 @@ class Journal:
                 try:
                     last = Record.from_bytes(line)
                 except RecordError as exc:
-                    raise JournalError(f"{self.path}: record at byte {offset} unreadable: {exc}")
+                    raise JournalError(
+                        f"{self.path}: record at byte {offset} unreadable: {exc}"
+                    ) from None
                 if last.device != identity.device_id:
                     raise JournalError(
                         f"{self.path}: journal belongs to device {last.device!r}, "

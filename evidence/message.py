@@ -25,7 +25,7 @@ from .canonical import canonical_bytes, parse_canonical
 from .clock import UTC_PATTERN
 from .exc import CanonicalError, RecordError
 from .identity import DEVICE_ID_PATTERN, DeviceIdentity, verify_signature
-from .record import HEX64, HEX128
+from .record import HEX64, HEX128, check_fields
 
 FIELDS = ("v", "kind", "device", "utc", "body", "sig")
 MESSAGE_KINDS = ("status", "dock_alert")
@@ -83,14 +83,6 @@ class Message:
 
     @classmethod
     def from_dict(cls, value: Any) -> Message:
-        if not isinstance(value, dict):
-            raise RecordError("message is not a JSON object")
-        missing = [f for f in FIELDS if f not in value]
-        extra = sorted(set(value) - set(FIELDS))
-        if missing:
-            raise RecordError(f"message lacks field(s): {', '.join(missing)}")
-        if extra:
-            raise RecordError(f"message has unknown field(s): {', '.join(extra)}")
         checks = (
             ("v", lambda x: type(x) is int and x == FORMAT_VERSION, f"must be {FORMAT_VERSION}"),
             ("kind", lambda x: x in MESSAGE_KINDS, f"must be one of {MESSAGE_KINDS}"),
@@ -99,9 +91,7 @@ class Message:
             ("body", lambda x: isinstance(x, dict), "must be an object"),
             ("sig", lambda x: isinstance(x, str) and HEX128.match(x), "must be 128 hex digits"),
         )
-        for name, ok, why in checks:
-            if not ok(value[name]):
-                raise RecordError(f"field {name!r} {why}: {value[name]!r:.80}")
+        check_fields(value, FIELDS, checks, "message")
         message = cls(**{f: value[f] for f in FIELDS})
         if message.kind == "status":
             check_status_body(message.body)

@@ -90,14 +90,6 @@ class Record:
 
     @classmethod
     def from_dict(cls, value: Any) -> Record:
-        if not isinstance(value, dict):
-            raise RecordError("record is not a JSON object")
-        missing = [f for f in FIELDS if f not in value]
-        extra = sorted(set(value) - set(FIELDS))
-        if missing:
-            raise RecordError(f"record lacks field(s): {', '.join(missing)}")
-        if extra:
-            raise RecordError(f"record has unknown field(s): {', '.join(extra)}")
         checks = (
             ("v", lambda x: type(x) is int and x == FORMAT_VERSION, f"must be {FORMAT_VERSION}"),
             ("device", lambda x: isinstance(x, str) and DEVICE_ID_PATTERN.match(x), "bad id"),
@@ -109,13 +101,29 @@ class Record:
             ("body", lambda x: isinstance(x, dict), "must be an object"),
             ("sig", lambda x: isinstance(x, str) and HEX128.match(x), "must be 128 hex digits"),
         )
-        for name, ok, why in checks:
-            if not ok(value[name]):
-                raise RecordError(f"field {name!r} {why}: {value[name]!r:.80}")
+        check_fields(value, FIELDS, checks, "record")
         record = cls(**{f: value[f] for f in FIELDS})
         if record.kind in MEDIA_KINDS:
             check_media_body(record.body)
         return record
+
+
+def check_fields(
+    value: Any, fields: tuple[str, ...], checks: tuple[tuple[str, Any, str], ...], noun: str
+) -> None:
+    """Raise :class:`RecordError` unless ``value`` is an object with exactly ``fields``,
+    each passing its ``(name, predicate, why)`` check."""
+    if not isinstance(value, dict):
+        raise RecordError(f"{noun} is not a JSON object")
+    missing = [f for f in fields if f not in value]
+    extra = sorted(set(value) - set(fields))
+    if missing:
+        raise RecordError(f"{noun} lacks field(s): {', '.join(missing)}")
+    if extra:
+        raise RecordError(f"{noun} has unknown field(s): {', '.join(extra)}")
+    for name, ok, why in checks:
+        if not ok(value[name]):
+            raise RecordError(f"field {name!r} {why}: {value[name]!r:.80}")
 
 
 def check_media_body(body: dict[str, Any]) -> None:
