@@ -75,14 +75,6 @@ def test_shift_rejects_bad_input_in_one_line(tmp_path: Path, capsys) -> None:
     assert "no such scenario" in capsys.readouterr().err
 
 
-@pytest.mark.skipif(importlib.util.find_spec("simulator.dockbay") is not None,
-                    reason="the dock part is installed: --dock works")
-def test_dock_without_the_dock_part_exits_2(tmp_path: Path, capsys) -> None:
-    assert sim_main(["shift", "--out", str(tmp_path / "o"), "--dock", "--duration", "1s"]) == 2
-    err = capsys.readouterr().err
-    assert "simulator.dockbay" in err and err.count("\n") == 1
-
-
 def test_parse_duration() -> None:
     assert parse_duration("8h") == 28800
     assert parse_duration("1h30m") == 5400
