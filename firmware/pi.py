@@ -143,11 +143,10 @@ class PiMicrophone:
 
 def make_backend(config: dict[str, Any]) -> dict[str, Any]:
     """The device's hardware: camera, power (fuel gauge + SoC temperature), speaker,
-    microphone, clock (the RTC-backed system clock) and gpiozero's default pin factory."""
-    from evidence.clock import SystemClock
-
+    microphone, clock (the system clock backed by the DS3231 RTC: a dock's correction
+    sets both) and gpiozero's default pin factory."""
     from .controls import GpioIndicators
-    from .drivers import MAX17048, BoardPower, SocThermal, open_i2c_bus
+    from .drivers import MAX17048, BoardPower, SocThermal, device_clock, open_i2c_bus
 
     cam = config["camera"]
     camera = PiCamera(width=cam["width"], height=cam["height"], fps=cam["fps"],
@@ -155,6 +154,6 @@ def make_backend(config: dict[str, Any]) -> dict[str, Any]:
                       audio=cam["audio"], audio_sample_rate=cam["audio_sample_rate"],
                       audio_channels=cam["audio_channels"])
     power = BoardPower(MAX17048(open_i2c_bus()), SocThermal())
-    return {"clock": SystemClock(), "camera": camera, "power": power,
+    return {"clock": device_clock(), "camera": camera, "power": power,
             "speaker": PiSpeaker(), "microphone": PiMicrophone(cam["audio_sample_rate"]),
             "indicators": GpioIndicators(), "pin_factory": None}
