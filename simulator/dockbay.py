@@ -79,9 +79,9 @@ class PtyEnd:
         view = memoryview(data)
         if not self._wait(select.POLLOUT):
             raise OSError(errno.ETIMEDOUT, "pty peer stopped reading")
-        if self._guard is None:
+        if self._guard is None:  # fd and slave path taken here, while the fd is open
             self._guard = threading.Thread(target=self._guard_loop, name="pty-guard",
-                                           daemon=True)
+                                           args=(self.fd, _ptsname(self.fd)), daemon=True)
             self._guard.start()
         os.set_blocking(self.fd, True)
         self._writing.set()
@@ -95,13 +95,10 @@ class PtyEnd:
             raise OSError(errno.EIO, "pty peer hung up (cable pulled)")
         return len(data)
 
-    def _guard_loop(self) -> None:
-        try:
-            slave = _ptsname(self.fd)
-        except (OSError, ValueError):
-            return
+    def _guard_loop(self, fd: int, slave: str) -> None:
+        """Runs until :meth:`close`, which waits for it before closing ``fd``."""
         poller = select.poll()
-        poller.register(self.fd, 0)  # POLLHUP is always reported
+        poller.register(fd, 0)  # POLLHUP is always reported
         while not self._closed.is_set():
             if not self._writing.wait(0.2):
                 continue
@@ -128,6 +125,8 @@ class PtyEnd:
 
     def close(self) -> None:
         self._closed.set()
+        if self._guard is not None and self._guard is not threading.current_thread():
+            self._guard.join(2.0)  # it polls ``fd``: never close (or reuse) it under it
         if self.fd >= 0:
             try:
                 os.close(self.fd)
