@@ -15,7 +15,6 @@ paho callbacks and the ``on_ack`` callback, runs in the driver thread.
 from __future__ import annotations
 
 import logging
-import os
 import random
 import select
 import selectors
@@ -29,8 +28,9 @@ from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.enums import MQTTErrorCode
 
+from evidence.broker import ConnectionSettings, make_client
 from evidence.clock import format_utc
 from evidence.journal import Journal
 from evidence.message import sign_status
@@ -58,16 +58,10 @@ MQTT_DEFAULTS: dict[str, Any] = {
 
 
 @dataclass(frozen=True)
-class MqttSettings:
-    host: str
-    port: int = 8883
+class MqttSettings(ConnectionSettings):
+    """The camera's link: the broker connection plus its topics, status and window."""
+
     unit: str = ""
-    ca_file: str = ""
-    cert_file: str = ""
-    key_file: str = ""
-    username: str = ""
-    password_file: str = ""
-    keepalive_s: int = 30
     status_interval_s: float = 60.0
     reconnect_max_s: float = 30.0
     inflight: int = 16
@@ -84,14 +78,6 @@ class MqttSettings:
         if not settings.unit:
             raise ValueError("mqtt.unit is empty: the unit names the topics")
         return settings
-
-    def password(self) -> str | None:
-        if not self.password_file:
-            return None
-        path = Path(self.password_file)
-        if os.stat(path).st_mode & 0o077:
-            raise PermissionError(f"{path}: broker password file must be mode 0600")
-        return path.read_text().strip()
 
 
 CURSOR_SAVE_S = 0.25
@@ -157,12 +143,8 @@ class DeviceSession:
         """A fresh client per connection: after a drop we resend from our own cursor, so
         paho must not also replay its in-flight copies (that would reorder)."""
         s = self.settings
-        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"bodycam-{self.device}",
-                             protocol=mqtt.MQTTv5)
-        client.username_pw_set(s.username or self.device, s.password())
-        if s.ca_file:
-            client.tls_set(ca_certs=s.ca_file, certfile=s.cert_file or None,
-                           keyfile=s.key_file or None, tls_version=ssl.PROTOCOL_TLS_CLIENT)
+        client = make_client(s, f"bodycam-{self.device}", protocol=mqtt.MQTTv5,
+                             default_username=self.device)
         client.max_inflight_messages_set(max(s.inflight, 1) + 4)
         client.max_queued_messages_set(0)
         will = self._status(online=False)
