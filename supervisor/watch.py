@@ -9,17 +9,16 @@ from __future__ import annotations
 
 import logging
 import os
-import ssl
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.enums import MQTTErrorCode
 
+from evidence.broker import ConnectionSettings, make_client
 from evidence.registry import Registry
 from firmware.alerts import TOPIC_ROOT, Ack, ack_topic, parse_topic
 
@@ -33,30 +32,15 @@ STATUSES = f"{TOPIC_ROOT}/+/+/status"
 
 
 @dataclass(frozen=True)
-class BrokerSettings:
+class BrokerSettings(ConnectionSettings):
+    """The supervisor's ``[mqtt]`` table: the broker connection and a fixed client id."""
+
     host: str = "localhost"
-    port: int = 8883
-    ca_file: str = ""
-    cert_file: str = ""
-    key_file: str = ""
-    username: str = ""
-    password_file: str = ""
-    client_id: str = ""
+    client_id: str = ""   # "" = the command's own (a persistent session for the watch)
 
     def client(self, client_id: str, *, clean: bool = True) -> mqtt.Client:
-        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.client_id or client_id,
-                             clean_session=clean, protocol=mqtt.MQTTv311)
-        if self.username:
-            password = None
-            if self.password_file:
-                path = Path(self.password_file)
-                if os.stat(path).st_mode & 0o077:
-                    raise PermissionError(f"{path}: broker password file must be mode 0600")
-                password = path.read_text().strip()
-            client.username_pw_set(self.username, password)
-        if self.ca_file:
-            client.tls_set(ca_certs=self.ca_file, certfile=self.cert_file or None,
-                           keyfile=self.key_file or None, tls_version=ssl.PROTOCOL_TLS_CLIENT)
+        client = make_client(self, self.client_id or client_id, protocol=mqtt.MQTTv311,
+                             clean_session=clean)
         client.reconnect_delay_set(0.1, 5)
         return client
 
@@ -92,7 +76,8 @@ class Watcher:
         self._stopping = False
 
     def start(self) -> None:
-        self.client.connect_async(self.settings.host, self.settings.port, keepalive=30)
+        self.client.connect_async(self.settings.host, self.settings.port,
+                                  keepalive=self.settings.keepalive_s)
         self.client.loop_start()
 
     def stop(self) -> None:
@@ -184,7 +169,7 @@ def collect_status(settings: BrokerSettings, judge: AlertJudge, registry: Regist
         last[0] = time.monotonic()
 
     client.on_connect, client.on_subscribe, client.on_message = on_connect, on_subscribe, on_message
-    client.connect_async(settings.host, settings.port, keepalive=30)
+    client.connect_async(settings.host, settings.port, keepalive=settings.keepalive_s)
     client.loop_start()
     try:
         if not subscribed.wait(connect_timeout):
@@ -220,7 +205,7 @@ def send_ack(settings: BrokerSettings, unit: str, device: str, alert_seq: int, b
     connected = threading.Event()
     client = settings.client(f"bodycam-supervisor-ack-{os.getpid()}", clean=True)
     client.on_connect = lambda c, u, f, rc, p: (not rc.is_failure) and connected.set()
-    client.connect_async(settings.host, settings.port, keepalive=30)
+    client.connect_async(settings.host, settings.port, keepalive=settings.keepalive_s)
     client.loop_start()
     try:
         if not connected.wait(timeout):
