@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 
 from evidence import FORMAT_VERSION
+from evidence.broker import ConnectionSettings, make_client
 from evidence.canonical import canonical_bytes
 from evidence.clock import format_utc
 from evidence.exc import RecordError
@@ -36,14 +36,12 @@ _log = logging.getLogger(__name__)
 STATUS_TOPIC = "bodycam/+/+/status"
 
 
-@dataclass
-class MqttConfig:
-    host: str
+@dataclass(frozen=True)
+class MqttConfig(ConnectionSettings):
+    """The dock's broker connection plus its unit and alert deadlines."""
+
     port: int = 1883
     unit: str = ""
-    ca_file: str = ""
-    username: str = ""
-    password_file: str = ""
     warn_h: int = deadlines.WARN_H
     limit_h: int = deadlines.LIMIT_H
     check_s: float = 60.0
@@ -130,13 +128,8 @@ class DeadlineWatcher:
         self._check_lock = threading.Lock()
         self.heard = threading.Event()  # set after each status message is handled
         self._thread: threading.Thread | None = None
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2,
-                                  client_id=f"bodycam-dock-{identity.device_id}")
-        if config.username:
-            password = open(config.password_file).read().strip() if config.password_file else None
-            self.client.username_pw_set(config.username, password)
-        if config.ca_file:
-            self.client.tls_set(ca_certs=config.ca_file)
+        self.client = make_client(config, f"bodycam-dock-{identity.device_id}",
+                                  protocol=mqtt.MQTTv311)
         self.client.on_connect = self._on_connect
         self.client.on_message = lambda c, u, m: self._queue.put((m.topic, bytes(m.payload)))
 
@@ -148,7 +141,8 @@ class DeadlineWatcher:
         self.connected.set()
 
     def start(self) -> None:
-        self.client.connect_async(self.config.host, self.config.port, keepalive=30)
+        self.client.connect_async(self.config.host, self.config.port,
+                                  keepalive=self.config.keepalive_s)
         self.client.loop_start()
         self._thread = threading.Thread(target=self._run, name="dock-deadlines", daemon=True)
         self._thread.start()
