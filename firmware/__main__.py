@@ -9,6 +9,9 @@ from ``GPIOZERO_PIN_FACTORY``, e.g. ``mock``) for development.
 systemd: ``Type=notify``; the main loop sends READY=1, WATCHDOG=1 and STOPPING=1 through
 :mod:`evidence.systemd`. SIGTERM and SIGINT only wake the main loop, which then stops
 recording cleanly (the last segment is closed and signed) before exiting.
+
+The dock cable: with ``dock.port`` set (default ``/dev/ttyGS0``, the USB gadget's serial
+port), a dock thread (:mod:`firmware.docking`) serves docks on it; ``--dock-port`` overrides.
 """
 
 from __future__ import annotations
@@ -46,6 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="sim backend: simulated seconds per real second (default 1)")
     p.add_argument("--record", action="store_true",
                    help="sim backend: press the record button once the recorder is ready")
+    p.add_argument("--dock-port", metavar="PATH",
+                   help="dock cable serial port (dock.port; '' = none)")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return p
 
@@ -54,6 +59,7 @@ def load_config(args: argparse.Namespace) -> dict[str, Any]:
     return cfg.load(args.config, {
         "device.storage": args.storage, "device.key": args.key,
         "recording.pre_event_s": args.pre_event, "recording.segment_max_s": args.segment_max,
+        "dock.port": args.dock_port,
     })
 
 
@@ -84,6 +90,7 @@ def _run(args: argparse.Namespace) -> int:
     from .recorder import Recorder
 
     config = load_config(args)
+    trusted = cfg.trusted_docks(config)
     identity = DeviceIdentity.load(config["device"]["key"])
     backend = backend_name(args)
     if backend == "pi":
@@ -108,6 +115,14 @@ def _run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, wake)
     signal.signal(signal.SIGINT, wake)
     recorder.start()
+    dock = config["dock"]
+    if dock["port"]:  # the recorder stops it before closing the journal
+        from .docking import DockWorker
+
+        worker = DockWorker(recorder, dock["port"], trusted, timeout=dock["timeout_s"],
+                            poll_s=dock["poll_s"])
+        recorder.services.append(worker)
+        worker.start()
     link = None
     if config["mqtt"]["host"]:  # stoppage alerts and status to the unit's broker
         from .mqtt import MqttSettings, link_for_recorder

@@ -45,6 +45,13 @@ def validate(config: dict[str, Any]) -> None:
         raise ConfigError("camera width, height and fps must be positive")
     if config["controls"]["stop_hold_s"] <= 0:
         raise ConfigError("controls.stop_hold_s must be positive (a stop is never accidental)")
+    dock = config["dock"]
+    if dock["timeout_s"] <= 0 or dock["poll_s"] <= 0:
+        raise ConfigError("dock.timeout_s and dock.poll_s must be positive")
+    for entry in dock["trusted"]:
+        if not isinstance(entry, str):
+            raise ConfigError("dock.trusted holds strings \"<dock id> <public key hex>\"")
+        _trusted_entry(entry, "dock.trusted")
 
 
 def settings(config: dict[str, Any]) -> Settings:
@@ -69,3 +76,36 @@ def settings(config: dict[str, Any]) -> Settings:
 def announcement_wav(config: dict[str, Any]) -> Path:
     wav = config["announcement"]["wav"]
     return Path(wav) if wav else ASSET_WAV
+
+
+def _trusted_entry(text: str, where: str) -> tuple[str, str]:
+    parts = text.split()
+    if len(parts) != 2:
+        raise ConfigError(f"{where}: {text!r} is not \"<dock id> <public key hex>\"")
+    dock, key = parts[0], parts[1].lower()
+    try:
+        raw = bytes.fromhex(key)
+    except ValueError:
+        raw = b""
+    if len(raw) != 32:
+        raise ConfigError(f"{where}: the key of dock {dock} is not 64 hex digits (Ed25519)")
+    return dock, key
+
+
+def trusted_docks(config: dict[str, Any]) -> dict[str, str]:
+    """Dock id -> public key hex from ``dock.trusted`` and ``dock.trusted_file``: the only
+    docks whose receipts make the camera wipe media. Empty = never wipe."""
+    dock = config["dock"]
+    found = dict(_trusted_entry(e, "dock.trusted") for e in dock["trusted"])
+    if dock["trusted_file"]:
+        path = Path(dock["trusted_file"])
+        try:
+            text = path.read_text()
+        except OSError as exc:
+            raise ConfigError(f"dock.trusted_file: cannot read {path}: {exc.strerror}") from None
+        for n, line in enumerate(text.splitlines(), 1):
+            line = line.split("#", 1)[0].strip()
+            if line:
+                dock_id, key = _trusted_entry(line, f"{path}:{n}")
+                found[dock_id] = key
+    return found

@@ -7,6 +7,8 @@ Threads (who calls what):
 - the writer thread muxes, hashes and signs segments and reports through :meth:`_notify`;
 - gpiozero's callback thread calls :meth:`button` (enqueue only);
 - the alerts engineer's MQTT thread calls :meth:`acknowledge` (enqueue only);
+- the dock thread (``firmware/docking.py``) calls :meth:`dock_begin` / :meth:`dock_end`
+  (post and wait for the main loop's answer) and appends to the journal during a session;
 - the main loop (:meth:`run`, the daemon's main thread or a simulator thread) owns the
   state machine, journals the non-media records, drives the indicators and polls sensors;
 - short helper threads play the announcement and take photos (each journals when done).
@@ -36,7 +38,7 @@ from . import config as cfg
 from .hardware import Camera, Indicators, Microphone, Power, Speaker
 from .recovery import recover, unsigned_media
 from .segment import VideoFormat, segment_name
-from .state import NS, STOPPING, Action, Health, Machine
+from .state import FAULT, NS, READY, RECORDING, STOPPING, Action, Health, Machine
 from .writer import SegmentWriter
 
 _log = logging.getLogger(__name__)
@@ -131,6 +133,8 @@ class Recorder:
         self.wav_sha256 = hash_file(self.wav)[1]
         self.journal: Journal | None = None
         self.writer: SegmentWriter | None = None
+        self.services: list[Any] = []  # threads using the journal: stop()ped before it closes
+        self._docked = False  # main loop only
 
     # -- life cycle ------------------------------------------------------------------
 
@@ -221,6 +225,8 @@ class Recorder:
 
     def _shutdown(self) -> None:
         systemd.stopping("recorder stopping")
+        for service in self.services:
+            service.stop()
         self._apply(self.machine.shutdown())
         deadline = time.monotonic() + 30
         while self.machine.state == STOPPING and time.monotonic() < deadline:
@@ -264,6 +270,20 @@ class Recorder:
         self._post(("sync", done))
         return done.wait(timeout)
 
+    def dock_begin(self, timeout: float = 10.0) -> str:
+        """Dock thread: may a dock session start now? "" = yes (the LEDs show ``docked``
+        until :meth:`dock_end`), else the reason it may not (the camera is recording)."""
+        reply: dict[str, str] = {}
+        done = threading.Event()
+        self._post(("dock", True, reply, done))
+        if not done.wait(timeout):
+            return "the recorder is not answering"
+        return reply.get("refused", "")
+
+    def dock_end(self) -> None:
+        """Dock thread: the session is over (or the cable was pulled)."""
+        self._post(("dock", False, None, None))
+
     def _notify(self, kind: str, info: dict) -> None:  # the writer thread
         self._post(("writer", kind, info))
 
@@ -287,6 +307,8 @@ class Recorder:
                 if self._stop.is_set():
                     continue  # shutting down: no new recording now
                 self._apply(self.machine.on_button(event[1], event[2], event[3]))
+            elif event[0] == "dock":
+                self._on_dock(*event[1:])
             elif event[0] == "ack":
                 self._apply(self.machine.acknowledge(event[1], event[2]))
             elif event[0] == "writer":
@@ -298,6 +320,22 @@ class Recorder:
                 elif kind == "segment":
                     self.stats.segments += 1
                     _log.info("segment %s signed (%d frames)", info["file"], info["frames"])
+
+    def _on_dock(self, begin: bool, reply: dict | None, done: threading.Event | None) -> None:
+        """Enter or leave docked mode (the LEDs); refuse a dock while recording."""
+        refused = ""
+        if begin and self._stop.is_set():
+            refused = "the recorder is shutting down"
+        elif begin and self.machine.state in (RECORDING, STOPPING):
+            refused = ("the camera is recording: it keeps recording; dock it again after "
+                       "the recording has stopped")
+        if refused:
+            reply["refused"] = refused
+        else:
+            self._docked = begin
+            self._do(Action("show", (self.machine.indicator_state(),)))
+        if done is not None:
+            done.set()
 
     def _health(self, now: int) -> None:
         try:
@@ -342,7 +380,8 @@ class Recorder:
             elif record_kind in ("recording_started", "recording_stopped", "resumed"):
                 _log.info("%s %s", record_kind, body)
         elif kind == "show":
-            self.indicators.show(args[0])
+            docked = self._docked and self.machine.state in (READY, FAULT)
+            self.indicators.show("docked" if docked else args[0])
             systemd.status(f"{self.machine.state}")
         elif kind == "beep":
             self.stats.beeps[args[0]] = self.stats.beeps.get(args[0], 0) + 1

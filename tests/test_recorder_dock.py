@@ -1,0 +1,164 @@
+"""``bodycam-recorder`` serving a dock: the real daemon (sim backend) on one end of a pty,
+the dock's session on the other, as on a camera whose /dev/ttyGS0 appears in a dock."""
+
+from __future__ import annotations
+
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import tty
+from pathlib import Path
+
+import pytest
+
+from dock.session import DockSession
+from evidence.identity import DeviceIdentity
+from evidence.journal import scan_journal
+from evidence.record import Record
+from simulator.dockbay import PtyEnd, ensure_dock
+
+ROOT = Path(__file__).resolve().parents[1]
+PY = sys.executable
+
+
+class Daemon:
+    """``python -m firmware`` on the sim backend; its log lines are read on a thread."""
+
+    def __init__(self, tmp: Path, key: Path, *args: str) -> None:
+        env = {**os.environ, "BODYCAM_CAMERA": "sim", "GPIOZERO_PIN_FACTORY": "mock"}
+        env.pop("NOTIFY_SOCKET", None)
+        self.proc = subprocess.Popen(
+            [PY, "-m", "firmware", "--key", str(key), "--storage", str(tmp / "storage"),
+             *args], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            text=True)
+        self.lines: queue.SimpleQueue = queue.SimpleQueue()
+        self.log: list[str] = []
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        for line in self.proc.stderr:
+            self.lines.put(line)
+        self.lines.put(None)
+
+    def wait_for(self, text: str, timeout: float = 60) -> None:
+        while True:
+            try:
+                line = self.lines.get(timeout=timeout)
+            except queue.Empty:
+                pytest.fail(f"no {text!r} within {timeout} s: {''.join(self.log)[-2000:]}")
+            if line is None:
+                pytest.fail(f"daemon exited before {text!r}: {''.join(self.log)[-2000:]}")
+            self.log.append(line)
+            if text in line:
+                return
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGTERM)
+        assert self.proc.wait(60) == 0, "".join(self.log)[-2000:]
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+
+def cable() -> tuple[PtyEnd, str]:
+    """A raw pty pair: the dock holds the master, the camera opens the slave's path;
+    closing the master is pulling the cable."""
+    master, slave = os.openpty()
+    tty.setraw(master)
+    tty.setraw(slave)
+    path = os.ttyname(slave)
+    os.close(slave)
+    return PtyEnd(master), path
+
+
+def dock_now(store, dock_identity: DeviceIdentity, end: PtyEnd):
+    return DockSession(store, dock_identity, "test-bay", timeout=10).run(end)
+
+
+def journal(storage: Path) -> list[Record]:
+    return [Record.from_bytes(line) for _, line in scan_journal(storage / "journal.jsonl").lines
+            if line]
+
+
+def media(storage: Path) -> set[str]:
+    return {p.relative_to(storage).as_posix() for p in (storage / "media").rglob("*")
+            if p.is_file()}
+
+
+def verify(path: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([PY, "-m", "evidence.verify_cli", str(path)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+
+
+# Note: the sim backend's clock starts at real time on each run, so a first run at
+# --speed > 1 would leave the second run's records dated before the first run's last ones.
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("trusted", [True, False], ids=["trusted-dock", "untrusted-dock"])
+def test_recorder_daemon_serves_a_dock(tmp_path: Path, identity: DeviceIdentity,
+                                       registry_file: Path, trusted: bool) -> None:
+    key = tmp_path / "key" / "device.key"
+    storage = tmp_path / "storage"
+    dock_identity, store = ensure_dock(tmp_path / "dock", tmp_path / "dock-key" / "dock.key",
+                                       registry_file)
+    config = tmp_path / "recorder.toml"
+    entry = f'"{dock_identity.device_id} {dock_identity.public_key_hex}"' if trusted else ""
+    config.write_text(f"[dock]\ntrusted = [{entry}]\npoll_s = 0.2\n")
+    try:
+        # 1. A short recording, docked while it is recording: refused, recording goes on.
+        end, path = cable()
+        daemon = Daemon(tmp_path, key, "--config", str(config), "--dock-port", path,
+                        "--record", "--segment-max", "1")  # real time: see the note
+        try:
+            daemon.wait_for("dock port")
+            daemon.wait_for("segment media/")
+            result = dock_now(store, dock_identity, end)
+            assert result.outcome == "refused" and "recording" in result.reason
+            daemon.wait_for("segment media/")  # still recording
+            daemon.stop()
+        finally:
+            daemon.kill()
+            end.close()
+        assert "docked" not in [r.kind for r in journal(storage)]
+        recorded = media(storage)
+        assert recorded
+
+        # 2. The camera stopped, put in the dock: offloaded, wiped only under trust.
+        end, path = cable()
+        daemon = Daemon(tmp_path, key, "--config", str(config), "--dock-port", path)
+        try:
+            daemon.wait_for("dock port")
+            result = dock_now(store, dock_identity, end)
+            assert result.outcome == "stored", result.reason
+            daemon.wait_for("docking with")
+            daemon.stop()
+        finally:
+            daemon.kill()
+            end.close()
+    finally:
+        store.close()
+
+    records = journal(storage)
+    kinds = [r.kind for r in records]
+    assert "docked" in kinds and "clock_set" in kinds  # the dock set the camera's clock
+    for folder in (tmp_path / "dock", storage):
+        done = verify(folder)
+        assert done.returncode == 0, done.stdout + done.stderr
+    stored = media(tmp_path / "dock" / "unit-1" / identity.device_id)
+    assert stored == recorded
+    if trusted:
+        receipt = next(r for r in records if r.kind == "receipt")
+        wiped = next(r for r in records if r.kind == "wiped")
+        covered = {r.media[0] for r in records
+                   if r.media is not None and r.seq <= receipt.body["upto_seq"]}
+        assert set(wiped.body["files"]) == covered == recorded
+        assert media(storage) == recorded - covered
+    else:
+        assert "receipt" not in kinds and "wiped" not in kinds
+        assert media(storage) == recorded  # an untrusted dock copies, never deletes
