@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import tty
+import wave
 from pathlib import Path
 
 import pytest
@@ -90,6 +91,17 @@ def media(storage: Path) -> set[str]:
             if p.is_file()}
 
 
+def short_wav(tmp: Path) -> Path:
+    """A 0.1 s announcement: the real one plays for seconds at speed 1."""
+    wav = tmp / "short.wav"
+    with wave.open(str(wav), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(16000)
+        w.writeframes(b"\0\0" * 1600)
+    return wav
+
+
 def verify(path: Path) -> subprocess.CompletedProcess:
     return subprocess.run([PY, "-m", "evidence.verify_cli", str(path)], cwd=ROOT,
                           capture_output=True, text=True, timeout=120)
@@ -109,7 +121,8 @@ def test_recorder_daemon_serves_a_dock(tmp_path: Path, identity: DeviceIdentity,
                                        registry_file)
     config = tmp_path / "recorder.toml"
     entry = f'"{dock_identity.device_id} {dock_identity.public_key_hex}"' if trusted else ""
-    config.write_text(f"[dock]\ntrusted = [{entry}]\npoll_s = 0.2\n")
+    config.write_text(f"[dock]\ntrusted = [{entry}]\npoll_s = 0.2\n"
+                      f'[announcement]\nwav = "{short_wav(tmp_path)}"\n')
     try:
         # 1. A short recording, docked while it is recording: refused, recording goes on.
         end, path = cable()
@@ -162,3 +175,72 @@ def test_recorder_daemon_serves_a_dock(tmp_path: Path, identity: DeviceIdentity,
     else:
         assert "receipt" not in kinds and "wiped" not in kinds
         assert media(storage) == recorded  # an untrusted dock copies, never deletes
+
+
+def test_docked_leds_and_refusal_while_recording(tmp_path: Path, identity: DeviceIdentity
+                                                 ) -> None:
+    """The main loop owns the LEDs: ``docked`` while a session runs; a dock is refused
+    while recording, and a record press during a session still records."""
+    from gpiozero.pins.mock import MockFactory
+
+    from firmware.recorder import Recorder
+    from simulator.scenario import Scenario
+    from simulator.shift import shift_config, sim_hardware
+
+    wav = short_wav(tmp_path)
+    config = shift_config(tmp_path, Scenario(config={"announcement": {"wav": str(wav)}}))
+    factory = MockFactory()
+    hw = sim_hardware(config, tmp_path, speed=1.0, device_id=identity.device_id,
+                      pin_factory=factory)
+    recorder = Recorder(config, identity=identity, clock=hw["clock"], camera=hw["camera"],
+                        indicators=hw["indicators"], power=hw["power"],
+                        speaker=hw["speaker"], microphone=hw["microphone"],
+                        pin_factory=factory)
+    leds = hw["indicators"]
+    loop = threading.Thread(target=recorder.run, daemon=True)
+    recorder.start()
+    loop.start()
+    try:
+        assert recorder.sync() and leds.state == "ready"
+        assert recorder.dock_begin() == "" and leds.state == "docked"
+        recorder.button("record", True)
+        recorder.button("record", False)
+        assert recorder.sync() and leds.state == "recording"  # evidence comes first
+        recorder.dock_end()
+        assert recorder.sync() and leds.state == "recording"
+        refusal = recorder.dock_begin()
+        assert "recording" in refusal and leds.state == "recording"
+    finally:
+        recorder.request_stop()
+        loop.join(30)
+        leds.close()
+        factory.close()
+    assert not loop.is_alive()
+    assert "docked" not in [r.kind for r in journal(tmp_path / "device")]
+
+
+def test_trusted_docks_config(tmp_path: Path) -> None:
+    from evidence.exc import ConfigError
+    from firmware import config as cfg
+
+    key_a, key_b = "ab" * 32, "CD" * 32
+    listed = tmp_path / "trusted-docks"
+    listed.write_text(f"# docks of unit 1\ndock-b {key_b}  # the station\n\n")
+    path = tmp_path / "r.toml"
+    path.write_text(f'[dock]\ntrusted = ["dock-a {key_a}"]\ntrusted_file = "{listed}"\n')
+    assert cfg.trusted_docks(cfg.load(path)) == {"dock-a": key_a, "dock-b": key_b.lower()}
+    assert cfg.trusted_docks(cfg.load(tmp_path / "r.toml", {"dock.trusted_file": ""})) == {
+        "dock-a": key_a}
+    for bad, says in ((f'trusted = ["{key_a}"]', "dock id"),
+                      ('trusted = ["dock-a 1234"]', "64 hex"),
+                      ("trusted = [1]", "strings"), ("poll_s = 0", "positive")):
+        path.write_text(f"[dock]\n{bad}\n")
+        with pytest.raises(ConfigError, match=says):
+            cfg.load(path)
+    path.write_text(f'[dock]\ntrusted_file = "{tmp_path / "none"}"\n')
+    with pytest.raises(ConfigError, match="cannot read"):
+        cfg.trusted_docks(cfg.load(path))
+    listed.write_text("dock-c nothex\n")
+    path.write_text(f'[dock]\ntrusted_file = "{listed}"\n')
+    with pytest.raises(ConfigError, match=r"trusted-docks:1"):
+        cfg.trusted_docks(cfg.load(path))
