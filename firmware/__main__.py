@@ -100,10 +100,14 @@ def _run(args: argparse.Namespace) -> int:
 
         hw = make_backend(config)
     else:
-        from simulator.shift import sim_hardware  # the simulator, only when asked for
+        from simulator.shift import resume_utc_ns, sim_hardware  # only when asked for
 
-        hw = sim_hardware(config, Path(config["device"]["storage"]).parent,
-                          speed=args.speed or 1.0, device_id=identity.device_id)
+        storage = Path(config["device"]["storage"])
+        # The simulated RTC goes on after the last record, as a real RTC would, even when
+        # an earlier run was faster than real time.
+        hw = sim_hardware(config, storage.parent, speed=args.speed or 1.0,
+                          device_id=identity.device_id,
+                          start_utc_ns=resume_utc_ns(storage / "journal.jsonl"))
     recorder = Recorder(config, identity=identity, clock=hw["clock"], camera=hw["camera"],
                         indicators=hw["indicators"], power=hw["power"],
                         speaker=hw["speaker"], microphone=hw["microphone"],

@@ -218,3 +218,32 @@ def test_parse_duration_never_crashes(text: str) -> None:
     except ValueError:
         return
     assert 0 <= value < float("inf")
+
+
+def test_recorder_restarted_after_a_fast_run_keeps_time_going_forward(
+        tmp_path: Path, identity: DeviceIdentity) -> None:
+    """A sim run faster than real time ends in the future; the next run's simulated RTC
+    must go on from there, as a real RTC would, or the journal's time would go backwards."""
+    storage = tmp_path / "storage"
+    env = {**os.environ, "BODYCAM_CAMERA": "sim", "GPIOZERO_PIN_FACTORY": "mock"}
+    for _ in range(2):
+        proc = subprocess.Popen(
+            [PY, "-m", "firmware", "--key", str(tmp_path / "key" / "device.key"),
+             "--storage", str(storage), "--speed", "200", "--record", "--segment-max", "20"],
+            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        try:
+            segments = 0
+            for line in proc.stderr:
+                segments += "segment media/" in line
+                if segments == 2:
+                    break
+            proc.send_signal(signal.SIGTERM)
+            proc.communicate(timeout=60)
+            assert proc.returncode == 0
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(10)
+    verify = subprocess.run([PY, "-m", "evidence.verify_cli", str(storage)],
+                            capture_output=True, text=True)
+    assert verify.returncode == 0, verify.stdout + verify.stderr
