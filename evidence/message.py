@@ -21,11 +21,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import FORMAT_VERSION
-from .canonical import canonical_bytes, parse_canonical
+from .canonical import canonical_bytes
 from .clock import UTC_PATTERN
-from .exc import CanonicalError, RecordError
+from .exc import RecordError
 from .identity import DEVICE_ID_PATTERN, DeviceIdentity, verify_signature
-from .record import HEX64, HEX128, check_fields
+from .record import HEX64, HEX128, check_fields, parse_payload
 
 FIELDS = ("v", "kind", "device", "utc", "body", "sig")
 MESSAGE_KINDS = ("status", "dock_alert")
@@ -73,13 +73,7 @@ class Message:
     @classmethod
     def from_bytes(cls, data: bytes) -> Message:
         """Parse a payload; raise :class:`~evidence.exc.RecordError` with the reason."""
-        if len(data) > MAX_MESSAGE_BYTES:
-            raise RecordError(f"message is {len(data)} bytes, more than {MAX_MESSAGE_BYTES}")
-        try:
-            value = parse_canonical(data)
-        except CanonicalError as exc:
-            raise RecordError(str(exc)) from None
-        return cls.from_dict(value)
+        return cls.from_dict(parse_payload(data, MAX_MESSAGE_BYTES, "message"))
 
     @classmethod
     def from_dict(cls, value: Any) -> Message:

@@ -80,13 +80,7 @@ class Record:
     @classmethod
     def from_bytes(cls, data: bytes) -> Record:
         """Parse one line (without newline); raise :class:`RecordError` with the reason."""
-        if len(data) > MAX_RECORD_BYTES:
-            raise RecordError(f"record is {len(data)} bytes, more than {MAX_RECORD_BYTES}")
-        try:
-            value = parse_canonical(data)
-        except CanonicalError as exc:
-            raise RecordError(str(exc)) from None
-        return cls.from_dict(value)
+        return cls.from_dict(parse_payload(data, MAX_RECORD_BYTES, "record"))
 
     @classmethod
     def from_dict(cls, value: Any) -> Record:
@@ -106,6 +100,16 @@ class Record:
         if record.kind in MEDIA_KINDS:
             check_media_body(record.body)
         return record
+
+
+def parse_payload(data: bytes, max_bytes: int, noun: str) -> Any:
+    """Canonical JSON of at most ``max_bytes``, or :class:`RecordError` with the reason."""
+    if len(data) > max_bytes:
+        raise RecordError(f"{noun} is {len(data)} bytes, more than {max_bytes}")
+    try:
+        return parse_canonical(data)
+    except CanonicalError as exc:
+        raise RecordError(str(exc)) from None
 
 
 def check_fields(
