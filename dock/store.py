@@ -16,6 +16,7 @@ import hashlib
 import json
 import logging
 import os
+import queue
 import threading
 from collections.abc import Iterable
 from contextlib import contextmanager
@@ -40,6 +41,7 @@ PARTIAL_DIR = ".partial"
 STATUS_DIR = ".status"
 LOCK_DIR = ".locks"
 NO_UNIT = "unassigned"
+WRITE_AHEAD = 8  # frames (up to 2 MiB) received but not yet hashed and written
 
 # (device, file) -> (offset, sha256 object): lets a re-docked camera resume without the
 # dock reading the partial file again, as long as this daemon kept running.
@@ -81,29 +83,69 @@ class PartialFile:
                     while chunk := f.read(1 << 20):
                         self._hash.update(chunk)
         self.resumed_from = self.offset
+        self._queued = self.offset  # bytes accepted from the cable (some maybe not written yet)
+        # bounded: a slow disk holds the cable back instead of filling memory
+        self._pending: queue.Queue[bytes | memoryview | None] = queue.Queue(WRITE_AHEAD)
+        self._writer: threading.Thread | None = None
+        self._error: BaseException | None = None
 
     def write(self, data: bytes | memoryview) -> None:
-        if self.offset + len(data) > self.size:
+        """Queue ``data`` (which the caller must not change afterwards) to be hashed and
+        written by this file's writer thread, so the cable is read again while the last
+        frame is hashed and written (hashlib and os.write release the GIL). Errors of the
+        writer surface here, at :meth:`finish`, :meth:`suspend` or :meth:`sync`."""
+        if self._queued + len(data) > self.size:
             raise MediaMismatch(
                 f"{self.file}: camera sent more than the {self.size} bytes its record signs")
-        self._hash.update(data)
-        view = memoryview(data)
-        while view:
-            view = view[os.write(self._fd, view):]
-        self.offset += len(data)
+        self._raise_writer_error()
+        if self._writer is None:
+            self._writer = threading.Thread(target=self._write_loop, name="dock-partial",
+                                            daemon=True)
+            self._writer.start()
+        self._queued += len(data)
+        self._pending.put(data)
+
+    def _write_loop(self) -> None:
+        while (data := self._pending.get()) is not None:
+            if self._error is None:
+                try:
+                    self._hash.update(data)
+                    view = memoryview(data)
+                    while view:
+                        view = view[os.write(self._fd, view):]
+                    self.offset += len(data)
+                except BaseException as exc:  # re-raised in the session's thread
+                    self._error = exc
+
+    def _drain(self) -> None:
+        """Wait until every queued byte is hashed and written; stop the writer thread."""
+        if self._writer is not None:
+            self._pending.put(None)
+            self._writer.join()
+            self._writer = None
+
+    def _raise_writer_error(self) -> None:
+        if self._error is not None:
+            raise DockError(f"{self.file}: the store could not write: {self._error}")
 
     def suspend(self) -> None:
         """The line broke: keep what arrived, durably, for the next docking."""
+        self._drain()
         if self._fd < 0:
             return
         os.fsync(self._fd)
         os.close(self._fd)
         self._fd = -1
+        self._queued = self.offset
+        if self._error is not None:
+            return  # hash and file may disagree: a resume re-reads the kept bytes
         with _hash_cache_lock:
             _hash_cache[(self.device, self.file)] = (self.offset, self._hash.copy())
 
     def finish(self) -> None:
         """Check size and SHA-256 against the signed record (before any fsync)."""
+        self._drain()
+        self._raise_writer_error()
         digest = self._hash.hexdigest()
         if self.offset != self.size or digest != self.sha256:
             raise MediaMismatch(
@@ -112,12 +154,15 @@ class PartialFile:
 
     def sync(self) -> None:
         """Make the verified bytes durable and close (the committer thread calls this)."""
+        self._drain()
+        self._raise_writer_error()
         if self._fd >= 0:
             os.fsync(self._fd)
             os.close(self._fd)
             self._fd = -1
 
     def discard(self) -> None:
+        self._drain()
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
