@@ -21,11 +21,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import FORMAT_VERSION
-from .canonical import canonical_bytes
 from .clock import UTC_PATTERN
 from .exc import RecordError
-from .identity import DEVICE_ID_PATTERN, DeviceIdentity, verify_signature
-from .record import HEX64, HEX128, check_fields, parse_payload
+from .identity import DEVICE_ID_PATTERN, DeviceIdentity
+from .record import HEX64, HEX128, SignedPayload, check_fields, parse_payload
 
 FIELDS = ("v", "kind", "device", "utc", "body", "sig")
 MESSAGE_KINDS = ("status", "dock_alert")
@@ -33,32 +32,15 @@ MAX_MESSAGE_BYTES = 16 * 1024
 
 
 @dataclass(frozen=True)
-class Message:
+class Message(SignedPayload):
+    FIELDS = FIELDS
+
     v: int
     kind: str
     device: str
     utc: str
     body: dict[str, Any]
     sig: str = field(default="")
-
-    def unsigned_dict(self) -> dict[str, Any]:
-        return {"v": self.v, "kind": self.kind, "device": self.device, "utc": self.utc,
-                "body": self.body}
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**self.unsigned_dict(), "sig": self.sig}
-
-    def signing_bytes(self) -> bytes:
-        """The exact bytes the device signs."""
-        return canonical_bytes(self.unsigned_dict())
-
-    def to_bytes(self) -> bytes:
-        """The MQTT payload."""
-        return canonical_bytes(self.to_dict())
-
-    def verify(self, public_key_hex: str) -> None:
-        """Raise :class:`~evidence.exc.SignatureError` unless signed by ``public_key_hex``."""
-        verify_signature(public_key_hex, self.signing_bytes(), bytes.fromhex(self.sig))
 
     @property
     def online(self) -> bool:

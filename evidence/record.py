@@ -33,8 +33,35 @@ KINDS = (
 MEDIA_KINDS = ("segment", "photo")
 
 
+class SignedPayload:
+    """What a signed record and a signed message share: the signature covers the canonical
+    JSON of every field but ``sig``; the payload is the canonical JSON of all of them."""
+
+    FIELDS: tuple[str, ...] = ()
+    sig: str
+
+    def unsigned_dict(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.FIELDS if name != "sig"}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.unsigned_dict(), "sig": self.sig}
+
+    def signing_bytes(self) -> bytes:
+        """The exact bytes the device signs."""
+        return canonical_bytes(self.unsigned_dict())
+
+    def to_bytes(self) -> bytes:
+        """The payload: a journal line without its newline, or an MQTT message."""
+        return canonical_bytes(self.to_dict())
+
+    def verify(self, public_key_hex: str) -> None:
+        """Raise :class:`~evidence.exc.SignatureError` unless signed by ``public_key_hex``."""
+        verify_signature(public_key_hex, self.signing_bytes(), bytes.fromhex(self.sig))
+
+
 @dataclass(frozen=True)
-class Record:
+class Record(SignedPayload):
+    FIELDS = FIELDS
     v: int
     device: str
     seq: int
@@ -45,30 +72,9 @@ class Record:
     body: dict[str, Any]
     sig: str = field(default="")
 
-    def unsigned_dict(self) -> dict[str, Any]:
-        return {
-            "v": self.v, "device": self.device, "seq": self.seq, "prev": self.prev,
-            "utc": self.utc, "mono_ns": self.mono_ns, "kind": self.kind, "body": self.body,
-        }
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**self.unsigned_dict(), "sig": self.sig}
-
-    def signing_bytes(self) -> bytes:
-        """The exact bytes the device signs."""
-        return canonical_bytes(self.unsigned_dict())
-
-    def to_bytes(self) -> bytes:
-        """The record's line in the journal, without the newline."""
-        return canonical_bytes(self.to_dict())
-
     @property
     def hash(self) -> str:
         return sha256_hex(self.to_bytes())
-
-    def verify(self, public_key_hex: str) -> None:
-        """Raise :class:`~evidence.exc.SignatureError` unless signed by ``public_key_hex``."""
-        verify_signature(public_key_hex, self.signing_bytes(), bytes.fromhex(self.sig))
 
     @property
     def media(self) -> tuple[str, int, str] | None:
