@@ -21,7 +21,6 @@ import re
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from evidence.exc import RecordError
 from evidence.record import Record
@@ -133,6 +132,7 @@ class Outbox:
         self._seqs: list[int] = []  # queued alert seqs, ascending
         self._records: dict[int, Record] = {}
         self._acks_seen: set[int] = set()
+        self._alerts: set[int] = set()   # every alert seq journalled, acked or not
 
     @property
     def acked_seq(self) -> int:
@@ -151,6 +151,7 @@ class Outbox:
         if record.kind not in ALERT_KINDS:
             return False
         with self._lock:
+            self._alerts.add(record.seq)
             if record.seq <= self._acked or record.seq in self._records:
                 return False
             self._records[record.seq] = record
@@ -231,21 +232,9 @@ class Outbox:
             self._acks_seen.add(alert_seq)
             return True
 
-    def is_alert(self, seq: int, journal_path: str | os.PathLike) -> bool:
+    def is_alert(self, seq: int) -> bool:
         """Whether ``seq`` names an alert this device journalled (acks for anything else
-        are ignored)."""
+        are ignored). Known from :meth:`load_journal` and :meth:`offer`, so an ack costs
+        no journal read in the MQTT thread."""
         with self._lock:
-            if seq in self._records:
-                return True
-        needle = b'"seq":%d,' % seq
-        with Path(journal_path).open("rb") as f:
-            for raw in f:
-                if needle not in raw or not any(m in raw for m in _MARKERS[:-1]):
-                    continue
-                try:
-                    value: Any = json.loads(raw)
-                except ValueError:
-                    continue
-                if isinstance(value, dict) and value.get("seq") == seq:
-                    return value.get("kind") in ALERT_KINDS
-        return False
+            return seq in self._alerts

@@ -312,7 +312,7 @@ class DeviceSession:
         except ValueError as exc:
             _log.warning("%s: ignoring a malformed ack: %s", self.device, exc)
             return
-        if not self.outbox.is_alert(ack.alert_seq, self.journal.path):
+        if not self.outbox.is_alert(ack.alert_seq):
             _log.warning("%s: ignoring an ack for seq %d, which is not an alert of ours",
                          self.device, ack.alert_seq)
             return
