@@ -74,10 +74,3 @@ class PreEventBuffer:
         self._gop_bytes.clear()
         self.bytes = 0
 
-    @property
-    def span_s(self) -> float:
-        """Seconds of video held (first kept keyframe to the newest video frame)."""
-        if not self._gops:
-            return 0.0
-        last = next((f for f in reversed(self._gops[-1]) if not f.audio), self._gops[-1][0])
-        return (last.timestamp - self._gops[0][0].timestamp) / 1e6

@@ -88,7 +88,6 @@ class SegmentFile:
         self.audio_frames = 0
         self.first_us: int | None = None
         self.last_video_us: int | None = None
-        self.last_keyframe_us: int | None = None
         self.frame_us = 1_000_000 // fmt.fps
         self._writer = HashingWriter(root, relative) if hashing else _PlainWriter(root, relative)
         self._sink = _Sink(self._writer)
@@ -104,14 +103,6 @@ class SegmentFile:
             self._audio.codec_context.extradata = fmt.audio_extradata or aac_config(
                 fmt.audio_rate, fmt.audio_channels)
             self._audio.time_base = TIME_BASE
-
-    @property
-    def path(self):
-        return self._writer.path
-
-    @property
-    def error(self) -> OSError | None:
-        return self._sink.error
 
     def duration_us(self) -> int:
         if self.first_us is None or self.last_video_us is None:
@@ -147,8 +138,6 @@ class SegmentFile:
             if self.first_us is None:
                 self.first_us = frame.timestamp
             self.last_video_us = frame.timestamp
-            if frame.keyframe:
-                self.last_keyframe_us = frame.timestamp
 
     def flush(self) -> None:
         """Make everything muxed so far durable (fsync)."""

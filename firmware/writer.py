@@ -129,7 +129,6 @@ class SegmentWriter:
         self.output = QueueOutput(self.queue, clock, put_timeout_s)
         self.buffer = PreEventBuffer(pre_event_s, pre_event_max_bytes, pre_event_audio)
         self.counter = first_counter
-        self.segments: list[dict] = []
         self.cpu_s = 0.0
         self._segment: SegmentFile | None = None
         self._recording = False
@@ -158,10 +157,6 @@ class SegmentWriter:
             self._thread.join(timeout)
             if self._thread.is_alive():
                 _log.error("writer thread did not finish within %.1f s", timeout)
-
-    @property
-    def alive(self) -> bool:
-        return self._thread.is_alive()
 
     # -- the writer thread ------------------------------------------------------------
 
@@ -259,7 +254,6 @@ class SegmentWriter:
             self.notify("error", {"reason": "storage_full", "detail": f"journal: {exc}"})
             return
         _log.debug("segment %s closed (%s): %d frames", info.file, why, seg.frames)
-        self.segments.append(body)
         self.notify("segment", body)
 
     def _fail(self, exc: OSError) -> None:
