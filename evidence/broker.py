@@ -63,7 +63,7 @@ def make_client(
 
     The password file is read now, so a rotated password takes effect on the next client.
     Raises :class:`ConfigError` for a missing or unreadable password file, and ``OSError``
-    or ``ssl.SSLError`` when paho cannot load the TLS files."""
+    naming the files when the TLS files cannot be loaded."""
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
                          clean_session=clean_session, protocol=protocol)
     username = settings.username or default_username
@@ -71,6 +71,13 @@ def make_client(
         password = read_password(settings.password_file) if settings.password_file else None
         client.username_pw_set(username, password)
     if settings.ca_file:
-        client.tls_set(ca_certs=settings.ca_file, certfile=settings.cert_file or None,
-                       keyfile=settings.key_file or None, tls_version=ssl.PROTOCOL_TLS_CLIENT)
+        try:
+            client.tls_set(ca_certs=settings.ca_file, certfile=settings.cert_file or None,
+                           keyfile=settings.key_file or None,
+                           tls_version=ssl.PROTOCOL_TLS_CLIENT)
+        except OSError as exc:   # ssl.SSLError too; neither names the file
+            files = ", ".join(f for f in (settings.ca_file, settings.cert_file,
+                                          settings.key_file) if f)
+            why = exc.strerror if exc.strerror else str(exc)
+            raise OSError(f"cannot load the broker's TLS files ({files}): {why}") from None
     return client
