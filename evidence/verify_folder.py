@@ -26,7 +26,7 @@ from typing import Any
 import nacl.exceptions
 import nacl.signing
 
-from .canonical import GENESIS_HASH, canonical_bytes, sha256_hex
+from .canonical import GENESIS_HASH, sha256_hex
 from .exc import CanonicalError, EvidenceError, RecordError
 from .identity import DEVICE_ID_PATTERN
 from .journal import JOURNAL_NAME, TORN_PREFIX, scan_journal
@@ -304,7 +304,7 @@ class FolderCheck:
                 continue
             seen[raw] = line
             try:
-                message = canonical_bytes(record.unsigned_dict())
+                message = record.signing_bytes()
             except (CanonicalError, RecursionError):
                 self.problem("malformed_record", "record cannot be re-encoded",
                              seq=record.seq, line=line, file=self.journal_file)
