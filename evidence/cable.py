@@ -49,9 +49,6 @@ class FrameType(IntEnum):
     BYE = 14  # dock -> camera {outcome, flags}
 
 
-JSON_TYPES = frozenset(FrameType) - {FrameType.RECORDS, FrameType.DATA}
-
-
 class CableError(EvidenceError):
     """Root of cable errors."""
 
@@ -96,10 +93,6 @@ def encode_frame(type_: FrameType, seq: int, payload: bytes | memoryview = b"") 
     header = HEADER.pack(MAGIC, VERSION, int(type_), seq & 0xFFFFFFFF, len(payload))
     crc = zlib.crc32(payload, zlib.crc32(header))
     return b"".join((header, payload, TRAILER.pack(crc)))
-
-
-def encode_message(type_: FrameType, seq: int, body: dict[str, Any]) -> bytes:
-    return encode_frame(type_, seq, canonical_bytes(body))
 
 
 def parse_header(header: bytes, expected_seq: int | None, max_payload: int = MAX_PAYLOAD

@@ -96,8 +96,6 @@ class Link:
         self._send_seq = 0
         self._recv_seq: int | None = 0
         self._errors = _disconnect_errors()
-        self.bytes_in = 0
-        self.bytes_out = 0
 
     def expect_any_first_seq(self) -> None:
         """Accept whatever sequence the next frame has (a camera joining mid-line)."""
@@ -111,7 +109,6 @@ class Link:
             self.port.write(data)
         except self._errors as exc:
             raise LinkClosed(f"line closed while sending {type_.name}: {exc}") from None
-        self.bytes_out += len(data)
 
     def send_json(self, type_: FrameType, body: dict[str, Any]) -> None:
         self.send(type_, canonical_bytes(body))
@@ -143,7 +140,6 @@ class Link:
             stalled = 0.0
             parts.append(data)
             need -= len(data)
-        self.bytes_in += n
         return parts[0] if len(parts) == 1 else b"".join(parts)
 
     def _read_fd(self, n: int, what: str) -> bytearray:
@@ -168,7 +164,6 @@ class Link:
                 stalled_since = now
             elif now - stalled_since >= self.timeout:
                 raise LinkTimeout(f"peer stalled: no byte for {self.timeout:g} s ({what})")
-        self.bytes_in += n
         return buf
 
     def recv(self, what: str = "a frame") -> Frame:
