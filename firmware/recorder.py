@@ -150,7 +150,8 @@ class Recorder:
         reason = "recovered" if (torn or pending) else "start"
         self.journal.append("boot", {"firmware": FIRMWARE_VERSION,
                                      "boot_id": secrets.token_hex(16), "reason": reason})
-        self.stats.recovered = len(recover(self.root, self.journal, self.clock.time_ns()))
+        self.stats.recovered = len(recover(self.root, self.journal, self.clock.time_ns(),
+                                           pending))
         cam, rec = self.config["camera"], self.config["recording"]
         audio = bool(getattr(self.camera, "audio", cam["audio"]))
         fmt = VideoFormat(

@@ -89,10 +89,14 @@ def start_utc_from_name(name: str) -> int | None:
         return None
 
 
-def recover(root: Path, journal: Journal, fallback_utc_ns: int) -> list[dict[str, Any]]:
-    """Sign every unsigned media file as recovered; returns the bodies journaled."""
+def recover(root: Path, journal: Journal, fallback_utc_ns: int,
+            pending: list[str] | None = None) -> list[dict[str, Any]]:
+    """Sign every unsigned media file as recovered (``pending``: what
+    :func:`unsigned_media` already found); returns the bodies journaled."""
     bodies = []
-    for relative in unsigned_media(root, journal):
+    if pending is None:
+        pending = unsigned_media(root, journal)
+    for relative in pending:
         path = root / relative
         size, digest = hash_file(path)
         body: dict[str, Any] = {"file": relative, "size": size, "sha256": digest}
