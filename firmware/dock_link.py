@@ -69,10 +69,20 @@ class DockLink:
         self.trusted_docks = dict(trusted_docks or {})
         self.timeout = timeout
         self.chunk = min(chunk, CHUNK)  # media bytes per DATA frame (the resume granularity)
+        self._cache: tuple[tuple[int, str] | None, list[bytes]] | None = None
 
     # -- journal access ----------------------------------------------------------------
+    def _lines(self) -> list[bytes]:
+        """The journal's record lines, read again only when it has grown (a GET per media
+        file must not read the whole journal each time)."""
+        head = self.journal.head  # read before the file: a later append forces a re-read
+        if self._cache is None or self._cache[0] != head:
+            self._cache = (head, [line for _, line in scan_journal(self.journal.path).lines
+                                  if line])
+        return self._cache[1]
+
     def _lines_after(self, after: dict | None) -> list[bytes]:
-        lines = [line for _, line in scan_journal(self.journal.path).lines if line]
+        lines = self._lines()
         if after is None:
             return lines
         seq, digest = require(after, "seq", int), require(after, "hash", str)
@@ -83,7 +93,7 @@ class DockLink:
         return lines[seq + 1 :]
 
     def _record(self, seq: int) -> Record:
-        lines = [line for _, line in scan_journal(self.journal.path).lines if line]
+        lines = self._lines()
         if not 0 <= seq < len(lines):
             raise FrameError(f"no record {seq} in this journal")
         return Record.from_bytes(lines[seq])
@@ -255,7 +265,7 @@ class DockLink:
         """Media files named by records up to ``upto_seq`` that are still on the card."""
         files = []
         prev = GENESIS_HASH
-        for line in (ln for _, ln in scan_journal(self.journal.path).lines if ln):
+        for line in self._lines():
             record = Record.from_bytes(line)
             if record.seq > upto_seq:
                 break
