@@ -3,13 +3,13 @@ mosquitto, to `bodycam-supervisor watch --json` running as a real process."""
 
 from __future__ import annotations
 
-import getpass
 import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from test_alerts import persistent_broker  # noqa: F401 - a fixture, shared
 
 from evidence.identity import DeviceIdentity
 from evidence.journal import scan_journal
@@ -52,19 +52,7 @@ def tool(name: str) -> str:
 @pytest.mark.slow
 def test_shift_stoppages_reach_the_supervisor_verified_and_stand_in_the_journal(
         tmp_path, broker):
-    out = tmp_path / "shift"
-    # Provision the camera and the unit's registry before the shift, as a unit would.
-    camera = DeviceIdentity.create(out / "device-key" / "device.key", "cam-e2e")
-    registry = Registry()
-    registry.add(DeviceEntry(camera.device_id, camera.public_key_hex, "A1024", "unit-1"))
-    registry.save(out / "registry.json")
-    (tmp_path / "scenario.toml").write_text(SCENARIO)
-    flags = ["--host", broker.host, "--port", str(broker.port),
-             "--registry", str(out / "registry.json"), "--state", str(tmp_path / "seen.json")]
-    # The supervisor's session exists before the shift (a watch ran before): nothing the
-    # camera sends can slip past while the live watch below is still subscribing.
-    subprocess.run([tool("bodycam-supervisor"), "watch", "--timeout", "0.3", *flags],
-                   check=True, timeout=30)
+    out, flags = provision(tmp_path, broker, SCENARIO)
     watch = subprocess.Popen([tool("bodycam-supervisor"), "watch", "--json", "--count", "2",
                               "--timeout", "60", *flags], stdout=subprocess.PIPE, text=True)
     try:
@@ -136,26 +124,16 @@ do = "stop"
 EXPECTED = [("stoppage", "weather"), ("stoppage", "camera")]
 
 
-@pytest.fixture
-def persistent(broker, tmp_path):
-    """Persistence on, as in broker/mosquitto.conf: sessions survive a broker restart."""
-    broker.config.write_text(broker.config.read_text().replace(
-        "persistence false", f"persistence true\npersistence_location {tmp_path}/\n"
-        # Run as ourselves: mosquitto started as root would switch to its own user, which
-        # cannot write into the 0700 test folder, and the saved sessions would be lost.
-        f"user {getpass.getuser()}"))
-    broker.stop()
-    broker.start()
-    return broker
-
-
-def provision(tmp_path: Path, broker) -> tuple[Path, list[str]]:
+def provision(tmp_path: Path, broker, scenario: str) -> tuple[Path, list[str]]:
+    """Provision the camera and the unit's registry before the shift, as a unit would, and
+    create the supervisor's session (a watch ran before): nothing the camera sends can slip
+    past while a live watch is still subscribing."""
     out = tmp_path / "shift"
     camera = DeviceIdentity.create(out / "device-key" / "device.key", "cam-e2e")
     registry = Registry()
     registry.add(DeviceEntry(camera.device_id, camera.public_key_hex, "A1024", "unit-1"))
     registry.save(out / "registry.json")
-    (tmp_path / "scenario.toml").write_text(SHORT)
+    (tmp_path / "scenario.toml").write_text(scenario)
     flags = ["--host", broker.host, "--port", str(broker.port),
              "--registry", str(out / "registry.json"), "--state", str(tmp_path / "seen.json")]
     subprocess.run([tool("bodycam-supervisor"), "watch", "--timeout", "0.3", *flags],
@@ -175,10 +153,10 @@ def journal_of(out: Path) -> dict[int, Record]:
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("persistent_broker")   # the same broker, persistence on
 def test_alerts_of_a_shift_without_network_arrive_after_the_camera_restarts(
-        tmp_path, persistent):
-    broker = persistent
-    out, flags = provision(tmp_path, broker)
+        tmp_path, broker):
+    out, flags = provision(tmp_path, broker, SHORT)
     broker.stop()
     first = subprocess.run(shift_cmd(tmp_path, out, broker), capture_output=True, text=True,
                            timeout=120)                          # a whole shift offline
