@@ -26,7 +26,6 @@ from typing import Any
 from evidence.clock import SystemClock, format_utc
 from evidence.journal import JOURNAL_NAME, scan_journal
 from evidence.layout import IDENTITY_NAME
-from evidence.media import hash_file
 from evidence.record import Record
 from evidence.registry import DeviceEntry, Registry
 from evidence.storage import atomic_write_bytes, fsync_dir, makedirs_durable
@@ -42,6 +41,11 @@ STATUS_DIR = ".status"
 LOCK_DIR = ".locks"
 NO_UNIT = "unassigned"
 WRITE_AHEAD = 8  # frames (up to 2 MiB) received but not yet hashed and written
+_INSERT_MEDIA = ("INSERT INTO media(device, seq, kind, unit, officer, file, size, sha256,"
+                 " closed_utc, stored_utc) VALUES (?,?,?,?,?,?,?,?,?,?)")
+# a row first noted unstored gets its stored time; a stored time is never moved
+_UPSERT_MEDIA = (_INSERT_MEDIA + " ON CONFLICT(device, seq) DO UPDATE SET"
+                 " stored_utc=COALESCE(stored_utc, excluded.stored_utc)")
 
 # (device, file) -> (offset, sha256 object): lets a re-docked camera resume without the
 # dock reading the partial file again, as long as this daemon kept running.
@@ -224,10 +228,9 @@ class Store:
         rows = []
         for r in records:
             if r.media is not None:
-                rows.append(("INSERT OR IGNORE INTO media(device, seq, kind, unit, officer, file,"
-                             " size, sha256, closed_utc, stored_utc) VALUES (?,?,?,?,?,?,?,?,?,NULL)",
-                             (r.device, r.seq, r.kind, unit_of(entry), entry.officer,
-                              *r.media, closed_utc(r))))
+                rows.append((_INSERT_MEDIA + " ON CONFLICT DO NOTHING", (
+                    r.device, r.seq, r.kind, unit_of(entry), entry.officer, *r.media,
+                    closed_utc(r), None)))
         if rows:
             self.index.transaction(rows)
 
@@ -275,9 +278,7 @@ class Store:
         for r in records:
             if r.media is not None:
                 statements.append((
-                    "INSERT INTO media(device, seq, kind, unit, officer, file, size, sha256,"
-                    " closed_utc, stored_utc) VALUES (?,?,?,?,?,?,?,?,?,?) ON CONFLICT"
-                    "(device, seq) DO UPDATE SET stored_utc=COALESCE(stored_utc, excluded.stored_utc)",
+                    _UPSERT_MEDIA,
                     (r.device, r.seq, r.kind, unit, entry.officer, *r.media, closed_utc(r), now)))
         self.index.transaction(statements)
 
@@ -356,14 +357,9 @@ class Store:
                 continue  # absent under a 'wiped' record on the camera
             mtime = format_utc(path.stat().st_mtime_ns)
             statements.append((
-                "INSERT INTO media(device, seq, kind, unit, officer, file, size, sha256,"
-                " closed_utc, stored_utc) VALUES (?,?,?,?,?,?,?,?,?,?) ON CONFLICT"
-                "(device, seq) DO UPDATE SET stored_utc=COALESCE(stored_utc, excluded.stored_utc)",
+                _UPSERT_MEDIA,
                 (device, r.seq, r.kind, unit, entry.officer, *r.media, closed_utc(r), mtime)))
         self.index.transaction(statements)
-
-    def check_media(self, device: str, unit: str, file: str) -> tuple[int, str]:
-        return hash_file(self.device_dir(device, unit) / file)
 
     def close(self) -> None:
         self.index.close()
