@@ -118,7 +118,10 @@ class DockWorker:
         refusal = self.recorder.dock_begin()
         if refusal:
             _log.warning("dock refused: %s", refusal)
-            self._refuse(port, refusal)
+            try:
+                self._refuse(port, refusal)
+            except (EvidenceError, OSError) as exc:  # cable pulled: keep serving docks
+                _log.warning("could not tell the dock: %s", exc)
             return
         try:
             link = DockLink(self.recorder.root, self.recorder.journal, self.recorder.clock,
