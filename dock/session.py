@@ -274,13 +274,12 @@ class DockSession:
         self.store.note_known_media(entry, records)
         wiped_files = {f for r in records if r.kind == "wiped"
                        for f in r.body.get("files", []) if isinstance(f, str)}
-        todo = [(rec, bound) for rec in records if (bound := record_file(rec))]
-        self._total += sum(b[1] for _, b in todo)
+        bounds = [record_file(rec) for rec in records]
+        self._total += sum(b[1] for b in bounds if b)
         batch: list[Record] = []
         committer = Committer(self.store, entry)
         try:
-            for rec in records:
-                bound = record_file(rec)
+            for rec, bound in zip(records, bounds, strict=True):
                 batch.append(rec)
                 if bound is None:
                     continue
@@ -352,12 +351,9 @@ class DockSession:
                     _log.warning("resumed file %s mismatched; fetching it again", file)
                     return self._fetch(link, entry, rec, bound, wiped_files)
                 self._flag("media_altered", f"seq {rec.seq}: {exc} (altered on the card?)")
-        except (LinkClosed, CableError):
-            partial.suspend()
-            raise
         except Flagged:
-            raise
-        except BaseException:
+            raise  # the partial file is already discarded
+        except BaseException:  # the line broke (or worse): keep what arrived for a resume
             partial.suspend()
             raise
         return partial
