@@ -75,14 +75,6 @@ def _shift(args: argparse.Namespace) -> int:
         raise UsageError("--speed must be positive")
     if scenario is None:
         scenario = default_scenario(seconds)
-    dock_shift = None
-    if args.dock:
-        try:
-            from .dockbay import dock_shift
-        except ImportError:
-            print(f"{PROG}: error: --dock needs simulator.dockbay (the dock part), which is "
-                  "not installed in this tree", file=sys.stderr)
-            return 2
     mqtt = None
     if args.mqtt:
         from firmware.mqtt import MqttSettings
@@ -94,8 +86,9 @@ def _shift(args: argparse.Namespace) -> int:
     out: Path = args.out
     summary = run_shift(out, scenario, duration_s=seconds, speed=args.speed, seed=args.seed,
                         sign=not args.no_sign, mqtt=mqtt)
-    if dock_shift is not None:
+    if args.dock:
         from .clock import SimClock
+        from .dockbay import dock_shift
         from .shift import resume_point
 
         # The dock phase goes on from where the shift's simulated clock stopped (same boot).
