@@ -109,13 +109,18 @@ def config_for(args: argparse.Namespace) -> dict[str, Any]:
     return load_config(defaults(), path, overrides)
 
 
-def open_store(cfg: dict[str, Any]):
-    from .store import Store
-
+def store_root(cfg: dict[str, Any]) -> Path:
+    """The configured store folder, which ``init`` must have made."""
     root = Path(cfg["dock"]["store"])
     if not root.exists():
         raise UsageError(f"{root}: no dock store (run `{PROG} init` first)")
-    return Store(root)
+    return root
+
+
+def open_store(cfg: dict[str, Any]):
+    from .store import Store
+
+    return Store(store_root(cfg))
 
 
 def load_identity(cfg: dict[str, Any]) -> DeviceIdentity:
@@ -210,9 +215,7 @@ def render_status(rows: list[dict[str, Any]]) -> str:
 def cmd_status(cfg: dict[str, Any], args: argparse.Namespace) -> int:
     from .bay import read_status
 
-    root = Path(cfg["dock"]["store"])
-    if not root.exists():
-        raise UsageError(f"{root}: no dock store")
+    root = store_root(cfg)
     while True:
         rows = read_status(root)
         if args.json:
@@ -267,10 +270,9 @@ def cmd_report(cfg: dict[str, Any], args: argparse.Namespace) -> int:
 
 
 def cmd_registry(cfg: dict[str, Any], args: argparse.Namespace) -> int:
-    store_root = Path(cfg["dock"]["store"])
-    if not store_root.exists():
-        raise UsageError(f"{store_root}: no dock store (run `{PROG} init` first)")
-    path = store_root / "registry.json"
+    from .store import REGISTRY_NAME
+
+    path = store_root(cfg) / REGISTRY_NAME
     registry = Registry.load_or_empty(path)
     if args.action == "list":
         for e in registry:
