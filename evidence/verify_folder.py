@@ -14,6 +14,7 @@ Pure checking logic used by :mod:`evidence.verify`. Why the checks are shaped as
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -579,7 +580,7 @@ def hash_regular(path: Path) -> tuple[int, str] | str:
     except FileNotFoundError:
         return "is missing"
     except (OSError, ValueError) as exc:
-        if isinstance(exc, OSError) and exc.errno == 40:  # ELOOP: a symlink
+        if isinstance(exc, OSError) and exc.errno == errno.ELOOP:  # O_NOFOLLOW met a symlink
             return "is a symbolic link, not a file"
         return f"cannot be opened ({getattr(exc, 'strerror', None) or exc})"
     try:
