@@ -64,11 +64,20 @@ class HashingWriter:
 
 def hash_file(path: str | os.PathLike) -> tuple[int, str]:
     """``(size, sha256 hex)`` of a file, read once in large chunks."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        return hash_fd(fd)
+    finally:
+        os.close(fd)
+
+
+def hash_fd(fd: int, chunk: int = CHUNK) -> tuple[int, str]:
+    """``(size, sha256 hex)`` of what an open descriptor reads from its position on."""
     digest = hashlib.sha256()
     size = 0
-    with open(path, "rb", buffering=0) as f:
-        buf = bytearray(CHUNK)
-        view = memoryview(buf)
+    buf = bytearray(chunk)
+    view = memoryview(buf)
+    with open(fd, "rb", buffering=0, closefd=False) as f:
         while n := f.readinto(buf):
             digest.update(view[:n])
             size += n

@@ -15,7 +15,6 @@ Pure checking logic used by :mod:`evidence.verify`. Why the checks are shaped as
 from __future__ import annotations
 
 import errno
-import hashlib
 import json
 import os
 import stat
@@ -32,6 +31,7 @@ from .exc import CanonicalError, EvidenceError, RecordError
 from .identity import DEVICE_ID_PATTERN
 from .journal import JOURNAL_NAME, TORN_PREFIX, scan_journal
 from .layout import IDENTITY_NAME, MEDIA_DIR
+from .media import hash_fd
 from .record import HEX64, Record
 from .registry import Registry
 
@@ -586,15 +586,7 @@ def hash_regular(path: Path) -> tuple[int, str] | str:
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             return "is not a regular file"
-        digest = hashlib.sha256()
-        size = 0
-        buf = bytearray(READ_SIZE)
-        view = memoryview(buf)
-        with open(fd, "rb", buffering=0, closefd=False) as f:
-            while n := f.readinto(buf):
-                digest.update(view[:n])
-                size += n
-        return size, digest.hexdigest()
+        return hash_fd(fd, READ_SIZE)
     except OSError as exc:
         return f"cannot be read ({exc.strerror or exc})"
     finally:
