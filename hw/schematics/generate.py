@@ -593,7 +593,9 @@ def render_project() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--output", type=Path, default=HERE / f"{PROJECT}.kicad_sch")
+    parser.add_argument("--output", type=Path, default=HERE / f"{PROJECT}.kicad_sch",
+                        help="the schematic to write; its .kicad_sym, .kicad_pro and "
+                        "sym-lib-table go beside it (default: %(default)s)")
     parser.add_argument("--check", action="store_true",
                         help="exit 1 if the committed files differ from what would be written")
     args = parser.parse_args(argv)
