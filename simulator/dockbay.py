@@ -154,14 +154,14 @@ def open_dock_port(path: str, timeout: float = 1.0):
 def ensure_dock(dock_dir: Path, key_path: Path, registry_path: Path | None,
                 dock_id: str = "dock-sim"):
     """The dock's identity (made once) and a store whose registry includes ``registry_path``."""
-    from dock.store import Store
+    from dock.store import REGISTRY_NAME, Store
     from evidence.identity import DeviceIdentity
     from evidence.registry import Registry
 
     identity = (DeviceIdentity.load(key_path) if key_path.exists()
                 else DeviceIdentity.create(key_path, dock_id))
     dock_dir.mkdir(parents=True, exist_ok=True)
-    store_registry = dock_dir / "registry.json"
+    store_registry = dock_dir / REGISTRY_NAME
     if registry_path is not None:
         merged = Registry.load_or_empty(store_registry)
         for entry in Registry.load(registry_path):
