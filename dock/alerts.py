@@ -28,6 +28,7 @@ from evidence.clock import format_utc
 from evidence.exc import RecordError
 from evidence.identity import DeviceIdentity
 from evidence.message import Message
+from evidence.registry import DeviceEntry, Registry
 
 from . import deadlines
 from .store import Store
@@ -178,9 +179,10 @@ class DeadlineWatcher:
     def _check(self) -> list[dict[str, Any]]:
         now = self.clock.time_ns()
         published = []
+        registry = self.store.registry()
         for pending, level in self.heads.due(now, self.config.warn_h, self.config.limit_h):
-            entry = self.store.registry().get(pending.device)
-            unit = (entry.unit if entry and entry.unit else self.config.unit) or "unassigned"
+            entry = registry.get(pending.device)
+            unit = self._unit(entry)
             body = {
                 "level": level, "device": pending.device,
                 "officer": entry.officer if entry else "",
@@ -198,7 +200,7 @@ class DeadlineWatcher:
                 (pending.device, level, pending.since_utc, format_utc(now)))
             _log.warning("alert: %s", body["text"])
             published.append(body)
-        published += self._publish_flags(now)
+        published += self._publish_flags(now, registry)
         self.sent += published
         return published
 
@@ -212,16 +214,19 @@ class DeadlineWatcher:
             pass
         return info.is_published()
 
-    def _publish_flags(self, now: int) -> list[dict[str, Any]]:
+    def _unit(self, entry: DeviceEntry | None) -> str:
+        """The topic unit of a camera's alert: its registry unit, else the dock's."""
+        return (entry.unit if entry and entry.unit else self.config.unit) or "unassigned"
+
+    def _publish_flags(self, now: int, registry: Registry) -> list[dict[str, Any]]:
         """Each flag a docking raised (unregistered camera, altered media, cut journal
         tail, ...) goes to the supervisor once."""
         published = []
         rows = self.store.index.query(
             "SELECT * FROM flags WHERE id NOT IN (SELECT flag_id FROM flag_alerts) ORDER BY id")
-        registry = self.store.registry()
         for row in rows:
             entry = registry.get(row["device"])
-            unit = (entry.unit if entry and entry.unit else self.config.unit) or "unassigned"
+            unit = self._unit(entry)
             body = {"level": "flag", "kind": row["kind"], "device": row["device"],
                     "officer": entry.officer if entry else "", "flagged_utc": row["utc"],
                     "text": row["detail"]}
