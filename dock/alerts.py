@@ -21,13 +21,11 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 
-from evidence import FORMAT_VERSION
 from evidence.broker import ConnectionSettings, make_client
-from evidence.canonical import canonical_bytes
 from evidence.clock import format_utc
 from evidence.exc import RecordError
 from evidence.identity import DeviceIdentity
-from evidence.message import Message
+from evidence.message import Message, sign_message
 from evidence.registry import DeviceEntry, Registry
 
 from . import deadlines
@@ -50,10 +48,7 @@ class MqttConfig(ConnectionSettings):
 
 def dock_alert(identity: DeviceIdentity, utc: str, body: dict[str, Any]) -> bytes:
     """A dock alert, signed like a status message (Ed25519 over canonical JSON sans sig)."""
-    unsigned = {"v": FORMAT_VERSION, "kind": "dock_alert", "device": identity.device_id,
-                "utc": utc, "body": body}
-    sig = identity.sign(canonical_bytes(unsigned)).hex()
-    return canonical_bytes({**unsigned, "sig": sig})
+    return sign_message(identity, kind="dock_alert", utc=utc, body=body).to_bytes()
 
 
 class StatusHeads:

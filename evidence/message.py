@@ -28,6 +28,7 @@ from .record import HEX64, HEX128, SignedPayload, check_fields, parse_payload
 
 FIELDS = ("v", "kind", "device", "utc", "body", "sig")
 MESSAGE_KINDS = ("status", "dock_alert")
+DOCK_ALERT_LEVELS = ("warning", "violation", "flag")
 MAX_MESSAGE_BYTES = 16 * 1024
 
 
@@ -111,13 +112,15 @@ def check_status_body(body: dict[str, Any]) -> None:
 
 
 def check_dock_alert_body(body: dict[str, Any]) -> None:
-    """A dock's 24-hour-rule alert (``dock.alerts``): ``device`` is the dock's id; the body
-    names the camera, the level and a sentence for people."""
+    """A dock's alert (``dock.alerts``): ``device`` is the dock's id; the body names the
+    camera, the level (``warning`` at 20 h, ``violation`` at 24 h, ``flag`` for what a
+    docking found wrong) and a sentence for people."""
     for name in ("level", "device", "text"):
         if not isinstance(body.get(name), str):
             raise RecordError(f"dock alert body lacks a string {name!r}")
-    if body["level"] not in ("warning", "violation"):
-        raise RecordError(f"dock alert level must be warning or violation: {body['level']!r}")
+    if body["level"] not in DOCK_ALERT_LEVELS:
+        raise RecordError(
+            f"dock alert level must be one of {', '.join(DOCK_ALERT_LEVELS)}: {body['level']!r}")
 
 
 def sign_message(

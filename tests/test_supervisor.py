@@ -290,3 +290,19 @@ def test_watch_shows_dock_alerts_from_a_real_broker(tmp_path, registry_file, bro
     out = capsys.readouterr().out
     assert "DOCK WARNING: cam-test has held undocked recordings for 20 h" in out
     assert "[verified]" in out and not out.startswith("!!")
+
+
+def test_a_dock_flag_alert_as_the_dock_sends_it_is_shown_genuine(judge):
+    """What a docking found wrong (an altered segment, a cut tail) reaches the supervisor
+    verified, in the very payload dock.alerts publishes."""
+    from dock.alerts import dock_alert
+
+    dock = DeviceIdentity.generate("dock-1")
+    judge.registry.add(DeviceEntry("dock-1", dock.public_key_hex, "", "unit-1"))
+    body = {"level": "flag", "kind": "media_changed", "device": "cam-test", "officer": "A1024",
+            "flagged_utc": "2026-11-27T05:00:00.000000Z",
+            "text": "media/20261127/a.ts: size or SHA-256 differs from its signed record"}
+    payload = dock_alert(dock, "2026-11-27T05:00:01.000000Z", body)
+    v = judge.alert("bodycam/unit-1/dock/dock-1/alert", payload)
+    assert v.genuine, v.verdict
+    assert "DOCK FLAG: media/20261127/a.ts" in format_line(v, time.time_ns())
