@@ -22,6 +22,7 @@ the recorder stops it before it closes the journal.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import select
 import threading
@@ -137,7 +138,10 @@ class DockWorker:
             self.sessions += 1
             self.recorder.dock_end()
             if hasattr(port, "reset_input_buffer"):
-                port.reset_input_buffer()  # what is left of a broken session is not a new one
+                # What is left of a broken session is not a new one; a pulled cable may
+                # refuse even this, and the wait for the next docking handles that.
+                with contextlib.suppress(OSError):
+                    port.reset_input_buffer()
 
     def _refuse(self, port: Any, reason: str) -> None:
         """Read the dock's challenge and answer REFUSE with the reason."""

@@ -430,11 +430,18 @@ class Recorder:
         self._photo_counter += 1
         day, name = segment_name(self.identity.device_id, self.clock.time_ns(),
                                  self._photo_counter)
-        writer = HashingWriter(self.root, f"media/{day}/{name}.jpg")
+        info = None
         try:
-            writer.write(jpeg)
-        finally:
-            info = writer.close()
+            writer = HashingWriter(self.root, f"media/{day}/{name}.jpg")
+            try:
+                writer.write(jpeg)
+            finally:
+                info = writer.close()  # what reached storage is signed, even if cut short
+        except OSError as exc:  # storage full or failing: reported, recording goes on
+            _log.error("photo not stored: %s", exc)
+            self.indicators.beep("fault")
+        if info is None:
+            return
         self.journal.append("photo", info.body())
         self.stats.photos += 1
         self.indicators.beep("mark")

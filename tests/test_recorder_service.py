@@ -240,3 +240,30 @@ def test_announcement_asset_is_16k_mono() -> None:
     with wave.open(str(cfg.ASSET_WAV)) as w:
         assert (w.getframerate(), w.getnchannels(), w.getsampwidth()) == (16000, 1, 2)
         assert w.getnframes() / w.getframerate() > 5
+
+
+def test_a_photo_cut_short_by_storage_is_signed_as_stored_and_recording_goes_on(
+        rig: Rig, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Storage that fills up in the middle of a photo (injected at the file write): what
+    reached storage is signed, the officer hears the fault, recording is not disturbed."""
+    import errno
+
+    from evidence.media import HashingWriter
+
+    class FillingWriter(HashingWriter):
+        def write(self, data: bytes | memoryview) -> int:
+            super().write(bytes(data)[:100])
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr("firmware.recorder.HashingWriter", FillingWriter)
+    indicators, patterns = rig.hw["indicators"], []
+    buzz = indicators.beep
+    monkeypatch.setattr(indicators, "beep", lambda p: (patterns.append(p), buzz(p)))
+    rig.at(2, "start")
+    rig.at(5, "photo")
+    rig.run_to(12)
+    photo = rig.wait_record("photo")
+    assert photo.body["size"] == 100
+    assert hash_file(rig.root / photo.body["file"]) == (100, photo.body["sha256"])
+    assert patterns.count("fault") == 1
+    assert rig.led("LED_RED")  # still recording
