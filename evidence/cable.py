@@ -27,7 +27,7 @@ TRAILER = struct.Struct(">I")
 CHUNK = 256 * 1024
 """Media bytes per DATA frame: big, so the serial line (not Python) is the bottleneck."""
 MAX_PAYLOAD = CHUNK + 4096
-TORN_FILE = re.compile(r"^journal\.torn-\d+$")
+TORN_FILE = re.compile(r"\Ajournal\.torn-[0-9]{1,19}\Z", re.ASCII)
 RECEIPT_PURPOSE = "bodycam-receipt-v1"
 RESPONSE_PURPOSE = "bodycam-dock-response-v1"
 

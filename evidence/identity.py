@@ -14,7 +14,7 @@ import nacl.signing
 from .exc import KeyFileError, SignatureError
 from .storage import atomic_write_bytes
 
-DEVICE_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+DEVICE_ID_PATTERN = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z", re.ASCII)
 
 
 def check_device_id(device_id: str) -> str:

@@ -7,6 +7,7 @@ which is exactly the record's line in ``journal.jsonl`` without the newline.
 
 from __future__ import annotations
 
+import datetime as _dt
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,9 +19,9 @@ from .exc import CanonicalError, RecordError
 from .identity import DEVICE_ID_PATTERN, DeviceIdentity, verify_signature
 
 FIELDS = ("v", "device", "seq", "prev", "utc", "mono_ns", "kind", "body", "sig")
-HEX64 = re.compile(r"^[0-9a-f]{64}$")
-HEX128 = re.compile(r"^[0-9a-f]{128}$")
-KIND_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
+HEX64 = re.compile(r"\A[0-9a-f]{64}\Z", re.ASCII)
+HEX128 = re.compile(r"\A[0-9a-f]{128}\Z", re.ASCII)
+KIND_PATTERN = re.compile(r"\A[a-z][a-z0-9_]{0,31}\Z", re.ASCII)
 MAX_RECORD_BYTES = 64 * 1024
 
 # Kinds the firmware writes; the format admits any kind matching KIND_PATTERN so that
@@ -104,7 +105,7 @@ class Record(SignedPayload):
         check_fields(value, FIELDS, checks, "record")
         record = cls(**{f: value[f] for f in FIELDS})
         if record.kind in MEDIA_KINDS:
-            check_media_body(record.body)
+            check_media_body(record.body, record.kind)
         return record
 
 
@@ -136,11 +137,37 @@ def check_fields(
             raise RecordError(f"field {name!r} {why}: {value[name]!r:.80}")
 
 
-def check_media_body(body: dict[str, Any]) -> None:
+# media/YYYYMMDD/<name>.<ext>: a real calendar day, a name of safe ASCII characters (no
+# dot-name, no control character), the extension of the record's kind.
+MEDIA_PATH = re.compile(
+    r"\Amedia/(?P<day>[0-9]{8})/(?P<name>[A-Za-z0-9][A-Za-z0-9_.-]{0,127})\.(?P<ext>ts|jpg)\Z",
+    re.ASCII,
+)
+MEDIA_EXTENSIONS = {"segment": "ts", "photo": "jpg"}
+
+
+def media_path_error(kind: str, path: Any) -> str | None:
+    """Why ``path`` is not a media path a ``kind`` record may bind, or None if it is."""
+    if not isinstance(path, str):
+        return "the file name is not a string"
+    match = MEDIA_PATH.match(path)
+    if match is None:
+        return f"the file {path!r:.80} is not media/YYYYMMDD/<name>.ts|jpg"
+    try:
+        _dt.date(int(match["day"][:4]), int(match["day"][4:6]), int(match["day"][6:]))
+    except ValueError:
+        return f"the file {path!r:.80} names no calendar day"
+    if match["ext"] != MEDIA_EXTENSIONS.get(kind, match["ext"]):
+        return f"a {kind} record binds a .{match['ext']} file"
+    return None
+
+
+def check_media_body(body: dict[str, Any], kind: str = "segment") -> None:
     f, size, digest = body.get("file"), body.get("size"), body.get("sha256")
-    if not (isinstance(f, str) and f and not f.startswith("/") and ".." not in f.split("/")):
-        raise RecordError(f"media record has a bad file name: {f!r:.80}")
-    if not (type(size) is int and size >= 0):
+    why = media_path_error(kind, f)
+    if why is not None:
+        raise RecordError(f"media record: {why}")
+    if not (type(size) is int and 0 <= size < 2**63):
         raise RecordError(f"media record has a bad size: {size!r:.40}")
     if not (isinstance(digest, str) and HEX64.match(digest)):
         raise RecordError(f"media record has a bad sha256: {digest!r:.80}")

@@ -3,14 +3,21 @@
 Pure checking logic: no printing, no exit codes (``evidence.verify_cli`` does that). Every
 problem has a stable ``code`` (see :data:`PROBLEM_CODES` and ``docs/journal-format.md``),
 a message, and where known the device, sequence number, journal line and file. This
-module knows the kinds of path (device folder, dock store; an export bundle later);
-:mod:`evidence.verify_folder` checks each device folder.
+module knows the kinds of path (device folder, dock store) and where trust comes from;
+:mod:`evidence.verify_folder` checks each folder, :mod:`evidence.verify_store` a store.
+
+Trust comes only from what the user names: a registry given explicitly, or a registry
+(found anywhere, the checked path included) signed by a unit key whose fingerprint the
+user named. Keys found inside the evidence are used to check it, but the verdict then
+says it is not trusted, and it never counts as intact.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import re
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,7 +26,9 @@ from .exc import EvidenceError
 from .identity import DEVICE_ID_PATTERN
 from .journal import JOURNAL_NAME
 from .record import HEX64
-from .registry import Registry
+from .registry import Registry, require_trusted
+from .safefile import is_real_dir
+from .unitkey import show_fingerprint
 from .verify_folder import (
     PROBLEM_CODES,
     CannotCheck,
@@ -27,8 +36,10 @@ from .verify_folder import (
     FolderCheck,
     Keys,
     Problem,
+    hash_regular,
     read_identity,
 )
+from .verify_store import StoreCheck, device_folders
 
 __all__ = ["PROBLEM_CODES", "CannotCheck", "DeviceReport", "Problem", "Report", "Target",
            "detect", "parse_expect_head", "read_identity", "verify_path"]
@@ -37,6 +48,7 @@ _log = logging.getLogger(__name__)
 
 REGISTRY_NAME = "registry.json"
 STORE_INDEX = "index.sqlite"
+_SEQ = re.compile(r"\A[0-9]{1,19}\Z", re.ASCII)
 
 
 @dataclass
@@ -44,6 +56,8 @@ class Report:
     path: str
     kind: str
     registry: str | None
+    trust: str = ""  # in words: what the signatures were checked against, and why
+    trusted: bool = False  # the keys came from what the user named, not from the evidence
     devices: list[DeviceReport] = field(default_factory=list)
 
     @property
@@ -52,16 +66,21 @@ class Report:
 
     @property
     def intact(self) -> bool:
-        return not self.problems
+        """No problem found *and* checked against keys the user named."""
+        return not self.problems and self.trusted
+
+    @property
+    def exit_status(self) -> int:
+        return 0 if self.intact else 1
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "path": self.path, "kind": self.kind, "registry": self.registry,
-            "intact": self.intact, "exit": 0 if self.intact else 1,
+            "trust": self.trust, "trusted": self.trusted,
+            "intact": self.intact, "exit": self.exit_status,
             "problem_count": len(self.problems),
             "devices": [d.to_dict() for d in self.devices],
         }
-
 
 
 # --------------------------------------------------------------------------- path kinds
@@ -77,33 +96,32 @@ class Target:
 
 
 def _device_target(path: Path) -> Target | None:
-    if (path / JOURNAL_NAME).exists():
+    if os.path.lexists(path / JOURNAL_NAME):
         return Target("device", path, ((".", path, None),))
     return None
 
 
 def _store_target(path: Path) -> Target | None:
-    folders = []
-    for unit in sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        for dev in sorted(p for p in unit.iterdir() if p.is_dir() and not p.name.startswith(".")):
-            folders.append((f"{unit.name}/{dev.name}", dev, dev.name))
-    has_journals = any((f / JOURNAL_NAME).exists() for _, f, _ in folders)
-    if (path / STORE_INDEX).exists() or has_journals:
-        return Target("dock_store", path, tuple(folders))
+    from .dockjournal import DOCK_JOURNALS_DIR
+
+    folders = tuple(device_folders(path))
+    has_journals = any(os.path.lexists(f / JOURNAL_NAME) for _, f, _ in folders)
+    if (os.path.lexists(path / STORE_INDEX) or is_real_dir(path / DOCK_JOURNALS_DIR)
+            or has_journals):
+        return Target("dock_store", path, folders)
     return None
 
 
-# Order matters: the first detector that recognises the path wins. An export bundle
-# detector goes here when bundles exist; it returns the bundle's device folders.
+# Order matters: the first detector that recognises the path wins.
 DETECTORS = (_device_target, _store_target)
 
 
 def detect(path: str | os.PathLike) -> Target:
     path = Path(path)
-    if not path.exists():
+    if not os.path.lexists(path):
         raise CannotCheck(f"{path}: no such file or folder")
-    if not path.is_dir():
-        raise CannotCheck(f"{path}: not a device folder, dock store or export bundle")
+    if not is_real_dir(path):
+        raise CannotCheck(f"{path}: not a device folder or a dock store (not a folder)")
     try:
         for detector in DETECTORS:
             target = detector(path)
@@ -112,54 +130,136 @@ def detect(path: str | os.PathLike) -> Target:
     except OSError as exc:
         raise CannotCheck(f"{path}: cannot read: {exc.strerror or exc}") from None
     raise CannotCheck(
-        f"{path}: not a device folder (no {JOURNAL_NAME}), dock store (no {STORE_INDEX} "
-        "or device folders) or export bundle")
+        f"{path}: not a device folder (no {JOURNAL_NAME}) or a dock store (no {STORE_INDEX}, "
+        "dock journal or <unit>/<device> folders with journals)")
 
 
 def parse_expect_head(text: str) -> tuple[str | None, int, str]:
     """``[DEVICE:]SEQ:HASH`` -> ``(device or None, seq, hash)``; raises ValueError."""
     parts = text.split(":")
     device = parts.pop(0) if len(parts) == 3 else None
-    if len(parts) != 2 or not parts[0].isdigit() or not HEX64.match(parts[1]) or (
+    if len(parts) != 2 or not _SEQ.match(parts[0]) or not HEX64.match(parts[1]) or (
             device is not None and not DEVICE_ID_PATTERN.match(device)):
         raise ValueError(f"--expect-head {text!r}: use SEQ:HASH or DEVICE:SEQ:HASH "
                          "(HASH is 64 lowercase hex digits)")
     return device, int(parts[0]), parts[1]
 
 
+# --------------------------------------------------------------------------- trust
+
+
+def _inside(candidate: Path, root: Path) -> bool:
+    try:
+        candidate.resolve().relative_to(root.resolve())
+        return True
+    except ValueError:
+        return False
+
+
+def choose_registry(target: Target, registry_path: str | os.PathLike | None,
+                    unit_keys: frozenset[str]) -> tuple[Registry | None, str, bool, str | None]:
+    """``(registry, label for reports, trusted, where it came from in words)``."""
+    if registry_path is not None:
+        registry = _load(registry_path)
+        if unit_keys and registry.signature is not None:
+            try:
+                require_trusted(registry, unit_keys, str(registry_path))
+            except EvidenceError as exc:
+                raise CannotCheck(str(exc)) from None
+        inside = _inside(Path(registry_path), target.root)
+        how = (f"the registry given with --registry ({registry_path})"
+               + (", which lies inside the checked path" if inside else ""))
+        return registry, "registry", True, how
+    found = target.root / REGISTRY_NAME
+    if not os.path.lexists(found):
+        if unit_keys:
+            raise CannotCheck(f"{target.root}: no {REGISTRY_NAME} here to check against the "
+                              "named unit key; give the registry with --registry FILE")
+        return None, "", False, None
+    registry = _load(found)
+    if registry.signature is not None and registry.fingerprint in unit_keys:
+        how = (f"{found}, signed by unit key {show_fingerprint(registry.fingerprint)} "
+               f"({registry.signature.unit}, edition {registry.signature.serial})")
+        return registry, "registry", True, how
+    if registry.signature is None:
+        why = "it is not signed by a unit key"
+    else:
+        why = (f"it is signed by unit key {show_fingerprint(registry.fingerprint)}, which "
+               "was not named")
+    return registry, "untrusted registry", False, f"{found} ({why})"
+
+
+def _load(path: str | os.PathLike) -> Registry:
+    try:
+        return Registry.load(path)
+    except EvidenceError as exc:
+        raise CannotCheck(str(exc)) from None
+
+
+def _trust_words(registry: Registry | None, label: str, trusted: bool, where: str | None,
+                 reports: list[DeviceReport]) -> str:
+    if trusted:
+        return f"keys from {where}"
+    if registry is not None:
+        return (f"keys from {where}, found inside the checked path: the evidence vouches for "
+                "itself; name the unit key (--unit-key) or give a registry (--registry)")
+    if any(d.trust == "self-declared key" for d in reports):
+        return ("keys from identity.json inside the checked path: the evidence vouches for "
+                "itself; name the unit key (--unit-key) or give a registry (--registry)")
+    return "no keys at all: signatures were not checked"
+
+
+# --------------------------------------------------------------------------- checking
+
+
 def verify_path(
     path: str | os.PathLike,
     *,
     registry_path: str | os.PathLike | None = None,
+    unit_keys: frozenset[str] | set[str] = frozenset(),
     expect_heads: list[tuple[str | None, int, str]] = (),
+    workers: int | None = None,
 ) -> Report:
-    """Check everything under ``path``; raise :class:`CannotCheck` if it cannot be checked."""
+    """Check everything under ``path``; raise :class:`CannotCheck` if it cannot be checked.
+
+    ``workers`` threads hash media (default: one per CPU); ``unit_keys`` are the
+    fingerprints of unit keys whose signed registries are trusted.
+    """
     target = detect(path)
-    if registry_path is None and (target.root / REGISTRY_NAME).is_file():
-        registry_path = target.root / REGISTRY_NAME
-    registry = None
-    if registry_path is not None:
-        try:
-            registry = Registry.load(registry_path)
-        except EvidenceError as exc:
-            raise CannotCheck(str(exc)) from None
+    registry, label, trusted, where = choose_registry(target, registry_path,
+                                                      frozenset(unit_keys))
     heads: dict[str | None, tuple[int, str]] = {}
     for device, seq, digest in expect_heads:
         heads[device] = (seq, digest)
     if None in heads and len(target.folders) != 1:
         raise CannotCheck("--expect-head needs DEVICE:SEQ:HASH when the path holds "
                           f"{len(target.folders)} device folders")
-    report = Report(str(path), target.kind, None if registry_path is None else str(registry_path))
+    used = registry_path if registry_path is not None else (
+        target.root / REGISTRY_NAME if registry is not None else None)
+    report = Report(str(path), target.kind, None if used is None else str(used))
     keys = Keys()
-    for label, folder, device in target.folders:
-        result = FolderCheck(folder, label, registry, device, heads, keys).run()
-        _log.debug("%s: device %s, %d records, %d media files, %d problems", label,
-                  result.device, result.records, result.media_files, len(result.problems))
-        report.devices.append(result)
+    workers = workers or os.cpu_count() or 1
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="verify-hash") as pool:
+        def hasher(jobs):
+            return list(pool.map(lambda job: hash_regular(*job), jobs))
+
+        if target.kind == "dock_store":
+            report.devices = StoreCheck(target.root, registry, label, heads, keys, hasher).run()
+        else:
+            for lbl, folder, device in target.folders:
+                report.devices.append(FolderCheck(
+                    folder, lbl, registry, device, heads, keys, registry_trust=label,
+                    hasher=hasher).run())
+    for result in report.devices:
+        _log.debug("%s: %s %s, %d records, %d media files, %d problems", result.folder,
+                   result.role, result.device, result.records, result.media_files,
+                   len(result.problems))
+    report.trusted = trusted
+    report.trust = _trust_words(registry, label, trusted, where, report.devices)
     named = {d.device for d in report.devices}
     for device in heads:
         if device is not None and device not in named:
-            raise CannotCheck(f"--expect-head names device {device!r}, which is not here")
-    if not report.devices:
+            raise CannotCheck(f"--expect-head names {device!r}, which is not here")
+    if not any(d.role == "device" for d in report.devices) and target.kind != "dock_store":
         raise CannotCheck(f"{path}: the {target.kind.replace('_', ' ')} holds no device folders")
     return report

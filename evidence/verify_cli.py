@@ -13,22 +13,28 @@ import sys
 
 from .cli import UsageError, run_command, setup_logging
 from .config import load_config
+from .exc import ConfigError
+from .trust import TRUST_FILE, load_unit_keys
 from .verify import CannotCheck, Report, parse_expect_head, verify_path
 
 _log = logging.getLogger(__name__)
 
 PROG = "bodycam-verify"
-DEFAULTS = {"registry": "", "json": False}
+DEFAULTS = {"registry": "", "json": False, "unit_keys": [], "trust": ""}
 KIND_NAMES = {"device": "device folder", "dock_store": "dock store"}
 
-EPILOG = """\
-Exit status: 0 intact, 1 problems found, 2 could not check.
+EPILOG = f"""\
+Exit status: 0 intact, 1 problems found (or no trusted key), 2 could not check.
 
-Trust: --registry FILE, else PATH/registry.json if present, else the key in a device
-folder's identity.json (a self-declared key, reported as a note). Problem codes and the
-journal format are described in docs/journal-format.md.
+Trust comes only from what you name: --registry FILE (trusted as given), or a registry
+signed by a unit key whose fingerprint you name (--unit-key FP, or unit_keys in
+{TRUST_FILE} or --trust FILE); that registry may lie in the checked store. Keys found
+inside the evidence (an unsigned or unnamed registry.json, identity.json) are used to
+check it, but the verdict says UNTRUSTED and the exit status is 1. Problem codes, the
+journal format and the store rules are in docs/journal-format.md.
 
-Config (TOML, every key optional): registry = "FILE", json = true|false.
+Config (TOML, every key optional): registry = "FILE", json = true|false,
+unit_keys = ["FP", ...], trust = "FILE".
 """
 
 
@@ -46,7 +52,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--json", action="store_true", default=None,
                         help="print one machine-readable JSON object instead of text")
     parser.add_argument("--registry", metavar="FILE",
-                        help="the device registry to trust (default: PATH/registry.json)")
+                        help="a registry to trust as given (default: PATH/registry.json, "
+                        "trusted only if signed by a named unit key)")
+    parser.add_argument("--unit-key", metavar="FINGERPRINT", action="append", default=[],
+                        help="trust registries signed by the unit key with this SHA-256 "
+                        "fingerprint (64 hex digits, spaces allowed; repeatable)")
+    parser.add_argument("--trust", metavar="FILE",
+                        help=f"a trust file naming unit keys (default {TRUST_FILE} if present)")
     parser.add_argument("--expect-head", metavar="[DEVICE:]SEQ:HASH", action="append",
                         default=[],
                         help="the head the device signed (dock handshake or MQTT status); "
@@ -66,22 +78,30 @@ def _human_size(n: int) -> str:
 
 
 def render_text(report: Report) -> str:
-    """One line per problem, the notes, then one summary line."""
+    """One line per problem, the notes, the trust, then one verdict line."""
     lines = [str(p) for p in report.problems]
     lines += [f"note: {n}" for d in report.devices for n in d.notes]
-    records = sum(d.records for d in report.devices)
-    files = sum(d.media_files for d in report.devices)
-    size = sum(d.media_bytes for d in report.devices)
-    n = len(report.devices)
+    lines.append(f"trust: {report.trust}")
+    cameras = [d for d in report.devices if d.role == "device"]
+    records = sum(d.records for d in cameras)
+    files = sum(d.media_files for d in cameras)
+    size = sum(d.media_bytes for d in cameras)
+    n = len(cameras)
+    docks = len(report.devices) - n
     what = (f"{KIND_NAMES.get(report.kind, report.kind)}, {n} device{'s' if n != 1 else ''}, "
-            f"{records} records, {files} media files ({_human_size(size)})")
-    if report.intact:
-        lines.append(f"{report.path}: INTACT: {what}")
-    else:
+            + (f"{docks} dock journal{'s' if docks != 1 else ''}, " if docks else "")
+            + f"{records} records, {files} media files ({_human_size(size)})")
+    count = len(report.problems)
+    if count:
         bad = sum(1 for d in report.devices if d.problems)
-        count = len(report.problems)
+        total = len(report.devices)
         lines.append(f"{report.path}: {count} PROBLEM{'S' if count != 1 else ''} "
-                     f"in {bad} of {n} device{'s' if n != 1 else ''}: {what}")
+                     f"in {bad} of {total} folder{'s' if total != 1 else ''}: {what}")
+    elif not report.trusted:
+        lines.append(f"{report.path}: UNTRUSTED: no problem found, but checked only against "
+                     f"keys found inside the checked path: {what}")
+    else:
+        lines.append(f"{report.path}: INTACT: {what}")
     return "\n".join(lines)
 
 
@@ -91,7 +111,13 @@ def main(argv: list[str] | None = None) -> int:
     def body() -> int:
         setup_logging(args.verbose)
         config = load_config(DEFAULTS, args.config,
-                             {"registry": args.registry, "json": args.json})
+                             {"registry": args.registry, "json": args.json,
+                              "trust": args.trust})
+        try:
+            unit_keys = load_unit_keys([*config["unit_keys"], *args.unit_key],
+                                       config["trust"] or None)
+        except ConfigError as exc:
+            raise UsageError(str(exc)) from None
         heads = []
         for text in args.expect_head:
             try:
@@ -100,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
                 raise UsageError(str(exc)) from None
         try:
             report = verify_path(args.path, registry_path=config["registry"] or None,
-                                 expect_heads=heads)
+                                 unit_keys=unit_keys, expect_heads=heads)
         except CannotCheck as exc:
             if config["json"]:
                 print(json.dumps({"path": args.path, "exit": 2, "error": str(exc)}))
@@ -110,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps(report.to_dict(), ensure_ascii=False, indent=1))
         else:
             print(render_text(report))
-        return 0 if report.intact else 1
+        return report.exit_status
 
     return run_command(PROG, body)
 

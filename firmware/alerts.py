@@ -35,7 +35,7 @@ CURSOR_NAME = "alerts.cursor"
 _MARKERS = tuple(b'"kind":"%s"' % k.encode() for k in (*ALERT_KINDS, "alert_ack"))
 CURSOR_FORMAT = "bodycam-alert-cursor-v1"
 TOPIC_ROOT = "bodycam"
-_TOPIC_PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_TOPIC_PART = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z", re.ASCII)
 
 
 def alert_topic(unit: str, device: str) -> str:

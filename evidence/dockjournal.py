@@ -1,0 +1,148 @@
+"""The dock's own journal: what a dock stored, receipted, flagged and removed.
+
+Same record format, chain and signature rules as a camera's journal (``docs/journal-format.md``
+section 10), signed with the dock's key and kept in the store at
+``<store>/_docks/<dock id>/journal.jsonl`` (a leading ``_`` can never be a unit id, so the
+folder is never mistaken for a unit). This module defines the record bodies and folds a
+dock journal into a :class:`DeviceLedger` per device: what the store must hold. Pure: the
+dock's writer is ``dock.journal``; the store check is :mod:`evidence.verify_store`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .cable import TORN_FILE
+from .identity import DEVICE_ID_PATTERN
+from .record import HEX64, HEX128, Record, media_path_error
+
+DOCK_JOURNALS_DIR = "_docks"
+KINDS = ("boot", "docking", "stored", "records_stored", "receipt_given", "flag", "removed")
+REMOVAL_AUTHORITIES = ("retention",)
+MAX_TEXT = 512  # characters of a flag's detail or a removal's reason
+
+
+def bounded(text: Any, limit: int = MAX_TEXT) -> str:
+    """A text for a record or an alert: printable, at most ``limit`` characters."""
+    text = "".join(c if c.isprintable() else "?" for c in str(text))
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def stored_body(device: str, unit: str, seq: int, file: str, size: int, sha256: str) -> dict:
+    """A file now durably in ``<unit>/<device>/<file>``, bound by the device's record ``seq``."""
+    return {"device": device, "unit": unit, "seq": seq, "file": file, "size": size,
+            "sha256": sha256}
+
+
+def records_body(device: str, unit: str, upto_seq: int, upto_hash: str, count: int) -> dict:
+    """The device's journal in the store now holds every record up to ``upto_seq``."""
+    return {"device": device, "unit": unit, "upto_seq": upto_seq, "upto_hash": upto_hash,
+            "count": count}
+
+
+def docking_body(device: str, bay: str, nonce: str, camera_head: dict | None) -> dict:
+    return {"device": device, "bay": bounded(bay, 64), "nonce": nonce,
+            "camera_head": camera_head}
+
+
+def receipt_body(device: str, upto_seq: int, upto_hash: str, dock_sig: str) -> dict:
+    return {"device": device, "upto_seq": upto_seq, "upto_hash": upto_hash,
+            "dock_sig": dock_sig}
+
+
+def flag_body(device: str, kind: str, detail: str) -> dict:
+    return {"device": bounded(device, 64), "kind": bounded(kind, 32), "detail": bounded(detail)}
+
+
+def removed_body(device: str, unit: str, file: str, sha256: str, authority: str,
+                 reason: str) -> dict:
+    """A stored file removed under ``authority`` (retention): the only way media leave."""
+    if authority not in REMOVAL_AUTHORITIES:
+        raise ValueError(f"removal authority must be one of {REMOVAL_AUTHORITIES}")
+    return {"device": device, "unit": unit, "file": file, "sha256": sha256,
+            "authority": authority, "reason": bounded(reason)}
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    size: int
+    sha256: str
+    seq: int  # the device record that binds it
+    dock: str
+    dock_seq: int  # the dock record that says it was stored
+
+
+@dataclass
+class DeviceLedger:
+    """What the dock journals say the store holds for one device."""
+
+    device: str
+    unit: str
+    upto: tuple[int, str] | None = None
+    upto_dock_seq: int | None = None
+    files: dict[str, StoredFile] = field(default_factory=dict)
+    removed: dict[str, str] = field(default_factory=dict)  # file -> why
+
+
+def _ident(value: Any) -> bool:
+    return isinstance(value, str) and DEVICE_ID_PATTERN.match(value) is not None
+
+
+def _stored_file(value: Any) -> bool:
+    return isinstance(value, str) and (
+        media_path_error("", value) is None or TORN_FILE.match(value) is not None)
+
+
+def body_problem(record: Record) -> str | None:
+    """Why a dock record's body is not as section 10 defines it, or None."""
+    b = record.body
+    if record.kind == "stored":
+        ok = (_ident(b.get("device")) and _ident(b.get("unit")) and _stored_file(b.get("file"))
+              and type(b.get("seq")) is int and type(b.get("size")) is int
+              and b["size"] >= 0 and isinstance(b.get("sha256"), str)
+              and HEX64.match(b["sha256"]) is not None)
+    elif record.kind == "records_stored":
+        ok = (_ident(b.get("device")) and _ident(b.get("unit"))
+              and type(b.get("upto_seq")) is int and b["upto_seq"] >= 0
+              and isinstance(b.get("upto_hash"), str) and HEX64.match(b["upto_hash"]) is not None)
+    elif record.kind == "removed":
+        ok = (_ident(b.get("device")) and _ident(b.get("unit")) and _stored_file(b.get("file"))
+              and b.get("authority") in REMOVAL_AUTHORITIES)
+    elif record.kind == "receipt_given":
+        ok = (_ident(b.get("device")) and isinstance(b.get("dock_sig"), str)
+              and HEX128.match(b["dock_sig"]) is not None)
+    else:
+        return None
+    return None if ok else f"{record.kind} record body is not as defined"
+
+
+def build_ledger(records: Iterable[Record], problems: list[tuple[Record, str]] | None = None
+                 ) -> dict[str, DeviceLedger]:
+    """Fold trusted dock records into a ledger per device; malformed bodies go to
+    ``problems`` and count for nothing."""
+    ledgers: dict[str, DeviceLedger] = {}
+    for record in records:
+        why = body_problem(record)
+        if why is not None:
+            if problems is not None:
+                problems.append((record, why))
+            continue
+        b = record.body
+        if record.kind not in ("stored", "records_stored", "removed"):
+            continue
+        ledger = ledgers.setdefault(b["device"], DeviceLedger(b["device"], b["unit"]))
+        ledger.unit = b["unit"]  # the latest word on where the dock keeps it
+        if record.kind == "stored":
+            ledger.files[b["file"]] = StoredFile(b["size"], b["sha256"], b["seq"],
+                                                 record.device, record.seq)
+            ledger.removed.pop(b["file"], None)
+        elif record.kind == "records_stored":
+            if ledger.upto is None or b["upto_seq"] >= ledger.upto[0]:
+                ledger.upto = (b["upto_seq"], b["upto_hash"])
+                ledger.upto_dock_seq = record.seq
+        else:
+            ledger.removed[b["file"]] = (f"removed by dock {record.device} (seq {record.seq}) "
+                                         f"under {b['authority']}: {b.get('reason', '')}")
+    return ledgers

@@ -1,0 +1,185 @@
+"""Check a dock store as a whole: each device folder against the dock's own journal.
+
+The rules (``docs/journal-format.md`` section 10), each damage reported once, under its
+first cause:
+
+- the store has a dock journal (``_docks/<dock>/journal.jsonl``), checked like any journal
+  under the registry's dock key;
+- every device the dock journal stored is present, at ``<unit>/<device>`` as it recorded
+  (``device_missing`` otherwise: deleted, hidden under a dot-name, moved to another unit);
+- its journal reaches the head the dock recorded storing (``tail_cut``: a journal emptied,
+  cut or replaced);
+- every file the dock stored is present unless a dock ``removed`` record says why
+  (``media_missing``: a camera's ``wiped`` record does not excuse a store);
+- a file the dock never stored may be absent only under a wipe a valid receipt covers (a
+  camera that docked elsewhere first);
+- every device folder and record in the store is accounted for by a dock journal
+  (``not_in_dock_journal``).
+
+Nothing in a dot-folder counts as evidence; ``_docks`` is the only ``_`` folder.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .dockjournal import DOCK_JOURNALS_DIR, DeviceLedger, build_ledger
+from .journal import JOURNAL_NAME
+from .registry import Registry
+from .safefile import is_real_dir
+from .verify_folder import DeviceReport, FolderCheck, Hasher, Keys, Problem
+
+
+def dock_journal_folders(root: Path) -> list[tuple[str, Path, str]]:
+    """``(label, folder, dock id)`` of every dock journal folder in a store."""
+    base = root / DOCK_JOURNALS_DIR
+    if not is_real_dir(base):
+        return []
+    return [(f"{DOCK_JOURNALS_DIR}/{name}", base / name, name)
+            for name in sorted(os.listdir(base)) if is_real_dir(base / name)]
+
+
+def device_folders(root: Path) -> list[tuple[str, Path, str]]:
+    """``(label, folder, device id)`` of every ``<unit>/<device>`` real folder (no links,
+    no dot- or ``_``-names)."""
+    found = []
+    for unit in sorted(os.listdir(root)):
+        if unit.startswith((".", "_")) or not is_real_dir(root / unit):
+            continue
+        for device in sorted(os.listdir(root / unit)):
+            if not device.startswith((".", "_")) and is_real_dir(root / unit / device):
+                found.append((f"{unit}/{device}", root / unit / device, device))
+    return found
+
+
+class StoreCheck:
+    """Runs the folder checks of a store and then the rules above; see :attr:`reports`."""
+
+    def __init__(self, root: Path, registry: Registry | None, registry_trust: str,
+                 expect_heads: dict[str | None, tuple[int, str]], keys: Keys,
+                 hasher: Hasher) -> None:
+        self.root = root
+        self.kw = dict(registry_trust=registry_trust, hasher=hasher)
+        self.registry = registry
+        self.expect_heads = expect_heads
+        self.keys = keys
+        self.reports: list[DeviceReport] = []
+
+    def run(self) -> list[DeviceReport]:
+        ledgers, dock_reports = self._dock_journals()
+        checks = {}
+        for label, folder, device in device_folders(self.root):
+            check = FolderCheck(folder, label, self.registry, device, self.expect_heads,
+                                self.keys, in_store=True, **self.kw)
+            check.run()
+            checks[label] = check
+        accounted: set[str] = set()
+        for device, ledger in sorted(ledgers.items()):
+            label = f"{ledger.unit}/{device}"
+            check = checks.get(label)
+            if check is None:
+                self._report_absent(ledger, checks, dock_reports)
+                accounted.update(lbl for lbl, c in checks.items()
+                                 if c.report.device == device)
+                continue
+            accounted.add(label)
+            self._compare(check, ledger)
+        for label, check in checks.items():
+            ledger = ledgers.get(check.report.device or "")
+            if label not in accounted and dock_reports:
+                check.problem("not_in_dock_journal",
+                              "no dock journal records storing this device folder",
+                              file=label)
+            self._judge_missing(check, ledger if label in accounted else None)
+        self.reports = dock_reports + [c.report for c in checks.values()]
+        return self.reports
+
+    def _dock_journals(self) -> tuple[dict[str, DeviceLedger], list[DeviceReport]]:
+        reports, records = [], []
+        for label, folder, dock in dock_journal_folders(self.root):
+            check = FolderCheck(folder, label, self.registry, dock, self.expect_heads,
+                                self.keys, role="dock", **self.kw)
+            reports.append(check.run())
+            bad: list = []
+            trusted = [e.record for e in check.trusted()]
+            build_ledger(trusted, bad)
+            for record, why in bad:
+                check.problem("bad_dock_record", why, seq=record.seq, file=check.journal_file)
+            records += trusted
+        if not reports:
+            report = DeviceReport(DOCK_JOURNALS_DIR, role="dock", trust="none")
+            report.problems.append(Problem(
+                "dock_journal_missing", "the store has no dock journal: nothing says what "
+                "it must hold, so deleted folders and files cannot be told from absent ones",
+                file=DOCK_JOURNALS_DIR))
+            reports.append(report)
+            return {}, []
+        return build_ledger(records), reports
+
+    def _report_absent(self, ledger: DeviceLedger, checks: dict[str, FolderCheck],
+                       dock_reports: list[DeviceReport]) -> None:
+        where = f"{ledger.unit}/{ledger.device}"
+        elsewhere = [lbl for lbl, c in checks.items() if c.report.device == ledger.device]
+        hidden = [n for n in _names(self.root) if n.startswith(".") and (
+            n[1:] == ledger.unit or os.path.lexists(self.root / n / ledger.device))]
+        if elsewhere:
+            why = f"it was moved: a folder for it is at {elsewhere[0]}"
+        elif hidden or os.path.lexists(self.root / ledger.unit / f".{ledger.device}"):
+            why = "it is hidden under a dot-name, which is not evidence"
+        elif os.path.lexists(self.root / where):
+            why = "it is not a real folder (a link, a file)"
+        else:
+            why = "it was deleted"
+        count = len(ledger.files) - len(ledger.removed)
+        report = dock_reports[0]
+        report.problems.append(Problem(
+            "device_missing", f"the dock stored device {ledger.device} at {where} "
+            f"({count} file(s), records up to seq {ledger.upto[0] if ledger.upto else '-'}), "
+            f"but {why}", ledger.device, None, None, where))
+
+    def _compare(self, check: FolderCheck, ledger: DeviceLedger) -> None:
+        if ledger.upto is None or any(p.code == "journal_missing" for p in check.report.problems):
+            return
+        seq, digest = ledger.upto
+        head = check.report.head
+        journal = check.journal_file
+        if head is None or head[0] < seq:
+            ends = "is empty" if head is None else f"ends at seq {head[0]}"
+            check.problem("tail_cut", f"the journal {ends}, but the dock journal recorded "
+                          f"storing records up to seq {seq}", seq=seq, file=journal)
+        elif (found := check.hash_at(seq)) is not None and found != digest:
+            check.problem("head_mismatch", f"record seq {seq} has hash {found[:16]}..., the "
+                          f"dock journal recorded storing {digest[:16]}...", seq=seq,
+                          file=journal)
+        elif head[0] > seq:
+            check.problem("not_in_dock_journal",
+                          f"records seq {seq + 1}..{head[0]} are in the store, but no dock "
+                          "journal records storing them (run `bodycam-dock reconcile`)",
+                          seq=seq + 1, file=journal)
+
+    def _judge_missing(self, check: FolderCheck, ledger: DeviceLedger | None) -> None:
+        for missing in check.missing:
+            where = dict(seq=missing.entry.record.seq, line=missing.entry.line,
+                         file=check.prefix + missing.relative)
+            kind = missing.entry.record.kind
+            stored = ledger.files.get(missing.relative) if ledger else None
+            if stored is not None and missing.relative in ledger.removed:
+                check.report.notes.append(f"{check.prefix}{missing.relative}: "
+                                          f"{ledger.removed[missing.relative]}")
+            elif stored is not None:
+                check.problem("media_missing",
+                              f"{kind} file is missing, but dock {stored.dock} recorded "
+                              f"storing it (dock journal seq {stored.dock_seq})", **where)
+            elif not missing.wiped:
+                check.problem("media_missing", f"{kind} file is missing", **where)
+
+
+def _names(root: Path) -> list[str]:
+    try:
+        return os.listdir(root)
+    except OSError:
+        return []
+
+
+__all__ = ["StoreCheck", "device_folders", "dock_journal_folders", "JOURNAL_NAME"]
