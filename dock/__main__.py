@@ -3,7 +3,7 @@
 Subcommands: ``init`` (make the dock key and store), ``serve`` (the daemon: bays given by
 ``--port``/``dock.bays`` as threads, deadline alerts over MQTT), ``bay PORT`` (one bay in
 the foreground: what udev/systemd starts per plugged camera), ``status`` (per-bay progress),
-``report deadlines``, ``registry add|list``, ``reconcile``.
+``report deadlines``, ``registry list|import``, ``reconcile``, ``remove`` (retention).
 
 systemd: ``serve`` and ``bay`` are ``Type=notify``; SIGTERM/SIGINT only set the stop Event.
 """
@@ -25,7 +25,7 @@ from evidence.cli import UsageError, run_command, setup_logging
 from evidence.clock import SystemClock, format_utc, parse_utc
 from evidence.config import load_config
 from evidence.identity import DeviceIdentity
-from evidence.registry import DeviceEntry, Registry
+from evidence.registry import Registry
 
 PROG = "bodycam-dock"
 DEFAULT_CONFIG = "/etc/bodycam/dock.toml"
@@ -76,19 +76,20 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("what", choices=("deadlines",), help="deadlines: the 24-hour rule per officer")
     s.add_argument("--json", action="store_true", help="machine-readable output")
     s.add_argument("--now", metavar="UTC", help="judge as of this UTC time (default: now)")
-    s = sub.add_parser("registry", help="the devices this dock trusts")
+    s = sub.add_parser("registry", help="the unit-signed registry of cameras and docks")
     rs = s.add_subparsers(dest="action", required=True, metavar="ACTION",
                           parser_class=with_common)
-    a = rs.add_parser("add", help="register a camera's public key")
-    a.add_argument("device", help="device id")
-    a.add_argument("--public-key", required=True, help="64 hex digits (the camera's identity.json)")
-    a.add_argument("--officer", default="", help="the officer who carries it")
-    a.add_argument("--unit", default="", help="the unit it belongs to")
-    a.add_argument("--replace", action="store_true", help="replace a registered key")
-    rs.add_parser("list", help="list registered cameras")
-    im = rs.add_parser("import", help="merge a registry file (bodycam-registry-v1)")
+    rs.add_parser("list", help="list registered cameras and docks, and who signed the list")
+    im = rs.add_parser("import", help="install a newer registry signed by the unit key "
+                       "(made with bodycam-unit)")
     im.add_argument("file")
-    sub.add_parser("reconcile", help="make the index agree with the store after a crash")
+    sub.add_parser("reconcile", help="make the index and the dock journal agree with the "
+                   "store after a crash")
+    rm = sub.add_parser("remove", help="remove a stored media file under the retention rule "
+                        "(journaled in the dock journal first)")
+    rm.add_argument("device", help="device id")
+    rm.add_argument("file", help="the file, as media/YYYYMMDD/<name>.ts|jpg")
+    rm.add_argument("--reason", required=True, help="why (the retention decision)")
     return p
 
 
@@ -117,10 +118,31 @@ def store_root(cfg: dict[str, Any]) -> Path:
     return root
 
 
-def open_store(cfg: dict[str, Any]):
+def unit_keys(cfg: dict[str, Any]) -> frozenset[str]:
+    """Fingerprints of the unit keys this dock trusts (dock.unit_keys, trust.toml)."""
+    from evidence.exc import ConfigError
+    from evidence.trust import load_unit_keys
+
+    try:
+        return load_unit_keys(cfg["dock"]["unit_keys"])
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def open_store(cfg: dict[str, Any], *, keeper: bool = False):
+    """The store; ``keeper``: as the dock that writes it (its key keeps the dock journal,
+    and the registry must be signed by a unit key the config names)."""
     from .store import Store
 
-    return Store(store_root(cfg))
+    root = store_root(cfg)
+    if not keeper:
+        return Store(root, unit_keys=unit_keys(cfg))
+    keys = unit_keys(cfg)
+    if not keys:
+        raise UsageError("no unit key named: set dock.unit_keys to the fingerprint "
+                         "`bodycam-unit fingerprint` prints (or list it in "
+                         "/etc/bodycam/trust.toml); the dock trusts only a registry it signs")
+    return Store(root, identity=load_identity(cfg), unit_keys=keys)
 
 
 def load_identity(cfg: dict[str, Any]) -> DeviceIdentity:
@@ -139,11 +161,11 @@ def cmd_init(cfg: dict[str, Any]) -> int:
     identity = (DeviceIdentity.load(key) if key.exists()
                 else DeviceIdentity.create(key, cfg["dock"]["id"]))
     store = Store(cfg["dock"]["store"])
-    if not store.registry_path.exists():
-        Registry().save(store.registry_path)
     store.close()
     print(f"dock {identity.device_id}: key {key}, public key {identity.public_key_hex}")
     print(f"store: {cfg['dock']['store']}")
+    print(f"next: the head of unit registers it (bodycam-unit add-dock {identity.device_id} "
+          f"--public-key {identity.public_key_hex}), then `{PROG} registry import FILE`")
     return 0
 
 
@@ -151,8 +173,9 @@ def _run_daemon(cfg: dict[str, Any], ports: list[str], alerts: bool = True) -> i
     from .alerts import DeadlineWatcher, MqttConfig
     from .bay import Bay
 
-    store = open_store(cfg)
+    store = open_store(cfg, keeper=True)
     identity = load_identity(cfg)
+    store.registry()  # refuse at start, not at the first docking, if it is not signed
     stop = threading.Event()
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -214,14 +237,19 @@ def render_status(rows: list[dict[str, Any]]) -> str:
 
 def cmd_status(cfg: dict[str, Any], args: argparse.Namespace) -> int:
     from .bay import read_status
+    from .journal import describe_head, read_head_status
 
     root = store_root(cfg)
     while True:
         rows = read_status(root)
+        heads = read_head_status(root)
         if args.json:
-            print(json.dumps(rows, indent=2))
+            print(json.dumps({"bays": rows, "dock_heads": [m.to_dict() for m in heads]},
+                             indent=2))
             return 0
         text = render_status(rows)
+        for message in heads:
+            text += "\n" + describe_head(message)
         if not args.watch:
             print(text)
             return 0
@@ -270,23 +298,48 @@ def cmd_report(cfg: dict[str, Any], args: argparse.Namespace) -> int:
 
 
 def cmd_registry(cfg: dict[str, Any], args: argparse.Namespace) -> int:
-    from .store import REGISTRY_NAME
+    from evidence.safefile import read_regular
+    from evidence.unitkey import show_fingerprint
 
-    path = store_root(cfg) / REGISTRY_NAME
-    registry = Registry.load_or_empty(path)
-    if args.action == "list":
-        for e in registry:
-            print(f"{e.device_id:<16} {e.public_key}  officer={e.officer or '-'} "
-                  f"unit={e.unit or '-'}")
-        return 0
-    if args.action == "add":
-        registry.add(DeviceEntry(args.device, args.public_key.lower(), args.officer, args.unit),
-                     replace=args.replace)
+    store = open_store(cfg)
+    try:
+        if args.action == "import":
+            if not store.unit_keys:
+                raise UsageError("no unit key named (dock.unit_keys): cannot tell whether "
+                                 f"{args.file} is the unit's registry")
+            data = read_regular(args.file, 16 * 1024 * 1024)
+            registry = Registry.from_bytes(data, args.file)
+            store.install_registry(registry, data)
+            sig = registry.signature
+            print(f"registry edition {sig.serial} of unit {sig.unit} installed: "
+                  f"{len(registry)} camera(s), {len(registry.docks())} dock(s)")
+            return 0
+        registry = store.registry()
+    finally:
+        store.close()
+    sig = registry.signature
+    if sig is None:
+        print("registry: not signed (no unit key vouches for it)")
     else:
-        for e in Registry.load(args.file):
-            registry.add(e)
-    registry.save(path)
-    print(f"registry: {len(registry)} device(s) in {path}")
+        print(f"registry edition {sig.serial} of unit {sig.unit}, issued {sig.issued_utc}, "
+              f"signed by unit key {show_fingerprint(sig.fingerprint)}")
+    for e in registry:
+        state = f" REVOKED {e.revoked_utc}" if e.revoked else ""
+        print(f"camera {e.device_id:<16} {e.public_key}  officer={e.officer or '-'} "
+              f"unit={e.unit or '-'}{state}")
+    for d in registry.docks():
+        state = f" REVOKED {d.revoked_utc}" if d.revoked else ""
+        print(f"dock   {d.dock_id:<16} {d.public_key}  unit={d.unit or '-'}{state}")
+    return 0
+
+
+def cmd_remove(cfg: dict[str, Any], args: argparse.Namespace) -> int:
+    store = open_store(cfg, keeper=True)
+    try:
+        store.remove_media(args.device, args.file, "retention", args.reason)
+    finally:
+        store.close()
+    print(f"removed {args.device} {args.file} under retention (journaled)")
     return 0
 
 
@@ -308,7 +361,9 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_report(cfg, args)
         if args.command == "registry":
             return cmd_registry(cfg, args)
-        store = open_store(cfg)
+        if args.command == "remove":
+            return cmd_remove(cfg, args)
+        store = open_store(cfg, keeper=True)
         for action in store.reconcile() or ["nothing to do"]:
             print(action)
         store.close()

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from evidence import dockjournal
 from evidence.cable import (
     CableError,
     FrameError,
@@ -207,7 +208,13 @@ class DockSession:
             reason = f"camera {device} failed the challenge ({exc}): not its registered key"
             self.store.flag(device, "bad_handshake", reason)
             raise DockError(reason) from None
+        revoked = entry.problem_at(self.store.now_utc())
+        if revoked is not None:
+            reason = f"camera {device}: {revoked}; not docking it"
+            self.store.flag(device, "revoked", reason)
+            raise DockError(reason)
         r.camera_head_seq = None if head is None else head["seq"]
+        self.store.log("docking", dockjournal.docking_body(device, self.bay, nonce, head))
         with self.store.device_lock(device):
             self._docked(link, entry, head)
 
@@ -232,6 +239,9 @@ class DockSession:
             "dock_sig": self.identity.sign(receipt_message(
                 self.identity.device_id, entry.device_id, *new_head)).hex(),
         }
+        # Journaled before it is given: no receipt ever leaves the dock unrecorded.
+        self.store.log("receipt_given", dockjournal.receipt_body(
+            entry.device_id, new_head[0], new_head[1], receipt_body["dock_sig"]))
         link.send_json(FrameType.RECEIPT, receipt_body)
         r.receipt_upto = new_head[0]
         wiped = link.expect(FrameType.WIPED).json()

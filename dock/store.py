@@ -23,15 +23,20 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from evidence import dockjournal
+from evidence.cable import record_file
 from evidence.clock import SystemClock, format_utc
+from evidence.exc import RegistryError
+from evidence.identity import DeviceIdentity
 from evidence.journal import JOURNAL_NAME, scan_journal
 from evidence.layout import IDENTITY_NAME
 from evidence.record import Record
-from evidence.registry import DeviceEntry, Registry
+from evidence.registry import DeviceEntry, Registry, require_trusted
 from evidence.storage import atomic_write_bytes, fsync_dir, makedirs_durable
 
 from .exc import DockError, MediaMismatch
 from .index import Index
+from .journal import DockJournal
 
 _log = logging.getLogger(__name__)
 REGISTRY_NAME = "registry.json"
@@ -176,11 +181,21 @@ class PartialFile:
 class Store:
     """A dock store folder and its index."""
 
-    def __init__(self, root: str | os.PathLike, clock: Any = None) -> None:
+    def __init__(self, root: str | os.PathLike, clock: Any = None, *,
+                 identity: DeviceIdentity | None = None,
+                 unit_keys: frozenset[str] = frozenset()) -> None:
+        """``identity``: the dock's key, which keeps the dock journal (every daemon passes
+        it; without it nothing can be stored). ``unit_keys``: fingerprints of the unit keys
+        whose signature the store's registry must carry (empty: the registry file is
+        taken as the operator gave it, as tests and tools that only read do)."""
         self.root = Path(root)
         self.clock = clock or SystemClock()
+        self.unit_keys = frozenset(unit_keys)
         makedirs_durable(self.root)
         self.index = Index(self.root / INDEX_NAME)
+        self.journal: DockJournal | None = None
+        if identity is not None:
+            self.journal = DockJournal(self.root, identity, self.clock)
 
     # -- registry ---------------------------------------------------------------------
     @property
@@ -188,8 +203,30 @@ class Store:
         return self.root / REGISTRY_NAME
 
     def registry(self) -> Registry:
-        """Re-read at each docking, so ``registry add`` takes effect without a restart."""
-        return Registry.load_or_empty(self.registry_path)
+        """Re-read at each docking, so an imported registry takes effect without a restart.
+        With unit keys configured, it must be signed by one of them."""
+        registry = Registry.load_or_empty(self.registry_path)
+        if self.unit_keys:
+            require_trusted(registry, self.unit_keys, str(self.registry_path))
+        return registry
+
+    def install_registry(self, registry: Registry, data: bytes) -> None:
+        """Replace the store's registry with a newer signed edition (never an older one)."""
+        if self.unit_keys:
+            require_trusted(registry, self.unit_keys, "the new registry")
+        if os.path.lexists(self.registry_path):
+            current = Registry.load(self.registry_path)
+            if (current.signature and registry.signature
+                    and registry.signature.serial < current.signature.serial):
+                raise RegistryError(
+                    f"the new registry is edition {registry.signature.serial}, older than the "
+                    f"installed edition {current.signature.serial}: not installing it")
+        atomic_write_bytes(self.registry_path, data, mode=0o644)
+
+    def log(self, kind: str, body: dict[str, Any]) -> None:
+        """Append to the dock journal (a no-op for a read-only Store without a key)."""
+        if self.journal is not None:
+            self.journal.append(kind, body)
 
     def now_utc(self) -> str:
         return format_utc(self.clock.time_ns())
@@ -218,10 +255,12 @@ class Store:
             os.close(fd)
 
     def flag(self, device: str, kind: str, detail: str) -> None:
-        _log.warning("flag %s for %s: %s", kind, device, detail)
+        body = dockjournal.flag_body(device, kind, detail)
+        _log.warning("flag %s for %s: %s", body["kind"], body["device"], body["detail"])
+        self.log("flag", body)
         self.index.execute(
             "INSERT INTO flags(utc, device, kind, detail) VALUES (?,?,?,?)",
-            (self.now_utc(), device, kind, detail))
+            (self.now_utc(), body["device"], body["kind"], body["detail"]))
 
     def note_known_media(self, entry: DeviceEntry, records: Iterable[Record]) -> None:
         """Remember every media record seen on the cable, stored or not (for deadlines)."""
@@ -264,6 +303,7 @@ class Store:
             os.close(fd)
         if created:
             fsync_dir(folder)
+        self._log_stored(entry, folder, records)
         identity = folder / IDENTITY_NAME
         if not identity.exists():  # as on the card; informational (the registry is trusted)
             atomic_write_bytes(identity, json.dumps(
@@ -281,6 +321,42 @@ class Store:
                     _UPSERT_MEDIA,
                     (r.device, r.seq, r.kind, unit, entry.officer, *r.media, closed_utc(r), now)))
         self.index.transaction(statements)
+
+    def _log_stored(self, entry: DeviceEntry, folder: Path, records: list[Record]) -> None:
+        """Journal, after the device's records are durable, each file they bind that is
+        now in the store, and the device journal's new head there."""
+        if self.journal is None:
+            return
+        unit = folder.parent.name
+        for r in records:
+            bound = record_file(r)
+            if bound is not None and os.path.lexists(folder / bound[0]):
+                self.journal.append("stored", dockjournal.stored_body(
+                    entry.device_id, unit, r.seq, *bound))
+        last = records[-1]
+        self.journal.append("records_stored", dockjournal.records_body(
+            entry.device_id, unit, last.seq, last.hash, len(records)))
+
+    def remove_media(self, device: str, file: str, authority: str, reason: str) -> None:
+        """Remove a stored file under ``authority`` (retention): journaled first, so the
+        removal is never silent; the only way media leave a store."""
+        if self.journal is None:
+            raise DockError("removing media needs the dock's key (its journal records it)")
+        ledger = self._ledger().get(device)
+        stored = ledger.files.get(file) if ledger else None
+        if stored is None or file in ledger.removed:
+            raise DockError(f"{device} {file}: not a file this dock stored")
+        path = self.root / ledger.unit / device / file
+        with self.device_lock(device):
+            self.journal.append("removed", dockjournal.removed_body(
+                device, ledger.unit, file, stored.sha256, authority, reason))
+            path.unlink(missing_ok=True)
+            fsync_dir(path.parent)
+        self.index.execute("UPDATE media SET stored_utc=NULL WHERE device=? AND file=?",
+                           (device, file))
+
+    def _ledger(self) -> dict[str, dockjournal.DeviceLedger]:
+        return dockjournal.build_ledger(self.journal.records()) if self.journal else {}
 
     # -- recovery ---------------------------------------------------------------------
     def device_folders(self) -> list[tuple[str, str, Path]]:
@@ -303,15 +379,32 @@ class Store:
         """
         actions: list[str] = []
         registry = self.registry()
+        ledgers = self._ledger()
         for unit, device, folder in self.device_folders():
             try:
                 with self.device_lock(device):
                     self._reconcile_device(unit, device, folder, registry, actions)
+                    self._catch_up_journal(device, folder, ledgers.get(device), actions)
             except DockError:
                 actions.append(f"{device}: being offloaded by a bay now; left alone")
         for action in actions:
             _log.warning("reconcile: %s", action)
         return actions
+
+    def _catch_up_journal(self, device: str, folder: Path,
+                          ledger: dockjournal.DeviceLedger | None, actions: list[str]) -> None:
+        """Records made durable in the store just before a crash, before the dock journal
+        said so: journal them now (their files were verified before they were placed)."""
+        journal = folder / JOURNAL_NAME
+        if self.journal is None or not journal.exists():
+            return
+        upto = ledger.upto[0] if ledger and ledger.upto else -1
+        records = [Record.from_bytes(line) for _, line in scan_journal(journal).lines if line]
+        new = [r for r in records if r.seq > upto]
+        if new:
+            self._log_stored(DeviceEntry(device, "0" * 64), folder, new)
+            actions.append(f"{device}: the dock journal now records seq {new[0].seq}.."
+                           f"{new[-1].seq}, already in the store")
 
     def _reconcile_device(self, unit: str, device: str, folder: Path, registry: Registry,
                           actions: list[str]) -> None:

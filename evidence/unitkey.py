@@ -91,6 +91,15 @@ class UnitKey(DeviceIdentity):
         atomic_write_bytes(key_path, json.dumps(payload, indent=2).encode() + b"\n", mode=0o600)
         return key
 
+    @staticmethod
+    def load_public(key_path: str | os.PathLike) -> str:
+        """The fingerprint stated in a key file, read without its passphrase."""
+        try:
+            payload = json.loads(Path(key_path).read_bytes()[:MAX_KEY_FILE_BYTES])
+            return fingerprint(payload["public_key"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise KeyFileError(f"{key_path}: not a bodycam unit key file ({exc})") from None
+
     @classmethod
     def load(cls, key_path: str | os.PathLike,  # type: ignore[override]
              passphrase: bytes | None = None) -> UnitKey:

@@ -1,0 +1,198 @@
+"""The dock's own journal: every docking, file stored, receipt, flag and removal, signed.
+
+Kept at ``<store>/_docks/<dock id>/journal.jsonl`` in the camera journal's record format
+(bodies: :mod:`evidence.dockjournal`), so the verifier checks a store against it. The
+``serve`` daemon and the per-cable ``bay`` processes append to one file: each append
+takes an exclusive ``flock``, reads the head again if another process appended since,
+repairs a torn last line (a crash mid-append) into a side file, signs, writes with one
+``write`` and fsyncs. A short write is cut back before the lock is released.
+
+After each append the signed head (a ``status`` message) is written to
+``<store>/.status/<dock>-head.json`` for ``bodycam-dock status`` and the MQTT status.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+from evidence.canonical import GENESIS_HASH, sha256_hex
+from evidence.clock import Clock, SystemClock, format_utc
+from evidence.dockjournal import DOCK_JOURNALS_DIR
+from evidence.exc import JournalError, RecordError
+from evidence.identity import DeviceIdentity
+from evidence.journal import JOURNAL_NAME, TORN_PREFIX
+from evidence.message import Message, sign_status
+from evidence.record import Record, sign_record
+from evidence.storage import atomic_write_bytes, fsync_dir, makedirs_durable
+
+_log = logging.getLogger(__name__)
+TAIL_READ = 256 * 1024  # enough for the last record (a line is at most 64 KiB)
+STATUS_DIR = ".status"
+
+
+def head_status_path(store_root: Path, dock_id: str) -> Path:
+    return store_root / STATUS_DIR / f"{dock_id}-head.json"
+
+
+def read_head_status(store_root: Path) -> list[Message]:
+    """The signed heads the store's docks last wrote (not verified here)."""
+    folder = store_root / STATUS_DIR
+    found = []
+    for path in sorted(folder.glob("*-head.json")) if folder.is_dir() else []:
+        try:
+            found.append(Message.from_bytes(path.read_bytes().strip()))
+        except (OSError, RecordError):
+            continue
+    return found
+
+
+def _boot_id() -> str:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip().replace("-", "")
+    except OSError:
+        return os.urandom(16).hex()
+
+
+class DockJournal:
+    """Appends to a dock's journal, safely across threads and processes."""
+
+    def __init__(self, store_root: str | os.PathLike, identity: DeviceIdentity,
+                 clock: Clock | None = None, *, program: str = "bodycam-dock") -> None:
+        self.store_root = Path(store_root)
+        self.identity = identity
+        self.clock = clock or SystemClock()
+        folder = makedirs_durable(self.store_root / DOCK_JOURNALS_DIR / identity.device_id)
+        self.path = folder / JOURNAL_NAME
+        created = not self.path.exists()
+        self._fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW,
+                           0o640)
+        if created:
+            fsync_dir(folder)
+        self._lock = threading.Lock()
+        self._known: tuple[int, tuple[int, str] | None] | None = None  # (size, head)
+        self.append("boot", {"firmware": program, "boot_id": _boot_id(), "reason": "start"})
+
+    # -- reading the head under the lock ------------------------------------------------
+    def _head_locked(self) -> tuple[int, str] | None:
+        size = os.fstat(self._fd).st_size
+        if self._known is not None and self._known[0] == size:
+            return self._known[1]
+        start = max(0, size - TAIL_READ)
+        tail = os.pread(self._fd, size - start, start)
+        if tail and not tail.endswith(b"\n"):
+            cut = tail.rfind(b"\n") + 1
+            self._repair_locked(start + cut, tail[cut:])
+            return self._head_locked()
+        lines = tail.split(b"\n")[:-1]
+        if start > 0:
+            lines = lines[1:]  # the first may be cut by the window
+        head = None
+        for line in reversed(lines):
+            if line:
+                try:
+                    record = Record.from_bytes(line)
+                except RecordError as exc:
+                    raise JournalError(f"{self.path}: last record unreadable: {exc}") from None
+                if record.device != self.identity.device_id:
+                    raise JournalError(f"{self.path}: journal of dock {record.device!r}, "
+                                       f"not {self.identity.device_id!r}")
+                head = (record.seq, record.hash)
+                break
+        if head is None and size > 0 and start > 0:
+            raise JournalError(f"{self.path}: no readable record in its last {TAIL_READ} bytes")
+        self._known = (size, head)
+        return head
+
+    def _repair_locked(self, offset: int, data: bytes) -> None:
+        """A crash cut the last append short: keep its bytes aside, as a camera does."""
+        side = self.path.with_name(f"{TORN_PREFIX}{offset}")
+        if not side.exists():
+            atomic_write_bytes(side, data, mode=0o640)
+        os.ftruncate(self._fd, offset)
+        os.fsync(self._fd)
+        self._known = None
+        _log.warning("dock journal: kept a torn last record (%d bytes) in %s", len(data), side)
+        self._append_locked("torn_tail", {"offset": offset, "size": len(data),
+                                          "sha256": sha256_hex(data), "file": side.name})
+
+    # -- appending ------------------------------------------------------------------------
+    def append(self, kind: str, body: dict[str, Any]) -> Record:
+        """Sign ``body`` as the next record and make it durable before returning it."""
+        with self._lock:
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
+            try:
+                record = self._append_locked(kind, body)
+            finally:
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+        self._write_head_status(record)
+        return record
+
+    def _append_locked(self, kind: str, body: dict[str, Any]) -> Record:
+        head = self._head_locked()
+        seq, prev = (0, GENESIS_HASH) if head is None else (head[0] + 1, head[1])
+        record = sign_record(self.identity, seq=seq, prev=prev,
+                             utc=format_utc(self.clock.time_ns()),
+                             mono_ns=self.clock.monotonic_ns(), kind=kind, body=body)
+        line = record.to_bytes() + b"\n"
+        size = os.fstat(self._fd).st_size
+        try:
+            written = os.write(self._fd, line)
+            if written != len(line):
+                raise OSError(f"short write ({written} of {len(line)} bytes)")
+            os.fsync(self._fd)
+        except OSError as exc:
+            os.ftruncate(self._fd, size)  # never leave half a record for the next append
+            self._known = None
+            raise JournalError(f"{self.path}: cannot append: {exc}") from None
+        self._known = (size + len(line), (record.seq, record.hash))
+        return record
+
+    @property
+    def head(self) -> tuple[int, str] | None:
+        with self._lock:
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
+            try:
+                return self._head_locked()
+            finally:
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+    def records(self) -> list[Record]:
+        """Every record, parsed (for reconcile); raises RecordError on a bad line."""
+        with open(self.path, "rb") as f:
+            return [Record.from_bytes(line.rstrip(b"\n")) for line in f if line.strip()]
+
+    def signed_head(self) -> Message:
+        """The dock's head as a signed status message (what MQTT and `status` show)."""
+        return sign_status(self.identity, utc=format_utc(self.clock.time_ns()), online=True,
+                           state="dock", head=self.head, battery=-1)
+
+    def _write_head_status(self, record: Record) -> None:
+        message = sign_status(self.identity, utc=record.utc, online=True, state="dock",
+                              head=(record.seq, record.hash), battery=-1)
+        path = head_status_path(self.store_root, self.identity.device_id)
+        try:
+            path.parent.mkdir(exist_ok=True)
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}")
+            tmp.write_bytes(message.to_bytes() + b"\n")
+            os.replace(tmp, path)
+        except OSError as exc:  # operator display only; the journal itself is durable
+            _log.warning("cannot write the dock's head status: %s", exc)
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+
+def describe_head(message: Message) -> str:
+    head = message.head
+    where = "empty" if head is None else f"seq {head[0]} hash {head[1]}"
+    return f"dock {message.device} journal head: {where} (signed {message.utc})"
+
+
+__all__ = ["DockJournal", "describe_head", "head_status_path", "read_head_status"]
