@@ -123,6 +123,7 @@ class DeadlineWatcher:
         self.connected = threading.Event()
         self._check_lock = threading.Lock()
         self.heard = threading.Event()  # set after each status message is handled
+        self._published_head: tuple[int, str] | None = None
         self._thread: threading.Thread | None = None
         self.client = make_client(config, f"bodycam-dock-{identity.device_id}",
                                   protocol=mqtt.MQTTv311)
@@ -196,8 +197,28 @@ class DeadlineWatcher:
             _log.warning("alert: %s", body["text"])
             published.append(body)
         published += self._publish_flags(now, registry)
+        self._publish_head()
         self.sent += published
         return published
+
+    def _publish_head(self) -> None:
+        """The dock journal's head, signed and retained, so that a store rolled back later
+        is caught against the last head a supervisor saw (as a camera's cut tail is)."""
+        journal = self.store.journal
+        if journal is None:
+            return
+        head = journal.head
+        if head == self._published_head:
+            return
+        info = self.client.publish(
+            f"bodycam/{self.config.unit or 'unassigned'}/dock/{self.identity.device_id}/status",
+            journal.signed_head().to_bytes(), qos=1, retain=True)
+        try:
+            info.wait_for_publish(5)
+        except (RuntimeError, ValueError):
+            return
+        if info.is_published():
+            self._published_head = head
 
     def _publish(self, unit: str, body: dict[str, Any], now: int) -> bool:
         info = self.client.publish(

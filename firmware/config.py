@@ -48,10 +48,8 @@ def validate(config: dict[str, Any]) -> None:
     dock = config["dock"]
     if dock["timeout_s"] <= 0 or dock["poll_s"] <= 0:
         raise ConfigError("dock.timeout_s and dock.poll_s must be positive")
-    for entry in dock["trusted"]:
-        if not isinstance(entry, str):
-            raise ConfigError("dock.trusted holds strings \"<dock id> <public key hex>\"")
-        _trusted_entry(entry, "dock.trusted")
+    if not all(isinstance(k, str) for k in dock["unit_keys"]):
+        raise ConfigError("dock.unit_keys holds fingerprint strings")
 
 
 def settings(config: dict[str, Any]) -> Settings:
@@ -78,34 +76,23 @@ def announcement_wav(config: dict[str, Any]) -> Path:
     return Path(wav) if wav else ASSET_WAV
 
 
-def _trusted_entry(text: str, where: str) -> tuple[str, str]:
-    parts = text.split()
-    if len(parts) != 2:
-        raise ConfigError(f"{where}: {text!r} is not \"<dock id> <public key hex>\"")
-    dock, key = parts[0], parts[1].lower()
-    try:
-        raw = bytes.fromhex(key)
-    except ValueError:
-        raw = b""
-    if len(raw) != 32:
-        raise ConfigError(f"{where}: the key of dock {dock} is not 64 hex digits (Ed25519)")
-    return dock, key
-
-
 def trusted_docks(config: dict[str, Any]) -> dict[str, str]:
-    """Dock id -> public key hex from ``dock.trusted`` and ``dock.trusted_file``: the only
-    docks whose receipts make the camera wipe media. Empty = never wipe."""
+    """Dock id -> public key hex of every dock in the unit-signed registry (``dock.registry``,
+    signed by a unit key ``dock.unit_keys`` or /etc/bodycam/trust.toml names) that is not
+    revoked: the only docks whose receipts make the camera wipe media. No registry
+    configured = never wipe (any registered dock may copy, none delete)."""
+    from evidence.exc import EvidenceError
+    from evidence.trust import load_trusted_registry, load_unit_keys
+
     dock = config["dock"]
-    found = dict(_trusted_entry(e, "dock.trusted") for e in dock["trusted"])
-    if dock["trusted_file"]:
-        path = Path(dock["trusted_file"])
-        try:
-            text = path.read_text()
-        except OSError as exc:
-            raise ConfigError(f"dock.trusted_file: cannot read {path}: {exc.strerror}") from None
-        for n, line in enumerate(text.splitlines(), 1):
-            line = line.split("#", 1)[0].strip()
-            if line:
-                dock_id, key = _trusted_entry(line, f"{path}:{n}")
-                found[dock_id] = key
-    return found
+    if not dock["registry"]:
+        return {}
+    keys = load_unit_keys(dock["unit_keys"])
+    if not keys:
+        raise ConfigError("dock.registry is set but no unit key is named (dock.unit_keys or "
+                          "/etc/bodycam/trust.toml): the camera trusts only a signed registry")
+    try:
+        registry = load_trusted_registry(dock["registry"], keys)
+    except EvidenceError as exc:
+        raise ConfigError(f"dock.registry: {exc}") from None
+    return registry.dock_keys()

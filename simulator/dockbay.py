@@ -153,21 +153,23 @@ def open_dock_port(path: str, timeout: float = 1.0):
 
 def ensure_dock(dock_dir: Path, key_path: Path, registry_path: Path | None,
                 dock_id: str = "dock-sim"):
-    """The dock's identity (made once) and a store whose registry includes ``registry_path``."""
+    """The dock's identity (made once) and a store whose registry, signed by the simulated
+    unit key (``<dock_dir>/../unit-key/unit.key``), lists the dock and every camera of
+    ``registry_path``. The store trusts only that unit key, as a real dock does."""
     from dock.store import REGISTRY_NAME, Store
     from evidence.identity import DeviceIdentity
-    from evidence.registry import Registry
+    from evidence.registry import DockEntry
+
+    from .unit import register, unit_key
 
     identity = (DeviceIdentity.load(key_path) if key_path.exists()
                 else DeviceIdentity.create(key_path, dock_id))
     dock_dir.mkdir(parents=True, exist_ok=True)
-    store_registry = dock_dir / REGISTRY_NAME
-    if registry_path is not None:
-        merged = Registry.load_or_empty(store_registry)
-        for entry in Registry.load(registry_path):
-            merged.add(entry, replace=True)
-        merged.save(store_registry)
-    return identity, Store(dock_dir)
+    key = unit_key(dock_dir.parent)
+    register(dock_dir / REGISTRY_NAME, key,
+             docks=[DockEntry(identity.device_id, identity.public_key_hex, key.unit)],
+             merge_from=registry_path)
+    return identity, Store(dock_dir, identity=identity, unit_keys=frozenset({key.fingerprint}))
 
 
 def run_docking(store, dock_identity, camera_link, port_timeout: float = 10.0

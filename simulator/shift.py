@@ -29,10 +29,11 @@ from evidence.config import load_config
 from evidence.identity import DeviceIdentity
 from evidence.journal import scan_journal
 from evidence.record import Record
-from evidence.registry import DeviceEntry, Registry
+from evidence.registry import DeviceEntry
 from evidence.storage import atomic_write_bytes
 
 from .scenario import Event, Scenario
+from .unit import register, unit_key
 
 _log = logging.getLogger(__name__)
 
@@ -85,10 +86,9 @@ def prepare_device(out: Path, scenario: Scenario) -> tuple[DeviceIdentity, Path]
     else:
         identity = DeviceIdentity.create(key, shift.get("device", "cam-0001"))
     registry_path = out / "registry.json"
-    registry = Registry.load_or_empty(registry_path)
-    registry.add(DeviceEntry(identity.device_id, identity.public_key_hex,
-                             shift.get("officer", "A1024"), shift.get("unit", "unit-1")))
-    registry.save(registry_path)
+    register(registry_path, unit_key(out, shift.get("unit", "unit-1")),
+             devices=[DeviceEntry(identity.device_id, identity.public_key_hex,
+                                  shift.get("officer", "A1024"), shift.get("unit", "unit-1"))])
     return identity, registry_path
 
 
