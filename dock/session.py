@@ -214,7 +214,8 @@ class DockSession:
             self.store.flag(device, "revoked", reason)
             raise DockError(reason)
         r.camera_head_seq = None if head is None else head["seq"]
-        self.store.log("docking", dockjournal.docking_body(device, self.bay, nonce, head))
+        self.store.log("docking", dockjournal.docking_body(
+            device, self.bay, nonce, head, resp["utc"], resp["sig"]))
         with self.store.device_lock(device):
             self._docked(link, entry, head)
 

@@ -42,9 +42,12 @@ def records_body(device: str, unit: str, upto_seq: int, upto_hash: str, count: i
             "count": count}
 
 
-def docking_body(device: str, bay: str, nonce: str, camera_head: dict | None) -> dict:
+def docking_body(device: str, bay: str, nonce: str, camera_head: dict | None,
+                 camera_utc: str, camera_sig: str) -> dict:
+    """A camera passed the handshake: the head it signed, with its signature, so that the
+    head can be checked later against its journal (section 4's handshake message)."""
     return {"device": device, "bay": bounded(bay, 64), "nonce": nonce,
-            "camera_head": camera_head}
+            "camera_head": camera_head, "camera_utc": camera_utc, "camera_sig": camera_sig}
 
 
 def receipt_body(device: str, upto_seq: int, upto_hash: str, dock_sig: str) -> dict:

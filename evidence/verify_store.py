@@ -68,6 +68,8 @@ class StoreCheck:
 
     def run(self) -> list[DeviceReport]:
         ledgers, dock_reports = self._dock_journals()
+        self.has_dock_journal = bool(ledgers) or any(
+            d.folder != DOCK_JOURNALS_DIR for d in dock_reports)
         checks = {}
         for label, folder, device in device_folders(self.root):
             check = FolderCheck(folder, label, self.registry, device, self.expect_heads,
@@ -87,7 +89,7 @@ class StoreCheck:
             self._compare(check, ledger)
         for label, check in checks.items():
             ledger = ledgers.get(check.report.device or "")
-            if label not in accounted and dock_reports:
+            if label not in accounted and self.has_dock_journal:
                 check.problem("not_in_dock_journal",
                               "no dock journal records storing this device folder",
                               file=label)
@@ -113,19 +115,18 @@ class StoreCheck:
                 "dock_journal_missing", "the store has no dock journal: nothing says what "
                 "it must hold, so deleted folders and files cannot be told from absent ones",
                 file=DOCK_JOURNALS_DIR))
-            reports.append(report)
-            return {}, []
+            return {}, [report]
         return build_ledger(records), reports
 
     def _report_absent(self, ledger: DeviceLedger, checks: dict[str, FolderCheck],
                        dock_reports: list[DeviceReport]) -> None:
         where = f"{ledger.unit}/{ledger.device}"
         elsewhere = [lbl for lbl, c in checks.items() if c.report.device == ledger.device]
-        hidden = [n for n in _names(self.root) if n.startswith(".") and (
-            n[1:] == ledger.unit or os.path.lexists(self.root / n / ledger.device))]
+        hidden = (os.path.lexists(self.root / f".{ledger.unit}" / ledger.device)
+                  or os.path.lexists(self.root / ledger.unit / f".{ledger.device}"))
         if elsewhere:
             why = f"it was moved: a folder for it is at {elsewhere[0]}"
-        elif hidden or os.path.lexists(self.root / ledger.unit / f".{ledger.device}"):
+        elif hidden:
             why = "it is hidden under a dot-name, which is not evidence"
         elif os.path.lexists(self.root / where):
             why = "it is not a real folder (a link, a file)"
@@ -173,13 +174,6 @@ class StoreCheck:
                               f"storing it (dock journal seq {stored.dock_seq})", **where)
             elif not missing.wiped:
                 check.problem("media_missing", f"{kind} file is missing", **where)
-
-
-def _names(root: Path) -> list[str]:
-    try:
-        return os.listdir(root)
-    except OSError:
-        return []
 
 
 __all__ = ["StoreCheck", "device_folders", "dock_journal_folders", "JOURNAL_NAME"]
