@@ -50,6 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
                             f"defaults (default {DEFAULT_CONFIG} if it exists)")
         parser.add_argument("--store", default=default, help="the dock store (dock.store)")
         parser.add_argument("--key", default=default, help="the dock's key file (dock.key)")
+        parser.add_argument("--unit-key", action="append", default=default,
+                            metavar="FINGERPRINT", help="a unit key whose signed registry "
+                            "this dock trusts (dock.unit_keys; repeatable)")
         parser.add_argument("-v", "--verbose", action="store_true", default=default or False,
                             help="debug logging")
 
@@ -97,7 +100,8 @@ def config_for(args: argparse.Namespace) -> dict[str, Any]:
     path = args.config
     if path is None and Path(DEFAULT_CONFIG).exists():
         path = DEFAULT_CONFIG
-    overrides: dict[str, Any] = {"dock.store": args.store, "dock.key": args.key}
+    overrides: dict[str, Any] = {"dock.store": args.store, "dock.key": args.key,
+                                 "dock.unit_keys": getattr(args, "unit_key", None)}
     if getattr(args, "dock_id", None):
         overrides["dock.id"] = args.dock_id
     if getattr(args, "port", None) and args.command == "serve":

@@ -8,7 +8,7 @@ repairs a torn last line (a crash mid-append) into a side file, signs, writes wi
 ``write`` and fsyncs. A short write is cut back before the lock is released.
 
 After each append the signed head (a ``status`` message) is written to
-``<store>/.status/<dock>-head.json`` for ``bodycam-dock status`` and the MQTT status.
+``<store>/.status/dock-heads/<dock>.json`` for ``bodycam-dock status`` and the MQTT status.
 """
 
 from __future__ import annotations
@@ -36,14 +36,14 @@ STATUS_DIR = ".status"
 
 
 def head_status_path(store_root: Path, dock_id: str) -> Path:
-    return store_root / STATUS_DIR / f"{dock_id}-head.json"
+    return store_root / STATUS_DIR / "dock-heads" / f"{dock_id}.json"
 
 
 def read_head_status(store_root: Path) -> list[Message]:
     """The signed heads the store's docks last wrote (not verified here)."""
-    folder = store_root / STATUS_DIR
+    folder = store_root / STATUS_DIR / "dock-heads"
     found = []
-    for path in sorted(folder.glob("*-head.json")) if folder.is_dir() else []:
+    for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
         try:
             found.append(Message.from_bytes(path.read_bytes().strip()))
         except (OSError, RecordError):
@@ -176,7 +176,7 @@ class DockJournal:
                               head=(record.seq, record.hash), battery=-1)
         path = head_status_path(self.store_root, self.identity.device_id)
         try:
-            path.parent.mkdir(exist_ok=True)
+            path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}")
             tmp.write_bytes(message.to_bytes() + b"\n")
             os.replace(tmp, path)

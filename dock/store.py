@@ -279,6 +279,7 @@ class Store:
 
     def place(self, entry: DeviceEntry, partial: PartialFile) -> None:
         """Rename a finished partial file into the device folder, durably."""
+        self._require_journal()
         dest = self.device_dir(entry.device_id, unit_of(entry)) / partial.file
         makedirs_durable(dest.parent)
         os.replace(partial.path, dest)
@@ -286,6 +287,7 @@ class Store:
 
     def append(self, entry: DeviceEntry, records: list[Record]) -> None:
         """Append verified records (whose files are already placed) and index them."""
+        self._require_journal()
         if not records:
             return
         unit = unit_of(entry)
@@ -321,6 +323,11 @@ class Store:
                     _UPSERT_MEDIA,
                     (r.device, r.seq, r.kind, unit, entry.officer, *r.media, closed_utc(r), now)))
         self.index.transaction(statements)
+
+    def _require_journal(self) -> None:
+        if self.journal is None:
+            raise DockError("this store was opened without the dock's key, read-only: "
+                            "nothing may be stored that the dock journal does not record")
 
     def _log_stored(self, entry: DeviceEntry, folder: Path, records: list[Record]) -> None:
         """Journal, after the device's records are durable, each file they bind that is
@@ -363,7 +370,7 @@ class Store:
         """``(unit, device, folder)`` for every device folder in the store."""
         found = []
         for unit_dir in sorted(p for p in self.root.iterdir() if p.is_dir()):
-            if unit_dir.name.startswith("."):
+            if unit_dir.name.startswith((".", "_")):  # working space, dock journals
                 continue
             for dev_dir in sorted(p for p in unit_dir.iterdir() if p.is_dir()):
                 if (dev_dir / JOURNAL_NAME).exists() or (dev_dir / "media").exists():

@@ -662,6 +662,7 @@ class FolderCheck:
             else:
                 self.problem("bad_receipt", why, seq=entry.record.seq, line=entry.line,
                              file=self.journal_file)
+        bad = {e.record.seq for e in self.trusted("receipt")} - set(valid)
         bound_at = {e.record.media[0]: e.record.seq for e in self.trusted()
                     if e.record.media is not None}
         wiped: set[str] = set()
@@ -672,19 +673,22 @@ class FolderCheck:
             if not (isinstance(files, list) and all(isinstance(f, str) for f in files)):
                 self.problem("unreceipted_wipe", "wiped record names no list of files", **where)
                 continue
+            # The wipe, not each file it removed, is the damage: its files are not reported
+            # again as missing, and a wipe under a receipt already reported bad is not
+            # reported twice.
+            wiped.update(files)
             upto = valid.get(receipt_seq) if type(receipt_seq) is int else None
-            if upto is None:
+            if upto is None and receipt_seq not in bad:
                 self.problem("unreceipted_wipe",
                              f"{len(files)} file(s) wiped under receipt seq {receipt_seq!r:.20}, "
-                             "which is not a valid receipt in this journal", **where)
-                continue
-            uncovered = [f for f in files if bound_at.get(f, upto + 1) > upto]
-            if uncovered:
-                self.problem("unreceipted_wipe",
-                             f"{len(uncovered)} wiped file(s) are not covered by receipt seq "
-                             f"{receipt_seq} (up to seq {upto}), e.g. {uncovered[0]!r:.80}",
-                             **where)
-            wiped.update(f for f in files if f not in uncovered)
+                             "which is not a receipt record in this journal", **where)
+            elif upto is not None:
+                uncovered = [f for f in files if bound_at.get(f, upto + 1) > upto]
+                if uncovered:
+                    self.problem("unreceipted_wipe",
+                                 f"{len(uncovered)} wiped file(s) are not covered by receipt "
+                                 f"seq {receipt_seq} (up to seq {upto}), e.g. "
+                                 f"{uncovered[0]!r:.80}", **where)
         return wiped
 
     def _receipt_problem(self, record: Record) -> str | None:

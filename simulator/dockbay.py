@@ -158,7 +158,7 @@ def ensure_dock(dock_dir: Path, key_path: Path, registry_path: Path | None,
     ``registry_path``. The store trusts only that unit key, as a real dock does."""
     from dock.store import REGISTRY_NAME, Store
     from evidence.identity import DeviceIdentity
-    from evidence.registry import DockEntry
+    from evidence.registry import DockEntry, Registry
 
     from .unit import register, unit_key
 
@@ -166,9 +166,10 @@ def ensure_dock(dock_dir: Path, key_path: Path, registry_path: Path | None,
                 else DeviceIdentity.create(key_path, dock_id))
     dock_dir.mkdir(parents=True, exist_ok=True)
     key = unit_key(dock_dir.parent)
-    register(dock_dir / REGISTRY_NAME, key,
-             docks=[DockEntry(identity.device_id, identity.public_key_hex, key.unit)],
-             merge_from=registry_path)
+    dock = DockEntry(identity.device_id, identity.public_key_hex, key.unit)
+    if registry_path is not None and Registry.load(registry_path).fingerprint == key.fingerprint:
+        register(registry_path, key, docks=[dock])  # the shift's own registry lists it too
+    register(dock_dir / REGISTRY_NAME, key, docks=[dock], merge_from=registry_path)
     return identity, Store(dock_dir, identity=identity, unit_keys=frozenset({key.fingerprint}))
 
 

@@ -105,6 +105,19 @@ def dock_once(store, dock_identity, camera: Camera, trusted: bool = True, timeou
     return run_docking(store, dock_identity, link, port_timeout=timeout)
 
 
+def store_trust(tmp: Path) -> frozenset[str]:
+    """The unit key a simulated store beside ``tmp/trust.toml`` is signed by (what a court
+    expert names by fingerprint)."""
+    from evidence.trust import load_unit_keys
+
+    return load_unit_keys(trust_file=tmp / "trust.toml", default_file=None)
+
+
+def verify_args(store: Path) -> list[str]:
+    """``bodycam-verify`` arguments that trust the simulated unit key of ``store``."""
+    return [str(store), "--trust", str(store.parent / "trust.toml")]
+
+
 def alter_byte(path: Path, offset: int = 1000) -> None:
     with open(path, "r+b") as f:
         f.seek(offset)

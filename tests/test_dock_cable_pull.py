@@ -12,7 +12,7 @@ import random
 import select
 import threading
 
-from dockkit import dock_once, make_camera, make_dock
+from dockkit import dock_once, make_camera, make_dock, store_trust
 
 from evidence.journal import scan_journal
 from evidence.verify import verify_path
@@ -113,7 +113,7 @@ def test_cable_pulled_at_random_offsets_then_redocked(tmp_path):
         resumed += result.resumed_bytes
         kept_until_receipt(camera)
         if store.device_folders():  # nothing stored yet when the first cut came early
-            report = verify_path(tmp_path / "dock")
+            report = verify_path(tmp_path / "dock", unit_keys=store_trust(tmp_path))
             assert report.intact, [str(p) for p in report.problems]
     assert outcomes.count("interrupted") >= 20, outcomes
     assert resumed > 0, "no docking resumed a partly transferred file"
@@ -129,5 +129,5 @@ def test_cable_pulled_at_random_offsets_then_redocked(tmp_path):
     media = {p.relative_to(store_journal.parent).as_posix()
              for p in (store_journal.parent / "media").rglob("*") if p.is_file()}
     assert media == set(named)
-    assert verify_path(tmp_path / "dock").intact
+    assert verify_path(tmp_path / "dock", unit_keys=store_trust(tmp_path)).intact
     assert not any((tmp_path / "dock" / ".partial").rglob("*.part"))

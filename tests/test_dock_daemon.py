@@ -9,17 +9,20 @@ import sys
 import threading
 import time
 
-from dockkit import NS, make_camera, make_dock
+from dockkit import NS, make_camera, make_dock, store_trust
 
 from dock.bay import bay_name
 from evidence.verify import verify_path
 from simulator.clock import SimClock
+from evidence.unitkey import UnitKey
 from simulator.dockbay import PtyEnd, open_cable
+from simulator.unit import register
 
 
 def dock_cmd(tmp, *args):
+    trust = [a for fp in sorted(store_trust(tmp)) for a in ("--unit-key", fp)]
     return [sys.executable, "-m", "dock", "--store", str(tmp / "dock"),
-            "--key", str(tmp / "dock-key" / "dock.key"), *args]
+            "--key", str(tmp / "dock-key" / "dock.key"), *trust, *args]
 
 
 def wait_for(predicate, timeout=20.0, what="condition"):
@@ -37,7 +40,7 @@ def wait_for(predicate, timeout=20.0, what="condition"):
 def status(tmp):
     out = subprocess.run(dock_cmd(tmp, "status", "--json"), capture_output=True, text=True,
                          timeout=30)
-    return {row["bay"]: row for row in json.loads(out.stdout)}
+    return {row["bay"]: row for row in json.loads(out.stdout)["bays"]}
 
 
 class PausingEnd(PtyEnd):
@@ -79,7 +82,12 @@ def test_two_bays_at_once_show_progress_and_stop_on_sigterm(tmp_path):
     cam_b.record(2, 300_000, seed=5)
     dock_identity, store = make_dock(tmp_path, reg_a)
     store.close()
-    subprocess.run(dock_cmd(tmp_path, "registry", "import", str(reg_b)), check=True,
+    # The head of unit signs a new edition with cam-b; the dock installs it.
+    signed = tmp_path / "registry-edition-2.json"
+    register(signed, UnitKey.load(tmp_path / "unit-key/unit.key"),
+             merge_from=tmp_path / "dock/registry.json")
+    register(signed, UnitKey.load(tmp_path / "unit-key/unit.key"), merge_from=reg_b)
+    subprocess.run(dock_cmd(tmp_path, "registry", "import", str(signed)), check=True,
                    capture_output=True, timeout=30)
     (ma, pa), (mb, pb) = open_cable(), open_cable()
     daemon = subprocess.Popen(dock_cmd(tmp_path, "serve", "--port", pa, "--port", pb),
@@ -106,7 +114,7 @@ def test_two_bays_at_once_show_progress_and_stop_on_sigterm(tmp_path):
         if daemon.poll() is None:
             daemon.kill()
             daemon.wait()
-    assert verify_path(tmp_path / "dock").intact
+    assert verify_path(tmp_path / "dock", unit_keys=store_trust(tmp_path)).intact
     report = subprocess.run(dock_cmd(tmp_path, "report", "deadlines"),
                             capture_output=True, text=True, timeout=30)
     assert report.returncode == 0, report.stdout + report.stderr
@@ -147,18 +155,18 @@ def test_the_dock_killed_mid_write_leaves_a_consistent_store(tmp_path):
     out = subprocess.run(dock_cmd(tmp_path, "reconcile"), capture_output=True, text=True,
                          timeout=60)
     assert out.returncode == 0, out.stderr
-    report = verify_path(tmp_path / "dock")
+    report = verify_path(tmp_path / "dock", unit_keys=store_trust(tmp_path))
     assert report.intact, [str(p) for p in report.problems]
     # Re-dock: the store completes, the camera is wiped, the store verifies.
     from dock.store import Store
     from simulator.dockbay import run_docking
 
-    store = Store(tmp_path / "dock")
+    store = Store(tmp_path / "dock", identity=dock_identity)
     result, cam = run_docking(store, dock_identity, camera.link(dock_identity))
     assert result.outcome == "stored", result.reason
     assert result.resumed_bytes > 0 and result.bytes < 8_000_000
     assert camera.media_files() == set()
-    assert verify_path(tmp_path / "dock").intact
+    assert verify_path(tmp_path / "dock", unit_keys=store_trust(tmp_path)).intact
     rows = store.index.query("SELECT COUNT(*) AS n FROM media WHERE stored_utc IS NOT NULL")
     assert rows[0]["n"] == 4
 

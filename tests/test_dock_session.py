@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from dockkit import NS, alter_byte, dock_once, make_camera, make_dock
+from dockkit import NS, alter_byte, dock_once, make_camera, make_dock, verify_args
 
 from evidence.journal import Journal
 from evidence.media import hash_file
@@ -14,7 +14,7 @@ from simulator.clock import SimClock
 
 
 def verify(path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "evidence.verify_cli", str(path)],
+    return subprocess.run([sys.executable, "-m", "evidence.verify_cli", *verify_args(path)],
                           capture_output=True, text=True, timeout=60)
 
 

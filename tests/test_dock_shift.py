@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 import pytest
-from dockkit import dock_once, make_camera, make_dock
+from dockkit import dock_once, make_camera, make_dock, store_trust, verify_args
 
 from dock.store import Store
 from evidence.verify import verify_path
@@ -21,7 +21,7 @@ def test_a_simulated_shift_docks_and_every_segment_is_on_time(tmp_path):
                            "--duration", "20m", "--dock", "-q"],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    verify = subprocess.run([sys.executable, "-m", "evidence.verify_cli", str(out / "dock")],
+    verify = subprocess.run([sys.executable, "-m", "evidence.verify_cli", *verify_args(out / "dock")],
                             capture_output=True, text=True, timeout=120)
     assert verify.returncode == 0, verify.stdout + verify.stderr
     summary = json.loads((out / "summary.json").read_text())
@@ -60,12 +60,12 @@ def test_reconcile_after_a_crash_between_rename_and_journal(tmp_path):
     with open(folder / "journal.jsonl", "ab") as f:
         f.write(b'{"body":{"file":"me')
     store.close()
-    store = Store(tmp_path / "dock")
+    dock_identity, store = make_dock(tmp_path, registry)  # the dock starts again
     actions = store.reconcile()
     assert any("torn store journal line" in a for a in actions)
     assert any("kept for resume" in a for a in actions)
-    assert verify_path(tmp_path / "dock").intact
+    assert verify_path(tmp_path / "dock", unit_keys=store_trust(tmp_path)).intact
     result, _ = dock_once(store, dock_identity, camera)
     assert result.outcome == "stored" and result.resumed_bytes == 40_000 and result.bytes == 0
-    assert verify_path(tmp_path / "dock").intact
+    assert verify_path(tmp_path / "dock", unit_keys=store_trust(tmp_path)).intact
     assert camera.media_files() == set()

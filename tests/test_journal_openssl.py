@@ -105,12 +105,119 @@ def test_openssl_dgst_matches_segment_records(folder):
         assert path.stat().st_size == record["body"]["size"]
 
 
-def _doc_recipes() -> tuple[str, str]:
+def _doc_blocks() -> list[str]:
     text = DOC.read_text()
     section = text[text.index("## 8. Checking by hand"):text.index("## 9.")]
-    blocks = re.findall(r"```sh\n(.*?)```", section, re.S)
-    assert len(blocks) == 2
+    return re.findall(r"```sh\n(.*?)```", section, re.S)
+
+
+def _doc_recipes() -> tuple[str, str]:
+    blocks = _doc_blocks()
     return blocks[0], blocks[1]
+
+
+def doc_recipe(name: str) -> str:
+    """A named recipe of section 8 (its block starts with ``# recipe: NAME``)."""
+    (block,) = [b for b in _doc_blocks() if b.startswith(f"# recipe: {name}\n")]
+    return block
+
+
+def run_recipe(names: list[str], cwd: Path, tmp: Path, **env: str) -> subprocess.CompletedProcess:
+    script = "set -euo pipefail\nexport LC_ALL=C\n" + "".join(
+        f"{k}={v}\n" for k, v in {"W": str(tmp), **env}.items())
+    script += "\n".join(doc_recipe(n) for n in names)
+    return subprocess.run(["bash", "-c", script], cwd=cwd, capture_output=True, text=True)
+
+
+@pytest.fixture(scope="module")
+def docked(tmp_path_factory):
+    """A real docking: the camera's folder with its receipt and wipe, and the dock store
+    with its dock journal and unit-signed registry."""
+    from dockkit import dock_once, make_camera, make_dock
+
+    tmp = tmp_path_factory.mktemp("openssl-docked")
+    camera, registry = make_camera(tmp)
+    camera.record(2, 30_000)
+    dock, store = make_dock(tmp, registry)
+    result, _ = dock_once(store, dock, camera)
+    assert result.outcome == "stored", result.reason
+    camera.close()
+    store.close()
+    return tmp, camera
+
+
+needs_basenc = pytest.mark.skipif(shutil.which("basenc") is None, reason="needs basenc")
+
+
+@needs_basenc
+def test_the_registry_recipe_checks_its_signature_and_prints_the_fingerprint(docked, tmp_path):
+    from evidence.registry import Registry
+
+    tmp, camera = docked
+    store = tmp / "dock"
+    registry = Registry.load(store / "registry.json")
+    result = run_recipe(["edverify", "registry"], store, tmp_path, DEVICE="cam-001",
+                        DOCK="dock-sim")
+    assert result.returncode == 0, result.stderr
+    assert "Signature Verified Successfully" in result.stdout
+    assert registry.fingerprint in result.stdout  # what the head of unit hands over
+    assert (tmp_path / "regmsg.bin").read_bytes() == doc_message(
+        (store / "registry.json").read_bytes().strip())[0]  # the sed rule = the json rule
+    altered = tmp_path / "altered"
+    altered.mkdir()
+    text = (store / "registry.json").read_text().replace('"officer":"A1024"',
+                                                         '"officer":"B9999"')
+    (altered / "registry.json").write_text(text)
+    bad = run_recipe(["edverify", "registry"], altered, tmp_path, DEVICE="cam-001",
+                     DOCK="dock-sim")
+    assert bad.returncode != 0 and "Verification Failure" in bad.stdout + bad.stderr
+
+
+@needs_basenc
+def test_the_receipt_recipe_checks_the_docks_signature(docked, tmp_path):
+    tmp, camera = docked
+    rows = (camera.root / "journal.jsonl").read_bytes().splitlines()
+    n = next(i for i, row in enumerate(rows, 1) if b'"kind":"receipt"' in row)
+    keys = run_recipe(["edverify", "registry"], tmp / "dock", tmp_path, DEVICE="cam-001",
+                      DOCK="dock-sim")
+    assert keys.returncode == 0, keys.stderr
+    script_keys = ["registry", "receipt"]
+    result = run_recipe(["edverify", *script_keys], camera.root, tmp_path, N=str(n),
+                        DEVICE="cam-001", DOCK="dock-sim")
+    assert result.returncode != 0  # the registry lives in the store, not on the card
+    shutil.copy(tmp / "dock" / "registry.json", tmp_path / "registry.json")
+    script = doc_recipe("edverify") + "\n" + doc_recipe("registry").replace(
+        "registry.json", f"{tmp_path}/registry.json") + "\n" + doc_recipe("receipt")
+    env = f"set -euo pipefail\nW={tmp_path}\nN={n}\nDEVICE=cam-001\nDOCK=dock-sim\n"
+    result = subprocess.run(["bash", "-c", env + script], cwd=camera.root,
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("Signature Verified Successfully") == 2  # registry, receipt
+    receipt = json.loads(rows[n - 1])
+    assert receipt["body"]["upto_hash"] in result.stdout  # the covered record's hash
+    rows[n - 1] = rows[n - 1].replace(b'"upto_seq":', b'"upto_seq":1')
+    (tmp_path / "card").mkdir()
+    (tmp_path / "card" / "journal.jsonl").write_bytes(b"\n".join(rows) + b"\n")
+    bad = subprocess.run(["bash", "-c", env + script], cwd=tmp_path / "card",
+                         capture_output=True, text=True)
+    assert bad.returncode != 0
+
+
+@needs_basenc
+def test_the_store_recipe_lists_every_stored_file_ok_and_finds_one_removed(docked, tmp_path):
+    tmp, camera = docked
+    store = tmp_path / "dock"
+    shutil.copytree(tmp / "dock", store)
+    result = run_recipe(["store"], store, tmp_path, DOCK="dock-sim")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    files = [x for x in lines if " head " not in x]
+    assert len(files) == 2 and all(x.endswith(" OK") for x in lines), result.stdout
+    assert any(" head " in x for x in lines)
+    victim = files[0].split()[0]
+    (store / victim).unlink()
+    again = run_recipe(["store"], store, tmp_path, DOCK="dock-sim").stdout
+    assert f"{victim} MISSING OR ALTERED" in again
 
 
 @pytest.mark.skipif(shutil.which("basenc") is None, reason="needs coreutils basenc")
@@ -131,3 +238,31 @@ def test_the_docs_shell_recipe_verifies_each_line(folder, identity, tmp_path):
     # The recipe wrote nothing into the evidence folder.
     assert sorted(p.name for p in folder.iterdir()) == ["identity.json", "journal.jsonl",
                                                         "media"]
+
+
+@needs_basenc
+def test_the_docks_signed_head_checks_with_the_record_recipe(docked, tmp_path):
+    """The dock's status (its journal head, signed) is a message: section 8's first recipe
+    checks it under the dock's key from the registry, and the head names the last record."""
+    from evidence.registry import Registry
+
+    tmp, _ = docked
+    store = tmp / "dock"
+    (message_file,) = (store / ".status" / "dock-heads").glob("*.json")
+    folder = tmp_path / "msg"
+    folder.mkdir()
+    (folder / "journal.jsonl").write_bytes(message_file.read_bytes())
+    key = Registry.load(store / "registry.json").dock("dock-sim").public_key
+    recipe, _ = _doc_recipes()
+    env = f"set -euo pipefail\nN=1\nKEY={key}\nW={tmp_path}\n"
+    result = subprocess.run(["bash", "-c", env + recipe], cwd=folder, capture_output=True,
+                            text=True)
+    assert result.returncode == 0 and "Signature Verified Successfully" in result.stdout
+    head = json.loads(message_file.read_bytes())["body"]["head"]
+    last = (store / "_docks/dock-sim/journal.jsonl").read_bytes().splitlines()[-1]
+    assert head["hash"] == hashlib.sha256(last).hexdigest()
+    (folder / "journal.jsonl").write_bytes(message_file.read_bytes().replace(
+        b'"state":"dock"', b'"state":"dark"'))
+    bad = subprocess.run(["bash", "-c", env + recipe], cwd=folder, capture_output=True,
+                         text=True)
+    assert bad.returncode != 0

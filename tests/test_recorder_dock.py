@@ -120,8 +120,10 @@ def test_recorder_daemon_serves_a_dock(tmp_path: Path, identity: DeviceIdentity,
     dock_identity, store = ensure_dock(tmp_path / "dock", tmp_path / "dock-key" / "dock.key",
                                        registry_file)
     config = tmp_path / "recorder.toml"
-    entry = f'"{dock_identity.device_id} {dock_identity.public_key_hex}"' if trusted else ""
-    config.write_text(f"[dock]\ntrusted = [{entry}]\npoll_s = 0.2\n"
+    # The camera learns its docks from the unit-signed registry (as provisioning installs it).
+    trust = (f'registry = "{store.registry_path}"\nunit_keys = {sorted(store.unit_keys)}\n'
+             if trusted else "")
+    config.write_text(f"[dock]\n{trust}poll_s = 0.2\n"
                       f'[announcement]\nwav = "{short_wav(tmp_path)}"\n')
     try:
         # 1. A short recording, docked while it is recording: refused, recording goes on.
@@ -219,28 +221,37 @@ def test_docked_leds_and_refusal_while_recording(tmp_path: Path, identity: Devic
     assert "docked" not in [r.kind for r in journal(tmp_path / "device")]
 
 
-def test_trusted_docks_config(tmp_path: Path) -> None:
+def test_trusted_docks_come_from_the_unit_signed_registry(tmp_path: Path) -> None:
     from evidence.exc import ConfigError
+    from evidence.registry import DockEntry
+    from evidence.unitkey import UnitKey
     from firmware import config as cfg
+    from simulator.unit import register, unit_key
 
-    key_a, key_b = "ab" * 32, "CD" * 32
-    listed = tmp_path / "trusted-docks"
-    listed.write_text(f"# docks of unit 1\ndock-b {key_b}  # the station\n\n")
+    key = unit_key(tmp_path)
+    registry = tmp_path / "registry.json"
+    register(registry, key, docks=[DockEntry("dock-a", "ab" * 32), DockEntry("dock-b", "cd" * 32)])
     path = tmp_path / "r.toml"
-    path.write_text(f'[dock]\ntrusted = ["dock-a {key_a}"]\ntrusted_file = "{listed}"\n')
-    assert cfg.trusted_docks(cfg.load(path)) == {"dock-a": key_a, "dock-b": key_b.lower()}
-    assert cfg.trusted_docks(cfg.load(tmp_path / "r.toml", {"dock.trusted_file": ""})) == {
-        "dock-a": key_a}
-    for bad, says in ((f'trusted = ["{key_a}"]', "dock id"),
-                      ('trusted = ["dock-a 1234"]', "64 hex"),
-                      ("trusted = [1]", "strings"), ("poll_s = 0", "positive")):
+    path.write_text(f'[dock]\nregistry = "{registry}"\nunit_keys = ["{key.fingerprint}"]\n')
+    assert cfg.trusted_docks(cfg.load(path)) == {"dock-a": "ab" * 32, "dock-b": "cd" * 32}
+    signed = register(registry, key)
+    signed.revoke("dock-b", "2026-01-01T00:00:00.000000Z", "stolen")
+    signed.save_signed(registry, key, "2026-12-01T00:00:00.000000Z")
+    assert cfg.trusted_docks(cfg.load(path)) == {"dock-a": "ab" * 32}  # revoked: never again
+    assert cfg.trusted_docks(cfg.load(path, {"dock.registry": ""})) == {}  # never wipe
+    other = UnitKey.create(tmp_path / "other.key", "unit-x")
+    path.write_text(f'[dock]\nregistry = "{registry}"\nunit_keys = ["{other.fingerprint}"]\n')
+    with pytest.raises(ConfigError, match="not a trusted unit key"):
+        cfg.trusted_docks(cfg.load(path))
+    path.write_text(f'[dock]\nregistry = "{registry}"\n')
+    with pytest.raises(ConfigError, match="no unit key is named"):
+        cfg.trusted_docks(cfg.load(path))
+    text = registry.read_text().replace("dock-a", "dock-z")
+    registry.write_text(text)
+    path.write_text(f'[dock]\nregistry = "{registry}"\nunit_keys = ["{key.fingerprint}"]\n')
+    with pytest.raises(ConfigError, match="does not verify"):
+        cfg.trusted_docks(cfg.load(path))
+    for bad, says in (("unit_keys = [1]", "fingerprint strings"), ("poll_s = 0", "positive")):
         path.write_text(f"[dock]\n{bad}\n")
         with pytest.raises(ConfigError, match=says):
             cfg.load(path)
-    path.write_text(f'[dock]\ntrusted_file = "{tmp_path / "none"}"\n')
-    with pytest.raises(ConfigError, match="cannot read"):
-        cfg.trusted_docks(cfg.load(path))
-    listed.write_text("dock-c nothex\n")
-    path.write_text(f'[dock]\ntrusted_file = "{listed}"\n')
-    with pytest.raises(ConfigError, match=r"trusted-docks:1"):
-        cfg.trusted_docks(cfg.load(path))

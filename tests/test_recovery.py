@@ -39,7 +39,10 @@ do = "mark"
 
 
 def run_verify(path: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([PY, "-m", "evidence.verify_cli", str(path)], capture_output=True,
+    """bodycam-verify with the shift's unit-signed registry (``DIR/registry.json``)."""
+    registry = ["--registry", str(path.parent / "registry.json")]
+    return subprocess.run([PY, "-m", "evidence.verify_cli", str(path), *registry],
+                          capture_output=True,
                           text=True, timeout=60, cwd=ROOT)
 
 

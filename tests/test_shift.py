@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from evidence.identity import DeviceIdentity
 from evidence.journal import scan_journal
 from evidence.record import Record
+from evidence.registry import DeviceEntry, Registry
 from simulator.__main__ import main as sim_main
 from simulator.scenario import default_scenario, load_scenario, parse_duration
 
@@ -183,8 +184,10 @@ def test_shift_then_dock_then_verify_the_store(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     summary = json.loads((out / "summary.json").read_text())
     assert summary["dock"]["outcome"] == "stored"
-    for path in (out / "dock", out / "device"):
-        verify = run("-m", "evidence.verify_cli", str(path))
+    # The store by the unit key's fingerprint; the camera's card by the registry given.
+    for args in ([str(out / "dock"), "--trust", str(out / "trust.toml")],
+                 [str(out / "device"), "--registry", str(out / "registry.json")]):
+        verify = run("-m", "evidence.verify_cli", *args)
         assert verify.returncode == 0, verify.stdout + verify.stderr
 
 
@@ -200,7 +203,8 @@ def test_paced_shift_runs_at_its_speed(tmp_path: Path) -> None:
     assert 2.0 <= wall < 15.0  # 240 s at 100x: 2.4 s, plus start-up
     summary = json.loads((out / "summary.json").read_text())
     assert summary["recordings"] >= 6 and summary["segments"] >= 6
-    verify = run("-m", "evidence.verify_cli", str(out / "device"))
+    verify = run("-m", "evidence.verify_cli", str(out / "device"),
+                 "--registry", str(out / "registry.json"))
     assert verify.returncode == 0, verify.stdout
 
 
@@ -244,6 +248,10 @@ def test_recorder_restarted_after_a_fast_run_keeps_time_going_forward(
             if proc.poll() is None:
                 proc.kill()
                 proc.wait(10)
-    verify = subprocess.run([PY, "-m", "evidence.verify_cli", str(storage)],
-                            capture_output=True, text=True)
+    registry = Registry()
+    key = DeviceIdentity.load(tmp_path / "key" / "device.key")
+    registry.add(DeviceEntry(key.device_id, key.public_key_hex))
+    registry.save(tmp_path / "registry.json")
+    verify = subprocess.run([PY, "-m", "evidence.verify_cli", str(storage), "--registry",
+                             str(tmp_path / "registry.json")], capture_output=True, text=True)
     assert verify.returncode == 0, verify.stdout + verify.stderr

@@ -91,6 +91,16 @@ def dock_config(tmp_path) -> Path:
     config.write_text(f'[dock]\nstore = "{tmp_path}/store"\nkey = "{tmp_path}/key/dock.key"\n')
     subprocess.run([sys.executable, "-m", "dock", "--config", str(config), "init"],
                    check=True, capture_output=True, timeout=60)
+    # The head of unit registers the dock and names the unit key in the dock's config.
+    from evidence.identity import DeviceIdentity
+    from evidence.registry import DockEntry
+    from simulator.unit import register, unit_key
+
+    key, dock = unit_key(tmp_path), DeviceIdentity.load(tmp_path / "key" / "dock.key")
+    register(tmp_path / "store" / "registry.json", key,
+             docks=[DockEntry(dock.device_id, dock.public_key_hex)])
+    with config.open("a") as f:
+        f.write(f'unit_keys = ["{key.fingerprint}"]\n')
     return config
 
 

@@ -19,6 +19,7 @@ from evidence.layout import DeviceStorage
 from evidence.media import HashingWriter
 from evidence.record import Record, sign_record
 from evidence.registry import DeviceEntry, Registry
+from evidence.unitkey import UnitKey
 from evidence.verify import CannotCheck, verify_path
 from evidence.verify_cli import main as verify_main
 
@@ -112,6 +113,12 @@ def registry2(tmp_path, identity, other) -> Path:
     return path
 
 
+def no_dock_journal(report):
+    """The problems of a store built by hand, which has no dock journal (and says so)."""
+    assert "dock_journal_missing" in codes(report)
+    return [p for p in report.problems if p.code != "dock_journal_missing"]
+
+
 def check(storage, registry=None, **kw):
     return verify_path(storage.root, registry_path=registry, **kw)
 
@@ -122,8 +129,9 @@ def test_intact_folder_passes_with_registry_and_with_self_declared_key(device, r
     (dev,) = report.devices
     assert (dev.device, dev.trust, dev.records, dev.media_files) == ("cam-test", "registry", 7, 3)
     assert dev.head[0] == 6 and not dev.notes
-    self_declared = check(device)
-    assert self_declared.intact
+    self_declared = check(device)  # checked, but the evidence vouches for itself
+    assert not self_declared.problems and not self_declared.trusted
+    assert not self_declared.intact and self_declared.exit_status == 1
     assert self_declared.devices[0].trust == "self-declared key"
     assert "self-declared key" in self_declared.devices[0].notes[0]
 
@@ -276,15 +284,54 @@ def test_extra_media(device, registry_file):
     assert (problem.code, problem.file) == ("extra_media", "media/20261128/planted.ts")
 
 
-def test_wiped_media_may_be_absent_but_must_match_if_present(tmp_path, identity, registry_file):
+def _receipted(tmp_path, identity, dock_sig: str | None = None):
+    """A device folder whose first two segments were wiped under a dock's receipt, and a
+    registry that lists the camera and the dock."""
+    from evidence.cable import receipt_message
+    from evidence.registry import DockEntry
+
     storage = make_device(tmp_path / "dev", identity)
-    with Journal(storage.journal_path, identity) as journal:
+    dock = DeviceIdentity.create(tmp_path / "dock.key", "dock-1")
+    head = Record.from_bytes(lines(storage)[3])  # the second segment
+    sig = dock_sig or dock.sign(receipt_message("dock-1", identity.device_id, head.seq,
+                                                head.hash)).hex()
+    clock = StepClock()
+    clock.utc, clock.mono = T0 + 100 * 10**9, 100 * 10**9  # later in the same boot
+    with Journal(storage.journal_path, identity, clock=clock) as journal:
+        receipt = journal.append("receipt", {"dock": "dock-1", "upto_seq": head.seq,
+                                             "upto_hash": head.hash, "dock_sig": sig})
         journal.append("wiped", {"files": ["media/20261127/seg-0.ts",
-                                           "media/20261127/seg-1.ts"], "receipt_seq": 6})
+                                           "media/20261127/seg-1.ts"],
+                                 "receipt_seq": receipt.seq})
+    registry = Registry()
+    registry.add(DeviceEntry(identity.device_id, identity.public_key_hex))
+    registry.add_dock(DockEntry("dock-1", dock.public_key_hex))
+    key = UnitKey.create(tmp_path / "unit.key", "unit-1")
+    registry.save_signed(tmp_path / "signed.json", key, format_utc(T0))
+    return storage, tmp_path / "signed.json"
+
+
+def test_wiped_media_may_be_absent_but_must_match_if_present(tmp_path, identity):
+    storage, registry = _receipted(tmp_path, identity)
     (storage.root / "media/20261127/seg-0.ts").unlink()
-    assert check(storage, registry_file).intact
+    assert check(storage, registry).intact
     (storage.root / "media/20261127/seg-1.ts").write_bytes(b"\x02" * 4999)
-    assert codes(check(storage, registry_file)) == ["media_truncated"]
+    assert codes(check(storage, registry)) == ["media_truncated"]
+
+
+def test_a_wipe_needs_a_receipt_that_verifies_under_a_registered_dock(tmp_path, identity,
+                                                                       registry_file):
+    storage, registry = _receipted(tmp_path, identity, dock_sig="ab" * 64)
+    (storage.root / "media/20261127/seg-0.ts").unlink()
+    assert codes(check(storage, registry)) == ["bad_receipt"]  # once, under its first cause
+    assert codes(check(storage, registry_file)) == ["bad_receipt"]  # no dock in a v1 registry
+    rows = lines(storage)
+    wiped = json.loads(rows[-1])
+    wiped["body"]["receipt_seq"] = 3  # a record that is no receipt
+    rows[-1] = sign_record(identity, **{k: wiped[k] for k in (
+        "seq", "prev", "utc", "mono_ns", "kind", "body")}).to_bytes()
+    write_lines(storage, rows)
+    assert codes(check(storage, registry)) == ["bad_receipt", "unreceipted_wipe"]
 
 
 def _timed(identity, times):
@@ -374,8 +421,9 @@ def test_receipt_must_name_the_chain(tmp_path, identity, registry_file):
         "dock": "dock-1", "upto_seq": 1, "upto_hash": "cd" * 32, "dock_sig": "00" * 64},
         "prev": r[1].hash}])[2:]
     write_lines(storage, [x.to_bytes() for x in r])
-    (problem,) = check(storage, registry_file).problems
-    assert (problem.code, problem.seq) == ("receipt_mismatch", 2)
+    problems = check(storage, registry_file).problems
+    assert sorted((p.code, p.seq) for p in problems) == [
+        ("bad_receipt", 2), ("receipt_mismatch", 2)]  # no dock key to check it, and a bad hash
 
 
 def test_garbage_identity_without_registry_is_reported(device):
@@ -391,12 +439,14 @@ def test_dock_store_reports_per_device(tmp_path, identity, other, registry2):
     (store / "index.sqlite").write_bytes(b"")
     (store / ".partial" / "x").mkdir(parents=True)
     shutil.copy(registry2, store / "registry.json")
-    report = verify_path(store)
-    assert report.kind == "dock_store" and report.intact
-    assert [(d.folder, d.trust) for d in report.devices] == [
-        ("unit-1/cam-other", "registry"), ("unit-1/cam-test", "registry")]
+    report = verify_path(store)  # an unsigned registry inside the store: not trusted
+    assert report.kind == "dock_store" and not report.trusted and no_dock_journal(report) == []
+    assert [(d.folder, d.trust) for d in report.devices if d.role == "device"] == [
+        ("unit-1/cam-other", "untrusted registry"), ("unit-1/cam-test", "untrusted registry")]
+    given = verify_path(store, registry_path=registry2)
+    assert given.trusted and no_dock_journal(given) == []
     (store / "unit-1/cam-test/media/20261127/seg-0.ts").write_bytes(b"")
-    (problem,) = verify_path(store).problems
+    (problem,) = no_dock_journal(verify_path(store))
     assert (problem.code, problem.device, problem.file) == (
         "media_truncated", "cam-test", "unit-1/cam-test/media/20261127/seg-0.ts")
 
@@ -445,7 +495,7 @@ def test_every_problem_code_is_documented():
     from evidence.verify import PROBLEM_CODES
 
     doc = (Path(__file__).resolve().parent.parent / "docs" / "journal-format.md").read_text()
-    table = doc[doc.index("### Problem codes"):]
+    table = doc[doc.index("### Problem codes"):doc.index("## 10.")]
     documented = {line.split("`")[1] for line in table.splitlines() if line.startswith("| `")}
     assert documented == set(PROBLEM_CODES)
 
@@ -457,7 +507,7 @@ def test_store_expect_head_per_device(tmp_path, identity, other, registry2):
     shutil.copy(registry2, store / "registry.json")
     head = Record.from_bytes(lines(a)[-1])
     write_lines(a, lines(a)[:-1])
-    (problem,) = verify_path(store, expect_heads=[("cam-test", 6, head.hash)]).problems
+    (problem,) = no_dock_journal(verify_path(store, expect_heads=[("cam-test", 6, head.hash)]))
     assert (problem.code, problem.device, problem.file) == (
         "tail_cut", "cam-test", "unit-1/cam-test/journal.jsonl")
     with pytest.raises(CannotCheck, match="DEVICE:SEQ:HASH"):
@@ -491,7 +541,7 @@ def test_store_folder_without_a_readable_journal(tmp_path, identity, registry_fi
     (store / "unit-1" / "cam-gone").mkdir()
     (store / "unit-1" / "cam-fifo").mkdir()
     os.mkfifo(store / "unit-1" / "cam-fifo" / "journal.jsonl")
-    problems = verify_path(store, registry_path=registry_file).problems
+    problems = no_dock_journal(verify_path(store, registry_path=registry_file))
     assert [(p.code, p.file) for p in problems] == [
         ("journal_missing", "unit-1/cam-fifo/journal.jsonl"),
         ("journal_missing", "unit-1/cam-gone/journal.jsonl")]

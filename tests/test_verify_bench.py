@@ -13,12 +13,18 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_bench_quick_prints_headline_figures():
     result = subprocess.run([sys.executable, str(ROOT / "scripts" / "bench-evidence"), "--quick"],
                             capture_output=True, text=True, timeout=120, check=True)
-    tail = result.stdout.strip().splitlines()[-6:]
-    assert re.fullmatch(r"append: \d+ records/s", tail[0])
-    p50 = float(re.fullmatch(r"p50: ([\d.]+) ms", tail[1]).group(1))
-    assert re.fullmatch(r"p99: [\d.]+ ms", tail[2])
-    assert re.fullmatch(r"verify: \d+ MB/s", tail[3])
-    assert re.fullmatch(r"openssl: \d+ MB/s", tail[4])
-    ratio = float(re.fullmatch(r"ratio: ([\d.]+) \(ours/baseline\)", tail[5]).group(1))
+    tail = result.stdout.strip().splitlines()[-9:]
+    figures = dict(line.split(": ", 1) for line in tail)
+    assert list(figures) == ["append", "p50", "p99", "verify", "openssl", "store_verify",
+                             "store_openssl", "store_ratio", "ratio"]
+    assert re.fullmatch(r"\d+ records/s", figures["append"])
+    p50 = float(re.fullmatch(r"([\d.]+) ms", figures["p50"]).group(1))
+    assert re.fullmatch(r"[\d.]+ ms", figures["p99"])
+    for name in ("verify", "openssl", "store_verify", "store_openssl"):
+        assert re.fullmatch(r"\d+ MB/s", figures[name])
+    store_ratio = float(re.fullmatch(r"([\d.]+) \(ours/baseline\)",
+                                     figures["store_ratio"]).group(1))
+    ratio = float(re.fullmatch(r"([\d.]+) \(ours/baseline\)", figures["ratio"]).group(1))
     assert p50 < 1.0  # signing a record under 1 ms
-    assert ratio > 0.5  # the real target (0.9) is measured with full sizes, not --quick
+    # The real targets (0.9 and 1.6) are measured with full sizes, not --quick.
+    assert ratio > 0.5 and store_ratio > 0.5
