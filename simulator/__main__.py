@@ -105,6 +105,12 @@ def _shift(args: argparse.Namespace) -> int:
     print(f"stoppages: {stoppages}; battery_low: {summary['battery_low']}; "
           f"recovered: {summary['recovered']}")
     print(f"storage: {out / 'device'}  summary: {path}")
+    from evidence.registry import Registry
+    from evidence.unitkey import show_fingerprint
+
+    signed = Registry.load(out / "registry.json")
+    print(f"trust: the simulated unit key {show_fingerprint(signed.fingerprint)} signed "
+          f"{out / 'registry.json'}; {out / 'trust.toml'} names it (bodycam-verify --trust)")
     if args.verbose:
         print(json.dumps(summary, indent=2, ensure_ascii=False))
     return 0

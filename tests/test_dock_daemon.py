@@ -12,9 +12,9 @@ import time
 from dockkit import NS, make_camera, make_dock, store_trust
 
 from dock.bay import bay_name
+from evidence.unitkey import UnitKey
 from evidence.verify import verify_path
 from simulator.clock import SimClock
-from evidence.unitkey import UnitKey
 from simulator.dockbay import PtyEnd, open_cable
 from simulator.unit import register
 

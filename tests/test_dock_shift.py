@@ -9,7 +9,6 @@ import sys
 import pytest
 from dockkit import dock_once, make_camera, make_dock, store_trust, verify_args
 
-from dock.store import Store
 from evidence.verify import verify_path
 
 pytestmark = pytest.mark.slow

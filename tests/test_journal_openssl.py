@@ -266,3 +266,27 @@ def test_the_docks_signed_head_checks_with_the_record_recipe(docked, tmp_path):
     bad = subprocess.run(["bash", "-c", env + recipe], cwd=folder, capture_output=True,
                          text=True)
     assert bad.returncode != 0
+
+
+@needs_basenc
+def test_the_handshake_recipe_checks_the_head_the_camera_signed(docked, tmp_path):
+    """The dock's `docking` record keeps the camera's signed handshake: openssl checks it
+    under the camera's key, and the head names a record of the camera's journal."""
+    from evidence.registry import Registry
+
+    tmp, camera = docked
+    journal = tmp / "dock/_docks/dock-sim/journal.jsonl"
+    rows = journal.read_bytes().splitlines()
+    n = next(i for i, row in enumerate(rows, 1) if b'"kind":"docking"' in row)
+    key = Registry.load(tmp / "dock/registry.json").get("cam-001").public_key
+    result = run_recipe(["edverify", "handshake"], tmp, tmp_path, N=str(n), J=str(journal),
+                        DOCK="dock-sim", KEY=key)
+    assert result.returncode == 0, result.stderr
+    assert "Signature Verified Successfully" in result.stdout
+    head = json.loads(result.stdout.strip().splitlines()[-1])
+    line = (camera.root / "journal.jsonl").read_bytes().splitlines()[head["seq"]]
+    assert hashlib.sha256(line).hexdigest() == head["hash"]
+    other = Registry.load(tmp / "dock/registry.json").dock("dock-sim").public_key
+    bad = run_recipe(["edverify", "handshake"], tmp, tmp_path, N=str(n), J=str(journal),
+                     DOCK="dock-sim", KEY=other)  # not the camera's key
+    assert bad.returncode != 0

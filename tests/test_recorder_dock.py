@@ -102,8 +102,8 @@ def short_wav(tmp: Path) -> Path:
     return wav
 
 
-def verify(path: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([PY, "-m", "evidence.verify_cli", str(path)], cwd=ROOT,
+def verify(path: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([PY, "-m", "evidence.verify_cli", str(path), *args], cwd=ROOT,
                           capture_output=True, text=True, timeout=120)
 
 
@@ -162,8 +162,8 @@ def test_recorder_daemon_serves_a_dock(tmp_path: Path, identity: DeviceIdentity,
     records = journal(storage)
     kinds = [r.kind for r in records]
     assert "docked" in kinds and "clock_set" in kinds  # the dock set the camera's clock
-    for folder in (tmp_path / "dock", storage):
-        done = verify(folder)
+    for folder in (tmp_path / "dock", storage):  # against the unit-signed registry, named
+        done = verify(folder, "--registry", str(tmp_path / "dock" / "registry.json"))
         assert done.returncode == 0, done.stdout + done.stderr
     stored = media(tmp_path / "dock" / "unit-1" / identity.device_id)
     assert stored == recorded
@@ -246,8 +246,8 @@ def test_trusted_docks_come_from_the_unit_signed_registry(tmp_path: Path) -> Non
     path.write_text(f'[dock]\nregistry = "{registry}"\n')
     with pytest.raises(ConfigError, match="no unit key is named"):
         cfg.trusted_docks(cfg.load(path))
-    text = registry.read_text().replace("dock-a", "dock-z")
-    registry.write_text(text)
+    text = registry.read_text().replace('"public_key":"abab', '"public_key":"acab', 1)
+    registry.write_text(text)  # another key for dock-a, the unit's signature unchanged
     path.write_text(f'[dock]\nregistry = "{registry}"\nunit_keys = ["{key.fingerprint}"]\n')
     with pytest.raises(ConfigError, match="does not verify"):
         cfg.trusted_docks(cfg.load(path))
