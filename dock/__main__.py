@@ -302,6 +302,7 @@ def cmd_report(cfg: dict[str, Any], args: argparse.Namespace) -> int:
 
 
 def cmd_registry(cfg: dict[str, Any], args: argparse.Namespace) -> int:
+    from evidence.registry import MAX_REGISTRY_BYTES
     from evidence.safefile import read_regular
     from evidence.unitkey import show_fingerprint
 
@@ -311,7 +312,7 @@ def cmd_registry(cfg: dict[str, Any], args: argparse.Namespace) -> int:
             if not store.unit_keys:
                 raise UsageError("no unit key named (dock.unit_keys): cannot tell whether "
                                  f"{args.file} is the unit's registry")
-            data = read_regular(args.file, 16 * 1024 * 1024)
+            data = read_regular(args.file, MAX_REGISTRY_BYTES)
             registry = Registry.from_bytes(data, args.file)
             store.install_registry(registry, data)
             sig = registry.signature

@@ -19,7 +19,7 @@ from .cli import UsageError, run_command, setup_logging
 from .clock import SystemClock, format_utc, parse_utc
 from .registry import DeviceEntry, DockEntry, Registry
 from .trust import write_trust_file
-from .unitkey import UnitKey, show_fingerprint
+from .unitkey import PassphraseNeeded, UnitKey, show_fingerprint
 
 PROG = "bodycam-unit"
 PASSPHRASE_ENV = "BODYCAM_UNIT_PASSPHRASE"
@@ -98,10 +98,8 @@ def _utc(text: str, flag: str) -> str:
 def _load_key(args: argparse.Namespace) -> UnitKey:
     try:
         return UnitKey.load(args.key)
-    except Exception as exc:
-        if "passphrase" not in str(exc):
-            raise
-    return UnitKey.load(args.key, _passphrase(args))
+    except PassphraseNeeded:
+        return UnitKey.load(args.key, _passphrase(args))
 
 
 def _edit(args: argparse.Namespace) -> tuple[UnitKey, Registry]:

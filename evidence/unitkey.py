@@ -33,6 +33,10 @@ OPSLIMIT = _KDF.OPSLIMIT_MODERATE
 MEMLIMIT = _KDF.MEMLIMIT_MODERATE
 
 
+class PassphraseNeeded(KeyFileError):
+    """The unit key is sealed and no passphrase was given."""
+
+
 def fingerprint(public_key_hex: str) -> str:
     """SHA-256 of the raw 32-byte public key, 64 lowercase hex digits (what people compare)."""
     return hashlib.sha256(bytes.fromhex(public_key_hex)).hexdigest()
@@ -131,8 +135,9 @@ class UnitKey(DeviceIdentity):
                 seed = bytes.fromhex(payload["seed"])
             elif payload["protection"] == "argon2id":
                 if not passphrase:
-                    raise KeyFileError(f"{key_path}: the unit key is sealed with a passphrase; "
-                                       "give it (--passphrase-file, or BODYCAM_UNIT_PASSPHRASE)")
+                    raise PassphraseNeeded(
+                        f"{key_path}: the unit key is sealed with a passphrase; give it "
+                        "(--passphrase-file, or BODYCAM_UNIT_PASSPHRASE)")
                 box = nacl.secret.SecretBox(_KDF.kdf(
                     nacl.secret.SecretBox.KEY_SIZE, passphrase, bytes.fromhex(payload["salt"]),
                     opslimit=int(payload["opslimit"]), memlimit=int(payload["memlimit"])))

@@ -196,7 +196,7 @@ def _load(path: str | os.PathLike) -> Registry:
         raise CannotCheck(str(exc)) from None
 
 
-def _trust_words(registry: Registry | None, label: str, trusted: bool, where: str | None,
+def _trust_words(registry: Registry | None, trusted: bool, where: str | None,
                  reports: list[DeviceReport]) -> str:
     if trusted:
         return f"keys from {where}"
@@ -255,7 +255,7 @@ def verify_path(
                    result.role, result.device, result.records, result.media_files,
                    len(result.problems))
     report.trusted = trusted
-    report.trust = _trust_words(registry, label, trusted, where, report.devices)
+    report.trust = _trust_words(registry, trusted, where, report.devices)
     named = {d.device for d in report.devices}
     for device in heads:
         if device is not None and device not in named:

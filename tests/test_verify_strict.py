@@ -10,7 +10,7 @@ import re
 import threading
 
 import pytest
-from test_verify import build, check, codes, device, lines, make_device, write_lines
+from test_verify import StepClock, build, check, codes, device, lines, make_device, write_lines
 
 import evidence.verify_folder as verify_folder
 from evidence import clock, identity, record, registry
@@ -155,27 +155,13 @@ def test_an_overlong_journal_line_is_malformed_without_being_kept(device, regist
     assert problem.code == "malformed_record" and "longer than" in problem.message
 
 
-class RebootClock:
-    """UTC keeps going; the monotonic clock restarts at each boot."""
-
-    def __init__(self, utc: int, mono: int) -> None:
-        self.utc, self.mono = utc, mono
-
-    def time_ns(self) -> int:
-        self.utc += 10**9
-        return self.utc
-
-    def monotonic_ns(self) -> int:
-        self.mono += 10**9
-        return self.mono
-
-
 def test_an_honest_torn_tail_repair_after_a_reboot_verifies(tmp_path, identity, registry_file):
     storage = make_device(tmp_path / "dev", identity)
     last = Record.from_bytes(lines(storage)[-1])
     with open(storage.journal_path, "ab") as f:
         f.write(lines(storage)[-1][:100])  # a power cut in the middle of an append
-    clock = RebootClock(10**9 * 1_795_100_000, 10**9)  # the new boot's mono starts low
+    clock = StepClock()
+    clock.utc, clock.mono = 10**9 * 1_795_100_000, 10**9  # the new boot's mono starts low
     assert clock.mono < last.mono_ns
     with Journal(storage.journal_path, identity, clock=clock, repair_torn=True) as journal:
         journal.append("boot", {"firmware": "1.0", "boot_id": "cd" * 16, "reason": "recovered"})
