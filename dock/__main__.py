@@ -40,35 +40,52 @@ def defaults() -> dict[str, Any]:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog=PROG, description="The docking station: offload cameras over the dock cable, "
+        prog=PROG,
+        description="The docking station: offload cameras over the dock cable, "
         "verify and store their evidence, report and alert on the 24-hour rule. Config: "
         f"dock/dock.toml (defaults, every key documented), overlaid by {DEFAULT_CONFIG} "
-        "if present or --config, then by flags.")
+        "if present or --config, then by flags.",
+    )
+
     def common(parser: argparse.ArgumentParser, default: Any) -> None:
         # Accepted before or after the subcommand (the systemd units put --config last).
-        parser.add_argument("--config", default=default, help="TOML file overlaying the "
-                            f"defaults (default {DEFAULT_CONFIG} if it exists)")
+        parser.add_argument(
+            "--config",
+            default=default,
+            help=f"TOML file overlaying the defaults (default {DEFAULT_CONFIG} if it exists)",
+        )
         parser.add_argument("--store", default=default, help="the dock store (dock.store)")
         parser.add_argument("--key", default=default, help="the dock's key file (dock.key)")
-        parser.add_argument("--unit-key", action="append", default=default,
-                            metavar="FINGERPRINT", help="a unit key whose signed registry "
-                            "this dock trusts (dock.unit_keys; repeatable)")
-        parser.add_argument("-v", "--verbose", action="store_true", default=default or False,
-                            help="debug logging")
+        parser.add_argument(
+            "--unit-key",
+            action="append",
+            default=default,
+            metavar="FINGERPRINT",
+            help="a unit key whose signed registry this dock trusts (dock.unit_keys; repeatable)",
+        )
+        parser.add_argument(
+            "-v", "--verbose", action="store_true", default=default or False, help="debug logging"
+        )
 
     common(p, None)
     shared = argparse.ArgumentParser(add_help=False)
     common(shared, argparse.SUPPRESS)
+
     def with_common(**kw: Any) -> argparse.ArgumentParser:
         return argparse.ArgumentParser(parents=[shared], **kw)
 
-    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND",
-                           parser_class=with_common)
+    sub = p.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", parser_class=with_common
+    )
     s = sub.add_parser("init", help="make the dock's key and an empty store")
     s.add_argument("--dock-id", help="this dock's id (dock.id)")
     s = sub.add_parser("serve", help="run the dock daemon (bays as threads, MQTT alerts)")
-    s.add_argument("--port", action="append", metavar="TTY",
-                   help="a serial port to serve as a bay (repeatable; dock.bays)")
+    s.add_argument(
+        "--port",
+        action="append",
+        metavar="TTY",
+        help="a serial port to serve as a bay (repeatable; dock.bays)",
+    )
     s.add_argument("--mqtt", metavar="HOST:PORT", help="broker for deadline alerts (mqtt.host)")
     s = sub.add_parser("bay", help="serve one bay in the foreground (udev starts one per camera)")
     s.add_argument("port", metavar="TTY", help="the camera's serial port, e.g. /dev/ttyACM0")
@@ -80,16 +97,20 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true", help="machine-readable output")
     s.add_argument("--now", metavar="UTC", help="judge as of this UTC time (default: now)")
     s = sub.add_parser("registry", help="the unit-signed registry of cameras and docks")
-    rs = s.add_subparsers(dest="action", required=True, metavar="ACTION",
-                          parser_class=with_common)
+    rs = s.add_subparsers(dest="action", required=True, metavar="ACTION", parser_class=with_common)
     rs.add_parser("list", help="list registered cameras and docks, and who signed the list")
-    im = rs.add_parser("import", help="install a newer registry signed by the unit key "
-                       "(made with bodycam-unit)")
+    im = rs.add_parser(
+        "import", help="install a newer registry signed by the unit key (made with bodycam-unit)"
+    )
     im.add_argument("file")
-    sub.add_parser("reconcile", help="make the index and the dock journal agree with the "
-                   "store after a crash")
-    rm = sub.add_parser("remove", help="remove a stored media file under the retention rule "
-                        "(journaled in the dock journal first)")
+    sub.add_parser(
+        "reconcile", help="make the index and the dock journal agree with the store after a crash"
+    )
+    rm = sub.add_parser(
+        "remove",
+        help="remove a stored media file under the retention rule "
+        "(journaled in the dock journal first)",
+    )
     rm.add_argument("device", help="device id")
     rm.add_argument("file", help="the file, as media/YYYYMMDD/<name>.ts|jpg")
     rm.add_argument("--reason", required=True, help="why (the retention decision)")
@@ -100,8 +121,11 @@ def config_for(args: argparse.Namespace) -> dict[str, Any]:
     path = args.config
     if path is None and Path(DEFAULT_CONFIG).exists():
         path = DEFAULT_CONFIG
-    overrides: dict[str, Any] = {"dock.store": args.store, "dock.key": args.key,
-                                 "dock.unit_keys": getattr(args, "unit_key", None)}
+    overrides: dict[str, Any] = {
+        "dock.store": args.store,
+        "dock.key": args.key,
+        "dock.unit_keys": getattr(args, "unit_key", None),
+    }
     if getattr(args, "dock_id", None):
         overrides["dock.id"] = args.dock_id
     if getattr(args, "port", None) and args.command == "serve":
@@ -143,9 +167,11 @@ def open_store(cfg: dict[str, Any], *, keeper: bool = False):
         return Store(root, unit_keys=unit_keys(cfg))
     keys = unit_keys(cfg)
     if not keys:
-        raise UsageError("no unit key named: set dock.unit_keys to the fingerprint "
-                         "`bodycam-unit fingerprint` prints (or list it in "
-                         "/etc/bodycam/trust.toml); the dock trusts only a registry it signs")
+        raise UsageError(
+            "no unit key named: set dock.unit_keys to the fingerprint "
+            "`bodycam-unit fingerprint` prints (or list it in "
+            "/etc/bodycam/trust.toml); the dock trusts only a registry it signs"
+        )
     return Store(root, identity=load_identity(cfg), unit_keys=keys)
 
 
@@ -158,18 +184,22 @@ def load_identity(cfg: dict[str, Any]) -> DeviceIdentity:
 
 # -- commands ---------------------------------------------------------------------------
 
+
 def cmd_init(cfg: dict[str, Any]) -> int:
     from .store import Store
 
     key = Path(cfg["dock"]["key"])
-    identity = (DeviceIdentity.load(key) if key.exists()
-                else DeviceIdentity.create(key, cfg["dock"]["id"]))
+    identity = (
+        DeviceIdentity.load(key) if key.exists() else DeviceIdentity.create(key, cfg["dock"]["id"])
+    )
     store = Store(cfg["dock"]["store"])
     store.close()
     print(f"dock {identity.device_id}: key {key}, public key {identity.public_key_hex}")
     print(f"store: {cfg['dock']['store']}")
-    print(f"next: the head of unit registers it (bodycam-unit add-dock {identity.device_id} "
-          f"--public-key {identity.public_key_hex}), then `{PROG} registry import FILE`")
+    print(
+        f"next: the head of unit registers it (bodycam-unit add-dock {identity.device_id} "
+        f"--public-key {identity.public_key_hex}), then `{PROG} registry import FILE`"
+    )
     return 0
 
 
@@ -192,13 +222,28 @@ def _run_daemon(cfg: dict[str, Any], ports: list[str], alerts: bool = True) -> i
     watcher = None
     if cfg["mqtt"]["host"] and alerts:
         m, d = cfg["mqtt"], cfg["deadlines"]
-        watcher = DeadlineWatcher(store, identity, MqttConfig(
-            host=m["host"], port=m["port"], unit=cfg["dock"]["unit"], ca_file=m["ca_file"],
-            username=m["username"], password_file=m["password_file"], warn_h=d["warn_h"],
-            limit_h=d["limit_h"], check_s=d["check_s"]))
+        watcher = DeadlineWatcher(
+            store,
+            identity,
+            MqttConfig(
+                host=m["host"],
+                port=m["port"],
+                unit=cfg["dock"]["unit"],
+                ca_file=m["ca_file"],
+                username=m["username"],
+                password_file=m["password_file"],
+                warn_h=d["warn_h"],
+                limit_h=d["limit_h"],
+                check_s=d["check_s"],
+            ),
+        )
         watcher.start()
-    _log.info("dock %s serving %d bay(s)%s", identity.device_id, len(bays),
-              ", deadline alerts on" if watcher else "")
+    _log.info(
+        "dock %s serving %d bay(s)%s",
+        identity.device_id,
+        len(bays),
+        ", deadline alerts on" if watcher else "",
+    )
     systemd.ready(f"{len(bays)} bay(s)")
     interval = (systemd.watchdog_interval() or 10.0) / 2  # ping at half the timeout
     while not stop.wait(interval):
@@ -226,13 +271,17 @@ def render_status(rows: list[dict[str, Any]]) -> str:
         device = r.get("device") or "-"
         line = f"{r.get('bay', '?'):<10} {r.get('state', '?'):<12} {device:<12}"
         if r.get("state") in ("offloading", "records", "handshake"):
-            line += (f" {_bar(r.get('done', 0), r.get('total', 0))} "
-                     f"{r.get('done', 0) / 1e6:7.1f}/{r.get('total', 0) / 1e6:.1f} MB "
-                     f"{r.get('rate', 0) / 1e6:6.1f} MB/s")
+            line += (
+                f" {_bar(r.get('done', 0), r.get('total', 0))} "
+                f"{r.get('done', 0) / 1e6:7.1f}/{r.get('total', 0) / 1e6:.1f} MB "
+                f"{r.get('rate', 0) / 1e6:6.1f} MB/s"
+            )
         elif r.get("last"):
             last = r["last"]
-            line += (f" last: {last.get('device') or '?'} {last.get('outcome')} "
-                     f"({last.get('media', 0)} files, {last.get('bytes', 0) / 1e6:.1f} MB)")
+            line += (
+                f" last: {last.get('device') or '?'} {last.get('outcome')} "
+                f"({last.get('media', 0)} files, {last.get('bytes', 0) / 1e6:.1f} MB)"
+            )
             if last.get("reason"):
                 line += f": {last['reason'][:100]}"
         lines.append(line)
@@ -248,8 +297,7 @@ def cmd_status(cfg: dict[str, Any], args: argparse.Namespace) -> int:
         rows = read_status(root)
         heads = read_head_status(root)
         if args.json:
-            print(json.dumps({"bays": rows, "dock_heads": [m.to_dict() for m in heads]},
-                             indent=2))
+            print(json.dumps({"bays": rows, "dock_heads": [m.to_dict() for m in heads]}, indent=2))
             return 0
         text = render_status(rows)
         for message in heads:
@@ -266,15 +314,21 @@ def cmd_status(cfg: dict[str, Any], args: argparse.Namespace) -> int:
 def render_report(data: dict[str, Any]) -> str:
     lines = []
     for officer, s in data["officers"].items():
-        lines.append(f"officer {officer}: {s['on_time']} on time, {s['late']} late, "
-                     f"{s['missing']} missing, {s['overdue']} overdue")
+        lines.append(
+            f"officer {officer}: {s['on_time']} on time, {s['late']} late, "
+            f"{s['missing']} missing, {s['overdue']} overdue"
+        )
         for p in s["problems"]:
-            lines.append(f"  {p['status']:<8} {p['device']} seq {p['seq']} {p['file']} closed "
-                         f"{p['closed_utc']} stored {p['stored_utc'] or '-'} ({p['hours']} h)")
+            lines.append(
+                f"  {p['status']:<8} {p['device']} seq {p['seq']} {p['file']} closed "
+                f"{p['closed_utc']} stored {p['stored_utc'] or '-'} ({p['hours']} h)"
+            )
         for u in s["undocked"]:
-            lines.append(f"  undocked {u['device']}: head seq {u['head_seq']} (stored "
-                         f"{u['stored_seq']}) since {u['since_utc']}, {u['hours']} h "
-                         f"[{u['level']}]")
+            lines.append(
+                f"  undocked {u['device']}: head seq {u['head_seq']} (stored "
+                f"{u['stored_seq']}) since {u['since_utc']}, {u['hours']} h "
+                f"[{u['level']}]"
+            )
     for f in data.get("flags", []):
         lines.append(f"flag {f['kind']} {f['device']} at {f['utc']}: {f['detail']}")
     return "\n".join(lines) or "nothing docked yet"
@@ -310,14 +364,18 @@ def cmd_registry(cfg: dict[str, Any], args: argparse.Namespace) -> int:
     try:
         if args.action == "import":
             if not store.unit_keys:
-                raise UsageError("no unit key named (dock.unit_keys): cannot tell whether "
-                                 f"{args.file} is the unit's registry")
+                raise UsageError(
+                    "no unit key named (dock.unit_keys): cannot tell whether "
+                    f"{args.file} is the unit's registry"
+                )
             data = read_regular(args.file, MAX_REGISTRY_BYTES)
             registry = Registry.from_bytes(data, args.file)
             store.install_registry(registry, data)
             sig = registry.signature
-            print(f"registry edition {sig.serial} of unit {sig.unit} installed: "
-                  f"{len(registry)} camera(s), {len(registry.docks())} dock(s)")
+            print(
+                f"registry edition {sig.serial} of unit {sig.unit} installed: "
+                f"{len(registry)} camera(s), {len(registry.docks())} dock(s)"
+            )
             return 0
         registry = store.registry()
     finally:
@@ -326,12 +384,16 @@ def cmd_registry(cfg: dict[str, Any], args: argparse.Namespace) -> int:
     if sig is None:
         print("registry: not signed (no unit key vouches for it)")
     else:
-        print(f"registry edition {sig.serial} of unit {sig.unit}, issued {sig.issued_utc}, "
-              f"signed by unit key {show_fingerprint(sig.fingerprint)}")
+        print(
+            f"registry edition {sig.serial} of unit {sig.unit}, issued {sig.issued_utc}, "
+            f"signed by unit key {show_fingerprint(sig.fingerprint)}"
+        )
     for e in registry:
         state = f" REVOKED {e.revoked_utc}" if e.revoked else ""
-        print(f"camera {e.device_id:<16} {e.public_key}  officer={e.officer or '-'} "
-              f"unit={e.unit or '-'}{state}")
+        print(
+            f"camera {e.device_id:<16} {e.public_key}  officer={e.officer or '-'} "
+            f"unit={e.unit or '-'}{state}"
+        )
     for d in registry.docks():
         state = f" REVOKED {d.revoked_utc}" if d.revoked else ""
         print(f"dock   {d.dock_id:<16} {d.public_key}  unit={d.unit or '-'}{state}")

@@ -87,7 +87,8 @@ class StatusHeads:
             "INSERT INTO status_heads(device, seq, hash, utc, pending_since) VALUES (?,?,?,?,?)"
             " ON CONFLICT(device) DO UPDATE SET seq=excluded.seq, hash=excluded.hash,"
             " utc=excluded.utc, pending_since=excluded.pending_since",
-            (msg.device, head[0], head[1], msg.utc, since))
+            (msg.device, head[0], head[1], msg.utc, since),
+        )
         return None
 
     def due(self, now_ns: int, warn_h: int, limit_h: int) -> list[tuple[deadlines.Pending, str]]:
@@ -100,7 +101,8 @@ class StatusHeads:
                 continue
             sent = self.store.index.query(
                 "SELECT 1 FROM alerts WHERE device=? AND level=? AND since_utc=?",
-                (p.device, level, p.since_utc))
+                (p.device, level, p.since_utc),
+            )
             if not sent:
                 out.append((p, level))
         return out
@@ -109,8 +111,9 @@ class StatusHeads:
 class DeadlineWatcher:
     """The MQTT service around :class:`StatusHeads`."""
 
-    def __init__(self, store: Store, identity: DeviceIdentity, config: MqttConfig,
-                 clock: Any = None) -> None:
+    def __init__(
+        self, store: Store, identity: DeviceIdentity, config: MqttConfig, clock: Any = None
+    ) -> None:
         self.store = store
         self.identity = identity
         self.config = config
@@ -125,8 +128,9 @@ class DeadlineWatcher:
         self.heard = threading.Event()  # set after each status message is handled
         self._published_head: tuple[int, str] | None = None
         self._thread: threading.Thread | None = None
-        self.client = make_client(config, f"bodycam-dock-{identity.device_id}",
-                                  protocol=mqtt.MQTTv311)
+        self.client = make_client(
+            config, f"bodycam-dock-{identity.device_id}", protocol=mqtt.MQTTv311
+        )
         self.client.on_connect = self._on_connect
         self.client.on_message = lambda c, u, m: self._queue.put((m.topic, bytes(m.payload)))
 
@@ -138,8 +142,9 @@ class DeadlineWatcher:
         self.connected.set()
 
     def start(self) -> None:
-        self.client.connect_async(self.config.host, self.config.port,
-                                  keepalive=self.config.keepalive_s)
+        self.client.connect_async(
+            self.config.host, self.config.port, keepalive=self.config.keepalive_s
+        )
         self.client.loop_start()
         self._thread = threading.Thread(target=self._run, name="dock-deadlines", daemon=True)
         self._thread.start()
@@ -180,20 +185,22 @@ class DeadlineWatcher:
             entry = registry.get(pending.device)
             unit = self._unit(entry)
             body = {
-                "level": level, "device": pending.device,
+                "level": level,
+                "device": pending.device,
                 "officer": entry.officer if entry else "",
                 "since_utc": pending.since_utc,
                 "head": {"seq": pending.head_seq, "hash": pending.head_hash},
                 "stored_seq": pending.stored_seq,
                 "text": f"{pending.device} has held undocked recordings since "
-                        f"{pending.since_utc} ({level}: the limit is {self.config.limit_h} h)",
+                f"{pending.since_utc} ({level}: the limit is {self.config.limit_h} h)",
             }
             if not self._publish(unit, body, now):
                 _log.warning("alert for %s not acknowledged yet; will retry", pending.device)
                 continue
             self.store.index.execute(
                 "INSERT OR IGNORE INTO alerts(device, level, since_utc, sent_utc) VALUES (?,?,?,?)",
-                (pending.device, level, pending.since_utc, format_utc(now)))
+                (pending.device, level, pending.since_utc, format_utc(now)),
+            )
             _log.warning("alert: %s", body["text"])
             published.append(body)
         published += self._publish_flags(now, registry)
@@ -212,7 +219,10 @@ class DeadlineWatcher:
             return
         info = self.client.publish(
             f"bodycam/{self.config.unit or 'unassigned'}/dock/{self.identity.device_id}/status",
-            journal.signed_head().to_bytes(), qos=1, retain=True)
+            journal.signed_head().to_bytes(),
+            qos=1,
+            retain=True,
+        )
         try:
             info.wait_for_publish(5)
         except (RuntimeError, ValueError):
@@ -223,7 +233,9 @@ class DeadlineWatcher:
     def _publish(self, unit: str, body: dict[str, Any], now: int) -> bool:
         info = self.client.publish(
             f"bodycam/{unit}/dock/{self.identity.device_id}/alert",
-            dock_alert(self.identity, format_utc(now), body), qos=1)
+            dock_alert(self.identity, format_utc(now), body),
+            qos=1,
+        )
         try:
             info.wait_for_publish(5)
         except (RuntimeError, ValueError):
@@ -239,19 +251,26 @@ class DeadlineWatcher:
         tail, ...) goes to the supervisor once."""
         published = []
         rows = self.store.index.query(
-            "SELECT * FROM flags WHERE id NOT IN (SELECT flag_id FROM flag_alerts) ORDER BY id")
+            "SELECT * FROM flags WHERE id NOT IN (SELECT flag_id FROM flag_alerts) ORDER BY id"
+        )
         for row in rows:
             entry = registry.get(row["device"])
             unit = self._unit(entry)
-            body = {"level": "flag", "kind": row["kind"], "device": row["device"],
-                    "officer": entry.officer if entry else "", "flagged_utc": row["utc"],
-                    "text": row["detail"]}
+            body = {
+                "level": "flag",
+                "kind": row["kind"],
+                "device": row["device"],
+                "officer": entry.officer if entry else "",
+                "flagged_utc": row["utc"],
+                "text": row["detail"],
+            }
             if not self._publish(unit, body, now):
                 _log.warning("flag %d not acknowledged yet; will retry", row["id"])
                 break
             self.store.index.execute(
                 "INSERT OR IGNORE INTO flag_alerts(flag_id, sent_utc) VALUES (?,?)",
-                (row["id"], format_utc(now)))
+                (row["id"], format_utc(now)),
+            )
             published.append(body)
         return published
 

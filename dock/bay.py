@@ -65,9 +65,16 @@ def _port_id(path: str) -> tuple[int, int] | None:
 class Bay:
     """Serves one port until ``stop`` is set."""
 
-    def __init__(self, port: str, store: Store, identity: DeviceIdentity,
-                 stop: threading.Event, timeout: float = 10.0, poll: float = 0.2,
-                 open_port=None) -> None:
+    def __init__(
+        self,
+        port: str,
+        store: Store,
+        identity: DeviceIdentity,
+        stop: threading.Event,
+        timeout: float = 10.0,
+        poll: float = 0.2,
+        open_port=None,
+    ) -> None:
         self.port = port
         self.name = bay_name(port)
         self.store = store
@@ -95,8 +102,14 @@ class Bay:
             return
         self._last_write = now
         self._last_state = info.get("state")
-        info = {"bay": self.name, "port": self.port, "pid": os.getpid(),
-                "updated_utc": format_utc(time.time_ns()), "last": self.last, **info}
+        info = {
+            "bay": self.name,
+            "port": self.port,
+            "pid": os.getpid(),
+            "updated_utc": format_utc(time.time_ns()),
+            "last": self.last,
+            **info,
+        }
         try:
             write_status(self.store.root, self.name, info)
         except OSError as exc:
@@ -133,8 +146,12 @@ class Bay:
             return None
         try:
             session = DockSession(
-                self.store, self.identity, self.name, self.timeout,
-                progress=lambda info: self._status(info, force=info.pop("milestone", True)))
+                self.store,
+                self.identity,
+                self.name,
+                self.timeout,
+                progress=lambda info: self._status(info, force=info.pop("milestone", True)),
+            )
             result = session.run(port).to_dict()
         finally:
             try:
@@ -142,9 +159,19 @@ class Bay:
             except OSError:
                 pass
         self.sessions += 1
-        self.last = {k: result[k] for k in (
-            "device", "outcome", "reason", "records", "media", "bytes", "receipt_upto",
-            "seconds")}
+        self.last = {
+            k: result[k]
+            for k in (
+                "device",
+                "outcome",
+                "reason",
+                "records",
+                "media",
+                "bytes",
+                "receipt_upto",
+                "seconds",
+            )
+        }
         self._status({"state": result["outcome"], "device": result["device"]}, force=True)
         self.done.set()
         return result

@@ -41,8 +41,16 @@ def judge_media(row: dict[str, Any], now_ns: int, limit_h: int = LIMIT_H) -> Ver
     else:
         hours = (now_ns - closed) / HOUR_NS
         status = "missing" if hours <= limit_h else "overdue"
-    return Verdict(row["device"], row.get("officer", ""), row["seq"], row["file"],
-                   row["closed_utc"], stored, status, hours)
+    return Verdict(
+        row["device"],
+        row.get("officer", ""),
+        row["seq"],
+        row["file"],
+        row["closed_utc"],
+        stored,
+        status,
+        hours,
+    )
 
 
 @dataclass(frozen=True)
@@ -60,13 +68,15 @@ def pending_devices(status_rows: list[dict[str, Any]], heads: dict[str, int]) ->
     for row in status_rows:
         stored = heads.get(row["device"], -1)
         if row["seq"] > stored and row.get("pending_since"):
-            out.append(Pending(row["device"], row["pending_since"], row["seq"], row["hash"],
-                               stored))
+            out.append(
+                Pending(row["device"], row["pending_since"], row["seq"], row["hash"], stored)
+            )
     return out
 
 
-def alert_level(pending: Pending, now_ns: int, warn_h: int = WARN_H, limit_h: int = LIMIT_H
-                ) -> str | None:
+def alert_level(
+    pending: Pending, now_ns: int, warn_h: int = WARN_H, limit_h: int = LIMIT_H
+) -> str | None:
     """``violation`` after ``limit_h`` hours undocked, ``warning`` after ``warn_h``."""
     hours = (now_ns - parse_utc(pending.since_utc)) / HOUR_NS
     if hours >= limit_h:
@@ -76,8 +86,9 @@ def alert_level(pending: Pending, now_ns: int, warn_h: int = WARN_H, limit_h: in
     return None
 
 
-def next_pending_since(previous: dict[str, Any] | None, stored_seq: int, seq: int, utc: str
-                       ) -> str | None:
+def next_pending_since(
+    previous: dict[str, Any] | None, stored_seq: int, seq: int, utc: str
+) -> str | None:
     """When a device's undocked evidence started, after a new status with head ``seq``.
 
     Pending starts at the first status whose head is beyond the stored head, and is kept
@@ -90,29 +101,44 @@ def next_pending_since(previous: dict[str, Any] | None, stored_seq: int, seq: in
     return utc
 
 
-def report(media_rows: list[dict[str, Any]], pending: list[Pending],
-           officers: dict[str, str], now_ns: int) -> dict[str, Any]:
+def report(
+    media_rows: list[dict[str, Any]], pending: list[Pending], officers: dict[str, str], now_ns: int
+) -> dict[str, Any]:
     """Per officer: counts and the recordings that are not on time."""
     by_officer: dict[str, dict[str, Any]] = {}
 
     def slot(officer: str) -> dict[str, Any]:
-        return by_officer.setdefault(officer or "(no officer)", {
-            "on_time": 0, "late": 0, "missing": 0, "overdue": 0, "problems": [],
-            "undocked": []})
+        return by_officer.setdefault(
+            officer or "(no officer)",
+            {"on_time": 0, "late": 0, "missing": 0, "overdue": 0, "problems": [], "undocked": []},
+        )
 
     for row in media_rows:
         v = judge_media(row, now_ns)
         s = slot(v.officer)
         s[v.status] += 1
         if v.status != "on_time":
-            s["problems"].append({
-                "device": v.device, "seq": v.seq, "file": v.file, "status": v.status,
-                "closed_utc": v.closed_utc, "stored_utc": v.stored_utc,
-                "hours": round(v.hours, 1)})
+            s["problems"].append(
+                {
+                    "device": v.device,
+                    "seq": v.seq,
+                    "file": v.file,
+                    "status": v.status,
+                    "closed_utc": v.closed_utc,
+                    "stored_utc": v.stored_utc,
+                    "hours": round(v.hours, 1),
+                }
+            )
     for p in pending:
         level = alert_level(p, now_ns)
-        slot(officers.get(p.device, ""))["undocked"].append({
-            "device": p.device, "since_utc": p.since_utc, "head_seq": p.head_seq,
-            "stored_seq": p.stored_seq, "level": level or "ok",
-            "hours": round((now_ns - parse_utc(p.since_utc)) / HOUR_NS, 1)})
+        slot(officers.get(p.device, ""))["undocked"].append(
+            {
+                "device": p.device,
+                "since_utc": p.since_utc,
+                "head_seq": p.head_seq,
+                "stored_seq": p.stored_seq,
+                "level": level or "ok",
+                "hours": round((now_ns - parse_utc(p.since_utc)) / HOUR_NS, 1),
+            }
+        )
     return {"officers": dict(sorted(by_officer.items()))}

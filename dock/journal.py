@@ -61,16 +61,21 @@ def _boot_id() -> str:
 class DockJournal:
     """Appends to a dock's journal, safely across threads and processes."""
 
-    def __init__(self, store_root: str | os.PathLike, identity: DeviceIdentity,
-                 clock: Clock | None = None, *, program: str = "bodycam-dock") -> None:
+    def __init__(
+        self,
+        store_root: str | os.PathLike,
+        identity: DeviceIdentity,
+        clock: Clock | None = None,
+        *,
+        program: str = "bodycam-dock",
+    ) -> None:
         self.store_root = Path(store_root)
         self.identity = identity
         self.clock = clock or SystemClock()
         folder = makedirs_durable(self.store_root / DOCK_JOURNALS_DIR / identity.device_id)
         self.path = folder / JOURNAL_NAME
         created = not self.path.exists()
-        self._fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW,
-                           0o640)
+        self._fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o640)
         if created:
             fsync_dir(folder)
         self._lock = threading.Lock()
@@ -99,8 +104,10 @@ class DockJournal:
                 except RecordError as exc:
                     raise JournalError(f"{self.path}: last record unreadable: {exc}") from None
                 if record.device != self.identity.device_id:
-                    raise JournalError(f"{self.path}: journal of dock {record.device!r}, "
-                                       f"not {self.identity.device_id!r}")
+                    raise JournalError(
+                        f"{self.path}: journal of dock {record.device!r}, "
+                        f"not {self.identity.device_id!r}"
+                    )
                 head = (record.seq, record.hash)
                 break
         if head is None and size > 0 and start > 0:
@@ -117,8 +124,10 @@ class DockJournal:
         os.fsync(self._fd)
         self._known = None
         _log.warning("dock journal: kept a torn last record (%d bytes) in %s", len(data), side)
-        self._append_locked("torn_tail", {"offset": offset, "size": len(data),
-                                          "sha256": sha256_hex(data), "file": side.name})
+        self._append_locked(
+            "torn_tail",
+            {"offset": offset, "size": len(data), "sha256": sha256_hex(data), "file": side.name},
+        )
 
     # -- appending ------------------------------------------------------------------------
     def append(self, kind: str, body: dict[str, Any]) -> Record:
@@ -135,9 +144,15 @@ class DockJournal:
     def _append_locked(self, kind: str, body: dict[str, Any]) -> Record:
         head = self._head_locked()
         seq, prev = (0, GENESIS_HASH) if head is None else (head[0] + 1, head[1])
-        record = sign_record(self.identity, seq=seq, prev=prev,
-                             utc=format_utc(self.clock.time_ns()),
-                             mono_ns=self.clock.monotonic_ns(), kind=kind, body=body)
+        record = sign_record(
+            self.identity,
+            seq=seq,
+            prev=prev,
+            utc=format_utc(self.clock.time_ns()),
+            mono_ns=self.clock.monotonic_ns(),
+            kind=kind,
+            body=body,
+        )
         line = record.to_bytes() + b"\n"
         size = os.fstat(self._fd).st_size
         try:
@@ -168,12 +183,24 @@ class DockJournal:
 
     def signed_head(self) -> Message:
         """The dock's head as a signed status message (what MQTT and `status` show)."""
-        return sign_status(self.identity, utc=format_utc(self.clock.time_ns()), online=True,
-                           state="dock", head=self.head, battery=-1)
+        return sign_status(
+            self.identity,
+            utc=format_utc(self.clock.time_ns()),
+            online=True,
+            state="dock",
+            head=self.head,
+            battery=-1,
+        )
 
     def _write_head_status(self, record: Record) -> None:
-        message = sign_status(self.identity, utc=record.utc, online=True, state="dock",
-                              head=(record.seq, record.hash), battery=-1)
+        message = sign_status(
+            self.identity,
+            utc=record.utc,
+            online=True,
+            state="dock",
+            head=(record.seq, record.hash),
+            battery=-1,
+        )
         path = head_status_path(self.store_root, self.identity.device_id)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)

@@ -115,8 +115,14 @@ class Committer:
 class DockSession:
     """Serve one camera on one line. ``run`` never raises for camera or line problems."""
 
-    def __init__(self, store: Store, identity: DeviceIdentity, bay: str = "bay",
-                 timeout: float = 10.0, progress: Progress | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        identity: DeviceIdentity,
+        bay: str = "bay",
+        timeout: float = 10.0,
+        progress: Progress | None = None,
+    ) -> None:
         self.store = store
         self.identity = identity
         self.bay = bay
@@ -131,16 +137,23 @@ class DockSession:
         """Progress for the bay's status; ``milestone`` marks a file boundary or a state
         change (always shown), the rest may be throttled by the bay."""
         elapsed = max(time.monotonic() - self._t0, 1e-6)
-        self.progress({
-            "state": state, "device": self.result.device, "done": self._done,
-            "total": self._total, "rate": self.result.bytes / elapsed, "milestone": milestone,
-        })
+        self.progress(
+            {
+                "state": state,
+                "device": self.result.device,
+                "done": self._done,
+                "total": self._total,
+                "rate": self.result.bytes / elapsed,
+                "milestone": milestone,
+            }
+        )
 
     def run(self, port: Port) -> SessionResult:
         self._t0 = time.monotonic()
         link = Link(port, self.timeout, bulk_reader=True)
         docking = self.store.index.execute(
-            "INSERT INTO dockings(bay, started_utc) VALUES (?,?)", (self.bay, self.store.now_utc()))
+            "INSERT INTO dockings(bay, started_utc) VALUES (?,?)", (self.bay, self.store.now_utc())
+        )
         r = self.result
         try:
             self._session(link)
@@ -157,8 +170,20 @@ class DockSession:
             self.store.index.execute(
                 "UPDATE dockings SET device=?, ended_utc=?, clock_offset_ns=?, records=?, media=?,"
                 " bytes=?, receipt_upto=?, outcome=?, reason=?, camera_head_seq=? WHERE id=?",
-                (r.device, self.store.now_utc(), r.clock_offset_ns, r.records, r.media, r.bytes,
-                 r.receipt_upto, r.outcome, r.reason, r.camera_head_seq, docking))
+                (
+                    r.device,
+                    self.store.now_utc(),
+                    r.clock_offset_ns,
+                    r.records,
+                    r.media,
+                    r.bytes,
+                    r.receipt_upto,
+                    r.outcome,
+                    r.reason,
+                    r.camera_head_seq,
+                    docking,
+                ),
+            )
             self._report(r.outcome)
         log = _log.info if r.outcome == "stored" else _log.warning
         log("bay %s: %s %s (%s)", self.bay, r.device or "?", r.outcome, r.reason or "ok")
@@ -166,8 +191,9 @@ class DockSession:
 
     def _bye(self, link: Link) -> None:
         try:
-            link.send_json(FrameType.BYE, {"outcome": self.result.outcome,
-                                           "flags": self.result.flags})
+            link.send_json(
+                FrameType.BYE, {"outcome": self.result.outcome, "flags": self.result.flags}
+            )
         except CableError:
             pass
 
@@ -182,8 +208,10 @@ class DockSession:
         r = self.result
         nonce = os.urandom(16).hex()
         dock = self.identity.device_id
-        link.send_json(FrameType.CHALLENGE, {
-            "dock": dock, "dock_key": self.identity.public_key_hex, "nonce": nonce, "proto": 1})
+        link.send_json(
+            FrameType.CHALLENGE,
+            {"dock": dock, "dock_key": self.identity.public_key_hex, "nonce": nonce, "proto": 1},
+        )
         self._report("handshake")
         resp = link.expect(FrameType.RESPONSE).json()
         device = require(resp, "device", str)
@@ -201,9 +229,11 @@ class DockSession:
             r.flags.append(reason)
             raise DockError(reason)
         try:
-            verify_signature(entry.public_key, response_message(
-                dock, nonce, device, head, require(resp, "utc", str)),
-                bytes.fromhex(require(resp, "sig", str)))
+            verify_signature(
+                entry.public_key,
+                response_message(dock, nonce, device, head, require(resp, "utc", str)),
+                bytes.fromhex(require(resp, "sig", str)),
+            )
         except (SignatureError, ValueError) as exc:
             reason = f"camera {device} failed the challenge ({exc}): not its registered key"
             self.store.flag(device, "bad_handshake", reason)
@@ -214,8 +244,10 @@ class DockSession:
             self.store.flag(device, "revoked", reason)
             raise DockError(reason)
         r.camera_head_seq = None if head is None else head["seq"]
-        self.store.log("docking", dockjournal.docking_body(
-            device, self.bay, nonce, head, resp["utc"], resp["sig"]))
+        self.store.log(
+            "docking",
+            dockjournal.docking_body(device, self.bay, nonce, head, resp["utc"], resp["sig"]),
+        )
         with self.store.device_lock(device):
             self._docked(link, entry, head)
 
@@ -224,25 +256,39 @@ class DockSession:
         stored = self.store.head(entry.device_id)
         cam_seq = -1 if head is None else head["seq"]
         if stored is not None and cam_seq < stored[0]:
-            self._flag("tail_cut", f"the dock stored records up to seq {stored[0]}, but the "
-                                   f"camera's journal now ends at seq {cam_seq}")
+            self._flag(
+                "tail_cut",
+                f"the dock stored records up to seq {stored[0]}, but the "
+                f"camera's journal now ends at seq {cam_seq}",
+            )
         link.send_json(FrameType.CLOCK, {"utc_ns": self.store.clock.time_ns()})
         clock = link.expect(FrameType.CLOCK_SET).json()
         r.clock_offset_ns = require(clock, "offset_ns", int)
-        _log.info("bay %s: %s clock corrected by %.3f s", self.bay, entry.device_id,
-                  r.clock_offset_ns / 1e9)
+        _log.info(
+            "bay %s: %s clock corrected by %.3f s",
+            self.bay,
+            entry.device_id,
+            r.clock_offset_ns / 1e9,
+        )
         new_head = self._offload(link, entry, stored)
         if new_head is None:
             return
         receipt_body = {
-            "dock": self.identity.device_id, "device": entry.device_id,
-            "upto_seq": new_head[0], "upto_hash": new_head[1],
-            "dock_sig": self.identity.sign(receipt_message(
-                self.identity.device_id, entry.device_id, *new_head)).hex(),
+            "dock": self.identity.device_id,
+            "device": entry.device_id,
+            "upto_seq": new_head[0],
+            "upto_hash": new_head[1],
+            "dock_sig": self.identity.sign(
+                receipt_message(self.identity.device_id, entry.device_id, *new_head)
+            ).hex(),
         }
         # Journaled before it is given: no receipt ever leaves the dock unrecorded.
-        self.store.log("receipt_given", dockjournal.receipt_body(
-            entry.device_id, new_head[0], new_head[1], receipt_body["dock_sig"]))
+        self.store.log(
+            "receipt_given",
+            dockjournal.receipt_body(
+                entry.device_id, new_head[0], new_head[1], receipt_body["dock_sig"]
+            ),
+        )
         link.send_json(FrameType.RECEIPT, receipt_body)
         r.receipt_upto = new_head[0]
         wiped = link.expect(FrameType.WIPED).json()
@@ -254,11 +300,14 @@ class DockSession:
         r.outcome = "stored"
         self._bye(link)
 
-    def _offload(self, link: Link, entry: DeviceEntry, after: tuple[int, str] | None
-                 ) -> tuple[int, str] | None:
+    def _offload(
+        self, link: Link, entry: DeviceEntry, after: tuple[int, str] | None
+    ) -> tuple[int, str] | None:
         """Records after ``after``, then their files; returns the new stored head."""
-        link.send_json(FrameType.SYNC, {"after": None if after is None else {
-            "seq": after[0], "hash": after[1]}})
+        link.send_json(
+            FrameType.SYNC,
+            {"after": None if after is None else {"seq": after[0], "hash": after[1]}},
+        )
         self._report("records")
         records: list[Record] = []
         prev_seq, prev_hash = (-1, GENESIS_HASH) if after is None else after
@@ -283,8 +332,13 @@ class DockSession:
         if not records:
             return after
         self.store.note_known_media(entry, records)
-        wiped_files = {f for r in records if r.kind == "wiped"
-                       for f in r.body.get("files", []) if isinstance(f, str)}
+        wiped_files = {
+            f
+            for r in records
+            if r.kind == "wiped"
+            for f in r.body.get("files", [])
+            if isinstance(f, str)
+        }
         bounds = [record_file(rec) for rec in records]
         self._total += sum(b[1] for b in bounds if b)
         batch: list[Record] = []
@@ -304,29 +358,47 @@ class DockSession:
             committer.close()  # durable before any receipt; kept even if the line broke
         return records[-1].seq, records[-1].hash
 
-    def _check_tail(self, entry: DeviceEntry, records: list[Record],
-                    after: tuple[int, str] | None) -> None:
+    def _check_tail(
+        self, entry: DeviceEntry, records: list[Record], after: tuple[int, str] | None
+    ) -> None:
         for rec in records:
             if rec.kind == "torn_tail":
-                self._flag("torn_tail", f"the camera repaired a torn journal record at seq "
-                                        f"{rec.seq} (power cut mid-append)", block=False)
+                self._flag(
+                    "torn_tail",
+                    f"the camera repaired a torn journal record at seq "
+                    f"{rec.seq} (power cut mid-append)",
+                    block=False,
+                )
         rows = self.store.index.query(
-            "SELECT seq, hash, utc FROM status_heads WHERE device=?", (entry.device_id,))
+            "SELECT seq, hash, utc FROM status_heads WHERE device=?", (entry.device_id,)
+        )
         if not rows:
             return
         seen = rows[0]
         last = records[-1].seq if records else (after[0] if after else -1)
         if seen["seq"] > last:
-            self._flag("tail_cut", f"a status message at {seen['utc']} showed journal head seq "
-                                   f"{seen['seq']}, but the camera's journal ends at seq {last}")
+            self._flag(
+                "tail_cut",
+                f"a status message at {seen['utc']} showed journal head seq "
+                f"{seen['seq']}, but the camera's journal ends at seq {last}",
+            )
         for rec in records:
             if rec.seq == seen["seq"] and rec.hash != seen["hash"]:
-                self._flag("tail_cut", f"the camera's record {rec.seq} differs from the head "
-                                       f"seq {seen['seq']} a status message showed at "
-                                       f"{seen['utc']}: its journal was cut and rewritten")
+                self._flag(
+                    "tail_cut",
+                    f"the camera's record {rec.seq} differs from the head "
+                    f"seq {seen['seq']} a status message showed at "
+                    f"{seen['utc']}: its journal was cut and rewritten",
+                )
 
-    def _fetch(self, link: Link, entry: DeviceEntry, rec: Record,
-               bound: tuple[str, int, str], wiped_files: set[str]) -> PartialFile | None:
+    def _fetch(
+        self,
+        link: Link,
+        entry: DeviceEntry,
+        rec: Record,
+        bound: tuple[str, int, str],
+        wiped_files: set[str],
+    ) -> PartialFile | None:
         file, size, digest = bound
         partial = self.store.partial(entry.device_id, file, size, digest)
         self._done += partial.offset

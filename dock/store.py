@@ -46,11 +46,15 @@ STATUS_DIR = ".status"
 LOCK_DIR = ".locks"
 NO_UNIT = "unassigned"
 WRITE_AHEAD = 8  # frames (up to 2 MiB) received but not yet hashed and written
-_INSERT_MEDIA = ("INSERT INTO media(device, seq, kind, unit, officer, file, size, sha256,"
-                 " closed_utc, stored_utc) VALUES (?,?,?,?,?,?,?,?,?,?)")
+_INSERT_MEDIA = (
+    "INSERT INTO media(device, seq, kind, unit, officer, file, size, sha256,"
+    " closed_utc, stored_utc) VALUES (?,?,?,?,?,?,?,?,?,?)"
+)
 # a row first noted unstored gets its stored time; a stored time is never moved
-_UPSERT_MEDIA = (_INSERT_MEDIA + " ON CONFLICT(device, seq) DO UPDATE SET"
-                 " stored_utc=COALESCE(stored_utc, excluded.stored_utc)")
+_UPSERT_MEDIA = (
+    _INSERT_MEDIA + " ON CONFLICT(device, seq) DO UPDATE SET"
+    " stored_utc=COALESCE(stored_utc, excluded.stored_utc)"
+)
 
 # (device, file) -> (offset, sha256 object): lets a re-docked camera resume without the
 # dock reading the partial file again, as long as this daemon kept running.
@@ -105,11 +109,13 @@ class PartialFile:
         writer surface here, at :meth:`finish`, :meth:`suspend` or :meth:`sync`."""
         if self._queued + len(data) > self.size:
             raise MediaMismatch(
-                f"{self.file}: camera sent more than the {self.size} bytes its record signs")
+                f"{self.file}: camera sent more than the {self.size} bytes its record signs"
+            )
         self._raise_writer_error()
         if self._writer is None:
-            self._writer = threading.Thread(target=self._write_loop, name="dock-partial",
-                                            daemon=True)
+            self._writer = threading.Thread(
+                target=self._write_loop, name="dock-partial", daemon=True
+            )
             self._writer.start()
         self._queued += len(data)
         self._pending.put(data)
@@ -121,7 +127,7 @@ class PartialFile:
                     self._hash.update(data)
                     view = memoryview(data)
                     while view:
-                        view = view[os.write(self._fd, view):]
+                        view = view[os.write(self._fd, view) :]
                     self.offset += len(data)
                 except BaseException as exc:  # re-raised in the session's thread
                     self._error = exc
@@ -159,7 +165,8 @@ class PartialFile:
         if self.offset != self.size or digest != self.sha256:
             raise MediaMismatch(
                 f"{self.file}: received {self.offset} bytes with sha256 {digest[:16]}..., "
-                f"the signed record says {self.size} bytes, {self.sha256[:16]}...")
+                f"the signed record says {self.size} bytes, {self.sha256[:16]}..."
+            )
 
     def sync(self) -> None:
         """Make the verified bytes durable and close (the committer thread calls this)."""
@@ -181,9 +188,14 @@ class PartialFile:
 class Store:
     """A dock store folder and its index."""
 
-    def __init__(self, root: str | os.PathLike, clock: Any = None, *,
-                 identity: DeviceIdentity | None = None,
-                 unit_keys: frozenset[str] = frozenset()) -> None:
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        clock: Any = None,
+        *,
+        identity: DeviceIdentity | None = None,
+        unit_keys: frozenset[str] = frozenset(),
+    ) -> None:
         """``identity``: the dock's key, which keeps the dock journal (every daemon passes
         it; without it nothing can be stored). ``unit_keys``: fingerprints of the unit keys
         whose signature the store's registry must carry (empty: the registry file is
@@ -216,11 +228,15 @@ class Store:
             require_trusted(registry, self.unit_keys, "the new registry")
         if os.path.lexists(self.registry_path):
             current = Registry.load(self.registry_path)
-            if (current.signature and registry.signature
-                    and registry.signature.serial < current.signature.serial):
+            if (
+                current.signature
+                and registry.signature
+                and registry.signature.serial < current.signature.serial
+            ):
                 raise RegistryError(
                     f"the new registry is edition {registry.signature.serial}, older than the "
-                    f"installed edition {current.signature.serial}: not installing it")
+                    f"installed edition {current.signature.serial}: not installing it"
+                )
         atomic_write_bytes(self.registry_path, data, mode=0o644)
 
     def log(self, kind: str, body: dict[str, Any]) -> None:
@@ -260,16 +276,29 @@ class Store:
         self.log("flag", body)
         self.index.execute(
             "INSERT INTO flags(utc, device, kind, detail) VALUES (?,?,?,?)",
-            (self.now_utc(), body["device"], body["kind"], body["detail"]))
+            (self.now_utc(), body["device"], body["kind"], body["detail"]),
+        )
 
     def note_known_media(self, entry: DeviceEntry, records: Iterable[Record]) -> None:
         """Remember every media record seen on the cable, stored or not (for deadlines)."""
         rows = []
         for r in records:
             if r.media is not None:
-                rows.append((_INSERT_MEDIA + " ON CONFLICT DO NOTHING", (
-                    r.device, r.seq, r.kind, unit_of(entry), entry.officer, *r.media,
-                    closed_utc(r), None)))
+                rows.append(
+                    (
+                        _INSERT_MEDIA + " ON CONFLICT DO NOTHING",
+                        (
+                            r.device,
+                            r.seq,
+                            r.kind,
+                            unit_of(entry),
+                            entry.officer,
+                            *r.media,
+                            closed_utc(r),
+                            None,
+                        ),
+                    )
+                )
         if rows:
             self.index.transaction(rows)
 
@@ -299,7 +328,7 @@ class Store:
         try:
             view = memoryview(data)
             while view:
-                view = view[os.write(fd, view):]
+                view = view[os.write(fd, view) :]
             os.fsync(fd)
         finally:
             os.close(fd)
@@ -308,26 +337,48 @@ class Store:
         self._log_stored(entry, folder, records)
         identity = folder / IDENTITY_NAME
         if not identity.exists():  # as on the card; informational (the registry is trusted)
-            atomic_write_bytes(identity, json.dumps(
-                {"device_id": entry.device_id, "public_key": entry.public_key},
-                indent=2).encode() + b"\n")
+            atomic_write_bytes(
+                identity,
+                json.dumps(
+                    {"device_id": entry.device_id, "public_key": entry.public_key}, indent=2
+                ).encode()
+                + b"\n",
+            )
         now = self.now_utc()
         last = records[-1]
-        statements: list[tuple[str, tuple]] = [(
-            "INSERT INTO heads(device, unit, seq, hash, utc) VALUES (?,?,?,?,?) "
-            "ON CONFLICT(device) DO UPDATE SET seq=excluded.seq, hash=excluded.hash, "
-            "utc=excluded.utc", (entry.device_id, unit, last.seq, last.hash, now))]
+        statements: list[tuple[str, tuple]] = [
+            (
+                "INSERT INTO heads(device, unit, seq, hash, utc) VALUES (?,?,?,?,?) "
+                "ON CONFLICT(device) DO UPDATE SET seq=excluded.seq, hash=excluded.hash, "
+                "utc=excluded.utc",
+                (entry.device_id, unit, last.seq, last.hash, now),
+            )
+        ]
         for r in records:
             if r.media is not None:
-                statements.append((
-                    _UPSERT_MEDIA,
-                    (r.device, r.seq, r.kind, unit, entry.officer, *r.media, closed_utc(r), now)))
+                statements.append(
+                    (
+                        _UPSERT_MEDIA,
+                        (
+                            r.device,
+                            r.seq,
+                            r.kind,
+                            unit,
+                            entry.officer,
+                            *r.media,
+                            closed_utc(r),
+                            now,
+                        ),
+                    )
+                )
         self.index.transaction(statements)
 
     def _require_journal(self) -> None:
         if self.journal is None:
-            raise DockError("this store was opened without the dock's key, read-only: "
-                            "nothing may be stored that the dock journal does not record")
+            raise DockError(
+                "this store was opened without the dock's key, read-only: "
+                "nothing may be stored that the dock journal does not record"
+            )
 
     def _log_stored(self, entry: DeviceEntry, folder: Path, records: list[Record]) -> None:
         """Journal, after the device's records are durable, each file they bind that is
@@ -338,11 +389,14 @@ class Store:
         for r in records:
             bound = record_file(r)
             if bound is not None and os.path.lexists(folder / bound[0]):
-                self.journal.append("stored", dockjournal.stored_body(
-                    entry.device_id, unit, r.seq, *bound))
+                self.journal.append(
+                    "stored", dockjournal.stored_body(entry.device_id, unit, r.seq, *bound)
+                )
         last = records[-1]
-        self.journal.append("records_stored", dockjournal.records_body(
-            entry.device_id, unit, last.seq, last.hash, len(records)))
+        self.journal.append(
+            "records_stored",
+            dockjournal.records_body(entry.device_id, unit, last.seq, last.hash, len(records)),
+        )
 
     def remove_media(self, device: str, file: str, authority: str, reason: str) -> None:
         """Remove a stored file under ``authority`` (retention): journaled first, so the
@@ -355,12 +409,17 @@ class Store:
             raise DockError(f"{device} {file}: not a file this dock stored")
         path = self.root / ledger.unit / device / file
         with self.device_lock(device):
-            self.journal.append("removed", dockjournal.removed_body(
-                device, ledger.unit, file, stored.sha256, authority, reason))
+            self.journal.append(
+                "removed",
+                dockjournal.removed_body(
+                    device, ledger.unit, file, stored.sha256, authority, reason
+                ),
+            )
             path.unlink(missing_ok=True)
             fsync_dir(path.parent)
-        self.index.execute("UPDATE media SET stored_utc=NULL WHERE device=? AND file=?",
-                           (device, file))
+        self.index.execute(
+            "UPDATE media SET stored_utc=NULL WHERE device=? AND file=?", (device, file)
+        )
 
     def _ledger(self) -> dict[str, dockjournal.DeviceLedger]:
         return dockjournal.build_ledger(self.journal.records()) if self.journal else {}
@@ -398,8 +457,9 @@ class Store:
             _log.warning("reconcile: %s", action)
         return actions
 
-    def _catch_up_journal(self, device: str, folder: Path,
-                          ledger: dockjournal.DeviceLedger | None, actions: list[str]) -> None:
+    def _catch_up_journal(
+        self, device: str, folder: Path, ledger: dockjournal.DeviceLedger | None, actions: list[str]
+    ) -> None:
         """Records made durable in the store just before a crash, before the dock journal
         said so: journal them now (their files were verified before they were placed)."""
         journal = folder / JOURNAL_NAME
@@ -410,11 +470,14 @@ class Store:
         new = [r for r in records if r.seq > upto]
         if new:
             self._log_stored(DeviceEntry(device, "0" * 64), folder, new)
-            actions.append(f"{device}: the dock journal now records seq {new[0].seq}.."
-                           f"{new[-1].seq}, already in the store")
+            actions.append(
+                f"{device}: the dock journal now records seq {new[0].seq}.."
+                f"{new[-1].seq}, already in the store"
+            )
 
-    def _reconcile_device(self, unit: str, device: str, folder: Path, registry: Registry,
-                          actions: list[str]) -> None:
+    def _reconcile_device(
+        self, unit: str, device: str, folder: Path, registry: Registry, actions: list[str]
+    ) -> None:
         journal = folder / JOURNAL_NAME
         named: dict[str, Record] = {}
         records: list[Record] = []
@@ -435,20 +498,28 @@ class Store:
                 rel = path.relative_to(folder).as_posix()
                 if rel not in named:
                     dest = makedirs_durable(self.root / PARTIAL_DIR / device) / (
-                        rel.replace("/", "__") + ".part")
+                        rel.replace("/", "__") + ".part"
+                    )
                     os.replace(path, dest)
                     fsync_dir(path.parent)
                     actions.append(f"{device}: {rel} is not journaled yet; kept for resume")
         entry = registry.get(device) or DeviceEntry(device, "0" * 64, "", unit)
         statements: list[tuple[str, tuple]] = [
-            ("UPDATE media SET stored_utc=NULL WHERE device=? AND stored_utc IS NOT NULL"
-             " AND seq > ?", (device, records[-1].seq if records else -1))]
+            (
+                "UPDATE media SET stored_utc=NULL WHERE device=? AND stored_utc IS NOT NULL"
+                " AND seq > ?",
+                (device, records[-1].seq if records else -1),
+            )
+        ]
         if records:
             last = records[-1]
-            statements.append((
-                "INSERT INTO heads(device, unit, seq, hash, utc) VALUES (?,?,?,?,?) "
-                "ON CONFLICT(device) DO UPDATE SET seq=excluded.seq, hash=excluded.hash",
-                (device, unit, last.seq, last.hash, self.now_utc())))
+            statements.append(
+                (
+                    "INSERT INTO heads(device, unit, seq, hash, utc) VALUES (?,?,?,?,?) "
+                    "ON CONFLICT(device) DO UPDATE SET seq=excluded.seq, hash=excluded.hash",
+                    (device, unit, last.seq, last.hash, self.now_utc()),
+                )
+            )
         else:
             statements.append(("DELETE FROM heads WHERE device=?", (device,)))
         for r in named.values():
@@ -456,9 +527,12 @@ class Store:
             if not path.exists():
                 continue  # absent under a 'wiped' record on the camera
             mtime = format_utc(path.stat().st_mtime_ns)
-            statements.append((
-                _UPSERT_MEDIA,
-                (device, r.seq, r.kind, unit, entry.officer, *r.media, closed_utc(r), mtime)))
+            statements.append(
+                (
+                    _UPSERT_MEDIA,
+                    (device, r.seq, r.kind, unit, entry.officer, *r.media, closed_utc(r), mtime),
+                )
+            )
         self.index.transaction(statements)
 
     def close(self) -> None:

@@ -29,8 +29,8 @@ class ConnectionSettings:
 
     host: str
     port: int = 8883
-    ca_file: str = ""        # CA that signed the broker's certificate
-    cert_file: str = ""      # optional client certificate
+    ca_file: str = ""  # CA that signed the broker's certificate
+    cert_file: str = ""  # optional client certificate
     key_file: str = ""
     username: str = ""
     password_file: str = ""  # one line, mode 0600, written by scripts/issue-broker-credential
@@ -64,20 +64,28 @@ def make_client(
     The password file is read now, so a rotated password takes effect on the next client.
     Raises :class:`ConfigError` for a missing or unreadable password file, and ``OSError``
     naming the files when the TLS files cannot be loaded."""
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
-                         clean_session=clean_session, protocol=protocol)
+    client = mqtt.Client(
+        CallbackAPIVersion.VERSION2,
+        client_id=client_id,
+        clean_session=clean_session,
+        protocol=protocol,
+    )
     username = settings.username or default_username
     if username:
         password = read_password(settings.password_file) if settings.password_file else None
         client.username_pw_set(username, password)
     if settings.ca_file:
         try:
-            client.tls_set(ca_certs=settings.ca_file, certfile=settings.cert_file or None,
-                           keyfile=settings.key_file or None,
-                           tls_version=ssl.PROTOCOL_TLS_CLIENT)
-        except OSError as exc:   # ssl.SSLError too; neither names the file
-            files = ", ".join(f for f in (settings.ca_file, settings.cert_file,
-                                          settings.key_file) if f)
+            client.tls_set(
+                ca_certs=settings.ca_file,
+                certfile=settings.cert_file or None,
+                keyfile=settings.key_file or None,
+                tls_version=ssl.PROTOCOL_TLS_CLIENT,
+            )
+        except OSError as exc:  # ssl.SSLError too; neither names the file
+            files = ", ".join(
+                f for f in (settings.ca_file, settings.cert_file, settings.key_file) if f
+            )
             why = exc.strerror if exc.strerror else str(exc)
             raise OSError(f"cannot load the broker's TLS files ({files}): {why}") from None
     return client

@@ -95,8 +95,9 @@ def encode_frame(type_: FrameType, seq: int, payload: bytes | memoryview = b"") 
     return b"".join((header, payload, TRAILER.pack(crc)))
 
 
-def parse_header(header: bytes, expected_seq: int | None, max_payload: int = MAX_PAYLOAD
-                 ) -> tuple[FrameType, int, int]:
+def parse_header(
+    header: bytes, expected_seq: int | None, max_payload: int = MAX_PAYLOAD
+) -> tuple[FrameType, int, int]:
     """``(type, seq, length)`` of a 12-byte header, or :class:`FrameError` with the reason."""
     magic, version, type_, seq, length = HEADER.unpack(header)
     if magic != MAGIC:
@@ -163,18 +164,29 @@ class FrameDecoder:
 
 def receipt_message(dock: str, device: str, upto_seq: int, upto_hash: str) -> bytes:
     """The bytes a dock signs in a receipt (and a camera or verifier checks)."""
-    return canonical_bytes({
-        "purpose": RECEIPT_PURPOSE, "dock": dock, "device": device,
-        "upto_seq": upto_seq, "upto_hash": upto_hash,
-    })
+    return canonical_bytes(
+        {
+            "purpose": RECEIPT_PURPOSE,
+            "dock": dock,
+            "device": device,
+            "upto_seq": upto_seq,
+            "upto_hash": upto_hash,
+        }
+    )
 
 
 def response_message(dock: str, nonce: str, device: str, head: dict | None, utc: str) -> bytes:
     """The bytes a camera signs to answer a dock's challenge (binds its journal head)."""
-    return canonical_bytes({
-        "purpose": RESPONSE_PURPOSE, "dock": dock, "nonce": nonce, "device": device,
-        "head": head, "utc": utc,
-    })
+    return canonical_bytes(
+        {
+            "purpose": RESPONSE_PURPOSE,
+            "dock": dock,
+            "nonce": nonce,
+            "device": device,
+            "head": head,
+            "utc": utc,
+        }
+    )
 
 
 def head_dict(head: tuple[int, str] | None) -> dict[str, Any] | None:
@@ -195,7 +207,11 @@ def record_file(record: Record) -> tuple[str, int, str] | None:
         return record.media
     if record.kind == "torn_tail":
         f, size, digest = (record.body.get(k) for k in ("file", "size", "sha256"))
-        if isinstance(f, str) and TORN_FILE.match(f) and type(size) is int and (
-                isinstance(digest, str) and HEX64.match(digest)):
+        if (
+            isinstance(f, str)
+            and TORN_FILE.match(f)
+            and type(size) is int
+            and (isinstance(digest, str) and HEX64.match(digest))
+        ):
             return f, size, digest
     return None

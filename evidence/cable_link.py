@@ -74,15 +74,19 @@ def _fast_reader(port: Any, timeout: float) -> io.FileIO | None:
 def _hung_up(fd: int) -> bool:
     poller = select.poll()
     poller.register(fd, select.POLLIN)
-    return any(ev & (select.POLLHUP | select.POLLERR | select.POLLNVAL)
-               for _, ev in poller.poll(0))
+    return any(ev & (select.POLLHUP | select.POLLERR | select.POLLNVAL) for _, ev in poller.poll(0))
 
 
 class Link:
     """Framed, ordered, checksummed messages over one serial line for one session."""
 
-    def __init__(self, port: Port, timeout: float = 10.0, max_payload: int = MAX_PAYLOAD,
-                 bulk_reader: bool = False) -> None:
+    def __init__(
+        self,
+        port: Port,
+        timeout: float = 10.0,
+        max_payload: int = MAX_PAYLOAD,
+        bulk_reader: bool = False,
+    ) -> None:
         """``bulk_reader``: the side that receives media (the dock) reads the tty with
         blocking VTIME reads; this makes the fd blocking for writes too, so the side that
         sends media (the camera, whose host may vanish mid-write) leaves it off."""

@@ -11,7 +11,9 @@ import re
 import time
 from typing import Protocol
 
-UTC_PATTERN = re.compile(r"\A[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}Z\Z", re.ASCII)
+UTC_PATTERN = re.compile(
+    r"\A[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}Z\Z", re.ASCII
+)
 
 
 class Clock(Protocol):
@@ -41,7 +43,5 @@ def parse_utc(text: str) -> int:
     """Inverse of :func:`format_utc` (microsecond precision); raises ValueError."""
     if not UTC_PATTERN.match(text):
         raise ValueError(f"not a UTC time stamp: {text!r}")
-    stamp = _dt.datetime.strptime(text[:-1], "%Y-%m-%dT%H:%M:%S.%f").replace(
-        tzinfo=_dt.UTC
-    )
+    stamp = _dt.datetime.strptime(text[:-1], "%Y-%m-%dT%H:%M:%S.%f").replace(tzinfo=_dt.UTC)
     return int(stamp.timestamp()) * 1_000_000_000 + stamp.microsecond * 1000

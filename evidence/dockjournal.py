@@ -32,40 +32,64 @@ def bounded(text: Any, limit: int = MAX_TEXT) -> str:
 
 def stored_body(device: str, unit: str, seq: int, file: str, size: int, sha256: str) -> dict:
     """A file now durably in ``<unit>/<device>/<file>``, bound by the device's record ``seq``."""
-    return {"device": device, "unit": unit, "seq": seq, "file": file, "size": size,
-            "sha256": sha256}
+    return {
+        "device": device,
+        "unit": unit,
+        "seq": seq,
+        "file": file,
+        "size": size,
+        "sha256": sha256,
+    }
 
 
 def records_body(device: str, unit: str, upto_seq: int, upto_hash: str, count: int) -> dict:
     """The device's journal in the store now holds every record up to ``upto_seq``."""
-    return {"device": device, "unit": unit, "upto_seq": upto_seq, "upto_hash": upto_hash,
-            "count": count}
+    return {
+        "device": device,
+        "unit": unit,
+        "upto_seq": upto_seq,
+        "upto_hash": upto_hash,
+        "count": count,
+    }
 
 
-def docking_body(device: str, bay: str, nonce: str, camera_head: dict | None,
-                 camera_utc: str, camera_sig: str) -> dict:
+def docking_body(
+    device: str, bay: str, nonce: str, camera_head: dict | None, camera_utc: str, camera_sig: str
+) -> dict:
     """A camera passed the handshake: the head it signed, with its signature, so that the
     head can be checked later against its journal (section 4's handshake message)."""
-    return {"device": device, "bay": bounded(bay, 64), "nonce": nonce,
-            "camera_head": camera_head, "camera_utc": camera_utc, "camera_sig": camera_sig}
+    return {
+        "device": device,
+        "bay": bounded(bay, 64),
+        "nonce": nonce,
+        "camera_head": camera_head,
+        "camera_utc": camera_utc,
+        "camera_sig": camera_sig,
+    }
 
 
 def receipt_body(device: str, upto_seq: int, upto_hash: str, dock_sig: str) -> dict:
-    return {"device": device, "upto_seq": upto_seq, "upto_hash": upto_hash,
-            "dock_sig": dock_sig}
+    return {"device": device, "upto_seq": upto_seq, "upto_hash": upto_hash, "dock_sig": dock_sig}
 
 
 def flag_body(device: str, kind: str, detail: str) -> dict:
     return {"device": bounded(device, 64), "kind": bounded(kind, 32), "detail": bounded(detail)}
 
 
-def removed_body(device: str, unit: str, file: str, sha256: str, authority: str,
-                 reason: str) -> dict:
+def removed_body(
+    device: str, unit: str, file: str, sha256: str, authority: str, reason: str
+) -> dict:
     """A stored file removed under ``authority`` (retention): the only way media leave."""
     if authority not in REMOVAL_AUTHORITIES:
         raise ValueError(f"removal authority must be one of {REMOVAL_AUTHORITIES}")
-    return {"device": device, "unit": unit, "file": file, "sha256": sha256,
-            "authority": authority, "reason": bounded(reason)}
+    return {
+        "device": device,
+        "unit": unit,
+        "file": file,
+        "sha256": sha256,
+        "authority": authority,
+        "reason": bounded(reason),
+    }
 
 
 @dataclass(frozen=True)
@@ -95,34 +119,54 @@ def _ident(value: Any) -> bool:
 
 def _stored_file(value: Any) -> bool:
     return isinstance(value, str) and (
-        media_path_error("", value) is None or TORN_FILE.match(value) is not None)
+        media_path_error("", value) is None or TORN_FILE.match(value) is not None
+    )
 
 
 def body_problem(record: Record) -> str | None:
     """Why a dock record's body is not as section 10 defines it, or None."""
     b = record.body
     if record.kind == "stored":
-        ok = (_ident(b.get("device")) and _ident(b.get("unit")) and _stored_file(b.get("file"))
-              and type(b.get("seq")) is int and type(b.get("size")) is int
-              and b["size"] >= 0 and isinstance(b.get("sha256"), str)
-              and HEX64.match(b["sha256"]) is not None)
+        ok = (
+            _ident(b.get("device"))
+            and _ident(b.get("unit"))
+            and _stored_file(b.get("file"))
+            and type(b.get("seq")) is int
+            and type(b.get("size")) is int
+            and b["size"] >= 0
+            and isinstance(b.get("sha256"), str)
+            and HEX64.match(b["sha256"]) is not None
+        )
     elif record.kind == "records_stored":
-        ok = (_ident(b.get("device")) and _ident(b.get("unit"))
-              and type(b.get("upto_seq")) is int and b["upto_seq"] >= 0
-              and isinstance(b.get("upto_hash"), str) and HEX64.match(b["upto_hash"]) is not None)
+        ok = (
+            _ident(b.get("device"))
+            and _ident(b.get("unit"))
+            and type(b.get("upto_seq")) is int
+            and b["upto_seq"] >= 0
+            and isinstance(b.get("upto_hash"), str)
+            and HEX64.match(b["upto_hash"]) is not None
+        )
     elif record.kind == "removed":
-        ok = (_ident(b.get("device")) and _ident(b.get("unit")) and _stored_file(b.get("file"))
-              and b.get("authority") in REMOVAL_AUTHORITIES)
+        ok = (
+            _ident(b.get("device"))
+            and _ident(b.get("unit"))
+            and _stored_file(b.get("file"))
+            and b.get("authority") in REMOVAL_AUTHORITIES
+        )
     elif record.kind == "receipt_given":
-        ok = (_ident(b.get("device")) and isinstance(b.get("dock_sig"), str)
-              and HEX128.match(b["dock_sig"]) is not None)
+        ok = (
+            _ident(b.get("device"))
+            and isinstance(b.get("dock_sig"), str)
+            and HEX128.match(b["dock_sig"]) is not None
+        )
     else:
         return None
     return None if ok else f"{record.kind} record body is not as defined"
 
 
-def build_ledger(records: Iterable[Record], problems: list[tuple[Record, str]] | None = None
-                 ) -> dict[str, DeviceLedger]:
+def build_ledger(
+    records: Iterable[Record], problems: list[tuple[Record, str]] | None = None
+) -> dict[str, DeviceLedger]:
     """Fold trusted dock records into a ledger per device; malformed bodies go to
     ``problems`` and count for nothing."""
     ledgers: dict[str, DeviceLedger] = {}
@@ -138,14 +182,17 @@ def build_ledger(records: Iterable[Record], problems: list[tuple[Record, str]] |
         ledger = ledgers.setdefault(b["device"], DeviceLedger(b["device"], b["unit"]))
         ledger.unit = b["unit"]  # the latest word on where the dock keeps it
         if record.kind == "stored":
-            ledger.files[b["file"]] = StoredFile(b["size"], b["sha256"], b["seq"],
-                                                 record.device, record.seq)
+            ledger.files[b["file"]] = StoredFile(
+                b["size"], b["sha256"], b["seq"], record.device, record.seq
+            )
             ledger.removed.pop(b["file"], None)
         elif record.kind == "records_stored":
             if ledger.upto is None or b["upto_seq"] >= ledger.upto[0]:
                 ledger.upto = (b["upto_seq"], b["upto_hash"])
                 ledger.upto_dock_seq = record.seq
         else:
-            ledger.removed[b["file"]] = (f"removed by dock {record.device} (seq {record.seq}) "
-                                         f"under {b['authority']}: {b.get('reason', '')}")
+            ledger.removed[b["file"]] = (
+                f"removed by dock {record.device} (seq {record.seq}) "
+                f"under {b['authority']}: {b.get('reason', '')}"
+            )
     return ledgers

@@ -25,9 +25,7 @@ class TornRecordError(EvidenceError):
     """The journal ends with a partial record, as a power cut mid-append leaves it."""
 
     def __init__(self, path: str, offset: int, length: int) -> None:
-        super().__init__(
-            f"{path}: torn record at byte {offset} ({length} bytes without a newline)"
-        )
+        super().__init__(f"{path}: torn record at byte {offset} ({length} bytes without a newline)")
         self.path = path
         self.offset = offset
         self.length = length

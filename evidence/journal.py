@@ -118,11 +118,17 @@ class Journal:
     def append(self, kind: str, body: dict[str, Any]) -> Record:
         """Sign ``body`` as the next record and make it durable before returning it."""
         with self._lock:
-            seq, prev = (0, GENESIS_HASH) if self._head is None else (
-                self._head[0] + 1, self._head[1])
+            seq, prev = (
+                (0, GENESIS_HASH) if self._head is None else (self._head[0] + 1, self._head[1])
+            )
             record = sign_record(
-                self.identity, seq=seq, prev=prev, utc=format_utc(self.clock.time_ns()),
-                mono_ns=self.clock.monotonic_ns(), kind=kind, body=body,
+                self.identity,
+                seq=seq,
+                prev=prev,
+                utc=format_utc(self.clock.time_ns()),
+                mono_ns=self.clock.monotonic_ns(),
+                kind=kind,
+                body=body,
             )
             line = record.to_bytes() + b"\n"
             written = os.write(self._fd, line)

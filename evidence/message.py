@@ -105,9 +105,14 @@ def check_status_body(body: dict[str, Any]) -> None:
     head = body["head"]
     if head is None:
         return
-    if not (isinstance(head, dict) and set(head) == {"seq", "hash"}
-            and type(head["seq"]) is int and 0 <= head["seq"] < 2**63
-            and isinstance(head["hash"], str) and HEX64.match(head["hash"])):
+    if not (
+        isinstance(head, dict)
+        and set(head) == {"seq", "hash"}
+        and type(head["seq"]) is int
+        and 0 <= head["seq"] < 2**63
+        and isinstance(head["hash"], str)
+        and HEX64.match(head["hash"])
+    ):
         raise RecordError(f"status 'head' must be {{seq, hash}} or null: {head!r:.80}")
 
 
@@ -120,12 +125,11 @@ def check_dock_alert_body(body: dict[str, Any]) -> None:
             raise RecordError(f"dock alert body lacks a string {name!r}")
     if body["level"] not in DOCK_ALERT_LEVELS:
         raise RecordError(
-            f"dock alert level must be one of {', '.join(DOCK_ALERT_LEVELS)}: {body['level']!r}")
+            f"dock alert level must be one of {', '.join(DOCK_ALERT_LEVELS)}: {body['level']!r}"
+        )
 
 
-def sign_message(
-    identity: DeviceIdentity, *, kind: str, utc: str, body: dict[str, Any]
-) -> Message:
+def sign_message(identity: DeviceIdentity, *, kind: str, utc: str, body: dict[str, Any]) -> Message:
     """Build and sign a message; validates it as a receiver would."""
     unsigned = Message(FORMAT_VERSION, kind, identity.device_id, utc, body)
     signature = identity.sign(unsigned.signing_bytes()).hex()

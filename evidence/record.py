@@ -27,9 +27,22 @@ MAX_RECORD_BYTES = 64 * 1024
 # Kinds the firmware writes; the format admits any kind matching KIND_PATTERN so that
 # old verifiers can still check chains written by newer firmware.
 KINDS = (
-    "boot", "recording_started", "announcement", "marker", "segment", "photo",
-    "recording_stopped", "stoppage", "resumed", "battery_low", "torn_tail", "docked",
-    "clock_set", "receipt", "wiped", "alert_ack",
+    "boot",
+    "recording_started",
+    "announcement",
+    "marker",
+    "segment",
+    "photo",
+    "recording_stopped",
+    "stoppage",
+    "resumed",
+    "battery_low",
+    "torn_tail",
+    "docked",
+    "clock_set",
+    "receipt",
+    "wiped",
+    "alert_ack",
 )
 MEDIA_KINDS = ("segment", "photo")
 

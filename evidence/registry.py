@@ -102,8 +102,11 @@ class Signature:
 class Registry:
     """Devices and docks the unit vouches for; ``get`` is None for an unknown device."""
 
-    def __init__(self, entries: dict[str, DeviceEntry] | None = None,
-                 docks: dict[str, DockEntry] | None = None) -> None:
+    def __init__(
+        self,
+        entries: dict[str, DeviceEntry] | None = None,
+        docks: dict[str, DockEntry] | None = None,
+    ) -> None:
         self._entries: dict[str, DeviceEntry] = dict(entries or {})
         self._docks: dict[str, DockEntry] = dict(docks or {})
         self.signature: Signature | None = None  # set when loaded from a signed file
@@ -163,10 +166,14 @@ class Registry:
                 raise RegistryError(f"{where}: a signed registry must be canonical JSON")
             verify_signature(key, message, bytes.fromhex(sig))
         except (CanonicalError, SignatureError):
-            raise RegistryError(f"{where}: the registry's signature does not verify under "
-                                "the unit key it names (the file was altered)") from None
-        registry = cls(_parse_entries(doc["devices"], DeviceEntry, where, "devices"),
-                       _parse_entries(doc["docks"], DockEntry, where, "docks"))
+            raise RegistryError(
+                f"{where}: the registry's signature does not verify under "
+                "the unit key it names (the file was altered)"
+            ) from None
+        registry = cls(
+            _parse_entries(doc["devices"], DeviceEntry, where, "devices"),
+            _parse_entries(doc["docks"], DockEntry, where, "docks"),
+        )
         registry.signature = Signature(unit, key, serial, issued, sig)
         return registry
 
@@ -174,8 +181,11 @@ class Registry:
     def signed_document(self, unit_key: UnitKey, serial: int, issued_utc: str) -> dict:
         """The registry as ``unit_key`` signs it (``sig`` included)."""
         doc = {
-            "format": REGISTRY_FORMAT, "unit": unit_key.unit,
-            "unit_key": unit_key.public_key_hex, "serial": serial, "issued_utc": issued_utc,
+            "format": REGISTRY_FORMAT,
+            "unit": unit_key.unit,
+            "unit_key": unit_key.public_key_hex,
+            "serial": serial,
+            "issued_utc": issued_utc,
             "devices": {e.device_id: _entry_dict(e) for e in self},
             "docks": {e.dock_id: _entry_dict(e) for e in self.docks()},
         }
@@ -186,8 +196,9 @@ class Registry:
         """A new edition (serial one higher), signed: the bytes of its file."""
         serial = (self.signature.serial if self.signature else 0) + 1
         doc = self.signed_document(unit_key, serial, issued_utc)
-        self.signature = Signature(unit_key.unit, unit_key.public_key_hex, serial,
-                                   issued_utc, doc["sig"])
+        self.signature = Signature(
+            unit_key.unit, unit_key.public_key_hex, serial, issued_utc, doc["sig"]
+        )
         return canonical_bytes(doc) + b"\n"
 
     def save_signed(self, path: str | os.PathLike, unit_key: UnitKey, issued_utc: str) -> None:
@@ -201,8 +212,9 @@ class Registry:
         for entry in self:
             d = asdict(entry)
             del d["device_id"]
-            devices[entry.device_id] = {k: v for k, v in d.items() if v or k in (
-                "public_key", "officer", "unit")}
+            devices[entry.device_id] = {
+                k: v for k, v in d.items() if v or k in ("public_key", "officer", "unit")
+            }
         text = json.dumps({"format": REGISTRY_FORMAT_V1, "devices": devices}, indent=2)
         atomic_write_bytes(path, text.encode() + b"\n")
 
@@ -213,7 +225,8 @@ class Registry:
         old = self._entries.get(entry.device_id)
         if old and old.public_key != entry.public_key and not replace:
             raise RegistryError(
-                f"{entry.device_id}: already registered with another key; not replacing it")
+                f"{entry.device_id}: already registered with another key; not replacing it"
+            )
         self._entries[entry.device_id] = entry
 
     def add_dock(self, entry: DockEntry, *, replace: bool = False) -> None:
@@ -221,7 +234,8 @@ class Registry:
         old = self._docks.get(entry.dock_id)
         if old and old.public_key != entry.public_key and not replace:
             raise RegistryError(
-                f"dock {entry.dock_id}: already registered with another key; not replacing it")
+                f"dock {entry.dock_id}: already registered with another key; not replacing it"
+            )
         self._docks[entry.dock_id] = entry
 
     def revoke(self, ident: str, utc: str, reason: str = "") -> DeviceEntry | DockEntry:
@@ -229,8 +243,9 @@ class Registry:
         before stays checkable)."""
         for table in (self._entries, self._docks):
             if ident in table:
-                table[ident] = replace(table[ident], revoked_utc=utc,
-                                       revoked_reason=reason[:_TEXT_LIMIT])
+                table[ident] = replace(
+                    table[ident], revoked_utc=utc, revoked_reason=reason[:_TEXT_LIMIT]
+                )
                 return table[ident]
         raise RegistryError(f"{ident!r} is neither a registered device nor a registered dock")
 
@@ -246,8 +261,11 @@ class Registry:
 
     def dock_keys(self, utc: str | None = None) -> dict[str, str]:
         """Dock id -> public key of every dock not revoked (at ``utc``, if given)."""
-        return {e.dock_id: e.public_key for e in self.docks()
-                if not (e.problem_at(utc) if utc else e.revoked)}
+        return {
+            e.dock_id: e.public_key
+            for e in self.docks()
+            if not (e.problem_at(utc) if utc else e.revoked)
+        }
 
     def find_by_key(self, public_key: str) -> DeviceEntry | None:
         return next((e for e in self._entries.values() if e.public_key == public_key), None)
@@ -273,7 +291,8 @@ def require_trusted(registry: Registry, fingerprints: Iterable[str], where: str)
     if registry.fingerprint not in named:
         raise RegistryError(
             f"{where}: the registry is signed by unit key {show_fingerprint(registry.fingerprint)},"
-            " which is not a trusted unit key")
+            " which is not a trusted unit key"
+        )
 
 
 def _entry_dict(entry: DeviceEntry | DockEntry) -> dict[str, str]:
@@ -292,8 +311,11 @@ def _check_entry(entry: DeviceEntry | DockEntry, ident: str) -> None:
         raise RegistryError(f"{ident}: public key must be 64 lowercase hex digits")
     for f in fields(entry):
         value = getattr(entry, f.name)
-        if not isinstance(value, str) or len(value) > _TEXT_LIMIT or any(
-                ord(c) < 0x20 for c in value):
+        if (
+            not isinstance(value, str)
+            or len(value) > _TEXT_LIMIT
+            or any(ord(c) < 0x20 for c in value)
+        ):
             raise RegistryError(f"{ident}: {f.name} must be a short line of text")
         if f.name.endswith("_utc") or f.name.startswith("valid_"):
             if value and not UTC_PATTERN.match(value):
@@ -309,8 +331,7 @@ def _parse_entries(table: Any, kind: type, where: str, name: str) -> dict[str, A
         try:
             if not isinstance(entry, dict) or not set(entry) <= allowed:
                 raise ValueError(f"fields must be among {sorted(allowed)}")
-            made = kind(ident, **{k: v if k == "public_key" else str(v)
-                                  for k, v in entry.items()})
+            made = kind(ident, **{k: v if k == "public_key" else str(v) for k, v in entry.items()})
             if not isinstance(made.public_key, str):
                 raise ValueError("bad public key")
             _check_entry(made, ident)
@@ -320,5 +341,12 @@ def _parse_entries(table: Any, kind: type, where: str, name: str) -> dict[str, A
     return entries
 
 
-__all__ = ["REGISTRY_FORMAT", "REGISTRY_FORMAT_V1", "DeviceEntry", "DockEntry", "Registry",
-           "Signature", "require_trusted"]
+__all__ = [
+    "REGISTRY_FORMAT",
+    "REGISTRY_FORMAT_V1",
+    "DeviceEntry",
+    "DockEntry",
+    "Registry",
+    "Signature",
+    "require_trusted",
+]

@@ -23,8 +23,12 @@ from .unitkey import parse_fingerprint
 TRUST_FILE = "/etc/bodycam/trust.toml"
 
 
-def load_unit_keys(named: Iterable[str] = (), trust_file: str | os.PathLike | None = None,
-                   *, default_file: str | None = TRUST_FILE) -> frozenset[str]:
+def load_unit_keys(
+    named: Iterable[str] = (),
+    trust_file: str | os.PathLike | None = None,
+    *,
+    default_file: str | None = TRUST_FILE,
+) -> frozenset[str]:
     """Fingerprints from ``named`` (flags) and the trust file (``trust_file``, else
     ``default_file`` if it exists); a bad fingerprint or file is a ConfigError."""
     found = set()
@@ -33,8 +37,11 @@ def load_unit_keys(named: Iterable[str] = (), trust_file: str | os.PathLike | No
             found.add(parse_fingerprint(text))
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
-    path = trust_file if trust_file is not None else (
-        default_file if default_file and Path(default_file).exists() else None)
+    path = (
+        trust_file
+        if trust_file is not None
+        else (default_file if default_file and Path(default_file).exists() else None)
+    )
     if path is not None:
         try:
             data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
@@ -67,8 +74,10 @@ def write_trust_file(path: str | os.PathLike, fingerprints: Iterable[str]) -> No
     from .storage import atomic_write_bytes
     from .unitkey import show_fingerprint
 
-    lines = ["# Unit keys whose signed registries are trusted (bodycam-unit fingerprint).",
-             "unit_keys = ["]
+    lines = [
+        "# Unit keys whose signed registries are trusted (bodycam-unit fingerprint).",
+        "unit_keys = [",
+    ]
     lines += [f'  "{show_fingerprint(f)}",' for f in sorted(fingerprints)]
     lines.append("]")
     atomic_write_bytes(path, ("\n".join(lines) + "\n").encode())

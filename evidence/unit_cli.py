@@ -27,26 +27,44 @@ PASSPHRASE_ENV = "BODYCAM_UNIT_PASSPHRASE"
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog=PROG, description="The head of unit's key, and the registry of cameras and "
+        prog=PROG,
+        description="The head of unit's key, and the registry of cameras and "
         "docks it signs. Every change signs a new edition of the registry file.",
         epilog=f"A sealed key's passphrase comes from --passphrase-file, ${PASSPHRASE_ENV}, "
-        "or a prompt on a terminal.")
-    p.add_argument("--key", default=os.environ.get("BODYCAM_UNIT_KEY", "unit.key"),
-                   help="the unit key file (default $BODYCAM_UNIT_KEY or ./unit.key)")
-    p.add_argument("--registry", default="registry.json",
-                   help="the registry file to sign (default ./registry.json)")
-    p.add_argument("--passphrase-file", metavar="FILE",
-                   help="read the key's passphrase from FILE (first line)")
+        "or a prompt on a terminal.",
+    )
+    p.add_argument(
+        "--key",
+        default=os.environ.get("BODYCAM_UNIT_KEY", "unit.key"),
+        help="the unit key file (default $BODYCAM_UNIT_KEY or ./unit.key)",
+    )
+    p.add_argument(
+        "--registry",
+        default="registry.json",
+        help="the registry file to sign (default ./registry.json)",
+    )
+    p.add_argument(
+        "--passphrase-file", metavar="FILE", help="read the key's passphrase from FILE (first line)"
+    )
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     s = sub.add_parser("init", help="make the unit key and the registry's first edition")
     s.add_argument("--unit", required=True, help="the unit's id, e.g. unit-1")
-    s.add_argument("--no-passphrase", action="store_true",
-                   help="keep the key unsealed (mode 0600 only); the default seals it")
-    s.add_argument("--trust-file", metavar="FILE",
-                   help="also write a trust file naming this key (for /etc/bodycam/trust.toml)")
-    sub.add_parser("fingerprint", help="print the unit key's fingerprint (from --key, or from "
-                   "the registry's signature when there is no key file)")
+    s.add_argument(
+        "--no-passphrase",
+        action="store_true",
+        help="keep the key unsealed (mode 0600 only); the default seals it",
+    )
+    s.add_argument(
+        "--trust-file",
+        metavar="FILE",
+        help="also write a trust file naming this key (for /etc/bodycam/trust.toml)",
+    )
+    sub.add_parser(
+        "fingerprint",
+        help="print the unit key's fingerprint (from --key, or from "
+        "the registry's signature when there is no key file)",
+    )
     s = sub.add_parser("add-device", help="register a camera's key")
     s.add_argument("device")
     s.add_argument("--public-key", required=True, help="64 hex digits (provision-device prints it)")
@@ -57,7 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--replace", action="store_true", help="replace a registered key")
     s = sub.add_parser("add-dock", help="register a docking station's key")
     s.add_argument("dock")
-    s.add_argument("--public-key", required=True, help="64 hex digits (bodycam-dock init prints it)")
+    s.add_argument(
+        "--public-key", required=True, help="64 hex digits (bodycam-dock init prints it)"
+    )
     s.add_argument("--valid-from", default="", metavar="UTC")
     s.add_argument("--valid-until", default="", metavar="UTC")
     s.add_argument("--replace", action="store_true", help="replace a registered key")
@@ -91,8 +111,9 @@ def _utc(text: str, flag: str) -> str:
     try:
         return format_utc(parse_utc(text))
     except ValueError:
-        raise UsageError(f"{flag}: {text!r} is not a UTC stamp "
-                         "(YYYY-MM-DDTHH:MM:SS.ffffffZ)") from None
+        raise UsageError(
+            f"{flag}: {text!r} is not a UTC stamp (YYYY-MM-DDTHH:MM:SS.ffffffZ)"
+        ) from None
 
 
 def _load_key(args: argparse.Namespace) -> UnitKey:
@@ -112,8 +133,10 @@ def _edit(args: argparse.Namespace) -> tuple[UnitKey, Registry]:
 
 def _sign(args: argparse.Namespace, key: UnitKey, registry: Registry) -> None:
     registry.save_signed(args.registry, key, format_utc(SystemClock().time_ns()))
-    print(f"{args.registry}: edition {registry.signature.serial}, {len(registry)} camera(s), "
-          f"{len(registry.docks())} dock(s), signed by {show_fingerprint(key.fingerprint)}")
+    print(
+        f"{args.registry}: edition {registry.signature.serial}, {len(registry)} camera(s), "
+        f"{len(registry.docks())} dock(s), signed by {show_fingerprint(key.fingerprint)}"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -127,8 +150,10 @@ def main(argv: list[str] | None = None) -> int:
                 raise UsageError(f"{args.registry} exists already; not replacing it")
             passphrase = None if args.no_passphrase else _passphrase(args, confirm=True)
             if not args.no_passphrase and not passphrase:
-                raise UsageError("give a passphrase (--passphrase-file, "
-                                 f"${PASSPHRASE_ENV}, a terminal) or --no-passphrase")
+                raise UsageError(
+                    "give a passphrase (--passphrase-file, "
+                    f"${PASSPHRASE_ENV}, a terminal) or --no-passphrase"
+                )
             key = UnitKey.create(args.key, args.unit, passphrase)
             registry = Registry()
             _sign(args, key, registry)
@@ -153,28 +178,47 @@ def main(argv: list[str] | None = None) -> int:
             if sig is None:
                 print(f"{args.registry}: NOT SIGNED (an unsigned v1 registry)")
             else:
-                print(f"{args.registry}: edition {sig.serial} of unit {sig.unit}, issued "
-                      f"{sig.issued_utc}, signature valid, unit key "
-                      f"{show_fingerprint(sig.fingerprint)}")
+                print(
+                    f"{args.registry}: edition {sig.serial} of unit {sig.unit}, issued "
+                    f"{sig.issued_utc}, signature valid, unit key "
+                    f"{show_fingerprint(sig.fingerprint)}"
+                )
             for e in registry:
-                print(f"camera {e.device_id} {e.public_key} officer={e.officer or '-'} "
-                      f"unit={e.unit or '-'}" + (f" REVOKED {e.revoked_utc}: {e.revoked_reason}"
-                                                 if e.revoked else ""))
+                print(
+                    f"camera {e.device_id} {e.public_key} officer={e.officer or '-'} "
+                    f"unit={e.unit or '-'}"
+                    + (f" REVOKED {e.revoked_utc}: {e.revoked_reason}" if e.revoked else "")
+                )
             for d in registry.docks():
-                print(f"dock {d.dock_id} {d.public_key}" + (
-                    f" REVOKED {d.revoked_utc}: {d.revoked_reason}" if d.revoked else ""))
+                print(
+                    f"dock {d.dock_id} {d.public_key}"
+                    + (f" REVOKED {d.revoked_utc}: {d.revoked_reason}" if d.revoked else "")
+                )
             return 0
         key, registry = _edit(args)
         if args.command == "add-device":
-            registry.add(DeviceEntry(
-                args.device, args.public_key.lower(), args.officer,
-                args.device_unit or key.unit, _utc(args.valid_from, "--valid-from"),
-                _utc(args.valid_until, "--valid-until")), replace=args.replace)
+            registry.add(
+                DeviceEntry(
+                    args.device,
+                    args.public_key.lower(),
+                    args.officer,
+                    args.device_unit or key.unit,
+                    _utc(args.valid_from, "--valid-from"),
+                    _utc(args.valid_until, "--valid-until"),
+                ),
+                replace=args.replace,
+            )
         elif args.command == "add-dock":
-            registry.add_dock(DockEntry(
-                args.dock, args.public_key.lower(), key.unit,
-                _utc(args.valid_from, "--valid-from"),
-                _utc(args.valid_until, "--valid-until")), replace=args.replace)
+            registry.add_dock(
+                DockEntry(
+                    args.dock,
+                    args.public_key.lower(),
+                    key.unit,
+                    _utc(args.valid_from, "--valid-from"),
+                    _utc(args.valid_until, "--valid-until"),
+                ),
+                replace=args.replace,
+            )
         else:
             registry.revoke(args.id, _utc(args.at, "--at") or now, args.reason)
         _sign(args, key, registry)

@@ -55,7 +55,8 @@ def parse_fingerprint(text: str) -> str:
     cleaned = "".join(c for c in cleaned if c not in " :-").lower()
     if len(cleaned) != 64 or any(c not in "0123456789abcdef" for c in cleaned):
         raise ValueError(
-            f"{text!r:.80} is not a unit key fingerprint (64 hex digits, spaces allowed)")
+            f"{text!r:.80} is not a unit key fingerprint (64 hex digits, spaces allowed)"
+        )
     return cleaned
 
 
@@ -71,8 +72,12 @@ class UnitKey(DeviceIdentity):
         return fingerprint(self.public_key_hex)
 
     @classmethod
-    def create(cls, key_path: str | os.PathLike, unit: str,  # type: ignore[override]
-               passphrase: bytes | None = None) -> UnitKey:
+    def create(
+        cls,
+        key_path: str | os.PathLike,
+        unit: str,  # type: ignore[override]
+        passphrase: bytes | None = None,
+    ) -> UnitKey:
         """Make a new unit key at ``key_path`` (0600); never replace an existing one."""
         key_path = Path(key_path)
         if key_path.exists():
@@ -81,14 +86,28 @@ class UnitKey(DeviceIdentity):
         key = cls(unit, nacl.signing.SigningKey.generate())
         seed = key._signing_key.encode()
         payload: dict[str, object] = {
-            "format": UNIT_KEY_FORMAT, "unit": unit, "public_key": key.public_key_hex}
+            "format": UNIT_KEY_FORMAT,
+            "unit": unit,
+            "public_key": key.public_key_hex,
+        }
         if passphrase:
             salt = nacl.utils.random(_KDF.SALTBYTES)
-            box = nacl.secret.SecretBox(_KDF.kdf(
-                nacl.secret.SecretBox.KEY_SIZE, passphrase, salt,
-                opslimit=OPSLIMIT, memlimit=MEMLIMIT))
-            payload.update(protection="argon2id", salt=salt.hex(), opslimit=OPSLIMIT,
-                           memlimit=MEMLIMIT, sealed_seed=bytes(box.encrypt(seed)).hex())
+            box = nacl.secret.SecretBox(
+                _KDF.kdf(
+                    nacl.secret.SecretBox.KEY_SIZE,
+                    passphrase,
+                    salt,
+                    opslimit=OPSLIMIT,
+                    memlimit=MEMLIMIT,
+                )
+            )
+            payload.update(
+                protection="argon2id",
+                salt=salt.hex(),
+                opslimit=OPSLIMIT,
+                memlimit=MEMLIMIT,
+                sealed_seed=bytes(box.encrypt(seed)).hex(),
+            )
         else:
             payload.update(protection="none", seed=seed.hex())
         key_path.parent.mkdir(parents=True, exist_ok=True)
@@ -105,8 +124,11 @@ class UnitKey(DeviceIdentity):
             raise KeyFileError(f"{key_path}: not a bodycam unit key file ({exc})") from None
 
     @classmethod
-    def load(cls, key_path: str | os.PathLike,  # type: ignore[override]
-             passphrase: bytes | None = None) -> UnitKey:
+    def load(
+        cls,
+        key_path: str | os.PathLike,  # type: ignore[override]
+        passphrase: bytes | None = None,
+    ) -> UnitKey:
         """Load a unit key, refusing a file others can read or a wrong passphrase."""
         key_path = Path(key_path)
         try:
@@ -122,7 +144,8 @@ class UnitKey(DeviceIdentity):
             if stat.S_IMODE(st.st_mode) & 0o077:
                 raise KeyFileError(
                     f"{key_path}: unit key file is mode {stat.S_IMODE(st.st_mode):04o}; it "
-                    "must be readable by its owner only (chmod 600)")
+                    "must be readable by its owner only (chmod 600)"
+                )
             data = os.read(fd, MAX_KEY_FILE_BYTES + 1)
         finally:
             os.close(fd)
@@ -137,10 +160,17 @@ class UnitKey(DeviceIdentity):
                 if not passphrase:
                     raise PassphraseNeeded(
                         f"{key_path}: the unit key is sealed with a passphrase; give it "
-                        "(--passphrase-file, or BODYCAM_UNIT_PASSPHRASE)")
-                box = nacl.secret.SecretBox(_KDF.kdf(
-                    nacl.secret.SecretBox.KEY_SIZE, passphrase, bytes.fromhex(payload["salt"]),
-                    opslimit=int(payload["opslimit"]), memlimit=int(payload["memlimit"])))
+                        "(--passphrase-file, or BODYCAM_UNIT_PASSPHRASE)"
+                    )
+                box = nacl.secret.SecretBox(
+                    _KDF.kdf(
+                        nacl.secret.SecretBox.KEY_SIZE,
+                        passphrase,
+                        bytes.fromhex(payload["salt"]),
+                        opslimit=int(payload["opslimit"]),
+                        memlimit=int(payload["memlimit"]),
+                    )
+                )
                 try:
                     seed = box.decrypt(bytes.fromhex(payload["sealed_seed"]))
                 except nacl.exceptions.CryptoError:

@@ -41,8 +41,18 @@ from .verify_folder import (
 )
 from .verify_store import StoreCheck, device_folders
 
-__all__ = ["PROBLEM_CODES", "CannotCheck", "DeviceReport", "Problem", "Report", "Target",
-           "detect", "parse_expect_head", "read_identity", "verify_path"]
+__all__ = [
+    "PROBLEM_CODES",
+    "CannotCheck",
+    "DeviceReport",
+    "Problem",
+    "Report",
+    "Target",
+    "detect",
+    "parse_expect_head",
+    "read_identity",
+    "verify_path",
+]
 
 _log = logging.getLogger(__name__)
 
@@ -75,9 +85,13 @@ class Report:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "path": self.path, "kind": self.kind, "registry": self.registry,
-            "trust": self.trust, "trusted": self.trusted,
-            "intact": self.intact, "exit": self.exit_status,
+            "path": self.path,
+            "kind": self.kind,
+            "registry": self.registry,
+            "trust": self.trust,
+            "trusted": self.trusted,
+            "intact": self.intact,
+            "exit": self.exit_status,
             "problem_count": len(self.problems),
             "devices": [d.to_dict() for d in self.devices],
         }
@@ -106,8 +120,7 @@ def _store_target(path: Path) -> Target | None:
 
     folders = tuple(device_folders(path))
     has_journals = any(os.path.lexists(f / JOURNAL_NAME) for _, f, _ in folders)
-    if (os.path.lexists(path / STORE_INDEX) or is_real_dir(path / DOCK_JOURNALS_DIR)
-            or has_journals):
+    if os.path.lexists(path / STORE_INDEX) or is_real_dir(path / DOCK_JOURNALS_DIR) or has_journals:
         return Target("dock_store", path, folders)
     return None
 
@@ -131,17 +144,24 @@ def detect(path: str | os.PathLike) -> Target:
         raise CannotCheck(f"{path}: cannot read: {exc.strerror or exc}") from None
     raise CannotCheck(
         f"{path}: not a device folder (no {JOURNAL_NAME}) or a dock store (no {STORE_INDEX}, "
-        "dock journal or <unit>/<device> folders with journals)")
+        "dock journal or <unit>/<device> folders with journals)"
+    )
 
 
 def parse_expect_head(text: str) -> tuple[str | None, int, str]:
     """``[DEVICE:]SEQ:HASH`` -> ``(device or None, seq, hash)``; raises ValueError."""
     parts = text.split(":")
     device = parts.pop(0) if len(parts) == 3 else None
-    if len(parts) != 2 or not _SEQ.match(parts[0]) or not HEX64.match(parts[1]) or (
-            device is not None and not DEVICE_ID_PATTERN.match(device)):
-        raise ValueError(f"--expect-head {text!r}: use SEQ:HASH or DEVICE:SEQ:HASH "
-                         "(HASH is 64 lowercase hex digits)")
+    if (
+        len(parts) != 2
+        or not _SEQ.match(parts[0])
+        or not HEX64.match(parts[1])
+        or (device is not None and not DEVICE_ID_PATTERN.match(device))
+    ):
+        raise ValueError(
+            f"--expect-head {text!r}: use SEQ:HASH or DEVICE:SEQ:HASH "
+            "(HASH is 64 lowercase hex digits)"
+        )
     return device, int(parts[0]), parts[1]
 
 
@@ -156,8 +176,9 @@ def _inside(candidate: Path, root: Path) -> bool:
         return False
 
 
-def choose_registry(target: Target, registry_path: str | os.PathLike | None,
-                    unit_keys: frozenset[str]) -> tuple[Registry | None, str, bool, str | None]:
+def choose_registry(
+    target: Target, registry_path: str | os.PathLike | None, unit_keys: frozenset[str]
+) -> tuple[Registry | None, str, bool, str | None]:
     """``(registry, label for reports, trusted, where it came from in words)``."""
     if registry_path is not None:
         registry = _load(registry_path)
@@ -167,25 +188,32 @@ def choose_registry(target: Target, registry_path: str | os.PathLike | None,
             except EvidenceError as exc:
                 raise CannotCheck(str(exc)) from None
         inside = _inside(Path(registry_path), target.root)
-        how = (f"the registry given with --registry ({registry_path})"
-               + (", which lies inside the checked path" if inside else ""))
+        how = f"the registry given with --registry ({registry_path})" + (
+            ", which lies inside the checked path" if inside else ""
+        )
         return registry, "registry", True, how
     found = target.root / REGISTRY_NAME
     if not os.path.lexists(found):
         if unit_keys:
-            raise CannotCheck(f"{target.root}: no {REGISTRY_NAME} here to check against the "
-                              "named unit key; give the registry with --registry FILE")
+            raise CannotCheck(
+                f"{target.root}: no {REGISTRY_NAME} here to check against the "
+                "named unit key; give the registry with --registry FILE"
+            )
         return None, "", False, None
     registry = _load(found)
     if registry.signature is not None and registry.fingerprint in unit_keys:
-        how = (f"{found}, signed by unit key {show_fingerprint(registry.fingerprint)} "
-               f"({registry.signature.unit}, edition {registry.signature.serial})")
+        how = (
+            f"{found}, signed by unit key {show_fingerprint(registry.fingerprint)} "
+            f"({registry.signature.unit}, edition {registry.signature.serial})"
+        )
         return registry, "registry", True, how
     if registry.signature is None:
         why = "it is not signed by a unit key"
     else:
-        why = (f"it is signed by unit key {show_fingerprint(registry.fingerprint)}, which "
-               "was not named")
+        why = (
+            f"it is signed by unit key {show_fingerprint(registry.fingerprint)}, which "
+            "was not named"
+        )
     return registry, "untrusted registry", False, f"{found} ({why})"
 
 
@@ -196,16 +224,21 @@ def _load(path: str | os.PathLike) -> Registry:
         raise CannotCheck(str(exc)) from None
 
 
-def _trust_words(registry: Registry | None, trusted: bool, where: str | None,
-                 reports: list[DeviceReport]) -> str:
+def _trust_words(
+    registry: Registry | None, trusted: bool, where: str | None, reports: list[DeviceReport]
+) -> str:
     if trusted:
         return f"keys from {where}"
     if registry is not None:
-        return (f"keys from {where}, found inside the checked path: the evidence vouches for "
-                "itself; name the unit key (--unit-key) or give a registry (--registry)")
+        return (
+            f"keys from {where}, found inside the checked path: the evidence vouches for "
+            "itself; name the unit key (--unit-key) or give a registry (--registry)"
+        )
     if any(d.trust == "self-declared key" for d in reports):
-        return ("keys from identity.json inside the checked path: the evidence vouches for "
-                "itself; name the unit key (--unit-key) or give a registry (--registry)")
+        return (
+            "keys from identity.json inside the checked path: the evidence vouches for "
+            "itself; name the unit key (--unit-key) or give a registry (--registry)"
+        )
     return "no keys at all: signatures were not checked"
 
 
@@ -226,20 +259,25 @@ def verify_path(
     fingerprints of unit keys whose signed registries are trusted.
     """
     target = detect(path)
-    registry, label, trusted, where = choose_registry(target, registry_path,
-                                                      frozenset(unit_keys))
+    registry, label, trusted, where = choose_registry(target, registry_path, frozenset(unit_keys))
     heads: dict[str | None, tuple[int, str]] = {}
     for device, seq, digest in expect_heads:
         heads[device] = (seq, digest)
     if None in heads and len(target.folders) != 1:
-        raise CannotCheck("--expect-head needs DEVICE:SEQ:HASH when the path holds "
-                          f"{len(target.folders)} device folders")
-    used = registry_path if registry_path is not None else (
-        target.root / REGISTRY_NAME if registry is not None else None)
+        raise CannotCheck(
+            "--expect-head needs DEVICE:SEQ:HASH when the path holds "
+            f"{len(target.folders)} device folders"
+        )
+    used = (
+        registry_path
+        if registry_path is not None
+        else (target.root / REGISTRY_NAME if registry is not None else None)
+    )
     report = Report(str(path), target.kind, None if used is None else str(used))
     keys = Keys()
     workers = workers or os.cpu_count() or 1
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="verify-hash") as pool:
+
         def hasher(jobs):
             return list(pool.map(lambda job: hash_regular(*job), jobs))
 
@@ -247,13 +285,28 @@ def verify_path(
             report.devices = StoreCheck(target.root, registry, label, heads, keys, hasher).run()
         else:
             for lbl, folder, device in target.folders:
-                report.devices.append(FolderCheck(
-                    folder, lbl, registry, device, heads, keys, registry_trust=label,
-                    hasher=hasher).run())
+                report.devices.append(
+                    FolderCheck(
+                        folder,
+                        lbl,
+                        registry,
+                        device,
+                        heads,
+                        keys,
+                        registry_trust=label,
+                        hasher=hasher,
+                    ).run()
+                )
     for result in report.devices:
-        _log.debug("%s: %s %s, %d records, %d media files, %d problems", result.folder,
-                   result.role, result.device, result.records, result.media_files,
-                   len(result.problems))
+        _log.debug(
+            "%s: %s %s, %d records, %d media files, %d problems",
+            result.folder,
+            result.role,
+            result.device,
+            result.records,
+            result.media_files,
+            len(result.problems),
+        )
     report.trusted = trusted
     report.trust = _trust_words(registry, trusted, where, report.devices)
     named = {d.device for d in report.devices}

@@ -46,24 +46,46 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("path", metavar="PATH",
-                        help="a device storage folder (journal.jsonl at its root) or a dock "
-                        "store (index.sqlite, <unit>/<device>/ folders)")
-    parser.add_argument("--json", action="store_true", default=None,
-                        help="print one machine-readable JSON object instead of text")
-    parser.add_argument("--registry", metavar="FILE",
-                        help="a registry to trust as given (default: PATH/registry.json, "
-                        "trusted only if signed by a named unit key)")
-    parser.add_argument("--unit-key", metavar="FINGERPRINT", action="append", default=[],
-                        help="trust registries signed by the unit key with this SHA-256 "
-                        "fingerprint (64 hex digits, spaces allowed; repeatable)")
-    parser.add_argument("--trust", metavar="FILE",
-                        help=f"a trust file naming unit keys (default {TRUST_FILE} if present)")
-    parser.add_argument("--expect-head", metavar="[DEVICE:]SEQ:HASH", action="append",
-                        default=[],
-                        help="the head the device signed (dock handshake or MQTT status); "
-                        "a journal that ends before it is reported as tail_cut. Repeat "
-                        "with DEVICE: for a store holding several devices")
+    parser.add_argument(
+        "path",
+        metavar="PATH",
+        help="a device storage folder (journal.jsonl at its root) or a dock "
+        "store (index.sqlite, <unit>/<device>/ folders)",
+    )
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        default=None,
+        help="print one machine-readable JSON object instead of text",
+    )
+    parser.add_argument(
+        "--registry",
+        metavar="FILE",
+        help="a registry to trust as given (default: PATH/registry.json, "
+        "trusted only if signed by a named unit key)",
+    )
+    parser.add_argument(
+        "--unit-key",
+        metavar="FINGERPRINT",
+        action="append",
+        default=[],
+        help="trust registries signed by the unit key with this SHA-256 "
+        "fingerprint (64 hex digits, spaces allowed; repeatable)",
+    )
+    parser.add_argument(
+        "--trust",
+        metavar="FILE",
+        help=f"a trust file naming unit keys (default {TRUST_FILE} if present)",
+    )
+    parser.add_argument(
+        "--expect-head",
+        metavar="[DEVICE:]SEQ:HASH",
+        action="append",
+        default=[],
+        help="the head the device signed (dock handshake or MQTT status); "
+        "a journal that ends before it is reported as tail_cut. Repeat "
+        "with DEVICE: for a store holding several devices",
+    )
     parser.add_argument("--config", metavar="FILE", help="a TOML config file")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress")
     return parser
@@ -88,18 +110,24 @@ def render_text(report: Report) -> str:
     size = sum(d.media_bytes for d in cameras)
     n = len(cameras)
     docks = len(report.devices) - n
-    what = (f"{KIND_NAMES.get(report.kind, report.kind)}, {n} device{'s' if n != 1 else ''}, "
-            + (f"{docks} dock journal{'s' if docks != 1 else ''}, " if docks else "")
-            + f"{records} records, {files} media files ({_human_size(size)})")
+    what = (
+        f"{KIND_NAMES.get(report.kind, report.kind)}, {n} device{'s' if n != 1 else ''}, "
+        + (f"{docks} dock journal{'s' if docks != 1 else ''}, " if docks else "")
+        + f"{records} records, {files} media files ({_human_size(size)})"
+    )
     count = len(report.problems)
     if count:
         bad = sum(1 for d in report.devices if d.problems)
         total = len(report.devices)
-        lines.append(f"{report.path}: {count} PROBLEM{'S' if count != 1 else ''} "
-                     f"in {bad} of {total} folder{'s' if total != 1 else ''}: {what}")
+        lines.append(
+            f"{report.path}: {count} PROBLEM{'S' if count != 1 else ''} "
+            f"in {bad} of {total} folder{'s' if total != 1 else ''}: {what}"
+        )
     elif not report.trusted:
-        lines.append(f"{report.path}: UNTRUSTED: no problem found, but checked only against "
-                     f"keys found inside the checked path: {what}")
+        lines.append(
+            f"{report.path}: UNTRUSTED: no problem found, but checked only against "
+            f"keys found inside the checked path: {what}"
+        )
     else:
         lines.append(f"{report.path}: INTACT: {what}")
     return "\n".join(lines)
@@ -110,12 +138,15 @@ def main(argv: list[str] | None = None) -> int:
 
     def body() -> int:
         setup_logging(args.verbose)
-        config = load_config(DEFAULTS, args.config,
-                             {"registry": args.registry, "json": args.json,
-                              "trust": args.trust})
+        config = load_config(
+            DEFAULTS,
+            args.config,
+            {"registry": args.registry, "json": args.json, "trust": args.trust},
+        )
         try:
-            unit_keys = load_unit_keys([*config["unit_keys"], *args.unit_key],
-                                       config["trust"] or None)
+            unit_keys = load_unit_keys(
+                [*config["unit_keys"], *args.unit_key], config["trust"] or None
+            )
         except ConfigError as exc:
             raise UsageError(str(exc)) from None
         heads = []
@@ -125,8 +156,12 @@ def main(argv: list[str] | None = None) -> int:
             except ValueError as exc:
                 raise UsageError(str(exc)) from None
         try:
-            report = verify_path(args.path, registry_path=config["registry"] or None,
-                                 unit_keys=unit_keys, expect_heads=heads)
+            report = verify_path(
+                args.path,
+                registry_path=config["registry"] or None,
+                unit_keys=unit_keys,
+                expect_heads=heads,
+            )
         except CannotCheck as exc:
             if config["json"]:
                 print(json.dumps({"path": args.path, "exit": 2, "error": str(exc)}))

@@ -125,12 +125,17 @@ class DeviceReport:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "folder": self.folder, "device": self.device, "role": self.role,
-            "trust": self.trust, "records": self.records,
+            "folder": self.folder,
+            "device": self.device,
+            "role": self.role,
+            "trust": self.trust,
+            "records": self.records,
             "head": None if self.head is None else {"seq": self.head[0], "hash": self.head[1]},
-            "media_files": self.media_files, "media_bytes": self.media_bytes,
+            "media_files": self.media_files,
+            "media_bytes": self.media_bytes,
             "intact": not self.problems,
-            "problems": [p.to_dict() for p in self.problems], "notes": self.notes,
+            "problems": [p.to_dict() for p in self.problems],
+            "notes": self.notes,
         }
 
 
@@ -186,8 +191,12 @@ def read_journal(path: Path) -> JournalLines:
             while (end := chunk.find(b"\n", start)) >= 0:
                 if not too_long:
                     pending += chunk[start:end]
-                lines.append((len(lines) + 1, None if too_long or len(pending) >
-                              MAX_RECORD_BYTES else bytes(pending)))
+                lines.append(
+                    (
+                        len(lines) + 1,
+                        None if too_long or len(pending) > MAX_RECORD_BYTES else bytes(pending),
+                    )
+                )
                 pending.clear()
                 too_long = False
                 line_start = offset + end + 1
@@ -221,8 +230,7 @@ def read_identity(folder: Path) -> tuple[str | None, str | None]:
     return device, key
 
 
-def hash_regular(path: Path, expected_size: int | None = None
-                 ) -> tuple[int, str | None] | str:
+def hash_regular(path: Path, expected_size: int | None = None) -> tuple[int, str | None] | str:
     """``(size, sha256)`` of a regular file read once, or why it could not be read. A file
     whose size is not ``expected_size`` is not read at all: ``(size, None)``."""
     try:
@@ -312,27 +320,36 @@ class FolderCheck:
         self.journal_file = self.prefix + JOURNAL_NAME
         self.found_media: dict[str, tuple[int, str | None] | str] = {}
 
-    def problem(self, code: str, message: str, *, seq: int | None = None,
-                line: int | None = None, file: str | None = None) -> None:
-        self.report.problems.append(
-            Problem(code, message, self.report.device, seq, line, file))
+    def problem(
+        self,
+        code: str,
+        message: str,
+        *,
+        seq: int | None = None,
+        line: int | None = None,
+        file: str | None = None,
+    ) -> None:
+        self.report.problems.append(Problem(code, message, self.report.device, seq, line, file))
 
     def run(self) -> DeviceReport:
         journal = self.folder / JOURNAL_NAME
-        self_device, self.self_key = (None, None) if self.role == "dock" else \
-            read_identity(self.folder)
+        self_device, self.self_key = (
+            (None, None) if self.role == "dock" else read_identity(self.folder)
+        )
         try:
             scan = read_journal(journal)
         except UnsafeFile as exc:
             self.report.device = self.expected_device or self_device
             if exc.missing:
-                self.problem("journal_missing", "no journal.jsonl in this folder",
-                             file=self.journal_file)
+                self.problem(
+                    "journal_missing", "no journal.jsonl in this folder", file=self.journal_file
+                )
             elif exc.reason.startswith("cannot be opened (Permission"):
                 raise CannotCheck(f"{journal}: cannot read: permission denied") from None
             else:
-                self.problem("journal_missing", f"journal.jsonl {exc.reason}",
-                             file=self.journal_file)
+                self.problem(
+                    "journal_missing", f"journal.jsonl {exc.reason}", file=self.journal_file
+                )
             return self.report
         parsed = self._parse(scan)
         self._choose_device(self_device, parsed)
@@ -355,8 +372,9 @@ class FolderCheck:
         return None
 
     def trusted(self, kind: str | None = None) -> list[_Entry]:
-        return [e for e in self.entries
-                if e.status == "ok" and (kind is None or e.record.kind == kind)]
+        return [
+            e for e in self.entries if e.status == "ok" and (kind is None or e.record.kind == kind)
+        ]
 
     # -- parsing and trust
 
@@ -364,21 +382,31 @@ class FolderCheck:
         parsed = []
         for number, raw in scan.lines:
             if raw is None:
-                self.problem("malformed_record",
-                             f"unreadable record: longer than {MAX_RECORD_BYTES} bytes",
-                             line=number, file=self.journal_file)
+                self.problem(
+                    "malformed_record",
+                    f"unreadable record: longer than {MAX_RECORD_BYTES} bytes",
+                    line=number,
+                    file=self.journal_file,
+                )
                 continue
             try:
                 parsed.append((number, raw, Record.from_bytes(raw)))
             except RecordError as exc:
-                self.problem("malformed_record", f"unreadable record: {exc}",
-                             line=number, file=self.journal_file)
+                self.problem(
+                    "malformed_record",
+                    f"unreadable record: {exc}",
+                    line=number,
+                    file=self.journal_file,
+                )
         if scan.torn is not None:
             offset, length = scan.torn
             self.problem(
                 "torn_record",
                 f"journal ends with {length} bytes without a newline at byte {offset} "
-                "(a record cut short)", line=len(scan.lines) + 1, file=self.journal_file)
+                "(a record cut short)",
+                line=len(scan.lines) + 1,
+                file=self.journal_file,
+            )
         self.report.records = len(parsed)
         return parsed
 
@@ -391,9 +419,11 @@ class FolderCheck:
         device = device or self_device
         self.report.device = device
         if self_device is not None and device is not None and self_device != device:
-            self.problem("foreign_device",
-                         f"identity.json names device {self_device!r}, not {device!r}",
-                         file=self.prefix + IDENTITY_NAME)
+            self.problem(
+                "foreign_device",
+                f"identity.json names device {self_device!r}, not {device!r}",
+                file=self.prefix + IDENTITY_NAME,
+            )
 
     def _lookup(self, ident: str) -> DeviceEntry | DockEntry | None:
         if self.registry is None:
@@ -413,19 +443,23 @@ class FolderCheck:
             self.report.trust = self.registry_trust
             return
         if self.registry is not None:
-            self.problem("unknown_device",
-                         f"{noun} {device!r} is not in the registry"
-                         + ("; its records are checked against identity.json's key only"
-                            if own_key else ""))
+            self.problem(
+                "unknown_device",
+                f"{noun} {device!r} is not in the registry"
+                + ("; its records are checked against identity.json's key only" if own_key else ""),
+            )
         elif own_key is None:
-            self.problem("unknown_device",
-                         f"no registry given and no key for this {noun}: no key to check "
-                         "signatures against", file=self.prefix + IDENTITY_NAME)
+            self.problem(
+                "unknown_device",
+                f"no registry given and no key for this {noun}: no key to check signatures against",
+                file=self.prefix + IDENTITY_NAME,
+            )
         if own_key is not None:
             self.key, self.report.trust = own_key, "self-declared key"
             self.report.notes.append(
                 f"{self.prefix}{IDENTITY_NAME}: signatures checked against the "
-                f"self-declared key {own_key[:16]}... (not a registry)")
+                f"self-declared key {own_key[:16]}... (not a registry)"
+            )
         else:
             self.report.trust = "none"
 
@@ -438,72 +472,109 @@ class FolderCheck:
             first = seen.get(raw)
             if first is not None:
                 entry.status = "replayed"
-                self.problem("replayed",
-                             f"byte-identical copy of the record on line {first}",
-                             seq=record.seq, line=line, file=self.journal_file)
+                self.problem(
+                    "replayed",
+                    f"byte-identical copy of the record on line {first}",
+                    seq=record.seq,
+                    line=line,
+                    file=self.journal_file,
+                )
                 self.entries.append(entry)
                 continue
             seen[raw] = line
             try:
                 message = record.signing_bytes()
             except (CanonicalError, RecursionError):
-                self.problem("malformed_record", "record cannot be re-encoded",
-                             seq=record.seq, line=line, file=self.journal_file)
+                self.problem(
+                    "malformed_record",
+                    "record cannot be re-encoded",
+                    seq=record.seq,
+                    line=line,
+                    file=self.journal_file,
+                )
                 continue
             if record.device != self.report.device:
                 entry.status = "foreign"
-                self.problem("foreign_device", self._foreign_reason(record, message),
-                             seq=record.seq, line=line, file=self.journal_file)
+                self.problem(
+                    "foreign_device",
+                    self._foreign_reason(record, message),
+                    seq=record.seq,
+                    line=line,
+                    file=self.journal_file,
+                )
             elif self.key is None or self.keys.verifies(self.key, message, record.sig):
                 why = self.key_entry.problem_at(record.utc) if self.key_entry else None
                 if why is not None:  # signed, but not while the key was good
                     entry.status = "bad"
                     revoked.append((entry, why))
-            elif (self.report.trust == "registry" and self.self_key
-                  and self.self_key != self.key
-                  and self.keys.verifies(self.self_key, message, record.sig)):
+            elif (
+                self.report.trust == "registry"
+                and self.self_key
+                and self.self_key != self.key
+                and self.keys.verifies(self.self_key, message, record.sig)
+            ):
                 wrong_key.append(entry)
             else:
                 other = self._signer_among_registry(message, record.sig)
                 if other is not None:
                     entry.status = "foreign"
-                    self.problem("foreign_device",
-                                 f"record claims device {record.device!r} but is signed by "
-                                 f"registered device {other!r}",
-                                 seq=record.seq, line=line, file=self.journal_file)
+                    self.problem(
+                        "foreign_device",
+                        f"record claims device {record.device!r} but is signed by "
+                        f"registered device {other!r}",
+                        seq=record.seq,
+                        line=line,
+                        file=self.journal_file,
+                    )
                 else:
                     entry.status = "bad"
-                    self.problem("bad_signature",
-                                 f"{record.kind} record's signature does not verify",
-                                 seq=record.seq, line=line, file=self.journal_file)
+                    self.problem(
+                        "bad_signature",
+                        f"{record.kind} record's signature does not verify",
+                        seq=record.seq,
+                        line=line,
+                        file=self.journal_file,
+                    )
             self.entries.append(entry)
         if revoked:
             first, why = revoked[0]
-            self.problem("revoked_key",
-                         f"{len(revoked)} record(s) are signed at a time when {why}",
-                         seq=first.record.seq, line=first.line, file=self.journal_file)
+            self.problem(
+                "revoked_key",
+                f"{len(revoked)} record(s) are signed at a time when {why}",
+                seq=first.record.seq,
+                line=first.line,
+                file=self.journal_file,
+            )
         if wrong_key:
             first = wrong_key[0]
             self.problem(
                 "wrong_key",
                 f"{len(wrong_key)} record(s) verify under identity.json's key "
                 f"{self.self_key[:16]}... but not under the registry's key {self.key[:16]}...",
-                seq=first.record.seq, line=first.line, file=self.journal_file)
+                seq=first.record.seq,
+                line=first.line,
+                file=self.journal_file,
+            )
 
     def _foreign_reason(self, record: Record, message: bytes) -> str:
         entry = self.registry.get(record.device) if self.registry else None
         if entry is not None and self.keys.verifies(entry.public_key, message, record.sig):
-            return f"record of registered device {record.device!r} in the journal of " \
-                   f"{self.report.device!r}"
-        return f"record claims device {record.device!r}, not {self.report.device!r} " \
-               "(and no registered key verifies it)"
+            return (
+                f"record of registered device {record.device!r} in the journal of "
+                f"{self.report.device!r}"
+            )
+        return (
+            f"record claims device {record.device!r}, not {self.report.device!r} "
+            "(and no registered key verifies it)"
+        )
 
     def _signer_among_registry(self, message: bytes, sig: str) -> str | None:
         if self.registry is None:
             return None
         for entry in self.registry:
             if entry.device_id != self.report.device and self.keys.verifies(
-                    entry.public_key, message, sig):
+                entry.public_key, message, sig
+            ):
                 return entry.device_id
         return None
 
@@ -517,14 +588,21 @@ class FolderCheck:
             seq = entry.record.seq
             if seq in by_seq:
                 first = by_seq[seq][0]
-                self.problem("sequence_repeat",
-                             f"seq {seq} already used by the record on line {first.line}",
-                             seq=seq, line=entry.line, file=self.journal_file)
+                self.problem(
+                    "sequence_repeat",
+                    f"seq {seq} already used by the record on line {first.line}",
+                    seq=seq,
+                    line=entry.line,
+                    file=self.journal_file,
+                )
             elif previous is not None and seq < previous.record.seq:
-                self.problem("reordered",
-                             f"seq {seq} comes after seq {previous.record.seq} "
-                             f"(line {previous.line})",
-                             seq=seq, line=entry.line, file=self.journal_file)
+                self.problem(
+                    "reordered",
+                    f"seq {seq} comes after seq {previous.record.seq} (line {previous.line})",
+                    seq=seq,
+                    line=entry.line,
+                    file=self.journal_file,
+                )
             by_seq.setdefault(seq, []).append(entry)
             previous = entry
         if not by_seq:
@@ -542,11 +620,16 @@ class FolderCheck:
         for seq in seqs:
             if seq > expected:
                 entry = by_seq[seq][0]
-                missing = f"seq {expected}" if seq == expected + 1 else \
-                    f"seqs {expected}..{seq - 1}"
-                self.problem("sequence_gap",
-                             f"{missing} missing before this record ({seq - expected} record(s))",
-                             seq=seq, line=entry.line, file=self.journal_file)
+                missing = (
+                    f"seq {expected}" if seq == expected + 1 else f"seqs {expected}..{seq - 1}"
+                )
+                self.problem(
+                    "sequence_gap",
+                    f"{missing} missing before this record ({seq - expected} record(s))",
+                    seq=seq,
+                    line=entry.line,
+                    file=self.journal_file,
+                )
             expected = seq + 1
 
     def _check_chain(self, chained: list[_Entry], by_seq: dict[int, list[_Entry]]) -> None:
@@ -556,18 +639,27 @@ class FolderCheck:
                 continue
             if record.seq == 0:
                 if record.prev != GENESIS_HASH:
-                    self.problem("broken_chain", "the first record's prev is not 64 zeros",
-                                 seq=0, line=entry.line, file=self.journal_file)
+                    self.problem(
+                        "broken_chain",
+                        "the first record's prev is not 64 zeros",
+                        seq=0,
+                        line=entry.line,
+                        file=self.journal_file,
+                    )
                 continue
             before = by_seq.get(record.seq - 1)
             if not before or any(b.status != "ok" for b in before):
                 continue  # a gap or a tampered record, reported on its own
             linked = [b for b in before if b.hash == record.prev]
             if not linked:
-                self.problem("broken_chain",
-                             f"prev {record.prev[:16]}... is not the hash of seq "
-                             f"{record.seq - 1} (line {before[0].line})",
-                             seq=record.seq, line=entry.line, file=self.journal_file)
+                self.problem(
+                    "broken_chain",
+                    f"prev {record.prev[:16]}... is not the hash of seq "
+                    f"{record.seq - 1} (line {before[0].line})",
+                    seq=record.seq,
+                    line=entry.line,
+                    file=self.journal_file,
+                )
                 continue
             self._check_time(linked[0], entry)
         for entry in chained:
@@ -577,27 +669,37 @@ class FolderCheck:
     def _check_time(self, before: _Entry, entry: _Entry) -> None:
         a, b = before.record, entry.record
         if b.utc < a.utc and "clock_set" not in (a.kind, b.kind):
-            self.problem("time_backwards",
-                         f"UTC {b.utc} is before the previous record's {a.utc} "
-                         "and no clock_set explains it",
-                         seq=b.seq, line=entry.line, file=self.journal_file)
+            self.problem(
+                "time_backwards",
+                f"UTC {b.utc} is before the previous record's {a.utc} and no clock_set explains it",
+                seq=b.seq,
+                line=entry.line,
+                file=self.journal_file,
+            )
         if b.mono_ns < a.mono_ns and b.kind not in EPOCH_KINDS:
-            self.problem("time_backwards",
-                         f"mono_ns {b.mono_ns} is below the previous record's {a.mono_ns} "
-                         "within one boot (no boot record starts a new one)",
-                         seq=b.seq, line=entry.line, file=self.journal_file)
+            self.problem(
+                "time_backwards",
+                f"mono_ns {b.mono_ns} is below the previous record's {a.mono_ns} "
+                "within one boot (no boot record starts a new one)",
+                seq=b.seq,
+                line=entry.line,
+                file=self.journal_file,
+            )
 
     def _check_receipt(self, entry: _Entry, by_seq: dict[int, list[_Entry]]) -> None:
         upto, digest = entry.record.body.get("upto_seq"), entry.record.body.get("upto_hash")
         if type(upto) is not int or not isinstance(digest, str):
             return
         named = by_seq.get(upto)
-        if named and all(n.status == "ok" for n in named) and digest not in {
-                n.hash for n in named}:
-            self.problem("receipt_mismatch",
-                         f"receipt covers seq {upto} with hash {digest[:16]}..., but that "
-                         f"record's hash is {named[0].hash[:16]}...",
-                         seq=entry.record.seq, line=entry.line, file=self.journal_file)
+        if named and all(n.status == "ok" for n in named) and digest not in {n.hash for n in named}:
+            self.problem(
+                "receipt_mismatch",
+                f"receipt covers seq {upto} with hash {digest[:16]}..., but that "
+                f"record's hash is {named[0].hash[:16]}...",
+                seq=entry.record.seq,
+                line=entry.line,
+                file=self.journal_file,
+            )
 
     def _check_expected_head(self) -> None:
         if self.expect_head is None:
@@ -606,16 +708,23 @@ class FolderCheck:
         head = self.report.head
         if head is None or head[0] < seq:
             ends = "is empty" if head is None else f"ends at seq {head[0]}"
-            self.problem("tail_cut",
-                         f"the journal {ends}, but the device signed a head at seq {seq}",
-                         seq=seq, file=self.journal_file)
+            self.problem(
+                "tail_cut",
+                f"the journal {ends}, but the device signed a head at seq {seq}",
+                seq=seq,
+                file=self.journal_file,
+            )
             return
         at = [e for e in self.entries if e.status in ("ok", "bad") and e.record.seq == seq]
         if at and digest not in {e.hash for e in at}:
-            self.problem("head_mismatch",
-                         f"record seq {seq} has hash {at[0].hash[:16]}..., "
-                         f"the expected head is {digest[:16]}...",
-                         seq=seq, line=at[0].line, file=self.journal_file)
+            self.problem(
+                "head_mismatch",
+                f"record seq {seq} has hash {at[0].hash[:16]}..., "
+                f"the expected head is {digest[:16]}...",
+                seq=seq,
+                line=at[0].line,
+                file=self.journal_file,
+            )
 
     # -- side files, receipts and media
 
@@ -625,31 +734,45 @@ class FolderCheck:
             body = entry.record.body
             name, size, digest = body.get("file"), body.get("size"), body.get("sha256")
             where = dict(seq=entry.record.seq, line=entry.line)
-            if not (isinstance(name, str) and name.startswith(TORN_PREFIX) and "/" not in name
-                    and type(size) is int):
-                self.problem("bad_torn_side_file", f"torn_tail names no side file: {name!r:.60}",
-                             file=self.journal_file, **where)
+            if not (
+                isinstance(name, str)
+                and name.startswith(TORN_PREFIX)
+                and "/" not in name
+                and type(size) is int
+            ):
+                self.problem(
+                    "bad_torn_side_file",
+                    f"torn_tail names no side file: {name!r:.60}",
+                    file=self.journal_file,
+                    **where,
+                )
                 continue
             named.add(name)
             result = hash_regular(self.folder / name, size)
             if isinstance(result, str):
-                self.problem("bad_torn_side_file", f"side file {result}",
-                             file=self.prefix + name, **where)
+                self.problem(
+                    "bad_torn_side_file", f"side file {result}", file=self.prefix + name, **where
+                )
             elif result != (size, digest):
                 found = "not hashed" if result[1] is None else f"sha256 {result[1][:16]}..."
-                self.problem("bad_torn_side_file",
-                             f"side file is {result[0]} bytes, {found}; the torn_tail record "
-                             f"says {size} bytes, {str(digest)[:16]}...",
-                             file=self.prefix + name, **where)
+                self.problem(
+                    "bad_torn_side_file",
+                    f"side file is {result[0]} bytes, {found}; the torn_tail record "
+                    f"says {size} bytes, {str(digest)[:16]}...",
+                    file=self.prefix + name,
+                    **where,
+                )
         try:
             present = sorted(n for n in os.listdir(self.folder) if n.startswith(TORN_PREFIX))
         except OSError:
             present = []
         for name in present:
             if name not in named:
-                self.problem("bad_torn_side_file",
-                             "side file not named by any torn_tail record",
-                             file=self.prefix + name)
+                self.problem(
+                    "bad_torn_side_file",
+                    "side file not named by any torn_tail record",
+                    file=self.prefix + name,
+                )
 
     def _check_receipts(self) -> set[str]:
         """Check every receipt's dock signature and every wipe's cover; return the media
@@ -660,15 +783,23 @@ class FolderCheck:
             if why is None:
                 valid[entry.record.seq] = entry.record.body["upto_seq"]
             else:
-                self.problem("bad_receipt", why, seq=entry.record.seq, line=entry.line,
-                             file=self.journal_file)
+                self.problem(
+                    "bad_receipt",
+                    why,
+                    seq=entry.record.seq,
+                    line=entry.line,
+                    file=self.journal_file,
+                )
         bad = {e.record.seq for e in self.trusted("receipt")} - set(valid)
-        bound_at = {e.record.media[0]: e.record.seq for e in self.trusted()
-                    if e.record.media is not None}
+        bound_at = {
+            e.record.media[0]: e.record.seq for e in self.trusted() if e.record.media is not None
+        }
         wiped: set[str] = set()
         for entry in self.trusted("wiped"):
-            files, receipt_seq = entry.record.body.get("files"), entry.record.body.get(
-                "receipt_seq")
+            files, receipt_seq = (
+                entry.record.body.get("files"),
+                entry.record.body.get("receipt_seq"),
+            )
             where = dict(seq=entry.record.seq, line=entry.line, file=self.journal_file)
             if not (isinstance(files, list) and all(isinstance(f, str) for f in files)):
                 self.problem("unreceipted_wipe", "wiped record names no list of files", **where)
@@ -679,25 +810,38 @@ class FolderCheck:
             wiped.update(files)
             upto = valid.get(receipt_seq) if type(receipt_seq) is int else None
             if upto is None and receipt_seq not in bad:
-                self.problem("unreceipted_wipe",
-                             f"{len(files)} file(s) wiped under receipt seq {receipt_seq!r:.20}, "
-                             "which is not a receipt record in this journal", **where)
+                self.problem(
+                    "unreceipted_wipe",
+                    f"{len(files)} file(s) wiped under receipt seq {receipt_seq!r:.20}, "
+                    "which is not a receipt record in this journal",
+                    **where,
+                )
             elif upto is not None:
                 uncovered = [f for f in files if bound_at.get(f, upto + 1) > upto]
                 if uncovered:
-                    self.problem("unreceipted_wipe",
-                                 f"{len(uncovered)} wiped file(s) are not covered by receipt "
-                                 f"seq {receipt_seq} (up to seq {upto}), e.g. "
-                                 f"{uncovered[0]!r:.80}", **where)
+                    self.problem(
+                        "unreceipted_wipe",
+                        f"{len(uncovered)} wiped file(s) are not covered by receipt "
+                        f"seq {receipt_seq} (up to seq {upto}), e.g. "
+                        f"{uncovered[0]!r:.80}",
+                        **where,
+                    )
         return wiped
 
     def _receipt_problem(self, record: Record) -> str | None:
         body = record.body
-        dock, upto, digest, sig = (body.get(k) for k in ("dock", "upto_seq", "upto_hash",
-                                                          "dock_sig"))
-        if not (isinstance(dock, str) and DEVICE_ID_PATTERN.match(dock) and type(upto) is int
-                and isinstance(digest, str) and HEX64.match(digest)
-                and isinstance(sig, str) and HEX128.match(sig)):
+        dock, upto, digest, sig = (
+            body.get(k) for k in ("dock", "upto_seq", "upto_hash", "dock_sig")
+        )
+        if not (
+            isinstance(dock, str)
+            and DEVICE_ID_PATTERN.match(dock)
+            and type(upto) is int
+            and isinstance(digest, str)
+            and HEX64.match(digest)
+            and isinstance(sig, str)
+            and HEX128.match(sig)
+        ):
             return "the receipt does not name a dock, seq, hash and dock signature"
         entry = self.registry.dock(dock) if self.registry is not None else None
         if entry is None:
@@ -733,8 +877,15 @@ class FolderCheck:
             self._judge_media(entry, relative, size, digest, self.found_media[relative], wiped)
         self._check_extra_media(named)
 
-    def _judge_media(self, entry: _Entry, relative: str, size: int, digest: str,
-                     found: tuple[int, str | None] | str, wiped: set[str]) -> None:
+    def _judge_media(
+        self,
+        entry: _Entry,
+        relative: str,
+        size: int,
+        digest: str,
+        found: tuple[int, str | None] | str,
+        wiped: set[str],
+    ) -> None:
         where = dict(seq=entry.record.seq, line=entry.line, file=self.prefix + relative)
         kind = entry.record.kind
         if isinstance(found, str) and found.startswith("is missing"):
@@ -745,15 +896,22 @@ class FolderCheck:
         elif isinstance(found, str):
             self.problem("media_changed", f"{kind} file {found}", **where)
         elif found[0] < size:
-            self.problem("media_truncated",
-                         f"{kind} file is {found[0]} bytes, the record says {size}", **where)
+            self.problem(
+                "media_truncated",
+                f"{kind} file is {found[0]} bytes, the record says {size}",
+                **where,
+            )
         elif found[0] > size:
-            self.problem("media_changed",
-                         f"{kind} file is {found[0]} bytes, the record says {size}", **where)
+            self.problem(
+                "media_changed", f"{kind} file is {found[0]} bytes, the record says {size}", **where
+            )
         elif found[1] != digest:
-            self.problem("media_changed",
-                         f"{kind} file's sha256 is {str(found[1])[:16]}..., the record says "
-                         f"{digest[:16]}...", **where)
+            self.problem(
+                "media_changed",
+                f"{kind} file's sha256 is {str(found[1])[:16]}..., the record says "
+                f"{digest[:16]}...",
+                **where,
+            )
 
     def _check_extra_media(self, named: set[str]) -> None:
         media_root = self.folder / MEDIA_DIR
@@ -764,8 +922,11 @@ class FolderCheck:
             return
         for relative in _walk_no_links(media_root, MEDIA_DIR):
             if relative not in named:
-                self.problem("extra_media", "file not named by any journal record",
-                             file=self.prefix + relative)
+                self.problem(
+                    "extra_media",
+                    "file not named by any journal record",
+                    file=self.prefix + relative,
+                )
 
 
 def _walk_no_links(root: Path, base: str) -> Iterable[str]:

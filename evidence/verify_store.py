@@ -36,8 +36,11 @@ def dock_journal_folders(root: Path) -> list[tuple[str, Path, str]]:
     base = root / DOCK_JOURNALS_DIR
     if not is_real_dir(base):
         return []
-    return [(f"{DOCK_JOURNALS_DIR}/{name}", base / name, name)
-            for name in sorted(os.listdir(base)) if is_real_dir(base / name)]
+    return [
+        (f"{DOCK_JOURNALS_DIR}/{name}", base / name, name)
+        for name in sorted(os.listdir(base))
+        if is_real_dir(base / name)
+    ]
 
 
 def device_folders(root: Path) -> list[tuple[str, Path, str]]:
@@ -56,9 +59,15 @@ def device_folders(root: Path) -> list[tuple[str, Path, str]]:
 class StoreCheck:
     """Runs the folder checks of a store and then the rules above; see :attr:`reports`."""
 
-    def __init__(self, root: Path, registry: Registry | None, registry_trust: str,
-                 expect_heads: dict[str | None, tuple[int, str]], keys: Keys,
-                 hasher: Hasher) -> None:
+    def __init__(
+        self,
+        root: Path,
+        registry: Registry | None,
+        registry_trust: str,
+        expect_heads: dict[str | None, tuple[int, str]],
+        keys: Keys,
+        hasher: Hasher,
+    ) -> None:
         self.root = root
         self.kw = dict(registry_trust=registry_trust, hasher=hasher)
         self.registry = registry
@@ -69,11 +78,20 @@ class StoreCheck:
     def run(self) -> list[DeviceReport]:
         ledgers, dock_reports = self._dock_journals()
         self.has_dock_journal = bool(ledgers) or any(
-            d.folder != DOCK_JOURNALS_DIR for d in dock_reports)
+            d.folder != DOCK_JOURNALS_DIR for d in dock_reports
+        )
         checks = {}
         for label, folder, device in device_folders(self.root):
-            check = FolderCheck(folder, label, self.registry, device, self.expect_heads,
-                                self.keys, in_store=True, **self.kw)
+            check = FolderCheck(
+                folder,
+                label,
+                self.registry,
+                device,
+                self.expect_heads,
+                self.keys,
+                in_store=True,
+                **self.kw,
+            )
             check.run()
             checks[label] = check
         accounted: set[str] = set()
@@ -82,17 +100,18 @@ class StoreCheck:
             check = checks.get(label)
             if check is None:
                 self._report_absent(ledger, checks, dock_reports)
-                accounted.update(lbl for lbl, c in checks.items()
-                                 if c.report.device == device)
+                accounted.update(lbl for lbl, c in checks.items() if c.report.device == device)
                 continue
             accounted.add(label)
             self._compare(check, ledger)
         for label, check in checks.items():
             ledger = ledgers.get(check.report.device or "")
             if label not in accounted and self.has_dock_journal:
-                check.problem("not_in_dock_journal",
-                              "no dock journal records storing this device folder",
-                              file=label)
+                check.problem(
+                    "not_in_dock_journal",
+                    "no dock journal records storing this device folder",
+                    file=label,
+                )
             self._judge_missing(check, ledger if label in accounted else None)
         self.reports = dock_reports + [c.report for c in checks.values()]
         return self.reports
@@ -100,8 +119,16 @@ class StoreCheck:
     def _dock_journals(self) -> tuple[dict[str, DeviceLedger], list[DeviceReport]]:
         reports, records = [], []
         for label, folder, dock in dock_journal_folders(self.root):
-            check = FolderCheck(folder, label, self.registry, dock, self.expect_heads,
-                                self.keys, role="dock", **self.kw)
+            check = FolderCheck(
+                folder,
+                label,
+                self.registry,
+                dock,
+                self.expect_heads,
+                self.keys,
+                role="dock",
+                **self.kw,
+            )
             reports.append(check.run())
             bad: list = []
             trusted = [e.record for e in check.trusted()]
@@ -111,19 +138,25 @@ class StoreCheck:
             records += trusted
         if not reports:
             report = DeviceReport(DOCK_JOURNALS_DIR, role="dock", trust="none")
-            report.problems.append(Problem(
-                "dock_journal_missing", "the store has no dock journal: nothing says what "
-                "it must hold, so deleted folders and files cannot be told from absent ones",
-                file=DOCK_JOURNALS_DIR))
+            report.problems.append(
+                Problem(
+                    "dock_journal_missing",
+                    "the store has no dock journal: nothing says what "
+                    "it must hold, so deleted folders and files cannot be told from absent ones",
+                    file=DOCK_JOURNALS_DIR,
+                )
+            )
             return {}, [report]
         return build_ledger(records), reports
 
-    def _report_absent(self, ledger: DeviceLedger, checks: dict[str, FolderCheck],
-                       dock_reports: list[DeviceReport]) -> None:
+    def _report_absent(
+        self, ledger: DeviceLedger, checks: dict[str, FolderCheck], dock_reports: list[DeviceReport]
+    ) -> None:
         where = f"{ledger.unit}/{ledger.device}"
         elsewhere = [lbl for lbl, c in checks.items() if c.report.device == ledger.device]
-        hidden = (os.path.lexists(self.root / f".{ledger.unit}" / ledger.device)
-                  or os.path.lexists(self.root / ledger.unit / f".{ledger.device}"))
+        hidden = os.path.lexists(self.root / f".{ledger.unit}" / ledger.device) or os.path.lexists(
+            self.root / ledger.unit / f".{ledger.device}"
+        )
         if elsewhere:
             why = f"it was moved: a folder for it is at {elsewhere[0]}"
         elif hidden:
@@ -134,10 +167,18 @@ class StoreCheck:
             why = "it was deleted"
         count = len(ledger.files) - len(ledger.removed)
         report = dock_reports[0]
-        report.problems.append(Problem(
-            "device_missing", f"the dock stored device {ledger.device} at {where} "
-            f"({count} file(s), records up to seq {ledger.upto[0] if ledger.upto else '-'}), "
-            f"but {why}", ledger.device, None, None, where))
+        report.problems.append(
+            Problem(
+                "device_missing",
+                f"the dock stored device {ledger.device} at {where} "
+                f"({count} file(s), records up to seq {ledger.upto[0] if ledger.upto else '-'}), "
+                f"but {why}",
+                ledger.device,
+                None,
+                None,
+                where,
+            )
+        )
 
     def _compare(self, check: FolderCheck, ledger: DeviceLedger) -> None:
         if ledger.upto is None or any(p.code == "journal_missing" for p in check.report.problems):
@@ -147,31 +188,50 @@ class StoreCheck:
         journal = check.journal_file
         if head is None or head[0] < seq:
             ends = "is empty" if head is None else f"ends at seq {head[0]}"
-            check.problem("tail_cut", f"the journal {ends}, but the dock journal recorded "
-                          f"storing records up to seq {seq}", seq=seq, file=journal)
+            check.problem(
+                "tail_cut",
+                f"the journal {ends}, but the dock journal recorded "
+                f"storing records up to seq {seq}",
+                seq=seq,
+                file=journal,
+            )
         elif (found := check.hash_at(seq)) is not None and found != digest:
-            check.problem("head_mismatch", f"record seq {seq} has hash {found[:16]}..., the "
-                          f"dock journal recorded storing {digest[:16]}...", seq=seq,
-                          file=journal)
+            check.problem(
+                "head_mismatch",
+                f"record seq {seq} has hash {found[:16]}..., the "
+                f"dock journal recorded storing {digest[:16]}...",
+                seq=seq,
+                file=journal,
+            )
         elif head[0] > seq:
-            check.problem("not_in_dock_journal",
-                          f"records seq {seq + 1}..{head[0]} are in the store, but no dock "
-                          "journal records storing them (run `bodycam-dock reconcile`)",
-                          seq=seq + 1, file=journal)
+            check.problem(
+                "not_in_dock_journal",
+                f"records seq {seq + 1}..{head[0]} are in the store, but no dock "
+                "journal records storing them (run `bodycam-dock reconcile`)",
+                seq=seq + 1,
+                file=journal,
+            )
 
     def _judge_missing(self, check: FolderCheck, ledger: DeviceLedger | None) -> None:
         for missing in check.missing:
-            where = dict(seq=missing.entry.record.seq, line=missing.entry.line,
-                         file=check.prefix + missing.relative)
+            where = dict(
+                seq=missing.entry.record.seq,
+                line=missing.entry.line,
+                file=check.prefix + missing.relative,
+            )
             kind = missing.entry.record.kind
             stored = ledger.files.get(missing.relative) if ledger else None
             if stored is not None and missing.relative in ledger.removed:
-                check.report.notes.append(f"{check.prefix}{missing.relative}: "
-                                          f"{ledger.removed[missing.relative]}")
+                check.report.notes.append(
+                    f"{check.prefix}{missing.relative}: {ledger.removed[missing.relative]}"
+                )
             elif stored is not None:
-                check.problem("media_missing",
-                              f"{kind} file is missing, but dock {stored.dock} recorded "
-                              f"storing it (dock journal seq {stored.dock_seq})", **where)
+                check.problem(
+                    "media_missing",
+                    f"{kind} file is missing, but dock {stored.dock} recorded "
+                    f"storing it (dock journal seq {stored.dock_seq})",
+                    **where,
+                )
             elif not missing.wiped:
                 check.problem("media_missing", f"{kind} file is missing", **where)
 

@@ -41,26 +41,42 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="TOML file overlaying the defaults")
     p.add_argument("--storage", help="storage root (device.storage)")
     p.add_argument("--key", help="device key file (device.key)")
-    p.add_argument("--camera", choices=("pi", "sim"),
-                   help="hardware backend (default: $BODYCAM_CAMERA, else pi)")
+    p.add_argument(
+        "--camera",
+        choices=("pi", "sim"),
+        help="hardware backend (default: $BODYCAM_CAMERA, else pi)",
+    )
     p.add_argument("--pre-event", type=int, metavar="S", help="pre-event seconds (0-120)")
     p.add_argument("--segment-max", type=int, metavar="S", help="longest segment, seconds")
-    p.add_argument("--speed", type=float, metavar="N",
-                   help="sim backend: simulated seconds per real second (default 1)")
-    p.add_argument("--record", action="store_true",
-                   help="sim backend: press the record button once the recorder is ready")
-    p.add_argument("--dock-port", metavar="PATH",
-                   help="dock cable serial port (dock.port; '' = none)")
+    p.add_argument(
+        "--speed",
+        type=float,
+        metavar="N",
+        help="sim backend: simulated seconds per real second (default 1)",
+    )
+    p.add_argument(
+        "--record",
+        action="store_true",
+        help="sim backend: press the record button once the recorder is ready",
+    )
+    p.add_argument(
+        "--dock-port", metavar="PATH", help="dock cable serial port (dock.port; '' = none)"
+    )
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return p
 
 
 def load_config(args: argparse.Namespace) -> dict[str, Any]:
-    return cfg.load(args.config, {
-        "device.storage": args.storage, "device.key": args.key,
-        "recording.pre_event_s": args.pre_event, "recording.segment_max_s": args.segment_max,
-        "dock.port": args.dock_port,
-    })
+    return cfg.load(
+        args.config,
+        {
+            "device.storage": args.storage,
+            "device.key": args.key,
+            "recording.pre_event_s": args.pre_event,
+            "recording.segment_max_s": args.segment_max,
+            "dock.port": args.dock_port,
+        },
+    )
 
 
 def backend_name(args: argparse.Namespace) -> str:
@@ -82,8 +98,9 @@ def _run_checked(args: argparse.Namespace) -> int:
     try:
         return _run(args)
     except BadPinFactory as exc:  # no silent fallback: say which factory to choose
-        raise UsageError(f"no GPIO pin factory ({exc}); on a PC set "
-                         "GPIOZERO_PIN_FACTORY=mock") from None
+        raise UsageError(
+            f"no GPIO pin factory ({exc}); on a PC set GPIOZERO_PIN_FACTORY=mock"
+        ) from None
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -105,13 +122,24 @@ def _run(args: argparse.Namespace) -> int:
         storage = Path(config["device"]["storage"])
         # The simulated RTC goes on after the last record, as a real RTC would, even when
         # an earlier run was faster than real time.
-        hw = sim_hardware(config, storage.parent, speed=args.speed or 1.0,
-                          device_id=identity.device_id,
-                          start_utc_ns=resume_utc_ns(storage / "journal.jsonl"))
-    recorder = Recorder(config, identity=identity, clock=hw["clock"], camera=hw["camera"],
-                        indicators=hw["indicators"], power=hw["power"],
-                        speaker=hw["speaker"], microphone=hw["microphone"],
-                        pin_factory=hw["pin_factory"])
+        hw = sim_hardware(
+            config,
+            storage.parent,
+            speed=args.speed or 1.0,
+            device_id=identity.device_id,
+            start_utc_ns=resume_utc_ns(storage / "journal.jsonl"),
+        )
+    recorder = Recorder(
+        config,
+        identity=identity,
+        clock=hw["clock"],
+        camera=hw["camera"],
+        indicators=hw["indicators"],
+        power=hw["power"],
+        speaker=hw["speaker"],
+        microphone=hw["microphone"],
+        pin_factory=hw["pin_factory"],
+    )
 
     def wake(signum: int, frame: Any) -> None:  # only wakes the main loop
         recorder.request_stop()
@@ -123,8 +151,9 @@ def _run(args: argparse.Namespace) -> int:
     if dock["port"]:  # the recorder stops it before closing the journal
         from .docking import DockWorker
 
-        worker = DockWorker(recorder, dock["port"], trusted, timeout=dock["timeout_s"],
-                            poll_s=dock["poll_s"])
+        worker = DockWorker(
+            recorder, dock["port"], trusted, timeout=dock["timeout_s"], poll_s=dock["poll_s"]
+        )
         recorder.services.append(worker)
         worker.start()
     link = None

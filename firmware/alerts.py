@@ -73,8 +73,9 @@ class Ack:
     by: str
 
     def to_bytes(self) -> bytes:
-        return json.dumps({"alert_seq": self.alert_seq, "by": self.by},
-                          sort_keys=True, separators=(",", ":")).encode()
+        return json.dumps(
+            {"alert_seq": self.alert_seq, "by": self.by}, sort_keys=True, separators=(",", ":")
+        ).encode()
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Ack:
@@ -132,7 +133,7 @@ class Outbox:
         self._seqs: list[int] = []  # queued alert seqs, ascending
         self._records: dict[int, Record] = {}
         self._acks_seen: set[int] = set()
-        self._alerts: set[int] = set()   # every alert seq journalled, acked or not
+        self._alerts: set[int] = set()  # every alert seq journalled, acked or not
 
     @property
     def acked_seq(self) -> int:
@@ -178,8 +179,7 @@ class Outbox:
                 try:
                     record = Record.from_bytes(raw[:-1])
                 except RecordError as exc:
-                    _log.warning("%s: skipping unreadable record at byte %d: %s", path, start,
-                                 exc)
+                    _log.warning("%s: skipping unreadable record at byte %d: %s", path, start, exc)
                     continue
                 queued += self.offer(record)
         if queued:
@@ -190,7 +190,7 @@ class Outbox:
         """Up to ``limit`` queued alerts with seq > ``after_seq``, oldest first."""
         with self._lock:
             start = bisect.bisect_right(self._seqs, after_seq)
-            return [self._records[s] for s in self._seqs[start:start + max(limit, 0)]]
+            return [self._records[s] for s in self._seqs[start : start + max(limit, 0)]]
 
     def count(self) -> int:
         with self._lock:

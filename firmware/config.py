@@ -25,8 +25,9 @@ def defaults() -> dict[str, Any]:
         return tomllib.load(f)
 
 
-def load(path: str | os.PathLike | None = None,
-         overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+def load(
+    path: str | os.PathLike | None = None, overrides: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """Defaults, then ``path`` (or /etc/bodycam/recorder.toml if it exists), then flags."""
     if path is None and SYSTEM_CONFIG.exists():
         path = SYSTEM_CONFIG
@@ -57,16 +58,20 @@ def settings(config: dict[str, Any]) -> Settings:
     c, h = config["controls"], config["health"]
     return Settings(
         pre_event_s=int(config["recording"]["pre_event_s"]),
-        start_hold_s=c["start_hold_s"], stop_hold_s=c["stop_hold_s"],
-        weather_hold_s=c["weather_hold_s"], reminder_s=c["reminder_s"],
-        frame_watchdog_s=h["frame_watchdog_s"], camera_retry_s=h["camera_retry_s"],
+        start_hold_s=c["start_hold_s"],
+        stop_hold_s=c["stop_hold_s"],
+        weather_hold_s=c["weather_hold_s"],
+        reminder_s=c["reminder_s"],
+        frame_watchdog_s=h["frame_watchdog_s"],
+        camera_retry_s=h["camera_retry_s"],
         min_free_bytes=int(h["min_free_mb"]) << 20,
         battery_low_percent=h["battery_low_percent"],
         battery_warn_minutes=h["battery_warn_minutes"],
         battery_critical_percent=h["battery_critical_percent"],
         battery_resume_percent=h["battery_resume_percent"],
         drain_percent_per_hour=h["drain_percent_per_hour"],
-        overheat_c=h["overheat_c"], overheat_resume_c=h["overheat_resume_c"],
+        overheat_c=h["overheat_c"],
+        overheat_resume_c=h["overheat_resume_c"],
         microphone_stops_recording=h["microphone_stops_recording"],
     )
 
@@ -89,8 +94,10 @@ def trusted_docks(config: dict[str, Any]) -> dict[str, str]:
         return {}
     keys = load_unit_keys(dock["unit_keys"])
     if not keys:
-        raise ConfigError("dock.registry is set but no unit key is named (dock.unit_keys or "
-                          "/etc/bodycam/trust.toml): the camera trusts only a signed registry")
+        raise ConfigError(
+            "dock.registry is set but no unit key is named (dock.unit_keys or "
+            "/etc/bodycam/trust.toml): the camera trusts only a signed registry"
+        )
     try:
         registry = load_trusted_registry(dock["registry"], keys)
     except EvidenceError as exc:

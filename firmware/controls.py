@@ -50,15 +50,22 @@ class Buttons:
     """The three buttons (active low, internal pull-ups). ``on_edge(name, pressed, mono_ns)``
     is called from gpiozero's callback thread and must only enqueue."""
 
-    def __init__(self, on_edge: Callable[[str, bool, int], None], clock: Clock, *,
-                 pin_factory: Any = None, bounce_s: float = 0.03) -> None:
+    def __init__(
+        self,
+        on_edge: Callable[[str, bool, int], None],
+        clock: Clock,
+        *,
+        pin_factory: Any = None,
+        bounce_s: float = 0.03,
+    ) -> None:
         self._on_edge = on_edge
         self._clock = clock
         self.buttons: dict[str, Button] = {}
         try:
             for name, net in BUTTON_PINS.items():
-                button = Button(GPIO[net], pull_up=True, bounce_time=bounce_s or None,
-                                pin_factory=pin_factory)
+                button = Button(
+                    GPIO[net], pull_up=True, bounce_time=bounce_s or None, pin_factory=pin_factory
+                )
                 button.when_pressed = self._callback(name, True)
                 button.when_released = self._callback(name, False)
                 self.buttons[name] = button
@@ -69,6 +76,7 @@ class Buttons:
     def _callback(self, name: str, pressed: bool) -> Callable[[], None]:
         def edge() -> None:  # gpiozero's callback thread: stamp and enqueue only
             self._on_edge(name, pressed, self._clock.monotonic_ns())
+
         return edge
 
     def close(self) -> None:

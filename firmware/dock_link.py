@@ -39,6 +39,8 @@ from evidence.record import Record
 from evidence.storage import fsync_dir
 
 _log = logging.getLogger(__name__)
+
+
 @dataclass
 class SessionOutcome:
     dock: str = ""
@@ -77,8 +79,10 @@ class DockLink:
         file must not read the whole journal each time)."""
         head = self.journal.head  # read before the file: a later append forces a re-read
         if self._cache is None or self._cache[0] != head:
-            self._cache = (head, [line for _, line in scan_journal(self.journal.path).lines
-                                  if line])
+            self._cache = (
+                head,
+                [line for _, line in scan_journal(self.journal.path).lines if line],
+            )
         return self._cache[1]
 
     def _lines_after(self, after: dict | None) -> list[bytes]:
@@ -87,7 +91,9 @@ class DockLink:
             return lines
         seq, digest = require(after, "seq", int), require(after, "hash", str)
         if seq >= len(lines):
-            raise FrameError(f"dock asks after seq {seq}, but this journal ends at {len(lines) - 1}")
+            raise FrameError(
+                f"dock asks after seq {seq}, but this journal ends at {len(lines) - 1}"
+            )
         if Record.from_bytes(lines[seq]).hash != digest:
             raise FrameError(f"dock's record {seq} differs from this journal's (another chain)")
         return lines[seq + 1 :]
@@ -124,14 +130,24 @@ class DockLink:
         utc = format_utc(self.clock.time_ns())
         ident = self.journal.identity
         sig = ident.sign(response_message(dock, nonce, ident.device_id, head, utc)).hex()
-        link.send_json(FrameType.RESPONSE, {
-            "device": ident.device_id, "head": head, "utc": utc, "sig": sig,
-            "public_key": ident.public_key_hex,
-        })
+        link.send_json(
+            FrameType.RESPONSE,
+            {
+                "device": ident.device_id,
+                "head": head,
+                "utc": utc,
+                "sig": sig,
+                "public_key": ident.public_key_hex,
+            },
+        )
         while True:
             frame = link.expect(
-                FrameType.CLOCK, FrameType.SYNC, FrameType.GET, FrameType.RECEIPT,
-                FrameType.BYE, FrameType.REFUSE,
+                FrameType.CLOCK,
+                FrameType.SYNC,
+                FrameType.GET,
+                FrameType.RECEIPT,
+                FrameType.BYE,
+                FrameType.REFUSE,
             )
             if frame.type is FrameType.REFUSE:
                 out.outcome, out.reason = "refused", str(frame.json().get("reason", ""))
@@ -153,23 +169,32 @@ class DockLink:
             else:
                 self._on_receipt(link, dock, dock_key, body, out)
 
-    def _on_clock(self, link: Link, dock: str, nonce: str, body: dict, out: SessionOutcome
-                  ) -> None:
+    def _on_clock(self, link: Link, dock: str, nonce: str, body: dict, out: SessionOutcome) -> None:
         new_ns = require(body, "utc_ns", int)
         self.journal.append("docked", {"dock": dock, "challenge": nonce})
         old_ns = self.clock.time_ns()
         setter = getattr(self.clock, "set_time_ns", None)
         if setter is not None:
             setter(new_ns)
-            self.journal.append("clock_set", {
-                "old_utc": format_utc(old_ns), "new_utc": format_utc(new_ns),
-                "offset_ns": new_ns - old_ns, "by": dock,
-            })
+            self.journal.append(
+                "clock_set",
+                {
+                    "old_utc": format_utc(old_ns),
+                    "new_utc": format_utc(new_ns),
+                    "offset_ns": new_ns - old_ns,
+                    "by": dock,
+                },
+            )
         out.clock_offset_ns = new_ns - old_ns
-        link.send_json(FrameType.CLOCK_SET, {
-            "offset_ns": new_ns - old_ns, "old_utc": format_utc(old_ns),
-            "new_utc": format_utc(new_ns), "set": setter is not None,
-        })
+        link.send_json(
+            FrameType.CLOCK_SET,
+            {
+                "offset_ns": new_ns - old_ns,
+                "old_utc": format_utc(old_ns),
+                "new_utc": format_utc(new_ns),
+                "set": setter is not None,
+            },
+        )
 
     def _on_sync(self, link: Link, body: dict, out: SessionOutcome) -> None:
         lines = self._lines_after(body.get("after"))
@@ -184,8 +209,9 @@ class DockLink:
         if batch:
             link.send(FrameType.RECORDS, b"\n".join(batch))
         out.records_sent += len(lines)
-        link.send_json(FrameType.RECORDS_END, {
-            "head": head_dict(self.journal.head), "count": len(lines)})
+        link.send_json(
+            FrameType.RECORDS_END, {"head": head_dict(self.journal.head), "count": len(lines)}
+        )
 
     def _on_get(self, link: Link, body: dict, out: SessionOutcome) -> None:
         seq = require(body, "seq", int)
@@ -211,8 +237,9 @@ class DockLink:
                 out.bytes_sent += n
         link.send_json(FrameType.DATA_END, {"seq": seq, "size": size})
 
-    def _on_receipt(self, link: Link, dock: str, dock_key: str, body: dict,
-                    out: SessionOutcome) -> None:
+    def _on_receipt(
+        self, link: Link, dock: str, dock_key: str, body: dict, out: SessionOutcome
+    ) -> None:
         upto_seq = require(body, "upto_seq", int)
         upto_hash = require(body, "upto_hash", str)
         dock_sig = require(body, "dock_sig", str)
@@ -222,9 +249,11 @@ class DockLink:
             reason = f"dock {dock} is not trusted by this camera: receipt not honoured"
         else:
             try:
-                verify_signature(trusted, receipt_message(
-                    dock, self.journal.identity.device_id, upto_seq, upto_hash),
-                    bytes.fromhex(dock_sig))
+                verify_signature(
+                    trusted,
+                    receipt_message(dock, self.journal.identity.device_id, upto_seq, upto_hash),
+                    bytes.fromhex(dock_sig),
+                )
                 if self._record(upto_seq).hash != upto_hash:
                     reason = f"receipt names record {upto_seq} with another hash"
             except (SignatureError, ValueError, RecordError, FrameError) as exc:
@@ -233,8 +262,10 @@ class DockLink:
             _log.warning("%s; keeping every file", reason)
             link.send_json(FrameType.WIPED, {"files": 0, "reason": reason})
             return
-        receipt = self.journal.append("receipt", {
-            "dock": dock, "upto_seq": upto_seq, "upto_hash": upto_hash, "dock_sig": dock_sig})
+        receipt = self.journal.append(
+            "receipt",
+            {"dock": dock, "upto_seq": upto_seq, "upto_hash": upto_hash, "dock_sig": dock_sig},
+        )
         out.receipt_seq = receipt.seq
         files = self._covered_files(upto_seq)
         wiped_seq = None
@@ -242,7 +273,8 @@ class DockLink:
             # Journal the wipe first: a power cut after it leaves files the journal says
             # are wiped (harmless, removed at the next receipt), never the other way round.
             wiped_seq = self.journal.append(
-                "wiped", {"files": files, "receipt_seq": receipt.seq}).seq
+                "wiped", {"files": files, "receipt_seq": receipt.seq}
+            ).seq
             folders = set()
             for rel in files:
                 path = self.root / rel
@@ -257,9 +289,10 @@ class DockLink:
                     pass
         out.wiped = files
         _log.info("receipt from %s up to seq %d: wiped %d file(s)", dock, upto_seq, len(files))
-        link.send_json(FrameType.WIPED, {
-            "files": len(files), "receipt_seq": receipt.seq, "wiped_seq": wiped_seq,
-            "reason": ""})
+        link.send_json(
+            FrameType.WIPED,
+            {"files": len(files), "receipt_seq": receipt.seq, "wiped_seq": wiped_seq, "reason": ""},
+        )
 
     def _covered_files(self, upto_seq: int) -> list[str]:
         """Media files named by records up to ``upto_seq`` that are still on the card."""

@@ -48,9 +48,16 @@ def open_serial(path: str, timeout: float) -> Any:
 class DockWorker:
     """Serves docks on ``port_path`` for ``recorder`` until :meth:`stop`."""
 
-    def __init__(self, recorder: Any, port_path: str, trusted_docks: dict[str, str], *,
-                 timeout: float = 10.0, poll_s: float = 1.0,
-                 open_port: Callable[[str, float], Any] = open_serial) -> None:
+    def __init__(
+        self,
+        recorder: Any,
+        port_path: str,
+        trusted_docks: dict[str, str],
+        *,
+        timeout: float = 10.0,
+        poll_s: float = 1.0,
+        open_port: Callable[[str, float], Any] = open_serial,
+    ) -> None:
         self.recorder = recorder
         self.port_path = port_path
         self.trusted_docks = dict(trusted_docks)
@@ -125,13 +132,23 @@ class DockWorker:
                 _log.warning("could not tell the dock: %s", exc)
             return
         try:
-            link = DockLink(self.recorder.root, self.recorder.journal, self.recorder.clock,
-                            self.trusted_docks, timeout=self.timeout)
+            link = DockLink(
+                self.recorder.root,
+                self.recorder.journal,
+                self.recorder.clock,
+                self.trusted_docks,
+                timeout=self.timeout,
+            )
             outcome = link.run_session(port)
-            _log.info("docking with %s: %s; %d records, %d bytes sent, %d file(s) wiped%s",
-                      outcome.dock, outcome.outcome or "ended", outcome.records_sent,
-                      outcome.bytes_sent, len(outcome.wiped),
-                      f" ({outcome.reason})" if outcome.reason else "")
+            _log.info(
+                "docking with %s: %s; %d records, %d bytes sent, %d file(s) wiped%s",
+                outcome.dock,
+                outcome.outcome or "ended",
+                outcome.records_sent,
+                outcome.bytes_sent,
+                len(outcome.wiped),
+                f" ({outcome.reason})" if outcome.reason else "",
+            )
         except (EvidenceError, OSError, ValueError) as exc:  # nothing wiped unless journaled
             _log.warning("docking ended early: %s", exc)
         finally:

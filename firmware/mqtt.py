@@ -45,15 +45,15 @@ MQTT_DEFAULTS: dict[str, Any] = {
     "host": "",
     "port": 8883,
     "unit": "",
-    "ca_file": "",          # CA that signed the broker's certificate; "" = no TLS (tests only)
-    "cert_file": "",        # optional client certificate
+    "ca_file": "",  # CA that signed the broker's certificate; "" = no TLS (tests only)
+    "cert_file": "",  # optional client certificate
     "key_file": "",
-    "username": "",         # "" = the device id
-    "password_file": "",    # one line, mode 0600, written by scripts/issue-broker-credential
+    "username": "",  # "" = the device id
+    "password_file": "",  # one line, mode 0600, written by scripts/issue-broker-credential
     "keepalive_s": 30,
     "status_interval_s": 60.0,
     "reconnect_max_s": 30.0,
-    "inflight": 16,          # below the broker's max_inflight_messages (20)
+    "inflight": 16,  # below the broker's max_inflight_messages (20)
 }
 
 
@@ -66,7 +66,7 @@ class MqttSettings(ConnectionSettings):
     reconnect_max_s: float = 30.0
     inflight: int = 16
     status_min_interval_s: float = 1.0
-    cursor_path: str = ""   # "" = alerts.cursor next to the journal
+    cursor_path: str = ""  # "" = alerts.cursor next to the journal
 
     @classmethod
     def from_config(cls, table: dict[str, Any]) -> MqttSettings:
@@ -82,8 +82,8 @@ class MqttSettings(ConnectionSettings):
 
 CURSOR_SAVE_S = 0.25
 
-StatusSource = Callable[[], tuple[str, int]]   # -> (state, battery percent or -1)
-AckCallback = Callable[[int, str], None]        # (alert_seq, by) in the driver thread
+StatusSource = Callable[[], tuple[str, int]]  # -> (state, battery percent or -1)
+AckCallback = Callable[[int, str], None]  # (alert_seq, by) in the driver thread
 
 
 class DeviceSession:
@@ -106,15 +106,18 @@ class DeviceSession:
         self.status_source = status_source or (lambda: ("unknown", -1))
         cursor = Path(settings.cursor_path or journal.path.with_name(CURSOR_NAME))
         self.outbox = Outbox(AlertCursor(cursor))
-        self.topics = (alert_topic(self.unit, self.device), status_topic(self.unit, self.device),
-                       ack_topic(self.unit, self.device))
+        self.topics = (
+            alert_topic(self.unit, self.device),
+            status_topic(self.unit, self.device),
+            ack_topic(self.unit, self.device),
+        )
         self.driver: LinkDriver | None = None
         self.client: mqtt.Client | None = None
         self.connected = threading.Event()
-        self.idle = threading.Event()           # set when nothing is pending or in flight
-        self._inflight: dict[int, int] = {}     # mid -> alert seq, this connection only
-        self._order: list[int] = []             # seqs in flight, in publish order
-        self._done: set[int] = set()            # seqs PUBACKed but not yet contiguous
+        self.idle = threading.Event()  # set when nothing is pending or in flight
+        self._inflight: dict[int, int] = {}  # mid -> alert seq, this connection only
+        self._order: list[int] = []  # seqs in flight, in publish order
+        self._done: set[int] = set()  # seqs PUBACKed but not yet contiguous
         self._sent_upto = self.outbox.acked_seq
         self._next_connect = 0.0
         self._backoff = 0.0
@@ -143,8 +146,9 @@ class DeviceSession:
         """A fresh client per connection: after a drop we resend from our own cursor, so
         paho must not also replay its in-flight copies (that would reorder)."""
         s = self.settings
-        client = make_client(s, f"bodycam-{self.device}", protocol=mqtt.MQTTv5,
-                             default_username=self.device)
+        client = make_client(
+            s, f"bodycam-{self.device}", protocol=mqtt.MQTTv5, default_username=self.device
+        )
         client.max_inflight_messages_set(max(s.inflight, 1) + 4)
         client.max_queued_messages_set(0)
         will = self._status(online=False)
@@ -155,10 +159,12 @@ class DeviceSession:
         client.on_message = self._on_message
         client.on_socket_open = lambda c, u, sock: self.driver and self.driver.watch(self, sock)
         client.on_socket_close = lambda c, u, sock: self.driver and self.driver.unwatch(sock)
-        client.on_socket_register_write = (
-            lambda c, u, sock: self.driver and self.driver.want_write(sock, True))
-        client.on_socket_unregister_write = (
-            lambda c, u, sock: self.driver and self.driver.want_write(sock, False))
+        client.on_socket_register_write = lambda c, u, sock: (
+            self.driver and self.driver.want_write(sock, True)
+        )
+        client.on_socket_unregister_write = lambda c, u, sock: (
+            self.driver and self.driver.want_write(sock, False)
+        )
         return client
 
     def _status(self, *, online: bool) -> bytes:
@@ -168,9 +174,14 @@ class DeviceSession:
         except Exception:  # noqa: BLE001 - a broken sensor must not silence the alerts
             _log.exception("%s: status source failed; reporting unknown", self.device)
             state, battery = "unknown", -1
-        return sign_status(self.identity, utc=format_utc(self.journal.clock.time_ns()),
-                           online=online, state=state, head=self.journal.head,
-                           battery=battery).to_bytes()
+        return sign_status(
+            self.identity,
+            utc=format_utc(self.journal.clock.time_ns()),
+            online=online,
+            state=state,
+            head=self.journal.head,
+            battery=battery,
+        ).to_bytes()
 
     def service(self, now: float) -> None:
         """Connect when due, publish what the window allows, status, keepalive, cursor."""
@@ -181,7 +192,9 @@ class DeviceSession:
         if self.connected.is_set():
             self._pump()
             if now >= self._status_due or (
-                    self._status_dirty and now - self._status_last >= self.settings.status_min_interval_s):
+                self._status_dirty
+                and now - self._status_last >= self.settings.status_min_interval_s
+            ):
                 self.publish_status(now)
         if now - self._last_misc >= 1.0:
             self._last_misc = now
@@ -206,7 +219,7 @@ class DeviceSession:
     def _connect(self, now: float) -> None:
         s = self.settings
         try:
-            client = self._make_client()   # reads the password file, loads TLS files
+            client = self._make_client()  # reads the password file, loads TLS files
             self.client = client
             client.connect(s.host, s.port, keepalive=s.keepalive_s)
         except (OSError, ssl.SSLError, ValueError) as exc:
@@ -214,15 +227,21 @@ class DeviceSession:
             self._backoff = min(max(self._backoff * 2, 0.1), s.reconnect_max_s)
             delay = self._backoff * (0.5 + random.random() / 2)
             self._next_connect = now + delay
-            _log.warning("%s: broker %s:%d unreachable (%s); retrying in %.1f s",
-                         self.device, s.host, s.port, exc, delay)
+            _log.warning(
+                "%s: broker %s:%d unreachable (%s); retrying in %.1f s",
+                self.device,
+                s.host,
+                s.port,
+                exc,
+                delay,
+            )
             return
         self._last_misc = now
 
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         if reason_code.is_failure:
             _log.error("%s: broker refused the connection: %s", self.device, reason_code)
-            return   # paho closes the socket; on_disconnect reschedules
+            return  # paho closes the socket; on_disconnect reschedules
         _log.info("%s: connected to %s:%d", self.device, self.settings.host, self.settings.port)
         self._backoff = 0.0
         self._inflight.clear()
@@ -259,8 +278,12 @@ class DeviceSession:
         self._backoff = min(max(self._backoff * 2, 0.1), self.settings.reconnect_max_s)
         self._next_connect = time.monotonic() + self._backoff * (0.5 + random.random() / 2)
         if was:
-            _log.warning("%s: connection lost (%s); %d alert(s) waiting", self.device, why,
-                         self.outbox.count())
+            _log.warning(
+                "%s: connection lost (%s); %d alert(s) waiting",
+                self.device,
+                why,
+                self.outbox.count(),
+            )
 
     def _pump(self) -> None:
         client = self.client
@@ -290,7 +313,7 @@ class DeviceSession:
     def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
         seq = self._inflight.pop(mid, None)
         if seq is None:
-            return   # a status message
+            return  # a status message
         if reason_code.is_failure:
             # e.g. "Not authorized" from the ACL: not delivered, keep it and retry later.
             _log.error("%s: broker refused alert seq %d: %s", self.device, seq, reason_code)
@@ -313,8 +336,11 @@ class DeviceSession:
             _log.warning("%s: ignoring a malformed ack: %s", self.device, exc)
             return
         if not self.outbox.is_alert(ack.alert_seq):
-            _log.warning("%s: ignoring an ack for seq %d, which is not an alert of ours",
-                         self.device, ack.alert_seq)
+            _log.warning(
+                "%s: ignoring an ack for seq %d, which is not an alert of ours",
+                self.device,
+                ack.alert_seq,
+            )
             return
         if not self.outbox.first_ack(ack.alert_seq):
             return
@@ -389,7 +415,7 @@ class LinkDriver:
         try:
             self._wake_w.send(b"x")
         except (BlockingIOError, OSError):
-            pass   # already full of wake-ups, or closing
+            pass  # already full of wake-ups, or closing
 
     # Called from paho callbacks, i.e. the driver thread.
     def watch(self, session: DeviceSession, sock: Any) -> None:
@@ -457,8 +483,11 @@ class LinkDriver:
         if mask & selectors.EVENT_READ:
             rc = client.loop_read()
             sock = client.socket()
-            while rc == MQTTErrorCode.MQTT_ERR_SUCCESS and sock is not None and getattr(
-                    sock, "pending", lambda: 0)():
+            while (
+                rc == MQTTErrorCode.MQTT_ERR_SUCCESS
+                and sock is not None
+                and getattr(sock, "pending", lambda: 0)()
+            ):
                 rc = client.loop_read()
             if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
                 session._lost(f"read: {rc}")
@@ -486,8 +515,7 @@ class AlertLink:
         on_ack: AckCallback | None = None,
         status_source: StatusSource | None = None,
     ) -> None:
-        self.session = DeviceSession(journal, settings, on_ack=on_ack,
-                                     status_source=status_source)
+        self.session = DeviceSession(journal, settings, on_ack=on_ack, status_source=status_source)
         self.driver = LinkDriver()
         self.driver.add(self.session)
         self._thread: threading.Thread | None = None
@@ -532,12 +560,12 @@ def link_for_recorder(recorder: Any, settings: MqttSettings) -> AlertLink:
     status carries the recorder's indicator state and battery. Start it after
     ``recorder.start()`` and stop it after the recorder has stopped, so the last records
     (``recording_stopped``, a final stoppage) still go out."""
-    def status() -> tuple[str, int]:   # the link's thread: reads only
+
+    def status() -> tuple[str, int]:  # the link's thread: reads only
         try:
             battery = int(round(recorder.power.battery_percent()))
         except (OSError, ValueError):
             battery = -1
         return str(recorder.machine.indicator_state()), battery
 
-    return AlertLink(recorder.journal, settings, on_ack=recorder.acknowledge,
-                     status_source=status)
+    return AlertLink(recorder.journal, settings, on_ack=recorder.acknowledge, status_source=status)

@@ -39,9 +39,18 @@ class PiCamera:
     keyframe every ``keyframe_period_s`` (``iperiod``), so segments and the pre-event
     buffer can start at any keyframe."""
 
-    def __init__(self, *, width: int, height: int, fps: int, bitrate: int,
-                 keyframe_period_s: float, audio: bool, audio_sample_rate: int,
-                 audio_channels: int) -> None:
+    def __init__(
+        self,
+        *,
+        width: int,
+        height: int,
+        fps: int,
+        bitrate: int,
+        keyframe_period_s: float,
+        audio: bool,
+        audio_sample_rate: int,
+        audio_channels: int,
+    ) -> None:
         Picamera2, H264Encoder, _ = _picamera2()
         self.width, self.height, self.fps = width, height, fps
         self.audio = audio
@@ -49,7 +58,8 @@ class PiCamera:
         self.audio_channels = audio_channels
         self._picam2 = Picamera2()
         config = self._picam2.create_video_configuration(
-            main={"size": (width, height)}, controls={"FrameRate": fps})
+            main={"size": (width, height)}, controls={"FrameRate": fps}
+        )
         self._picam2.configure(config)
         iperiod = max(1, round(keyframe_period_s * fps))
         self._encoder = H264Encoder(bitrate=bitrate, repeat=True, iperiod=iperiod)
@@ -75,8 +85,9 @@ class PiCamera:
                 super().stop()
                 self.target.stop()
 
-            def outputframe(self, frame, keyframe=True, timestamp=None, packet=None,
-                            audio=False):  # picamera2's encoder thread: enqueue only
+            def outputframe(
+                self, frame, keyframe=True, timestamp=None, packet=None, audio=False
+            ):  # picamera2's encoder thread: enqueue only
                 self.target.outputframe(frame, keyframe, timestamp, packet, audio)
 
         self._adapter = _Forward(output)
@@ -103,9 +114,12 @@ class PiSpeaker:
         pa = pyaudio.PyAudio()
         try:
             with wave.open(path, "rb") as wav:
-                stream = pa.open(format=pa.get_format_from_width(wav.getsampwidth()),
-                                 channels=wav.getnchannels(), rate=wav.getframerate(),
-                                 output=True)
+                stream = pa.open(
+                    format=pa.get_format_from_width(wav.getsampwidth()),
+                    channels=wav.getnchannels(),
+                    rate=wav.getframerate(),
+                    output=True,
+                )
                 try:
                     while data := wav.readframes(4096):
                         stream.write(data)
@@ -127,8 +141,13 @@ class PiMicrophone:
 
         pa = pyaudio.PyAudio()
         try:
-            stream = pa.open(format=pyaudio.paInt16, channels=1, rate=self.rate, input=True,
-                             frames_per_buffer=1024)
+            stream = pa.open(
+                format=pyaudio.paInt16,
+                channels=1,
+                rate=self.rate,
+                input=True,
+                frames_per_buffer=1024,
+            )
             try:
                 data = stream.read(self.rate // 10, exception_on_overflow=False)
             finally:
@@ -149,11 +168,23 @@ def make_backend(config: dict[str, Any]) -> dict[str, Any]:
     from .drivers import MAX17048, BoardPower, SocThermal, device_clock, open_i2c_bus
 
     cam = config["camera"]
-    camera = PiCamera(width=cam["width"], height=cam["height"], fps=cam["fps"],
-                      bitrate=cam["bitrate"], keyframe_period_s=cam["keyframe_period_s"],
-                      audio=cam["audio"], audio_sample_rate=cam["audio_sample_rate"],
-                      audio_channels=cam["audio_channels"])
+    camera = PiCamera(
+        width=cam["width"],
+        height=cam["height"],
+        fps=cam["fps"],
+        bitrate=cam["bitrate"],
+        keyframe_period_s=cam["keyframe_period_s"],
+        audio=cam["audio"],
+        audio_sample_rate=cam["audio_sample_rate"],
+        audio_channels=cam["audio_channels"],
+    )
     power = BoardPower(MAX17048(open_i2c_bus()), SocThermal())
-    return {"clock": device_clock(), "camera": camera, "power": power,
-            "speaker": PiSpeaker(), "microphone": PiMicrophone(cam["audio_sample_rate"]),
-            "indicators": GpioIndicators(), "pin_factory": None}
+    return {
+        "clock": device_clock(),
+        "camera": camera,
+        "power": power,
+        "speaker": PiSpeaker(),
+        "microphone": PiMicrophone(cam["audio_sample_rate"]),
+        "indicators": GpioIndicators(),
+        "pin_factory": None,
+    }

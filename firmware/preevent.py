@@ -73,4 +73,3 @@ class PreEventBuffer:
         self._gops.clear()
         self._gop_bytes.clear()
         self.bytes = 0
-

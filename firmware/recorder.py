@@ -148,27 +148,38 @@ class Recorder:
         self.journal = Journal(path, self.identity, clock=self.clock, repair_torn=True)
         pending = unsigned_media(self.root, self.journal)
         reason = "recovered" if (torn or pending) else "start"
-        self.journal.append("boot", {"firmware": FIRMWARE_VERSION,
-                                     "boot_id": secrets.token_hex(16), "reason": reason})
-        self.stats.recovered = len(recover(self.root, self.journal, self.clock.time_ns(),
-                                           pending))
+        self.journal.append(
+            "boot",
+            {"firmware": FIRMWARE_VERSION, "boot_id": secrets.token_hex(16), "reason": reason},
+        )
+        self.stats.recovered = len(recover(self.root, self.journal, self.clock.time_ns(), pending))
         cam, rec = self.config["camera"], self.config["recording"]
         audio = bool(getattr(self.camera, "audio", cam["audio"]))
         fmt = VideoFormat(
-            self.camera.width, self.camera.height, self.camera.fps,
+            self.camera.width,
+            self.camera.height,
+            self.camera.fps,
             getattr(self.camera, "audio_sample_rate", cam["audio_sample_rate"]) if audio else None,
             getattr(self.camera, "audio_channels", cam["audio_channels"]),
             bytes(getattr(self.camera, "audio_extradata", b"") or b""),
         )
         self._photo_counter = self.journal.next_seq
         self.writer = SegmentWriter(
-            root=self.root, journal=self.journal, device_id=self.identity.device_id, fmt=fmt,
-            clock=self.clock, notify=self._notify, segment_max_s=rec["segment_max_s"],
-            flush_interval_s=rec["flush_interval_s"], pre_event_s=rec["pre_event_s"],
+            root=self.root,
+            journal=self.journal,
+            device_id=self.identity.device_id,
+            fmt=fmt,
+            clock=self.clock,
+            notify=self._notify,
+            segment_max_s=rec["segment_max_s"],
+            flush_interval_s=rec["flush_interval_s"],
+            pre_event_s=rec["pre_event_s"],
             pre_event_audio=rec["pre_event_audio"],
             pre_event_max_bytes=int(rec["pre_event_max_mb"]) << 20,
-            queue_frames=rec["queue_frames"], put_timeout_s=rec["queue_put_timeout_s"],
-            sign=self.sign, first_counter=self.journal.next_seq,
+            queue_frames=rec["queue_frames"],
+            put_timeout_s=rec["queue_put_timeout_s"],
+            sign=self.sign,
+            first_counter=self.journal.next_seq,
         )
 
     def start(self) -> None:
@@ -178,8 +189,12 @@ class Recorder:
         if self._want_buttons:
             from .controls import Buttons
 
-            self._buttons = Buttons(self.button, self.clock, pin_factory=self._pin_factory,
-                                    bounce_s=self.config["controls"]["bounce_s"])
+            self._buttons = Buttons(
+                self.button,
+                self.clock,
+                pin_factory=self._pin_factory,
+                bounce_s=self.config["controls"]["bounce_s"],
+            )
         self.writer.start()
         self._started_ns = self.clock.monotonic_ns()
         try:
@@ -254,8 +269,9 @@ class Recorder:
 
     def button(self, name: str, pressed: bool, mono_ns: int | None = None) -> None:
         """A button edge (gpiozero's thread, or a test/simulator driving the recorder)."""
-        self._post(("button", name, pressed,
-                    self.clock.monotonic_ns() if mono_ns is None else mono_ns))
+        self._post(
+            ("button", name, pressed, self.clock.monotonic_ns() if mono_ns is None else mono_ns)
+        )
 
     def acknowledge(self, alert_seq: int, by: str) -> None:
         """Hook for the MQTT link: a supervisor acknowledged alert ``alert_seq``; the
@@ -328,8 +344,10 @@ class Recorder:
         if begin and self._stop.is_set():
             refused = "the recorder is shutting down"
         elif begin and self.machine.state in (RECORDING, STOPPING):
-            refused = ("the camera is recording: it keeps recording; dock it again after "
-                       "the recording has stopped")
+            refused = (
+                "the camera is recording: it keeps recording; dock it again after "
+                "the recording has stopped"
+            )
         if refused:
             reply["refused"] = refused
         else:
@@ -416,8 +434,9 @@ class Recorder:
             _log.error("announcement not played: %s", exc)
             return
         self.stats.announcements += 1
-        self.journal.append("announcement", {"text": cfg.ANNOUNCEMENT_TEXT,
-                                             "sha256": self.wav_sha256})
+        self.journal.append(
+            "announcement", {"text": cfg.ANNOUNCEMENT_TEXT, "sha256": self.wav_sha256}
+        )
 
     def _photo(self) -> None:
         """Take a still while video runs, store it durably, sign it like a segment."""
@@ -428,8 +447,7 @@ class Recorder:
             self.indicators.beep("fault")
             return
         self._photo_counter += 1
-        day, name = segment_name(self.identity.device_id, self.clock.time_ns(),
-                                 self._photo_counter)
+        day, name = segment_name(self.identity.device_id, self.clock.time_ns(), self._photo_counter)
         info = None
         try:
             writer = HashingWriter(self.root, f"media/{day}/{name}.jpg")
@@ -458,4 +476,3 @@ class Recorder:
             _log.error("camera restart failed: %s", exc)
         finally:
             self._restarting.release()
-

@@ -82,15 +82,18 @@ def start_utc_from_name(name: str) -> int | None:
     """The start stamp a segment's name carries (``<device>-YYYYMMDDTHHMMSSmmmZ-<n>``)."""
     try:
         stamp = name.rsplit("-", 2)[-2]
-        text = (f"{stamp[0:4]}-{stamp[4:6]}-{stamp[6:8]}T{stamp[9:11]}:{stamp[11:13]}:"
-                f"{stamp[13:15]}.{stamp[15:18]}000Z")
+        text = (
+            f"{stamp[0:4]}-{stamp[4:6]}-{stamp[6:8]}T{stamp[9:11]}:{stamp[11:13]}:"
+            f"{stamp[13:15]}.{stamp[15:18]}000Z"
+        )
         return parse_utc(text)
     except (IndexError, ValueError):
         return None
 
 
-def recover(root: Path, journal: Journal, fallback_utc_ns: int,
-            pending: list[str] | None = None) -> list[dict[str, Any]]:
+def recover(
+    root: Path, journal: Journal, fallback_utc_ns: int, pending: list[str] | None = None
+) -> list[dict[str, Any]]:
     """Sign every unsigned media file as recovered (``pending``: what
     :func:`unsigned_media` already found); returns the bodies journaled."""
     bodies = []
@@ -103,9 +106,13 @@ def recover(root: Path, journal: Journal, fallback_utc_ns: int,
         if path.suffix == ".ts":
             frames, audio, seconds = probe_segment(path)
             start = start_utc_from_name(path.stem) or fallback_utc_ns
-            body.update(start_utc=format_utc(start),
-                        end_utc=format_utc(start + int(seconds * 1e9)),
-                        frames=frames, audio_frames=audio, recovered=True)
+            body.update(
+                start_utc=format_utc(start),
+                end_utc=format_utc(start + int(seconds * 1e9)),
+                frames=frames,
+                audio_frames=audio,
+                recovered=True,
+            )
             journal.append("segment", body)
         else:
             body["recovered"] = True

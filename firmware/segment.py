@@ -28,8 +28,21 @@ _log = logging.getLogger(__name__)
 
 TIME_BASE = Fraction(1, 90_000)
 # MPEG-4 Audio sampling frequency index (ISO/IEC 14496-3, 1.6.3.4)
-AAC_RATES = (96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000,
-             7350)
+AAC_RATES = (
+    96000,
+    88200,
+    64000,
+    48000,
+    44100,
+    32000,
+    24000,
+    22050,
+    16000,
+    12000,
+    11025,
+    8000,
+    7350,
+)
 
 
 def aac_config(sample_rate: int, channels: int) -> bytes:
@@ -80,8 +93,15 @@ class SegmentFile:
     """An open segment. ``origin_us`` is the camera timestamp that maps to pts 0, shared by
     every segment of one recording so timestamps run on across segment boundaries."""
 
-    def __init__(self, root: str | os.PathLike, relative: str, fmt: VideoFormat,
-                 origin_us: int, *, hashing: bool = True) -> None:
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        relative: str,
+        fmt: VideoFormat,
+        origin_us: int,
+        *,
+        hashing: bool = True,
+    ) -> None:
         self.relative = relative
         self.origin_us = origin_us
         self.frames = 0
@@ -92,8 +112,7 @@ class SegmentFile:
         self._writer = HashingWriter(root, relative) if hashing else _PlainWriter(root, relative)
         self._sink = _Sink(self._writer)
         self._closed = False
-        self._container = av.open(self._sink, "w", format="mpegts",
-                                  options={"flush_packets": "1"})
+        self._container = av.open(self._sink, "w", format="mpegts", options={"flush_packets": "1"})
         self._video = self._container.add_stream("h264", rate=fmt.fps)
         self._video.width, self._video.height = fmt.width, fmt.height
         self._video.time_base = TIME_BASE
@@ -101,7 +120,8 @@ class SegmentFile:
         if fmt.audio_rate:
             self._audio = self._container.add_stream("aac", rate=fmt.audio_rate)
             self._audio.codec_context.extradata = fmt.audio_extradata or aac_config(
-                fmt.audio_rate, fmt.audio_channels)
+                fmt.audio_rate, fmt.audio_channels
+            )
             self._audio.time_base = TIME_BASE
 
     def duration_us(self) -> int:
@@ -171,7 +191,9 @@ class SegmentFile:
         return info.body(
             start_utc=format_utc(utc_offset_ns + first * 1000),
             end_utc=format_utc(utc_offset_ns + end * 1000),
-            frames=self.frames, audio_frames=self.audio_frames, recovered=recovered,
+            frames=self.frames,
+            audio_frames=self.audio_frames,
+            recovered=recovered,
         )
 
 

@@ -21,8 +21,14 @@ from typing import Any
 NS = 1_000_000_000
 
 READY, RECORDING, STOPPING, FAULT = "ready", "recording", "stopping", "fault"
-STOPPAGE_REASONS = ("weather", "camera", "storage_full", "battery_critical", "overheat",
-                    "microphone")
+STOPPAGE_REASONS = (
+    "weather",
+    "camera",
+    "storage_full",
+    "battery_critical",
+    "overheat",
+    "microphone",
+)
 BUTTONS = ("record", "mark", "function")
 
 
@@ -192,8 +198,10 @@ class Machine:
         if reason in self.active:
             return []
         self.active[reason] = detail
-        out = [Action("journal", ("stoppage", {"reason": reason, "detail": detail})),
-               Action("beep", ("fault",))]
+        out = [
+            Action("journal", ("stoppage", {"reason": reason, "detail": detail})),
+            Action("beep", ("fault",)),
+        ]
         if reason == "camera":
             self._next_camera_retry = now + int(self.settings.camera_retry_s * NS)
         if self.halting(reason):
@@ -228,16 +236,31 @@ class Machine:
         s = self.settings
         out: list[Action] = []
         checks = (
-            ("storage_full", h.free_bytes < s.min_free_bytes, h.free_bytes >= 2 * s.min_free_bytes,
-             f"free space {h.free_bytes >> 20} MiB below {s.min_free_bytes >> 20} MiB"),
-            ("battery_critical", h.battery_percent <= s.battery_critical_percent,
-             h.battery_percent >= s.battery_resume_percent,
-             f"battery at {h.battery_percent:.0f} %"),
-            ("overheat", h.temperature_c >= s.overheat_c, h.temperature_c <= s.overheat_resume_c,
-             f"temperature {h.temperature_c:.1f} C"),
+            (
+                "storage_full",
+                h.free_bytes < s.min_free_bytes,
+                h.free_bytes >= 2 * s.min_free_bytes,
+                f"free space {h.free_bytes >> 20} MiB below {s.min_free_bytes >> 20} MiB",
+            ),
+            (
+                "battery_critical",
+                h.battery_percent <= s.battery_critical_percent,
+                h.battery_percent >= s.battery_resume_percent,
+                f"battery at {h.battery_percent:.0f} %",
+            ),
+            (
+                "overheat",
+                h.temperature_c >= s.overheat_c,
+                h.temperature_c <= s.overheat_resume_c,
+                f"temperature {h.temperature_c:.1f} C",
+            ),
             ("microphone", not h.microphone_ok, h.microphone_ok, "microphone delivers no signal"),
-            ("camera", h.frame_age_s >= s.frame_watchdog_s, h.frame_age_s < s.frame_watchdog_s,
-             f"no frame from the camera for {h.frame_age_s:.1f} s"),
+            (
+                "camera",
+                h.frame_age_s >= s.frame_watchdog_s,
+                h.frame_age_s < s.frame_watchdog_s,
+                f"no frame from the camera for {h.frame_age_s:.1f} s",
+            ),
         )
         for reason, bad, good, detail in checks:
             if reason not in self.active and bad:
@@ -249,8 +272,10 @@ class Machine:
 
     def acknowledge(self, alert_seq: int, by: str) -> list[Action]:
         """A supervisor acknowledged an alert: confirm to the officer, journal who did."""
-        return [Action("journal", ("alert_ack", {"alert_seq": int(alert_seq), "by": str(by)})),
-                Action("beep", ("ack",))]
+        return [
+            Action("journal", ("alert_ack", {"alert_seq": int(alert_seq), "by": str(by)})),
+            Action("beep", ("ack",)),
+        ]
 
     def shutdown(self) -> list[Action]:
         """The daemon is stopping: close the recording cleanly."""
@@ -292,7 +317,8 @@ class Machine:
 
     def _record_start_press(self, press: _Press) -> list[Action]:
         press.fired = press.state_at_press != RECORDING and not (
-            press.state_at_press == FAULT and self.resume_after)
+            press.state_at_press == FAULT and self.resume_after
+        )
         if self.state == READY:
             return self._start(press.t0, announce=True)
         if self.state == FAULT:
@@ -316,8 +342,11 @@ class Machine:
         self.state = STOPPING
         self.stop_by = by
         self._next_reminder = None
-        return [Action("stop_recording", (by,)), Action("show", (self.indicator_state(),)),
-                Action("beep", ("stop",))]
+        return [
+            Action("stop_recording", (by,)),
+            Action("show", (self.indicator_state(),)),
+            Action("beep", ("stop",)),
+        ]
 
     def _battery(self, percent: float, now: int) -> list[Action]:
         s = self.settings
@@ -334,9 +363,13 @@ class Machine:
             return []
         if percent <= s.battery_low_percent or minutes <= s.battery_warn_minutes:
             self._battery_warned = True
-            return [Action("journal", ("battery_low", {"percent": int(percent),
-                                                       "minutes_left": int(minutes)})),
-                    Action("beep", ("fault",))]
+            return [
+                Action(
+                    "journal",
+                    ("battery_low", {"percent": int(percent), "minutes_left": int(minutes)}),
+                ),
+                Action("beep", ("fault",)),
+            ]
         return []
 
     def minutes_left(self, percent: float, now: int) -> float:

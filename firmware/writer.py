@@ -65,8 +65,14 @@ class QueueOutput:
     def stop(self) -> None:
         pass
 
-    def outputframe(self, frame: bytes, keyframe: bool = True, timestamp: int | None = None,
-                    packet: Any = None, audio: bool = False) -> None:
+    def outputframe(
+        self,
+        frame: bytes,
+        keyframe: bool = True,
+        timestamp: int | None = None,
+        packet: Any = None,
+        audio: bool = False,
+    ) -> None:
         """Called from the camera's capture/encoder thread: enqueue and return."""
         now = self._clock.monotonic_ns()
         if not audio:
@@ -79,8 +85,9 @@ class QueueOutput:
             timestamp = now // 1000
         data = frame if isinstance(frame, bytes) else bytes(frame)
         try:
-            self._queue.put(Frame(data, bool(keyframe), int(timestamp), bool(audio)),
-                            timeout=self._timeout)
+            self._queue.put(
+                Frame(data, bool(keyframe), int(timestamp), bool(audio)), timeout=self._timeout
+            )
             self.frames += 1
         except queue.Full:
             self.dropped += 1
@@ -228,8 +235,9 @@ class SegmentWriter:
         self.counter += 1
         relative = f"media/{day}/{name}.ts"
         try:
-            self._segment = SegmentFile(self.root, relative, self.fmt, self._origin_us,
-                                        hashing=self.sign)
+            self._segment = SegmentFile(
+                self.root, relative, self.fmt, self._origin_us, hashing=self.sign
+            )
         except OSError as exc:
             self._fail(exc)
             return False
@@ -249,8 +257,9 @@ class SegmentWriter:
             if self.journal is not None:
                 self.journal.append("segment", body)
         except OSError as exc:
-            _log.error("segment %s not signed (%s); it will be recovered at next start",
-                       info.file, exc)
+            _log.error(
+                "segment %s not signed (%s); it will be recovered at next start", info.file, exc
+            )
             self.notify("error", {"reason": "storage_full", "detail": f"journal: {exc}"})
             return
         _log.debug("segment %s closed (%s): %d frames", info.file, why, seg.frames)

@@ -196,8 +196,7 @@ class SimCamera:
         self.error = None
         output.start()
         run = _Run(output)
-        run.thread = threading.Thread(target=self._run, args=(run,), name="sim-camera",
-                                      daemon=True)
+        run.thread = threading.Thread(target=self._run, args=(run,), name="sim-camera", daemon=True)
         self._current = run
         run.thread.start()
 
@@ -224,9 +223,7 @@ class SimCamera:
         with self._count_cond:
             self._waiting_for = count
             try:
-                self._count_cond.wait_for(
-                    lambda: self.frames >= count or not self.running, timeout
-                )
+                self._count_cond.wait_for(lambda: self.frames >= count or not self.running, timeout)
             finally:
                 self._waiting_for = 0
             return self.frames >= count
@@ -281,8 +278,11 @@ class SimCamera:
 
     def _open_audio(self) -> AacTrack:
         track = AacTrack(
-            self.audio_sample_rate, self.audio_channels, self.audio_bitrate,
-            self.audio_source, self.microphone,
+            self.audio_sample_rate,
+            self.audio_channels,
+            self.audio_bitrate,
+            self.audio_source,
+            self.microphone,
         )
         self.audio_extradata = track.extradata
         return track
@@ -291,7 +291,6 @@ class SimCamera:
         seconds, rest = divmod(utc_ns, NS)
         stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(seconds))
         return f"{stamp}.{rest // 1_000_000:03d}", f"{self.device_id} {self.officer_id}".strip()
-
 
     # -- the camera thread -----------------------------------------------------------------
 
@@ -452,7 +451,9 @@ class _Renderer:
         if noise:
             rng = np.random.default_rng(1)
             self._noise = rng.integers(0, min(noise, 255) + 1, (height, 3 * width), dtype=np.uint8)
-            self._scene = (self._scene.astype(np.int16) * (255 - min(noise, 255)) // 255).astype(np.uint8)
+            self._scene = (self._scene.astype(np.int16) * (255 - min(noise, 255)) // 255).astype(
+                np.uint8
+            )
         self._index = 0
         self.last = self._frame  # the frame most recently drawn
         scale = max(1, min(width // 170, height // 100))

@@ -80,14 +80,18 @@ class PtyEnd:
         if not self._wait(select.POLLOUT):
             raise OSError(errno.ETIMEDOUT, "pty peer stopped reading")
         if self._guard is None:  # fd and slave path taken here, while the fd is open
-            self._guard = threading.Thread(target=self._guard_loop, name="pty-guard",
-                                           args=(self.fd, _ptsname(self.fd)), daemon=True)
+            self._guard = threading.Thread(
+                target=self._guard_loop,
+                name="pty-guard",
+                args=(self.fd, _ptsname(self.fd)),
+                daemon=True,
+            )
             self._guard.start()
         os.set_blocking(self.fd, True)
         self._writing.set()
         try:
             while view and not self._hung:
-                view = view[os.write(self.fd, view):]
+                view = view[os.write(self.fd, view) :]
         finally:
             self._writing.clear()
             os.set_blocking(self.fd, False)
@@ -151,8 +155,9 @@ def open_dock_port(path: str, timeout: float = 1.0):
     return serial.Serial(path, timeout=timeout, exclusive=True)
 
 
-def ensure_dock(dock_dir: Path, key_path: Path, registry_path: Path | None,
-                dock_id: str = "dock-sim"):
+def ensure_dock(
+    dock_dir: Path, key_path: Path, registry_path: Path | None, dock_id: str = "dock-sim"
+):
     """The dock's identity (made once) and a store whose registry, signed by the simulated
     unit key (``<dock_dir>/../unit-key/unit.key``), lists the dock and every camera of
     ``registry_path``. The store trusts only that unit key, as a real dock does."""
@@ -162,8 +167,11 @@ def ensure_dock(dock_dir: Path, key_path: Path, registry_path: Path | None,
 
     from .unit import register, unit_key
 
-    identity = (DeviceIdentity.load(key_path) if key_path.exists()
-                else DeviceIdentity.create(key_path, dock_id))
+    identity = (
+        DeviceIdentity.load(key_path)
+        if key_path.exists()
+        else DeviceIdentity.create(key_path, dock_id)
+    )
     dock_dir.mkdir(parents=True, exist_ok=True)
     key = unit_key(dock_dir.parent)
     dock = DockEntry(identity.device_id, identity.public_key_hex, key.unit)
@@ -173,8 +181,7 @@ def ensure_dock(dock_dir: Path, key_path: Path, registry_path: Path | None,
     return identity, Store(dock_dir, identity=identity, unit_keys=frozenset({key.fingerprint}))
 
 
-def run_docking(store, dock_identity, camera_link, port_timeout: float = 10.0
-                ) -> tuple[Any, Any]:
+def run_docking(store, dock_identity, camera_link, port_timeout: float = 10.0) -> tuple[Any, Any]:
     """One docking over a fresh pty pair: the dock in a thread, the camera here.
 
     Returns ``(dock SessionResult, camera SessionOutcome or the exception it raised)``.
@@ -187,8 +194,9 @@ def run_docking(store, dock_identity, camera_link, port_timeout: float = 10.0
 
     def dock_side() -> None:
         try:
-            result["dock"] = DockSession(store, dock_identity, "sim-bay",
-                                         timeout=port_timeout).run(dock_port)
+            result["dock"] = DockSession(store, dock_identity, "sim-bay", timeout=port_timeout).run(
+                dock_port
+            )
         finally:
             dock_port.close()
 
@@ -223,8 +231,9 @@ def _last_record_ns(journal_path: Path) -> tuple[int, int]:
     return parse_utc(last.utc), last.mono_ns
 
 
-def dock_shift(device_dir: Path, key_path: Path, dock_dir: Path, registry_path: Path,
-               clock) -> dict:
+def dock_shift(
+    device_dir: Path, key_path: Path, dock_dir: Path, registry_path: Path, clock
+) -> dict:
     """End a simulated shift in a dock: offload ``device_dir`` into the store ``dock_dir``.
 
     The dock's key is kept beside the store (``<dock_dir>/../dock-key/dock.key``) and the
@@ -237,21 +246,27 @@ def dock_shift(device_dir: Path, key_path: Path, dock_dir: Path, registry_path: 
 
     device_dir, dock_dir = Path(device_dir), Path(dock_dir)
     dock_identity, store = ensure_dock(
-        dock_dir, dock_dir.parent / "dock-key" / "dock.key", Path(registry_path))
+        dock_dir, dock_dir.parent / "dock-key" / "dock.key", Path(registry_path)
+    )
     identity = DeviceIdentity.load(key_path)
     # The camera's RTC kept the shift's time; the officer walks to the dock for a minute.
     # The camera's clock has drifted RTC_DRIFT_NS behind the dock's, which corrects it.
     last_utc, last_mono = _last_record_ns(device_dir / "journal.jsonl")
-    camera_clock = SimClock(max(last_utc, clock.time_ns() - RTC_DRIFT_NS) + 60 * NS,
-                            start_monotonic_ns=last_mono + 60 * NS)
+    camera_clock = SimClock(
+        max(last_utc, clock.time_ns() - RTC_DRIFT_NS) + 60 * NS,
+        start_monotonic_ns=last_mono + 60 * NS,
+    )
     if clock.time_ns() < camera_clock.time_ns() + RTC_DRIFT_NS:
         clock.set_time_ns(camera_clock.time_ns() + RTC_DRIFT_NS)
     store.clock = clock
-    journal = Journal(device_dir / "journal.jsonl", identity, clock=camera_clock,
-                      repair_torn=True)
+    journal = Journal(device_dir / "journal.jsonl", identity, clock=camera_clock, repair_torn=True)
     try:
-        link = DockLink(device_dir, journal, camera_clock,
-                        {dock_identity.device_id: dock_identity.public_key_hex})
+        link = DockLink(
+            device_dir,
+            journal,
+            camera_clock,
+            {dock_identity.device_id: dock_identity.public_key_hex},
+        )
         dock_result, camera = run_docking(store, dock_identity, link)
     finally:
         journal.close()
@@ -262,5 +277,3 @@ def dock_shift(device_dir: Path, key_path: Path, dock_dir: Path, registry_path: 
     if isinstance(camera, Exception):
         summary["camera_error"] = str(camera)
     return summary
-
-

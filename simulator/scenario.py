@@ -56,9 +56,17 @@ ACTIONS = {
 }
 FAULTS = ("camera", "microphone", "storage_full", "overheat", "battery_critical")
 BUTTONS = ("record", "mark", "function")
-SHIFT_KEYS = {"duration": (str, int, float), "device": str, "officer": str, "unit": str,
-              "battery_percent": (int, float), "drain_percent_per_hour": (int, float),
-              "width": int, "height": int, "fps": int}
+SHIFT_KEYS = {
+    "duration": (str, int, float),
+    "device": str,
+    "officer": str,
+    "unit": str,
+    "battery_percent": (int, float),
+    "drain_percent_per_hour": (int, float),
+    "width": int,
+    "height": int,
+    "fps": int,
+}
 _DURATION = re.compile(r"^(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s)?$")
 
 
@@ -169,8 +177,16 @@ def default_scenario(duration_s: float) -> Scenario:
     act(0.02, 0.05, [(0.5, "photo", "")])
     act(0.14, 0.06, [(0.3, "weather", ""), (0.6, "weather", "")])
     act(0.30, 0.06, [(0.4, "fault", "camera"), (0.6, "clear", "camera")])
-    act(0.46, 0.06, [(0.3, "fault", "microphone"), (0.5, "clear", "microphone"),
-                     (0.6, "fault", "storage_full"), (0.8, "clear", "storage_full")])
+    act(
+        0.46,
+        0.06,
+        [
+            (0.3, "fault", "microphone"),
+            (0.5, "clear", "microphone"),
+            (0.6, "fault", "storage_full"),
+            (0.8, "clear", "storage_full"),
+        ],
+    )
     act(0.62, 0.05, [(0.4, "fault", "overheat"), (0.7, "clear", "overheat")])
     act(0.90, 0.08, [(0.5, "photo", "")])
     return Scenario({}, {}, sorted(ev, key=lambda e: e.at), "built-in")

@@ -41,11 +41,19 @@ NS = 1_000_000_000
 BUTTON_NETS = {"record": "BTN_RECORD", "mark": "BTN_MARK", "function": "BTN_FUNCTION"}
 
 
-def sim_hardware(config: dict[str, Any], out: Path, *, speed: float | None,
-                 device_id: str = "", officer: str = "", battery_percent: float = 100.0,
-                 drain_percent_per_hour: float = 11.0, pin_factory: Any = None,
-                 keyframe_interval: int | None = None,
-                 start_utc_ns: int | None = None) -> dict[str, Any]:
+def sim_hardware(
+    config: dict[str, Any],
+    out: Path,
+    *,
+    speed: float | None,
+    device_id: str = "",
+    officer: str = "",
+    battery_percent: float = 100.0,
+    drain_percent_per_hour: float = 11.0,
+    pin_factory: Any = None,
+    keyframe_interval: int | None = None,
+    start_utc_ns: int | None = None,
+) -> dict[str, Any]:
     """The hardware twin for one recorder: what ``firmware.pi.make_backend`` is on a camera."""
     from gpiozero import Device
 
@@ -60,21 +68,34 @@ def sim_hardware(config: dict[str, Any], out: Path, *, speed: float | None,
     clock = SimClock(start_utc_ns, speed=speed)
     microphone = SimMicrophone()
     camera = SimCamera(
-        clock, width=cam["width"], height=cam["height"], fps=cam["fps"],
+        clock,
+        width=cam["width"],
+        height=cam["height"],
+        fps=cam["fps"],
         keyframe_interval=keyframe_interval or max(1, round(cam["keyframe_period_s"] * cam["fps"])),
-        audio=cam["audio"], audio_sample_rate=cam["audio_sample_rate"],
-        audio_channels=cam["audio_channels"], device_id=device_id, officer_id=officer,
+        audio=cam["audio"],
+        audio_sample_rate=cam["audio_sample_rate"],
+        audio_channels=cam["audio_channels"],
+        device_id=device_id,
+        officer_id=officer,
         microphone=microphone,
     )
-    power = SimPower(clock, battery_percent=battery_percent,
-                     drain_percent_per_hour=drain_percent_per_hour)
+    power = SimPower(
+        clock, battery_percent=battery_percent, drain_percent_per_hour=drain_percent_per_hour
+    )
     factory = pin_factory if pin_factory is not None else Device.pin_factory
     if factory is None:
         Device.ensure_pin_factory()
         factory = Device.pin_factory
-    return {"clock": clock, "camera": camera, "power": power, "microphone": microphone,
-            "speaker": SimSpeaker(out / "speaker", clock=clock),
-            "indicators": GpioIndicators(pin_factory=factory), "pin_factory": factory}
+    return {
+        "clock": clock,
+        "camera": camera,
+        "power": power,
+        "microphone": microphone,
+        "speaker": SimSpeaker(out / "speaker", clock=clock),
+        "indicators": GpioIndicators(pin_factory=factory),
+        "pin_factory": factory,
+    }
 
 
 def prepare_device(out: Path, scenario: Scenario) -> tuple[DeviceIdentity, Path]:
@@ -86,9 +107,18 @@ def prepare_device(out: Path, scenario: Scenario) -> tuple[DeviceIdentity, Path]
     else:
         identity = DeviceIdentity.create(key, shift.get("device", "cam-0001"))
     registry_path = out / "registry.json"
-    register(registry_path, unit_key(out, shift.get("unit", "unit-1")),
-             devices=[DeviceEntry(identity.device_id, identity.public_key_hex,
-                                  shift.get("officer", "A1024"), shift.get("unit", "unit-1"))])
+    register(
+        registry_path,
+        unit_key(out, shift.get("unit", "unit-1")),
+        devices=[
+            DeviceEntry(
+                identity.device_id,
+                identity.public_key_hex,
+                shift.get("officer", "A1024"),
+                shift.get("unit", "unit-1"),
+            )
+        ],
+    )
     return identity, registry_path
 
 
@@ -120,9 +150,12 @@ def shift_config(out: Path, scenario: Scenario) -> dict[str, Any]:
 
     shift = scenario.shift
     overrides = {
-        "device.storage": str(out / "device"), "device.key": str(out / "device-key/device.key"),
-        "camera.width": shift.get("width", 160), "camera.height": shift.get("height", 120),
-        "camera.fps": shift.get("fps", 10), "camera.bitrate": 200_000,
+        "device.storage": str(out / "device"),
+        "device.key": str(out / "device-key/device.key"),
+        "camera.width": shift.get("width", 160),
+        "camera.height": shift.get("height", 120),
+        "camera.fps": shift.get("fps", 10),
+        "camera.bitrate": 200_000,
         "controls.bounce_s": 0.0,  # real-time debounce would swallow fast simulated presses
         "recording.queue_put_timeout_s": 600.0,  # back-pressure, never a dropped frame
         "recording.flush_interval_s": 5.0,
@@ -184,8 +217,15 @@ class ShiftDriver:
     through the GPIO twin (:class:`simulator.board.Board`), faults through
     :class:`simulator.faults.Faults`."""
 
-    def __init__(self, hw: dict[str, Any], config: dict[str, Any], t0: int,
-                 recorder: Any, board: Any = None, faults: Any = None) -> None:
+    def __init__(
+        self,
+        hw: dict[str, Any],
+        config: dict[str, Any],
+        t0: int,
+        recorder: Any,
+        board: Any = None,
+        faults: Any = None,
+    ) -> None:
         from .board import Board
         from .faults import Faults
 
@@ -195,15 +235,21 @@ class ShiftDriver:
         self.config = config
         self.t0 = t0
         self.board = board if board is not None else Board(self.clock, hw["pin_factory"])
-        self.faults = faults if faults is not None else Faults(
-            self.clock, camera=hw["camera"], power=hw["power"], microphone=hw["microphone"])
+        self.faults = (
+            faults
+            if faults is not None
+            else Faults(
+                self.clock, camera=hw["camera"], power=hw["power"], microphone=hw["microphone"]
+            )
+        )
 
     def press(self, button: str, seconds: float) -> None:
         """Press now, release ``seconds`` later (both at their simulated instants)."""
         self.board.press(BUTTON_NETS[button])
         self.recorder.sync()
-        self.clock.at(self.clock.monotonic_ns() + int(max(seconds, 0.05) * NS),
-                      lambda: self._release(button))
+        self.clock.at(
+            self.clock.monotonic_ns() + int(max(seconds, 0.05) * NS), lambda: self._release(button)
+        )
 
     def _release(self, button: str) -> None:
         self.board.release(BUTTON_NETS[button])
@@ -212,11 +258,17 @@ class ShiftDriver:
     def schedule(self, event: Event, at_ns: int) -> None:
         """Play ``event`` when simulated time reaches ``at_ns``, holding time still until
         the recorder has handled it."""
+
         def fire() -> None:
-            _log.info("scenario t=%.1f s: %s %s", (at_ns - self.t0) / NS, event.do,
-                      event.fault or event.button)
+            _log.info(
+                "scenario t=%.1f s: %s %s",
+                (at_ns - self.t0) / NS,
+                event.do,
+                event.fault or event.button,
+            )
             self.play(event)
             self.recorder.sync()
+
         self.clock.at(at_ns, fire)
 
     def play(self, event: Event) -> None:
@@ -244,9 +296,16 @@ class ShiftDriver:
             raise ValueError(f"unknown scenario action {do!r}")
 
 
-def run_shift(out: Path, scenario: Scenario, *, duration_s: float, speed: float | None,
-              seed: int | None = None, sign: bool = True,
-              mqtt: Any = None) -> dict[str, Any]:
+def run_shift(
+    out: Path,
+    scenario: Scenario,
+    *,
+    duration_s: float,
+    speed: float | None,
+    seed: int | None = None,
+    sign: bool = True,
+    mqtt: Any = None,
+) -> dict[str, Any]:
     """Run one shift into ``out``; returns the summary (also written to summary.json
     by the command). ``mqtt`` (a ``firmware.mqtt.MqttSettings``) runs the camera's alert
     link to that broker during the shift (docs/alerts.md)."""
@@ -262,19 +321,33 @@ def run_shift(out: Path, scenario: Scenario, *, duration_s: float, speed: float 
     factory = MockFactory()
     board = Board(None, factory)  # before any gpiozero device, so it sees every change
     shift = scenario.shift
-    hw = sim_hardware(config, out, speed=speed, device_id=identity.device_id,
-                      officer=shift.get("officer", "A1024"),
-                      battery_percent=float(shift.get("battery_percent", 100.0)),
-                      drain_percent_per_hour=float(shift.get("drain_percent_per_hour", 11.0)),
-                      pin_factory=factory,
-                      start_utc_ns=resume_utc_ns(out / "device" / "journal.jsonl"))
+    hw = sim_hardware(
+        config,
+        out,
+        speed=speed,
+        device_id=identity.device_id,
+        officer=shift.get("officer", "A1024"),
+        battery_percent=float(shift.get("battery_percent", 100.0)),
+        drain_percent_per_hour=float(shift.get("drain_percent_per_hour", 11.0)),
+        pin_factory=factory,
+        start_utc_ns=resume_utc_ns(out / "device" / "journal.jsonl"),
+    )
     clock = hw["clock"]
     board.clock = clock
     pacer = LockstepPacer(clock) if speed is None else None
-    recorder = Recorder(config, identity=identity, clock=clock, camera=hw["camera"],
-                        indicators=hw["indicators"], power=hw["power"], speaker=hw["speaker"],
-                        microphone=hw["microphone"], pin_factory=factory, sign=sign,
-                        pacer=pacer)
+    recorder = Recorder(
+        config,
+        identity=identity,
+        clock=clock,
+        camera=hw["camera"],
+        indicators=hw["indicators"],
+        power=hw["power"],
+        speaker=hw["speaker"],
+        microphone=hw["microphone"],
+        pin_factory=factory,
+        sign=sign,
+        pacer=pacer,
+    )
     rng = random.Random(seed)
     wall0 = time.monotonic()
     journal_path = out / "device" / "journal.jsonl"
@@ -319,8 +392,15 @@ def run_shift(out: Path, scenario: Scenario, *, duration_s: float, speed: float 
     return summary
 
 
-def summarize(out: Path, recorder: Any, hw: dict[str, Any], first_seq: int,
-              duration_s: float, wall_s: float, scenario: Scenario) -> dict[str, Any]:
+def summarize(
+    out: Path,
+    recorder: Any,
+    hw: dict[str, Any],
+    first_seq: int,
+    duration_s: float,
+    wall_s: float,
+    scenario: Scenario,
+) -> dict[str, Any]:
     """What a person checks after a shift, counted from the records this run wrote."""
     lines = scan_journal(recorder.storage.journal_path).lines
     records = [Record.from_bytes(line) for _, line in lines]

@@ -28,8 +28,13 @@ def unit_key(base: Path, unit: str = "unit-1") -> UnitKey:
     return key
 
 
-def register(registry_path: Path, key: UnitKey, devices: list[DeviceEntry] = (),
-             docks: list[DockEntry] = (), merge_from: Path | None = None) -> Registry:
+def register(
+    registry_path: Path,
+    key: UnitKey,
+    devices: list[DeviceEntry] = (),
+    docks: list[DockEntry] = (),
+    merge_from: Path | None = None,
+) -> Registry:
     """Add ``devices``, ``docks`` (and every entry of the registry file ``merge_from``) to
     the registry at ``registry_path`` and sign a new edition of it with ``key``."""
     registry = Registry.load_or_empty(registry_path)

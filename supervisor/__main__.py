@@ -27,22 +27,30 @@ PROG = "bodycam-supervisor"
 SYSTEM_CONFIG = Path("/etc/bodycam/supervisor.toml")
 DEFAULTS: dict[str, Any] = {
     "registry": "/etc/bodycam/registry.json",
-    "state": "",   # "" = $XDG_STATE_HOME/bodycam/supervisor.json (~/.local/state/...)
+    "state": "",  # "" = $XDG_STATE_HOME/bodycam/supervisor.json (~/.local/state/...)
     "name": "",
     "mqtt": {
-        "host": "localhost", "port": 8883, "ca_file": "", "cert_file": "", "key_file": "",
-        "username": "", "password_file": "", "client_id": "",
+        "host": "localhost",
+        "port": 8883,
+        "ca_file": "",
+        "cert_file": "",
+        "key_file": "",
+        "username": "",
+        "password_file": "",
+        "client_id": "",
     },
 }
 
 
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--config", metavar="TOML",
-                        help=f"config file (default: {SYSTEM_CONFIG} if it exists)")
+    common.add_argument(
+        "--config", metavar="TOML", help=f"config file (default: {SYSTEM_CONFIG} if it exists)"
+    )
     common.add_argument("--registry", metavar="JSON", help="the unit's device registry")
-    common.add_argument("--state", metavar="JSON",
-                        help="where the watch remembers what it has shown")
+    common.add_argument(
+        "--state", metavar="JSON", help="where the watch remembers what it has shown"
+    )
     common.add_argument("--host", help="broker host")
     common.add_argument("--port", type=int, help="broker port")
     common.add_argument("--ca-file", help="CA certificate of the broker (enables TLS)")
@@ -50,24 +58,40 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--password-file", help="file holding the broker password (mode 0600)")
     common.add_argument("-v", "--verbose", action="store_true", help="log more")
     parser = argparse.ArgumentParser(
-        prog=PROG, description="Receive and verify body-camera stoppage alerts over MQTT.")
+        prog=PROG, description="Receive and verify body-camera stoppage alerts over MQTT."
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     watch = sub.add_parser(
-        "watch", parents=[common], help="show alerts as they arrive, verified",
+        "watch",
+        parents=[common],
+        help="show alerts as they arrive, verified",
         description="Show each alert once, newest last: time, device, officer, reason, how "
-                    "long ago. Alerts that fail verification start with '!!' and say why.")
+        "long ago. Alerts that fail verification start with '!!' and say why.",
+    )
     watch.add_argument("--json", action="store_true", help="one JSON object per line")
-    watch.add_argument("--count", type=int, metavar="N",
-                       help="exit after N alerts have been shown (for scripts)")
-    watch.add_argument("--timeout", type=float, metavar="S",
-                       help="exit after S seconds (status 1 if --count was not reached)")
-    status = sub.add_parser("status", parents=[common],
-                            help="list devices with their last status and journal head")
+    watch.add_argument(
+        "--count", type=int, metavar="N", help="exit after N alerts have been shown (for scripts)"
+    )
+    watch.add_argument(
+        "--timeout",
+        type=float,
+        metavar="S",
+        help="exit after S seconds (status 1 if --count was not reached)",
+    )
+    status = sub.add_parser(
+        "status", parents=[common], help="list devices with their last status and journal head"
+    )
     status.add_argument("--json", action="store_true", help="JSON instead of a table")
-    status.add_argument("--wait", type=float, default=1.0, metavar="S",
-                        help="how long to collect retained statuses (default 1 s)")
-    ack = sub.add_parser("ack", parents=[common],
-                         help="acknowledge an alert; the camera buzzes to show it")
+    status.add_argument(
+        "--wait",
+        type=float,
+        default=1.0,
+        metavar="S",
+        help="how long to collect retained statuses (default 1 s)",
+    )
+    ack = sub.add_parser(
+        "ack", parents=[common], help="acknowledge an alert; the camera buzzes to show it"
+    )
     ack.add_argument("device", help="device id")
     ack.add_argument("seq", type=int, help="the alert's journal seq (shown as #N by watch)")
     ack.add_argument("--by", help="who acknowledges (default: config 'name' or login)")
@@ -77,11 +101,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 def load(args: argparse.Namespace) -> dict[str, Any]:
     path = args.config or (SYSTEM_CONFIG if SYSTEM_CONFIG.exists() else None)
-    return load_config(DEFAULTS, path, {
-        "registry": args.registry, "state": args.state,
-        "mqtt.host": args.host, "mqtt.port": args.port, "mqtt.ca_file": args.ca_file,
-        "mqtt.username": args.username, "mqtt.password_file": args.password_file,
-    })
+    return load_config(
+        DEFAULTS,
+        path,
+        {
+            "registry": args.registry,
+            "state": args.state,
+            "mqtt.host": args.host,
+            "mqtt.port": args.port,
+            "mqtt.ca_file": args.ca_file,
+            "mqtt.username": args.username,
+            "mqtt.password_file": args.password_file,
+        },
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -103,17 +135,19 @@ def _run(args: argparse.Namespace) -> int:
         try:
             state_path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise UsageError(f"cannot keep the watch's state in {state_path.parent}: "
-                             f"{exc.strerror} (use --state)") from None
+            raise UsageError(
+                f"cannot keep the watch's state in {state_path.parent}: "
+                f"{exc.strerror} (use --state)"
+            ) from None
         if not os.access(state_path.parent, os.W_OK):
-            raise UsageError(f"cannot write the watch's state in {state_path.parent} "
-                             "(use --state)")
+            raise UsageError(f"cannot write the watch's state in {state_path.parent} (use --state)")
     state = SeenState(state_path)
     judge = AlertJudge(registry, state)
     if args.command == "status":
         rows = collect_status(settings, judge, registry, wait_s=args.wait)
         if args.json:
             import json
+
             for row in rows:
                 print(json.dumps(row, sort_keys=True), flush=True)
         else:
@@ -123,13 +157,14 @@ def _run(args: argparse.Namespace) -> int:
     return _watch(args, config, settings, judge)
 
 
-def _watch(args: argparse.Namespace, config: dict[str, Any], settings: BrokerSettings,
-           judge: AlertJudge) -> int:
+def _watch(
+    args: argparse.Namespace, config: dict[str, Any], settings: BrokerSettings, judge: AlertJudge
+) -> int:
     stop = threading.Event()
     shown = [0]
     fmt = format_json if args.json else format_line
 
-    def emit(verdict: Verdict) -> None:   # paho's thread
+    def emit(verdict: Verdict) -> None:  # paho's thread
         sys.stdout.write(fmt(verdict, time.time_ns()) + "\n")
         sys.stdout.flush()
         shown[0] += 1
@@ -156,8 +191,9 @@ def _watch(args: argparse.Namespace, config: dict[str, Any], settings: BrokerSet
     return 0
 
 
-def _ack(args: argparse.Namespace, config: dict[str, Any], settings: BrokerSettings,
-         registry: Registry) -> int:
+def _ack(
+    args: argparse.Namespace, config: dict[str, Any], settings: BrokerSettings, registry: Registry
+) -> int:
     entry = registry.get(args.device)
     unit = args.unit or (entry.unit if entry else "")
     if entry is None:

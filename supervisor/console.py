@@ -20,8 +20,9 @@ def describe(kind: str, body: dict[str, Any]) -> str:
     if kind == "dock_alert":
         return f"DOCK {str(body.get('level', '?')).upper()}: {body.get('text', '')}"
     if kind == "battery_low":
-        return (f"BATTERY LOW {body.get('percent', '?')}%"
-                f" (~{body.get('minutes_left', '?')} min left)")
+        return (
+            f"BATTERY LOW {body.get('percent', '?')}% (~{body.get('minutes_left', '?')} min left)"
+        )
     return kind.upper() or "?"
 
 
@@ -79,16 +80,24 @@ def format_status_rows(rows: list[dict[str, Any]]) -> list[str]:
     table = [header]
     for r in rows:
         head = r.get("head")
-        table.append((
-            r["device"], r.get("officer") or "-", r.get("unit") or "-",
-            {True: "online", False: "OFFLINE", None: "?"}[r.get("online")],
-            r.get("state") or "-",
-            "-" if r.get("battery") in (None, -1) else f"{r['battery']}%",
-            ("-" if not head else f"{head['seq']}:{head['hash'][:12]}") + (
-                f" (seen {r['head_seen']['seq']})" if r.get("head_seen") else ""),
-            (r.get("utc") or "-").replace("T", " ")[:19],
-            f"!! {r['problem']}" if r.get("problem") else (
-                "no status yet" if r.get("online") is None else "verified"),
-        ))
+        table.append(
+            (
+                r["device"],
+                r.get("officer") or "-",
+                r.get("unit") or "-",
+                {True: "online", False: "OFFLINE", None: "?"}[r.get("online")],
+                r.get("state") or "-",
+                "-" if r.get("battery") in (None, -1) else f"{r['battery']}%",
+                ("-" if not head else f"{head['seq']}:{head['hash'][:12]}")
+                + (f" (seen {r['head_seen']['seq']})" if r.get("head_seen") else ""),
+                (r.get("utc") or "-").replace("T", " ")[:19],
+                f"!! {r['problem']}"
+                if r.get("problem")
+                else ("no status yet" if r.get("online") is None else "verified"),
+            )
+        )
     widths = [max(len(str(row[i])) for row in table) for i in range(len(header))]
-    return ["  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in table]
+    return [
+        "  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
+        for row in table
+    ]

@@ -29,11 +29,11 @@ from evidence.storage import atomic_write_bytes
 from firmware.alerts import ALERT_KINDS, TOPIC_ROOT, parse_topic
 
 STATE_FORMAT = "bodycam-supervisor-state-v1"
-RECENT = 512   # per device: seq -> hash of the newest alerts shown
+RECENT = 512  # per device: seq -> hash of the newest alerts shown
 FLAGGED = 1024  # payload hashes of the newest flagged messages shown
 
 VERIFIED = "verified"
-DUPLICATE = "duplicate"   # not shown
+DUPLICATE = "duplicate"  # not shown
 FORGED = "forged"
 REPLAY = "replay"
 INVALID = "invalid"
@@ -70,8 +70,8 @@ class Verdict:
 class DeviceSeen:
     max_seq: int = -1
     recent: dict[int, str] = field(default_factory=dict)
-    status: dict[str, Any] | None = None   # the last verified status message, as a dict
-    key: str = ""   # the registered key these seqs were signed with
+    status: dict[str, Any] | None = None  # the last verified status message, as a dict
+    key: str = ""  # the registered key these seqs were signed with
 
 
 class SeenState:
@@ -80,8 +80,8 @@ class SeenState:
     def __init__(self, path: str | os.PathLike | None = None) -> None:
         self.path = Path(path) if path else None
         self.devices: dict[str, DeviceSeen] = {}
-        self.flagged: list[str] = []   # so a redelivered forgery is not shown twice either
-        self.dock_shown: list[str] = []   # hashes of the dock alerts shown
+        self.flagged: list[str] = []  # so a redelivered forgery is not shown twice either
+        self.dock_shown: list[str] = []  # hashes of the dock alerts shown
         self.dirty = False
         if self.path and self.path.exists():
             self._load()
@@ -94,8 +94,11 @@ class SeenState:
                 raise ValueError("wrong format")
             for device, d in data["devices"].items():
                 self.devices[device] = DeviceSeen(
-                    int(d["max_seq"]), {int(k): str(v) for k, v in d["recent"].items()},
-                    d.get("status"), str(d.get("key", "")))
+                    int(d["max_seq"]),
+                    {int(k): str(v) for k, v in d["recent"].items()},
+                    d.get("status"),
+                    str(d.get("key", "")),
+                )
             self.flagged = [str(h) for h in data.get("flagged", [])][-FLAGGED:]
             self.dock_shown = [str(h) for h in data.get("dock_shown", [])][-FLAGGED:]
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
@@ -108,15 +111,28 @@ class SeenState:
         if not self.path or not self.dirty:
             return
         devices = {
-            dev: {"max_seq": d.max_seq, "recent": {str(k): v for k, v in d.recent.items()},
-                  "status": d.status, "key": d.key}
+            dev: {
+                "max_seq": d.max_seq,
+                "recent": {str(k): v for k, v in d.recent.items()},
+                "status": d.status,
+                "key": d.key,
+            }
             for dev, d in sorted(self.devices.items())
         }
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(self.path, json.dumps(
-            {"format": STATE_FORMAT, "devices": devices, "flagged": self.flagged,
-             "dock_shown": self.dock_shown},
-            sort_keys=True).encode() + b"\n")
+        atomic_write_bytes(
+            self.path,
+            json.dumps(
+                {
+                    "format": STATE_FORMAT,
+                    "devices": devices,
+                    "flagged": self.flagged,
+                    "dock_shown": self.dock_shown,
+                },
+                sort_keys=True,
+            ).encode()
+            + b"\n",
+        )
         self.dirty = False
 
 
@@ -134,7 +150,7 @@ class AlertJudge:
             if key in self.state.flagged:
                 verdict.verdict = DUPLICATE
             else:
-                self.state.flagged = [*self.state.flagged[-(FLAGGED - 1):], key]
+                self.state.flagged = [*self.state.flagged[-(FLAGGED - 1) :], key]
                 self.state.dirty = True
         return verdict
 
@@ -151,12 +167,19 @@ class AlertJudge:
         except RecordError as exc:
             v.problem = f"not a signed record: {exc}"
             return v
-        v.seq, v.kind, v.body, v.utc, v.hash = (record.seq, record.kind, record.body,
-                                                record.utc, record.hash)
+        v.seq, v.kind, v.body, v.utc, v.hash = (
+            record.seq,
+            record.kind,
+            record.body,
+            record.utc,
+            record.hash,
+        )
         entry = self.registry.get(record.device)
         if record.device != device:
-            v.verdict, v.problem = FORGED, (
-                f"record names device {record.device!r} but came on {device!r}'s topic")
+            v.verdict, v.problem = (
+                FORGED,
+                (f"record names device {record.device!r} but came on {device!r}'s topic"),
+            )
             return v
         if entry is None:
             v.verdict, v.problem = UNKNOWN, f"device {device!r} is not in the registry"
@@ -168,8 +191,10 @@ class AlertJudge:
             v.verdict, v.problem = FORGED, "signature does not verify under the registered key"
             return v
         if entry.unit and entry.unit != unit:
-            v.verdict, v.problem = FORGED, (
-                f"device {device!r} belongs to unit {entry.unit!r}, not {unit!r}")
+            v.verdict, v.problem = (
+                FORGED,
+                (f"device {device!r} belongs to unit {entry.unit!r}, not {unit!r}"),
+            )
             return v
         if record.kind not in ALERT_KINDS:
             v.problem = f"record kind {record.kind!r} is not an alert"
@@ -184,12 +209,16 @@ class AlertJudge:
             v.verdict = DUPLICATE
             return v
         if old is not None:
-            v.verdict, v.problem = REPLAY, (
-                f"seq {record.seq} was already shown with other content")
+            v.verdict, v.problem = (
+                REPLAY,
+                (f"seq {record.seq} was already shown with other content"),
+            )
             return v
         if record.seq <= seen.max_seq:
-            v.verdict, v.problem = REPLAY, (
-                f"seq {record.seq} is not newer than the last alert shown ({seen.max_seq})")
+            v.verdict, v.problem = (
+                REPLAY,
+                (f"seq {record.seq} is not newer than the last alert shown ({seen.max_seq})"),
+            )
             return v
         seen.max_seq = record.seq
         seen.recent[record.seq] = record.hash
@@ -220,8 +249,10 @@ class AlertJudge:
         v.hash = sha256_hex(payload)
         v.officer = str(message.body.get("officer", ""))
         if message.device != dock:
-            v.verdict, v.problem = FORGED, (
-                f"message names dock {message.device!r} but came on {dock!r}'s topic")
+            v.verdict, v.problem = (
+                FORGED,
+                (f"message names dock {message.device!r} but came on {dock!r}'s topic"),
+            )
             return v
         entry = self.registry.get(dock)
         if entry is None:
@@ -235,7 +266,7 @@ class AlertJudge:
         if v.hash in self.state.dock_shown:
             v.verdict = DUPLICATE
             return v
-        self.state.dock_shown = [*self.state.dock_shown[-(FLAGGED - 1):], v.hash]
+        self.state.dock_shown = [*self.state.dock_shown[-(FLAGGED - 1) :], v.hash]
         self.state.dirty = True
         v.verdict = VERIFIED
         return v

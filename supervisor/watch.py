@@ -36,11 +36,12 @@ class BrokerSettings(ConnectionSettings):
     """The supervisor's ``[mqtt]`` table: the broker connection and a fixed client id."""
 
     host: str = "localhost"
-    client_id: str = ""   # "" = the command's own (a persistent session for the watch)
+    client_id: str = ""  # "" = the command's own (a persistent session for the watch)
 
     def client(self, client_id: str, *, clean: bool = True) -> mqtt.Client:
-        client = make_client(self, self.client_id or client_id, protocol=mqtt.MQTTv311,
-                             clean_session=clean)
+        client = make_client(
+            self, self.client_id or client_id, protocol=mqtt.MQTTv311, clean_session=clean
+        )
         client.reconnect_delay_set(0.1, 5)
         return client
 
@@ -76,13 +77,14 @@ class Watcher:
         self._stopping = False
 
     def start(self) -> None:
-        self.client.connect_async(self.settings.host, self.settings.port,
-                                  keepalive=self.settings.keepalive_s)
+        self.client.connect_async(
+            self.settings.host, self.settings.port, keepalive=self.settings.keepalive_s
+        )
         self.client.loop_start()
 
     def stop(self) -> None:
         self._stopping = True
-        with self.lock:   # let a message being shown finish (and be acknowledged)
+        with self.lock:  # let a message being shown finish (and be acknowledged)
             pass
         self.client.disconnect()
         self.client.loop_stop()
@@ -105,10 +107,11 @@ class Watcher:
         client.subscribe([(ALERTS, 1), (DOCK_ALERTS, 1), (STATUSES, 1)])
 
     def _on_connect_fail(self, client, userdata) -> None:
-        if not self._failing:   # once per outage; paho keeps retrying with backoff
+        if not self._failing:  # once per outage; paho keeps retrying with backoff
             self._failing = True
-            _log.warning("cannot reach the broker at %s:%d; retrying", self.settings.host,
-                         self.settings.port)
+            _log.warning(
+                "cannot reach the broker at %s:%d; retrying", self.settings.host, self.settings.port
+            )
 
     def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
         if any(rc.is_failure for rc in reason_codes):
@@ -137,8 +140,14 @@ class Watcher:
                 self.emit(verdict)
 
 
-def collect_status(settings: BrokerSettings, judge: AlertJudge, registry: Registry, *,
-                   wait_s: float, connect_timeout: float = 5.0) -> list[dict[str, Any]]:
+def collect_status(
+    settings: BrokerSettings,
+    judge: AlertJudge,
+    registry: Registry,
+    *,
+    wait_s: float,
+    connect_timeout: float = 5.0,
+) -> list[dict[str, Any]]:
     """Read the retained status of every device and return one row per device.
 
     Devices in the registry that never published a status are listed too (online ``None``),
@@ -163,8 +172,13 @@ def collect_status(settings: BrokerSettings, judge: AlertJudge, registry: Regist
         msg, problem = judge.status(message.topic, message.payload)
         row: dict[str, Any] = {"device": parts[1], "unit": parts[0], "problem": problem}
         if msg is not None:
-            row.update(online=msg.online, state=msg.body.get("state"),
-                       battery=msg.body.get("battery"), head=msg.body.get("head"), utc=msg.utc)
+            row.update(
+                online=msg.online,
+                state=msg.body.get("state"),
+                battery=msg.body.get("battery"),
+                head=msg.body.get("head"),
+                utc=msg.utc,
+            )
         statuses[parts[1]] = row
         last[0] = time.monotonic()
 
@@ -197,11 +211,18 @@ def collect_status(settings: BrokerSettings, judge: AlertJudge, registry: Regist
     return rows
 
 
-def send_ack(settings: BrokerSettings, unit: str, device: str, alert_seq: int, by: str, *,
-             timeout: float = 5.0) -> None:
+def send_ack(
+    settings: BrokerSettings,
+    unit: str,
+    device: str,
+    alert_seq: int,
+    by: str,
+    *,
+    timeout: float = 5.0,
+) -> None:
     """Publish an ack (QoS 1) and wait for the broker's PUBACK."""
     ack = Ack(alert_seq, by)
-    Ack.from_bytes(ack.to_bytes())   # validates ``by``
+    Ack.from_bytes(ack.to_bytes())  # validates ``by``
     connected = threading.Event()
     client = settings.client(f"bodycam-supervisor-ack-{os.getpid()}", clean=True)
     client.on_connect = lambda c, u, f, rc, p: (not rc.is_failure) and connected.set()

@@ -75,7 +75,8 @@ class Broker:
             pytest.fail("mosquitto is not installed (run .ci/run or apt-get install mosquitto)")
         self.proc = subprocess.Popen(
             [exe, "-c", str(self.config)],
-            stdout=subprocess.DEVNULL, stderr=open(self.workdir / "mosquitto.log", "ab"),
+            stdout=subprocess.DEVNULL,
+            stderr=open(self.workdir / "mosquitto.log", "ab"),
         )
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:

@@ -44,8 +44,9 @@ class Camera:
         self.storage.write_identity(identity)
         self.journal = Journal(self.storage.journal_path, identity, clock=clock)
         if self.journal.head is None:
-            self.journal.append("boot", {"firmware": "test", "boot_id": "0" * 32,
-                                         "reason": "start"})
+            self.journal.append(
+                "boot", {"firmware": "test", "boot_id": "0" * 32, "reason": "start"}
+            )
 
     def record(self, segments: int, size: int, seconds: int = 60, seed: int = 0) -> list[str]:
         self.journal.append("recording_started", {"pre_event_s": 30})
@@ -58,31 +59,46 @@ class Camera:
             writer = HashingWriter(self.root, self.storage.media_relative(day, f"seg-{n:06d}.ts"))
             data = ts_bytes(size + i, seed * 1000 + n)
             for k in range(0, len(data), 65536):
-                writer.write(data[k:k + 65536])
+                writer.write(data[k : k + 65536])
             info = writer.close()
-            self.journal.append("segment", info.body(
-                start_utc=format_utc(start), end_utc=format_utc(self.clock.time_ns()),
-                frames=seconds * 25, audio_frames=seconds * 47, recovered=False))
+            self.journal.append(
+                "segment",
+                info.body(
+                    start_utc=format_utc(start),
+                    end_utc=format_utc(self.clock.time_ns()),
+                    frames=seconds * 25,
+                    audio_frames=seconds * 47,
+                    recovered=False,
+                ),
+            )
             files.append(info.file)
         self.journal.append("recording_stopped", {"by": "button"})
         return files
 
     def media_files(self) -> set[str]:
-        return {p.relative_to(self.root).as_posix()
-                for p in (self.root / "media").rglob("*") if p.is_file()}
+        return {
+            p.relative_to(self.root).as_posix()
+            for p in (self.root / "media").rglob("*")
+            if p.is_file()
+        }
 
-    def link(self, dock: DeviceIdentity | None, timeout: float = 5.0, chunk: int = 1 << 18
-             ) -> DockLink:
+    def link(
+        self, dock: DeviceIdentity | None, timeout: float = 5.0, chunk: int = 1 << 18
+    ) -> DockLink:
         trusted = {dock.device_id: dock.public_key_hex} if dock else {}
-        return DockLink(self.root, self.journal, self.clock, trusted, timeout=timeout,
-                        chunk=chunk)
+        return DockLink(self.root, self.journal, self.clock, trusted, timeout=timeout, chunk=chunk)
 
     def close(self) -> None:
         self.journal.close()
 
 
-def make_camera(tmp: Path, device_id: str = "cam-001", officer: str = "A1024",
-                unit: str = "unit-1", clock: SimClock | None = None) -> tuple[Camera, Path]:
+def make_camera(
+    tmp: Path,
+    device_id: str = "cam-001",
+    officer: str = "A1024",
+    unit: str = "unit-1",
+    clock: SimClock | None = None,
+) -> tuple[Camera, Path]:
     """A provisioned camera and a registry file that names it."""
     identity = DeviceIdentity.create(tmp / f"{device_id}-key" / "device.key", device_id)
     registry_path = tmp / f"registry-{device_id}.json"

@@ -45,7 +45,8 @@ class Seen:
     def wait_for(self, n: int, timeout: float = 10) -> list:
         with self.cond:
             assert self.cond.wait_for(lambda: len(self.verdicts) >= n, timeout), (
-                f"only {len(self.verdicts)} of {n} alerts shown: {self.verdicts}")
+                f"only {len(self.verdicts)} of {n} alerts shown: {self.verdicts}"
+            )
             return list(self.verdicts)
 
 
@@ -53,8 +54,12 @@ class Seen:
 def watch(broker, registry_file, tmp_path):
     seen = Seen()
     judge = AlertJudge(Registry.load(registry_file), SeenState(tmp_path / "seen.json"))
-    watcher = Watcher(BrokerSettings(host=broker.host, port=broker.port), judge, seen,
-                      client_id=f"sup-{os.getpid()}-{time.monotonic_ns()}")
+    watcher = Watcher(
+        BrokerSettings(host=broker.host, port=broker.port),
+        judge,
+        seen,
+        client_id=f"sup-{os.getpid()}-{time.monotonic_ns()}",
+    )
     watcher.start()
     assert watcher.subscribed.wait(10)
     yield watcher, seen
@@ -62,8 +67,14 @@ def watch(broker, registry_file, tmp_path):
 
 
 def settings(broker, **kw) -> MqttSettings:
-    return MqttSettings(host=broker.host, port=broker.port, unit=UNIT, reconnect_max_s=0.3,
-                        status_min_interval_s=0.0, **kw)
+    return MqttSettings(
+        host=broker.host,
+        port=broker.port,
+        unit=UNIT,
+        reconnect_max_s=0.3,
+        status_min_interval_s=0.0,
+        **kw,
+    )
 
 
 def stoppage(journal: Journal, reason: str, detail: str = ""):
@@ -71,6 +82,7 @@ def stoppage(journal: Journal, reason: str, detail: str = ""):
 
 
 # -- the outbox, without a broker -------------------------------------------------------
+
 
 def test_outbox_queues_alerts_after_the_cursor_in_journal_order(tmp_path, identity):
     journal = Journal(tmp_path / "dev" / "journal.jsonl", identity)
@@ -82,7 +94,7 @@ def test_outbox_queues_alerts_after_the_cursor_in_journal_order(tmp_path, identi
     box = Outbox(cursor)
     journal.add_listener(box.offer)
     c = journal.append("battery_low", {"percent": 15, "minutes_left": 20})
-    assert box.load_journal(journal.path) == 2          # a, b from disk; c came by listener
+    assert box.load_journal(journal.path) == 2  # a, b from disk; c came by listener
     assert [r.seq for r in box.pending(-1, 10)] == [a.seq, b.seq, c.seq]
     box.acknowledge(b.seq)
     assert box.save_cursor()
@@ -114,11 +126,20 @@ def test_ack_round_trips(seq, by):
     assert Ack.from_bytes(Ack(seq, by).to_bytes()) == Ack(seq, by)
 
 
-@given(st.binary(max_size=300) | st.builds(
-    lambda d: json.dumps(d).encode(),
-    st.dictionaries(st.sampled_from(["v", "kind", "device", "utc", "body", "sig", "x"]),
-                    st.none() | st.booleans() | st.integers() | st.text(max_size=8)
-                    | st.dictionaries(st.text(max_size=6), st.integers(), max_size=4))))
+@given(
+    st.binary(max_size=300)
+    | st.builds(
+        lambda d: json.dumps(d).encode(),
+        st.dictionaries(
+            st.sampled_from(["v", "kind", "device", "utc", "body", "sig", "x"]),
+            st.none()
+            | st.booleans()
+            | st.integers()
+            | st.text(max_size=8)
+            | st.dictionaries(st.text(max_size=6), st.integers(), max_size=4),
+        ),
+    )
+)
 def test_status_parser_rejects_garbage_with_record_error(data):
     from evidence.exc import RecordError
 
@@ -132,8 +153,14 @@ def test_status_message_round_trips_and_binds_every_field(identity):
     from evidence.exc import SignatureError
     from evidence.message import sign_status
 
-    m = sign_status(identity, utc="2026-11-27T05:00:00.000000Z", online=True,
-                    state="recording", head=(7, "ab" * 32), battery=55)
+    m = sign_status(
+        identity,
+        utc="2026-11-27T05:00:00.000000Z",
+        online=True,
+        state="recording",
+        head=(7, "ab" * 32),
+        battery=55,
+    )
     again = Message.from_bytes(m.to_bytes())
     again.verify(identity.public_key_hex)
     assert again == m and again.head == (7, "ab" * 32)
@@ -148,8 +175,10 @@ def test_status_message_round_trips_and_binds_every_field(identity):
 
 # -- through a real broker ----------------------------------------------------------------
 
+
 def test_alerts_reach_the_supervisor_verified_and_status_carries_the_head(
-        tmp_path, identity, broker, watch):
+    tmp_path, identity, broker, watch
+):
     watcher, seen = watch
     journal = Journal(tmp_path / "dev" / "journal.jsonl", identity)
     with AlertLink(journal, settings(broker), status_source=lambda: ("recording", 87)) as link:
@@ -159,15 +188,18 @@ def test_alerts_reach_the_supervisor_verified_and_status_carries_the_head(
         shown = seen.wait_for(2)
         assert link.wait_idle(10)
     assert [(v.verdict, v.kind, v.body.get("reason")) for v in shown] == [
-        ("verified", "stoppage", "weather"), ("verified", "resumed", "weather")]
+        ("verified", "stoppage", "weather"),
+        ("verified", "resumed", "weather"),
+    ]
     assert shown[0].officer == "A1024"
     # The retained status (offline after a clean stop) is signed and names the head.
     status = retained(broker, f"bodycam/{UNIT}/{identity.device_id}/status")
     status.verify(identity.public_key_hex)
     assert status.online is False
     assert status.head == journal.head
-    assert json.loads((tmp_path / "dev" / "alerts.cursor").read_text())["acked_seq"] == \
-        journal.head[0]
+    assert (
+        json.loads((tmp_path / "dev" / "alerts.cursor").read_text())["acked_seq"] == journal.head[0]
+    )
 
 
 def retained(broker, topic: str, timeout: float = 5) -> Message:
@@ -190,23 +222,29 @@ def retained(broker, topic: str, timeout: float = 5) -> Message:
 def persistent_broker(broker, tmp_path):
     """The test broker with persistence on, as in production (broker/mosquitto.conf): the
     supervisor's session and its queued alerts survive a broker restart."""
-    broker.config.write_text(broker.config.read_text().replace(
-        "persistence false", f"persistence true\npersistence_location {tmp_path}/\n"
-        # Run as ourselves: mosquitto started as root would switch to its own user, which
-        # cannot write into the 0700 test folder, and the saved sessions would be lost.
-        f"user {getpass.getuser()}"))
+    broker.config.write_text(
+        broker.config.read_text().replace(
+            "persistence false",
+            f"persistence true\npersistence_location {tmp_path}/\n"
+            # Run as ourselves: mosquitto started as root would switch to its own user, which
+            # cannot write into the 0700 test folder, and the saved sessions would be lost.
+            f"user {getpass.getuser()}",
+        )
+    )
     broker.stop()
     broker.start()
     return broker
 
 
 def test_broker_outage_and_camera_reboot_lose_nothing_and_repeat_nothing(
-        tmp_path, identity, persistent_broker, registry_file):
+    tmp_path, identity, persistent_broker, registry_file
+):
     broker = persistent_broker
     seen = Seen()
     judge = AlertJudge(Registry.load(registry_file), SeenState(tmp_path / "seen.json"))
-    watcher = Watcher(BrokerSettings(host=broker.host, port=broker.port), judge, seen,
-                      client_id="sup-outage")
+    watcher = Watcher(
+        BrokerSettings(host=broker.host, port=broker.port), judge, seen, client_id="sup-outage"
+    )
     watcher.start()
     assert watcher.subscribed.wait(10)
     path = tmp_path / "dev" / "journal.jsonl"
@@ -217,7 +255,7 @@ def test_broker_outage_and_camera_reboot_lose_nothing_and_repeat_nothing(
         assert link.wait_connected(10)
         expected = [stoppage(journal, "weather", "before the outage").seq]
         seen.wait_for(1)
-        broker.stop()                                    # the network goes away mid-shift
+        broker.stop()  # the network goes away mid-shift
         for reason in ("camera", "storage_full", "battery_critical", "overheat"):
             expected.append(stoppage(journal, reason, "during the outage").seq)
             journal.append("marker", {"note": "recording goes on"})
@@ -258,7 +296,7 @@ import sys, threading
 from evidence.identity import DeviceIdentity
 from evidence.journal import Journal
 from firmware.mqtt import AlertLink, MqttSettings
-j = Journal({str(tmp_path / 'dev' / 'journal.jsonl')!r}, DeviceIdentity.load({str(key)!r}))
+j = Journal({str(tmp_path / "dev" / "journal.jsonl")!r}, DeviceIdentity.load({str(key)!r}))
 j.append("marker", {{"note": "alive"}})
 link = AlertLink(j, MqttSettings(host={broker.host!r}, port={broker.port}, unit={UNIT!r},
                  status_min_interval_s=0.0))
@@ -272,7 +310,7 @@ threading.Event().wait()
         assert proc.stdout.readline().strip() == "up"
         topic = f"bodycam/{UNIT}/{identity.device_id}/status"
         assert retained(broker, topic).online is True
-        os.kill(proc.pid, signal.SIGKILL)                 # a power cut, as the broker sees it
+        os.kill(proc.pid, signal.SIGKILL)  # a power cut, as the broker sees it
         proc.wait(10)
         deadline = time.monotonic() + 10
         while (status := retained(broker, topic)).online and time.monotonic() < deadline:
@@ -291,7 +329,7 @@ def test_supervisor_ack_reaches_the_camera_once(tmp_path, identity, broker):
 
     def on_ack(seq, by):
         acks.append((seq, by))
-        journal.append("alert_ack", {"alert_seq": seq, "by": by})   # as the recorder does
+        journal.append("alert_ack", {"alert_seq": seq, "by": by})  # as the recorder does
         got.set()
 
     marker = journal.append("marker", {"note": "not an alert"})
@@ -299,18 +337,17 @@ def test_supervisor_ack_reaches_the_camera_once(tmp_path, identity, broker):
     with AlertLink(journal, settings(broker), on_ack=on_ack) as link:
         assert link.wait_idle(10)
         sup = BrokerSettings(host=broker.host, port=broker.port)
-        send_ack(sup, UNIT, identity.device_id, marker.seq, "sgt-li")   # ignored: no alert
+        send_ack(sup, UNIT, identity.device_id, marker.seq, "sgt-li")  # ignored: no alert
         send_ack(sup, UNIT, identity.device_id, alert.seq, "sgt-li")
         assert got.wait(10)
         got.clear()
-        send_ack(sup, UNIT, identity.device_id, alert.seq, "sgt-li")    # a second press
+        send_ack(sup, UNIT, identity.device_id, alert.seq, "sgt-li")  # a second press
         assert not got.wait(0.5)
     assert acks == [(alert.seq, "sgt-li")]
     assert [r.kind for r in journal.records()][-1] == "alert_ack"
 
 
-def test_a_new_identity_cannot_be_mistaken_for_the_registered_one(
-        tmp_path, broker, watch):
+def test_a_new_identity_cannot_be_mistaken_for_the_registered_one(tmp_path, broker, watch):
     """A camera with an unregistered key publishing on a registered device's topic."""
     watcher, seen = watch
     impostor = DeviceIdentity.create(tmp_path / "other" / "device.key", "cam-test")
@@ -335,14 +372,29 @@ def test_recorder_daemon_takes_the_broker_from_its_config(tmp_path, broker):
     with Journal(tmp_path / "storage" / "journal.jsonl", camera) as before:
         alert = stoppage(before, "overheat", "journalled before the power cut")
     config = tmp_path / "recorder.toml"
-    config.write_text(f'[camera]\nwidth = 160\nheight = 120\nfps = 10\n'
-                      f'[mqtt]\nhost = "{broker.host}"\nport = {broker.port}\n'
-                      f'unit = "{UNIT}"\npassword_file = "{password}"\n')
+    config.write_text(
+        f"[camera]\nwidth = 160\nheight = 120\nfps = 10\n"
+        f'[mqtt]\nhost = "{broker.host}"\nport = {broker.port}\n'
+        f'unit = "{UNIT}"\npassword_file = "{password}"\n'
+    )
     proc = subprocess.Popen(
-        [sys.executable, "-m", "firmware", "--camera", "sim", "--config", str(config),
-         "--storage", str(tmp_path / "storage"), "--key", str(key)],
+        [
+            sys.executable,
+            "-m",
+            "firmware",
+            "--camera",
+            "sim",
+            "--config",
+            str(config),
+            "--storage",
+            str(tmp_path / "storage"),
+            "--key",
+            str(key),
+        ],
         env=dict(os.environ, GPIOZERO_PIN_FACTORY="mock"),
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     topic = f"bodycam/{UNIT}/cam-daemon/status"
     try:
         status = retained(broker, topic, timeout=60)
@@ -354,9 +406,24 @@ def test_recorder_daemon_takes_the_broker_from_its_config(tmp_path, broker):
         reg = Registry()
         reg.add(DeviceEntry("cam-daemon", camera.public_key_hex, "A7", UNIT))
         reg.save(registry)
-        assert supervisor(["ack", "cam-daemon", str(alert.seq), "--by", "sgt-li", "--host",
-                           broker.host, "--port", str(broker.port),
-                           "--registry", str(registry)]) == 0
+        assert (
+            supervisor(
+                [
+                    "ack",
+                    "cam-daemon",
+                    str(alert.seq),
+                    "--by",
+                    "sgt-li",
+                    "--host",
+                    broker.host,
+                    "--port",
+                    str(broker.port),
+                    "--registry",
+                    str(registry),
+                ]
+            )
+            == 0
+        )
         deadline = time.monotonic() + 30
         while not any(r.kind == "alert_ack" for r in journal_records(tmp_path)):
             assert time.monotonic() < deadline, "the camera never journalled the ack"
@@ -373,8 +440,9 @@ def test_recorder_daemon_takes_the_broker_from_its_config(tmp_path, broker):
     assert status.online is False and status.head == (records[-1].seq, records[-1].hash)
     acks = [r.body for r in records if r.kind == "alert_ack"]
     assert acks == [{"alert_seq": alert.seq, "by": "sgt-li"}]
-    assert json.loads((tmp_path / "storage" / "alerts.cursor").read_text())["acked_seq"] >= \
-        alert.seq
+    assert (
+        json.loads((tmp_path / "storage" / "alerts.cursor").read_text())["acked_seq"] >= alert.seq
+    )
 
 
 def journal_records(tmp_path):

@@ -11,8 +11,9 @@ BENCH = Path(__file__).resolve().parents[1] / "scripts" / "bench-alerts"
 
 
 def test_bench_alerts_quick_prints_headline_figures_last():
-    out = subprocess.run([sys.executable, str(BENCH), "--quick"], capture_output=True,
-                         text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, str(BENCH), "--quick"], capture_output=True, text=True, timeout=120
+    )
     assert out.returncode == 0, out.stderr
     last = out.stdout.strip().splitlines()[-6:]
     names = [line.split(":")[0] for line in last]

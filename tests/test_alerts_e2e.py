@@ -50,25 +50,43 @@ def tool(name: str) -> str:
 
 
 @pytest.mark.slow
-def test_shift_stoppages_reach_the_supervisor_verified_and_stand_in_the_journal(
-        tmp_path, broker):
+def test_shift_stoppages_reach_the_supervisor_verified_and_stand_in_the_journal(tmp_path, broker):
     out, flags = provision(tmp_path, broker, SCENARIO)
-    watch = subprocess.Popen([tool("bodycam-supervisor"), "watch", "--json", "--count", "2",
-                              "--timeout", "60", *flags], stdout=subprocess.PIPE, text=True)
+    watch = subprocess.Popen(
+        [tool("bodycam-supervisor"), "watch", "--json", "--count", "2", "--timeout", "60", *flags],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         shift = subprocess.run(
-            [tool("bodycam-sim"), "shift", "--out", str(out), "--scenario",
-             str(tmp_path / "scenario.toml"), "--mqtt", f"{broker.host}:{broker.port}", "-q"],
-            capture_output=True, text=True, timeout=120)
+            [
+                tool("bodycam-sim"),
+                "shift",
+                "--out",
+                str(out),
+                "--scenario",
+                str(tmp_path / "scenario.toml"),
+                "--mqtt",
+                f"{broker.host}:{broker.port}",
+                "-q",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert shift.returncode == 0, shift.stderr
-        lines, _ = watch.communicate(timeout=60)    # the first alerts, live
+        lines, _ = watch.communicate(timeout=60)  # the first alerts, live
     finally:
         watch.kill()
     assert watch.returncode == 0
     # The rest (the shift is over, the link has said offline): a watch started now gets
     # what its persistent session queued, and nothing it has shown already.
-    rest = subprocess.run([tool("bodycam-supervisor"), "watch", "--json", "--timeout", "2",
-                           *flags], capture_output=True, text=True, timeout=60)
+    rest = subprocess.run(
+        [tool("bodycam-supervisor"), "watch", "--json", "--timeout", "2", *flags],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     shown = [json.loads(line) for line in (lines + rest.stdout).splitlines()]
     journal = journal_of(out)
     # Exactly the journal's alerts, in order, once each, all verified: whatever else the
@@ -79,10 +97,15 @@ def test_shift_stoppages_reach_the_supervisor_verified_and_stand_in_the_journal(
     for wanted in EXPECTED:
         assert wanted in kinds, kinds
     assert {a["device"] for a in shown} == {"cam-e2e"} and {a["officer"] for a in shown} == {
-        "A1024"}
+        "A1024"
+    }
     # And the camera's signed status names the journal's head.
-    status = subprocess.run([tool("bodycam-supervisor"), "status", "--json", *flags],
-                            capture_output=True, text=True, timeout=30)
+    status = subprocess.run(
+        [tool("bodycam-supervisor"), "status", "--json", *flags],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     row = json.loads(status.stdout)
     head = max(journal)
     assert row["problem"] == "" and row["online"] is False
@@ -134,58 +157,101 @@ def provision(tmp_path: Path, broker, scenario: str) -> tuple[Path, list[str]]:
     registry.add(DeviceEntry(camera.device_id, camera.public_key_hex, "A1024", "unit-1"))
     registry.save(out / "registry.json")
     (tmp_path / "scenario.toml").write_text(scenario)
-    flags = ["--host", broker.host, "--port", str(broker.port),
-             "--registry", str(out / "registry.json"), "--state", str(tmp_path / "seen.json")]
-    subprocess.run([tool("bodycam-supervisor"), "watch", "--timeout", "0.3", *flags],
-                   check=True, timeout=30)
+    flags = [
+        "--host",
+        broker.host,
+        "--port",
+        str(broker.port),
+        "--registry",
+        str(out / "registry.json"),
+        "--state",
+        str(tmp_path / "seen.json"),
+    ]
+    subprocess.run(
+        [tool("bodycam-supervisor"), "watch", "--timeout", "0.3", *flags], check=True, timeout=30
+    )
     return out, flags
 
 
 def shift_cmd(tmp_path: Path, out: Path, broker, *extra: str) -> list[str]:
-    return [tool("bodycam-sim"), "shift", "--out", str(out), "--scenario",
-            str(tmp_path / "scenario.toml"), "--mqtt", f"{broker.host}:{broker.port}", "-q",
-            *extra]
+    return [
+        tool("bodycam-sim"),
+        "shift",
+        "--out",
+        str(out),
+        "--scenario",
+        str(tmp_path / "scenario.toml"),
+        "--mqtt",
+        f"{broker.host}:{broker.port}",
+        "-q",
+        *extra,
+    ]
 
 
 def journal_of(out: Path) -> dict[int, Record]:
-    return {r.seq: r for r in (Record.from_bytes(line) for _, line in
-                               scan_journal(out / "device" / "journal.jsonl").lines)}
+    return {
+        r.seq: r
+        for r in (
+            Record.from_bytes(line)
+            for _, line in scan_journal(out / "device" / "journal.jsonl").lines
+        )
+    }
 
 
 @pytest.mark.slow
-@pytest.mark.usefixtures("persistent_broker")   # the same broker, persistence on
-def test_alerts_of_a_shift_without_network_arrive_after_the_camera_restarts(
-        tmp_path, broker):
+@pytest.mark.usefixtures("persistent_broker")  # the same broker, persistence on
+def test_alerts_of_a_shift_without_network_arrive_after_the_camera_restarts(tmp_path, broker):
     out, flags = provision(tmp_path, broker, SHORT)
     broker.stop()
-    first = subprocess.run(shift_cmd(tmp_path, out, broker), capture_output=True, text=True,
-                           timeout=120)                          # a whole shift offline
+    first = subprocess.run(
+        shift_cmd(tmp_path, out, broker), capture_output=True, text=True, timeout=120
+    )  # a whole shift offline
     assert first.returncode == 0, first.stderr
     offline = alerts_in(journal_of(out))
     assert offline, "the offline shift raised no alerts"
     broker.start()
-    second = subprocess.run(shift_cmd(tmp_path, out, broker), capture_output=True, text=True,
-                            timeout=120)                         # the camera starts again
+    second = subprocess.run(
+        shift_cmd(tmp_path, out, broker), capture_output=True, text=True, timeout=120
+    )  # the camera starts again
     assert second.returncode == 0, second.stderr
     everything = alerts_in(journal_of(out))
-    assert everything[:len(offline)] == offline and len(everything) > len(offline)
-    watch = subprocess.run([tool("bodycam-supervisor"), "watch", "--json", "--count",
-                            str(len(everything)), "--timeout", "30", *flags],
-                           capture_output=True, text=True, timeout=60)
+    assert everything[: len(offline)] == offline and len(everything) > len(offline)
+    watch = subprocess.run(
+        [
+            tool("bodycam-supervisor"),
+            "watch",
+            "--json",
+            "--count",
+            str(len(everything)),
+            "--timeout",
+            "30",
+            *flags,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert watch.returncode == 0, watch.stderr
     shown = [json.loads(line) for line in watch.stdout.splitlines()]
     # The first shift's alerts first, then the second's: in journal order, once, verified.
     assert [(a["seq"], a["hash"]) for a in shown] == everything
     assert all(a["genuine"] for a in shown)
-    kinds = [(a["kind"], a["reason"]) for a in shown[:len(offline)]]
+    kinds = [(a["kind"], a["reason"]) for a in shown[: len(offline)]]
     for wanted in EXPECTED:
         assert wanted in kinds, kinds
     # Nothing is shown twice when the watch runs again.
-    again = subprocess.run([tool("bodycam-supervisor"), "watch", "--json", "--timeout", "1",
-                            *flags], capture_output=True, text=True, timeout=60)
+    again = subprocess.run(
+        [tool("bodycam-supervisor"), "watch", "--json", "--timeout", "1", *flags],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert again.stdout == ""
 
 
 def alerts_in(journal: dict[int, Record]) -> list[tuple[int, str]]:
-    return [(r.seq, r.hash) for _, r in sorted(journal.items())
-            if r.kind in ("stoppage", "resumed", "battery_low")]
+    return [
+        (r.seq, r.hash)
+        for _, r in sorted(journal.items())
+        if r.kind in ("stoppage", "resumed", "battery_low")
+    ]

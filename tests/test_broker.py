@@ -33,20 +33,75 @@ def openssl(*args: str, cwd: Path) -> None:
 
 def make_certs(d: Path) -> None:
     """A test CA and a server certificate for 127.0.0.1 (EC keys: fast to make)."""
-    openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-            "-nodes", "-keyout", "ca.key", "-out", "ca.crt", "-days", "2",
-            "-subj", "/CN=bodycam test CA", cwd=d)
-    openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-            "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1", cwd=d)
+    openssl(
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=bodycam test CA",
+        cwd=d,
+    )
+    openssl(
+        "req",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+        cwd=d,
+    )
     (d / "ext.cnf").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
-    openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
-            "-CAcreateserial", "-out", "server.crt", "-days", "2", "-extfile", "ext.cnf", cwd=d)
+    openssl(
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.crt",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
+        cwd=d,
+    )
 
 
 def issue(user: str, d: Path, *extra: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(ISSUE), user, "--passwd", str(d / "passwd"),
-                           "--out", str(d / f"{user}.pw"), *extra],
-                          capture_output=True, text=True)
+    return subprocess.run(
+        [
+            sys.executable,
+            str(ISSUE),
+            user,
+            "--passwd",
+            str(d / "passwd"),
+            "--out",
+            str(d / f"{user}.pw"),
+            *extra,
+        ],
+        capture_output=True,
+        text=True,
+    )
 
 
 def render(conf: str, d: Path, port: int) -> str:
@@ -77,14 +132,19 @@ def prod(tmp_path_factory):
     b.stop()
 
 
-def tls_client(d: Path, user: str | None, password: str | None = None, *,
-               v5: bool = False) -> mqtt.Client:
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"t-{user}-{v5}",
-                         protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311)
+def tls_client(
+    d: Path, user: str | None, password: str | None = None, *, v5: bool = False
+) -> mqtt.Client:
+    client = mqtt.Client(
+        CallbackAPIVersion.VERSION2,
+        client_id=f"t-{user}-{v5}",
+        protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
+    )
     client.tls_set(ca_certs=str(d / "ca.crt"), tls_version=ssl.PROTOCOL_TLS_CLIENT)
     if user:
-        client.username_pw_set(user, password if password is not None
-                               else (d / f"{user}.pw").read_text().strip())
+        client.username_pw_set(
+            user, password if password is not None else (d / f"{user}.pw").read_text().strip()
+        )
     return client
 
 
@@ -114,7 +174,7 @@ def test_only_known_users_with_tls_get_in(prod):
     assert connect_result(tls_client(d, "cam-a"), broker) == "Success"
     assert connect_result(tls_client(d, None), broker) == "Not authorized"
     assert connect_result(tls_client(d, "cam-a", "wrong-password"), broker) == "Not authorized"
-    plain = mqtt.Client(CallbackAPIVersion.VERSION2)   # no TLS: the handshake never completes
+    plain = mqtt.Client(CallbackAPIVersion.VERSION2)  # no TLS: the handshake never completes
     plain.username_pw_set("cam-a", (d / "cam-a.pw").read_text().strip())
     assert connect_result(plain, broker) != "Success"
 
@@ -128,19 +188,36 @@ def test_device_a_cannot_publish_as_device_b(prod, tmp_path):
         registry.add(DeviceEntry(ident.device_id, ident.public_key_hex, "A1", UNIT))
     seen = []
     arrived = threading.Event()
-    sup = BrokerSettings(host=broker.host, port=broker.port, ca_file=str(d / "ca.crt"),
-                         username="supervisor", password_file=str(d / "supervisor.pw"))
+    sup = BrokerSettings(
+        host=broker.host,
+        port=broker.port,
+        ca_file=str(d / "ca.crt"),
+        username="supervisor",
+        password_file=str(d / "supervisor.pw"),
+    )
     (d / "supervisor.pw").chmod(0o600)
-    watcher = Watcher(sup, AlertJudge(registry, SeenState()),
-                      lambda v: (seen.append(v), arrived.set()), client_id="sup-acl")
+    watcher = Watcher(
+        sup,
+        AlertJudge(registry, SeenState()),
+        lambda v: (seen.append(v), arrived.set()),
+        client_id="sup-acl",
+    )
     watcher.start()
     assert watcher.subscribed.wait(10)
 
     # cam-a, as the camera runs it (TLS, its own password file), on its own topic.
     journal = Journal(tmp_path / "a" / "dev" / "journal.jsonl", a)
-    link = AlertLink(journal, MqttSettings(
-        host=broker.host, port=broker.port, unit=UNIT, ca_file=str(d / "ca.crt"),
-        password_file=str(d / "cam-a.pw"), status_min_interval_s=0.0))
+    link = AlertLink(
+        journal,
+        MqttSettings(
+            host=broker.host,
+            port=broker.port,
+            unit=UNIT,
+            ca_file=str(d / "ca.crt"),
+            password_file=str(d / "cam-a.pw"),
+            status_min_interval_s=0.0,
+        ),
+    )
     link.start()
     try:
         assert link.wait_connected(10)
@@ -188,8 +265,13 @@ def test_alerts_queue_for_an_absent_supervisor_beyond_mosquittos_default_limit(p
     registry = Registry()
     registry.add(DeviceEntry("cam-a", cam.public_key_hex, "A1", UNIT))
     (d / "supervisor.pw").chmod(0o600)
-    sup = BrokerSettings(host=broker.host, port=broker.port, ca_file=str(d / "ca.crt"),
-                         username="supervisor", password_file=str(d / "supervisor.pw"))
+    sup = BrokerSettings(
+        host=broker.host,
+        port=broker.port,
+        ca_file=str(d / "ca.crt"),
+        username="supervisor",
+        password_file=str(d / "supervisor.pw"),
+    )
     seen = []
     all_there = threading.Event()
     n = 1500
@@ -203,16 +285,24 @@ def test_alerts_queue_for_an_absent_supervisor_beyond_mosquittos_default_limit(p
     away = Watcher(sup, judge, emit, client_id="sup-away")
     away.start()
     assert away.subscribed.wait(10)
-    away.stop()                                      # the supervisor's console is closed
+    away.stop()  # the supervisor's console is closed
     journal = Journal(tmp_path / "c" / "dev" / "journal.jsonl", cam)
-    link = AlertLink(journal, MqttSettings(
-        host=broker.host, port=broker.port, unit=UNIT, ca_file=str(d / "ca.crt"),
-        password_file=str(d / "cam-a.pw"), status_min_interval_s=60.0))
+    link = AlertLink(
+        journal,
+        MqttSettings(
+            host=broker.host,
+            port=broker.port,
+            unit=UNIT,
+            ca_file=str(d / "ca.crt"),
+            password_file=str(d / "cam-a.pw"),
+            status_min_interval_s=60.0,
+        ),
+    )
     link.start()
     try:
         for i in range(n):
             journal.append("battery_low", {"percent": 14, "minutes_left": i})
-        assert link.wait_idle(60)                    # all accepted by the broker
+        assert link.wait_idle(60)  # all accepted by the broker
     finally:
         link.stop()
     back = Watcher(sup, judge, emit, client_id="sup-away")

@@ -31,9 +31,10 @@ def test_frames_round_trip_in_any_split(frames, step):
     decoder = FrameDecoder()
     got = []
     for k in range(0, len(wire), step):
-        got += decoder.feed(wire[k:k + step])
+        got += decoder.feed(wire[k : k + step])
     assert [(f.type, f.seq, f.payload) for f in got] == [
-        (t, i, p) for i, (t, p) in enumerate(frames)]
+        (t, i, p) for i, (t, p) in enumerate(frames)
+    ]
     assert decoder.pending == 0
 
 
@@ -68,8 +69,9 @@ def test_random_bytes_never_crash_the_decoder(data):
 def test_refusal_reasons():
     cases = {
         b"XX" + encode_frame(FrameType.BYE, 0)[2:]: "bad magic",
-        encode_frame(FrameType.BYE, 0)[:2] + b"\x09" + encode_frame(FrameType.BYE, 0)[3:]:
-            "unsupported protocol version 9",
+        encode_frame(FrameType.BYE, 0)[:2]
+        + b"\x09"
+        + encode_frame(FrameType.BYE, 0)[3:]: "unsupported protocol version 9",
         encode_frame(FrameType.BYE, 1): "out-of-order frame: sequence 1, expected 0",
         HEADER.pack(b"BK", 1, 10, 0, MAX_PAYLOAD + 1): "oversized frame",
         HEADER.pack(b"BK", 1, 99, 0, 0): "unknown frame type 99",
@@ -99,7 +101,8 @@ def test_a_stalled_peer_times_out(bulk):
 @settings(max_examples=10, deadline=None, suppress_health_check=list(HealthCheck))
 @given(noise=st.binary(min_size=1, max_size=600))
 def test_random_bytes_on_the_line_are_refused_and_the_camera_keeps_its_data(
-        tmp_path_factory, noise):
+    tmp_path_factory, noise
+):
     tmp = tmp_path_factory.mktemp("noise")
     camera, registry = make_camera(tmp)
     files = camera.record(1, 3000)
@@ -110,8 +113,12 @@ def test_random_bytes_on_the_line_are_refused_and_the_camera_keeps_its_data(
     master, path = open_cable()
     port = open_dock_port(path, timeout=0.1)
     result = {}
-    thread = threading.Thread(target=lambda: result.update(
-        r=DockSession(store, dock_identity, "noise", timeout=0.2).run(port)), daemon=True)
+    thread = threading.Thread(
+        target=lambda: result.update(
+            r=DockSession(store, dock_identity, "noise", timeout=0.2).run(port)
+        ),
+        daemon=True,
+    )
     thread.start()
     end = PtyEnd(master)
     end.read(HEADER.size)  # the challenge starts

@@ -71,7 +71,8 @@ def dock_through(store, dock_identity, camera, cable: PulledCable):
     def dock_side():
         try:
             result["dock"] = DockSession(store, dock_identity, "pull", timeout=5).run(
-                cable.dock_port)
+                cable.dock_port
+            )
         finally:
             cable.dock_port.close()
 
@@ -126,8 +127,11 @@ def test_cable_pulled_at_random_offsets_then_redocked(tmp_path):
     assert len(seqs) == len(camera.journal.records())
     named = [r.media[0] for r in camera.journal.records() if r.media]
     assert len(named) == len(set(named)) == 32
-    media = {p.relative_to(store_journal.parent).as_posix()
-             for p in (store_journal.parent / "media").rglob("*") if p.is_file()}
+    media = {
+        p.relative_to(store_journal.parent).as_posix()
+        for p in (store_journal.parent / "media").rglob("*")
+        if p.is_file()
+    }
     assert media == set(named)
     assert verify_path(tmp_path / "dock", unit_keys=store_trust(tmp_path)).intact
     assert not any((tmp_path / "dock" / ".partial").rglob("*.part"))

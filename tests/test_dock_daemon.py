@@ -21,8 +21,17 @@ from simulator.unit import register
 
 def dock_cmd(tmp, *args):
     trust = [a for fp in sorted(store_trust(tmp)) for a in ("--unit-key", fp)]
-    return [sys.executable, "-m", "dock", "--store", str(tmp / "dock"),
-            "--key", str(tmp / "dock-key" / "dock.key"), *trust, *args]
+    return [
+        sys.executable,
+        "-m",
+        "dock",
+        "--store",
+        str(tmp / "dock"),
+        "--key",
+        str(tmp / "dock-key" / "dock.key"),
+        *trust,
+        *args,
+    ]
 
 
 def wait_for(predicate, timeout=20.0, what="condition"):
@@ -38,8 +47,9 @@ def wait_for(predicate, timeout=20.0, what="condition"):
 
 
 def status(tmp):
-    out = subprocess.run(dock_cmd(tmp, "status", "--json"), capture_output=True, text=True,
-                         timeout=30)
+    out = subprocess.run(
+        dock_cmd(tmp, "status", "--json"), capture_output=True, text=True, timeout=30
+    )
     return {row["bay"]: row for row in json.loads(out.stdout)["bays"]}
 
 
@@ -66,9 +76,11 @@ def camera_thread(camera, dock_identity, master, results, key, chunk=1 << 18, en
     def run():
         try:
             results[key] = camera.link(dock_identity, timeout=5, chunk=chunk).run_session(
-                end or PtyEnd(master))
+                end or PtyEnd(master)
+            )
         except Exception as exc:
             results[key] = exc
+
     t = threading.Thread(target=run, daemon=True)
     t.start()
     return t
@@ -84,29 +96,47 @@ def test_two_bays_at_once_show_progress_and_stop_on_sigterm(tmp_path):
     store.close()
     # The head of unit signs a new edition with cam-b; the dock installs it.
     signed = tmp_path / "registry-edition-2.json"
-    register(signed, UnitKey.load(tmp_path / "unit-key/unit.key"),
-             merge_from=tmp_path / "dock/registry.json")
+    register(
+        signed,
+        UnitKey.load(tmp_path / "unit-key/unit.key"),
+        merge_from=tmp_path / "dock/registry.json",
+    )
     register(signed, UnitKey.load(tmp_path / "unit-key/unit.key"), merge_from=reg_b)
-    subprocess.run(dock_cmd(tmp_path, "registry", "import", str(signed)), check=True,
-                   capture_output=True, timeout=30)
+    subprocess.run(
+        dock_cmd(tmp_path, "registry", "import", str(signed)),
+        check=True,
+        capture_output=True,
+        timeout=30,
+    )
     (ma, pa), (mb, pb) = open_cable(), open_cable()
-    daemon = subprocess.Popen(dock_cmd(tmp_path, "serve", "--port", pa, "--port", pb),
-                              stderr=open(tmp_path / "daemon.log", "w"))
+    daemon = subprocess.Popen(
+        dock_cmd(tmp_path, "serve", "--port", pa, "--port", pb),
+        stderr=open(tmp_path / "daemon.log", "w"),
+    )
     try:
-        wait_for(lambda: all(status(tmp_path).get(bay_name(p), {}).get("state") == "handshake"
-                             for p in (pa, pb)), what="both bays to challenge")
+        wait_for(
+            lambda: all(
+                status(tmp_path).get(bay_name(p), {}).get("state") == "handshake" for p in (pa, pb)
+            ),
+            what="both bays to challenge",
+        )
         results = {}
-        threads = [camera_thread(cam_a, dock_identity, ma, results, "a"),
-                   camera_thread(cam_b, dock_identity, mb, results, "b")]
+        threads = [
+            camera_thread(cam_a, dock_identity, ma, results, "a"),
+            camera_thread(cam_b, dock_identity, mb, results, "b"),
+        ]
         for t in threads:
             t.join(30)
-        rows = wait_for(lambda: (s := status(tmp_path)) and all(
-            r.get("last") for r in s.values()) and s, what="both bays to finish")
+        rows = wait_for(
+            lambda: (s := status(tmp_path)) and all(r.get("last") for r in s.values()) and s,
+            what="both bays to finish",
+        )
         assert {r["last"]["device"] for r in rows.values()} == {"cam-a", "cam-b"}
         assert all(r["last"]["outcome"] == "stored" for r in rows.values())
         assert results["a"].wiped and sorted(results["a"].wiped) == sorted(files_a)
-        text = subprocess.run(dock_cmd(tmp_path, "status"), capture_output=True, text=True,
-                              timeout=30).stdout
+        text = subprocess.run(
+            dock_cmd(tmp_path, "status"), capture_output=True, text=True, timeout=30
+        ).stdout
         assert "cam-a stored (3 files" in text and "cam-b stored (2 files" in text
         daemon.send_signal(signal.SIGTERM)
         assert daemon.wait(30) == 0
@@ -115,8 +145,9 @@ def test_two_bays_at_once_show_progress_and_stop_on_sigterm(tmp_path):
             daemon.kill()
             daemon.wait()
     assert verify_path(tmp_path / "dock", unit_keys=store_trust(tmp_path)).intact
-    report = subprocess.run(dock_cmd(tmp_path, "report", "deadlines"),
-                            capture_output=True, text=True, timeout=30)
+    report = subprocess.run(
+        dock_cmd(tmp_path, "report", "deadlines"), capture_output=True, text=True, timeout=30
+    )
     assert report.returncode == 0, report.stdout + report.stderr
     assert "officer A1: 3 on time, 0 late" in report.stdout
     assert "officer B2: 2 on time, 0 late" in report.stdout
@@ -129,20 +160,31 @@ def test_the_dock_killed_mid_write_leaves_a_consistent_store(tmp_path):
     store.close()
     master, path = open_cable()
     daemon = subprocess.Popen(dock_cmd(tmp_path, "bay", path), stderr=subprocess.DEVNULL)
-    wait_for(lambda: status(tmp_path).get(bay_name(path), {}).get("state") == "handshake",
-             what="the bay to challenge")
+    wait_for(
+        lambda: status(tmp_path).get(bay_name(path), {}).get("state") == "handshake",
+        what="the bay to challenge",
+    )
     results = {}
     end = PausingEnd(master, 5_000_000)
     thread = camera_thread(camera, dock_identity, master, results, "cam", chunk=32768, end=end)
     try:
         assert end.paused.wait(30)
-        wait_for(lambda: sum(p.stat().st_size for p in (tmp_path / "dock").rglob("*")
-                             if p.suffix in (".ts", ".part")) > 4_500_000,
-                 what="the dock to write 4.5 MB")
+        wait_for(
+            lambda: (
+                sum(
+                    p.stat().st_size
+                    for p in (tmp_path / "dock").rglob("*")
+                    if p.suffix in (".ts", ".part")
+                )
+                > 4_500_000
+            ),
+            what="the dock to write 4.5 MB",
+        )
         assert any((tmp_path / "dock" / ".partial").rglob("*.part"))
         # An operator sees the bay offloading, with a progress bar.
-        text = subprocess.run(dock_cmd(tmp_path, "status"), capture_output=True, text=True,
-                              timeout=30).stdout
+        text = subprocess.run(
+            dock_cmd(tmp_path, "status"), capture_output=True, text=True, timeout=30
+        ).stdout
         assert "offloading" in text and "cam-001" in text and "[#" in text, text
         assert "/8.0 MB" in text, text
     finally:
@@ -152,8 +194,9 @@ def test_the_dock_killed_mid_write_leaves_a_consistent_store(tmp_path):
     thread.join(30)
     assert isinstance(results["cam"], Exception)  # the line died under the camera
     assert camera.media_files() == set(files)  # and it kept everything
-    out = subprocess.run(dock_cmd(tmp_path, "reconcile"), capture_output=True, text=True,
-                         timeout=60)
+    out = subprocess.run(
+        dock_cmd(tmp_path, "reconcile"), capture_output=True, text=True, timeout=60
+    )
     assert out.returncode == 0, out.stderr
     report = verify_path(tmp_path / "dock", unit_keys=store_trust(tmp_path))
     assert report.intact, [str(p) for p in report.problems]
@@ -177,8 +220,9 @@ def test_options_work_after_the_subcommand_as_the_systemd_units_write_them(tmp_p
     args = build_parser().parse_args(["bay", "/dev/ttyACM0", "--config", "/etc/x.toml"])
     assert (args.command, args.port, args.config) == ("bay", "/dev/ttyACM0", "/etc/x.toml")
     config = tmp_path / "dock.toml"
-    config.write_text(f'[dock]\nstore = "{tmp_path / "store"}"\nkey = "{tmp_path / "k"}"\n'
-                      'id = "dock-9"\n')
+    config.write_text(
+        f'[dock]\nstore = "{tmp_path / "store"}"\nkey = "{tmp_path / "k"}"\nid = "dock-9"\n'
+    )
     assert main(["init", "--config", str(config)]) == 0
     assert "dock dock-9" in capsys.readouterr().out
     assert main(["status", "--config", str(config)]) == 0

@@ -21,9 +21,14 @@ H = 3600 * NS
 
 
 def row(closed_h, stored_h=None, officer="A1"):
-    return {"device": "cam", "officer": officer, "seq": 1, "file": "media/x.ts",
-            "closed_utc": format_utc(START + closed_h * H),
-            "stored_utc": None if stored_h is None else format_utc(START + stored_h * H)}
+    return {
+        "device": "cam",
+        "officer": officer,
+        "seq": 1,
+        "file": "media/x.ts",
+        "closed_utc": format_utc(START + closed_h * H),
+        "stored_utc": None if stored_h is None else format_utc(START + stored_h * H),
+    }
 
 
 def test_each_recording_is_judged_against_24_hours():
@@ -57,13 +62,20 @@ def test_report_lists_late_and_missing_per_officer():
 
 
 def publish_status(broker, camera, utc_ns, unit="unit-1"):
-    msg = sign_status(camera.identity, utc=format_utc(utc_ns), online=True, state="recording",
-                      head=camera.journal.head, battery=80)
+    msg = sign_status(
+        camera.identity,
+        utc=format_utc(utc_ns),
+        online=True,
+        state="recording",
+        head=camera.journal.head,
+        battery=80,
+    )
     client = mqtt.Client(CallbackAPIVersion.VERSION2)
     client.connect(broker.host, broker.port)
     client.loop_start()
-    client.publish(f"bodycam/{unit}/{camera.identity.device_id}/status", msg.to_bytes(),
-                   qos=1, retain=True).wait_for_publish(5)
+    client.publish(
+        f"bodycam/{unit}/{camera.identity.device_id}/status", msg.to_bytes(), qos=1, retain=True
+    ).wait_for_publish(5)
     client.loop_stop()
     client.disconnect()
 
@@ -83,8 +95,12 @@ def test_an_undocked_camera_raises_a_warning_then_a_violation(tmp_path, broker, 
     sub.connect(broker.host, broker.port)
     sub.subscribe("bodycam/+/dock/+/alert", qos=1)
     sub.loop_start()
-    watcher = DeadlineWatcher(store, dock_identity, MqttConfig(
-        host=broker.host, port=broker.port, check_s=3600), clock=camera.clock)
+    watcher = DeadlineWatcher(
+        store,
+        dock_identity,
+        MqttConfig(host=broker.host, port=broker.port, check_s=3600),
+        clock=camera.clock,
+    )
     watcher.start()
     try:
         assert watcher.heard.wait(10)
@@ -105,8 +121,17 @@ def test_an_undocked_camera_raises_a_warning_then_a_violation(tmp_path, broker, 
         camera.clock.advance(4 * H)
         assert [a["level"] for a in watcher.check()] == ["violation"]
         # The report says the same: this device has been undocked for 24 hours.
-        code = dock_main(["--store", str(tmp_path / "dock"), "report", "deadlines", "--json",
-                          "--now", format_utc(camera.clock.time_ns())])
+        code = dock_main(
+            [
+                "--store",
+                str(tmp_path / "dock"),
+                "report",
+                "deadlines",
+                "--json",
+                "--now",
+                format_utc(camera.clock.time_ns()),
+            ]
+        )
         assert code == 0
         undocked = json.loads(capsys.readouterr().out)["officers"]["A1024"]["undocked"]
         assert [(u["device"], u["level"]) for u in undocked] == [("cam-001", "violation")]

@@ -33,7 +33,7 @@ def test_frames_are_hashed_written_and_verified(store):
     data = os.urandom(3 * 256 * 1024 + 17)
     partial = store.partial("cam-1", "media/20260101/a.ts", len(data), _digest(data))
     for i in range(0, len(data), 256 * 1024):
-        partial.write(bytearray(data[i:i + 256 * 1024]))
+        partial.write(bytearray(data[i : i + 256 * 1024]))
     _complete(partial, data)
 
 

@@ -14,8 +14,12 @@ from simulator.clock import SimClock
 
 
 def verify(path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "evidence.verify_cli", *verify_args(path)],
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "evidence.verify_cli", *verify_args(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def test_a_docking_stores_verifies_and_wipes(tmp_path):
@@ -102,8 +106,10 @@ def test_a_journal_that_lost_its_tail_is_flagged(tmp_path):
     dock_id, store = make_dock(tmp_path, registry)
     # A status message showed the full head; then the last two records are cut off.
     head = camera.journal.head
-    store.index.execute("INSERT INTO status_heads(device, seq, hash, utc) VALUES (?,?,?,?)",
-                        ("cam-001", head[0], head[1], "2026-11-18T08:00:00.000000Z"))
+    store.index.execute(
+        "INSERT INTO status_heads(device, seq, hash, utc) VALUES (?,?,?,?)",
+        ("cam-001", head[0], head[1], "2026-11-18T08:00:00.000000Z"),
+    )
     camera.close()
     path = camera.storage.journal_path
     lines = path.read_bytes().splitlines(keepends=True)
@@ -132,8 +138,9 @@ def test_a_torn_journal_tail_is_stored_flagged_and_verifies(tmp_path):
     camera.close()
     with open(camera.storage.journal_path, "ab") as f:
         f.write(b'{"body":{"file":"media/2026')  # power cut mid-append
-    camera.journal = Journal(camera.storage.journal_path, camera.identity, clock=camera.clock,
-                             repair_torn=True)
+    camera.journal = Journal(
+        camera.storage.journal_path, camera.identity, clock=camera.clock, repair_torn=True
+    )
     dock_id, store = make_dock(tmp_path, registry)
     result, _ = dock_once(store, dock_id, camera)
     assert result.outcome == "stored"

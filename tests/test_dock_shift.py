@@ -16,28 +16,61 @@ pytestmark = pytest.mark.slow
 
 def test_a_simulated_shift_docks_and_every_segment_is_on_time(tmp_path):
     out = tmp_path / "shift"
-    proc = subprocess.run([sys.executable, "-m", "simulator", "shift", "--out", str(out),
-                           "--duration", "20m", "--dock", "-q"],
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "simulator",
+            "shift",
+            "--out",
+            str(out),
+            "--duration",
+            "20m",
+            "--dock",
+            "-q",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
-    verify = subprocess.run([sys.executable, "-m", "evidence.verify_cli", *verify_args(out / "dock")],
-                            capture_output=True, text=True, timeout=120)
+    verify = subprocess.run(
+        [sys.executable, "-m", "evidence.verify_cli", *verify_args(out / "dock")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert verify.returncode == 0, verify.stdout + verify.stderr
     summary = json.loads((out / "summary.json").read_text())
     dock = summary["dock"]
     assert dock["outcome"] == "stored" and dock["wiped"] == dock["media"] > 0
     assert dock["clock_offset_ns"] != 0  # the dock corrected the camera's clock
     device = out / "device"
-    folder = next(p for p in (out / "dock").glob(f"*/{summary['device']}")
-                  if not p.parent.name.startswith("."))
+    folder = next(
+        p
+        for p in (out / "dock").glob(f"*/{summary['device']}")
+        if not p.parent.name.startswith(".")
+    )
     for path in device.rglob("*"):
         if path.is_file():
             rel = path.relative_to(device)
             assert (folder / rel).read_bytes() == path.read_bytes(), rel
     assert not list((device / "media").rglob("*.ts"))
-    report = subprocess.run([sys.executable, "-m", "dock", "--store", str(out / "dock"),
-                             "report", "deadlines", "--json"],
-                            capture_output=True, text=True, timeout=60)
+    report = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "dock",
+            "--store",
+            str(out / "dock"),
+            "report",
+            "deadlines",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert report.returncode == 0, report.stdout
     officers = json.loads(report.stdout)["officers"]
     counts = [(s["on_time"], s["late"], s["missing"], s["overdue"]) for s in officers.values()]

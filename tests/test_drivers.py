@@ -71,6 +71,7 @@ def ds3231_registers(**extra):
 def test_addresses_match_the_pin_map():
     assert rtc_mod.ADDRESS == I2C_ADDRESSES["RTC"]
     from firmware.drivers import fuel_gauge
+
     assert fuel_gauge.ADDRESS == I2C_ADDRESSES["FUEL_GAUGE"]
 
 
@@ -143,7 +144,9 @@ def test_rtc_rejects_years_it_cannot_keep():
     assert bus.writes == []
 
 
-@given(st.datetimes(min_value=dt.datetime(2000, 1, 1), max_value=dt.datetime(2099, 12, 31, 23, 59, 58)))
+@given(
+    st.datetimes(min_value=dt.datetime(2000, 1, 1), max_value=dt.datetime(2099, 12, 31, 23, 59, 58))
+)
 def test_rtc_round_trip(when):
     ns = calendar.timegm(when.timetuple()) * NS
     bus = RegisterBus({0x68: ds3231_registers()})
@@ -153,9 +156,15 @@ def test_rtc_round_trip(when):
     assert all(from_bcd(b & 0x7F) >= 0 for b in bus.writes[0][2][:3])
 
 
-@pytest.mark.parametrize(("msb", "lsb", "celsius"), [
-    (0x19, 0x40, 25.25), (0x00, 0xC0, 0.75), (0xF6, 0x00, -10.0), (0xFF, 0x40, -0.75),
-])
+@pytest.mark.parametrize(
+    ("msb", "lsb", "celsius"),
+    [
+        (0x19, 0x40, 25.25),
+        (0x00, 0xC0, 0.75),
+        (0xF6, 0x00, -10.0),
+        (0xFF, 0x40, -0.75),
+    ],
+)
 def test_rtc_temperature(msb, lsb, celsius):
     regs = ds3231_registers()
     regs[0x11], regs[0x12] = msb, lsb
@@ -168,6 +177,7 @@ def test_missing_chip_raises_oserror():
 
 
 # --- MAX17048 ---------------------------------------------------------------------------
+
 
 def gauge_registers(soc=(0x4B, 0x80), vcell=(0xD0, 0x00), crate=(0xFF, 0xE0), config=(0x97, 0x1C)):
     regs = {0x08: 0x00, 0x09: 0x12, 0x0C: config[0], 0x0D: config[1]}
@@ -182,7 +192,7 @@ def test_gauge_reads_soc_voltage_and_rate():
     gauge.check()
     assert gauge.percent() == 75.5
     assert gauge.voltage() == pytest.approx(0xD000 * 78.125e-6)  # 4.16 V
-    assert gauge.charge_rate() == pytest.approx(-32 * 0.208)     # discharging
+    assert gauge.charge_rate() == pytest.approx(-32 * 0.208)  # discharging
     assert gauge.minutes_left() == int(75.5 / (32 * 0.208) * 60)
 
 
@@ -214,6 +224,7 @@ def test_gauge_check_refuses_another_chip():
 
 
 # --- temperature, power, clock --------------------------------------------------------
+
 
 def test_soc_thermal(tmp_path):
     zone = tmp_path / "temp"
@@ -267,8 +278,11 @@ def test_rtc_clock_restore_at_boot():
 
 def test_rtc_clock_restore_refuses_a_stopped_rtc():
     system = SystemClock(5)
-    clock = RtcClock(DS3231(RegisterBus({0x68: ds3231_registers()})),
-                     set_system_clock=system.set, now_ns=lambda: system.now)
+    clock = RtcClock(
+        DS3231(RegisterBus({0x68: ds3231_registers()})),
+        set_system_clock=system.set,
+        now_ns=lambda: system.now,
+    )
     with pytest.raises(RtcError):
         clock.restore()
     assert system.now == 5
@@ -317,6 +331,7 @@ def test_ioctl_numbers_match_linux_rtc_h():
 
 def test_open_i2c_bus_without_smbus2_says_what_to_install(monkeypatch):
     import sys
+
     monkeypatch.setitem(sys.modules, "smbus2", None)
     with pytest.raises(ImportError, match="smbus2"):
         open_i2c_bus(1)

@@ -29,10 +29,29 @@ def password_file(tmp_path: Path, text: str = "s3cret\n", mode: int = 0o600) -> 
 @pytest.fixture(scope="module")
 def ca_file(tmp_path_factory) -> Path:
     d = tmp_path_factory.mktemp("ca")
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
-                    "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", "ca.key", "-out",
-                    "ca.crt", "-days", "1", "-subj", "/CN=test CA"],
-                   cwd=d, check=True, capture_output=True)
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=test CA",
+        ],
+        cwd=d,
+        check=True,
+        capture_output=True,
+    )
     return d / "ca.crt"
 
 
@@ -54,7 +73,7 @@ def test_password_file_others_can_read_is_refused(tmp_path):
 
 
 def test_unreadable_password_file_is_a_one_line_config_error(tmp_path):
-    path = tmp_path / "a-directory.pw"   # root reads any file; a directory it cannot
+    path = tmp_path / "a-directory.pw"  # root reads any file; a directory it cannot
     path.mkdir(mode=0o700)
     with pytest.raises(ConfigError, match="cannot read the broker password file") as info:
         read_password(path)
@@ -67,12 +86,14 @@ def test_credentials_protocol_and_session(tmp_path):
     # No username and no default: no login at all, and the file is not even read.
     anon = make_client(ConnectionSettings(host="h", password_file=str(tmp_path / "x")), "c")
     assert anon.username is None and anon.password is None
-    camera = make_client(settings, "bodycam-cam-a", protocol=mqtt.MQTTv5,
-                         default_username="cam-a")
+    camera = make_client(settings, "bodycam-cam-a", protocol=mqtt.MQTTv5, default_username="cam-a")
     assert (camera.username, camera.password) == ("cam-a", "s3cret")
     assert camera.protocol == mqtt.MQTTv5
-    named = make_client(ConnectionSettings(host="h", username="supervisor",
-                                           password_file=str(path)), "c", clean_session=False)
+    named = make_client(
+        ConnectionSettings(host="h", username="supervisor", password_file=str(path)),
+        "c",
+        clean_session=False,
+    )
     assert (named.username, named.password) == ("supervisor", "s3cret")
     assert named.protocol == mqtt.MQTTv311
 
@@ -87,19 +108,26 @@ def test_ca_file_turns_tls_on(broker, ca_file):
 
     tls = ConnectionSettings(host=broker.host, port=broker.port, ca_file=str(ca_file))
     client = make_client(tls, "tls")
-    with pytest.raises(OSError):   # ssl.SSLError, or the broker dropping the ClientHello
+    with pytest.raises(OSError):  # ssl.SSLError, or the broker dropping the ClientHello
         client.connect(tls.host, tls.port, keepalive=tls.keepalive_s)
 
 
 def test_client_certificate_files_are_loaded(tmp_path, ca_file):
-    settings = ConnectionSettings(host="h", ca_file=str(ca_file),
-                                  cert_file=str(tmp_path / "missing.crt"),
-                                  key_file=str(tmp_path / "missing.key"))
+    settings = ConnectionSettings(
+        host="h",
+        ca_file=str(ca_file),
+        cert_file=str(tmp_path / "missing.crt"),
+        key_file=str(tmp_path / "missing.key"),
+    )
     with pytest.raises((OSError, ssl.SSLError)):
         make_client(settings, "c")
     # The CA's own pair is a valid certificate chain: accepted.
-    ok = ConnectionSettings(host="h", ca_file=str(ca_file), cert_file=str(ca_file),
-                            key_file=str(ca_file.with_name("ca.key")))
+    ok = ConnectionSettings(
+        host="h",
+        ca_file=str(ca_file),
+        cert_file=str(ca_file),
+        key_file=str(ca_file.with_name("ca.key")),
+    )
     make_client(ok, "c")
 
 

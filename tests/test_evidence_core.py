@@ -44,7 +44,9 @@ def test_torn_tail_is_refused_then_kept_when_repaired(tmp_path, identity):
     repaired = Journal(path, identity, repair_torn=True)
     kinds = [r.kind for r in repaired.records()]
     assert kinds == ["boot", "torn_tail"]
-    assert (tmp_path / "journal.torn-{}".format(repaired.records()[1].body["offset"])).read_bytes() == b'{"body":{"no'
+    assert (
+        tmp_path / "journal.torn-{}".format(repaired.records()[1].body["offset"])
+    ).read_bytes() == b'{"body":{"no'
 
 
 def test_hashing_writer_matches_a_second_read(tmp_path):

@@ -26,8 +26,11 @@ json_values = st.recursive(
     max_leaves=20,
 )
 
-SETTINGS = settings(max_examples=int(os.environ.get("BODYCAM_HYPOTHESIS_EXAMPLES", "200")), deadline=None,
-                    suppress_health_check=[HealthCheck.function_scoped_fixture])
+SETTINGS = settings(
+    max_examples=int(os.environ.get("BODYCAM_HYPOTHESIS_EXAMPLES", "200")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
 
 
 @given(json_values)
@@ -37,8 +40,10 @@ def test_canonical_round_trips(value):
     assert parse_canonical(data) == value
     assert canonical_bytes(parse_canonical(data)) == data
     # The documented rule, written with the json module alone, gives the same bytes.
-    assert json.dumps(value, sort_keys=True, separators=(",", ":"),
-                      ensure_ascii=False).encode() == data
+    assert (
+        json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+        == data
+    )
 
 
 @given(json_values)
@@ -90,8 +95,20 @@ def test_random_bytes_never_crash_and_never_pass(work, valid, data):
 @st.composite
 def mutations(draw, journal: bytes) -> bytes:
     rows = journal.splitlines(keepends=True)
-    op = draw(st.sampled_from(["flip", "insert", "delete", "truncate", "dup_line",
-                               "swap_lines", "drop_line", "splice"]))
+    op = draw(
+        st.sampled_from(
+            [
+                "flip",
+                "insert",
+                "delete",
+                "truncate",
+                "dup_line",
+                "swap_lines",
+                "drop_line",
+                "splice",
+            ]
+        )
+    )
     data = bytearray(journal)
     if op == "flip":
         i = draw(st.integers(0, len(data) - 1))
@@ -101,9 +118,9 @@ def mutations(draw, journal: bytes) -> bytes:
         data[i:i] = draw(st.binary(min_size=1, max_size=20))
     elif op == "delete":
         i = draw(st.integers(0, len(data) - 1))
-        del data[i:i + draw(st.integers(1, 200))]
+        del data[i : i + draw(st.integers(1, 200))]
     elif op == "truncate":
-        del data[draw(st.integers(0, len(data) - 1)):]
+        del data[draw(st.integers(0, len(data) - 1)) :]
     elif op == "dup_line":
         i, j = draw(st.integers(0, len(rows) - 1)), draw(st.integers(0, len(rows)))
         rows.insert(j, rows[i])
@@ -135,9 +152,12 @@ def test_mutated_journals_never_crash_and_never_pass(work, valid, data):
     assert not report.intact, mutated
 
 
-@given(name=st.sampled_from(["identity.json", "media/20261127/seg-0.ts", "journal.torn-5",
-                             "media/20261127/photo-0.jpg"]),
-       data=st.binary(max_size=300))
+@given(
+    name=st.sampled_from(
+        ["identity.json", "media/20261127/seg-0.ts", "journal.torn-5", "media/20261127/photo-0.jpg"]
+    ),
+    data=st.binary(max_size=300),
+)
 @SETTINGS
 def test_garbage_in_other_files_never_crashes(work, valid, name, data):
     (work / name).write_bytes(data)
@@ -148,10 +168,15 @@ def test_garbage_in_other_files_never_crashes(work, valid, name, data):
     assert report.devices[0].trust in ("self-declared key", "none")
 
 
-@pytest.mark.parametrize("line", [
-    b'"\\ud800"', b'{"body":"\\udfff"}', b"[" * 990 + b"]" * 990,
-    b'{"a":' * 600 + b"1" + b"}" * 600,
-])
+@pytest.mark.parametrize(
+    "line",
+    [
+        b'"\\ud800"',
+        b'{"body":"\\udfff"}',
+        b"[" * 990 + b"]" * 990,
+        b'{"a":' * 600 + b"1" + b"}" * 600,
+    ],
+)
 def test_pathological_lines_are_malformed_not_crashes(work, valid, line):
     rows = valid[2].splitlines(keepends=True)
     rows.insert(2, line + b"\n")
@@ -159,8 +184,14 @@ def test_pathological_lines_are_malformed_not_crashes(work, valid, line):
     assert [p.code for p in problems] == ["malformed_record"]
 
 
-@given(st.one_of(st.binary(max_size=200), json_values.map(
-    lambda v: json.dumps({"format": "bodycam-registry-v1", "devices": v}).encode())))
+@given(
+    st.one_of(
+        st.binary(max_size=200),
+        json_values.map(
+            lambda v: json.dumps({"format": "bodycam-registry-v1", "devices": v}).encode()
+        ),
+    )
+)
 @SETTINGS
 def test_garbage_registry_is_could_not_check_or_a_report(work, valid, tmp_path, data):
     registry = tmp_path / "garbage-registry.json"

@@ -31,9 +31,37 @@ BOM = ROOT / "hw" / "bom.csv"
 PI_REF = "M1"
 
 # The Raspberry Pi 40-pin header (physical pin of each BCM GPIO), from the Pi's documentation.
-HEADER_PIN = {2: 3, 3: 5, 4: 7, 14: 8, 15: 10, 17: 11, 18: 12, 27: 13, 22: 15, 23: 16, 24: 18,
-              10: 19, 9: 21, 25: 22, 11: 23, 8: 24, 7: 26, 0: 27, 1: 28, 5: 29, 6: 31, 12: 32,
-              13: 33, 19: 35, 16: 36, 26: 37, 20: 38, 21: 40}
+HEADER_PIN = {
+    2: 3,
+    3: 5,
+    4: 7,
+    14: 8,
+    15: 10,
+    17: 11,
+    18: 12,
+    27: 13,
+    22: 15,
+    23: 16,
+    24: 18,
+    10: 19,
+    9: 21,
+    25: 22,
+    11: 23,
+    8: 24,
+    7: 26,
+    0: 27,
+    1: 28,
+    5: 29,
+    6: 31,
+    12: 32,
+    13: 33,
+    19: 35,
+    16: 36,
+    26: 37,
+    20: 38,
+    21: 40,
+}
+
 
 def _kicad_major() -> int | None:
     if shutil.which("kicad-cli") is None:
@@ -43,8 +71,9 @@ def _kicad_major() -> int | None:
     return int(m.group(1)) if m else None
 
 
-needs_kicad = pytest.mark.skipif(_kicad_major() != 9,
-                                 reason="kicad-cli of KiCad 9 is not installed")
+needs_kicad = pytest.mark.skipif(
+    _kicad_major() != 9, reason="kicad-cli of KiCad 9 is not installed"
+)
 
 
 # --- S-expressions -----------------------------------------------------------------------
@@ -101,8 +130,9 @@ def _dump(node) -> str:
 
 _atoms = st.from_regex(r"[A-Za-z0-9_.+\-:#~{}/]{1,12}", fullmatch=True)
 _strings = st.text(st.characters(blacklist_categories=("Cs",)), max_size=12).map(Str)
-_trees = st.recursive(st.one_of(_atoms, _strings), lambda kids: st.lists(kids, max_size=5),
-                      max_leaves=30)
+_trees = st.recursive(
+    st.one_of(_atoms, _strings), lambda kids: st.lists(kids, max_size=5), max_leaves=30
+)
 
 
 @given(st.lists(_trees, max_size=5).map(lambda kids: ["kicad_sch", *kids]))
@@ -113,12 +143,13 @@ def test_sexpr_parser_round_trips(tree):
 
 
 def test_sexpr_parser_rejects_unbalanced():
-    for text in ("(a (b)", "(a))", "(a \"open)"):
+    for text in ("(a (b)", "(a))", '(a "open)'):
         with pytest.raises(ValueError):
             parse_sexpr(text)
 
 
 # --- schematic model ---------------------------------------------------------------------
+
 
 def key(x: float, y: float) -> tuple[int, int]:
     return round(x * 100), round(y * 100)
@@ -137,8 +168,15 @@ class Schematic:
             for unit in children(sym, "symbol"):
                 for pin in children(unit, "pin"):
                     x, y, *_ = map(float, child(pin, "at")[1:])
-                    pins.append({"type": pin[1], "number": child(pin, "number")[1],
-                                 "name": child(pin, "name")[1], "x": x, "y": y})
+                    pins.append(
+                        {
+                            "type": pin[1],
+                            "number": child(pin, "number")[1],
+                            "name": child(pin, "name")[1],
+                            "x": x,
+                            "y": y,
+                        }
+                    )
             power = child(sym, "power") is not None
             self.lib[sym[1]] = {"pins": pins, "power": power}
         self.parts: dict[str, dict] = {}
@@ -153,8 +191,11 @@ class Schematic:
             props = {p[1]: p[2] for p in children(sym, "property")}
             ref = props["Reference"]
             on_board = child(sym, "on_board")
-            self.parts[ref] = {"lib_id": lib_id, "props": props,
-                               "on_board": on_board is None or on_board[1] == "yes"}
+            self.parts[ref] = {
+                "lib_id": lib_id,
+                "props": props,
+                "on_board": on_board is None or on_board[1] == "yes",
+            }
             for pin in self.lib[lib_id]["pins"]:
                 px, py = pin["x"], pin["y"]
                 if mirror is not None and mirror[1] == "x":
@@ -177,7 +218,9 @@ class Schematic:
             for label in children(tree, kind):
                 at = child(label, "at")
                 self.labels.append((label[1], key(float(at[1]), float(at[2]))))
-        self.no_connects = {key(float(n[1][1]), float(n[1][2])) for n in children(tree, "no_connect")}
+        self.no_connects = {
+            key(float(n[1][1]), float(n[1][2])) for n in children(tree, "no_connect")
+        }
         self._nets()
 
     def _nets(self) -> None:
@@ -239,20 +282,25 @@ def _on_segment(p, a, b) -> bool:
 def pinmap_problems(sch: Schematic) -> list[str]:
     """What a reviewer checks: each pin-map net is on its GPIO of the Pi, and only there."""
     problems = []
-    gpio_pins = {p["name"]: p for p in sch.pins if p["ref"] == PI_REF and p["name"].startswith("GPIO")}
+    gpio_pins = {
+        p["name"]: p for p in sch.pins if p["ref"] == PI_REF and p["name"].startswith("GPIO")
+    }
     for net, bcm in ALL_NETS.items():
         pin = gpio_pins.get(f"GPIO{bcm}")
         if pin is None:
             problems.append(f"{net}: the Pi symbol has no GPIO{bcm} pin")
             continue
         if pin["number"] != str(HEADER_PIN[bcm]):
-            problems.append(f"{net}: GPIO{bcm} is pin {pin['number']}, not header pin {HEADER_PIN[bcm]}")
+            problems.append(
+                f"{net}: GPIO{bcm} is pin {pin['number']}, not header pin {HEADER_PIN[bcm]}"
+            )
         root = sch.net_named(net)
         if root is None:
             problems.append(f"{net}: no such net in the schematic")
             continue
-        on_pi = sorted(p["name"] for p in gpio_pins.values()
-                       if sch.net_of_pin[(PI_REF, p["number"])] == root)
+        on_pi = sorted(
+            p["name"] for p in gpio_pins.values() if sch.net_of_pin[(PI_REF, p["number"])] == root
+        )
         if on_pi != [f"GPIO{bcm}"]:
             problems.append(f"{net}: wired to {on_pi or 'no GPIO'}, the pin map says GPIO{bcm}")
         if not any(ref != PI_REF for ref, _ in sch.members[root]):
@@ -269,17 +317,31 @@ def test_every_pin_map_net_reaches_its_gpio(schematic):
     assert pinmap_problems(schematic) == []
 
 
-@pytest.mark.parametrize(("net", "ref", "pin_name"), [
-    ("BTN_RECORD", "SW1", "~"), ("BTN_MARK", "SW2", "~"), ("BTN_FUNCTION", "SW3", "~"),
-    ("I2C_SDA", "U3", "SDA"), ("I2C_SDA", "U4", "SDA"), ("I2C_SCL", "U3", "SCL"),
-    ("I2C_SCL", "U4", "SCL"), ("FUEL_ALERT", "U3", "~{ALRT}"), ("RTC_INT", "U4", "~{INT}/SQW"),
-    ("I2S_BCLK", "U5", "SCK"), ("I2S_BCLK", "U6", "BCLK"), ("I2S_LRCLK", "U5", "WS"),
-    ("I2S_LRCLK", "U6", "LRCLK"), ("I2S_DIN", "U5", "SD"), ("I2S_DOUT", "U6", "DIN"),
-])
+@pytest.mark.parametrize(
+    ("net", "ref", "pin_name"),
+    [
+        ("BTN_RECORD", "SW1", "~"),
+        ("BTN_MARK", "SW2", "~"),
+        ("BTN_FUNCTION", "SW3", "~"),
+        ("I2C_SDA", "U3", "SDA"),
+        ("I2C_SDA", "U4", "SDA"),
+        ("I2C_SCL", "U3", "SCL"),
+        ("I2C_SCL", "U4", "SCL"),
+        ("FUEL_ALERT", "U3", "~{ALRT}"),
+        ("RTC_INT", "U4", "~{INT}/SQW"),
+        ("I2S_BCLK", "U5", "SCK"),
+        ("I2S_BCLK", "U6", "BCLK"),
+        ("I2S_LRCLK", "U5", "WS"),
+        ("I2S_LRCLK", "U6", "LRCLK"),
+        ("I2S_DIN", "U5", "SD"),
+        ("I2S_DOUT", "U6", "DIN"),
+    ],
+)
 def test_nets_reach_the_right_chip_pins(schematic, net, ref, pin_name):
     candidates = [p for p in schematic.pins if p["ref"] == ref and p["name"] == pin_name]
-    assert any(schematic.net_of_pin[(ref, p["number"])] == schematic.net_named(net)
-               for p in candidates), f"{net} does not reach {ref} {pin_name}"
+    assert any(
+        schematic.net_of_pin[(ref, p["number"])] == schematic.net_named(net) for p in candidates
+    ), f"{net} does not reach {ref} {pin_name}"
 
 
 def test_leds_buzzer_and_dock_usb(schematic):
@@ -287,8 +349,11 @@ def test_leds_buzzer_and_dock_usb(schematic):
         return schematic.net_of_pin[a] == schematic.net_of_pin[b]
 
     gnd = schematic.net_named("GND")
-    for led, resistor, net in (("D2", "R10", "LED_RED"), ("D3", "R11", "LED_GREEN"),
-                               ("D4", "R12", "LED_AMBER")):
+    for led, resistor, net in (
+        ("D2", "R10", "LED_RED"),
+        ("D3", "R11", "LED_GREEN"),
+        ("D4", "R12", "LED_AMBER"),
+    ):
         assert schematic.parts[resistor]["props"]["Value"] == "330"
         assert schematic.net_of_pin[(resistor, "1")] == schematic.net_named(net)
         assert same((resistor, "2"), (led, schematic.pin(led, "A")["number"]))
@@ -331,7 +396,7 @@ def test_label_moved_to_another_pin_fails():
     x, y = pin["pos"][0] / 100, pin["pos"][1] / 100
     # Move the Pi-side RTC_INT label (GPIO24, header 18) onto GPIO23's pin end (header 16).
     m = re.search(r'\(label "RTC_INT" \(at ([\d.]+) ([\d.]+) (\d+)\)', text)
-    moved = text[:m.start(1)] + f"{x:g} {y:g}" + text[m.end(2):]
+    moved = text[: m.start(1)] + f"{x:g} {y:g}" + text[m.end(2) :]
     problems = pinmap_problems(Schematic(moved))
     assert problems == ["RTC_INT: wired to ['GPIO23'], the pin map says GPIO24"]
 
@@ -350,8 +415,9 @@ def test_parser_agrees_with_kicads_netlist(schematic):
     for net in children(child(tree, "nets"), "net"):
         name = child(net, "name")[1].lstrip("/")
         kicad[name] = {(child(n, "ref")[1], child(n, "pin")[1]) for n in children(net, "node")}
-    on_board = {ref for ref, part in schematic.parts.items()
-                if part["on_board"] and not ref.startswith("#")}
+    on_board = {
+        ref for ref, part in schematic.parts.items() if part["on_board"] and not ref.startswith("#")
+    }
     ours = {}
     for root, members in schematic.members.items():
         members = {m for m in members if m[0] in on_board}
@@ -369,8 +435,9 @@ def test_parser_agrees_with_kicads_netlist(schematic):
 
 def test_generator_output_is_committed():
     """The committed schematic is what generate.py writes from the pin map: no drift."""
-    result = subprocess.run([sys.executable, str(SCH_DIR / "generate.py"), "--check"],
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, str(SCH_DIR / "generate.py"), "--check"], capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stderr
 
 
@@ -382,8 +449,17 @@ def test_bom_has_orderable_part_numbers(schematic):
     in_bom = [r for r in schematic.parts if not r.startswith("#")]
     assert sum(int(row["quantity"]) for row in rows) == len(in_bom)
     numbers = {row["part_number"] for row in rows}
-    for mpn in ("SC0510", "SC0872", "DS3231SN#", "MAX17048G+T10", "MAX98357AETE+T",
-                "ICS-43434", "MCP73831T-2ACI/OT", "USB4105-GF-A", "MMBT3904LT1G"):
+    for mpn in (
+        "SC0510",
+        "SC0872",
+        "DS3231SN#",
+        "MAX17048G+T10",
+        "MAX98357AETE+T",
+        "ICS-43434",
+        "MCP73831T-2ACI/OT",
+        "USB4105-GF-A",
+        "MMBT3904LT1G",
+    ):
         assert mpn in numbers
 
 
@@ -401,8 +477,19 @@ def test_erc_passes_with_no_warnings(tmp_path):
     shutil.copytree(SCH_DIR, work)
     report = tmp_path / "erc.rpt"
     result = subprocess.run(
-        ["kicad-cli", "sch", "erc", "--exit-code-violations", "-o", str(report),
-         str(work / "bodycam.kicad_sch")], capture_output=True, text=True, timeout=120)
+        [
+            "kicad-cli",
+            "sch",
+            "erc",
+            "--exit-code-violations",
+            "-o",
+            str(report),
+            str(work / "bodycam.kicad_sch"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     text = report.read_text()
     assert result.returncode == 0, text
     assert "ERC messages: 0  Errors 0  Warnings 0" in text
@@ -416,9 +503,20 @@ def test_erc_catches_a_dangling_label(tmp_path):
     text = sch.read_text()
     # Drop the Pi-side BTN_MARK label: the button's label and the GPIO's stub now dangle.
     start = text.index('(label "BTN_MARK" ')
-    sch.write_text(text[:start] + text[text.index("\n", start) + 1:])
-    result = subprocess.run(["kicad-cli", "sch", "erc", "--exit-code-violations", "-o",
-                             str(tmp_path / "erc.rpt"), str(sch)], capture_output=True, timeout=120)
+    sch.write_text(text[:start] + text[text.index("\n", start) + 1 :])
+    result = subprocess.run(
+        [
+            "kicad-cli",
+            "sch",
+            "erc",
+            "--exit-code-violations",
+            "-o",
+            str(tmp_path / "erc.rpt"),
+            str(sch),
+        ],
+        capture_output=True,
+        timeout=120,
+    )
     assert result.returncode != 0
 
 
@@ -427,17 +525,48 @@ def test_committed_netlist_and_bom_are_fresh(tmp_path):
     """scripts/export-schematics was run after the last change (netlist and BOM match)."""
     work = tmp_path / "hw" / "schematics"
     shutil.copytree(SCH_DIR, work)
-    subprocess.run(["kicad-cli", "sch", "export", "netlist", "--format", "kicadsexpr", "-o",
-                    str(work / "fresh.net"), str(work / "bodycam.kicad_sch")],
-                   check=True, capture_output=True, timeout=120)
+    subprocess.run(
+        [
+            "kicad-cli",
+            "sch",
+            "export",
+            "netlist",
+            "--format",
+            "kicadsexpr",
+            "-o",
+            str(work / "fresh.net"),
+            str(work / "bodycam.kicad_sch"),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
     fresh = parse_sexpr((work / "fresh.net").read_text())
     committed = parse_sexpr(NETLIST.read_text())
     assert child(fresh, "nets") == child(committed, "nets")
     assert child(fresh, "components") == child(committed, "components")
-    subprocess.run(["kicad-cli", "sch", "export", "bom", "-o", str(tmp_path / "bom.csv"),
-                    "--fields", "Description,Value,${QUANTITY},Manufacturer,MPN,Reference,Footprint",
-                    "--labels", "part,value,quantity,manufacturer,part_number,references,footprint",
-                    "--group-by", "MPN,Value", "--sort-field", "Reference",
-                    "--ref-range-delimiter", "", str(work / "bodycam.kicad_sch")],
-                   check=True, capture_output=True, timeout=120)
+    subprocess.run(
+        [
+            "kicad-cli",
+            "sch",
+            "export",
+            "bom",
+            "-o",
+            str(tmp_path / "bom.csv"),
+            "--fields",
+            "Description,Value,${QUANTITY},Manufacturer,MPN,Reference,Footprint",
+            "--labels",
+            "part,value,quantity,manufacturer,part_number,references,footprint",
+            "--group-by",
+            "MPN,Value",
+            "--sort-field",
+            "Reference",
+            "--ref-range-delimiter",
+            "",
+            str(work / "bodycam.kicad_sch"),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
     assert (tmp_path / "bom.csv").read_text() == BOM.read_text()

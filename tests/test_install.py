@@ -35,14 +35,16 @@ def run(script: str, *args, check: bool = True) -> subprocess.CompletedProcess:
 
 
 def snapshot(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
+    }
 
 
 def make_pi(root: Path, codename: str = "bookworm", model: str = "Raspberry Pi Zero 2 W Rev 1.0"):
     (root / "proc/device-tree").mkdir(parents=True)
     (root / "proc/device-tree/model").write_bytes(model.encode() + b"\0")
     (root / "etc").mkdir()
-    (root / "etc/os-release").write_text(f'ID=debian\nVERSION_CODENAME={codename}\n')
+    (root / "etc/os-release").write_text(f"ID=debian\nVERSION_CODENAME={codename}\n")
     (root / "boot/firmware").mkdir(parents=True)
     (root / "boot/firmware/config.txt").write_text(CONFIG_TXT)
     return root
@@ -67,6 +69,7 @@ def installed_pi(pi_root) -> Path:
 
 # --- install-pi ----------------------------------------------------------------------------
 
+
 def test_install_pi_dry_run_prints_every_step_and_writes_nothing(pi_root):
     before = snapshot(pi_root)
     out = run("install-pi", "--dry-run", "--root", pi_root).stdout
@@ -90,8 +93,13 @@ def test_install_pi_writes_overlays_units_and_config(installed_pi):
     root = installed_pi
     config_txt = (root / "boot/firmware/config.txt").read_text()
     assert config_txt.startswith(CONFIG_TXT.rstrip("\n"))  # the owner's lines are kept
-    for line in ("dtparam=i2c_arm=on", "dtoverlay=i2c-rtc,ds3231", "dtparam=i2s=on",
-                 "dtoverlay=googlevoicehat-soundcard", "dtoverlay=dwc2,dr_mode=peripheral"):
+    for line in (
+        "dtparam=i2c_arm=on",
+        "dtoverlay=i2c-rtc,ds3231",
+        "dtparam=i2s=on",
+        "dtoverlay=googlevoicehat-soundcard",
+        "dtoverlay=dwc2,dr_mode=peripheral",
+    ):
         assert line in config_txt.splitlines()
     assert "g_serial" in (root / "etc/modules-load.d/bodycam.conf").read_text().split()
     assert "use_acm=1" in (root / "etc/modprobe.d/bodycam-gadget.conf").read_text()
@@ -109,8 +117,12 @@ def test_recorder_config_has_every_key_commented(installed_pi):
     assert all(not line or line.startswith("#") for line in lines)
     # Settings are commented as "#key = value" (prose as "# ..."): uncommenting every
     # setting gives back exactly the packaged defaults.
-    uncommented = "\n".join(line[1:] for line in lines if line[:1] == "#" and line[1:2] not in ("", " "))
-    assert tomllib.loads(uncommented) == tomllib.loads((ROOT / "firmware/recorder.toml").read_text())
+    uncommented = "\n".join(
+        line[1:] for line in lines if line[:1] == "#" and line[1:2] not in ("", " ")
+    )
+    assert tomllib.loads(uncommented) == tomllib.loads(
+        (ROOT / "firmware/recorder.toml").read_text()
+    )
 
 
 def test_install_pi_twice_keeps_one_block_and_the_owners_config(installed_pi):
@@ -124,10 +136,13 @@ def test_install_pi_twice_keeps_one_block_and_the_owners_config(installed_pi):
     assert "keeping" in out
 
 
-@pytest.mark.parametrize(("setup", "message"), [
-    (lambda r: make_debian(r), "this is not a Raspberry Pi"),
-    (lambda r: make_pi(r, codename="bullseye"), "Bookworm is required (found: bullseye)"),
-])
+@pytest.mark.parametrize(
+    ("setup", "message"),
+    [
+        (lambda r: make_debian(r), "this is not a Raspberry Pi"),
+        (lambda r: make_pi(r, codename="bullseye"), "Bookworm is required (found: bullseye)"),
+    ],
+)
 def test_install_pi_refuses_the_wrong_machine(tmp_path, setup, message):
     root = tmp_path / "m"
     setup(root)
@@ -147,6 +162,7 @@ def test_install_pi_needs_the_bookworm_boot_folder(pi_root):
 
 # --- install-dock --------------------------------------------------------------------------
 
+
 def test_install_dock_dry_run_and_install(tmp_path):
     root = make_debian(tmp_path / "dock")
     before = snapshot(root)
@@ -155,25 +171,33 @@ def test_install_dock_dry_run_and_install(tmp_path):
     assert f"would write {root}/etc/systemd/system/bodycam-dock-bay@.service" in out
     assert f"would write {root}/etc/udev/rules.d/90-bodycam-dock.rules" in out
     assert "would run: systemctl enable --now bodycam-dock.service" in out
-    assert ("would run: runuser -u bodycam -- /opt/bodycam/venv/bin/bodycam-dock "
-            "--config /etc/bodycam/dock.toml init") in out
+    assert (
+        "would run: runuser -u bodycam -- /opt/bodycam/venv/bin/bodycam-dock "
+        "--config /etc/bodycam/dock.toml init"
+    ) in out
     run("install-dock", "--root", root)
     for name in ("bodycam-dock.service", "bodycam-dock-bay@.service"):
-        assert (root / "etc/systemd/system" / name).read_text() == (ROOT / "systemd" / name).read_text()
+        assert (root / "etc/systemd/system" / name).read_text() == (
+            ROOT / "systemd" / name
+        ).read_text()
     rule = (root / "etc/udev/rules.d/90-bodycam-dock.rules").read_text()
     assert "bodycam-dock-bay@%k.service" in rule
     if (ROOT / "dock/dock.toml").exists():
         text = (root / "etc/bodycam/dock.toml").read_text()
         assert tomllib.loads(text) == {}
-        uncommented = "\n".join(line[1:] for line in text.splitlines()
-                                if line[:1] == "#" and line[1:2] not in ("", " "))
+        uncommented = "\n".join(
+            line[1:] for line in text.splitlines() if line[:1] == "#" and line[1:2] not in ("", " ")
+        )
         assert tomllib.loads(uncommented) == tomllib.loads((ROOT / "dock/dock.toml").read_text())
 
 
-@pytest.mark.parametrize(("os_id", "codename", "message"), [
-    ("ubuntu", "jammy", "runs Debian 12 or Raspberry Pi OS Bookworm (found: ubuntu)"),
-    ("debian", "bullseye", "Debian bookworm is required (found: bullseye)"),
-])
+@pytest.mark.parametrize(
+    ("os_id", "codename", "message"),
+    [
+        ("ubuntu", "jammy", "runs Debian 12 or Raspberry Pi OS Bookworm (found: ubuntu)"),
+        ("debian", "bullseye", "Debian bookworm is required (found: bullseye)"),
+    ],
+)
 def test_install_dock_refuses_other_systems(tmp_path, os_id, codename, message):
     root = make_debian(tmp_path / "m", os_id, codename)
     result = run("install-dock", "--root", root, check=False)
@@ -193,10 +217,25 @@ def test_help(tmp_path):
 
 # --- provision-device --------------------------------------------------------------------
 
+
 def provision(root: Path, tmp_path: Path, *extra, device="cam-0042", check=True):
-    return run("provision-device", "--root", root, "--device-id", device, "--officer", "A1024",
-               "--unit", "unit-1", "--registry", tmp_path / "dock" / "registry.json",
-               "--broker-passwd", tmp_path / "broker" / "passwd", *extra, check=check)
+    return run(
+        "provision-device",
+        "--root",
+        root,
+        "--device-id",
+        device,
+        "--officer",
+        "A1024",
+        "--unit",
+        "unit-1",
+        "--registry",
+        tmp_path / "dock" / "registry.json",
+        "--broker-passwd",
+        tmp_path / "broker" / "passwd",
+        *extra,
+        check=check,
+    )
 
 
 def test_provision_dry_run_changes_nothing(installed_pi, tmp_path):
@@ -204,7 +243,10 @@ def test_provision_dry_run_changes_nothing(installed_pi, tmp_path):
     out = provision(installed_pi, tmp_path, "--dry-run").stdout
     assert snapshot(installed_pi) == before
     assert not (tmp_path / "dock").exists() and not (tmp_path / "broker").exists()
-    assert f"would make the device key of cam-0042 at {installed_pi}/var/lib/bodycam/key/device.key" in out
+    assert (
+        f"would make the device key of cam-0042 at {installed_pi}/var/lib/bodycam/key/device.key"
+        in out
+    )
     assert "would register cam-0042 (officer A1024, unit unit-1)" in out
     assert "would add 'cam-0042'" in out
 
@@ -216,7 +258,11 @@ def test_provision_makes_key_registers_and_issues_credential(installed_pi, tmp_p
     assert stat.S_IMODE(key.parent.stat().st_mode) == 0o700
     identity = DeviceIdentity.load(key)
     entry = Registry.load(tmp_path / "dock/registry.json").get("cam-0042")
-    assert (entry.public_key, entry.officer, entry.unit) == (identity.public_key_hex, "A1024", "unit-1")
+    assert (entry.public_key, entry.officer, entry.unit) == (
+        identity.public_key_hex,
+        "A1024",
+        "unit-1",
+    )
     storage_identity = (installed_pi / "var/lib/bodycam/storage/identity.json").read_text()
     assert identity.public_key_hex in storage_identity
     passwd_line = (tmp_path / "broker/passwd").read_text().strip()
@@ -248,7 +294,10 @@ def test_provision_force_replaces_and_keeps_the_old_key(installed_pi, tmp_path):
     (aside,) = key.parent.glob("device.key.replaced-*")
     assert DeviceIdentity.load(aside).public_key_hex == old.public_key_hex
     assert f"keep the old key of cam-0042 as {aside}" in out
-    assert Registry.load(tmp_path / "dock/registry.json").get("cam-0042").public_key == new.public_key_hex
+    assert (
+        Registry.load(tmp_path / "dock/registry.json").get("cam-0042").public_key
+        == new.public_key_hex
+    )
 
 
 def test_provision_refuses_a_device_id_registered_to_another_camera(installed_pi, tmp_path):

@@ -39,8 +39,9 @@ def doc_message(line: bytes) -> tuple[bytes, bytes]:
     """(message, signature) built from the doc's section 3-4 with the json module only."""
     record = json.loads(line)
     signature = bytes.fromhex(record.pop("sig"))
-    message = json.dumps(record, sort_keys=True, separators=(",", ":"),
-                         ensure_ascii=False).encode("utf-8")
+    message = json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode(
+        "utf-8"
+    )
     return message, signature
 
 
@@ -48,8 +49,11 @@ def pem_from_raw(public_key_hex: str, where: Path) -> Path:
     der = where / "key.der"
     der.write_bytes(bytes.fromhex(DER_PREFIX + public_key_hex))
     pem = where / "key.pem"
-    subprocess.run(["openssl", "pkey", "-pubin", "-inform", "DER", "-in", der, "-out", pem],
-                   check=True, capture_output=True)
+    subprocess.run(
+        ["openssl", "pkey", "-pubin", "-inform", "DER", "-in", der, "-out", pem],
+        check=True,
+        capture_output=True,
+    )
     return pem
 
 
@@ -57,14 +61,28 @@ def openssl_verify(pem: Path, message: bytes, signature: bytes, where: Path):
     (where / "msg.bin").write_bytes(message)
     (where / "sig.bin").write_bytes(signature)
     return subprocess.run(
-        ["openssl", "pkeyutl", "-verify", "-pubin", "-inkey", pem, "-rawin",
-         "-in", where / "msg.bin", "-sigfile", where / "sig.bin"],
-        capture_output=True, text=True)
+        [
+            "openssl",
+            "pkeyutl",
+            "-verify",
+            "-pubin",
+            "-inkey",
+            pem,
+            "-rawin",
+            "-in",
+            where / "msg.bin",
+            "-sigfile",
+            where / "sig.bin",
+        ],
+        capture_output=True,
+        text=True,
+    )
 
 
 def openssl_sha256(path: Path) -> str:
-    out = subprocess.run(["openssl", "dgst", "-sha256", "-r", path], check=True,
-                         capture_output=True, text=True).stdout
+    out = subprocess.run(
+        ["openssl", "dgst", "-sha256", "-r", path], check=True, capture_output=True, text=True
+    ).stdout
     return out.split()[0]
 
 
@@ -107,7 +125,7 @@ def test_openssl_dgst_matches_segment_records(folder):
 
 def _doc_blocks() -> list[str]:
     text = DOC.read_text()
-    section = text[text.index("## 8. Checking by hand"):text.index("## 9.")]
+    section = text[text.index("## 8. Checking by hand") : text.index("## 9.")]
     return re.findall(r"```sh\n(.*?)```", section, re.S)
 
 
@@ -124,7 +142,8 @@ def doc_recipe(name: str) -> str:
 
 def run_recipe(names: list[str], cwd: Path, tmp: Path, **env: str) -> subprocess.CompletedProcess:
     script = "set -euo pipefail\nexport LC_ALL=C\n" + "".join(
-        f"{k}={v}\n" for k, v in {"W": str(tmp), **env}.items())
+        f"{k}={v}\n" for k, v in {"W": str(tmp), **env}.items()
+    )
     script += "\n".join(doc_recipe(n) for n in names)
     return subprocess.run(["bash", "-c", script], cwd=cwd, capture_output=True, text=True)
 
@@ -156,20 +175,20 @@ def test_the_registry_recipe_checks_its_signature_and_prints_the_fingerprint(doc
     tmp, camera = docked
     store = tmp / "dock"
     registry = Registry.load(store / "registry.json")
-    result = run_recipe(["edverify", "registry"], store, tmp_path, DEVICE="cam-001",
-                        DOCK="dock-sim")
+    result = run_recipe(
+        ["edverify", "registry"], store, tmp_path, DEVICE="cam-001", DOCK="dock-sim"
+    )
     assert result.returncode == 0, result.stderr
     assert "Signature Verified Successfully" in result.stdout
     assert registry.fingerprint in result.stdout  # what the head of unit hands over
     assert (tmp_path / "regmsg.bin").read_bytes() == doc_message(
-        (store / "registry.json").read_bytes().strip())[0]  # the sed rule = the json rule
+        (store / "registry.json").read_bytes().strip()
+    )[0]  # the sed rule = the json rule
     altered = tmp_path / "altered"
     altered.mkdir()
-    text = (store / "registry.json").read_text().replace('"officer":"A1024"',
-                                                         '"officer":"B9999"')
+    text = (store / "registry.json").read_text().replace('"officer":"A1024"', '"officer":"B9999"')
     (altered / "registry.json").write_text(text)
-    bad = run_recipe(["edverify", "registry"], altered, tmp_path, DEVICE="cam-001",
-                     DOCK="dock-sim")
+    bad = run_recipe(["edverify", "registry"], altered, tmp_path, DEVICE="cam-001", DOCK="dock-sim")
     assert bad.returncode != 0 and "Verification Failure" in bad.stdout + bad.stderr
 
 
@@ -178,19 +197,32 @@ def test_the_receipt_recipe_checks_the_docks_signature(docked, tmp_path):
     tmp, camera = docked
     rows = (camera.root / "journal.jsonl").read_bytes().splitlines()
     n = next(i for i, row in enumerate(rows, 1) if b'"kind":"receipt"' in row)
-    keys = run_recipe(["edverify", "registry"], tmp / "dock", tmp_path, DEVICE="cam-001",
-                      DOCK="dock-sim")
+    keys = run_recipe(
+        ["edverify", "registry"], tmp / "dock", tmp_path, DEVICE="cam-001", DOCK="dock-sim"
+    )
     assert keys.returncode == 0, keys.stderr
     script_keys = ["registry", "receipt"]
-    result = run_recipe(["edverify", *script_keys], camera.root, tmp_path, N=str(n),
-                        DEVICE="cam-001", DOCK="dock-sim")
+    result = run_recipe(
+        ["edverify", *script_keys],
+        camera.root,
+        tmp_path,
+        N=str(n),
+        DEVICE="cam-001",
+        DOCK="dock-sim",
+    )
     assert result.returncode != 0  # the registry lives in the store, not on the card
     shutil.copy(tmp / "dock" / "registry.json", tmp_path / "registry.json")
-    script = doc_recipe("edverify") + "\n" + doc_recipe("registry").replace(
-        "registry.json", f"{tmp_path}/registry.json") + "\n" + doc_recipe("receipt")
+    script = (
+        doc_recipe("edverify")
+        + "\n"
+        + doc_recipe("registry").replace("registry.json", f"{tmp_path}/registry.json")
+        + "\n"
+        + doc_recipe("receipt")
+    )
     env = f"set -euo pipefail\nW={tmp_path}\nN={n}\nDEVICE=cam-001\nDOCK=dock-sim\n"
-    result = subprocess.run(["bash", "-c", env + script], cwd=camera.root,
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        ["bash", "-c", env + script], cwd=camera.root, capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.count("Signature Verified Successfully") == 2  # registry, receipt
     receipt = json.loads(rows[n - 1])
@@ -198,8 +230,9 @@ def test_the_receipt_recipe_checks_the_docks_signature(docked, tmp_path):
     rows[n - 1] = rows[n - 1].replace(b'"upto_seq":', b'"upto_seq":1')
     (tmp_path / "card").mkdir()
     (tmp_path / "card" / "journal.jsonl").write_bytes(b"\n".join(rows) + b"\n")
-    bad = subprocess.run(["bash", "-c", env + script], cwd=tmp_path / "card",
-                         capture_output=True, text=True)
+    bad = subprocess.run(
+        ["bash", "-c", env + script], cwd=tmp_path / "card", capture_output=True, text=True
+    )
     assert bad.returncode != 0
 
 
@@ -226,8 +259,9 @@ def test_the_docs_shell_recipe_verifies_each_line(folder, identity, tmp_path):
     lines = (folder / "journal.jsonl").read_bytes().splitlines()
     for n in range(1, len(lines) + 1):
         env = f"set -euo pipefail\nN={n}\nKEY={identity.public_key_hex}\nW={tmp_path}\n"
-        result = subprocess.run(["bash", "-c", env + recipe], cwd=folder, capture_output=True,
-                                text=True)
+        result = subprocess.run(
+            ["bash", "-c", env + recipe], cwd=folder, capture_output=True, text=True
+        )
         assert result.returncode == 0, result.stderr
         assert "Signature Verified Successfully" in result.stdout
         assert hashlib.sha256(lines[n - 1]).hexdigest() in result.stdout
@@ -236,8 +270,7 @@ def test_the_docs_shell_recipe_verifies_each_line(folder, identity, tmp_path):
         subprocess.run(["bash", "-c", env + python_recipe], cwd=folder, check=True)
         assert (tmp_path / "msg.bin").read_bytes() == expected  # the python3 one-liner
     # The recipe wrote nothing into the evidence folder.
-    assert sorted(p.name for p in folder.iterdir()) == ["identity.json", "journal.jsonl",
-                                                        "media"]
+    assert sorted(p.name for p in folder.iterdir()) == ["identity.json", "journal.jsonl", "media"]
 
 
 @needs_basenc
@@ -255,16 +288,17 @@ def test_the_docks_signed_head_checks_with_the_record_recipe(docked, tmp_path):
     key = Registry.load(store / "registry.json").dock("dock-sim").public_key
     recipe, _ = _doc_recipes()
     env = f"set -euo pipefail\nN=1\nKEY={key}\nW={tmp_path}\n"
-    result = subprocess.run(["bash", "-c", env + recipe], cwd=folder, capture_output=True,
-                            text=True)
+    result = subprocess.run(
+        ["bash", "-c", env + recipe], cwd=folder, capture_output=True, text=True
+    )
     assert result.returncode == 0 and "Signature Verified Successfully" in result.stdout
     head = json.loads(message_file.read_bytes())["body"]["head"]
     last = (store / "_docks/dock-sim/journal.jsonl").read_bytes().splitlines()[-1]
     assert head["hash"] == hashlib.sha256(last).hexdigest()
-    (folder / "journal.jsonl").write_bytes(message_file.read_bytes().replace(
-        b'"state":"dock"', b'"state":"dark"'))
-    bad = subprocess.run(["bash", "-c", env + recipe], cwd=folder, capture_output=True,
-                         text=True)
+    (folder / "journal.jsonl").write_bytes(
+        message_file.read_bytes().replace(b'"state":"dock"', b'"state":"dark"')
+    )
+    bad = subprocess.run(["bash", "-c", env + recipe], cwd=folder, capture_output=True, text=True)
     assert bad.returncode != 0
 
 
@@ -279,14 +313,22 @@ def test_the_handshake_recipe_checks_the_head_the_camera_signed(docked, tmp_path
     rows = journal.read_bytes().splitlines()
     n = next(i for i, row in enumerate(rows, 1) if b'"kind":"docking"' in row)
     key = Registry.load(tmp / "dock/registry.json").get("cam-001").public_key
-    result = run_recipe(["edverify", "handshake"], tmp, tmp_path, N=str(n), J=str(journal),
-                        DOCK="dock-sim", KEY=key)
+    result = run_recipe(
+        ["edverify", "handshake"], tmp, tmp_path, N=str(n), J=str(journal), DOCK="dock-sim", KEY=key
+    )
     assert result.returncode == 0, result.stderr
     assert "Signature Verified Successfully" in result.stdout
     head = json.loads(result.stdout.strip().splitlines()[-1])
     line = (camera.root / "journal.jsonl").read_bytes().splitlines()[head["seq"]]
     assert hashlib.sha256(line).hexdigest() == head["hash"]
     other = Registry.load(tmp / "dock/registry.json").dock("dock-sim").public_key
-    bad = run_recipe(["edverify", "handshake"], tmp, tmp_path, N=str(n), J=str(journal),
-                     DOCK="dock-sim", KEY=other)  # not the camera's key
+    bad = run_recipe(
+        ["edverify", "handshake"],
+        tmp,
+        tmp_path,
+        N=str(n),
+        J=str(journal),
+        DOCK="dock-sim",
+        KEY=other,
+    )  # not the camera's key
     assert bad.returncode != 0

@@ -26,6 +26,12 @@ def test_ci_runs_the_readme_test_command():
 
 def test_every_console_script_is_declared_once():
     setup = (ROOT / "setup.cfg").read_text()
-    for name in ("bodycam-recorder", "bodycam-dock", "bodycam-sim", "bodycam-verify",
-                 "bodycam-supervisor", "bodycam-unit"):
+    for name in (
+        "bodycam-recorder",
+        "bodycam-dock",
+        "bodycam-sim",
+        "bodycam-verify",
+        "bodycam-supervisor",
+        "bodycam-unit",
+    ):
         assert setup.count(f"{name} =") == 1, name

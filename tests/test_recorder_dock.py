@@ -32,9 +32,13 @@ class Daemon:
         env = {**os.environ, "BODYCAM_CAMERA": "sim", "GPIOZERO_PIN_FACTORY": "mock"}
         env.pop("NOTIFY_SOCKET", None)
         self.proc = subprocess.Popen(
-            [PY, "-m", "firmware", "--key", str(key), "--storage", str(tmp / "storage"),
-             *args], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-            text=True)
+            [PY, "-m", "firmware", "--key", str(key), "--storage", str(tmp / "storage"), *args],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         self.lines: queue.SimpleQueue = queue.SimpleQueue()
         self.log: list[str] = []
         threading.Thread(target=self._read, daemon=True).start()
@@ -82,13 +86,15 @@ def dock_now(store, dock_identity: DeviceIdentity, end: PtyEnd):
 
 
 def journal(storage: Path) -> list[Record]:
-    return [Record.from_bytes(line) for _, line in scan_journal(storage / "journal.jsonl").lines
-            if line]
+    return [
+        Record.from_bytes(line) for _, line in scan_journal(storage / "journal.jsonl").lines if line
+    ]
 
 
 def media(storage: Path) -> set[str]:
-    return {p.relative_to(storage).as_posix() for p in (storage / "media").rglob("*")
-            if p.is_file()}
+    return {
+        p.relative_to(storage).as_posix() for p in (storage / "media").rglob("*") if p.is_file()
+    }
 
 
 def short_wav(tmp: Path) -> Path:
@@ -103,8 +109,13 @@ def short_wav(tmp: Path) -> Path:
 
 
 def verify(path: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([PY, "-m", "evidence.verify_cli", str(path), *args], cwd=ROOT,
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [PY, "-m", "evidence.verify_cli", str(path), *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 # Note: the sim backend's clock starts at real time on each run, so a first run at
@@ -113,23 +124,38 @@ def verify(path: Path, *args: str) -> subprocess.CompletedProcess:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("trusted", [True, False], ids=["trusted-dock", "untrusted-dock"])
-def test_recorder_daemon_serves_a_dock(tmp_path: Path, identity: DeviceIdentity,
-                                       registry_file: Path, trusted: bool) -> None:
+def test_recorder_daemon_serves_a_dock(
+    tmp_path: Path, identity: DeviceIdentity, registry_file: Path, trusted: bool
+) -> None:
     key = tmp_path / "key" / "device.key"
     storage = tmp_path / "storage"
-    dock_identity, store = ensure_dock(tmp_path / "dock", tmp_path / "dock-key" / "dock.key",
-                                       registry_file)
+    dock_identity, store = ensure_dock(
+        tmp_path / "dock", tmp_path / "dock-key" / "dock.key", registry_file
+    )
     config = tmp_path / "recorder.toml"
     # The camera learns its docks from the unit-signed registry (as provisioning installs it).
-    trust = (f'registry = "{store.registry_path}"\nunit_keys = {sorted(store.unit_keys)}\n'
-             if trusted else "")
-    config.write_text(f"[dock]\n{trust}poll_s = 0.2\n"
-                      f'[announcement]\nwav = "{short_wav(tmp_path)}"\n')
+    trust = (
+        f'registry = "{store.registry_path}"\nunit_keys = {sorted(store.unit_keys)}\n'
+        if trusted
+        else ""
+    )
+    config.write_text(
+        f'[dock]\n{trust}poll_s = 0.2\n[announcement]\nwav = "{short_wav(tmp_path)}"\n'
+    )
     try:
         # 1. A short recording, docked while it is recording: refused, recording goes on.
         end, path = cable()
-        daemon = Daemon(tmp_path, key, "--config", str(config), "--dock-port", path,
-                        "--record", "--segment-max", "1")  # real time: see the note
+        daemon = Daemon(
+            tmp_path,
+            key,
+            "--config",
+            str(config),
+            "--dock-port",
+            path,
+            "--record",
+            "--segment-max",
+            "1",
+        )  # real time: see the note
         try:
             daemon.wait_for("dock port")
             daemon.wait_for("segment media/")
@@ -170,8 +196,9 @@ def test_recorder_daemon_serves_a_dock(tmp_path: Path, identity: DeviceIdentity,
     if trusted:
         receipt = next(r for r in records if r.kind == "receipt")
         wiped = next(r for r in records if r.kind == "wiped")
-        covered = {r.media[0] for r in records
-                   if r.media is not None and r.seq <= receipt.body["upto_seq"]}
+        covered = {
+            r.media[0] for r in records if r.media is not None and r.seq <= receipt.body["upto_seq"]
+        }
         assert set(wiped.body["files"]) == covered == recorded
         assert media(storage) == recorded - covered
     else:
@@ -179,8 +206,7 @@ def test_recorder_daemon_serves_a_dock(tmp_path: Path, identity: DeviceIdentity,
         assert media(storage) == recorded  # an untrusted dock copies, never deletes
 
 
-def test_docked_leds_and_refusal_while_recording(tmp_path: Path, identity: DeviceIdentity
-                                                 ) -> None:
+def test_docked_leds_and_refusal_while_recording(tmp_path: Path, identity: DeviceIdentity) -> None:
     """The main loop owns the LEDs: ``docked`` while a session runs; a dock is refused
     while recording, and a record press during a session still records."""
     from gpiozero.pins.mock import MockFactory
@@ -192,12 +218,20 @@ def test_docked_leds_and_refusal_while_recording(tmp_path: Path, identity: Devic
     wav = short_wav(tmp_path)
     config = shift_config(tmp_path, Scenario(config={"announcement": {"wav": str(wav)}}))
     factory = MockFactory()
-    hw = sim_hardware(config, tmp_path, speed=1.0, device_id=identity.device_id,
-                      pin_factory=factory)
-    recorder = Recorder(config, identity=identity, clock=hw["clock"], camera=hw["camera"],
-                        indicators=hw["indicators"], power=hw["power"],
-                        speaker=hw["speaker"], microphone=hw["microphone"],
-                        pin_factory=factory)
+    hw = sim_hardware(
+        config, tmp_path, speed=1.0, device_id=identity.device_id, pin_factory=factory
+    )
+    recorder = Recorder(
+        config,
+        identity=identity,
+        clock=hw["clock"],
+        camera=hw["camera"],
+        indicators=hw["indicators"],
+        power=hw["power"],
+        speaker=hw["speaker"],
+        microphone=hw["microphone"],
+        pin_factory=factory,
+    )
     leds = hw["indicators"]
     loop = threading.Thread(target=recorder.run, daemon=True)
     recorder.start()

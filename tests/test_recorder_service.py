@@ -72,8 +72,7 @@ class Rig:
         """The first record of ``kind``, waiting (real time) for the writer thread, which
         works at its own pace, to have it journaled."""
         arrived = threading.Event()
-        self.recorder.journal.add_listener(
-            lambda r: arrived.set() if r.kind == kind else None)
+        self.recorder.journal.add_listener(lambda r: arrived.set() if r.kind == kind else None)
         found = [r for r in self.records() if r.kind == kind]
         if not found:
             assert arrived.wait(timeout), f"no {kind} record within {timeout} s"
@@ -96,16 +95,24 @@ def rig(tmp_path: Path, identity):
     overlay = {"recording": {"segment_max_s": 10}, "health": {"poll_s": 1.0}}
     config = shift_config(tmp_path, Scenario(config=overlay))
     factory = MockFactory()
-    hw = sim_hardware(config, tmp_path, speed=None, device_id=identity.device_id,
-                      pin_factory=factory)
+    hw = sim_hardware(
+        config, tmp_path, speed=None, device_id=identity.device_id, pin_factory=factory
+    )
     clock = hw["clock"]
-    recorder = Recorder(config, identity=identity, clock=clock, camera=hw["camera"],
-                        indicators=hw["indicators"], power=hw["power"], speaker=hw["speaker"],
-                        microphone=hw["microphone"], pin_factory=factory,
-                        pacer=LockstepPacer(clock))
+    recorder = Recorder(
+        config,
+        identity=identity,
+        clock=clock,
+        camera=hw["camera"],
+        indicators=hw["indicators"],
+        power=hw["power"],
+        speaker=hw["speaker"],
+        microphone=hw["microphone"],
+        pin_factory=factory,
+        pacer=LockstepPacer(clock),
+    )
     t0 = clock.monotonic_ns()
-    rig = Rig(recorder, hw, ShiftDriver(hw, config, t0, recorder), factory, t0,
-              tmp_path / "device")
+    rig = Rig(recorder, hw, ShiftDriver(hw, config, t0, recorder), factory, t0, tmp_path / "device")
     yield rig
     rig.start()
     rig.release()
@@ -183,8 +190,10 @@ def test_buttons_holds_marks_photos_and_announcement(rig: Rig) -> None:
     assert "marker" in kinds
     photo = next(r for r in rig.records() if r.kind == "photo")
     data = (rig.root / photo.body["file"]).read_bytes()
-    assert data[:2] == b"\xff\xd8" and hash_file(rig.root / photo.body["file"])[1] == \
-        photo.body["sha256"]
+    assert (
+        data[:2] == b"\xff\xd8"
+        and hash_file(rig.root / photo.body["file"])[1] == photo.body["sha256"]
+    )
     ann = next(r for r in rig.records() if r.kind == "announcement")
     assert ann.body["text"] == cfg.ANNOUNCEMENT_TEXT
     assert ann.body["sha256"] == hash_file(cfg.ASSET_WAV)[1]
@@ -243,7 +252,8 @@ def test_announcement_asset_is_16k_mono() -> None:
 
 
 def test_a_photo_cut_short_by_storage_is_signed_as_stored_and_recording_goes_on(
-        rig: Rig, monkeypatch: pytest.MonkeyPatch) -> None:
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Storage that fills up in the middle of a photo (injected at the file write): what
     reached storage is signed, the officer hears the fault, recording is not disturbed."""
     import errno

@@ -7,8 +7,9 @@ from hypothesis import strategies as st
 
 from firmware.state import NS, Action, Health, Machine, Settings
 
-OK = Health(battery_percent=90, temperature_c=45, free_bytes=10 << 30, microphone_ok=True,
-            frame_age_s=0.1)
+OK = Health(
+    battery_percent=90, temperature_c=45, free_bytes=10 << 30, microphone_ok=True, frame_age_s=0.1
+)
 
 
 def kinds(actions: list[Action]) -> list[str]:
@@ -26,8 +27,13 @@ def started() -> Machine:
 def test_one_press_starts_with_announcement_and_pre_event() -> None:
     m = Machine()
     out = m.on_button("record", True, 5 * NS)
-    assert kinds(out) == ["start_recording", "journal:recording_started", "show", "beep",
-                          "announce"]
+    assert kinds(out) == [
+        "start_recording",
+        "journal:recording_started",
+        "show",
+        "beep",
+        "announce",
+    ]
     assert out[0].args == (30,)
     assert out[1].args[1] == {"pre_event_s": 30}
     assert m.on_button("record", False, 5 * NS + NS // 5) == []
@@ -110,8 +116,14 @@ def test_camera_fault_stops_cleanly_and_resumes_when_frames_return() -> None:
     assert m.state == "fault" and m.indicator_state() == "fault"
     assert kinds(m.on_tick(40 * NS)) == ["restart_camera"]
     out = m.on_health(OK, 41 * NS)
-    assert kinds(out) == ["journal:resumed", "start_recording", "journal:recording_started",
-                          "show", "beep", "show"]
+    assert kinds(out) == [
+        "journal:resumed",
+        "start_recording",
+        "journal:recording_started",
+        "show",
+        "beep",
+        "show",
+    ]
 
 
 def test_storage_full_while_ready_blocks_start_until_cleared() -> None:
@@ -178,19 +190,29 @@ def test_battery_low_warns_once_early_enough_then_critical_stops() -> None:
 
 def test_acknowledge_journals_and_beeps() -> None:
     out = Machine().acknowledge(12, "supervisor-1")
-    assert out == [Action("journal", ("alert_ack", {"alert_seq": 12, "by": "supervisor-1"})),
-                   Action("beep", ("ack",))]
+    assert out == [
+        Action("journal", ("alert_ack", {"alert_seq": 12, "by": "supervisor-1"})),
+        Action("beep", ("ack",)),
+    ]
 
 
-EVENTS = st.lists(st.one_of(
-    st.tuples(st.just("button"), st.sampled_from(["record", "mark", "function"]),
-              st.booleans()),
-    st.tuples(st.just("fault"), st.sampled_from(["weather", "camera", "storage_full",
-                                                 "battery_critical", "overheat",
-                                                 "microphone"]), st.booleans()),
-    st.tuples(st.just("writer"), st.just(""), st.just(True)),
-    st.tuples(st.just("tick"), st.just(""), st.just(True)),
-), max_size=60)
+EVENTS = st.lists(
+    st.one_of(
+        st.tuples(
+            st.just("button"), st.sampled_from(["record", "mark", "function"]), st.booleans()
+        ),
+        st.tuples(
+            st.just("fault"),
+            st.sampled_from(
+                ["weather", "camera", "storage_full", "battery_critical", "overheat", "microphone"]
+            ),
+            st.booleans(),
+        ),
+        st.tuples(st.just("writer"), st.just(""), st.just(True)),
+        st.tuples(st.just("tick"), st.just(""), st.just(True)),
+    ),
+    max_size=60,
+)
 
 
 @given(EVENTS, st.lists(st.integers(0, 5 * NS), min_size=60, max_size=60))

@@ -41,17 +41,24 @@ do = "mark"
 def run_verify(path: Path) -> subprocess.CompletedProcess:
     """bodycam-verify with the shift's unit-signed registry (``DIR/registry.json``)."""
     registry = ["--registry", str(path.parent / "registry.json")]
-    return subprocess.run([PY, "-m", "evidence.verify_cli", str(path), *registry],
-                          capture_output=True,
-                          text=True, timeout=60, cwd=ROOT)
+    return subprocess.run(
+        [PY, "-m", "evidence.verify_cli", str(path), *registry],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
 
 
 def media_sizes(device: Path) -> dict[str, int]:
     media = device / "media"
     if not media.exists():
         return {}
-    return {p.relative_to(device).as_posix(): p.stat().st_size
-            for p in media.rglob("*") if p.is_file() and not p.name.startswith(".")}
+    return {
+        p.relative_to(device).as_posix(): p.stat().st_size
+        for p in media.rglob("*")
+        if p.is_file() and not p.name.startswith(".")
+    }
 
 
 def journal_lines(device: Path) -> list[bytes]:
@@ -69,8 +76,9 @@ def test_sigkill_at_random_moments_loses_no_closed_segment(tmp_path: Path) -> No
     cmd = [PY, "-m", "simulator", "shift", "--out", str(out), "--scenario", str(scenario)]
     snapshots: list[tuple[list[bytes], dict[str, int]]] = []
     for _ in range(20):
-        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(
+            cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+        )
         ready = threading.Event()
         log: list[str] = []
 
@@ -87,16 +95,18 @@ def test_sigkill_at_random_moments_loses_no_closed_segment(tmp_path: Path) -> No
         # A random moment of the run: recording, cutting, signing, appending.
         time.sleep(rng.uniform(0.0, 1.0))
         if proc.poll() is not None:
-            pytest.fail(f"the shift ended before the kill (rc {proc.returncode}): "
-                        f"{''.join(log)[-2000:]}")
+            pytest.fail(
+                f"the shift ended before the kill (rc {proc.returncode}): {''.join(log)[-2000:]}"
+            )
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
         reader.join(10)
         proc.stderr.close()
         snapshots.append((journal_lines(device), media_sizes(device)))
     # One last run to the end recovers the last kill's leftovers and stops cleanly.
-    done = subprocess.run(cmd + ["--duration", "20s"], cwd=ROOT, capture_output=True,
-                          text=True, timeout=60)
+    done = subprocess.run(
+        cmd + ["--duration", "20s"], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
     assert done.returncode == 0, done.stderr
 
     final = journal_lines(device)

@@ -69,8 +69,9 @@ def packets(path: Path) -> dict[str, list[tuple[Fraction, bool]]]:
     with av.open(str(path)) as container:
         for packet in container.demux():
             if packet.size and packet.pts is not None:
-                found[packet.stream.type].append((packet.pts * packet.time_base,
-                                                  bool(packet.is_keyframe)))
+                found[packet.stream.type].append(
+                    (packet.pts * packet.time_base, bool(packet.is_keyframe))
+                )
     return found
 
 
@@ -122,12 +123,26 @@ def test_ffprobe_reads_every_segment_with_video_and_audio(shift) -> None:
         if r.kind != "segment":
             continue
         probe = subprocess.run(
-            ["ffprobe", "-v", "error", "-show_entries", "stream=codec_type,codec_name",
-             "-of", "json", str(device / r.body["file"])],
-            capture_output=True, text=True, timeout=30, check=True)
+            [
+                "ffprobe",
+                "-v",
+                "error",
+                "-show_entries",
+                "stream=codec_type,codec_name",
+                "-of",
+                "json",
+                str(device / r.body["file"]),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        )
         streams = json.loads(probe.stdout)["streams"]
         assert {(s["codec_type"], s["codec_name"]) for s in streams} == {
-            ("video", "h264"), ("audio", "aac")}
+            ("video", "h264"),
+            ("audio", "aac"),
+        }
 
 
 def test_segment_names_and_audio_config() -> None:
@@ -162,8 +177,10 @@ def test_pre_event_buffer_is_bounded_by_bytes() -> None:
     assert frames[0].keyframe and any(f.audio for f in frames)
 
 
-@given(st.lists(st.tuples(st.booleans(), st.integers(1, 50)), min_size=1, max_size=200),
-       st.integers(0, 5))
+@given(
+    st.lists(st.tuples(st.booleans(), st.integers(1, 50)), min_size=1, max_size=200),
+    st.integers(0, 5),
+)
 def test_pre_event_buffer_always_starts_at_a_keyframe(frames, seconds) -> None:
     buf = PreEventBuffer(seconds=seconds, max_bytes=400, keep_audio=True)
     ts = 0
@@ -178,7 +195,6 @@ def test_pre_event_buffer_always_starts_at_a_keyframe(frames, seconds) -> None:
         assert out[-1].timestamp >= ts  # never drops the newest frames
     else:
         assert not any(k for k, _ in frames)
-
 
 
 WRITE_ERROR_CHILD = r"""
@@ -225,8 +241,13 @@ def test_a_refused_write_signs_what_is_on_storage_and_reports(tmp_path: Path) ->
     from evidence.media import hash_file
 
     root = Path(__file__).resolve().parents[1]
-    done = subprocess.run([sys.executable, "-c", WRITE_ERROR_CHILD, str(tmp_path)], cwd=root,
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", WRITE_ERROR_CHILD, str(tmp_path)],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     events = json.loads(done.stdout.strip().splitlines()[-1])
     kinds = [k for k, _ in events]
@@ -238,7 +259,9 @@ def test_a_refused_write_signs_what_is_on_storage_and_reports(tmp_path: Path) ->
     assert 0 < segment["size"] <= 300_000
     found = packets(path)
     assert len(found["video"]) > 10  # what reached storage plays
-    records = [Record.from_bytes(line) for _, line in scan_journal(tmp_path / "journal.jsonl").lines]
+    records = [
+        Record.from_bytes(line) for _, line in scan_journal(tmp_path / "journal.jsonl").lines
+    ]
     assert [r.kind for r in records] == ["segment"]
 
 
@@ -263,9 +286,17 @@ def test_pre_event_audio_is_optional(tmp_path: Path, keep_audio: bool) -> None:
             stopped.set()
 
     fmt = VideoFormat(160, 120, FPS, 16000, 1, camera.audio_extradata)
-    writer = SegmentWriter(root=tmp_path, journal=None, device_id="cam-x", fmt=fmt,
-                           clock=clock, notify=notify, pre_event_s=10,
-                           pre_event_audio=keep_audio, sign=True)
+    writer = SegmentWriter(
+        root=tmp_path,
+        journal=None,
+        device_id="cam-x",
+        fmt=fmt,
+        clock=clock,
+        notify=notify,
+        pre_event_s=10,
+        pre_event_audio=keep_audio,
+        sign=True,
+    )
     writer.start()
     t0 = clock.monotonic_ns()
     # Commands at exact instants of the stream: clock timers run in the camera's thread.

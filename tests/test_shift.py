@@ -26,8 +26,9 @@ PY = sys.executable
 
 
 def run(*args: str, env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([PY, *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=timeout, env=env)
+    return subprocess.run(
+        [PY, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=env
+    )
 
 
 @pytest.mark.slow
@@ -36,28 +37,52 @@ def test_shift_then_verify_and_ffprobe_every_segment(tmp_path: Path) -> None:
     done = run("-m", "simulator", "shift", "--out", str(out), "--duration", "20m", "-q")
     assert done.returncode == 0, done.stderr
     assert "segments" in done.stdout and "stoppages:" in done.stdout
-    for path in ("device/journal.jsonl", "device/identity.json", "device-key/device.key",
-                 "registry.json", "summary.json"):
+    for path in (
+        "device/journal.jsonl",
+        "device/identity.json",
+        "device-key/device.key",
+        "registry.json",
+        "summary.json",
+    ):
         assert (out / path).exists(), path
     summary = json.loads((out / "summary.json").read_text())
     assert summary["segments"] >= 6 and summary["photos"] == 2 and summary["markers"] == 6
-    assert set(summary["stoppages"]) == {"weather", "camera", "microphone", "storage_full",
-                                         "overheat"}
+    assert set(summary["stoppages"]) == {
+        "weather",
+        "camera",
+        "microphone",
+        "storage_full",
+        "overheat",
+    }
     assert summary["dropped_frames"] == 0
     assert summary["amber_led_on"] >= 5  # the amber LED showed each stoppage
     assert [f[1:] for f in summary["faults"]][:2] == [["camera", "start"], ["camera", "end"]]
-    verify = run("-m", "evidence.verify_cli", str(out / "device"),
-                 "--registry", str(out / "registry.json"))
+    verify = run(
+        "-m", "evidence.verify_cli", str(out / "device"), "--registry", str(out / "registry.json")
+    )
     assert verify.returncode == 0, verify.stdout + verify.stderr
-    records = [Record.from_bytes(line)
-               for _, line in scan_journal(out / "device/journal.jsonl").lines]
+    records = [
+        Record.from_bytes(line) for _, line in scan_journal(out / "device/journal.jsonl").lines
+    ]
     segments = [r for r in records if r.kind == "segment"]
     assert len(segments) == summary["segments"]
     for r in segments:
         probe = subprocess.run(
-            ["ffprobe", "-v", "error", "-show_entries", "stream=codec_type", "-of", "json",
-             str(out / "device" / r.body["file"])],
-            capture_output=True, text=True, timeout=30, check=True)
+            [
+                "ffprobe",
+                "-v",
+                "error",
+                "-show_entries",
+                "stream=codec_type",
+                "-of",
+                "json",
+                str(out / "device" / r.body["file"]),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        )
         types = sorted(s["codec_type"] for s in json.loads(probe.stdout)["streams"])
         assert types == ["audio", "video"], r.body["file"]
     assert (out / "speaker").is_dir() and any((out / "speaker").iterdir())
@@ -71,8 +96,12 @@ def test_shift_rejects_bad_input_in_one_line(tmp_path: Path, capsys) -> None:
     assert err.startswith("bodycam-sim: error:") and "dance" in err and err.count("\n") == 1
     assert sim_main(["shift", "--out", str(tmp_path / "o"), "--duration", "forever"]) == 2
     assert "not a duration" in capsys.readouterr().err
-    assert sim_main(["shift", "--out", str(tmp_path / "o"),
-                     "--scenario", str(tmp_path / "missing.toml")]) == 2
+    assert (
+        sim_main(
+            ["shift", "--out", str(tmp_path / "o"), "--scenario", str(tmp_path / "missing.toml")]
+        )
+        == 2
+    )
     assert "no such scenario" in capsys.readouterr().err
 
 
@@ -99,8 +128,10 @@ def test_default_scenario_covers_every_fault_within_the_shift() -> None:
 
 def test_scenario_file_config_overlay(tmp_path: Path) -> None:
     path = tmp_path / "s.toml"
-    path.write_text('[shift]\nduration = "2h"\n[config.recording]\nsegment_max_s = 30\n'
-                    '[[event]]\nat = "1h"\ndo = "fault"\nfault = "camera"\n')
+    path.write_text(
+        '[shift]\nduration = "2h"\n[config.recording]\nsegment_max_s = 30\n'
+        '[[event]]\nat = "1h"\ndo = "fault"\nfault = "camera"\n'
+    )
     sc = load_scenario(path)
     assert sc.shift["duration"] == "2h" and sc.config["recording"]["segment_max_s"] == 30
     assert sc.events[0].at == 3600 and sc.events[0].fault == "camera"
@@ -123,20 +154,42 @@ def test_recorder_help_and_backend_errors(tmp_path: Path, identity: DeviceIdenti
 
 
 @pytest.mark.slow
-def test_recorder_daemon_sim_backend_stops_cleanly_on_sigterm(tmp_path: Path,
-                                                             identity: DeviceIdentity) -> None:
+def test_recorder_daemon_sim_backend_stops_cleanly_on_sigterm(
+    tmp_path: Path, identity: DeviceIdentity
+) -> None:
     import socket
 
     storage = tmp_path / "storage"
     notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)  # systemd's end of sd_notify
     notify.bind(str(tmp_path / "notify"))
     notify.settimeout(10)
-    env = {**os.environ, "BODYCAM_CAMERA": "sim", "GPIOZERO_PIN_FACTORY": "mock",
-           "NOTIFY_SOCKET": str(tmp_path / "notify")}
+    env = {
+        **os.environ,
+        "BODYCAM_CAMERA": "sim",
+        "GPIOZERO_PIN_FACTORY": "mock",
+        "NOTIFY_SOCKET": str(tmp_path / "notify"),
+    }
     proc = subprocess.Popen(
-        [PY, "-m", "firmware", "--key", str(tmp_path / "key" / "device.key"),
-         "--storage", str(storage), "--speed", "4", "--record", "--segment-max", "2"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        [
+            PY,
+            "-m",
+            "firmware",
+            "--key",
+            str(tmp_path / "key" / "device.key"),
+            "--storage",
+            str(storage),
+            "--speed",
+            "4",
+            "--record",
+            "--segment-max",
+            "2",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         seen = ""
         for line in proc.stderr:  # the daemon logs each signed segment at INFO
@@ -175,18 +228,21 @@ def test_recorder_daemon_sim_backend_stops_cleanly_on_sigterm(tmp_path: Path,
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(importlib.util.find_spec("simulator.dockbay") is None,
-                    reason="the dock part is not in this tree")
+@pytest.mark.skipif(
+    importlib.util.find_spec("simulator.dockbay") is None,
+    reason="the dock part is not in this tree",
+)
 def test_shift_then_dock_then_verify_the_store(tmp_path: Path) -> None:
     out = tmp_path / "shift"
-    done = run("-m", "simulator", "shift", "--out", str(out), "--duration", "10m", "--dock",
-               "-q")
+    done = run("-m", "simulator", "shift", "--out", str(out), "--duration", "10m", "--dock", "-q")
     assert done.returncode == 0, done.stderr
     summary = json.loads((out / "summary.json").read_text())
     assert summary["dock"]["outcome"] == "stored"
     # The store by the unit key's fingerprint; the camera's card by the registry given.
-    for args in ([str(out / "dock"), "--trust", str(out / "trust.toml")],
-                 [str(out / "device"), "--registry", str(out / "registry.json")]):
+    for args in (
+        [str(out / "dock"), "--trust", str(out / "trust.toml")],
+        [str(out / "device"), "--registry", str(out / "registry.json")],
+    ):
         verify = run("-m", "evidence.verify_cli", *args)
         assert verify.returncode == 0, verify.stdout + verify.stderr
 
@@ -197,21 +253,20 @@ def test_paced_shift_runs_at_its_speed(tmp_path: Path) -> None:
 
     out = tmp_path / "paced"
     start = _time.monotonic()
-    assert sim_main(["shift", "--out", str(out), "--speed", "100", "--duration", "4m",
-                     "-q"]) == 0
+    assert sim_main(["shift", "--out", str(out), "--speed", "100", "--duration", "4m", "-q"]) == 0
     wall = _time.monotonic() - start
     assert 2.0 <= wall < 15.0  # 240 s at 100x: 2.4 s, plus start-up
     summary = json.loads((out / "summary.json").read_text())
     assert summary["recordings"] >= 6 and summary["segments"] >= 6
-    verify = run("-m", "evidence.verify_cli", str(out / "device"),
-                 "--registry", str(out / "registry.json"))
+    verify = run(
+        "-m", "evidence.verify_cli", str(out / "device"), "--registry", str(out / "registry.json")
+    )
     assert verify.returncode == 0, verify.stdout
 
 
 @given(st.integers(0, 99), st.integers(0, 59), st.integers(0, 59))
 def test_parse_duration_round_trips(h: int, m: int, s: int) -> None:
-    text = (f"{h}h" if h else "") + (f"{m}m" if m else "") + (f"{s}s" if s or not (h or m)
-                                                              else "")
+    text = (f"{h}h" if h else "") + (f"{m}m" if m else "") + (f"{s}s" if s or not (h or m) else "")
     assert parse_duration(text) == h * 3600 + m * 60 + s
 
 
@@ -225,16 +280,34 @@ def test_parse_duration_never_crashes(text: str) -> None:
 
 
 def test_recorder_restarted_after_a_fast_run_keeps_time_going_forward(
-        tmp_path: Path, identity: DeviceIdentity) -> None:
+    tmp_path: Path, identity: DeviceIdentity
+) -> None:
     """A sim run faster than real time ends in the future; the next run's simulated RTC
     must go on from there, as a real RTC would, or the journal's time would go backwards."""
     storage = tmp_path / "storage"
     env = {**os.environ, "BODYCAM_CAMERA": "sim", "GPIOZERO_PIN_FACTORY": "mock"}
     for _ in range(2):
         proc = subprocess.Popen(
-            [PY, "-m", "firmware", "--key", str(tmp_path / "key" / "device.key"),
-             "--storage", str(storage), "--speed", "200", "--record", "--segment-max", "20"],
-            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            [
+                PY,
+                "-m",
+                "firmware",
+                "--key",
+                str(tmp_path / "key" / "device.key"),
+                "--storage",
+                str(storage),
+                "--speed",
+                "200",
+                "--record",
+                "--segment-max",
+                "20",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         try:
             segments = 0
             for line in proc.stderr:
@@ -252,6 +325,16 @@ def test_recorder_restarted_after_a_fast_run_keeps_time_going_forward(
     key = DeviceIdentity.load(tmp_path / "key" / "device.key")
     registry.add(DeviceEntry(key.device_id, key.public_key_hex))
     registry.save(tmp_path / "registry.json")
-    verify = subprocess.run([PY, "-m", "evidence.verify_cli", str(storage), "--registry",
-                             str(tmp_path / "registry.json")], capture_output=True, text=True)
+    verify = subprocess.run(
+        [
+            PY,
+            "-m",
+            "evidence.verify_cli",
+            str(storage),
+            "--registry",
+            str(tmp_path / "registry.json"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert verify.returncode == 0, verify.stdout + verify.stderr

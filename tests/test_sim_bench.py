@@ -17,8 +17,14 @@ def test_bench_sim_camera_quick() -> None:
     assert result.returncode == 0, result.stderr
     lines = result.stdout.strip().splitlines()
     figures = dict(line.split(": ", 1) for line in lines[-6:])
-    assert list(figures) == ["camera_160x120", "sim_speed", "shift_8h", "camera_1080p",
-                             "bitrate_1080p", "ratio"]
+    assert list(figures) == [
+        "camera_160x120",
+        "sim_speed",
+        "shift_8h",
+        "camera_1080p",
+        "bitrate_1080p",
+        "ratio",
+    ]
     assert re.fullmatch(r"\d+(\.\d+)? \(ours/baseline\)", figures["ratio"])
     speed = float(figures["sim_speed"].removesuffix(" x"))
     assert speed > 160  # 8 simulated hours in under 3 real minutes, with room for the recorder

@@ -78,8 +78,12 @@ def test_leds_and_buzzer_are_read_with_a_history_in_simulated_time(mock_factory)
     buzzer.off()
     clock.advance(NS)
     green.off()
-    assert board.outputs() == {"LED_RED": True, "LED_GREEN": False, "LED_AMBER": False,
-                               "BUZZER": False}
+    assert board.outputs() == {
+        "LED_RED": True,
+        "LED_GREEN": False,
+        "LED_AMBER": False,
+        "BUZZER": False,
+    }
     assert board.history("BUZZER") == [(START, 1.0), (START + NS // 4, 0.0)]
     assert board.history("LED_GREEN")[-1] == (START + NS + NS // 4, 0.0)
     assert board.wait_for("LED_RED", True, timeout=1)

@@ -74,7 +74,10 @@ def run_camera(camera: SimCamera, frames: int) -> Recorder:
 def ffprobe(path: Path, *args: str) -> dict:
     result = subprocess.run(
         [FFPROBE, "-v", "error", "-of", "json", *args, str(path)],
-        capture_output=True, text=True, check=True, timeout=60,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
     )
     return json.loads(result.stdout)
 
@@ -245,7 +248,7 @@ def test_audio_from_a_wav_file_is_resampled_and_looped(tmp_path: Path) -> None:
     out = run_camera(camera, 30)
     samples = decode_audio(camera, [c[0] for c in out.audio])
     assert len(samples) > 2.5 * 16_000  # longer than the file: looped
-    spectrum = np.abs(np.fft.rfft(samples[4096:4096 + 16_000]))
+    spectrum = np.abs(np.fft.rfft(samples[4096 : 4096 + 16_000]))
     assert abs(np.argmax(spectrum) - 1000) <= 2  # 1 kHz, at 16 kHz: bin = Hz
 
 
@@ -253,9 +256,22 @@ def test_audio_from_a_wav_file_is_resampled_and_looped(tmp_path: Path) -> None:
 def test_video_from_a_file_is_scaled_and_looped(tmp_path: Path) -> None:
     src = tmp_path / "src.mp4"
     subprocess.run(
-        ["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=10",
-         "-t", "1", "-pix_fmt", "yuv420p", str(src)],
-        check=True, timeout=60,
+        [
+            "ffmpeg",
+            "-v",
+            "error",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=320x240:rate=10",
+            "-t",
+            "1",
+            "-pix_fmt",
+            "yuv420p",
+            str(src),
+        ],
+        check=True,
+        timeout=60,
     )
     camera = SimCamera(SimClock(START), width=160, height=120, fps=10, source=src)
     out = run_camera(camera, 25)  # more frames than the file has

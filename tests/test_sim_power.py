@@ -61,8 +61,15 @@ def test_temperature_and_free_storage(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("text", "seconds"),
-    [("90", 90), ("90s", 90), ("15m", 900), ("2h", 7200), ("1h30m", 5400), ("1h0m5s", 3605),
-     ("2.5h", 9000)],
+    [
+        ("90", 90),
+        ("90s", 90),
+        ("15m", 900),
+        ("2h", 7200),
+        ("1h30m", 5400),
+        ("1h0m5s", 3605),
+        ("2.5h", 9000),
+    ],
 )
 def test_durations_parse(text: str, seconds: float) -> None:
     assert parse_duration(text) == seconds
@@ -101,8 +108,12 @@ def test_scheduled_faults_start_and_end_on_the_simulated_clock(tmp_path: Path) -
     power = SimPower(clock, battery_percent=80, drain_percent_per_hour=0, temperature_c=50)
     mic = SimMicrophone()
     faults = Faults(clock, power=power, microphone=mic)
-    for spec in ("storage_full@1h+30m", "battery_critical@2h", "overheat@3h+1h",
-                 "microphone@10m+5m"):
+    for spec in (
+        "storage_full@1h+30m",
+        "battery_critical@2h",
+        "overheat@3h+1h",
+        "microphone@10m+5m",
+    ):
         faults.schedule(parse_fault(spec))
     clock.advance(11 * 60 * NS)
     assert not mic.healthy() and faults.active == {"microphone"}

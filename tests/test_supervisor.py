@@ -43,7 +43,7 @@ def test_genuine_alert_is_verified_and_shown_once(judge, journal):
     rec = journal.append("stoppage", {"reason": "weather", "detail": "rain on the lens"})
     first = judge.alert(TOPIC, rec.to_bytes())
     assert first.genuine and first.officer == "A1024" and first.body["reason"] == "weather"
-    again = judge.alert(TOPIC, rec.to_bytes())            # QoS 1 redelivery
+    again = judge.alert(TOPIC, rec.to_bytes())  # QoS 1 redelivery
     assert again.verdict == "duplicate" and not again.shown
 
 
@@ -51,8 +51,15 @@ def test_forgeries_are_flagged_never_genuine(judge, journal, tmp_path):
     rec = journal.append("stoppage", {"reason": "camera", "detail": "no frames"})
     # Wrong key: same device id, a key the registry does not know.
     other = DeviceIdentity.generate("cam-test")
-    wrong_key = sign_record(other, seq=rec.seq + 1, prev=rec.hash, utc=rec.utc,
-                            mono_ns=rec.mono_ns, kind="stoppage", body=rec.body)
+    wrong_key = sign_record(
+        other,
+        seq=rec.seq + 1,
+        prev=rec.hash,
+        utc=rec.utc,
+        mono_ns=rec.mono_ns,
+        kind="stoppage",
+        body=rec.body,
+    )
     v = judge.alert(TOPIC, wrong_key.to_bytes())
     assert v.verdict == "forged" and "signature" in v.problem
     # Altered payload: the reason changed after signing.
@@ -68,10 +75,18 @@ def test_forgeries_are_flagged_never_genuine(judge, journal, tmp_path):
     assert judge.alert("bodycam/unit-9/cam-test/alert", rec.to_bytes()).verdict == "forged"
     # Garbage and unregistered devices.
     assert judge.alert(TOPIC, b"{not json").verdict == "invalid"
-    stranger = sign_record(DeviceIdentity.generate("cam-x"), seq=0, prev="0" * 64,
-                           utc=rec.utc, mono_ns=1, kind="stoppage", body=rec.body)
-    assert judge.alert("bodycam/unit-1/cam-x/alert", stranger.to_bytes()).verdict == \
-        "unknown-device"
+    stranger = sign_record(
+        DeviceIdentity.generate("cam-x"),
+        seq=0,
+        prev="0" * 64,
+        utc=rec.utc,
+        mono_ns=1,
+        kind="stoppage",
+        body=rec.body,
+    )
+    assert (
+        judge.alert("bodycam/unit-1/cam-x/alert", stranger.to_bytes()).verdict == "unknown-device"
+    )
     # None of this moved the judge: the genuine alert is still new.
     assert judge.alert(TOPIC, rec.to_bytes()).genuine
 
@@ -91,9 +106,15 @@ def test_replayed_old_alert_is_flagged(judge, journal):
     assert replay.verdict == "duplicate"
     # ...while a record of the journal that was never an alert before is out of order.
     older = journal.records()[0]
-    other = sign_record(journal.identity, seq=older.seq, prev=older.prev, utc=older.utc,
-                        mono_ns=older.mono_ns, kind="stoppage",
-                        body={"reason": "weather", "detail": "re-signed"})
+    other = sign_record(
+        journal.identity,
+        seq=older.seq,
+        prev=older.prev,
+        utc=older.utc,
+        mono_ns=older.mono_ns,
+        kind="stoppage",
+        body={"reason": "weather", "detail": "re-signed"},
+    )
     v = later.alert(TOPIC, other.to_bytes())
     assert v.verdict == "replay" and "already shown" in v.problem
 
@@ -104,7 +125,7 @@ def test_replay_of_an_alert_older_than_the_window(judge, journal):
         journal.append("marker", {"note": "x"})
     newer = journal.append("battery_low", {"percent": 10, "minutes_left": 15})
     judge.alert(TOPIC, newer.to_bytes())
-    v = judge.alert(TOPIC, first.to_bytes())     # never shown, and older than what was
+    v = judge.alert(TOPIC, first.to_bytes())  # never shown, and older than what was
     assert v.verdict == "replay" and "not newer" in v.problem
 
 
@@ -123,15 +144,26 @@ def test_lines_say_who_what_when_and_flag_forgeries(judge, journal):
 
 
 def test_watch_status_and_ack_commands_against_a_real_broker(
-        tmp_path, identity, registry_file, broker, journal, capsys):
-    flags = ["--host", broker.host, "--port", str(broker.port), "--registry",
-             str(registry_file), "--state", str(tmp_path / "seen.json")]
+    tmp_path, identity, registry_file, broker, journal, capsys
+):
+    flags = [
+        "--host",
+        broker.host,
+        "--port",
+        str(broker.port),
+        "--registry",
+        str(registry_file),
+        "--state",
+        str(tmp_path / "seen.json"),
+    ]
     acks = []
     acked = threading.Event()
-    link = AlertLink(journal, MqttSettings(host=broker.host, port=broker.port, unit=UNIT,
-                                           status_min_interval_s=0.0),
-                     on_ack=lambda seq, by: (acks.append((seq, by)), acked.set()),
-                     status_source=lambda: ("recording", 64))
+    link = AlertLink(
+        journal,
+        MqttSettings(host=broker.host, port=broker.port, unit=UNIT, status_min_interval_s=0.0),
+        on_ack=lambda seq, by: (acks.append((seq, by)), acked.set()),
+        status_source=lambda: ("recording", 64),
+    )
     # A first watch makes the supervisor's persistent session; what is published while no
     # watch runs is delivered to the next one.
     assert main(["watch", "--timeout", "0.3", *flags]) == 0
@@ -141,8 +173,11 @@ def test_watch_status_and_ack_commands_against_a_real_broker(
         stop = journal.append("stoppage", {"reason": "storage_full", "detail": "0 MB free"})
         assert link.wait_idle(10)
         # A forged alert from someone holding the topic but not the key.
-        forged = {**stop.to_dict(), "seq": stop.seq + 1,
-                  "body": {"reason": "weather", "detail": "fake"}}
+        forged = {
+            **stop.to_dict(),
+            "seq": stop.seq + 1,
+            "body": {"reason": "weather", "detail": "fake"},
+        }
         pub = mqtt.Client(CallbackAPIVersion.VERSION2)
         pub.connect(broker.host, broker.port)
         pub.loop_start()
@@ -153,7 +188,9 @@ def test_watch_status_and_ack_commands_against_a_real_broker(
         assert main(["watch", "--json", "--count", "2", "--timeout", "10", *flags]) == 0
         lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
         assert [(x["seq"], x["genuine"], x["verdict"]) for x in lines] == [
-            (stop.seq, True, "verified"), (stop.seq + 1, False, "forged")]
+            (stop.seq, True, "verified"),
+            (stop.seq + 1, False, "forged"),
+        ]
         assert lines[0]["officer"] == "A1024" and lines[0]["reason"] == "storage_full"
         # A restarted watch does not show them again.
         assert main(["watch", "--json", "--timeout", "0.5", *flags]) == 0
@@ -161,9 +198,17 @@ def test_watch_status_and_ack_commands_against_a_real_broker(
 
         assert main(["status", "--json", *flags]) == 0
         rows = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
-        assert rows == [{**rows[0], "device": "cam-test", "online": True, "state": "recording",
-                         "battery": 64, "head": {"seq": journal.head[0],
-                                                 "hash": journal.head[1]}, "problem": ""}]
+        assert rows == [
+            {
+                **rows[0],
+                "device": "cam-test",
+                "online": True,
+                "state": "recording",
+                "battery": 64,
+                "head": {"seq": journal.head[0], "hash": journal.head[1]},
+                "problem": "",
+            }
+        ]
         assert main(["status", *flags]) == 0
         table = capsys.readouterr().out
         assert "cam-test" in table and "online" in table and "verified" in table
@@ -187,12 +232,24 @@ def test_user_mistakes_are_one_line_errors(tmp_path, registry_file, capsys):
 
 
 def test_status_message_checks(judge, identity):
-    good = sign_status(identity, utc="2026-11-27T05:00:00.000000Z", online=True,
-                       state="ready", head=None, battery=90)
+    good = sign_status(
+        identity,
+        utc="2026-11-27T05:00:00.000000Z",
+        online=True,
+        state="ready",
+        head=None,
+        battery=90,
+    )
     msg, problem = judge.status("bodycam/unit-1/cam-test/status", good.to_bytes())
     assert problem == "" and msg.online
-    other = sign_status(DeviceIdentity.generate("cam-test"), utc=good.utc, online=False,
-                        state="ready", head=None, battery=90)
+    other = sign_status(
+        DeviceIdentity.generate("cam-test"),
+        utc=good.utc,
+        online=False,
+        state="ready",
+        head=None,
+        battery=90,
+    )
     assert "signature" in judge.status("bodycam/unit-1/cam-test/status", other.to_bytes())[1]
 
 
@@ -202,18 +259,27 @@ def test_a_reprovisioned_device_starts_afresh(judge, journal, tmp_path):
     rec = journal.append("stoppage", {"reason": "weather", "detail": "rain"})
     assert judge.alert(TOPIC, rec.to_bytes()).genuine
     new = DeviceIdentity.create(tmp_path / "new" / "device.key", "cam-test")
-    judge.registry.add(DeviceEntry("cam-test", new.public_key_hex, "A1024", "unit-1"),
-                       replace=True)
+    judge.registry.add(DeviceEntry("cam-test", new.public_key_hex, "A1024", "unit-1"), replace=True)
     fresh = Journal(tmp_path / "new" / "journal.jsonl", new)
     first = fresh.append("stoppage", {"reason": "camera", "detail": "new camera"})
-    assert judge.alert(TOPIC, first.to_bytes()).genuine       # seq 0, but a new journal
-    assert judge.alert(TOPIC, rec.to_bytes()).verdict == "forged"   # the old key is gone
+    assert judge.alert(TOPIC, first.to_bytes()).genuine  # seq 0, but a new journal
+    assert judge.alert(TOPIC, rec.to_bytes()).verdict == "forged"  # the old key is gone
 
 
 @settings(max_examples=200, deadline=None)
-@given(topic=st.sampled_from([TOPIC, "bodycam/unit-1/cam-test/status", "bodycam/x", "a/b/c/d",
-                              "bodycam/unit-1/cam-other/alert"]) | st.text(max_size=40),
-       payload=st.binary(max_size=400))
+@given(
+    topic=st.sampled_from(
+        [
+            TOPIC,
+            "bodycam/unit-1/cam-test/status",
+            "bodycam/x",
+            "a/b/c/d",
+            "bodycam/unit-1/cam-other/alert",
+        ]
+    )
+    | st.text(max_size=40),
+    payload=st.binary(max_size=400),
+)
 def test_judge_never_crashes_and_never_calls_garbage_genuine(topic, payload):
     identity = DeviceIdentity.generate("cam-test")
     registry = Registry()
@@ -230,9 +296,15 @@ def test_any_single_byte_change_to_a_genuine_alert_is_caught(data):
     identity = DeviceIdentity.generate("cam-test")
     registry = Registry()
     registry.add(DeviceEntry("cam-test", identity.public_key_hex, "A1024", "unit-1"))
-    record = sign_record(identity, seq=5, prev="ab" * 32, utc="2026-11-27T05:00:00.000000Z",
-                         mono_ns=123, kind="stoppage",
-                         body={"reason": "weather", "detail": "heavy rain"})
+    record = sign_record(
+        identity,
+        seq=5,
+        prev="ab" * 32,
+        utc="2026-11-27T05:00:00.000000Z",
+        mono_ns=123,
+        kind="stoppage",
+        body={"reason": "weather", "detail": "heavy rain"},
+    )
     payload = bytearray(record.to_bytes())
     at = data.draw(st.integers(0, len(payload) - 1))
     value = data.draw(st.integers(0, 255).filter(lambda b: b != payload[at]))
@@ -245,9 +317,15 @@ def test_dock_alerts_are_verified_against_the_docks_registry_entry(judge, tmp_pa
     from evidence.message import sign_message
 
     dock = DeviceIdentity.generate("dock-1")
-    body = {"level": "violation", "device": "cam-test", "officer": "A1024",
-            "since_utc": "2026-11-26T05:00:00.000000Z", "head": {"seq": 9, "hash": "ab" * 32},
-            "stored_seq": 3, "text": "cam-test has held undocked recordings for 24 h"}
+    body = {
+        "level": "violation",
+        "device": "cam-test",
+        "officer": "A1024",
+        "since_utc": "2026-11-26T05:00:00.000000Z",
+        "head": {"seq": 9, "hash": "ab" * 32},
+        "stored_seq": 3,
+        "text": "cam-test has held undocked recordings for 24 h",
+    }
     msg = sign_message(dock, kind="dock_alert", utc="2026-11-27T05:00:00.000000Z", body=body)
     topic = "bodycam/unit-1/dock/dock-1/alert"
     assert judge.alert(topic, msg.to_bytes()).verdict == "unknown-device"
@@ -272,12 +350,26 @@ def test_watch_shows_dock_alerts_from_a_real_broker(tmp_path, registry_file, bro
     registry = Registry.load(registry_file)
     registry.add(DeviceEntry("dock-1", dock.public_key_hex, "", "unit-1"))
     registry.save(registry_file)
-    flags = ["--host", broker.host, "--port", str(broker.port), "--registry",
-             str(registry_file), "--state", str(tmp_path / "seen.json")]
-    assert main(["watch", "--timeout", "0.3", *flags]) == 0      # make the session
-    body = {"level": "warning", "device": "cam-test", "officer": "A1024",
-            "since_utc": "2026-11-26T09:00:00.000000Z", "head": None, "stored_seq": -1,
-            "text": "cam-test has held undocked recordings for 20 h"}
+    flags = [
+        "--host",
+        broker.host,
+        "--port",
+        str(broker.port),
+        "--registry",
+        str(registry_file),
+        "--state",
+        str(tmp_path / "seen.json"),
+    ]
+    assert main(["watch", "--timeout", "0.3", *flags]) == 0  # make the session
+    body = {
+        "level": "warning",
+        "device": "cam-test",
+        "officer": "A1024",
+        "since_utc": "2026-11-26T09:00:00.000000Z",
+        "head": None,
+        "stored_seq": -1,
+        "text": "cam-test has held undocked recordings for 20 h",
+    }
     msg = sign_message(dock, kind="dock_alert", utc="2026-11-27T05:00:00.000000Z", body=body)
     pub = mqtt.Client(CallbackAPIVersion.VERSION2)
     pub.connect(broker.host, broker.port)
@@ -299,9 +391,14 @@ def test_a_dock_flag_alert_as_the_dock_sends_it_is_shown_genuine(judge):
 
     dock = DeviceIdentity.generate("dock-1")
     judge.registry.add(DeviceEntry("dock-1", dock.public_key_hex, "", "unit-1"))
-    body = {"level": "flag", "kind": "media_changed", "device": "cam-test", "officer": "A1024",
-            "flagged_utc": "2026-11-27T05:00:00.000000Z",
-            "text": "media/20261127/a.ts: size or SHA-256 differs from its signed record"}
+    body = {
+        "level": "flag",
+        "kind": "media_changed",
+        "device": "cam-test",
+        "officer": "A1024",
+        "flagged_utc": "2026-11-27T05:00:00.000000Z",
+        "text": "media/20261127/a.ts: size or SHA-256 differs from its signed record",
+    }
     payload = dock_alert(dock, "2026-11-27T05:00:01.000000Z", body)
     v = judge.alert("bodycam/unit-1/dock/dock-1/alert", payload)
     assert v.genuine, v.verdict

@@ -30,11 +30,14 @@ def run_under_notify(tmp_path: Path, argv: list[str], env: dict[str, str] | None
     READY=1, then SIGTERM it and collect until STOPPING=1. Returns (messages, ping times)."""
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     sock.bind(str(tmp_path / "notify.sock"))
-    full_env = dict(os.environ, NOTIFY_SOCKET=str(tmp_path / "notify.sock"),
-                    WATCHDOG_USEC=str(int(WATCHDOG_S * 1_000_000)), **(env or {}))
+    full_env = dict(
+        os.environ,
+        NOTIFY_SOCKET=str(tmp_path / "notify.sock"),
+        WATCHDOG_USEC=str(int(WATCHDOG_S * 1_000_000)),
+        **(env or {}),
+    )
     full_env.pop("WATCHDOG_PID", None)
-    proc = subprocess.Popen(argv, env=full_env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE)
+    proc = subprocess.Popen(argv, env=full_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     messages: list[str] = []
     pings: list[float] = []
     deadline = time.monotonic() + 60
@@ -45,8 +48,10 @@ def run_under_notify(tmp_path: Path, argv: list[str], env: dict[str, str] | None
             message = sock.recv(4096).decode()
         except TimeoutError:
             proc.kill()
-            pytest.fail(f"no notification; messages so far {messages}; stderr: "
-                        f"{proc.communicate()[1].decode()[-2000:]}")
+            pytest.fail(
+                f"no notification; messages so far {messages}; stderr: "
+                f"{proc.communicate()[1].decode()[-2000:]}"
+            )
         messages.append(message)
         return message
 
@@ -78,9 +83,20 @@ def test_recorder_speaks_sd_notify(tmp_path):
     key = tmp_path / "key" / "device.key"
     DeviceIdentity.create(key, "cam-notify")
     messages, times = run_under_notify(
-        tmp_path, [sys.executable, "-m", "firmware", "--camera", "sim", "--storage",
-                   str(tmp_path / "storage"), "--key", str(key)],
-        {"GPIOZERO_PIN_FACTORY": "mock"})
+        tmp_path,
+        [
+            sys.executable,
+            "-m",
+            "firmware",
+            "--camera",
+            "sim",
+            "--storage",
+            str(tmp_path / "storage"),
+            "--key",
+            str(key),
+        ],
+        {"GPIOZERO_PIN_FACTORY": "mock"},
+    )
     assert_pings_in_time(times)
     assert any(m.startswith("STATUS=") or "\nSTATUS=" in m for m in messages)
 
@@ -89,16 +105,23 @@ def test_recorder_speaks_sd_notify(tmp_path):
 def dock_config(tmp_path) -> Path:
     config = tmp_path / "dock.toml"
     config.write_text(f'[dock]\nstore = "{tmp_path}/store"\nkey = "{tmp_path}/key/dock.key"\n')
-    subprocess.run([sys.executable, "-m", "dock", "--config", str(config), "init"],
-                   check=True, capture_output=True, timeout=60)
+    subprocess.run(
+        [sys.executable, "-m", "dock", "--config", str(config), "init"],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
     # The head of unit registers the dock and names the unit key in the dock's config.
     from evidence.identity import DeviceIdentity
     from evidence.registry import DockEntry
     from simulator.unit import register, unit_key
 
     key, dock = unit_key(tmp_path), DeviceIdentity.load(tmp_path / "key" / "dock.key")
-    register(tmp_path / "store" / "registry.json", key,
-             docks=[DockEntry(dock.device_id, dock.public_key_hex)])
+    register(
+        tmp_path / "store" / "registry.json",
+        key,
+        docks=[DockEntry(dock.device_id, dock.public_key_hex)],
+    )
     with config.open("a") as f:
         f.write(f'unit_keys = ["{key.fingerprint}"]\n')
     return config
@@ -106,7 +129,8 @@ def dock_config(tmp_path) -> Path:
 
 def test_dock_serve_speaks_sd_notify(tmp_path, dock_config):
     _, times = run_under_notify(
-        tmp_path, [sys.executable, "-m", "dock", "--config", str(dock_config), "serve"])
+        tmp_path, [sys.executable, "-m", "dock", "--config", str(dock_config), "serve"]
+    )
     assert_pings_in_time(times)
 
 
@@ -115,8 +139,17 @@ def test_dock_bay_speaks_sd_notify(tmp_path, dock_config):
     camera_end, dock_end = os.openpty()
     try:
         _, times = run_under_notify(
-            tmp_path, [sys.executable, "-m", "dock", "--config", str(dock_config), "bay",
-                       os.ttyname(dock_end)])
+            tmp_path,
+            [
+                sys.executable,
+                "-m",
+                "dock",
+                "--config",
+                str(dock_config),
+                "bay",
+                os.ttyname(dock_end),
+            ],
+        )
     finally:
         os.close(camera_end)
         os.close(dock_end)

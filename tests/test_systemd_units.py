@@ -18,13 +18,13 @@ SERVICES = ["bodycam-recorder.service", "bodycam-dock.service", "bodycam-dock-ba
 INSTALLED_BIN = "/opt/bodycam/venv/bin/"
 VENV_BIN = Path(sys.executable).parent  # the same entry points, installed here
 
-needs_analyze = pytest.mark.skipif(shutil.which("systemd-analyze") is None,
-                                   reason="systemd-analyze is not installed")
+needs_analyze = pytest.mark.skipif(
+    shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed"
+)
 
 
 def unit_config(name: str) -> configparser.RawConfigParser:
-    parser = configparser.RawConfigParser(strict=False, interpolation=None,
-                                          dict_type=_MultiDict)
+    parser = configparser.RawConfigParser(strict=False, interpolation=None, dict_type=_MultiDict)
     parser.optionxform = str  # keys are case sensitive
     parser.read(UNITS / name)
     return parser
@@ -57,11 +57,15 @@ def verify(paths: list[Path]) -> list[str]:
     It exits 0 on warnings ("Unknown key ... ignoring"), so its output is what counts.
     Lines about the host's own unit files (/lib/systemd, /etc/systemd) are not ours.
     """
-    result = subprocess.run(["systemd-analyze", "verify", *map(str, paths)],
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        ["systemd-analyze", "verify", *map(str, paths)], capture_output=True, text=True, timeout=60
+    )
     lines = (result.stdout + result.stderr).splitlines()
-    ours = [line for line in lines
-            if line.strip() and not re.match(r"^/(usr/)?lib/systemd/|^/etc/systemd/", line)]
+    ours = [
+        line
+        for line in lines
+        if line.strip() and not re.match(r"^/(usr/)?lib/systemd/|^/etc/systemd/", line)
+    ]
     if result.returncode != 0 and not ours:
         ours = [f"exit status {result.returncode}"]
     return ours
@@ -115,19 +119,28 @@ def test_service_settings(name):
     assert service["Restart"] == "on-failure"
     assert service["User"] == "bodycam" and service["Group"] == "bodycam"
     assert service["StateDirectory"] == "bodycam"
-    for key, value in {"ProtectSystem": "strict", "NoNewPrivileges": "yes", "PrivateTmp": "yes",
-                       "ProtectHome": "yes", "ProtectKernelTunables": "yes",
-                       "ProtectControlGroups": "yes", "RestrictSUIDSGID": "yes"}.items():
+    for key, value in {
+        "ProtectSystem": "strict",
+        "NoNewPrivileges": "yes",
+        "PrivateTmp": "yes",
+        "ProtectHome": "yes",
+        "ProtectKernelTunables": "yes",
+        "ProtectControlGroups": "yes",
+        "RestrictSUIDSGID": "yes",
+    }.items():
         assert service[key] == value, key
     assert service["ExecStart"].startswith(INSTALLED_BIN)
     assert "--config /etc/bodycam/" in service["ExecStart"]
 
 
-@pytest.mark.parametrize(("name", "module", "command"), [
-    ("bodycam-recorder.service", "firmware.__main__", None),
-    ("bodycam-dock.service", "dock.__main__", "serve"),
-    ("bodycam-dock-bay@.service", "dock.__main__", "bay"),
-])
+@pytest.mark.parametrize(
+    ("name", "module", "command"),
+    [
+        ("bodycam-recorder.service", "firmware.__main__", None),
+        ("bodycam-dock.service", "dock.__main__", "serve"),
+        ("bodycam-dock-bay@.service", "dock.__main__", "bay"),
+    ],
+)
 def test_exec_start_parses_with_the_daemons_own_parser(name, module, command):
     """The command line in the unit is one the daemon accepts (argparse exits otherwise)."""
     import importlib
@@ -165,12 +178,15 @@ def _rule_fields(line: str) -> dict[str, tuple[str, str]]:
 
 
 def test_udev_rule_starts_a_bay_for_the_gadget_serial_port():
-    lines = [line for line in (UNITS / "90-bodycam-dock.rules").read_text().splitlines()
-             if line.strip() and not line.startswith("#")]
+    lines = [
+        line
+        for line in (UNITS / "90-bodycam-dock.rules").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
     assert len(lines) == 1
     fields = _rule_fields(lines[0])
     assert fields["SUBSYSTEM"] == ("==", "tty")
-    assert fields["ATTRS{idVendor}"] == ("==", "0525")   # Linux USB gadget (NetChip id)
+    assert fields["ATTRS{idVendor}"] == ("==", "0525")  # Linux USB gadget (NetChip id)
     assert fields["ATTRS{idProduct}"] == ("==", "a4a7")  # g_serial in CDC ACM mode
     assert fields["TAG"] == ("+=", "systemd")
     op, wants = fields["ENV{SYSTEMD_WANTS}"]
@@ -185,8 +201,12 @@ def test_udev_rule_starts_a_bay_for_the_gadget_serial_port():
 def test_exposure_is_low(tmp_path, name):
     directory = staged(tmp_path, [name])
     path = instance_paths(directory)[SERVICES.index(name)] if "@" in name else directory / name
-    result = subprocess.run(["systemd-analyze", "security", "--offline=yes", str(path)],
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        ["systemd-analyze", "security", "--offline=yes", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     m = re.search(r"Overall exposure level for \S+: ([\d.]+)", result.stdout)
     if m is None and "offline" in result.stderr:
         pytest.skip("this systemd-analyze has no offline security scan")

@@ -53,9 +53,16 @@ def make_device(root: Path, identity: DeviceIdentity) -> DeviceStorage:
     for i in range(2):
         writer = HashingWriter(root, f"media/20261127/seg-{i}.ts")
         writer.write(bytes([i + 1]) * 5000)
-        journal.append("segment", writer.close().body(
-            start_utc=format_utc(T0), end_utc=format_utc(T0), frames=10, audio_frames=5,
-            recovered=False))
+        journal.append(
+            "segment",
+            writer.close().body(
+                start_utc=format_utc(T0),
+                end_utc=format_utc(T0),
+                frames=10,
+                audio_frames=5,
+                recovered=False,
+            ),
+        )
     journal.append("marker", {"note": "identity checked"})
     writer = HashingWriter(root, "media/20261127/photo-0.jpg")
     writer.write(b"\xff\xd8jpeg" * 100)
@@ -84,11 +91,17 @@ def build(identity: DeviceIdentity, specs: list[dict]) -> list[Record]:
     for i, spec in enumerate(specs):
         signer = spec.get("identity", identity)
         prev = records[-1].hash if records else GENESIS_HASH
-        records.append(sign_record(
-            signer, seq=spec.get("seq", records[-1].seq + 1 if records else 0),
-            prev=spec.get("prev", prev), utc=spec.get("utc", format_utc(T0 + i * 10**9)),
-            mono_ns=spec.get("mono_ns", 10**9 * (i + 1)), kind=spec.get("kind", "marker"),
-            body=spec.get("body", {"note": str(i)})))
+        records.append(
+            sign_record(
+                signer,
+                seq=spec.get("seq", records[-1].seq + 1 if records else 0),
+                prev=spec.get("prev", prev),
+                utc=spec.get("utc", format_utc(T0 + i * 10**9)),
+                mono_ns=spec.get("mono_ns", 10**9 * (i + 1)),
+                kind=spec.get("kind", "marker"),
+                body=spec.get("body", {"note": str(i)}),
+            )
+        )
     return records
 
 
@@ -144,7 +157,12 @@ def test_bad_signature_names_the_record(device, registry_file):
     write_lines(device, rows)
     (problem,) = check(device, registry_file).problems
     assert (problem.code, problem.seq, problem.line, problem.file, problem.device) == (
-        "bad_signature", 4, 5, "journal.jsonl", "cam-test")
+        "bad_signature",
+        4,
+        5,
+        "journal.jsonl",
+        "cam-test",
+    )
 
 
 def test_unknown_device(device, tmp_path, other):
@@ -197,8 +215,15 @@ def test_sequence_repeat(tmp_path, identity, registry_file):
     storage = DeviceStorage(tmp_path / "dev")
     storage.write_identity(identity)
     r = build(identity, [{}, {}])
-    fork = sign_record(identity, seq=1, prev=r[0].hash, utc=r[1].utc, mono_ns=r[1].mono_ns,
-                       kind="marker", body={"note": "fork"})
+    fork = sign_record(
+        identity,
+        seq=1,
+        prev=r[0].hash,
+        utc=r[1].utc,
+        mono_ns=r[1].mono_ns,
+        kind="marker",
+        body={"note": "fork"},
+    )
     write_lines(storage, [r[0].to_bytes(), r[1].to_bytes(), fork.to_bytes()])
     (problem,) = check(storage, registry_file).problems
     assert (problem.code, problem.seq, problem.line) == ("sequence_repeat", 1, 3)
@@ -225,10 +250,19 @@ def test_foreign_device_record(device, registry2, other):
 def test_record_signed_by_another_registered_device(device, registry2, identity, other):
     rows = lines(device)
     original = Record.from_bytes(rows[4])
-    unsigned = Record(1, identity.device_id, 4, original.prev, original.utc, original.mono_ns,
-                      "marker", original.body)
-    forged = Record.from_dict({**unsigned.unsigned_dict(),
-                               "sig": other.sign(unsigned.signing_bytes()).hex()})
+    unsigned = Record(
+        1,
+        identity.device_id,
+        4,
+        original.prev,
+        original.utc,
+        original.mono_ns,
+        "marker",
+        original.body,
+    )
+    forged = Record.from_dict(
+        {**unsigned.unsigned_dict(), "sig": other.sign(unsigned.signing_bytes()).hex()}
+    )
     rows[4] = forged.to_bytes()
     write_lines(device, rows)
     problems = check(device, registry2).problems
@@ -249,7 +283,10 @@ def test_media_missing(device, registry_file):
     (device.root / "media/20261127/seg-1.ts").unlink()
     (problem,) = check(device, registry_file).problems
     assert (problem.code, problem.file, problem.seq) == (
-        "media_missing", "media/20261127/seg-1.ts", 3)
+        "media_missing",
+        "media/20261127/seg-1.ts",
+        3,
+    )
 
 
 def test_media_changed(device, registry_file):
@@ -259,7 +296,10 @@ def test_media_changed(device, registry_file):
     path.write_bytes(bytes(data))
     (problem,) = check(device, registry_file).problems
     assert (problem.code, problem.file, problem.seq) == (
-        "media_changed", "media/20261127/seg-0.ts", 2)
+        "media_changed",
+        "media/20261127/seg-0.ts",
+        2,
+    )
 
 
 def test_media_truncated(device, registry_file):
@@ -293,16 +333,24 @@ def _receipted(tmp_path, identity, dock_sig: str | None = None):
     storage = make_device(tmp_path / "dev", identity)
     dock = DeviceIdentity.create(tmp_path / "dock.key", "dock-1")
     head = Record.from_bytes(lines(storage)[3])  # the second segment
-    sig = dock_sig or dock.sign(receipt_message("dock-1", identity.device_id, head.seq,
-                                                head.hash)).hex()
+    sig = (
+        dock_sig
+        or dock.sign(receipt_message("dock-1", identity.device_id, head.seq, head.hash)).hex()
+    )
     clock = StepClock()
     clock.utc, clock.mono = T0 + 100 * 10**9, 100 * 10**9  # later in the same boot
     with Journal(storage.journal_path, identity, clock=clock) as journal:
-        receipt = journal.append("receipt", {"dock": "dock-1", "upto_seq": head.seq,
-                                             "upto_hash": head.hash, "dock_sig": sig})
-        journal.append("wiped", {"files": ["media/20261127/seg-0.ts",
-                                           "media/20261127/seg-1.ts"],
-                                 "receipt_seq": receipt.seq})
+        receipt = journal.append(
+            "receipt",
+            {"dock": "dock-1", "upto_seq": head.seq, "upto_hash": head.hash, "dock_sig": sig},
+        )
+        journal.append(
+            "wiped",
+            {
+                "files": ["media/20261127/seg-0.ts", "media/20261127/seg-1.ts"],
+                "receipt_seq": receipt.seq,
+            },
+        )
     registry = Registry()
     registry.add(DeviceEntry(identity.device_id, identity.public_key_hex))
     registry.add_dock(DockEntry("dock-1", dock.public_key_hex))
@@ -319,8 +367,9 @@ def test_wiped_media_may_be_absent_but_must_match_if_present(tmp_path, identity)
     assert codes(check(storage, registry)) == ["media_truncated"]
 
 
-def test_a_wipe_needs_a_receipt_that_verifies_under_a_registered_dock(tmp_path, identity,
-                                                                       registry_file):
+def test_a_wipe_needs_a_receipt_that_verifies_under_a_registered_dock(
+    tmp_path, identity, registry_file
+):
     storage, registry = _receipted(tmp_path, identity, dock_sig="ab" * 64)
     (storage.root / "media/20261127/seg-0.ts").unlink()
     assert codes(check(storage, registry)) == ["bad_receipt"]  # once, under its first cause
@@ -328,26 +377,49 @@ def test_a_wipe_needs_a_receipt_that_verifies_under_a_registered_dock(tmp_path, 
     rows = lines(storage)
     wiped = json.loads(rows[-1])
     wiped["body"]["receipt_seq"] = 3  # a record that is no receipt
-    rows[-1] = sign_record(identity, **{k: wiped[k] for k in (
-        "seq", "prev", "utc", "mono_ns", "kind", "body")}).to_bytes()
+    rows[-1] = sign_record(
+        identity, **{k: wiped[k] for k in ("seq", "prev", "utc", "mono_ns", "kind", "body")}
+    ).to_bytes()
     write_lines(storage, rows)
     assert codes(check(storage, registry)) == ["bad_receipt", "unreceipted_wipe"]
 
 
 def _timed(identity, times):
-    return build(identity, [{"utc": format_utc(u), "mono_ns": m, "kind": k,
-                             "body": {"firmware": "1", "boot_id": "00" * 16, "reason": "start"}
-                             if k == "boot" else {"note": "x"}}
-                            for u, m, k in times])
+    return build(
+        identity,
+        [
+            {
+                "utc": format_utc(u),
+                "mono_ns": m,
+                "kind": k,
+                "body": {"firmware": "1", "boot_id": "00" * 16, "reason": "start"}
+                if k == "boot"
+                else {"note": "x"},
+            }
+            for u, m, k in times
+        ],
+    )
 
 
 def test_time_backwards_utc_and_monotonic(tmp_path, identity, registry_file):
     storage = DeviceStorage(tmp_path / "dev")
     storage.write_identity(identity)
     s = 10**9
-    write_lines(storage, [r.to_bytes() for r in _timed(identity, [
-        (T0, 1 * s, "boot"), (T0 + s, 2 * s, "marker"), (T0 - 60 * s, 3 * s, "marker"),
-        (T0 + 2 * s, 1 * s, "marker")])])
+    write_lines(
+        storage,
+        [
+            r.to_bytes()
+            for r in _timed(
+                identity,
+                [
+                    (T0, 1 * s, "boot"),
+                    (T0 + s, 2 * s, "marker"),
+                    (T0 - 60 * s, 3 * s, "marker"),
+                    (T0 + 2 * s, 1 * s, "marker"),
+                ],
+            )
+        ],
+    )
     problems = check(storage, registry_file).problems
     assert [(p.code, p.seq) for p in problems] == [("time_backwards", 2), ("time_backwards", 3)]
     assert "UTC" in problems[0].message and "mono_ns" in problems[1].message
@@ -357,9 +429,22 @@ def test_clock_set_and_boot_allow_time_to_step_back(tmp_path, identity, registry
     storage = DeviceStorage(tmp_path / "dev")
     storage.write_identity(identity)
     s = 10**9
-    write_lines(storage, [r.to_bytes() for r in _timed(identity, [
-        (T0, 1 * s, "boot"), (T0 + s, 2 * s, "clock_set"), (T0 - 60 * s, 3 * s, "marker"),
-        (T0 - 59 * s, 1 * s, "boot"), (T0 - 58 * s, 2 * s, "marker")])])
+    write_lines(
+        storage,
+        [
+            r.to_bytes()
+            for r in _timed(
+                identity,
+                [
+                    (T0, 1 * s, "boot"),
+                    (T0 + s, 2 * s, "clock_set"),
+                    (T0 - 60 * s, 3 * s, "marker"),
+                    (T0 - 59 * s, 1 * s, "boot"),
+                    (T0 - 58 * s, 2 * s, "marker"),
+                ],
+            )
+        ],
+    )
     assert check(storage, registry_file).intact
 
 
@@ -409,21 +494,39 @@ def test_malformed_lines(device, registry_file):
     rows.insert(3, b"")
     write_lines(device, rows)
     problems = check(device, registry_file).problems
-    assert [(p.code, p.line) for p in problems] == [("malformed_record", 3),
-                                                    ("malformed_record", 4)]
+    assert [(p.code, p.line) for p in problems] == [
+        ("malformed_record", 3),
+        ("malformed_record", 4),
+    ]
 
 
 def test_receipt_must_name_the_chain(tmp_path, identity, registry_file):
     storage = DeviceStorage(tmp_path / "dev")
     storage.write_identity(identity)
     r = build(identity, [{}, {}])
-    r += build(identity, [{}, {}, {"kind": "receipt", "body": {
-        "dock": "dock-1", "upto_seq": 1, "upto_hash": "cd" * 32, "dock_sig": "00" * 64},
-        "prev": r[1].hash}])[2:]
+    r += build(
+        identity,
+        [
+            {},
+            {},
+            {
+                "kind": "receipt",
+                "body": {
+                    "dock": "dock-1",
+                    "upto_seq": 1,
+                    "upto_hash": "cd" * 32,
+                    "dock_sig": "00" * 64,
+                },
+                "prev": r[1].hash,
+            },
+        ],
+    )[2:]
     write_lines(storage, [x.to_bytes() for x in r])
     problems = check(storage, registry_file).problems
     assert sorted((p.code, p.seq) for p in problems) == [
-        ("bad_receipt", 2), ("receipt_mismatch", 2)]  # no dock key to check it, and a bad hash
+        ("bad_receipt", 2),
+        ("receipt_mismatch", 2),
+    ]  # no dock key to check it, and a bad hash
 
 
 def test_garbage_identity_without_registry_is_reported(device):
@@ -442,13 +545,18 @@ def test_dock_store_reports_per_device(tmp_path, identity, other, registry2):
     report = verify_path(store)  # an unsigned registry inside the store: not trusted
     assert report.kind == "dock_store" and not report.trusted and no_dock_journal(report) == []
     assert [(d.folder, d.trust) for d in report.devices if d.role == "device"] == [
-        ("unit-1/cam-other", "untrusted registry"), ("unit-1/cam-test", "untrusted registry")]
+        ("unit-1/cam-other", "untrusted registry"),
+        ("unit-1/cam-test", "untrusted registry"),
+    ]
     given = verify_path(store, registry_path=registry2)
     assert given.trusted and no_dock_journal(given) == []
     (store / "unit-1/cam-test/media/20261127/seg-0.ts").write_bytes(b"")
     (problem,) = no_dock_journal(verify_path(store))
     assert (problem.code, problem.device, problem.file) == (
-        "media_truncated", "cam-test", "unit-1/cam-test/media/20261127/seg-0.ts")
+        "media_truncated",
+        "cam-test",
+        "unit-1/cam-test/media/20261127/seg-0.ts",
+    )
 
 
 def test_cli_exit_statuses_and_json(device, registry_file, tmp_path, capsys):
@@ -459,20 +567,28 @@ def test_cli_exit_statuses_and_json(device, registry_file, tmp_path, capsys):
     report = json.loads(capsys.readouterr().out)
     assert report["intact"] is False and report["exit"] == 1
     (problem,) = report["devices"][0]["problems"]
-    assert problem == {"code": "media_missing", "message": "segment file is missing",
-                       "device": "cam-test", "seq": 2, "line": 3,
-                       "file": "media/20261127/seg-0.ts"}
+    assert problem == {
+        "code": "media_missing",
+        "message": "segment file is missing",
+        "device": "cam-test",
+        "seq": 2,
+        "line": 3,
+        "file": "media/20261127/seg-0.ts",
+    }
     assert verify_main([str(device.root)]) == 1
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith("media/20261127/seg-0.ts:3: media_missing:")
     assert out[-1].endswith("records, 2 media files (5.6 KB)") and "1 PROBLEM in" in out[-1]
 
 
-@pytest.mark.parametrize("setup, reason", [
-    (lambda p: None, "no such file"),
-    (lambda p: p.write_bytes(b"x"), "not a device folder"),
-    (lambda p: p.mkdir(), "not a device folder"),
-])
+@pytest.mark.parametrize(
+    "setup, reason",
+    [
+        (lambda p: None, "no such file"),
+        (lambda p: p.write_bytes(b"x"), "not a device folder"),
+        (lambda p: p.mkdir(), "not a device folder"),
+    ],
+)
 def test_cli_cannot_check(tmp_path, capsys, setup, reason):
     target = tmp_path / "target"
     setup(target)
@@ -495,7 +611,7 @@ def test_every_problem_code_is_documented():
     from evidence.verify import PROBLEM_CODES
 
     doc = (Path(__file__).resolve().parent.parent / "docs" / "journal-format.md").read_text()
-    table = doc[doc.index("### Problem codes"):doc.index("## 10.")]
+    table = doc[doc.index("### Problem codes") : doc.index("## 10.")]
     documented = {line.split("`")[1] for line in table.splitlines() if line.startswith("| `")}
     assert documented == set(PROBLEM_CODES)
 
@@ -509,7 +625,10 @@ def test_store_expect_head_per_device(tmp_path, identity, other, registry2):
     write_lines(a, lines(a)[:-1])
     (problem,) = no_dock_journal(verify_path(store, expect_heads=[("cam-test", 6, head.hash)]))
     assert (problem.code, problem.device, problem.file) == (
-        "tail_cut", "cam-test", "unit-1/cam-test/journal.jsonl")
+        "tail_cut",
+        "cam-test",
+        "unit-1/cam-test/journal.jsonl",
+    )
     with pytest.raises(CannotCheck, match="DEVICE:SEQ:HASH"):
         verify_path(store, expect_heads=[(None, 6, head.hash)])
     with pytest.raises(CannotCheck, match="not here"):
@@ -525,14 +644,18 @@ def test_console_script_reports_garbage_without_a_traceback(tmp_path):
     result = subprocess.run([exe, str(folder)], capture_output=True, text=True, timeout=60)
     assert result.returncode == 1 and result.stderr == ""
     assert [line.split(": ")[1] for line in result.stdout.splitlines()[:3]] == [
-        "malformed_record"] * 3
+        "malformed_record"
+    ] * 3
 
 
 def test_identity_json_of_another_device(device, registry2, other):
     DeviceStorage(device.root).write_identity(other)
     (problem,) = check(device, registry2).problems
     assert (problem.code, problem.file, problem.device) == (
-        "foreign_device", "identity.json", "cam-test")
+        "foreign_device",
+        "identity.json",
+        "cam-test",
+    )
 
 
 def test_store_folder_without_a_readable_journal(tmp_path, identity, registry_file):
@@ -544,7 +667,8 @@ def test_store_folder_without_a_readable_journal(tmp_path, identity, registry_fi
     problems = no_dock_journal(verify_path(store, registry_path=registry_file))
     assert [(p.code, p.file) for p in problems] == [
         ("journal_missing", "unit-1/cam-fifo/journal.jsonl"),
-        ("journal_missing", "unit-1/cam-gone/journal.jsonl")]
+        ("journal_missing", "unit-1/cam-gone/journal.jsonl"),
+    ]
 
 
 def test_cli_config_file(device, registry_file, tmp_path, capsys):

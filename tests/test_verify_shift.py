@@ -17,15 +17,22 @@ BIN = Path(sys.executable).parent
 @pytest.fixture(scope="module")
 def shift(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("shift") / "out"
-    subprocess.run([BIN / "bodycam-sim", "shift", "--out", out, "--duration", "5m", "-q"],
-                   check=True, capture_output=True, timeout=120)
+    subprocess.run(
+        [BIN / "bodycam-sim", "shift", "--out", out, "--duration", "5m", "-q"],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
     return out
 
 
 def test_simulated_shift_verifies_intact_and_tampering_is_found(shift):
-    result = subprocess.run([BIN / "bodycam-verify", shift / "device", "--registry",
-                             shift / "registry.json", "--json"],
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [BIN / "bodycam-verify", shift / "device", "--registry", shift / "registry.json", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 0, result.stdout
     report = json.loads(result.stdout)
     (device,) = report["devices"]

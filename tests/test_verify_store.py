@@ -32,8 +32,7 @@ def docked(tmp_path_factory) -> Path:
         camera.record(3, 20_000, seed=len(cams))
         cams.append((camera, registry))
     dock, store = make_dock(tmp, cams[0][1])
-    register(store.registry_path, UnitKey.load(tmp / "unit-key/unit.key"),
-             merge_from=cams[1][1])
+    register(store.registry_path, UnitKey.load(tmp / "unit-key/unit.key"), merge_from=cams[1][1])
     for camera, _ in cams:
         result, outcome = dock_once(store, dock, camera)
         assert result.outcome == "stored", result.reason
@@ -71,8 +70,11 @@ def test_an_honest_store_is_intact_and_trusted(store, keys):
     report = check(store, keys)
     assert report.intact and report.trusted, report.problems
     roles = sorted((d.role, d.folder) for d in report.devices)
-    assert roles == [("device", "unit-1/cam-001"), ("device", "unit-1/cam-002"),
-                     ("dock", "_docks/dock-sim")]
+    assert roles == [
+        ("device", "unit-1/cam-001"),
+        ("device", "unit-1/cam-002"),
+        ("dock", "_docks/dock-sim"),
+    ]
     assert sum(d.media_files for d in report.devices) == 6
 
 
@@ -80,10 +82,12 @@ def test_a_deleted_media_file_is_missing_although_the_camera_wiped_it(store, key
     victim = media_of(store)[1]
     victim.unlink()
     (problem,) = check(store, keys).problems
-    assert problem.code == "media_missing" and "dock dock-sim recorded storing it" in \
-        problem.message
-    assert problem.file == "unit-1/cam-001/" + victim.relative_to(
-        store / "unit-1/cam-001").as_posix()
+    assert (
+        problem.code == "media_missing" and "dock dock-sim recorded storing it" in problem.message
+    )
+    assert (
+        problem.file == "unit-1/cam-001/" + victim.relative_to(store / "unit-1/cam-001").as_posix()
+    )
 
 
 def test_every_media_file_deleted_is_each_reported(store, keys):
@@ -190,13 +194,15 @@ def _attacker_resigns(store: Path, tmp: Path) -> None:
             body = dict(r.body)
             if r.kind == "marker":
                 body["note"] = "rewritten"
-            new = sign_record(key, seq=r.seq, prev=prev, utc=r.utc, mono_ns=r.mono_ns,
-                              kind=r.kind, body=body)
+            new = sign_record(
+                key, seq=r.seq, prev=prev, utc=r.utc, mono_ns=r.mono_ns, kind=r.kind, body=body
+            )
             out.append(new.to_bytes())
             prev = new.hash
         (folder / "journal.jsonl").write_bytes(b"".join(x + b"\n" for x in out))
-        (folder / "identity.json").write_text(json.dumps(
-            {"device_id": entry.device_id, "public_key": key.public_key_hex}))
+        (folder / "identity.json").write_text(
+            json.dumps({"device_id": entry.device_id, "public_key": key.public_key_hex})
+        )
         forged.add(type(entry)(entry.device_id, key.public_key_hex, entry.officer, entry.unit))
     for dock in real.docks():
         forged.add_dock(dock)
@@ -238,7 +244,7 @@ def test_the_cli_says_untrusted_and_exits_1_without_a_named_key(store, docked, c
     data = json.loads(capsys.readouterr().out)
     assert data["trusted"] and data["intact"] and data["exit"] == 0
     fingerprint = next(iter(load_unit_keys(trust_file=docked / "trust.toml")))
-    spaced = " ".join(fingerprint[i:i + 4] for i in range(0, 64, 4)).upper()
+    spaced = " ".join(fingerprint[i : i + 4] for i in range(0, 64, 4)).upper()
     assert verify_main([str(store), "--unit-key", spaced]) == 0
 
 
@@ -251,8 +257,11 @@ def _evidence_paths(store: Path) -> list[Path]:
     found = []
     for path in sorted(store.rglob("*")):
         rel = path.relative_to(store)
-        if rel.parts[0].startswith(".") or rel.name in ("identity.json", "index.sqlite",
-                                                         "registry.json"):
+        if rel.parts[0].startswith(".") or rel.name in (
+            "identity.json",
+            "index.sqlite",
+            "registry.json",
+        ):
             continue
         if path.is_file() and (rel.name == "journal.jsonl" or "media" in rel.parts):
             found.append(path)
@@ -264,12 +273,13 @@ def _evidence_paths(store: Path) -> list[Path]:
 OPS = ("delete", "hide", "move_to_partial", "move_to_unit", "rename")
 
 
-@settings(max_examples=40, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(steps=st.lists(st.tuples(st.sampled_from(OPS), st.integers(0, 10**6)), min_size=1,
-                      max_size=3))
-def test_random_deletions_moves_and_renames_never_pass_as_intact(docked, keys, tmp_path,
-                                                                  steps):
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    steps=st.lists(st.tuples(st.sampled_from(OPS), st.integers(0, 10**6)), min_size=1, max_size=3)
+)
+def test_random_deletions_moves_and_renames_never_pass_as_intact(docked, keys, tmp_path, steps):
     store = Path(tempfile.mkdtemp(dir=tmp_path)) / "dock"
     shutil.copytree(docked / "dock", store, symlinks=True)
     for op, pick in steps:

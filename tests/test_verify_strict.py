@@ -43,8 +43,12 @@ SAMPLES = {
 def test_every_pattern_matches_in_full_and_in_ascii(name, pattern):
     sample = SAMPLES[name.rsplit(".", 1)[1]]
     assert pattern.match(sample)
-    for bad in (sample + "\n", sample + "x\n", " " + sample,
-                sample.replace("1", "\u0661").replace("a", "\u0430")):  # Arabic 1, Cyrillic a
+    for bad in (
+        sample + "\n",
+        sample + "x\n",
+        " " + sample,
+        sample.replace("1", "\u0661").replace("a", "\u0430"),
+    ):  # Arabic 1, Cyrillic a
         if bad != sample:
             assert not pattern.match(bad), (name, bad)
 
@@ -65,11 +69,22 @@ def test_a_newline_appended_to_the_last_signature_is_malformed(device, registry_
     assert (problem.code, problem.line) == ("malformed_record", len(rows))
 
 
-@pytest.mark.parametrize("path", [
-    "identity.json", "journal.jsonl", "media/../identity.json", "media/2026112/x.ts",
-    "media/20261327/x.ts", "media/20261127/.hidden.ts", "media/20261127/a\nb.ts",
-    "media/20261127/x.jpg", "media/20261127/sub/x.ts", "/media/20261127/x.ts",
-    "media/20261127/" + "x" * 200 + ".ts"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "identity.json",
+        "journal.jsonl",
+        "media/../identity.json",
+        "media/2026112/x.ts",
+        "media/20261327/x.ts",
+        "media/20261127/.hidden.ts",
+        "media/20261127/a\nb.ts",
+        "media/20261127/x.jpg",
+        "media/20261127/sub/x.ts",
+        "/media/20261127/x.ts",
+        "media/20261127/" + "x" * 200 + ".ts",
+    ],
+)
 def test_a_segment_may_bind_only_a_file_under_media(tmp_path, identity, path):
     assert media_path_error("segment", path) is not None
     storage = make_device(tmp_path / "dev", identity)
@@ -77,13 +92,27 @@ def test_a_segment_may_bind_only_a_file_under_media(tmp_path, identity, path):
     head = Record.from_bytes(rows[-1])
     # sign_record itself refuses to make such a record...
     with pytest.raises(ValueError, match="media record"):
-        sign_record(identity, seq=head.seq + 1, prev=head.hash, utc=head.utc,
-                    mono_ns=head.mono_ns + 1, kind="segment",
-                    body={"file": path, "size": 10, "sha256": "00" * 32})
+        sign_record(
+            identity,
+            seq=head.seq + 1,
+            prev=head.hash,
+            utc=head.utc,
+            mono_ns=head.mono_ns + 1,
+            kind="segment",
+            body={"file": path, "size": 10, "sha256": "00" * 32},
+        )
     # ...so write it as a hostile key holder would, signing the bytes directly.
     body = {"file": path, "size": 10, "sha256": "00" * 32}
-    unsigned = {"v": 1, "device": identity.device_id, "seq": head.seq + 1, "prev": head.hash,
-                "utc": head.utc, "mono_ns": head.mono_ns + 1, "kind": "segment", "body": body}
+    unsigned = {
+        "v": 1,
+        "device": identity.device_id,
+        "seq": head.seq + 1,
+        "prev": head.hash,
+        "utc": head.utc,
+        "mono_ns": head.mono_ns + 1,
+        "kind": "segment",
+        "body": body,
+    }
     unsigned["sig"] = identity.sign(canonical_bytes(unsigned)).hex()
     write_lines(storage, rows + [canonical_bytes(unsigned)])
     assert "malformed_record" in codes(check(storage))
@@ -171,8 +200,7 @@ def test_an_honest_torn_tail_repair_after_a_reboot_verifies(tmp_path, identity, 
     assert kinds == ["torn_tail", "boot"]
 
 
-def test_mono_going_back_without_a_boot_is_still_time_backwards(tmp_path, identity,
-                                                                 registry_file):
+def test_mono_going_back_without_a_boot_is_still_time_backwards(tmp_path, identity, registry_file):
     storage = DeviceStorage(tmp_path / "dev")
     storage.write_identity(identity)
     records = build(identity, [{}, {"mono_ns": 5}, {}])

@@ -58,6 +58,15 @@ def device_power(bus: I2CBus | None = None, thermal_path: str | None = None) -> 
 
 
 __all__ = [
-    "DS3231", "MAX17048", "BoardPower", "I2CBus", "LinuxRtc", "RtcClock", "RtcError",
-    "SocThermal", "device_clock", "device_power", "open_i2c_bus",
+    "DS3231",
+    "MAX17048",
+    "BoardPower",
+    "I2CBus",
+    "LinuxRtc",
+    "RtcClock",
+    "RtcError",
+    "SocThermal",
+    "device_clock",
+    "device_power",
+    "open_i2c_bus",
 ]

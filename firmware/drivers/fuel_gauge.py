@@ -11,14 +11,14 @@ import logging
 _log = logging.getLogger(__name__)
 
 ADDRESS = 0x36
-REG_VCELL = 0x02    # 78.125 uV per LSB
-REG_SOC = 0x04      # high byte: percent; low byte: 1/256 percent
+REG_VCELL = 0x02  # 78.125 uV per LSB
+REG_SOC = 0x04  # high byte: percent; low byte: 1/256 percent
 REG_MODE = 0x06
 REG_VERSION = 0x08  # 0x001x for the MAX17048/9
-REG_CONFIG = 0x0C   # low 5 bits ATHD: alert at (32 - ATHD) percent; bit 5 ALRT
-REG_CRATE = 0x16    # signed, 0.208 %/h per LSB
-REG_STATUS = 0x1A   # bit 0 (of the high byte) RI: reset indicator
-REG_CMD = 0xFE      # write 0x5400 for a power-on reset
+REG_CONFIG = 0x0C  # low 5 bits ATHD: alert at (32 - ATHD) percent; bit 5 ALRT
+REG_CRATE = 0x16  # signed, 0.208 %/h per LSB
+REG_STATUS = 0x1A  # bit 0 (of the high byte) RI: reset indicator
+REG_CMD = 0xFE  # write 0x5400 for a power-on reset
 
 
 class MAX17048:

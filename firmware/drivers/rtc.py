@@ -31,10 +31,10 @@ from pathlib import Path
 _log = logging.getLogger(__name__)
 
 ADDRESS = 0x68
-REG_TIME = 0x00      # seconds, minutes, hours, weekday, date, month|century, year (BCD)
-REG_CONTROL = 0x0E   # bit 7 EOSC (active low: 0 runs the oscillator on battery)
-REG_STATUS = 0x0F    # bit 7 OSF: the oscillator stopped; the time is not trustworthy
-REG_TEMP = 0x11      # MSB signed degrees, LSB bits 7:6 quarter degrees
+REG_TIME = 0x00  # seconds, minutes, hours, weekday, date, month|century, year (BCD)
+REG_CONTROL = 0x0E  # bit 7 EOSC (active low: 0 runs the oscillator on battery)
+REG_STATUS = 0x0F  # bit 7 OSF: the oscillator stopped; the time is not trustworthy
+REG_TEMP = 0x11  # MSB signed degrees, LSB bits 7:6 quarter degrees
 OSF = 0x80
 EOSC = 0x80
 NS = 1_000_000_000
@@ -95,8 +95,7 @@ class DS3231:
         day = from_bcd(regs[4] & 0x3F)
         month = from_bcd(regs[5] & 0x1F)
         year = 2000 + from_bcd(regs[6]) + (100 if regs[5] & 0x80 else 0)
-        if not (1 <= month <= 12 and 1 <= day <= 31 and hour < 24 and minute < 60
-                and second < 60):
+        if not (1 <= month <= 12 and 1 <= day <= 31 and hour < 24 and minute < 60 and second < 60):
             raise RtcError(f"RTC holds an impossible time: {list(map(hex, regs))}")
         return calendar.timegm((year, month, day, hour, minute, second, 0, 0, 0)) * NS
 
@@ -105,9 +104,13 @@ class DS3231:
         t = time.gmtime(_whole_seconds(utc_ns))
         _check_year(t.tm_year)
         regs = [
-            to_bcd(t.tm_sec), to_bcd(t.tm_min), to_bcd(t.tm_hour),
-            t.tm_wday + 1,                       # 1..7, Monday = 1 (the chip only counts)
-            to_bcd(t.tm_mday), to_bcd(t.tm_mon), to_bcd(t.tm_year - 2000),
+            to_bcd(t.tm_sec),
+            to_bcd(t.tm_min),
+            to_bcd(t.tm_hour),
+            t.tm_wday + 1,  # 1..7, Monday = 1 (the chip only counts)
+            to_bcd(t.tm_mday),
+            to_bcd(t.tm_mon),
+            to_bcd(t.tm_year - 2000),
         ]
         self.bus.write_i2c_block_data(self.address, REG_TIME, regs)
         control = self.bus.read_i2c_block_data(self.address, REG_CONTROL, 1)[0]
@@ -136,8 +139,11 @@ class LinuxRtc:
     ``ioctl`` is the seam tests replace; it has ``fcntl.ioctl``'s signature.
     """
 
-    def __init__(self, path: str | os.PathLike = "/dev/rtc0",
-                 ioctl: Callable[[int, int, bytes], bytes] = fcntl.ioctl) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike = "/dev/rtc0",
+        ioctl: Callable[[int, int, bytes], bytes] = fcntl.ioctl,
+    ) -> None:
         self.path = Path(path)
         self._ioctl = ioctl
 
@@ -150,8 +156,9 @@ class LinuxRtc:
             return self._ioctl(fd, request, arg)
         except OSError as exc:
             # rtc-ds1307 answers EINVAL while the oscillator-stop flag is set.
-            raise RtcError(f"{self.path}: cannot use the RTC ({exc.strerror}); "
-                           "oscillator stopped or never set") from None
+            raise RtcError(
+                f"{self.path}: cannot use the RTC ({exc.strerror}); oscillator stopped or never set"
+            ) from None
         finally:
             os.close(fd)
 
@@ -163,8 +170,17 @@ class LinuxRtc:
     def set_time_ns(self, utc_ns: int) -> None:
         t = time.gmtime(_whole_seconds(utc_ns))
         _check_year(t.tm_year)
-        arg = _RTC_TIME.pack(t.tm_sec, t.tm_min, t.tm_hour, t.tm_mday, t.tm_mon - 1,
-                             t.tm_year - 1900, (t.tm_wday + 1) % 7, t.tm_yday - 1, 0)
+        arg = _RTC_TIME.pack(
+            t.tm_sec,
+            t.tm_min,
+            t.tm_hour,
+            t.tm_mday,
+            t.tm_mon - 1,
+            t.tm_year - 1900,
+            (t.tm_wday + 1) % 7,
+            t.tm_yday - 1,
+            0,
+        )
         self._call(RTC_SET_TIME, arg, os.O_RDWR)
 
 
@@ -179,8 +195,12 @@ class RtcClock:
     ``set_system_clock`` is the seam for tests (default ``clock_settime``).
     """
 
-    def __init__(self, rtc, set_system_clock: Callable[[int], None] = _set_system_clock,
-                 now_ns: Callable[[], int] = time.time_ns) -> None:
+    def __init__(
+        self,
+        rtc,
+        set_system_clock: Callable[[int], None] = _set_system_clock,
+        now_ns: Callable[[], int] = time.time_ns,
+    ) -> None:
         self.rtc = rtc
         self._set_system_clock = set_system_clock
         self._now_ns = now_ns
