@@ -33,6 +33,7 @@ DEFAULTS: dict[str, Any] = {
         "host": "localhost",
         "port": 8883,
         "ca_file": "",
+        "insecure": False,
         "cert_file": "",
         "key_file": "",
         "username": "",
@@ -53,7 +54,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     common.add_argument("--host", help="broker host")
     common.add_argument("--port", type=int, help="broker port")
-    common.add_argument("--ca-file", help="CA certificate of the broker (enables TLS)")
+    common.add_argument("--ca-file", help="CA certificate of the broker (TLS is required)")
+    common.add_argument(
+        "--insecure",
+        action="store_const",
+        const=True,
+        help="plain TCP, password in clear text (loopback test brokers only)",
+    )
     common.add_argument("--username", help="broker user name")
     common.add_argument("--password-file", help="file holding the broker password (mode 0600)")
     common.add_argument("-v", "--verbose", action="store_true", help="log more")
@@ -110,6 +117,7 @@ def load(args: argparse.Namespace) -> dict[str, Any]:
             "mqtt.host": args.host,
             "mqtt.port": args.port,
             "mqtt.ca_file": args.ca_file,
+            "mqtt.insecure": args.insecure,
             "mqtt.username": args.username,
             "mqtt.password_file": args.password_file,
         },
