@@ -8,6 +8,7 @@ Each attack asserts the refusal and its reason, that nothing the supervisor hold
 
 from __future__ import annotations
 
+import json
 import queue
 import signal
 import ssl
@@ -29,7 +30,7 @@ from evidence.message import sign_message, sign_status
 from evidence.registry import DeviceEntry, Registry
 from firmware.mqtt import AlertLink, MqttSettings
 from supervisor.judge import AlertJudge, SeenState, Verdict
-from supervisor.watch import BrokerSettings, Watcher
+from supervisor.watch import BrokerSettings, Watcher, collect_status, send_ack
 
 UNIT = "unit-1"
 H = 3600 * NS
@@ -43,7 +44,7 @@ def prod(tmp_path_factory) -> ProductionBroker:
         b.issue(cam, "camera", unit)
     for dock in ("dock-1", "dock-sim"):
         b.issue(dock, "dock")
-    for sup in ("sup-1", "sup-kick", "sup-e2e", "sup-fresh", "sup-flags", "sup-forge"):
+    for sup in ("sup-1", "sup-kick", "sup-e2e", "sup-fresh", "sup-flags", "sup-forge", "sup-cli"):
         b.issue(sup, "supervisor")
     # A password line without an ACL block, as a hand edit of the passwd file would leave.
     with open(b.workdir / "passwd", "a") as f:
@@ -435,6 +436,42 @@ def test_a_camera_cannot_take_a_supervisors_client_id(prod, tmp_path):
     finally:
         watch.stop()
     assert [(v.seq, v.verdict) for v in got] == [(r.seq, "verified") for r in (first, *queued)]
+
+
+def test_the_supervisors_status_and_ack_commands_never_take_over_its_watch(prod, tmp_path):
+    """One person, one credential: ``status`` and ``ack`` log in as ``<name>.cmd`` while
+    ``watch`` holds ``<name>``'s session, so running them kicks nothing off."""
+    cam = DeviceIdentity.create(tmp_path / "a" / "device.key", "cam-a")
+    registry = Registry()
+    registry.add(DeviceEntry("cam-a", cam.public_key_hex, "A1", UNIT))
+    settings = supervisor(prod, "sup-cli")
+    judge = AlertJudge(registry, SeenState())
+    watch = Watcher(settings, judge, Shown())
+    drops: list[str] = []
+    real_on_disconnect = watch.client.on_disconnect
+    watch.client.on_disconnect = lambda c, u, f, rc, p: (
+        drops.append(str(rc)),
+        real_on_disconnect(c, u, f, rc, p),
+    )
+    watch.start()
+    assert watch.subscribed.wait(WAIT)
+    acked: queue.Queue = queue.Queue()
+    camera = Probe(prod, "cam-a")
+    camera.client.on_message = lambda c, u, m: acked.put(bytes(m.payload))
+    assert camera.connect() == "Success"
+    try:
+        assert allowed(camera.subscribe(f"bodycam/{UNIT}/cam-a/ack"))
+        rows = collect_status(settings, judge, registry, wait_s=1.0)
+        send_ack(settings, UNIT, "cam-a", 7, "sgt-li")
+        assert json.loads(acked.get(timeout=WAIT)) == {"alert_seq": 7, "by": "sgt-li"}
+        kicked = list(drops)  # before the watch's own clean disconnect
+    finally:
+        camera.close()
+        watch.stop()
+    assert [r["device"] for r in rows] == ["cam-a"]
+    assert kicked == []
+    log = (prod.workdir / "mosquitto.log").read_text()
+    assert "as sup-cli.cmd (" in log and "Client sup-cli already connected" not in log
 
 
 # --- 3 (end to end). the dock reads statuses; its alert reaches the supervisor ------------
