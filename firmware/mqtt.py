@@ -103,7 +103,6 @@ CURSOR_SAVE_S = 0.25
 # carries this state once (then the indicator's state again). Recording starting shows in
 # the indicator state too, but a short recording could fall between two statuses.
 STATUS_EVENTS = {"recording_started": "recording", "receipt": "docked"}
-RESEND_WITH_NEW_S = 1.0
 
 StatusSource = Callable[[], tuple[str, int]]  # -> (state, battery percent or -1)
 AckCallback = Callable[[int, str], None]  # (alert_seq, by) in the driver thread
@@ -133,7 +132,10 @@ class DeviceSession:
         # Console id -> public key (from the trusted registry). With none, an alert is done
         # when the broker PUBACKs it; with some, only when a console's receipt says shown.
         self.consoles = dict(consoles or {})
-        self._sent_at: dict[int, float] = {}  # alert seq -> when last published (monotonic)
+        # alert seq -> (when, publish number) of its last publish, until it is receipted
+        self._sent_at: dict[int, tuple[float, int]] = {}
+        self._pub_no = 0  # publishes of alerts so far (orders them)
+        self._last_new_no = -1  # publish number of the newest first-time publish
         self._resend_wait = settings.receipt_resend_s
         self._events: deque[str] = deque(maxlen=8)  # event states the next statuses carry
         self.receipts = 0  # receipts that settled an alert (for tests and logs)
@@ -163,6 +165,11 @@ class DeviceSession:
         # queued once, never missed.
         journal.add_listener(self._on_record)
         self.outbox.load_journal(journal.path)
+
+    @property
+    def inflight(self) -> int:
+        """Alerts published on this connection that the broker has not yet PUBACKed."""
+        return len(self._order)
 
     # -- appending thread ------------------------------------------------------------
     def _on_record(self, record: Record) -> None:
@@ -327,12 +334,15 @@ class DeviceSession:
     def _resend_check(self, now: float) -> bool:
         """Receipt mode: restart the round from the oldest unreceipted alert when it is due.
 
-        Due when the oldest unreceipted alert was last published ``_resend_wait`` ago (the
-        wait doubles up to ``receipt_resend_max_s`` while no receipt comes), or when a new
-        alert is about to go out and older unreceipted ones were last published over
-        RESEND_WITH_NEW_S ago: they go first, so the console still sees journal order
-        (its judge flags a genuine alert older than one it has shown as a replay). False
-        means: publish nothing now (wait for the PUBACKs of what is in flight)."""
+        Due (a) when the oldest unreceipted alert was last published ``_resend_wait`` ago
+        (the wait doubles up to ``receipt_resend_max_s`` while no receipt comes), or (b)
+        when a new alert is about to go out for the first time while older ones await
+        their receipt (and were not re-published since the last new one went out). Then
+        the older ones go again first, so a console always sees journal order: a broker that restarted,
+        or a console that subscribed, between an old alert and a new one would otherwise
+        show the new one first and then flag the old one as a replay. In an outage that
+        costs O(alerts^2) duplicates, which the console drops. False means: publish
+        nothing now (let the PUBACKs of what is in flight come in first)."""
         oldest = self.outbox.pending(-1, 1)
         if not oldest:
             self._resend_wait = self.settings.receipt_resend_s
@@ -340,17 +350,19 @@ class DeviceSession:
         first = oldest[0].seq
         if first > self._sent_upto:
             return True  # not yet published on this connection: the round is under way
-        idle_s = now - self._sent_at.get(first, 0.0)
-        new_waiting = bool(self.outbox.pending(self._sent_upto, 1))
-        timer = not new_waiting and idle_s >= self._resend_wait
-        if not (timer or (new_waiting and idle_s >= RESEND_WITH_NEW_S)):
+        upcoming = self.outbox.pending(self._sent_upto, 1)
+        if upcoming and upcoming[0].seq in self._sent_at:
+            return True  # a round is under way (re-publishing older alerts)
+        last_at, last_no = self._sent_at.get(first, (0.0, -1))
+        timer = not upcoming and now - last_at >= self._resend_wait
+        if not (timer or (upcoming and last_no <= self._last_new_no)):
             return True
         if self._order:
-            return False  # let the PUBACKs come in, then restart the round in order
+            return False
         if timer:
             self._resend_wait = min(self._resend_wait * 2, self.settings.receipt_resend_max_s)
         _log.info(
-            "%s: no receipt for %d alert(s) from seq %d; sending them again",
+            "%s: no receipt yet for %d alert(s) from seq %d; sending them again",
             self.device,
             self.outbox.count(),
             first,
@@ -377,7 +389,11 @@ class DeviceSession:
             self.published += 1
             if record.seq in self._sent_at:
                 self.resent += 1
-            self._sent_at[record.seq] = now
+            elif self.consoles:
+                self._last_new_no = self._pub_no
+            if self.consoles:
+                self._sent_at[record.seq] = (now, self._pub_no)
+            self._pub_no += 1
         if client.want_write() and client.loop_write() != MQTTErrorCode.MQTT_ERR_SUCCESS:
             self._lost("write failed")
 

@@ -209,6 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(args.verbose)
     if not args.verbose:
         logging.getLogger().setLevel(logging.WARNING)
+        logging.getLogger("paho").setLevel(logging.CRITICAL)  # its retries, with -v only
     return run_command(PROG, lambda: _run(args))
 
 

@@ -51,6 +51,7 @@ class BrokerSettings(ConnectionSettings):
             self, self.client_id or client_id, protocol=mqtt.MQTTv311, clean_session=clean
         )
         client.reconnect_delay_set(RECONNECT_MIN_S, RECONNECT_MAX_S)
+        client.enable_logger(logging.getLogger("paho"))  # shown with -v (DEBUG)
         return client
 
 
@@ -159,6 +160,7 @@ class Watcher:
         self.counts: dict[str, int] = {}
         self._failing = False
         self._stopping = False
+        self._connected_once = False  # before that, the command reports a failure itself
 
     def start(self) -> None:
         self.client.connect_async(
@@ -190,12 +192,15 @@ class Watcher:
         else:
             _log.info("connected to %s:%d", self.settings.host, self.settings.port)
         self._failing = False
+        self._connected_once = True
         client.subscribe([(ALERTS, 1), (DOCK_ALERTS, 1), (STATUSES, 1)])
 
     def _on_connect_fail(self, client, userdata) -> None:
         self.connect_error = "connection refused or host unreachable"
         self.connect_failed.set()
-        if not self._failing:  # once per outage; paho keeps retrying with backoff
+        # Once per outage (paho keeps retrying with backoff); before the first connection
+        # the command itself reports the failure.
+        if self._connected_once and not self._failing:
             self._failing = True
             _log.warning(
                 "cannot reach the broker at %s:%d; retrying", self.settings.host, self.settings.port

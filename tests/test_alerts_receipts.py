@@ -76,16 +76,14 @@ def make_unit(tmp: Path, *, console_registered: bool = True) -> Unit:
 
 
 def camera_settings(broker, **kw) -> MqttSettings:
-    return MqttSettings(
-        host=broker.host,
-        port=broker.port,
-        unit=UNIT,
-        reconnect_max_s=0.3,
-        status_min_interval_s=0.0,
-        receipt_resend_s=kw.pop("receipt_resend_s", 0.3),
-        receipt_resend_max_s=kw.pop("receipt_resend_max_s", 1.0),
+    values = {
+        "reconnect_max_s": 0.3,
+        "status_min_interval_s": 0.0,
+        "receipt_resend_s": 0.3,
+        "receipt_resend_max_s": 1.0,
         **kw,
-    )
+    }
+    return MqttSettings(host=broker.host, port=broker.port, unit=UNIT, **values)
 
 
 class Shown:

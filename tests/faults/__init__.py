@@ -1,0 +1,1 @@
+"""The fault suite: real daemons, real brokers, real kills (run alone: pytest -m faults)."""
