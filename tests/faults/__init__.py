@@ -1,1 +1,2 @@
-"""The fault suite: real daemons, real brokers, real kills (run alone: pytest -m faults)."""
+"""The fault suite (issue 13): each fault survived, against the real daemons. Run it alone
+with `pytest -m faults`."""
