@@ -129,6 +129,11 @@ def _run(args: argparse.Namespace) -> int:
     from .recorder import Recorder
 
     config = load_config(args)
+    mqtt_settings = None
+    if config["mqtt"]["host"]:  # checked before anything starts: TLS, or insecure said so
+        from .mqtt import MqttSettings
+
+        mqtt_settings = MqttSettings.from_config(config["mqtt"])
     trusted = cfg.dock_entries(config)
     identity = DeviceIdentity.load(config["device"]["key"])
     backend = backend_name(args)
@@ -173,10 +178,10 @@ def _run(args: argparse.Namespace) -> int:
         recorder.services.append(worker)
         worker.start()
     link = None
-    if config["mqtt"]["host"]:  # stoppage alerts and status to the unit's broker
-        from .mqtt import MqttSettings, link_for_recorder
+    if mqtt_settings is not None:  # stoppage alerts and status to the unit's broker
+        from .mqtt import link_for_recorder
 
-        link = link_for_recorder(recorder, MqttSettings.from_config(config["mqtt"]))
+        link = link_for_recorder(recorder, mqtt_settings)
         link.start()
     if args.record:
         recorder.button("record", True)

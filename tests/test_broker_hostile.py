@@ -9,9 +9,12 @@ Each attack asserts the refusal and its reason, that nothing the supervisor hold
 from __future__ import annotations
 
 import json
+import os
 import queue
 import signal
 import ssl
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -19,7 +22,7 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import pytest
 from conftest import ProductionBroker
-from dockkit import NS, dock_once, make_camera, make_dock
+from dockkit import NS, dock_once, make_camera, make_dock, store_trust
 from paho.mqtt.enums import CallbackAPIVersion
 
 from dock.alerts import MAX_ALERT_BYTES, DeadlineWatcher, MqttConfig, dock_alert
@@ -34,7 +37,7 @@ from supervisor.watch import BrokerSettings, Watcher, collect_status, send_ack
 
 UNIT = "unit-1"
 H = 3600 * NS
-WAIT = 15  # seconds: an upper bound for events, never a sleep
+WAIT = 30  # seconds: an upper bound for events (a loaded machine), never a sleep
 
 
 @pytest.fixture(scope="module")
@@ -255,6 +258,48 @@ def test_a_user_without_grants_and_a_stranger_get_nothing(prod, seeded):
         assert got.get(timeout=WAIT) in ("Not authorized", "Bad user name or password")
     finally:
         anonymous.loop_stop()
+
+
+# --- 4. TLS required: no password in clear text ----------------------------------------
+
+
+def test_the_recorder_and_the_dock_refuse_plain_tcp_in_one_line_before_starting(tmp_path):
+    """A config with a broker host and no ca_file (the shipped defaults plus a host) is
+    refused by each daemon before it writes anything or opens a bay: exit 2, one line."""
+    line = (
+        "mqtt.ca_file is empty; TLS is required (set ca_file to the broker's CA, "
+        "or insecure = true for a plain-TCP test broker)"
+    )
+    key = tmp_path / "key" / "device.key"
+    DeviceIdentity.create(key, "cam-plain")
+    recorder_toml = tmp_path / "recorder.toml"
+    recorder_toml.write_text('[mqtt]\nhost = "broker.example.org"\nunit = "unit-1"\n')
+    storage = tmp_path / "storage"
+    recorder = subprocess.run(
+        [sys.executable, "-m", "firmware", "--camera", "sim", "--config", str(recorder_toml),
+         "--storage", str(storage), "--key", str(key)],
+        env=dict(os.environ, GPIOZERO_PIN_FACTORY="mock"),
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert recorder.returncode == 2
+    assert recorder.stderr.splitlines() == [
+        f"bodycam-recorder: error: broker broker.example.org: {line}"
+    ]
+    assert not storage.exists()  # no journal opened, no boot record written
+    _, registry_path = make_camera(tmp_path, "cam-001")
+    make_dock(tmp_path, registry_path)[1].close()
+    dock_toml = tmp_path / "dock.toml"
+    dock_toml.write_text('[mqtt]\nhost = "broker.example.org"\n')
+    trust = [a for fp in sorted(store_trust(tmp_path)) for a in ("--unit-key", fp)]
+    dock = subprocess.run(
+        [sys.executable, "-m", "dock", "--config", str(dock_toml), "--store",
+         str(tmp_path / "dock"), "--key", str(tmp_path / "dock-key" / "dock.key"), *trust,
+         "serve"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert dock.returncode == 2
+    assert dock.stderr.splitlines()[-1] == f"bodycam-dock: error: broker broker.example.org: {line}"
+    assert "serving" not in dock.stderr
 
 
 # --- 1. cameras cannot forge dock alerts ------------------------------------------------
