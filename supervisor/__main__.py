@@ -11,12 +11,12 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
 
 from evidence.cli import UsageError, run_command, setup_logging
-from evidence.config import load_config
 from evidence.registry import Registry
 
+from .config import SYSTEM_CONFIG, SupervisorConfig
+from .config import load as load_supervisor_config
 from .console import format_json, format_line, format_status_rows
 from .judge import AlertJudge, SeenState, Verdict
 from .watch import BrokerSettings, Watcher, collect_status, send_ack
@@ -24,22 +24,6 @@ from .watch import BrokerSettings, Watcher, collect_status, send_ack
 _log = logging.getLogger(__name__)
 
 PROG = "bodycam-supervisor"
-SYSTEM_CONFIG = Path("/etc/bodycam/supervisor.toml")
-DEFAULTS: dict[str, Any] = {
-    "registry": "/etc/bodycam/registry.json",
-    "state": "",  # "" = $XDG_STATE_HOME/bodycam/supervisor.json (~/.local/state/...)
-    "name": "",
-    "mqtt": {
-        "host": "localhost",
-        "port": 8883,
-        "ca_file": "",
-        "cert_file": "",
-        "key_file": "",
-        "username": "",
-        "password_file": "",
-        "client_id": "",
-    },
-}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -99,11 +83,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def load(args: argparse.Namespace) -> dict[str, Any]:
-    path = args.config or (SYSTEM_CONFIG if SYSTEM_CONFIG.exists() else None)
-    return load_config(
-        DEFAULTS,
-        path,
+def load(args: argparse.Namespace) -> SupervisorConfig:
+    """supervisor/supervisor.toml, then --config or /etc/bodycam/supervisor.toml, then flags."""
+    return load_supervisor_config(
+        args.config,
         {
             "registry": args.registry,
             "state": args.state,
@@ -158,7 +141,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _watch(
-    args: argparse.Namespace, config: dict[str, Any], settings: BrokerSettings, judge: AlertJudge
+    args: argparse.Namespace, config: SupervisorConfig, settings: BrokerSettings, judge: AlertJudge
 ) -> int:
     stop = threading.Event()
     shown = [0]
@@ -192,7 +175,7 @@ def _watch(
 
 
 def _ack(
-    args: argparse.Namespace, config: dict[str, Any], settings: BrokerSettings, registry: Registry
+    args: argparse.Namespace, config: SupervisorConfig, settings: BrokerSettings, registry: Registry
 ) -> int:
     entry = registry.get(args.device)
     unit = args.unit or (entry.unit if entry else "")
