@@ -33,6 +33,8 @@ class MqttSection(Section):
 @dataclass(frozen=True)
 class SupervisorConfig(Config):
     registry: str = setting(matches(r".+", "the registry's path"))
+    unit_keys: list[str]
+    console_key: str
     state: str
     name: str
     mqtt: MqttSection
@@ -41,7 +43,6 @@ class SupervisorConfig(Config):
 def load(
     path: str | os.PathLike | None = None, overrides: Mapping[str, Any] | None = None
 ) -> SupervisorConfig:
-    """Defaults, then ``path`` (or /etc/bodycam/supervisor.toml if it exists), then flags."""
-    if path is None and SYSTEM_CONFIG.exists():
-        path = SYSTEM_CONFIG
+    """The packaged defaults, then ``path`` (the command finds it: ``--config``, else
+    /etc/bodycam/supervisor.toml, else the user's), then flags."""
     return _config.load(SupervisorConfig, PACKAGE_DEFAULTS, path, overrides)

@@ -420,6 +420,9 @@ def test_recorder_daemon_takes_the_broker_from_its_config(tmp_path, broker):
                     str(broker.port),
                     "--registry",
                     str(registry),
+                    "--state",
+                    str(tmp_path / "seen.json"),
+                    "--force",  # no watch ran here to have shown it
                 ]
             )
             == 0
