@@ -35,6 +35,7 @@ class MqttSection(Section):
     host: str
     port: int = setting(port())
     ca_file: str
+    insecure: bool
     username: str
     password_file: str
 

@@ -98,6 +98,7 @@ class MqttSection(Section):
     port: int = setting(port())
     unit: str
     ca_file: str
+    insecure: bool
     cert_file: str
     key_file: str
     username: str

@@ -23,6 +23,7 @@ class MqttSection(Section):
     host: str = setting(matches(r".+", "a host name or address"))
     port: int = setting(port())
     ca_file: str
+    insecure: bool
     cert_file: str
     key_file: str
     username: str

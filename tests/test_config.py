@@ -133,18 +133,17 @@ def test_a_new_key_in_the_packaged_toml_just_works(tmp_path):
     read, typed by its default and checked; a new section too."""
     packaged = tmp_path / "dock.toml"
     text = dock_config.PACKAGE_DEFAULTS.read_text()
-    text = text.replace("port = 8883\n", "port = 8883\ninsecure = false\n")
+    assert "\nport = 8883\n" in text
+    text = text.replace("\nport = 8883\n", "\nport = 8883\nqos = 1\n")
     packaged.write_text(text + "\n[tls]\nciphers = ['a']\n")
     config = loader.load(dock_config.DockConfig, packaged)
-    assert config.mqtt["insecure"] is False and config.mqtt.insecure is False
-    assert dict(config.mqtt)["insecure"] is False  # **config["mqtt"] carries it
+    assert config.mqtt["qos"] == 1 and config.mqtt.qos == 1
+    assert dict(config.mqtt)["qos"] == 1  # **config["mqtt"] carries it
     assert config["tls"]["ciphers"] == ["a"]
-    site = write(tmp_path, "[mqtt]\ninsecure = 'yes'\n")
-    with pytest.raises(ConfigError, match=r":2: mqtt.insecure must be true or false, not 'yes'"):
+    site = write(tmp_path, "[mqtt]\nqos = 'yes'\n")
+    with pytest.raises(ConfigError, match=r":2: mqtt.qos must be an integer, not 'yes'"):
         loader.load(dock_config.DockConfig, packaged, site)
-    assert loader.load(dock_config.DockConfig, packaged, None, {"mqtt.insecure": True}).mqtt[
-        "insecure"
-    ]
+    assert loader.load(dock_config.DockConfig, packaged, None, {"mqtt.qos": 2}).mqtt["qos"] == 2
 
 
 # -- hypothesis: whatever a file holds, the answer is a ConfigError, never a traceback ------
