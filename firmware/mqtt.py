@@ -237,9 +237,15 @@ class DeviceSession:
             return
         if self.connected.is_set():
             self._pump()
-            if now >= self._status_due or (
-                self._status_dirty
-                and now - self._status_last >= self.settings.status_min_interval_s
+            # An event (recording started, a dock's receipt) goes out at once: they are
+            # rare, and the supervisor's line should come when it happened.
+            if (
+                now >= self._status_due
+                or self._events
+                or (
+                    self._status_dirty
+                    and now - self._status_last >= self.settings.status_min_interval_s
+                )
             ):
                 self.publish_status(now)
         if now - self._last_misc >= 1.0:
