@@ -95,6 +95,10 @@ class MqttSettings(ConnectionSettings):
             raise ValueError("mqtt.host is empty: no broker configured")
         if not settings.unit:
             raise ValueError("mqtt.unit is empty: the unit names the topics")
+        if not settings.receipt_resend_s > 0:
+            raise ValueError("mqtt.receipt_resend_s must be > 0 (seconds before a resend)")
+        if not settings.receipt_resend_max_s >= settings.receipt_resend_s:
+            raise ValueError("mqtt.receipt_resend_max_s must be >= mqtt.receipt_resend_s")
         return settings
 
 
