@@ -206,22 +206,20 @@ def open_store(cfg: dict[str, Any], *, keeper: bool = False, say: bool = True):
 
 
 def load_identity(cfg: dict[str, Any]) -> DeviceIdentity:
-    key = Path(cfg["dock"]["key"])
-    if not key.exists():
-        raise UsageError(f"{key}: no dock key (run `{PROG} init` first)")
-    return DeviceIdentity.load(key)
+    from .credential import load_dock_identity  # the systemd credential, else dock.key
+
+    return load_dock_identity(cfg["dock"]["key"])
 
 
 # -- commands ---------------------------------------------------------------------------
 
 
 def cmd_init(cfg: dict[str, Any]) -> int:
+    from .credential import init_identity  # never a second key beside an encrypted one
     from .store import Store
 
     key = Path(cfg["dock"]["key"])
-    identity = (
-        DeviceIdentity.load(key) if key.exists() else DeviceIdentity.create(key, cfg["dock"]["id"])
-    )
+    identity = init_identity(key, cfg["dock"]["id"])
     store = Store(cfg["dock"]["store"])
     store.close()
     print(f"dock {identity.device_id}: key {key}, public key {identity.public_key_hex}")
