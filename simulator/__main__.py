@@ -10,6 +10,7 @@ early, says what was kept and how to go on, and exits 130.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import sys
@@ -150,7 +151,7 @@ def _shift(args: argparse.Namespace) -> int:
             level=logging.DEBUG if args.verbose else logging.WARNING,
         )
     try:
-        with bar if bar is not None else _Nothing():
+        with bar if bar is not None else contextlib.nullcontext():
             summary = run_shift(
                 out,
                 scenario,
@@ -170,10 +171,10 @@ def _shift(args: argparse.Namespace) -> int:
                     summary["dock"] = _dock(out)
                 except KeyboardInterrupt:
                     summary["dock"] = {"outcome": "interrupted"}
-    except KeyboardInterrupt:  # a second Ctrl-C while the recorder was closing
+    except KeyboardInterrupt:  # while the recorder started, or a second Ctrl-C as it closed
         _say(
-            f"interrupted again while stopping: the last segment may be left unsigned in "
-            f"{out / 'device'}; `{PROG} shift --out {out}` recovers and signs it first"
+            f"interrupted while the recorder started or stopped: what it left unsigned in "
+            f"{out / 'device'} is recovered and signed first by `{PROG} shift --out {out}`"
         )
         return 130
     path = write_summary(out, summary)
@@ -195,16 +196,6 @@ def _shift(args: argparse.Namespace) -> int:
     if args.verbose:
         print(json.dumps(summary, indent=2, ensure_ascii=False))
     return 0
-
-
-class _Nothing:
-    """``with`` for no progress bar."""
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
 
 
 def _dock(out: Path) -> dict[str, Any]:

@@ -8,6 +8,7 @@ import json
 import os
 import re
 import select
+import signal
 import struct
 import subprocess
 import sys
@@ -320,22 +321,24 @@ def test_provision_sim_makes_a_camera_bodycam_recorder_records_on(tmp_path: Path
     env_part, command = nxt[len("next: ") :].split(" ", 1)
     assert env_part == "GPIOZERO_PIN_FACTORY=mock"
     assert command.split()[1:] == ["--camera", "sim", "--config", str(cam / "recorder.toml")]
-    # Run exactly that (with --record), wait for the recording, stop it as systemd would.
+    # Run exactly that (pressing record, 30x real time), wait until a segment is signed,
+    # then stop it as systemd would.
     recorder = subprocess.Popen(
-        [*command.split(), "--record"],
+        [*command.split(), "--record", "--speed", "30"],
         env=_env(GPIOZERO_PIN_FACTORY="mock"), stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,
     )  # fmt: skip
     try:
         seen = b""
         deadline = time.monotonic() + 60
-        while b"recording started (pre-event" not in seen and time.monotonic() < deadline:
+        while b" signed (" not in seen and time.monotonic() < deadline:
             ready, _, _ = select.select([recorder.stderr], [], [], 1.0)
             if ready:
                 chunk = os.read(recorder.stderr.fileno(), 65536)
                 if not chunk:
                     break
                 seen += chunk
-        assert b"recording started (pre-event" in seen, seen.decode(errors="replace")
+        assert b"recording started (pre-event 30 s)" in seen, seen.decode(errors="replace")
+        assert b" signed (" in seen, seen.decode(errors="replace")
         recorder.terminate()
         assert recorder.wait(timeout=60) == 0
     finally:
@@ -356,3 +359,35 @@ def test_provision_sim_makes_a_camera_bodycam_recorder_records_on(tmp_path: Path
         capture_output=True, text=True, env=_env(), timeout=60,
     )  # fmt: skip
     assert again.returncode == 2 and "already has a key" in again.stderr  # the key is kept
+
+
+@pytest.mark.slow
+def test_sigint_without_a_terminal_says_the_same_in_the_log(tmp_path: Path) -> None:
+    out = tmp_path / "shift"
+    proc = subprocess.Popen(
+        [PY, "-m", "simulator", "shift", "--out", str(out), "--duration", "8h"],
+        cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        seen = b""
+        deadline = time.monotonic() + 180
+        while seen.count(b" signed (") < 2 and time.monotonic() < deadline:
+            ready, _, _ = select.select([proc.stderr], [], [], 1.0)
+            if ready:
+                chunk = os.read(proc.stderr.fileno(), 65536)
+                if not chunk:
+                    break
+                seen += chunk
+        assert seen.count(b" signed (") >= 2, seen[-2000:]
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 130
+    said = [line for line in stderr.decode().splitlines() if line.startswith("bodycam-sim: ")]
+    assert len(said) == 2 and "interrupted at " in said[0] and "of 8:00:00 simulated" in said[0]
+    assert f"`bodycam-sim shift --out {out}` continues the same camera" in said[1]
+    assert json.loads((out / "summary.json").read_text())["interrupted"] is True
+    assert "shift: " not in stdout.decode()  # no summary as if the shift had ended
