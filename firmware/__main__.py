@@ -107,7 +107,7 @@ def _run(args: argparse.Namespace) -> int:
     from .recorder import Recorder
 
     config = load_config(args)
-    trusted = cfg.trusted_docks(config)
+    trusted = cfg.dock_entries(config)
     identity = DeviceIdentity.load(config["device"]["key"])
     backend = backend_name(args)
     if backend == "pi":
@@ -152,7 +152,12 @@ def _run(args: argparse.Namespace) -> int:
         from .docking import DockWorker
 
         worker = DockWorker(
-            recorder, dock["port"], trusted, timeout=dock["timeout_s"], poll_s=dock["poll_s"]
+            recorder,
+            dock["port"],
+            trusted,
+            timeout=dock["timeout_s"],
+            poll_s=dock["poll_s"],
+            max_clock_step_s=dock["max_clock_step_s"],
         )
         recorder.services.append(worker)
         worker.start()
