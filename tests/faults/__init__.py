@@ -1,0 +1,2 @@
+"""The fault suite (issue 13): each fault survived, against the real daemons. Run it alone
+with `pytest -m faults`."""
