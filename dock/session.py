@@ -133,7 +133,7 @@ class SessionResult:
 
 
 class Flagged(DockError):
-    """Something on the camera is wrong; flagged, no receipt."""
+    """Something on the camera is wrong; flagged, no receipt, the session refused."""
 
 
 class Committer:
@@ -248,9 +248,10 @@ class DockSession:
                 (self.bay, self.store.now_utc()),
             )
             self._session(link)
-        except Flagged as exc:
+        except Flagged as exc:  # already flagged: the REFUSE says which flag
             r.outcome, r.reason = "flagged", str(exc)
-            self._bye(link)
+            if link is not None:
+                link.refuse(bounded(f"flagged: {exc}", MAX_REASON))
         except LinkClosed as exc:
             r.outcome, r.reason = "interrupted", str(exc)
         except Exception as exc:
@@ -350,6 +351,13 @@ class DockSession:
                 )
         except Exception as exc:
             _log.error("bay %s: could not record the docking in the index: %s", self.bay, exc)
+            try:  # at least its end and outcome
+                self.store.index.execute(
+                    "UPDATE dockings SET ended_utc=?, outcome=?, reason=? WHERE id=?",
+                    (self.store.now_utc(), r.outcome, r.reason, docking),
+                )
+            except Exception:
+                pass
         try:
             self._report(r.outcome)
         except Exception as exc:
@@ -440,9 +448,10 @@ class DockSession:
             )
         link.send_json(FrameType.CLOCK, {"utc_ns": self.store.clock.time_ns()})
         clock = link.expect(FrameType.CLOCK_SET).json()
-        r.clock_offset_ns = require(clock, "offset_ns", int)
-        if not -(2**63) <= r.clock_offset_ns < 2**63:
+        offset_ns = require(clock, "offset_ns", int)
+        if not -(2**63) <= offset_ns < 2**63:
             raise FrameError("CLOCK_SET offset_ns out of range")
+        r.clock_offset_ns = offset_ns
         _log.info(
             "bay %s: %s clock corrected by %.3f s",
             self.bay,
@@ -550,13 +559,6 @@ class DockSession:
     def _check_record(self, rec: Record, seen: dict | None, wiped_files: set[str]) -> None:
         """What one verified record may ask of the store: a safe name, a bounded size."""
         lim = self.limits
-        if rec.kind == "torn_tail":
-            self._flag(
-                "torn_tail",
-                f"the camera repaired a torn journal record at seq "
-                f"{rec.seq} (power cut mid-append)",
-                block=False,
-            )
         bound = record_file(rec)
         if bound is not None:
             file, size, _ = bound
@@ -581,6 +583,13 @@ class DockSession:
                     wiped_files.add(f)
             if len(wiped_files) > lim.max_records:
                 raise LimitExceeded(f"more than {lim.max_records} wiped files in one docking")
+        if rec.kind == "torn_tail":
+            self._flag(
+                "torn_tail",
+                f"the camera repaired a torn journal record at seq "
+                f"{rec.seq} (power cut mid-append)",
+                block=False,
+            )
         if seen is not None and rec.seq == seen["seq"] and rec.hash != seen["hash"]:
             self._flag(
                 "tail_cut",

@@ -234,13 +234,15 @@ class Store:
         self.index = Index(self.root / INDEX_NAME)
         self.journal: DockJournal | None = None
         if identity is not None:
+            makedirs_durable(self.root / STATUS_DIR, DIR_MODE)
             self.journal = DockJournal(self.root, identity, self.clock)
             self._restrict()
 
     def _restrict(self) -> None:
         """The keeper's store is not world-readable (files 0640, folders 0750), whatever
         the umask made of the folders and files that other modules create."""
-        paths = [self.root, self.journal.path.parent.parent, self.journal.path.parent]
+        paths = [self.root, self.root / STATUS_DIR]
+        paths += [self.journal.path.parent.parent, self.journal.path.parent]
         paths += [self.root / (INDEX_NAME + suffix) for suffix in ("", "-wal", "-shm")]
         paths += [self.journal.path, self.registry_path]
         for path in paths:

@@ -119,8 +119,10 @@ class BayCable:
         self.plug()
 
     def plug(self) -> HeldTty:
-        self.unplug()
+        # The new pair is made before the old one closes, so it is another pts node (the
+        # bay tells cables apart by inode and ctime, and a coarse ctime may repeat).
         master, slave = pty.openpty()
+        self.unplug()
         tty.setraw(master)
         tty.setraw(slave)
         self.camera, self._slave = HeldTty(master), slave
@@ -294,3 +296,35 @@ def alter_byte(path: Path, offset: int = 1000) -> None:
         f.write(bytes([b[0] ^ 0xFF]))
         os.fsync(f.fileno())
     fsync_dir(path.parent)
+
+
+def dock_cmd(tmp: Path, *args: str) -> list[str]:
+    """``bodycam-dock`` on the store ``tmp/dock`` with its key, trusting its unit key."""
+    import sys
+
+    trust = [a for fp in sorted(store_trust(tmp)) for a in ("--unit-key", fp)]
+    return [
+        sys.executable,
+        "-m",
+        "dock",
+        "--store",
+        str(tmp / "dock"),
+        "--key",
+        str(tmp / "dock-key" / "dock.key"),
+        *trust,
+        *args,
+    ]
+
+
+def wait_for(predicate, timeout: float = 30.0, what: str = "condition"):
+    """Poll a condition a daemon produces (a file, an index row), with a deadline."""
+    import time
+
+    tick = threading.Event()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        tick.wait(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
