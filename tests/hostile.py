@@ -323,8 +323,7 @@ class BayRun:
         flag = self.query("SELECT MAX(id) AS n FROM flags")[0]["n"] or 0
         # the bay may already have opened the new cable's docking (its row has no end yet)
         docking = (
-            self.query("SELECT MAX(id) AS n FROM dockings WHERE ended_utc IS NOT NULL")[0]["n"]
-            or 0
+            self.query("SELECT MAX(id) AS n FROM dockings WHERE ended_utc IS NOT NULL")[0]["n"] or 0
         )
         return Snapshot(tree, self.journal_path.read_bytes(), flag, docking)
 

@@ -15,16 +15,26 @@ import re
 import signal
 import stat
 import subprocess
+import threading
+import time
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 from dockkit import dock_cmd, wait_for
 from hostile import BayRun, HostileCamera
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
 
 from dock.bay import EXIT_CANNOT_SERVE, read_status
 from dock.session import SessionLimits
-from evidence.cable import MAX_PAYLOAD
-from evidence.record import MAX_RECORD_BYTES
+from evidence.cable import MAX_PAYLOAD, Frame, FrameError, FrameType, record_file
+from evidence.canonical import canonical_bytes
+from evidence.exc import RecordError
+from evidence.identity import DeviceIdentity
+from evidence.layout import stored_name_error
+from evidence.record import KINDS as RECORD_KINDS
+from evidence.record import MAX_RECORD_BYTES, Record
 
 LIMITS = SessionLimits()
 MiB = 1 << 20
@@ -426,3 +436,143 @@ def test_the_store_is_not_world_readable(dock):
     assert stat.S_IMODE(folder.stat().st_mode) == 0o750
     media = next(folder.rglob("*.ts"))
     assert stat.S_IMODE(media.stat().st_mode) == 0o640
+
+
+# -- parsers: random malformed input is always a refusal with a reason --------------------
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.text(max_size=12),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+RECORD_KEYS = ["file", "size", "sha256", "files", "offset", "start_utc", "end_utc", "frames"]
+
+
+@given(st.binary(max_size=300) | json_values.map(lambda v: canonical_bytes(v)))
+def test_a_control_frame_payload_is_an_object_or_a_frame_error(payload):
+    for ftype in (FrameType.RESPONSE, FrameType.CLOCK_SET, FrameType.DATA_END, FrameType.WIPED):
+        try:
+            assert isinstance(Frame(ftype, 0, payload).json(), dict)
+        except FrameError as exc:
+            assert str(exc)
+
+
+@given(
+    st.sampled_from(list(RECORD_KINDS) + ["x_unknown"]),
+    st.dictionaries(st.sampled_from(RECORD_KEYS), json_values, max_size=5),
+    st.binary(max_size=200),
+)
+def test_a_record_line_parses_or_is_a_record_error(kind, body, noise):
+    hostile = HostileCamera(_IDENTITY)
+    for line in (hostile.sign_line(kind, body), noise, hostile.sign_line(kind, body)[:-7]):
+        try:
+            rec = Record.from_bytes(line)
+        except RecordError as exc:
+            assert str(exc)
+            continue
+        bound = record_file(rec)  # never raises for a parsed record
+        if bound is not None:
+            assert isinstance(bound[0], str) and type(bound[1]) is int
+            assert stored_name_error(bound[0]) is None
+
+
+@given(st.text(max_size=200))
+def test_a_stored_name_is_media_or_a_torn_side_file(name):
+    why = stored_name_error(name)
+    if why is None:
+        assert re.fullmatch(
+            r"media/\d{8}/[A-Za-z0-9][A-Za-z0-9_.-]*\.(ts|jpg)|journal\.torn-\d+", name
+        )
+        assert "\x00" not in name and "\n" not in name and ".." not in name.split("/")
+
+
+_IDENTITY = DeviceIdentity.generate("cam-001")
+_SESSION_STORE: dict[str, Any] = {}
+
+
+def _session_store(tmp_path_factory):
+    """One store for every example (a fresh store per example would be slower than the
+    docking itself); the hostile camera holds the registered camera's key."""
+    if not _SESSION_STORE:
+        from dockkit import make_camera, make_dock
+
+        tmp = tmp_path_factory.mktemp("parsers")
+        camera, registry = make_camera(tmp)
+        camera.close()
+        dock_identity, store = make_dock(tmp, registry)
+        _SESSION_STORE.update(
+            store=store,
+            dock=dock_identity,
+            key=DeviceIdentity.load(tmp / "cam-001-key" / "device.key"),
+        )
+    return _SESSION_STORE
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+@given(
+    stage=st.sampled_from(["response", "field", "clock", "records", "record", "data_end", "wiped"]),
+    value=json_values,
+    field=st.sampled_from(["device", "head", "utc", "sig", "public_key", "extra"]),
+    kind=st.sampled_from(list(RECORD_KINDS)),
+    body=st.dictionaries(st.sampled_from(RECORD_KEYS), json_values, max_size=4),
+    noise=st.binary(max_size=64),
+)
+def test_a_docking_on_random_malformed_input_is_refused_never_crashed(
+    tmp_path_factory, stage, value, field, kind, body, noise
+):
+    """A docking fed a random malformed message at a random stage ends in a refusal (or
+    a flag, or stores what is valid) for a reason the session names: never an exception
+    the session did not expect, never a dock fault."""
+    from dockkit import cable_pair
+
+    from dock.session import DockSession
+
+    ctx = _session_store(tmp_path_factory)
+    store = ctx["store"]
+    hostile = HostileCamera(ctx["key"], after=store.head("cam-001"), utc_ns=time.time_ns())
+    hostile.add_file(f"media/20261118/s{time.time_ns()}.ts", b"\x47" * 300)
+    if stage == "response":
+        hostile.response = lambda b: value if isinstance(value, dict) else canonical_bytes(value)
+    elif stage == "field":
+        hostile.response = lambda b: {**b, field: value}
+    elif stage == "clock":
+        hostile.clock_set = value if isinstance(value, dict) and value else {"offset_ns": value}
+    elif stage == "records":
+        hostile.records = lambda: [noise or b"{}"]
+    elif stage == "record":
+        hostile.sign_line(kind, body)
+    elif stage == "data_end":
+        hostile.data_end = lambda file, sent: (
+            value if isinstance(value, dict) else {"missing": value}
+        )
+    else:
+        hostile.wiped = value if isinstance(value, dict) else {"files": value, "reason": value}
+    camera_end, dock_end = cable_pair()
+    session = DockSession(store, ctx["dock"], "hypothesis", timeout=3)
+    flags_before = store.index.query("SELECT MAX(id) AS n FROM flags")[0]["n"] or 0
+    result = {}
+    thread = threading.Thread(target=lambda: result.update(r=session.run(dock_end)), daemon=True)
+    thread.start()
+    try:
+        said = hostile.run(camera_end, timeout=5)
+    finally:
+        thread.join(30)
+        camera_end.close()
+        dock_end.close()
+    assert not thread.is_alive()
+    r = result["r"]
+    assert session.fault is None, r
+    assert r.outcome in ("stored", "refused", "flagged"), (r, said)
+    kinds = [
+        f["kind"] for f in store.index.query("SELECT kind FROM flags WHERE id > ?", (flags_before,))
+    ]
+    assert "malformed" not in kinds and "dock_fault" not in kinds, (kinds, r.reason)
+    event(f"{stage}: {r.outcome} {','.join(kinds)}")
+    if r.outcome != "stored":
+        assert r.reason and said.refused, (r, said)
+        assert kinds, r
