@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -89,10 +90,18 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--mqtt", metavar="HOST:PORT", help="broker for deadline alerts (mqtt.host)")
     s = sub.add_parser("bay", help="serve one bay in the foreground (udev starts one per camera)")
     s.add_argument("port", metavar="TTY", help="the camera's serial port, e.g. /dev/ttyACM0")
-    s = sub.add_parser("status", help="show each bay's state and offload progress")
+    s = sub.add_parser(
+        "status", help="show each bay's state and offload progress, the store's free space"
+    )
     s.add_argument("--watch", action="store_true", help="refresh twice a second until Ctrl-C")
     s.add_argument("--json", action="store_true", help="machine-readable output")
-    s = sub.add_parser("report", help="reports over the store")
+    s = sub.add_parser(
+        "report",
+        help="reports over the store (exit 1 when it lists a problem)",
+        description="Reports over the store. Exit status: 0 nothing to report, 1 the report "
+        "lists problems (a recording not stored on time or not yet, an undocked device, a "
+        "flag), 2 could not report.",
+    )
     s.add_argument("what", choices=("deadlines",), help="deadlines: the 24-hour rule per officer")
     s.add_argument("--json", action="store_true", help="machine-readable output")
     s.add_argument("--now", metavar="UTC", help="judge as of this UTC time (default: now)")
@@ -138,12 +147,28 @@ def config_for(args: argparse.Namespace) -> dict[str, Any]:
     return load_config(defaults(), path, overrides)
 
 
+STORE_MARKS = ("index.sqlite", "registry.json", "_docks")  # what `init` and docking make
+
+
 def store_root(cfg: dict[str, Any]) -> Path:
-    """The configured store folder, which ``init`` must have made."""
+    """The configured store folder, which ``init`` must have made. A folder that holds
+    none of a store's files is refused, never initialised (``--store /tmp`` is a typo)."""
     root = Path(cfg["dock"]["store"])
-    if not root.exists():
+    if not root.is_dir():
         raise UsageError(f"{root}: no dock store (run `{PROG} init` first)")
+    if not any((root / mark).exists() for mark in STORE_MARKS):
+        raise UsageError(
+            f"{root}: not a dock store (it has no {', '.join(STORE_MARKS)}); "
+            f"give the store's folder, or make one with `{PROG} init`"
+        )
     return root
+
+
+def say_repairs(store: Any, out: Any = None) -> None:
+    """One line per index repair this command made (the log has them too)."""
+    for repair in store.index.repairs:
+        if repair.kept_as or repair.devices or repair.flags:
+            print(f"{PROG}: {repair.line()}", file=out or sys.stderr)
 
 
 def unit_keys(cfg: dict[str, Any]) -> frozenset[str]:
@@ -157,41 +182,44 @@ def unit_keys(cfg: dict[str, Any]) -> frozenset[str]:
         raise UsageError(str(exc)) from None
 
 
-def open_store(cfg: dict[str, Any], *, keeper: bool = False):
+def open_store(cfg: dict[str, Any], *, keeper: bool = False, say: bool = True):
     """The store; ``keeper``: as the dock that writes it (its key keeps the dock journal,
-    and the registry must be signed by a unit key the config names)."""
+    and the registry must be signed by a unit key the config names). ``say``: print a line
+    for each index repair (daemons only log it)."""
     from .store import Store
 
     root = store_root(cfg)
     if not keeper:
-        return Store(root, unit_keys=unit_keys(cfg))
-    keys = unit_keys(cfg)
-    if not keys:
-        raise UsageError(
-            "no unit key named: set dock.unit_keys to the fingerprint "
-            "`bodycam-unit fingerprint` prints (or list it in "
-            "/etc/bodycam/trust.toml); the dock trusts only a registry it signs"
-        )
-    return Store(root, identity=load_identity(cfg), unit_keys=keys)
+        store = Store(root, unit_keys=unit_keys(cfg))
+    else:
+        keys = unit_keys(cfg)
+        if not keys:
+            raise UsageError(
+                "no unit key named: set dock.unit_keys to the fingerprint "
+                "`bodycam-unit fingerprint` prints (or list it in "
+                "/etc/bodycam/trust.toml); the dock trusts only a registry it signs"
+            )
+        store = Store(root, identity=load_identity(cfg), unit_keys=keys)
+    if say:
+        say_repairs(store)
+    return store
 
 
 def load_identity(cfg: dict[str, Any]) -> DeviceIdentity:
-    key = Path(cfg["dock"]["key"])
-    if not key.exists():
-        raise UsageError(f"{key}: no dock key (run `{PROG} init` first)")
-    return DeviceIdentity.load(key)
+    from .credential import load_dock_identity  # the systemd credential, else dock.key
+
+    return load_dock_identity(cfg["dock"]["key"])
 
 
 # -- commands ---------------------------------------------------------------------------
 
 
 def cmd_init(cfg: dict[str, Any]) -> int:
+    from .credential import init_identity  # never a second key beside an encrypted one
     from .store import Store
 
     key = Path(cfg["dock"]["key"])
-    identity = (
-        DeviceIdentity.load(key) if key.exists() else DeviceIdentity.create(key, cfg["dock"]["id"])
-    )
+    identity = init_identity(key, cfg["dock"]["id"])
     store = Store(cfg["dock"]["store"])
     store.close()
     print(f"dock {identity.device_id}: key {key}, public key {identity.public_key_hex}")
@@ -207,36 +235,36 @@ def _run_daemon(cfg: dict[str, Any], ports: list[str], alerts: bool = True) -> i
     from .alerts import DeadlineWatcher, MqttConfig
     from .bay import Bay
 
-    store = open_store(cfg, keeper=True)
+    store = open_store(cfg, keeper=True, say=False)  # a repair is logged
     identity = load_identity(cfg)
     store.registry()  # refuse at start, not at the first docking, if it is not signed
     stop = threading.Event()
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
+    mqtt_config = None
+    if cfg["mqtt"]["host"] and alerts:  # checked before any bay starts (TLS or insecure)
+        m, d = cfg["mqtt"], cfg["deadlines"]
+        mqtt_config = MqttConfig(
+            host=m["host"],
+            port=m["port"],
+            unit=cfg["dock"]["unit"],
+            ca_file=m["ca_file"],
+            insecure=m["insecure"],
+            username=m["username"],
+            password_file=m["password_file"],
+            warn_h=d["warn_h"],
+            limit_h=d["limit_h"],
+            check_s=d["check_s"],
+        )
     for action in store.reconcile():
         _log.warning("reconciled: %s", action)
     bays = [Bay(p, store, identity, stop, cfg["dock"]["timeout_s"]) for p in ports]
     for bay in bays:
         bay.start()
     watcher = None
-    if cfg["mqtt"]["host"] and alerts:
-        m, d = cfg["mqtt"], cfg["deadlines"]
-        watcher = DeadlineWatcher(
-            store,
-            identity,
-            MqttConfig(
-                host=m["host"],
-                port=m["port"],
-                unit=cfg["dock"]["unit"],
-                ca_file=m["ca_file"],
-                username=m["username"],
-                password_file=m["password_file"],
-                warn_h=d["warn_h"],
-                limit_h=d["limit_h"],
-                check_s=d["check_s"],
-            ),
-        )
+    if mqtt_config is not None:
+        watcher = DeadlineWatcher(store, identity, mqtt_config)
         watcher.start()
     _log.info(
         "dock %s serving %d bay(s)%s",
@@ -263,14 +291,25 @@ def _bar(done: int, total: int, width: int = 24) -> str:
     return f"[{'#' * filled}{'-' * (width - filled)}] {frac * 100:3.0f}%"
 
 
+ACTIVE_STATES = ("handshake", "records", "offloading")
+OUTCOMES = ("stored", "refused", "flagged", "interrupted")
+STATUS_HEADER = f"{'BAY':<10} {'STATE':<12} {'DEVICE':<12} PROGRESS / LAST DOCKING"
+
+
 def render_status(rows: list[dict[str, Any]]) -> str:
+    """One line per bay under a header. A bay whose session ended is waiting for the
+    next camera: the outcome (``refused`` and its reason, say) is shown as its last
+    docking, not as a state it stays in until restarted."""
     if not rows:
         return "no bays have reported (is the dock running?)"
-    lines = []
+    lines = [STATUS_HEADER]
     for r in rows:
+        state = r.get("state", "?")
         device = r.get("device") or "-"
-        line = f"{r.get('bay', '?'):<10} {r.get('state', '?'):<12} {device:<12}"
-        if r.get("state") in ("offloading", "records", "handshake"):
+        if state in OUTCOMES:
+            state, device = "waiting", "-"
+        line = f"{r.get('bay', '?'):<10} {state:<12} {device:<12}"
+        if state in ACTIVE_STATES:
             line += (
                 f" {_bar(r.get('done', 0), r.get('total', 0))} "
                 f"{r.get('done', 0) / 1e6:7.1f}/{r.get('total', 0) / 1e6:.1f} MB "
@@ -293,15 +332,30 @@ def cmd_status(cfg: dict[str, Any], args: argparse.Namespace) -> int:
     from .journal import describe_head, read_head_status
 
     root = store_root(cfg)
+    index_line = check_index(root)
     while True:
         rows = read_status(root)
         heads = read_head_status(root)
+        space = store_space(root, cfg["dock"]["warn_free_gb"])
         if args.json:
-            print(json.dumps({"bays": rows, "dock_heads": [m.to_dict() for m in heads]}, indent=2))
+            print(
+                json.dumps(
+                    {
+                        "bays": rows,
+                        "dock_heads": [m.to_dict() for m in heads],
+                        "stores": [space],
+                        "index": index_line,
+                    },
+                    indent=2,
+                )
+            )
             return 0
         text = render_status(rows)
         for message in heads:
             text += "\n" + describe_head(message)
+        text += "\n" + render_space(space)
+        if index_line:
+            text += "\n" + index_line
         if not args.watch:
             print(text)
             return 0
@@ -309,6 +363,54 @@ def cmd_status(cfg: dict[str, Any], args: argparse.Namespace) -> int:
             sys.stdout.write("\x1b[H\x1b[J")
         print(text, flush=True)
         time.sleep(0.5)  # a display refresh, not a synchronisation
+
+
+def check_index(root: Path) -> str | None:
+    """Open the index once (which checks it and rebuilds it if damaged) and say what the
+    last repair did; never a traceback, even for an index this user cannot open."""
+    from .exc import DockError
+    from .index import Index, read_repair
+    from .store import INDEX_NAME
+
+    try:
+        Index(root / INDEX_NAME).close()
+    except DockError as exc:
+        return f"index: {exc}"
+    repair = read_repair(root)
+    return f"index: at {repair.utc} the {repair.line()}" if repair else None
+
+
+def store_space(root: Path, warn_free_gb: float) -> dict[str, Any]:
+    st = os.statvfs(root)
+    free, total = st.f_bavail * st.f_frsize, st.f_blocks * st.f_frsize
+    return {
+        "store": str(root),
+        "free_bytes": free,
+        "total_bytes": total,
+        "warn_free_gb": warn_free_gb,
+        "low": free < warn_free_gb * 1e9,
+    }
+
+
+def render_space(space: dict[str, Any]) -> str:
+    free, total = space["free_bytes"] / 1e9, space["total_bytes"] / 1e9
+    pct = 100 * space["free_bytes"] / space["total_bytes"] if space["total_bytes"] else 0.0
+    line = f"store {space['store']}: {free:.1f} GB free of {total:.1f} GB ({pct:.0f}%)"
+    if space["low"]:
+        line += (
+            f"\nWARNING: store {space['store']} has less than {space['warn_free_gb']:g} GB "
+            "free (dock.warn_free_gb): make room before it fills, or bays refuse to store"
+        )
+    return line
+
+
+def _hours(p: dict[str, Any]) -> str:
+    """A problem's age, with the camera clock's correction instead of negative hours."""
+    if not p.get("clock_ahead_h"):
+        return f"{p['hours']} h"
+    if p.get("clock_corrected"):
+        return f"{p['hours']} h, corrected: the camera's clock ran {p['clock_ahead_h']} h ahead"
+    return f"{p['hours']} h: the camera's clock ran at least {p['clock_ahead_h']} h ahead"
 
 
 def render_report(data: dict[str, Any]) -> str:
@@ -321,7 +423,7 @@ def render_report(data: dict[str, Any]) -> str:
         for p in s["problems"]:
             lines.append(
                 f"  {p['status']:<8} {p['device']} seq {p['seq']} {p['file']} closed "
-                f"{p['closed_utc']} stored {p['stored_utc'] or '-'} ({p['hours']} h)"
+                f"{p['closed_utc']} stored {p['stored_utc'] or '-'} ({_hours(p)})"
             )
         for u in s["undocked"]:
             lines.append(
@@ -345,14 +447,31 @@ def cmd_report(cfg: dict[str, Any], args: argparse.Namespace) -> int:
     media = store.index.query("SELECT * FROM media ORDER BY device, seq")
     heads = {r["device"]: r["seq"] for r in store.index.query("SELECT * FROM heads")}
     pending = deadlines.pending_devices(store.index.query("SELECT * FROM status_heads"), heads)
+    offsets = {
+        r["device"]: r["clock_offset_ns"]
+        for r in store.index.query(
+            "SELECT device, clock_offset_ns FROM dockings WHERE clock_offset_ns IS NOT NULL"
+            " AND device IS NOT NULL ORDER BY id"
+        )
+    }
     officers = {e.device_id: e.officer for e in store.registry()}
-    data = deadlines.report(media, pending, officers, now)
+    d = cfg["deadlines"]
+    data = deadlines.report(
+        media, pending, officers, now, offsets, warn_h=d["warn_h"], limit_h=d["limit_h"]
+    )
     data["now_utc"] = format_utc(now)
     data["flags"] = store.index.query("SELECT utc, device, kind, detail FROM flags ORDER BY id")
     store.close()
     print(json.dumps(data, indent=2, ensure_ascii=False) if args.json else render_report(data))
-    bad = any(s["late"] or s["overdue"] for s in data["officers"].values())
-    return 1 if bad else 0
+    return 1 if report_lists_problems(data) else 0
+
+
+def report_lists_problems(data: dict[str, Any]) -> bool:
+    """Exit 1 when the report lists anything beyond the counts: a recording not stored on
+    time (or not yet), an undocked device, a flag."""
+    return bool(data.get("flags")) or any(
+        s["problems"] or s["undocked"] for s in data["officers"].values()
+    )
 
 
 def cmd_registry(cfg: dict[str, Any], args: argparse.Namespace) -> int:
@@ -430,8 +549,9 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_registry(cfg, args)
         if args.command == "remove":
             return cmd_remove(cfg, args)
-        store = open_store(cfg, keeper=True)
-        for action in store.reconcile() or ["nothing to do"]:
+        store = open_store(cfg, keeper=True, say=False)
+        actions = [r.line() for r in store.index.repairs if r.kept_as or r.devices or r.flags]
+        for action in actions + store.reconcile() or ["nothing to do"]:
             print(action)
         store.close()
         return 0

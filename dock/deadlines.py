@@ -29,17 +29,36 @@ class Verdict:
     closed_utc: str
     stored_utc: str | None
     status: str  # on_time | late | missing | overdue
-    hours: float
+    hours: float  # never negative (see clock_ahead_h)
+    # The camera's clock ran ahead of the dock's by this much (hours), so its signed
+    # closing time lies after the dock's stored time or "now". ``hours`` is then counted
+    # from the closing time corrected by the clock offset the dock measured when it set
+    # the camera's clock (``corrected``), or is 0 when no offset was measured.
+    clock_ahead_h: float = 0.0
+    corrected: bool = False
 
 
-def judge_media(row: dict[str, Any], now_ns: int, limit_h: int = LIMIT_H) -> Verdict:
+def judge_media(
+    row: dict[str, Any], now_ns: int, limit_h: float = LIMIT_H, clock_offset_ns: int | None = None
+) -> Verdict:
+    """``clock_offset_ns``: dock time minus camera time, as measured at the device's last
+    docking (negative: the camera ran ahead); used only when the camera's closing time is
+    later than the dock's reference time, which only a clock running ahead explains."""
     closed = parse_utc(row["closed_utc"])
     stored = row.get("stored_utc")
+    until = parse_utc(stored) if stored else now_ns
+    hours = (until - closed) / HOUR_NS
+    ahead, corrected = 0.0, False
+    if hours < 0:
+        ahead = -hours
+        if clock_offset_ns is not None and clock_offset_ns < 0:
+            hours = max((until - (closed + clock_offset_ns)) / HOUR_NS, 0.0)
+            ahead, corrected = max(ahead, -clock_offset_ns / HOUR_NS), True
+        else:
+            hours = 0.0
     if stored:
-        hours = (parse_utc(stored) - closed) / HOUR_NS
         status = "on_time" if hours <= limit_h else "late"
     else:
-        hours = (now_ns - closed) / HOUR_NS
         status = "missing" if hours <= limit_h else "overdue"
     return Verdict(
         row["device"],
@@ -50,6 +69,8 @@ def judge_media(row: dict[str, Any], now_ns: int, limit_h: int = LIMIT_H) -> Ver
         stored,
         status,
         hours,
+        ahead,
+        corrected,
     )
 
 
@@ -75,7 +96,7 @@ def pending_devices(status_rows: list[dict[str, Any]], heads: dict[str, int]) ->
 
 
 def alert_level(
-    pending: Pending, now_ns: int, warn_h: int = WARN_H, limit_h: int = LIMIT_H
+    pending: Pending, now_ns: int, warn_h: float = WARN_H, limit_h: float = LIMIT_H
 ) -> str | None:
     """``violation`` after ``limit_h`` hours undocked, ``warning`` after ``warn_h``."""
     hours = (now_ns - parse_utc(pending.since_utc)) / HOUR_NS
@@ -102,9 +123,18 @@ def next_pending_since(
 
 
 def report(
-    media_rows: list[dict[str, Any]], pending: list[Pending], officers: dict[str, str], now_ns: int
+    media_rows: list[dict[str, Any]],
+    pending: list[Pending],
+    officers: dict[str, str],
+    now_ns: int,
+    clock_offsets: dict[str, int] | None = None,
+    *,
+    warn_h: float = WARN_H,
+    limit_h: float = LIMIT_H,
 ) -> dict[str, Any]:
-    """Per officer: counts and the recordings that are not on time."""
+    """Per officer: counts and the recordings that are not on time. ``clock_offsets``:
+    per device, the clock offset measured at its last docking (see :func:`judge_media`)."""
+    offsets = clock_offsets or {}
     by_officer: dict[str, dict[str, Any]] = {}
 
     def slot(officer: str) -> dict[str, Any]:
@@ -114,7 +144,7 @@ def report(
         )
 
     for row in media_rows:
-        v = judge_media(row, now_ns)
+        v = judge_media(row, now_ns, limit_h, offsets.get(row["device"]))
         s = slot(v.officer)
         s[v.status] += 1
         if v.status != "on_time":
@@ -127,10 +157,12 @@ def report(
                     "closed_utc": v.closed_utc,
                     "stored_utc": v.stored_utc,
                     "hours": round(v.hours, 1),
+                    "clock_ahead_h": round(v.clock_ahead_h, 1),
+                    "clock_corrected": v.corrected,
                 }
             )
     for p in pending:
-        level = alert_level(p, now_ns)
+        level = alert_level(p, now_ns, warn_h, limit_h)
         slot(officers.get(p.device, ""))["undocked"].append(
             {
                 "device": p.device,

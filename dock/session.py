@@ -26,12 +26,15 @@ from typing import IO, Any
 
 from evidence import dockjournal
 from evidence.cable import (
+    NONCE,
+    PROTOCOL,
     CableError,
     FrameError,
     FrameType,
     LinkClosed,
     LinkTimeout,
     Refused,
+    clock_message,
     receipt_message,
     record_file,
     require,
@@ -393,12 +396,21 @@ class DockSession:
         dock = self.identity.device_id
         link.send_json(
             FrameType.CHALLENGE,
-            {"dock": dock, "dock_key": self.identity.public_key_hex, "nonce": nonce, "proto": 1},
+            {
+                "dock": dock,
+                "dock_key": self.identity.public_key_hex,
+                "nonce": nonce,
+                "proto": PROTOCOL,
+            },
         )
         self._report("handshake")
         resp = link.expect(FrameType.RESPONSE).json()
         device = require(resp, "device", str)
         r.device = device[:64]
+        camera_nonce = resp.get("camera_nonce")
+        if not (isinstance(camera_nonce, str) and NONCE.match(camera_nonce)):
+            raise FrameError("the camera sent no camera_nonce (an older cable protocol)")
+        self._nonces = (nonce, camera_nonce)  # what this session's CLOCK and RECEIPT sign
         head = resp.get("head")
         if head is not None:
             if not isinstance(head, dict):
@@ -446,12 +458,18 @@ class DockSession:
                 f"the dock stored records up to seq {stored[0]}, but the "
                 f"camera's journal now ends at seq {cam_seq}",
             )
-        link.send_json(FrameType.CLOCK, {"utc_ns": self.store.clock.time_ns()})
+        utc_ns = self.store.clock.time_ns()
+        clock_sig = self.identity.sign(
+            clock_message(self.identity.device_id, entry.device_id, self._nonces, utc_ns)
+        )
+        link.send_json(FrameType.CLOCK, {"utc_ns": utc_ns, "dock_sig": clock_sig.hex()})
         clock = link.expect(FrameType.CLOCK_SET).json()
         offset_ns = require(clock, "offset_ns", int)
         if not -(2**63) <= offset_ns < 2**63:
             raise FrameError("CLOCK_SET offset_ns out of range")
         r.clock_offset_ns = offset_ns
+        if clock.get("set") is not True:
+            r.flags.append(f"camera clock not set: {dockjournal.bounded(clock.get('reason'), 300)}")
         _log.info(
             "bay %s: %s clock corrected by %.3f s",
             self.bay,
@@ -467,14 +485,14 @@ class DockSession:
             "upto_seq": new_head[0],
             "upto_hash": new_head[1],
             "dock_sig": self.identity.sign(
-                receipt_message(self.identity.device_id, entry.device_id, *new_head)
+                receipt_message(self.identity.device_id, entry.device_id, *new_head, self._nonces)
             ).hex(),
         }
         # Journaled before it is given: no receipt ever leaves the dock unrecorded.
         self.store.log(
             "receipt_given",
             dockjournal.receipt_body(
-                entry.device_id, new_head[0], new_head[1], receipt_body["dock_sig"]
+                entry.device_id, new_head[0], new_head[1], receipt_body["dock_sig"], self._nonces
             ),
         )
         link.send_json(FrameType.RECEIPT, receipt_body)

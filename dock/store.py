@@ -91,6 +91,21 @@ def closed_utc(record: Record) -> str:
     return end if isinstance(end, str) else record.utc
 
 
+def _remove_empty_tree(folder: Path) -> bool:
+    """Remove ``folder`` if it holds folders only (no file at all), durably; True if gone.
+
+    An interrupted first docking can leave ``<unit>/<device>/media/<day>/`` with nothing
+    in it once reconcile has taken its unjournaled files back to ``.partial``.
+    """
+    if any(not p.is_dir() for p in folder.rglob("*")):
+        return False
+    for d in sorted(folder.rglob("*"), key=lambda p: len(p.parts), reverse=True):
+        d.rmdir()
+    folder.rmdir()
+    fsync_dir(folder.parent)
+    return True
+
+
 class PartialFile:
     """A media file being received: hashed while written, resumable after an unplug."""
 
@@ -515,12 +530,16 @@ class Store:
         return dockjournal.build_ledger(self.journal.records()) if self.journal else {}
 
     # -- recovery ---------------------------------------------------------------------
+    def _unit_dirs(self) -> list[Path]:
+        """Unit folders (not the working space or the dock journals, which start . or _)."""
+        return sorted(
+            p for p in self.root.iterdir() if p.is_dir() and not p.name.startswith((".", "_"))
+        )
+
     def device_folders(self) -> list[tuple[str, str, Path]]:
         """``(unit, device, folder)`` for every device folder in the store."""
         found = []
-        for unit_dir in sorted(p for p in self.root.iterdir() if p.is_dir()):
-            if unit_dir.name.startswith((".", "_")):  # working space, dock journals
-                continue
+        for unit_dir in self._unit_dirs():
             for dev_dir in sorted(p for p in unit_dir.iterdir() if p.is_dir()):
                 if (dev_dir / JOURNAL_NAME).exists() or (dev_dir / "media").exists():
                     found.append((unit_dir.name, dev_dir.name, dev_dir))
@@ -543,6 +562,12 @@ class Store:
                     self._catch_up_journal(device, folder, ledgers.get(device), actions)
             except DockError:
                 actions.append(f"{device}: being offloaded by a bay now; left alone")
+        for unit_dir in self._unit_dirs():
+            for dev_dir in sorted(p for p in unit_dir.iterdir() if p.is_dir()):
+                if _remove_empty_tree(dev_dir):
+                    actions.append(
+                        f"{dev_dir.name}: removed the empty folder an interrupted docking left"
+                    )
         for action in actions:
             _log.warning("reconcile: %s", action)
         return actions
@@ -579,6 +604,10 @@ class Store:
                     os.fsync(f.fileno())
                 actions.append(f"{device}: cut a torn store journal line at byte {scan.torn[0]}")
             records = [Record.from_bytes(line) for _, line in scan.lines if line]
+            if not records and journal.stat().st_size == 0:
+                journal.unlink()  # created by a first docking that died before its first line
+                fsync_dir(folder)
+                actions.append(f"{device}: removed an empty store journal")
             for r in records:
                 if r.media is not None:
                     named[r.media[0]] = r

@@ -29,15 +29,23 @@ CHUNK = 256 * 1024
 MAX_PAYLOAD = CHUNK + 4096
 TORN_FILE = re.compile(r"\Ajournal\.torn-[0-9]{1,19}\Z", re.ASCII)
 RECEIPT_PURPOSE = "bodycam-receipt-v1"
+RECEIPT_PURPOSE_V2 = "bodycam-receipt-v2"
 RESPONSE_PURPOSE = "bodycam-dock-response-v1"
+CLOCK_PURPOSE = "bodycam-dock-clock-v1"
+PROTOCOL = 2
+"""Session protocol (``CHALLENGE.proto``): 2 = the dock signs its CLOCK and RECEIPT over
+both nonces. A camera refuses any other, so a dock that cannot prove its key never sets a
+clock or orders a wipe."""
+NONCE = re.compile(r"\A[0-9a-f]{32,128}\Z", re.ASCII)
+"""A session nonce: 16 to 64 random bytes in lowercase hex."""
 
 
 class FrameType(IntEnum):
     CHALLENGE = 1  # dock -> camera {dock, dock_key, nonce, proto}
-    RESPONSE = 2  # camera -> dock {device, head, utc, sig}
+    RESPONSE = 2  # camera -> dock {device, head, utc, sig, public_key, camera_nonce}
     REFUSE = 3  # either way {reason}: the session ends
-    CLOCK = 4  # dock -> camera {utc_ns}
-    CLOCK_SET = 5  # camera -> dock {offset_ns, old_utc, new_utc, set}
+    CLOCK = 4  # dock -> camera {utc_ns, dock_sig}
+    CLOCK_SET = 5  # camera -> dock {offset_ns, old_utc, new_utc, set, reason}
     SYNC = 6  # dock -> camera {after: {seq, hash} | null}
     RECORDS = 7  # camera -> dock: journal lines joined by newlines
     RECORDS_END = 8  # camera -> dock {head: {seq, hash} | null, count}
@@ -162,15 +170,43 @@ class FrameDecoder:
         return len(self._buf)
 
 
-def receipt_message(dock: str, device: str, upto_seq: int, upto_hash: str) -> bytes:
-    """The bytes a dock signs in a receipt (and a camera or verifier checks)."""
+def receipt_message(
+    dock: str,
+    device: str,
+    upto_seq: int,
+    upto_hash: str,
+    session: tuple[str, str] | None = None,
+) -> bytes:
+    """The bytes a dock signs in a receipt (and a camera or verifier checks).
+
+    ``session`` is ``(nonce, camera_nonce)`` of the docking that gave it (``bodycam-receipt-v2``):
+    a receipt made for one session is refused in any other, so a copied or replayed receipt
+    never makes a camera wipe. None is the older, unbound ``bodycam-receipt-v1``, which a
+    camera no longer accepts and a verifier still checks in old journals.
+    """
+    message: dict[str, Any] = {
+        "purpose": RECEIPT_PURPOSE,
+        "dock": dock,
+        "device": device,
+        "upto_seq": upto_seq,
+        "upto_hash": upto_hash,
+    }
+    if session is not None:
+        message.update(purpose=RECEIPT_PURPOSE_V2, nonce=session[0], camera_nonce=session[1])
+    return canonical_bytes(message)
+
+
+def clock_message(dock: str, device: str, session: tuple[str, str], utc_ns: int) -> bytes:
+    """The bytes a dock signs to set a camera's clock in one session (``CLOCK.dock_sig``):
+    bound to both nonces, so it is good for that session only."""
     return canonical_bytes(
         {
-            "purpose": RECEIPT_PURPOSE,
+            "purpose": CLOCK_PURPOSE,
             "dock": dock,
             "device": device,
-            "upto_seq": upto_seq,
-            "upto_hash": upto_hash,
+            "nonce": session[0],
+            "camera_nonce": session[1],
+            "utc_ns": utc_ns,
         }
     )
 

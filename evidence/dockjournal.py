@@ -68,8 +68,19 @@ def docking_body(
     }
 
 
-def receipt_body(device: str, upto_seq: int, upto_hash: str, dock_sig: str) -> dict:
-    return {"device": device, "upto_seq": upto_seq, "upto_hash": upto_hash, "dock_sig": dock_sig}
+def receipt_body(
+    device: str,
+    upto_seq: int,
+    upto_hash: str,
+    dock_sig: str,
+    session: tuple[str, str] | None = None,
+) -> dict:
+    """A receipt about to be sent; ``session`` (the docking's nonces) is what a
+    ``bodycam-receipt-v2`` signature covers besides the head, so it is kept to check it."""
+    body = {"device": device, "upto_seq": upto_seq, "upto_hash": upto_hash, "dock_sig": dock_sig}
+    if session is not None:
+        body.update(nonce=session[0], camera_nonce=session[1])
+    return body
 
 
 def flag_body(device: str, kind: str, detail: str) -> dict:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .storage import fsync_dir
+from .storage import fsync_dir, makedirs_durable
 
 CHUNK = 1 << 20
 
@@ -34,7 +34,7 @@ class HashingWriter:
         self.root = Path(root)
         self.relative = relative
         self.path = self.root / relative
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        makedirs_durable(self.path.parent)  # a new day's folder must survive a power cut
         self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         self._hash = hashlib.sha256()
         self.size = 0

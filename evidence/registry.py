@@ -7,6 +7,7 @@ canonical JSON::
                           "unit", "valid_from", "valid_until"}},
      "docks": {"<id>": {"public_key", "revoked_reason", "revoked_utc", "unit",
                         "valid_from", "valid_until"}},
+     "consoles": {"<id>": {...as docks}},   (optional: supervisor consoles, see docs/alerts.md)
      "format": "bodycam-registry-v2", "issued_utc": "<UTC>", "serial": <int>,
      "sig": "<128 hex>", "unit": "<unit id>", "unit_key": "<64 hex>"}
 
@@ -84,6 +85,20 @@ class DockEntry(_Validity):
     revoked_reason: str = ""
 
 
+@dataclass(frozen=True)
+class ConsoleEntry(_Validity):
+    """A supervisor console whose signed alert receipts cameras honour (``bodycam-supervisor
+    setup`` makes its key; the head of unit registers it with ``bodycam-unit add-console``)."""
+
+    console_id: str
+    public_key: str
+    unit: str = ""
+    valid_from: str = ""
+    valid_until: str = ""
+    revoked_utc: str = ""
+    revoked_reason: str = ""
+
+
 @dataclass
 class Signature:
     """Who signed a registry and which edition it is."""
@@ -106,9 +121,11 @@ class Registry:
         self,
         entries: dict[str, DeviceEntry] | None = None,
         docks: dict[str, DockEntry] | None = None,
+        consoles: dict[str, ConsoleEntry] | None = None,
     ) -> None:
         self._entries: dict[str, DeviceEntry] = dict(entries or {})
         self._docks: dict[str, DockEntry] = dict(docks or {})
+        self._consoles: dict[str, ConsoleEntry] = dict(consoles or {})
         self.signature: Signature | None = None  # set when loaded from a signed file
 
     # -- reading ----------------------------------------------------------------------
@@ -145,7 +162,7 @@ class Registry:
     @classmethod
     def _from_signed(cls, doc: dict[str, Any], data: bytes, where: str) -> Registry:
         want = {"devices", "docks", "format", "issued_utc", "serial", "sig", "unit", "unit_key"}
-        if set(doc) != want:
+        if set(doc) - {"consoles"} != want:  # "consoles" is optional (absent when empty)
             raise RegistryError(f"{where}: a signed registry has exactly {sorted(want)}")
         unit, key, sig = doc["unit"], doc["unit_key"], doc["sig"]
         serial, issued = doc["serial"], doc["issued_utc"]
@@ -173,6 +190,7 @@ class Registry:
         registry = cls(
             _parse_entries(doc["devices"], DeviceEntry, where, "devices"),
             _parse_entries(doc["docks"], DockEntry, where, "docks"),
+            _parse_entries(doc.get("consoles", {}), ConsoleEntry, where, "consoles"),
         )
         registry.signature = Signature(unit, key, serial, issued, sig)
         return registry
@@ -189,6 +207,8 @@ class Registry:
             "devices": {e.device_id: _entry_dict(e) for e in self},
             "docks": {e.dock_id: _entry_dict(e) for e in self.docks()},
         }
+        if self._consoles:  # absent when empty: older readers still accept the file
+            doc["consoles"] = {e.console_id: _entry_dict(e) for e in self.consoles()}
         doc["sig"] = unit_key.sign(canonical_bytes(doc)).hex()
         return doc
 
@@ -206,8 +226,8 @@ class Registry:
 
     def save(self, path: str | os.PathLike) -> None:
         """Write an unsigned v1 file (devices only): for a registry handed over by hand."""
-        if self._docks:
-            raise RegistryError("a registry with docks must be signed (save_signed)")
+        if self._docks or self._consoles:
+            raise RegistryError("a registry with docks or consoles must be signed (save_signed)")
         devices = {}
         for entry in self:
             d = asdict(entry)
@@ -238,10 +258,19 @@ class Registry:
             )
         self._docks[entry.dock_id] = entry
 
+    def add_console(self, entry: ConsoleEntry, *, replace: bool = False) -> None:
+        _check_entry(entry, entry.console_id)
+        old = self._consoles.get(entry.console_id)
+        if old and old.public_key != entry.public_key and not replace:
+            raise RegistryError(
+                f"console {entry.console_id}: already registered with another key; not replacing it"
+            )
+        self._consoles[entry.console_id] = entry
+
     def revoke(self, ident: str, utc: str, reason: str = "") -> DeviceEntry | DockEntry:
         """Revoke a device's or a dock's key from ``utc`` on (kept, so that what it signed
         before stays checkable)."""
-        for table in (self._entries, self._docks):
+        for table in (self._entries, self._docks, self._consoles):
             if ident in table:
                 table[ident] = replace(
                     table[ident], revoked_utc=utc, revoked_reason=reason[:_TEXT_LIMIT]
@@ -264,6 +293,17 @@ class Registry:
         return {
             e.dock_id: e.public_key
             for e in self.docks()
+            if not (e.problem_at(utc) if utc else e.revoked)
+        }
+
+    def consoles(self) -> list[ConsoleEntry]:
+        return sorted(self._consoles.values(), key=lambda e: e.console_id)
+
+    def console_keys(self, utc: str | None = None) -> dict[str, str]:
+        """Console id -> public key of every supervisor console not revoked (at ``utc``)."""
+        return {
+            e.console_id: e.public_key
+            for e in self.consoles()
             if not (e.problem_at(utc) if utc else e.revoked)
         }
 
@@ -295,14 +335,15 @@ def require_trusted(registry: Registry, fingerprints: Iterable[str], where: str)
         )
 
 
-def _entry_dict(entry: DeviceEntry | DockEntry) -> dict[str, str]:
+def _entry_dict(entry: DeviceEntry | DockEntry | ConsoleEntry) -> dict[str, str]:
     d = asdict(entry)
     d.pop("device_id", None)
     d.pop("dock_id", None)
+    d.pop("console_id", None)
     return d
 
 
-def _check_entry(entry: DeviceEntry | DockEntry, ident: str) -> None:
+def _check_entry(entry: DeviceEntry | DockEntry | ConsoleEntry, ident: str) -> None:
     try:
         check_device_id(ident)
     except ValueError as exc:
@@ -325,7 +366,7 @@ def _check_entry(entry: DeviceEntry | DockEntry, ident: str) -> None:
 def _parse_entries(table: Any, kind: type, where: str, name: str) -> dict[str, Any]:
     if not isinstance(table, dict):
         raise RegistryError(f"{where}: {name!r} must be an object")
-    allowed = {f.name for f in fields(kind)} - {"device_id", "dock_id"}
+    allowed = {f.name for f in fields(kind)} - {"device_id", "dock_id", "console_id"}
     entries = {}
     for ident, entry in table.items():
         try:
@@ -344,6 +385,7 @@ def _parse_entries(table: Any, kind: type, where: str, name: str) -> dict[str, A
 __all__ = [
     "REGISTRY_FORMAT",
     "REGISTRY_FORMAT_V1",
+    "ConsoleEntry",
     "DeviceEntry",
     "DockEntry",
     "Registry",

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from .cli import UsageError, run_command, setup_logging
 from .clock import SystemClock, format_utc, parse_utc
-from .registry import DeviceEntry, DockEntry, Registry
+from .registry import ConsoleEntry, DeviceEntry, DockEntry, Registry
 from .trust import write_trust_file
 from .unitkey import PassphraseNeeded, UnitKey, show_fingerprint
 
@@ -81,7 +81,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--valid-from", default="", metavar="UTC")
     s.add_argument("--valid-until", default="", metavar="UTC")
     s.add_argument("--replace", action="store_true", help="replace a registered key")
-    s = sub.add_parser("revoke", help="revoke a camera's or a dock's key")
+    s = sub.add_parser(
+        "add-console",
+        help="register a supervisor console's key (cameras then honour its alert receipts)",
+    )
+    s.add_argument("console")
+    s.add_argument(
+        "--public-key", required=True, help="64 hex digits (bodycam-supervisor setup prints it)"
+    )
+    s.add_argument("--replace", action="store_true", help="replace a registered key")
+    s = sub.add_parser("revoke", help="revoke a camera's, a dock's or a console's key")
     s.add_argument("id", help="the device or dock id")
     s.add_argument("--reason", required=True, help="why (lost, stolen, retired, ...)")
     s.add_argument("--at", metavar="UTC", help="from when (default: now)")
@@ -194,6 +203,11 @@ def main(argv: list[str] | None = None) -> int:
                     f"dock {d.dock_id} {d.public_key}"
                     + (f" REVOKED {d.revoked_utc}: {d.revoked_reason}" if d.revoked else "")
                 )
+            for c in registry.consoles():
+                print(
+                    f"console {c.console_id} {c.public_key}"
+                    + (f" REVOKED {c.revoked_utc}: {c.revoked_reason}" if c.revoked else "")
+                )
             return 0
         key, registry = _edit(args)
         if args.command == "add-device":
@@ -217,6 +231,11 @@ def main(argv: list[str] | None = None) -> int:
                     _utc(args.valid_from, "--valid-from"),
                     _utc(args.valid_until, "--valid-until"),
                 ),
+                replace=args.replace,
+            )
+        elif args.command == "add-console":
+            registry.add_console(
+                ConsoleEntry(args.console, args.public_key.lower(), key.unit),
                 replace=args.replace,
             )
         else:

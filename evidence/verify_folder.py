@@ -846,7 +846,9 @@ class FolderCheck:
         entry = self.registry.dock(dock) if self.registry is not None else None
         if entry is None:
             return f"the receipt is from dock {dock!r}, which is not in the registry"
-        message = receipt_message(dock, self.report.device or "", upto, digest)
+        nonces = (body.get("nonce"), body.get("camera_nonce"))  # a v2 receipt's session
+        session = nonces if all(isinstance(n, str) for n in nonces) else None
+        message = receipt_message(dock, self.report.device or "", upto, digest, session)
         if not self.keys.verifies(entry.public_key, message, sig):
             return f"the receipt's signature does not verify under dock {dock!r}'s key"
         why = entry.problem_at(record.utc)

@@ -1,10 +1,14 @@
 """``bodycam-recorder``: the recorder daemon (``python -m firmware``).
 
 The hardware backend is picked here, at the edge, and nowhere else: ``--camera`` or
-``BODYCAM_CAMERA=pi|sim`` (default ``pi``). A device never falls back to the simulator: if
-picamera2 is missing the daemon says so and exits 2. ``sim`` runs the simulator's hardware
-twin (camera, power, speaker, microphone, a SimClock at ``--speed``; gpiozero's pin factory
-from ``GPIOZERO_PIN_FACTORY``, e.g. ``mock``) for development.
+``BODYCAM_CAMERA=pi|sim`` (default ``pi``), a name looked up in the ``bodycam.hardware``
+entry points (:func:`firmware.hardware.load_backend`), so this package imports no
+simulator code. A device never falls back to the simulator: if picamera2 is missing the
+daemon says so and exits 2. ``pi`` (:mod:`firmware.pi`) restores the system clock from the
+RTC as it starts. ``sim`` runs the simulator's hardware twin (camera, power, speaker,
+microphone, a SimClock at ``--speed``; gpiozero's pin factory from
+``GPIOZERO_PIN_FACTORY``, e.g. ``mock``) for development. Both burn the device id and the
+officer (from the unit-signed registry, ``dock.registry``) into every frame.
 
 systemd: ``Type=notify``; the main loop sends READY=1, WATCHDOG=1 and STOPPING=1 through
 :mod:`evidence.systemd`. SIGTERM and SIGINT only wake the main loop, which then stops
@@ -19,13 +23,13 @@ from __future__ import annotations
 import argparse
 import os
 import signal
-from pathlib import Path
 from typing import Any
 
 from evidence.cli import UsageError, run_command, setup_logging
 from evidence.identity import DeviceIdentity
 
 from . import config as cfg
+from .hardware import BackendOptions, load_backend
 
 PROG = "bodycam-recorder"
 
@@ -86,6 +90,24 @@ def backend_name(args: argparse.Namespace) -> str:
     return name
 
 
+def officer_of(config: dict[str, Any], device_id: str) -> str:
+    """The officer the unit-signed registry gives this camera ('' without a registry),
+    burned into every frame with the device id."""
+    if not config["dock"]["registry"]:
+        return ""
+    from evidence.exc import EvidenceError
+    from evidence.trust import load_trusted_registry, load_unit_keys
+
+    try:
+        registry = load_trusted_registry(
+            config["dock"]["registry"], load_unit_keys(config["dock"]["unit_keys"])
+        )
+    except EvidenceError:
+        return ""  # cfg.trusted_docks has already refused a registry that is not trusted
+    entry = registry.get(device_id)
+    return entry.officer if entry is not None else ""
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.verbose)
@@ -107,38 +129,27 @@ def _run(args: argparse.Namespace) -> int:
     from .recorder import Recorder
 
     config = load_config(args)
-    trusted = cfg.trusted_docks(config)
+    trusted = cfg.dock_entries(config)
     identity = DeviceIdentity.load(config["device"]["key"])
     backend = backend_name(args)
-    if backend == "pi":
-        if args.speed is not None or args.record:
-            raise UsageError("--speed and --record only apply to the sim backend")
-        from .pi import make_backend
-
-        hw = make_backend(config)
-    else:
-        from simulator.shift import resume_utc_ns, sim_hardware  # only when asked for
-
-        storage = Path(config["device"]["storage"])
-        # The simulated RTC goes on after the last record, as a real RTC would, even when
-        # an earlier run was faster than real time.
-        hw = sim_hardware(
-            config,
-            storage.parent,
-            speed=args.speed or 1.0,
-            device_id=identity.device_id,
-            start_utc_ns=resume_utc_ns(storage / "journal.jsonl"),
-        )
+    if backend == "pi" and (args.speed is not None or args.record):
+        raise UsageError("--speed and --record only apply to the sim backend")
+    options = BackendOptions(
+        device_id=identity.device_id,
+        officer_id=officer_of(config, identity.device_id),
+        speed=args.speed or 1.0,
+    )
+    hw = load_backend(backend)(config, options)
     recorder = Recorder(
         config,
         identity=identity,
-        clock=hw["clock"],
-        camera=hw["camera"],
-        indicators=hw["indicators"],
-        power=hw["power"],
-        speaker=hw["speaker"],
-        microphone=hw["microphone"],
-        pin_factory=hw["pin_factory"],
+        clock=hw.clock,
+        camera=hw.camera,
+        indicators=hw.indicators,
+        power=hw.power,
+        speaker=hw.speaker,
+        microphone=hw.microphone,
+        pin_factory=hw.pin_factory,
     )
 
     def wake(signum: int, frame: Any) -> None:  # only wakes the main loop
@@ -152,7 +163,12 @@ def _run(args: argparse.Namespace) -> int:
         from .docking import DockWorker
 
         worker = DockWorker(
-            recorder, dock["port"], trusted, timeout=dock["timeout_s"], poll_s=dock["poll_s"]
+            recorder,
+            dock["port"],
+            trusted,
+            timeout=dock["timeout_s"],
+            poll_s=dock["poll_s"],
+            max_clock_step_s=dock["max_clock_step_s"],
         )
         recorder.services.append(worker)
         worker.start()

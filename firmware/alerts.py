@@ -1,10 +1,14 @@
-"""The alert outbox: which journal records still have to reach the broker, in order, once.
+"""The alert outbox: which journal records still have to reach a person, in order, once.
 
 The journal already holds every alert durably, so the outbox adds only a *cursor*: the
-sequence number of the last alert the broker acknowledged (PUBACK), kept in a small file
-next to the journal (``alerts.cursor``, replaced atomically). Pending alerts are the
-alert-kind records after the cursor: read from the journal at start (so a reboot loses
-nothing) and fed by :meth:`evidence.journal.Journal.add_listener` while running.
+sequence number below which every alert is done, kept in a small file next to the journal
+(``alerts.cursor``, replaced atomically). An alert is done when a supervisor console that
+the unit-signed registry lists sends a signed :class:`Receipt` saying it has shown it (end
+to end: a broker that acknowledged an alert and then crashed cannot lose it), or, on a
+camera that knows no console, when the broker acknowledged it (PUBACK). Pending alerts
+are the alert-kind records after the cursor that are not yet done: read from the journal
+at start (so a reboot loses nothing) and fed by
+:meth:`evidence.journal.Journal.add_listener` while running.
 
 This module is domain logic only: no sockets, no threads of its own. ``firmware.mqtt``
 drives it. Thread safety: :meth:`Outbox.offer` is called from whichever thread appends
@@ -22,8 +26,11 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from evidence.exc import RecordError
-from evidence.record import Record
+from evidence.canonical import canonical_bytes
+from evidence.clock import UTC_PATTERN
+from evidence.exc import CanonicalError, RecordError, SignatureError
+from evidence.identity import DEVICE_ID_PATTERN, DeviceIdentity, verify_signature
+from evidence.record import HEX64, HEX128, Record
 from evidence.storage import atomic_write_bytes
 
 _log = logging.getLogger(__name__)
@@ -94,6 +101,110 @@ class Ack:
         return cls(seq, by)
 
 
+RECEIPT_KIND = "alert_receipt"
+RECEIPT_FIELDS = ("v", "kind", "console", "device", "seq", "hash", "utc", "sig")
+MAX_RECEIPT_BYTES = 1024
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """A supervisor console's signed word that it has *shown* one alert to a person.
+
+    Canonical JSON ``{"v":1,"kind":"alert_receipt","console","device","seq","hash","utc",
+    "sig"}``; ``sig`` is Ed25519 by the console's key over the canonical JSON without
+    ``sig``; ``hash`` is the alert record's hash, so a receipt covers those very bytes.
+    Sent on the camera's ``ack`` topic (the camera already reads it, the broker's ACL
+    already lets supervisors write it); unlike an :class:`Ack` it does not buzz."""
+
+    console: str
+    device: str
+    seq: int
+    hash: str
+    utc: str
+    sig: str = ""
+
+    def _unsigned(self) -> dict:
+        return {
+            "v": 1,
+            "kind": RECEIPT_KIND,
+            "console": self.console,
+            "device": self.device,
+            "seq": self.seq,
+            "hash": self.hash,
+            "utc": self.utc,
+        }
+
+    @classmethod
+    def sign(cls, key: DeviceIdentity, device: str, seq: int, hash: str, utc: str) -> Receipt:
+        unsigned = cls(key.device_id, device, seq, hash, utc)
+        return cls(
+            **{**unsigned.__dict__, "sig": key.sign(canonical_bytes(unsigned._unsigned())).hex()}
+        )
+
+    def to_bytes(self) -> bytes:
+        return canonical_bytes({**self._unsigned(), "sig": self.sig})
+
+    def verify(self, public_key_hex: str) -> None:
+        """Raise :class:`~evidence.exc.SignatureError` unless the console key signed it."""
+        verify_signature(public_key_hex, canonical_bytes(self._unsigned()), bytes.fromhex(self.sig))
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Receipt:
+        """Parse a receipt; raise ValueError with the reason."""
+        if len(data) > MAX_RECEIPT_BYTES:
+            raise ValueError(f"receipt is {len(data)} bytes (limit {MAX_RECEIPT_BYTES})")
+        try:
+            value = json.loads(data.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+            raise ValueError(f"receipt is not JSON: {exc}") from None
+        if not isinstance(value, dict) or set(value) != set(RECEIPT_FIELDS):
+            raise ValueError(f"receipt must be exactly {{{', '.join(RECEIPT_FIELDS)}}}")
+        if value["v"] != 1 or type(value["v"]) is not int or value["kind"] != RECEIPT_KIND:
+            raise ValueError("not an alert_receipt of format 1")
+        for name in ("console", "device"):
+            if not isinstance(value[name], str) or not DEVICE_ID_PATTERN.match(value[name]):
+                raise ValueError(f"receipt {name} is not an id: {value[name]!r:.40}")
+        seq = value["seq"]
+        if type(seq) is not int or not 0 <= seq < 2**63:
+            raise ValueError(f"receipt seq must be an integer >= 0: {seq!r:.40}")
+        if not isinstance(value["hash"], str) or not HEX64.match(value["hash"]):
+            raise ValueError("receipt hash must be 64 lowercase hex digits")
+        if not isinstance(value["utc"], str) or not UTC_PATTERN.match(value["utc"]):
+            raise ValueError("receipt utc must be a UTC stamp")
+        if not isinstance(value["sig"], str) or not HEX128.match(value["sig"]):
+            raise ValueError("receipt sig must be 128 lowercase hex digits")
+        receipt = cls(*(value[f] for f in RECEIPT_FIELDS[2:]))
+        try:
+            if receipt.to_bytes() != data:
+                raise ValueError("receipt is not canonical JSON")
+        except CanonicalError as exc:
+            raise ValueError(f"receipt is not canonical JSON: {exc}") from None
+        return receipt
+
+
+def parse_ack_payload(data: bytes) -> Ack | Receipt:
+    """What came on a camera's ``ack`` topic: a person's :class:`Ack` or a console's
+    :class:`Receipt`; raise ValueError with the reason."""
+    if b'"kind":"alert_receipt"' in data[:MAX_RECEIPT_BYTES]:
+        return Receipt.from_bytes(data)
+    return Ack.from_bytes(data)
+
+
+def check_receipt(receipt: Receipt, device: str, consoles: dict[str, str]) -> str | None:
+    """Why ``receipt`` does not count for ``device`` (None if it does): the console must be
+    one the trusted registry lists (``consoles``: id -> public key) and its key must sign."""
+    if receipt.device != device:
+        return f"receipt names device {receipt.device!r}"
+    key = consoles.get(receipt.console)
+    if key is None:
+        return f"console {receipt.console!r} is not in the trusted registry"
+    try:
+        receipt.verify(key)
+    except SignatureError:
+        return f"receipt does not verify under console {receipt.console!r}'s key"
+    return None
+
+
 class AlertCursor:
     """The last alert seq the broker acknowledged, durable across power cuts."""
 
@@ -134,6 +245,7 @@ class Outbox:
         self._records: dict[int, Record] = {}
         self._acks_seen: set[int] = set()
         self._alerts: set[int] = set()  # every alert seq journalled, acked or not
+        self._beyond: set[int] = set()  # settled by a receipt, but after an unsettled one
 
     @property
     def acked_seq(self) -> int:
@@ -153,7 +265,11 @@ class Outbox:
             return False
         with self._lock:
             self._alerts.add(record.seq)
-            if record.seq <= self._acked or record.seq in self._records:
+            if (
+                record.seq <= self._acked
+                or record.seq in self._records
+                or record.seq in self._beyond
+            ):
                 return False
             self._records[record.seq] = record
             bisect.insort(self._seqs, record.seq)
@@ -207,6 +323,30 @@ class Outbox:
             for s in self._seqs[:done]:
                 del self._records[s]
             del self._seqs[:done]
+
+    def record(self, seq: int) -> Record | None:
+        """The queued (not yet done) alert ``seq``, or None."""
+        with self._lock:
+            return self._records.get(seq)
+
+    def settle(self, seq: int) -> bool:
+        """A console has shown the alert ``seq``: it is done. True if it was pending.
+
+        Receipts may come in any order; the cursor moves only over a prefix with nothing
+        pending, and a settled alert after a pending one is remembered until then (after
+        a reboot it is resent, shown as a duplicate and receipted again)."""
+        with self._lock:
+            if seq not in self._records:
+                return False
+            del self._records[seq]
+            del self._seqs[bisect.bisect_left(self._seqs, seq)]
+            self._beyond.add(seq)
+            first = self._seqs[0] if self._seqs else None
+            done = {s for s in self._beyond if first is None or s < first}
+            if done:
+                self._acked = max(self._acked, *done)
+                self._beyond -= done
+            return True
 
     @property
     def cursor_dirty(self) -> bool:

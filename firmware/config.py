@@ -49,6 +49,9 @@ def validate(config: dict[str, Any]) -> None:
     dock = config["dock"]
     if dock["timeout_s"] <= 0 or dock["poll_s"] <= 0:
         raise ConfigError("dock.timeout_s and dock.poll_s must be positive")
+    step = dock["max_clock_step_s"]
+    if isinstance(step, bool) or not isinstance(step, int | float) or not 0 < step <= 86400:
+        raise ConfigError("dock.max_clock_step_s must be a number of seconds, 0 < s <= 86400")
     if not all(isinstance(k, str) for k in dock["unit_keys"]):
         raise ConfigError("dock.unit_keys holds fingerprint strings")
 
@@ -86,6 +89,13 @@ def trusted_docks(config: dict[str, Any]) -> dict[str, str]:
     signed by a unit key ``dock.unit_keys`` or /etc/bodycam/trust.toml names) that is not
     revoked: the only docks whose receipts make the camera wipe media. No registry
     configured = never wipe (any registered dock may copy, none delete)."""
+    return {e.dock_id: e.public_key for e in dock_entries(config).values() if not e.revoked}
+
+
+def dock_entries(config: dict[str, Any]) -> dict[str, Any]:
+    """Dock id -> :class:`~evidence.registry.DockEntry` of every dock in that registry,
+    revoked ones included, so that the camera refuses a revoked dock by name and checks
+    each key's validity at the time of the docking (firmware/dock_link.py)."""
     from evidence.exc import EvidenceError
     from evidence.trust import load_trusted_registry, load_unit_keys
 
@@ -102,4 +112,4 @@ def trusted_docks(config: dict[str, Any]) -> dict[str, str]:
         registry = load_trusted_registry(dock["registry"], keys)
     except EvidenceError as exc:
         raise ConfigError(f"dock.registry: {exc}") from None
-    return registry.dock_keys()
+    return {e.dock_id: e for e in registry.docks()}

@@ -14,6 +14,13 @@ receipt while the officer is still recording would be surprising. A record press
 session is never ignored, though: evidence comes first, and the session stays safe (it
 serves and wipes only what the dock's receipt names).
 
+Unplugging: a pulled cable hangs the port up. A hung-up tty polls as "data waiting" *and*
+hung up, reads fail with EIO, and ``tcflush`` (pyserial's ``reset_input_buffer``) raises
+``termios.error``, which is not an ``OSError``. The thread checks for the hang-up first,
+treats any of these as "the cable is gone", closes the port and waits for it again, so the
+camera docks again when it is put back, without a reboot. Nothing a port or a dock does
+ends the thread: an unexpected error is logged and the port is opened again.
+
 Threads: the session runs here and appends to the recorder's thread-safe journal; the state
 machine and the LEDs stay with the main loop (:meth:`Recorder.dock_begin` /
 :meth:`Recorder.dock_end` post to it). A daemon thread with a stop Event and a bounded join;
@@ -25,17 +32,24 @@ from __future__ import annotations
 import contextlib
 import logging
 import select
+import termios
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from evidence.cable import CableError, FrameType
+from evidence.cable import CableError, FrameType, LinkClosed
 from evidence.cable_link import Link
 from evidence.exc import EvidenceError
+from evidence.registry import DockEntry
 
-from .dock_link import DockLink
+from .dock_link import MAX_CLOCK_STEP_S, DockLink
 
 _log = logging.getLogger(__name__)
+
+PORT_ERRORS = (OSError, termios.error, ValueError)
+"""What a vanished port raises: pyserial's SerialException is an OSError, termios.error (from
+tcflush/tcgetattr on a hung-up tty) is not, and a closed pyserial port raises ValueError."""
+_HANGUP = select.POLLHUP | select.POLLERR | select.POLLNVAL
 
 
 def open_serial(path: str, timeout: float) -> Any:
@@ -52,15 +66,17 @@ class DockWorker:
         self,
         recorder: Any,
         port_path: str,
-        trusted_docks: dict[str, str],
+        trusted_docks: Mapping[str, str | DockEntry],
         *,
         timeout: float = 10.0,
         poll_s: float = 1.0,
+        max_clock_step_s: float = MAX_CLOCK_STEP_S,
         open_port: Callable[[str, float], Any] = open_serial,
     ) -> None:
         self.recorder = recorder
         self.port_path = port_path
         self.trusted_docks = dict(trusted_docks)
+        self.max_clock_step_s = max_clock_step_s
         self.timeout = timeout
         self.poll_s = poll_s
         self._open = open_port
@@ -85,7 +101,7 @@ class DockWorker:
         while not self._stop.is_set():
             try:
                 port = self._open(self.port_path, self.timeout)
-            except OSError as exc:  # absent (not docked) or busy; pyserial's error is an OSError
+            except PORT_ERRORS as exc:  # absent (not docked), busy, or hung up at open
                 if not waiting_logged:
                     _log.info("waiting for a dock on %s (%s)", self.port_path, exc)
                     waiting_logged = True
@@ -95,11 +111,11 @@ class DockWorker:
             waiting_logged = False
             try:
                 self._serve(port)
+            except Exception:  # the thread outlives anything a port or a dock does
+                _log.exception("dock thread: unexpected error; opening %s again", self.port_path)
             finally:
-                try:
+                with contextlib.suppress(*PORT_ERRORS):
                     port.close()
-                except OSError:
-                    pass
             self._stop.wait(self.poll_s)  # the cable was pulled: look for the port again
 
     def _serve(self, port: Any) -> None:
@@ -107,30 +123,42 @@ class DockWorker:
         while not self._stop.is_set():
             state = self._wait_for_dock(port)
             if state == "hangup":
-                _log.info("dock port %s closed (undocked)", self.port_path)
+                _log.info("dock port %s hung up (undocked)", self.port_path)
                 return
-            if state == "data":
-                self._session(port)
+            if state == "data" and not self._session(port):
+                _log.info("dock port %s lost during the session (undocked)", self.port_path)
+                return
 
     def _wait_for_dock(self, port: Any) -> str:
-        poller = select.poll()
-        poller.register(port.fileno(), select.POLLIN)
-        for _, events in poller.poll(int(self.poll_s * 1000)):
+        """``"hangup"``, ``"data"`` or ``"idle"``. A hung-up tty polls as readable too, so
+        the hang-up is checked first (else a session would start on a dead line)."""
+        try:
+            poller = select.poll()
+            poller.register(port.fileno(), select.POLLIN)
+            ready = poller.poll(int(self.poll_s * 1000))
+        except PORT_ERRORS:
+            return "hangup"
+        for _, events in ready:
+            if events & _HANGUP:
+                return "hangup"
             if events & select.POLLIN:
                 return "data"
-            if events & (select.POLLHUP | select.POLLERR | select.POLLNVAL):
-                return "hangup"
         return "idle"
 
-    def _session(self, port: Any) -> None:
+    def _session(self, port: Any) -> bool:
+        """One docking; False when the line was lost (the port must be opened again)."""
         refusal = self.recorder.dock_begin()
         if refusal:
             _log.warning("dock refused: %s", refusal)
             try:
                 self._refuse(port, refusal)
-            except (EvidenceError, OSError) as exc:  # cable pulled: keep serving docks
+            except LinkClosed as exc:
                 _log.warning("could not tell the dock: %s", exc)
-            return
+                return False
+            except (EvidenceError, *PORT_ERRORS) as exc:
+                _log.warning("could not tell the dock: %s", exc)
+            return self._drop_input(port)
+        alive = True
         try:
             link = DockLink(
                 self.recorder.root,
@@ -138,6 +166,7 @@ class DockWorker:
                 self.recorder.clock,
                 self.trusted_docks,
                 timeout=self.timeout,
+                max_clock_step_s=self.max_clock_step_s,
             )
             outcome = link.run_session(port)
             _log.info(
@@ -149,16 +178,27 @@ class DockWorker:
                 len(outcome.wiped),
                 f" ({outcome.reason})" if outcome.reason else "",
             )
-        except (EvidenceError, OSError, ValueError) as exc:  # nothing wiped unless journaled
+        except LinkClosed as exc:  # the cable was pulled mid-session
+            _log.warning("docking ended early: %s", exc)
+            alive = False
+        except (EvidenceError, *PORT_ERRORS) as exc:  # nothing wiped unless journaled
             _log.warning("docking ended early: %s", exc)
         finally:
             self.sessions += 1
             self.recorder.dock_end()
-            if hasattr(port, "reset_input_buffer"):
-                # What is left of a broken session is not a new one; a pulled cable may
-                # refuse even this, and the wait for the next docking handles that.
-                with contextlib.suppress(OSError):
-                    port.reset_input_buffer()
+        return self._drop_input(port) and alive
+
+    def _drop_input(self, port: Any) -> bool:
+        """Drop what is left of a broken session (it is not a new one); False when the
+        port is gone (a hung-up tty refuses even this, with termios.error)."""
+        if not hasattr(port, "reset_input_buffer"):
+            return True
+        try:
+            port.reset_input_buffer()
+        except PORT_ERRORS as exc:
+            _log.info("dock port %s: %s", self.port_path, exc)
+            return False
+        return True
 
     def _refuse(self, port: Any, reason: str) -> None:
         """Read the dock's challenge and answer REFUSE with the reason."""
@@ -166,9 +206,9 @@ class DockWorker:
         link.expect_any_first_seq()
         try:
             link.expect(FrameType.CHALLENGE)
+        except LinkClosed:
+            raise
         except CableError as exc:  # not a dock's opening (e.g. the end of an old session)
             _log.info("not answering a stray frame: %s", exc)
         else:
             link.refuse(reason)
-        if hasattr(port, "reset_input_buffer"):
-            port.reset_input_buffer()

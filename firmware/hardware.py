@@ -1,16 +1,28 @@
-"""The small interfaces between the recorder and the hardware.
+"""The small interfaces between the recorder and the hardware, and how a backend is chosen.
 
 The device implements them with Picamera2, pyaudio, gpiozero's default pin factory and
 I2C drivers (``firmware/pi.py``, device-only); the simulator implements them in
 ``simulator/``. Nothing above these interfaces asks which backend it has.
 
-Threads: a camera calls ``Output.outputframe`` from its own capture/encoder thread. An
-Output must not write files, sign or publish in that call: it hands work to a queue.
+A backend is picked by name, as gpiozero picks pin factories: ``BODYCAM_CAMERA=pi|sim``
+names an entry point of the group ``bodycam.hardware`` (setup.cfg), a function
+``(config, BackendOptions) -> HardwareParts``. So ``firmware`` never imports the simulator:
+the ``sim`` entry point lives in the simulator's runner.
+
+Threads: a camera calls ``Output.outputframe`` from its own capture/encoder threads (one
+call at a time, never from the thread that called ``start``). An Output must not write
+files, sign or publish in that call: it hands work to a queue.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from importlib.metadata import entry_points
 from typing import Any, Protocol
+
+from .exc import BackendError
+
+BACKEND_GROUP = "bodycam.hardware"
 
 
 class Output(Protocol):
@@ -28,10 +40,13 @@ class Output(Protocol):
         packet: Any = None,
         audio: bool = False,
     ) -> None:
-        """One encoded frame. ``timestamp`` is in microseconds on the camera's monotonic
-        clock; ``audio=True`` marks an encoded audio frame (AAC, ADTS-free raw packet),
-        otherwise ``frame`` is one H.264 access unit in Annex B form, SPS/PPS repeated
-        before every keyframe."""
+        """One encoded frame, always as ``bytes``. ``timestamp`` is in microseconds on the
+        recorder clock's ``monotonic_ns`` (so a segment's UTC is its timestamps plus the
+        clock's UTC offset; it keeps rising across camera restarts); ``audio=True`` marks an
+        encoded audio frame (AAC-LC, ADTS-free raw packet, at the camera's declared
+        ``audio_sample_rate`` and ``audio_channels``), otherwise ``frame`` is one H.264
+        access unit in Annex B form, SPS/PPS repeated before every keyframe. ``packet``
+        is backend-specific (None or a PyAV packet): the recorder never reads it."""
 
 
 class Camera(Protocol):
@@ -51,7 +66,8 @@ class Camera(Protocol):
         """Stop delivering frames; returns once no more ``outputframe`` calls will come."""
 
     def capture_jpeg(self) -> bytes:
-        """A still photo as JPEG bytes, taken while video keeps running."""
+        """A still photo as JPEG bytes (with the burned-in text), taken while video keeps
+        running; raises (e.g. TimeoutError) when the camera delivers no frame."""
 
 
 class Indicators(Protocol):
@@ -95,3 +111,39 @@ class SettableClock(Protocol):
 
     def set_time_ns(self, utc_ns: int) -> None:
         """Set wall-clock time (the RTC on the device); monotonic time is unaffected."""
+
+
+@dataclass(frozen=True)
+class BackendOptions:
+    """What a backend needs besides the config: whose camera it is (burned into every
+    frame) and, for the simulator, its clock speed (None: as fast as possible)."""
+
+    device_id: str
+    officer_id: str = ""
+    speed: float | None = 1.0
+
+
+@dataclass(frozen=True)
+class HardwareParts:
+    """One typed set of hardware parts, whichever backend made it."""
+
+    clock: SettableClock
+    camera: Camera
+    power: Power
+    speaker: Speaker
+    microphone: Microphone
+    indicators: Indicators
+    pin_factory: Any = None  # gpiozero's: None = its default (the device's GPIO)
+
+
+def backend_names() -> list[str]:
+    return sorted(ep.name for ep in entry_points(group=BACKEND_GROUP))
+
+
+def load_backend(name: str):
+    """The factory registered as ``name`` in ``bodycam.hardware``; BackendError if none."""
+    found = entry_points(group=BACKEND_GROUP, name=name)
+    if not found:
+        known = ", ".join(backend_names()) or "none: reinstall the package (pip install -e .)"
+        raise BackendError(f"no hardware backend {name!r} (installed: {known})")
+    return next(iter(found)).load()

@@ -1,4 +1,5 @@
-"""The camera's MQTT link: alerts out (QoS 1, in order, once), status retained, acks in.
+"""The camera's MQTT link: alerts out (QoS 1, in order, until a console has shown them),
+status retained, acks and console receipts in.
 
 Layers: :class:`firmware.alerts.Outbox` decides *what* is pending (pure, durable cursor);
 :class:`DeviceSession` is one device's MQTT conversation (paho client, in-flight window,
@@ -22,6 +23,7 @@ import socket
 import ssl
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -36,7 +38,17 @@ from evidence.journal import Journal
 from evidence.message import sign_status
 from evidence.record import Record
 
-from .alerts import CURSOR_NAME, Ack, AlertCursor, Outbox, ack_topic, alert_topic, status_topic
+from .alerts import (
+    CURSOR_NAME,
+    AlertCursor,
+    Outbox,
+    Receipt,
+    ack_topic,
+    alert_topic,
+    check_receipt,
+    parse_ack_payload,
+    status_topic,
+)
 
 _log = logging.getLogger(__name__)
 
@@ -45,7 +57,8 @@ MQTT_DEFAULTS: dict[str, Any] = {
     "host": "",
     "port": 8883,
     "unit": "",
-    "ca_file": "",  # CA that signed the broker's certificate; "" = no TLS (tests only)
+    "ca_file": "",  # CA that signed the broker's certificate; required (TLS) ...
+    "insecure": False,  # ... unless this is true: plain TCP, for test brokers only
     "cert_file": "",  # optional client certificate
     "key_file": "",
     "username": "",  # "" = the device id
@@ -54,6 +67,10 @@ MQTT_DEFAULTS: dict[str, Any] = {
     "status_interval_s": 60.0,
     "reconnect_max_s": 30.0,
     "inflight": 16,  # below the broker's max_inflight_messages (20)
+    # With consoles in the trusted registry: resend what no console has receipted, first
+    # after receipt_resend_s, doubling up to receipt_resend_max_s (and at each reconnect).
+    "receipt_resend_s": 2.0,
+    "receipt_resend_max_s": 120.0,
 }
 
 
@@ -67,6 +84,8 @@ class MqttSettings(ConnectionSettings):
     inflight: int = 16
     status_min_interval_s: float = 1.0
     cursor_path: str = ""  # "" = alerts.cursor next to the journal
+    receipt_resend_s: float = 2.0
+    receipt_resend_max_s: float = 120.0
 
     @classmethod
     def from_config(cls, table: dict[str, Any]) -> MqttSettings:
@@ -81,6 +100,10 @@ class MqttSettings(ConnectionSettings):
 
 
 CURSOR_SAVE_S = 0.25
+# Journal records that the supervisor sees as status lines: the next status published
+# carries this state once (then the indicator's state again). Recording starting shows in
+# the indicator state too, but a short recording could fall between two statuses.
+STATUS_EVENTS = {"recording_started": "recording", "receipt": "docked"}
 
 StatusSource = Callable[[], tuple[str, int]]  # -> (state, battery percent or -1)
 AckCallback = Callable[[int, str], None]  # (alert_seq, by) in the driver thread
@@ -96,6 +119,7 @@ class DeviceSession:
         *,
         on_ack: AckCallback | None = None,
         status_source: StatusSource | None = None,
+        consoles: dict[str, str] | None = None,
     ) -> None:
         self.journal = journal
         self.settings = settings
@@ -106,6 +130,17 @@ class DeviceSession:
         self.status_source = status_source or (lambda: ("unknown", -1))
         cursor = Path(settings.cursor_path or journal.path.with_name(CURSOR_NAME))
         self.outbox = Outbox(AlertCursor(cursor))
+        # Console id -> public key (from the trusted registry). With none, an alert is done
+        # when the broker PUBACKs it; with some, only when a console's receipt says shown.
+        self.consoles = dict(consoles or {})
+        # alert seq -> (when, publish number) of its last publish, until it is receipted
+        self._sent_at: dict[int, tuple[float, int]] = {}
+        self._pub_no = 0  # publishes of alerts so far (orders them)
+        self._last_new_no = -1  # publish number of the newest first-time publish
+        self._resend_wait = settings.receipt_resend_s
+        self._events: deque[str] = deque(maxlen=8)  # event states the next statuses carry
+        self.receipts = 0  # receipts that settled an alert (for tests and logs)
+        self.resent = 0  # alerts published again because no receipt came
         self.topics = (
             alert_topic(self.unit, self.device),
             status_topic(self.unit, self.device),
@@ -132,10 +167,18 @@ class DeviceSession:
         journal.add_listener(self._on_record)
         self.outbox.load_journal(journal.path)
 
+    @property
+    def inflight(self) -> int:
+        """Alerts published on this connection that the broker has not yet PUBACKed."""
+        return len(self._order)
+
     # -- appending thread ------------------------------------------------------------
     def _on_record(self, record: Record) -> None:
         """Journal listener: enqueue and wake the driver; never blocks, never publishes."""
         self.outbox.offer(record)
+        event = STATUS_EVENTS.get(record.kind)
+        if event is not None:
+            self._events.append(event)
         self._status_dirty = True
         self.idle.clear()
         if self.driver is not None:
@@ -167,13 +210,17 @@ class DeviceSession:
         )
         return client
 
-    def _status(self, *, online: bool) -> bytes:
+    def _status(self, *, online: bool, state: str | None = None) -> bytes:
+        """A signed status. Offline without a ``state`` is the last will: its state says
+        ``connection_lost`` (a clean stop says ``shift_ended``)."""
         try:
-            state, battery = self.status_source()
-            state, battery = str(state)[:32], max(-1, min(100, int(battery)))
+            source_state, battery = self.status_source()
+            source_state, battery = str(source_state)[:32], max(-1, min(100, int(battery)))
         except Exception:  # noqa: BLE001 - a broken sensor must not silence the alerts
             _log.exception("%s: status source failed; reporting unknown", self.device)
-            state, battery = "unknown", -1
+            source_state, battery = "unknown", -1
+        if state is None:
+            state = source_state if online else "connection_lost"
         return sign_status(
             self.identity,
             utc=format_utc(self.journal.clock.time_ns()),
@@ -285,10 +332,52 @@ class DeviceSession:
                 self.outbox.count(),
             )
 
+    def _resend_check(self, now: float) -> bool:
+        """Receipt mode: restart the round from the oldest unreceipted alert when it is due.
+
+        Due (a) when the oldest unreceipted alert was last published ``_resend_wait`` ago
+        (the wait doubles up to ``receipt_resend_max_s`` while no receipt comes), or (b)
+        when a new alert is about to go out for the first time while older ones await
+        their receipt (and were not re-published since the last new one went out). Then
+        the older ones go again first, so a console always sees journal order: a broker that restarted,
+        or a console that subscribed, between an old alert and a new one would otherwise
+        show the new one first and then flag the old one as a replay. In an outage that
+        costs O(alerts^2) duplicates, which the console drops. False means: publish
+        nothing now (let the PUBACKs of what is in flight come in first)."""
+        oldest = self.outbox.pending(-1, 1)
+        if not oldest:
+            self._resend_wait = self.settings.receipt_resend_s
+            return True
+        first = oldest[0].seq
+        if first > self._sent_upto:
+            return True  # not yet published on this connection: the round is under way
+        upcoming = self.outbox.pending(self._sent_upto, 1)
+        if upcoming and upcoming[0].seq in self._sent_at:
+            return True  # a round is under way (re-publishing older alerts)
+        last_at, last_no = self._sent_at.get(first, (0.0, -1))
+        timer = not upcoming and now - last_at >= self._resend_wait
+        if not (timer or (upcoming and last_no <= self._last_new_no)):
+            return True
+        if self._order:
+            return False
+        if timer:
+            self._resend_wait = min(self._resend_wait * 2, self.settings.receipt_resend_max_s)
+        _log.info(
+            "%s: no receipt yet for %d alert(s) from seq %d; sending them again",
+            self.device,
+            self.outbox.count(),
+            first,
+        )
+        self._sent_upto = self.outbox.acked_seq
+        return True
+
     def _pump(self) -> None:
         client = self.client
         room = self.settings.inflight - len(self._order)
         if client is None or room <= 0:
+            return
+        now = time.monotonic()
+        if self.consoles and not self._resend_check(now):
             return
         for record in self.outbox.pending(self._sent_upto, room):
             info = client.publish(self.topics[0], record.to_bytes(), qos=1)
@@ -299,16 +388,26 @@ class DeviceSession:
             self._order.append(record.seq)
             self._sent_upto = record.seq
             self.published += 1
+            if record.seq in self._sent_at:
+                self.resent += 1
+            elif self.consoles:
+                self._last_new_no = self._pub_no
+            if self.consoles:
+                self._sent_at[record.seq] = (now, self._pub_no)
+            self._pub_no += 1
         if client.want_write() and client.loop_write() != MQTTErrorCode.MQTT_ERR_SUCCESS:
             self._lost("write failed")
 
     def publish_status(self, now: float) -> None:
         if self.client is None:
             return
-        self._status_dirty = False
+        event = self._events.popleft() if self._events else None
+        self._status_dirty = bool(self._events)
         self._status_last = now
         self._status_due = now + self.settings.status_interval_s
-        self.client.publish(self.topics[1], self._status(online=True), qos=1, retain=True)
+        self.client.publish(
+            self.topics[1], self._status(online=True, state=event), qos=1, retain=True
+        )
 
     def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
         seq = self._inflight.pop(mid, None)
@@ -323,7 +422,8 @@ class DeviceSession:
         while self._order and self._order[0] in self._done:
             first = self._order.pop(0)
             self._done.discard(first)
-            self.outbox.acknowledge(first)
+            if not self.consoles:  # receipt mode: a PUBACK is not delivery to a person
+                self.outbox.acknowledge(first)
         if self.driver is not None:
             self.driver.wake(self)
 
@@ -331,9 +431,12 @@ class DeviceSession:
         if message.topic != self.topics[2]:
             return
         try:
-            ack = Ack.from_bytes(message.payload)
+            ack = parse_ack_payload(message.payload)
         except ValueError as exc:
             _log.warning("%s: ignoring a malformed ack: %s", self.device, exc)
+            return
+        if isinstance(ack, Receipt):
+            self._on_receipt(ack)
             return
         if not self.outbox.is_alert(ack.alert_seq):
             _log.warning(
@@ -351,6 +454,33 @@ class DeviceSession:
             except Exception:  # noqa: BLE001 - a broken indicator must not stop the link
                 _log.exception("%s: on_ack callback failed", self.device)
 
+    def _on_receipt(self, receipt: Receipt) -> None:
+        """A console says it has shown an alert: that alert is done (receipt mode only)."""
+        if not self.consoles:
+            _log.debug(
+                "%s: receipt from %s ignored: no console is trusted", self.device, receipt.console
+            )
+            return
+        problem = check_receipt(receipt, self.device, self.consoles)
+        if problem is None:
+            record = self.outbox.record(receipt.seq)
+            if record is None:
+                return  # already done (a receipt for a duplicate), or not a pending alert
+            if record.hash != receipt.hash:
+                problem = f"receipt for seq {receipt.seq} covers other bytes than our alert"
+        if problem is not None:
+            _log.warning("%s: ignoring a receipt: %s", self.device, problem)
+            return
+        if self.outbox.settle(receipt.seq):
+            self.receipts += 1
+            self._sent_at.pop(receipt.seq, None)
+            self._resend_wait = self.settings.receipt_resend_s
+            _log.debug(
+                "%s: alert %d shown by console %s", self.device, receipt.seq, receipt.console
+            )
+            if self.driver is not None:
+                self.driver.wake(self)
+
     def close(self, timeout: float = 2.0) -> None:
         """Say offline (retained, with the current head) and disconnect cleanly."""
         client = self.client
@@ -358,7 +488,8 @@ class DeviceSession:
             self.outbox.save_cursor()
             return
         if self.connected.is_set():
-            info = client.publish(self.topics[1], self._status(online=False), qos=1, retain=True)
+            offline = self._status(online=False, state="shift_ended")
+            info = client.publish(self.topics[1], offline, qos=1, retain=True)
             deadline = time.monotonic() + timeout
             while not info.is_published() and time.monotonic() < deadline and self.client:
                 if client.want_write():
@@ -514,8 +645,11 @@ class AlertLink:
         *,
         on_ack: AckCallback | None = None,
         status_source: StatusSource | None = None,
+        consoles: dict[str, str] | None = None,
     ) -> None:
-        self.session = DeviceSession(journal, settings, on_ack=on_ack, status_source=status_source)
+        self.session = DeviceSession(
+            journal, settings, on_ack=on_ack, status_source=status_source, consoles=consoles
+        )
         self.driver = LinkDriver()
         self.driver.add(self.session)
         self._thread: threading.Thread | None = None
@@ -553,7 +687,29 @@ class AlertLink:
         self.stop()
 
 
-def link_for_recorder(recorder: Any, settings: MqttSettings) -> AlertLink:
+def trusted_consoles(config: dict[str, Any]) -> dict[str, str]:
+    """Console id -> public key of every supervisor console in the unit-signed registry the
+    camera trusts its docks from (``dock.registry`` and its unit keys); {} when none is
+    configured, and then an alert is done when the broker has it (PUBACK)."""
+    from evidence.exc import EvidenceError
+    from evidence.trust import load_trusted_registry, load_unit_keys
+
+    dock = config.get("dock") or {}
+    if not dock.get("registry"):
+        return {}
+    try:
+        keys = load_unit_keys(dock.get("unit_keys") or [])
+        if not keys:
+            return {}  # firmware.config.trusted_docks refuses this configuration
+        return load_trusted_registry(dock["registry"], keys).console_keys()
+    except EvidenceError as exc:
+        _log.error("no console receipts: %s", exc)
+        return {}
+
+
+def link_for_recorder(
+    recorder: Any, settings: MqttSettings, *, consoles: dict[str, str] | None = None
+) -> AlertLink:
     """The alert link of a recorder whose journal is open (after ``Recorder.open``).
 
     Acks go to ``recorder.acknowledge`` (it beeps ``ack`` and journals ``alert_ack``); the
@@ -568,4 +724,12 @@ def link_for_recorder(recorder: Any, settings: MqttSettings) -> AlertLink:
             battery = -1
         return str(recorder.machine.indicator_state()), battery
 
-    return AlertLink(recorder.journal, settings, on_ack=recorder.acknowledge, status_source=status)
+    if consoles is None:
+        consoles = trusted_consoles(getattr(recorder, "config", None) or {})
+    return AlertLink(
+        recorder.journal,
+        settings,
+        on_ack=recorder.acknowledge,
+        status_source=status,
+        consoles=consoles,
+    )

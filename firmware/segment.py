@@ -119,6 +119,8 @@ class SegmentFile:
         self._audio = None
         if fmt.audio_rate:
             self._audio = self._container.add_stream("aac", rate=fmt.audio_rate)
+            # Declared in full (PyAV's default layout is stereo), as the camera encodes it.
+            self._audio.codec_context.layout = "mono" if fmt.audio_channels == 1 else "stereo"
             self._audio.codec_context.extradata = fmt.audio_extradata or aac_config(
                 fmt.audio_rate, fmt.audio_channels
             )

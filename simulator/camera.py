@@ -30,8 +30,9 @@ period per frame, so a shift runs as fast as frames encode); with a paced clock 
 for each frame's instant. Either way it keeps ticking while frozen. ``outputframe`` may
 block to apply back-pressure (e.g. a bounded queue); time then waits too.
 
-Burned into each frame before encoding (bottom-left, 5x7 font scaled with the frame):
-``YYYY-MM-DD HH:MM:SS.mmm`` (simulated UTC) and ``<device_id> <officer_id>``.
+Burned into each frame before encoding, by :class:`evidence.osd.Overlay` as on the camera
+(bottom-left, 5x7 font scaled with the frame): ``YYYY-MM-DD HH:MM:SS.mmm`` (simulated UTC)
+and ``<device_id> <officer_id>``.
 Set ``camera.officer_id`` at any time; it shows from the next frame.
 
 Sources: synthetic moving pattern (default) or ``source=<video file>`` (decoded with PyAV,
@@ -48,7 +49,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections import deque
 from fractions import Fraction
 from pathlib import Path
@@ -57,9 +57,9 @@ from typing import Any
 import av
 import numpy as np
 
+from evidence.osd import Overlay, osd_lines
 from simulator.audio import AacTrack, SimMicrophone
 from simulator.clock import NS, SimClock
-from simulator.font import TextBurner
 
 _log = logging.getLogger(__name__)
 
@@ -288,9 +288,7 @@ class SimCamera:
         return track
 
     def _burn_text(self, utc_ns: int) -> tuple[str, str]:
-        seconds, rest = divmod(utc_ns, NS)
-        stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(seconds))
-        return f"{stamp}.{rest // 1_000_000:03d}", f"{self.device_id} {self.officer_id}".strip()
+        return osd_lines(utc_ns, self.device_id, self.officer_id)
 
     # -- the camera thread -----------------------------------------------------------------
 
@@ -456,13 +454,7 @@ class _Renderer:
             )
         self._index = 0
         self.last = self._frame  # the frame most recently drawn
-        scale = max(1, min(width // 170, height // 100))
-        self._burner = TextBurner(scale)
-        self._strips: dict[str, np.ndarray] = {}
-        margin = max(scale, 1)
-        lh = self._burner.line_height
-        self._text_x = margin
-        self._text_y = (height - 2 * lh - margin, height - lh - margin)
+        self.overlay = Overlay(width, height)
 
     def frame(self, lines: tuple[str, str], source: av.VideoFrame | None) -> av.VideoFrame:
         w, h = self.width, self.height
@@ -480,17 +472,5 @@ class _Renderer:
                 cols = w if plane == 0 else w // 2
                 data = np.frombuffer(src, dtype=np.uint8).reshape(rows, src.line_size)
                 dest[:, :cols] = data[:, :cols]
-        # Text that repeats (the officer line; the date and time up to the second) is
-        # rendered once and blitted; only the milliseconds are burned per frame.
-        stamp, ids = lines
-        burner, plane, x = self._burner, y[:, :w], self._text_x
-        head, tail = stamp[:-4], stamp[-4:]
-        for key, top in ((head, self._text_y[0]), (ids, self._text_y[1])):
-            strip = self._strips.get(key)
-            if strip is None:
-                if len(self._strips) > 8:
-                    self._strips.clear()
-                strip = self._strips[key] = burner.strip(key)
-            burner.blit(plane, x, top, strip)
-        burner.burn(plane, x + burner.width_of(head), self._text_y[0], tail)
+        self.overlay.draw(y[:, :w], lines)
         return self._frame

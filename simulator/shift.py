@@ -98,6 +98,24 @@ def sim_hardware(
     }
 
 
+def hardware_backend(config: dict[str, Any], options: Any) -> Any:
+    """The ``sim`` entry point of ``bodycam.hardware`` (what ``bodycam-recorder --camera
+    sim`` runs on): the twin of :func:`sim_hardware`, its RTC going on after the last
+    record as a real RTC would, even when an earlier run was faster than real time."""
+    from firmware.hardware import HardwareParts
+
+    storage = Path(config["device"]["storage"])
+    parts = sim_hardware(
+        config,
+        storage.parent,
+        speed=options.speed,
+        device_id=options.device_id,
+        officer=options.officer_id,
+        start_utc_ns=resume_utc_ns(storage / "journal.jsonl"),
+    )
+    return HardwareParts(**parts)
+
+
 def prepare_device(out: Path, scenario: Scenario) -> tuple[DeviceIdentity, Path]:
     """Reuse ``DIR/device-key/device.key`` or provision a new device; register it."""
     key = out / "device-key" / "device.key"

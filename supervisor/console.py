@@ -8,6 +8,7 @@ from typing import Any
 from evidence.clock import parse_utc
 
 from .judge import Verdict
+from .watch import StatusEvent
 
 
 def describe(kind: str, body: dict[str, Any]) -> str:
@@ -48,8 +49,30 @@ def format_age(seconds: float | None) -> str:
     return f"{s // 86400}d{s % 86400 // 3600:02d}h ago"
 
 
+def format_duration(seconds: float) -> str:
+    """``7h59m``, ``3m05s``, ``2d04h``: a clock offset for people."""
+    s = int(abs(seconds))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    if s < 86400:
+        return f"{s // 3600}h{s % 3600 // 60:02d}m"
+    return f"{s // 86400}d{s % 86400 // 3600:02d}h"
+
+
+def format_status_line(e: StatusEvent) -> str:
+    """``-- 2026-11-27 05:10:03Z  cam-0001 (A1024)  recording started``: a status, not an
+    alert (no verdict, never ``!!``); only verified statuses become lines."""
+    when = e.utc.replace("T", " ")[:19] + "Z" if e.utc else "????-??-?? ??:??:??Z"
+    return f"-- {when}  {e.device} ({e.officer or 'no officer'})  {e.text}"
+
+
 def format_line(v: Verdict, now_ns: int) -> str:
     """One line: time, device, officer, reason, how long ago, and the verdict last.
+
+    ``now_ns`` is "now" on the device's clock (``Watcher.clocks``), so a device whose
+    clock runs ahead, such as a fast simulated shift, does not read "in N s".
 
     A flagged alert starts with ``!!`` and never reads as genuine."""
     when = v.utc.replace("T", " ")[:19] + "Z" if v.utc else "????-??-?? ??:??:??Z"

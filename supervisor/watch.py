@@ -1,8 +1,9 @@
-"""The supervisor's MQTT side: watch alerts, read statuses, send acks.
+"""The supervisor's MQTT side: watch alerts, read statuses, send acks and receipts.
 
 Threads: paho's network thread (``loop_start``) calls :meth:`Watcher._on_message`, which
-judges and hands each verdict to ``emit`` under a lock; the command's main thread only
-waits and saves the seen-state every half second and at the end.
+judges and hands each verdict to ``emit`` under a lock, then (with a console key) sends the
+camera a signed :class:`~firmware.alerts.Receipt` for the alert it has just shown; the
+command's main thread only waits and saves the seen-state every half second and at the end.
 """
 
 from __future__ import annotations
@@ -12,23 +13,30 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import MQTTErrorCode
 
 from evidence.broker import ConnectionSettings, make_client
+from evidence.clock import format_utc, parse_utc
+from evidence.identity import DeviceIdentity
+from evidence.message import Message
 from evidence.registry import Registry
-from firmware.alerts import TOPIC_ROOT, Ack, ack_topic, parse_topic
+from firmware.alerts import ALERT_KINDS, TOPIC_ROOT, Ack, Receipt, ack_topic, parse_topic
 
-from .judge import AlertJudge, Verdict
+from .judge import DUPLICATE, VERIFIED, AlertJudge, Verdict
 
 _log = logging.getLogger(__name__)
 
 ALERTS = f"{TOPIC_ROOT}/+/+/alert"
 DOCK_ALERTS = f"{TOPIC_ROOT}/+/dock/+/alert"
 STATUSES = f"{TOPIC_ROOT}/+/+/status"
+# The console's reconnect backoff (paho's default goes up to 120 s): a console that was
+# cut off is back within RECONNECT_MAX_S of the broker's return.
+RECONNECT_MIN_S = 0.1
+RECONNECT_MAX_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -39,11 +47,85 @@ class BrokerSettings(ConnectionSettings):
     client_id: str = ""  # "" = the command's own (a persistent session for the watch)
 
     def client(self, client_id: str, *, clean: bool = True) -> mqtt.Client:
-        client = make_client(
-            self, self.client_id or client_id, protocol=mqtt.MQTTv311, clean_session=clean
+        """The watch's persistent session logs in as ``username``; a one-off (clean)
+        connection as ``<username>.cmd``: the broker makes the user name the client id, so
+        ``status`` or ``ack`` under the same name would take over the watch's session."""
+        settings = (
+            replace(self, username=f"{self.username}.cmd") if clean and self.username else self
         )
-        client.reconnect_delay_set(0.1, 5)
+        client = make_client(
+            settings, self.client_id or client_id, protocol=mqtt.MQTTv311, clean_session=clean
+        )
+        client.reconnect_delay_set(RECONNECT_MIN_S, RECONNECT_MAX_S)
+        client.enable_logger(logging.getLogger("paho"))  # shown with -v (DEBUG)
         return client
+
+
+@dataclass
+class StatusEvent:
+    """A change in what a camera says it is doing, worth one line (not an alert)."""
+
+    device: str
+    unit: str
+    officer: str
+    online: bool
+    state: str
+    utc: str
+    text: str  # "recording started", "shift ended", "dock finished", ...
+
+
+def describe_status(previous: tuple[bool, str] | None, online: bool, state: str) -> str | None:
+    """The line for a status change, or None when nothing a supervisor cares about changed.
+
+    ``state`` is the camera's indicator state, or one of the event states the camera's link
+    publishes (``docked``: a dock receipted its media; ``shift_ended``: switched off
+    cleanly; ``connection_lost``: its last will)."""
+    now = (online, state)
+    if previous == now:
+        return None
+    if not online:
+        if state == "shift_ended":
+            return "shift ended (camera switched off)"
+        return "offline (connection lost)" if state == "connection_lost" else f"offline ({state})"
+    if state == "recording" and (previous is None or previous[1] != "recording"):
+        return "recording started"
+    if state == "docked":
+        return "dock finished (the dock has receipted its media)"
+    if previous is None:
+        return f"online, {state}"
+    if previous[1] == "recording":
+        return f"recording stopped ({state})"
+    if not previous[0]:
+        return f"online again, {state}"
+    return None  # e.g. ready -> stoppage: the stoppage alert says it
+
+
+class DeviceClocks:
+    """Each camera's clock as its own signed messages give it, so an alert's age is judged
+    on the clock that stamped it: a simulated shift running faster than real time, or a
+    camera whose clock is off, shows how long ago *by its clock*, and the offset is said
+    once, not taken for a fault on every line."""
+
+    def __init__(self) -> None:
+        self._ref: dict[str, tuple[int, int]] = {}  # device -> (device utc ns, wall ns)
+
+    def observe(self, device: str, utc: str, wall_ns: int) -> None:
+        try:
+            device_ns = parse_utc(utc)
+        except ValueError:
+            return
+        old = self._ref.get(device)
+        if old is None or device_ns - old[0] >= wall_ns - old[1]:
+            self._ref[device] = (device_ns, wall_ns)  # the newest reading wins
+
+    def now_ns(self, device: str, wall_ns: int) -> int:
+        """The device's clock now, estimated; the wall clock when the device's runs behind
+        or is unknown (a clock behind is still shown as such: ancient alerts look old)."""
+        ref = self._ref.get(device)
+        return wall_ns if ref is None else max(wall_ns, ref[0] + (wall_ns - ref[1]))
+
+    def offset_s(self, device: str, wall_ns: int) -> float:
+        return (self.now_ns(device, wall_ns) - wall_ns) / 1e9
 
 
 class Watcher:
@@ -60,12 +142,21 @@ class Watcher:
         emit: Callable[[Verdict], None],
         *,
         client_id: str = "bodycam-supervisor",
+        console: DeviceIdentity | None = None,
+        on_status: Callable[[StatusEvent], None] | None = None,
     ) -> None:
         self.settings = settings
         self.judge = judge
         self.emit = emit
+        self.console = console
+        self.on_status = on_status
+        self.clocks = DeviceClocks()
         self.lock = threading.Lock()
         self.subscribed = threading.Event()
+        self.connect_failed = threading.Event()  # the first attempt (or a later one) failed
+        self.connect_error = ""
+        self.receipts_sent = 0
+        self._states: dict[str, tuple[bool, str]] = {}
         self.client = settings.client(client_id, clean=False)
         self.client.on_connect = self._on_connect
         self.client.on_subscribe = self._on_subscribe
@@ -75,6 +166,7 @@ class Watcher:
         self.counts: dict[str, int] = {}
         self._failing = False
         self._stopping = False
+        self._connected_once = False  # before that, the command reports a failure itself
 
     def start(self) -> None:
         self.client.connect_async(
@@ -98,16 +190,23 @@ class Watcher:
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         if reason_code.is_failure:
             _log.error("broker refused the supervisor: %s", reason_code)
+            self.connect_error = f"the broker refused the connection: {reason_code}"
+            self.connect_failed.set()
             return
         if self._failing:
             _log.warning("connected to %s:%d again", self.settings.host, self.settings.port)
         else:
             _log.info("connected to %s:%d", self.settings.host, self.settings.port)
         self._failing = False
+        self._connected_once = True
         client.subscribe([(ALERTS, 1), (DOCK_ALERTS, 1), (STATUSES, 1)])
 
     def _on_connect_fail(self, client, userdata) -> None:
-        if not self._failing:  # once per outage; paho keeps retrying with backoff
+        self.connect_error = "connection refused or host unreachable"
+        self.connect_failed.set()
+        # Once per outage (paho keeps retrying with backoff); before the first connection
+        # the command itself reports the failure.
+        if self._connected_once and not self._failing:
             self._failing = True
             _log.warning(
                 "cannot reach the broker at %s:%d; retrying", self.settings.host, self.settings.port
@@ -128,16 +227,54 @@ class Watcher:
     def _on_message(self, client, userdata, message: mqtt.MQTTMessage) -> None:
         parts = parse_topic(message.topic)
         leaf = parts[2] if parts else message.topic.rsplit("/", 1)[-1]
+        wall_ns = time.time_ns()
         with self.lock:
             if leaf == "status":
-                _, problem = self.judge.status(message.topic, message.payload)
+                msg, problem = self.judge.status(message.topic, message.payload)
                 if problem:
                     _log.warning("%s: %s", message.topic, problem)
+                elif msg is not None and parts is not None:
+                    self.clocks.observe(msg.device, msg.utc, wall_ns)
+                    self._status_event(parts[0], msg)
                 return
             verdict = self.judge.alert(message.topic, message.payload)
             self.counts[verdict.verdict] = self.counts.get(verdict.verdict, 0) + 1
+            if verdict.genuine:
+                self.clocks.observe(verdict.device, verdict.utc, wall_ns)
             if verdict.shown:
                 self.emit(verdict)
+            # Shown now, or shown before (a resend: our receipt was lost): say so to the camera.
+            self._receipt(verdict)
+
+    def _status_event(self, unit: str, msg: Message) -> None:
+        state = str(msg.body.get("state", ""))
+        text = describe_status(self._states.get(msg.device), msg.online, state)
+        self._states[msg.device] = (msg.online, state)
+        if text is None or self.on_status is None:
+            return
+        entry = self.judge.registry.get(msg.device)
+        self.on_status(
+            StatusEvent(
+                msg.device, unit, entry.officer if entry else "", msg.online, state, msg.utc, text
+            )
+        )
+
+    def _receipt(self, v: Verdict) -> None:
+        """Publish a signed receipt for a camera alert this console has shown."""
+        if self.console is None or v.seq is None or v.kind not in ALERT_KINDS:
+            return
+        if v.verdict == DUPLICATE:
+            seen = self.judge.state.devices.get(v.device)
+            if v.problem or seen is None or seen.recent.get(v.seq) != v.hash:
+                return  # a repeated forgery, not a genuine alert shown before
+        elif v.verdict != VERIFIED:
+            return
+        receipt = Receipt.sign(self.console, v.device, v.seq, v.hash, format_utc(time.time_ns()))
+        info = self.client.publish(ack_topic(v.unit, v.device), receipt.to_bytes(), qos=1)
+        if info.rc == MQTTErrorCode.MQTT_ERR_SUCCESS:
+            self.receipts_sent += 1
+        else:  # the camera resends the alert; it is shown as a duplicate and receipted then
+            _log.warning("receipt for %s #%d not sent: %s", v.device, v.seq, info.rc)
 
 
 def collect_status(

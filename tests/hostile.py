@@ -10,6 +10,7 @@ said last (a REFUSE reason, a BYE, or the line closing).
 from __future__ import annotations
 
 import hashlib
+import os
 import select
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -200,6 +201,7 @@ class HostileCamera:
                 response_message(challenge["dock"], challenge["nonce"], self.device, head, utc)
             ).hex(),
             "public_key": self.identity.public_key_hex,
+            "camera_nonce": os.urandom(16).hex(),
         }
         answer = self.response(body) if self.response else body
         payload = answer if isinstance(answer, bytes) else canonical_bytes(answer)

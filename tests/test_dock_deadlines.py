@@ -98,7 +98,7 @@ def test_an_undocked_camera_raises_a_warning_then_a_violation(tmp_path, broker, 
     watcher = DeadlineWatcher(
         store,
         dock_identity,
-        MqttConfig(host=broker.host, port=broker.port, check_s=3600),
+        MqttConfig(host=broker.host, port=broker.port, check_s=3600, insecure=True),
         clock=camera.clock,
     )
     watcher.start()
@@ -132,7 +132,7 @@ def test_an_undocked_camera_raises_a_warning_then_a_violation(tmp_path, broker, 
                 format_utc(camera.clock.time_ns()),
             ]
         )
-        assert code == 0
+        assert code == 1  # it lists a problem
         undocked = json.loads(capsys.readouterr().out)["officers"]["A1024"]["undocked"]
         assert [(u["device"], u["level"]) for u in undocked] == [("cam-001", "violation")]
         # Docking ends the pending period: no more alerts.

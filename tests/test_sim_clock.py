@@ -112,21 +112,36 @@ def test_paced_clock_runs_n_times_real_time() -> None:
     wall = time.monotonic()
     clock.sleep(5.0)  # 0.1 s of real time
     real = time.monotonic() - wall
-    assert 0.09 <= real < 1.0
+    assert real >= 0.09  # never faster than asked; how much slower is the load's doing
     assert clock.elapsed_s() >= 5.0
-    assert clock.real_speed() == pytest.approx(50, rel=0.5)
+    assert 0 < clock.real_speed() <= 50 * 1.1
     clock.advance(3600 * NS)  # jumps still work
     assert clock.elapsed_s() >= 3605
 
 
 def test_timers_fire_at_their_own_time_under_a_long_sleep() -> None:
-    def check(clock: SimClock) -> None:
-        seen: list[float] = []
-        for t in (10, 5):
-            clock.at(clock.start_monotonic_ns + t * NS, lambda: seen.append(clock.elapsed_s()))
-        clock.sleep(15)
-        assert seen == [pytest.approx(5, abs=0.5), pytest.approx(10, abs=0.5)]
-        assert clock.elapsed_s() >= 15
+    clock = SimClock(START)  # as fast as possible: time is exact, whatever the load
+    seen: list[float] = []
+    for t in (10, 5):
+        clock.at(clock.start_monotonic_ns + t * NS, lambda: seen.append(clock.elapsed_s()))
+    clock.sleep(15)
+    assert seen == [pytest.approx(5, abs=0.5), pytest.approx(10, abs=0.5)]
+    assert clock.elapsed_s() >= 15
 
-    check(SimClock(START))
-    check(SimClock(START, speed=200))
+
+def test_paced_timers_fire_in_order_never_early_and_within_the_sleep() -> None:
+    # Paced time follows the wall clock, so how late a timer fires is the scheduler's
+    # business (a loaded machine is late by milliseconds, i.e. seconds at speed 200);
+    # what must hold is the order, never early, and fired by the time the sleeper wakes.
+    clock = SimClock(START, speed=200)
+    seen: list[tuple[int, float]] = []
+    for t in (10, 5):
+        clock.at(
+            clock.start_monotonic_ns + t * NS,
+            lambda t=t: seen.append((t, clock.elapsed_s())),
+        )
+    clock.sleep(15)
+    woke = clock.elapsed_s()
+    assert [t for t, _ in seen] == [5, 10]
+    assert all(t <= at <= woke for t, at in seen)
+    assert woke >= 15

@@ -196,9 +196,8 @@ def test_udev_rule_starts_a_bay_for_the_gadget_serial_port():
     assert len(fields) == lines[0].count('"') // 2
 
 
-@needs_analyze
-@pytest.mark.parametrize("name", SERVICES)
-def test_exposure_is_low(tmp_path, name):
+def security(tmp_path: Path, name: str) -> str:
+    """``systemd-analyze security --offline=yes`` of a unit (skipped where unsupported)."""
     directory = staged(tmp_path, [name])
     path = instance_paths(directory)[SERVICES.index(name)] if "@" in name else directory / name
     result = subprocess.run(
@@ -207,8 +206,67 @@ def test_exposure_is_low(tmp_path, name):
         text=True,
         timeout=60,
     )
-    m = re.search(r"Overall exposure level for \S+: ([\d.]+)", result.stdout)
-    if m is None and "offline" in result.stderr:
+    if "Overall exposure level" not in result.stdout and "offline" in result.stderr:
         pytest.skip("this systemd-analyze has no offline security scan")
-    assert m, result.stdout + result.stderr
-    assert float(m.group(1)) <= 3.0
+    return result.stdout + result.stderr
+
+
+# Issue 10's targets: bay and dock at most 1.2, the recorder at most 2.0. Measured with
+# systemd 252: bay 0.4, dock 1.1, recorder 2.3. The recorder's 2.0 is not reached: what it
+# truly needs costs the rest (docs/deployment.md, "Exposure"): CAP_SYS_TIME, @clock and no
+# ProtectClock (the dock sets its clock; PrivateUsers= would void the capability), the
+# network for MQTT, the camera, audio, GPIO, I2C, RTC and gadget-tty devices, and /proc
+# (gpiozero reads the board revision there). Its bound below guards against regressions.
+EXPOSURE_LIMIT = {
+    "bodycam-dock-bay@.service": 1.2,
+    "bodycam-dock.service": 1.2,
+    "bodycam-recorder.service": 2.3,
+}
+
+
+@needs_analyze
+@pytest.mark.parametrize("name", SERVICES)
+def test_exposure_is_low(tmp_path, name):
+    out = security(tmp_path, name)
+    m = re.search(r"Overall exposure level for \S+: ([\d.]+)", out)
+    assert m, out
+    assert float(m.group(1)) <= EXPOSURE_LIMIT[name], out
+
+
+@needs_analyze
+def test_the_recorder_may_set_the_clock_and_nothing_else_privileged(tmp_path):
+    """~@privileged removes @clock too; the unit adds it back: the offline scan reads the
+    filter as systemd builds it."""
+    lines = security(tmp_path, "bodycam-recorder.service").splitlines()
+
+    def row(group: str) -> str:
+        return next(line for line in lines if f"SystemCallFilter=~{group} " in line)
+
+    assert "@clock is included" in row("@clock")  # clock_settime for the dock's correction
+    for group in ("@resources", "@mount", "@module", "@reboot", "@swap", "@raw-io"):
+        assert f"{group} is not included" in row(group), row(group)
+
+
+@pytest.mark.parametrize("name", SERVICES)
+def test_every_unit_is_bounded_and_private(name):
+    service = unit_config(name)["Service"]
+    assert service["UMask"] == "0077"  # store files, registry and keys: owner only
+    assert re.fullmatch(r"[0-9]+M", service["MemoryMax"])
+    assert 0 < int(service["TasksMax"]) <= 128
+    assert service["PrivateMounts"] == "yes"
+
+
+def test_the_bay_has_no_network():
+    service = unit_config("bodycam-dock-bay@.service")["Service"]
+    assert service["PrivateNetwork"] == "yes"
+    assert service["IPAddressDeny"] == "any"
+    assert service["RestrictAddressFamilies"] == "AF_UNIX"  # sd_notify only
+
+
+@pytest.mark.parametrize("name", ["bodycam-dock.service", "bodycam-dock-bay@.service"])
+def test_the_dock_key_is_an_encrypted_credential(name):
+    from dock.credential import CREDENTIAL, ENCRYPTED
+
+    service = unit_config(name)["Service"]
+    assert service["LoadCredentialEncrypted"] == f"{CREDENTIAL}:{ENCRYPTED}"
+    assert "LoadCredential" not in service  # never a plaintext credential

@@ -212,10 +212,30 @@ class RtcClock:
         return time.monotonic_ns()
 
     def set_time_ns(self, utc_ns: int) -> None:
-        """Set the system clock, then the RTC so the time survives a power cut."""
-        self._set_system_clock(utc_ns)
+        """Set the RTC, then the system clock: a time the RTC refuses (RtcError, OSError)
+        changes neither, and when the system clock refuses (no CAP_SYS_TIME) the RTC is
+        put back, so the two never disagree after a failed correction."""
+        before = self._now_ns()
         self.rtc.set_time_ns(utc_ns)
-        _log.info("clock set to %d ns (system and RTC)", utc_ns)
+        try:
+            self._set_system_clock(utc_ns)
+        except OSError:
+            try:
+                self.rtc.set_time_ns(before)
+            except OSError as exc:
+                _log.error("could not put the RTC back after the system clock refused: %s", exc)
+            raise
+        _log.info("clock set to %d ns (RTC and system)", utc_ns)
+
+    def time_valid(self) -> bool:
+        """Whether the RTC still keeps time; False when it lost it (oscillator stopped,
+        battery flat) or cannot be read: the system clock then came from nowhere, and the
+        dock may correct it by more than the usual bound (firmware/dock_link.py)."""
+        try:
+            self.rtc.read_time_ns()
+        except OSError:  # RtcError, or the bus itself failing
+            return False
+        return True
 
     def restore(self, max_skew_s: float = 2.0) -> bool:
         """At boot: take the RTC's time when the system clock disagrees by more than

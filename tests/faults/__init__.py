@@ -1,4 +1,2 @@
-"""The fault suite (issue 13): real daemons under unplugs, full disks and crashes.
-
-Marked ``faults`` so that it can run alone: ``pytest -m faults``.
-"""
+"""The fault suite (issue 13): each fault survived, against the real daemons. Run it alone
+with `pytest -m faults`."""

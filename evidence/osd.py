@@ -1,19 +1,28 @@
-"""A 5x7 bitmap font, pre-rendered into numpy tiles, for burning text into video frames.
+"""The burned-in text of every frame (time, device, officer), drawn the same on the camera
+and in the simulator.
 
-Why a font of our own: the camera burns time, date, device and officer id into every frame
-before encoding, and must stay cheap per frame (thousands of frames/s at 160x120). Each
-character is rendered once into a luma tile (light glyph on a dark box); burning a line is
-then one numpy slice assignment per character into the Y plane of a yuv420p frame.
+GA/T 947.2 expects the date and time, the device and the officer burned into the picture,
+so a still or a clip cut out of a recording still says when and by whom it was taken. Both
+the device (``firmware.pi``: a picamera2 ``pre_callback`` drawing into the frame buffer) and
+the simulator's camera draw with :class:`Overlay`, so what the simulator shows is what the
+camera records.
 
-API: ``TextBurner(scale)``; ``burner.burn(y_plane, x, y, text)`` writes ``text`` into the
-2-D uint8 array ``y_plane`` (clipped at its edges); ``burner.strip(text)`` renders text once
-into an array and ``burner.blit(y_plane, x, y, strip)`` copies it (one slice assignment,
-for text that repeats over many frames); ``burner.cell_width`` and ``burner.line_height``
-give the size of one character cell in pixels.
+Why a font of our own: burning must stay cheap per frame. Each character of a 5x7 bitmap
+font is rendered once into a luma tile (light glyph on a dark box); burning a line is then
+one numpy slice assignment per character into the Y plane of a YUV 4:2:0 frame. Text that
+repeats from frame to frame (the date and time up to the second, the id line) is rendered
+once into a strip and blitted; only the milliseconds are burned per frame.
+
+API: ``TextBurner(scale)``: ``burn(y_plane, x, y, text)``, ``strip(text)``, ``blit(...)``,
+``read(y_plane, x, y, length)`` (the inverse: nearest glyph per cell, to check what a decoded
+frame shows). ``Overlay(width, height)``: ``draw(y_plane, lines)`` and ``read(y_plane)``;
+``osd_lines(utc_ns, device_id, officer_id)`` formats the two lines.
 Unknown characters render as ``?``; lower case renders as upper case.
 """
 
 from __future__ import annotations
+
+import time
 
 import numpy as np
 
@@ -136,3 +145,62 @@ class TextBurner:
         left, right = max(x, 0), min(x + sw, width)
         if top < bottom and left < right:
             plane[top:bottom, left:right] = strip[top - y : bottom - y, left - x : right - x]
+
+    def read(self, plane: np.ndarray, x: int, y: int, length: int) -> str:
+        """The text of ``length`` cells at (x, y): for each cell the glyph nearest to it
+        (sum of absolute differences), as a decoded, lossy frame shows it."""
+        cw, lh = self.cell_width, self.line_height
+        chars = list(self._tiles)
+        stack = np.stack([self._tiles[c] for c in chars]).astype(np.int16)
+        out = []
+        for i in range(length):
+            cell = plane[y : y + lh, x + i * cw : x + (i + 1) * cw].astype(np.int16)
+            if cell.shape != (lh, cw):
+                break
+            out.append(chars[int(np.abs(stack - cell).sum(axis=(1, 2)).argmin())])
+        return "".join(out)
+
+
+def osd_lines(utc_ns: int, device_id: str, officer_id: str) -> tuple[str, str]:
+    """``("YYYY-MM-DD HH:MM:SS.mmm", "<device> <officer>")`` for a frame taken at ``utc_ns``."""
+    seconds, rest = divmod(utc_ns, 1_000_000_000)
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(seconds))
+    return f"{stamp}.{rest // 1_000_000:03d}", f"{device_id} {officer_id}".strip()
+
+
+class Overlay:
+    """Where and how large the two lines go in a ``width`` x ``height`` frame: bottom-left,
+    the font scaled with the frame (1x at 160x120, 3x at 640x360, 10x at 1920x1080)."""
+
+    def __init__(self, width: int, height: int) -> None:
+        self.width, self.height = width, height
+        scale = max(1, min(width // 170, height // 100))
+        self.burner = TextBurner(scale)
+        margin = scale
+        lh = self.burner.line_height
+        self.x = margin
+        self.y = (height - 2 * lh - margin, height - lh - margin)
+        self._strips: dict[str, np.ndarray] = {}
+
+    def draw(self, plane: np.ndarray, lines: tuple[str, str]) -> None:
+        """Burn ``lines`` (from :func:`osd_lines`) into the luma plane ``plane``
+        (``height`` x at least ``width``), in place."""
+        stamp, ids = lines
+        burner, x = self.burner, self.x
+        head, tail = stamp[:-4], stamp[-4:]
+        for key, top in ((head, self.y[0]), (ids, self.y[1])):
+            strip = self._strips.get(key)
+            if strip is None:
+                if len(self._strips) > 8:
+                    self._strips.clear()
+                strip = self._strips[key] = burner.strip(key)
+            burner.blit(plane, x, top, strip)
+        burner.burn(plane, x + burner.width_of(head), self.y[0], tail)
+
+    def read(self, plane: np.ndarray, id_length: int) -> tuple[str, str]:
+        """The two lines a (decoded) luma plane shows: the 23-character time line and an
+        id line of ``id_length`` characters."""
+        return (
+            self.burner.read(plane, self.x, self.y[0], 23),
+            self.burner.read(plane, self.x, self.y[1], id_length),
+        )

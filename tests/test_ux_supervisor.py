@@ -1,0 +1,233 @@
+"""What a supervisor meets at the console: set-up, the first line, a broker that is not
+there, an ack for nothing, a fast simulated clock, and status lines. Each test runs the
+real command and checks its exit status and the line it prints."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from conftest import free_port
+from test_alerts_receipts import camera_settings, make_unit
+
+from evidence.journal import Journal
+from evidence.registry import Registry
+from firmware.mqtt import AlertLink
+from simulator.clock import SimClock
+
+PROG = "bodycam-supervisor"
+
+
+def tool(name: str) -> str:
+    return str(Path(sys.executable).with_name(name))
+
+
+def run(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run([*args], capture_output=True, text=True, timeout=timeout)
+
+
+def flags(broker, registry: Path, state: Path) -> list[str]:
+    return [
+        "--host",
+        broker.host,
+        "--port",
+        str(broker.port),
+        "--insecure",
+        "--registry",
+        str(registry),
+        "--state",
+        str(state),
+    ]
+
+
+class Watch:
+    """A live `bodycam-supervisor watch` process; its stdout lines as they come."""
+
+    def __init__(self, *args: str) -> None:
+        self.proc = subprocess.Popen(
+            [tool(PROG), "watch", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        self.lines: list[str] = []
+        self.cond = threading.Condition()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            with self.cond:
+                self.lines.append(line.rstrip("\n"))
+                self.cond.notify_all()
+
+    def wait_for(self, text: str, timeout: float = 20) -> str:
+        with self.cond:
+            ok = self.cond.wait_for(lambda: any(text in x for x in self.lines), timeout)
+            assert ok, f"no line with {text!r} in {self.lines}"
+            return next(x for x in self.lines if text in x)
+
+    def stop(self) -> int:
+        self.proc.terminate()
+        try:
+            return self.proc.wait(15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait(5)
+
+
+def test_watch_says_it_is_connected_and_waiting(broker, registry_file, tmp_path):
+    done = run(
+        tool(PROG), "watch", "--timeout", "0.5", *flags(broker, registry_file, tmp_path / "s")
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[0] == (
+        f"connected to {broker.host}:{broker.port}, waiting for alerts"
+    )
+
+
+def test_watch_exits_2_with_one_line_when_the_broker_is_unreachable(registry_file, tmp_path):
+    port = free_port()  # nothing listens there
+    start = time.monotonic()
+    done = run(
+        tool(PROG), "watch", "--host", "127.0.0.1", "--port", str(port), "--insecure", "--registry",
+        str(registry_file), "--state", str(tmp_path / "s"),
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == [
+        f"{PROG}: error: cannot reach the broker at 127.0.0.1:{port} "
+        "(connection refused or host unreachable)"
+    ]
+    assert done.stdout == "" and time.monotonic() - start < 10
+
+
+def test_ack_for_an_alert_that_was_never_shown_says_so(broker, registry_file, tmp_path):
+    done = run(
+        tool(PROG), "ack", "cam-test", "9999", "--by", "sgt-li",
+        *flags(broker, registry_file, tmp_path / "s"),
+    )  # fmt: skip
+    assert done.returncode == 2
+    [line] = done.stderr.splitlines()
+    assert line.startswith(
+        f"{PROG}: error: no alert #9999 of cam-test has been shown on this console; "
+        "not acknowledging"
+    )
+    assert "acknowledged" not in done.stdout
+
+
+def test_watch_without_a_registry_says_what_to_run(tmp_path):
+    done = run(tool(PROG), "watch", "--registry", str(tmp_path / "registry.json"))
+    assert done.returncode == 2
+    [line] = done.stderr.splitlines()
+    assert f"no registry at {tmp_path / 'registry.json'}" in line
+    assert "'bodycam-supervisor setup --registry FILE --unit-key FINGERPRINT'" in line
+    # ... and that command is in the --help.
+    helptext = run(tool(PROG), "--help").stdout + run(tool(PROG), "setup", "--help").stdout
+    assert "setup" in helptext and "--unit-key FINGERPRINT" in helptext
+
+
+def test_setup_trusts_the_registry_makes_the_key_and_watch_then_needs_no_flags(broker, tmp_path):
+    unit = tmp_path / "unit"
+    unit.mkdir()
+    init = run(
+        tool("bodycam-unit"), "--key", str(unit / "unit.key"), "--registry",
+        str(unit / "registry.json"), "init", "--unit", "unit-1", "--no-passphrase",
+    )  # fmt: skip
+    assert init.returncode == 0, init.stderr
+    fingerprint = init.stdout.splitlines()[-1].strip()
+    config = tmp_path / "console" / "supervisor.toml"
+    setup = [tool(PROG), "setup", "--registry", str(unit / "registry.json"), "--config"]
+    setup += [str(config), "--name", "sgt-li", "--host", broker.host, "--port", str(broker.port)]
+    setup += ["--insecure"]
+    # The wrong fingerprint is refused, and nothing is written.
+    wrong = run(*setup, "--unit-key", "ab" * 32)
+    assert wrong.returncode == 2 and "not a trusted unit key" in wrong.stderr
+    assert not config.exists()
+    done = run(*setup, "--unit-key", fingerprint)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[-1] == "then run: bodycam-supervisor watch"
+    register = lines[-2].split()
+    assert register[:3] == ["bodycam-unit", "add-console", "console-sgt-li"]
+    assert (config.parent / "console.key").stat().st_mode & 0o077 == 0
+    # The head of unit runs the printed command; the console is then in the registry.
+    added = run(
+        tool("bodycam-unit"), "--key", str(unit / "unit.key"), "--registry",
+        str(unit / "registry.json"), *register[1:],
+    )  # fmt: skip
+    assert added.returncode == 0, added.stderr
+    assert list(Registry.load(unit / "registry.json").console_keys()) == ["console-sgt-li"]
+    again = run(*setup, "--unit-key", fingerprint)  # rerun: keeps the key, says registered
+    assert "console key" in again.stdout and "kept" in again.stdout
+    assert "this console is registered: cameras honour its receipts" in again.stdout
+    watched = run(
+        tool(PROG), "watch", "--config", str(config), "--state", str(tmp_path / "s"),
+        "--timeout", "0.5",
+    )  # fmt: skip
+    assert watched.returncode == 0, watched.stderr
+    assert watched.stdout.splitlines() == [
+        f"connected to {broker.host}:{broker.port}, waiting for alerts"
+    ]
+
+
+def test_a_fast_simulated_clock_does_not_read_as_a_fault(broker, tmp_path):
+    unit = make_unit(tmp_path / "unit")
+    state = tmp_path / "seen.json"
+    watch = Watch("--config", str(unit.supervisor_config(broker, state)))
+    # A simulated camera whose clock runs 600 times faster than real time.
+    clock = SimClock(time.time_ns(), speed=600.0)
+    journal = Journal(tmp_path / "dev" / "journal.jsonl", unit.camera, clock=clock)
+    link = AlertLink(journal, camera_settings(broker), consoles=unit.consoles)
+    try:
+        watch.wait_for("waiting for alerts")
+        link.start()
+        assert link.wait_connected(10)
+        time.sleep(1.0)  # ten simulated minutes
+        journal.append("stoppage", {"reason": "weather", "detail": "rain"})
+        time.sleep(0.5)
+        journal.append("resumed", {"reason": "weather"})
+        first = watch.wait_for("STOPPAGE weather")
+        second = watch.wait_for("RESUMED")
+        assert link.wait_idle(10)
+    finally:
+        link.stop()
+        assert watch.stop() == 0
+    for line in (first, second):
+        assert "device clock ahead" not in line and " ago  [verified #" in line
+    notes = [x for x in watch.lines if "its clock reads" in x]
+    assert len(notes) == 1 and notes[0].startswith("-- cam-0001: its clock reads ")
+    assert "ahead of this console's" in notes[0]
+
+
+def test_status_lines_for_recording_started_dock_finished_and_shift_ended(broker, tmp_path):
+    unit = make_unit(tmp_path / "unit")
+    watch = Watch("--config", str(unit.supervisor_config(broker, tmp_path / "seen.json")))
+    journal = Journal(tmp_path / "dev" / "journal.jsonl", unit.camera)
+    state = ["ready"]
+    link = AlertLink(
+        journal,
+        camera_settings(broker),
+        consoles=unit.consoles,
+        status_source=lambda: (state[0], 80),
+    )
+    try:
+        watch.wait_for("waiting for alerts")
+        link.start()
+        watch.wait_for("cam-0001 (A1024)  online, ready")
+        state[0] = "recording"
+        journal.append("recording_started", {"pre_event_s": 30})
+        watch.wait_for("cam-0001 (A1024)  recording started")
+        state[0] = "ready"
+        journal.append("recording_stopped", {"reason": "button"})
+        watch.wait_for("recording stopped (ready)")
+        # The dock's receipt for the media, as the camera journals it.
+        journal.append("receipt", {"dock": "dock-1", "upto_seq": 2, "upto_hash": "0" * 64})
+        watch.wait_for("cam-0001 (A1024)  dock finished")
+        link.stop()  # the camera is switched off at the end of the shift
+        watch.wait_for("cam-0001 (A1024)  shift ended (camera switched off)")
+    finally:
+        link.stop()
+        assert watch.stop() == 0
+    status = [x for x in watch.lines if x.startswith("-- ")]
+    assert len(status) == 5, status  # each once, none of them an alert line
+    assert not any("[verified" in x or x.startswith("!!") for x in watch.lines)
