@@ -242,29 +242,29 @@ def _run_daemon(cfg: dict[str, Any], ports: list[str], alerts: bool = True) -> i
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
+    mqtt_config = None
+    if cfg["mqtt"]["host"] and alerts:  # checked before any bay starts (TLS or insecure)
+        m, d = cfg["mqtt"], cfg["deadlines"]
+        mqtt_config = MqttConfig(
+            host=m["host"],
+            port=m["port"],
+            unit=cfg["dock"]["unit"],
+            ca_file=m["ca_file"],
+            insecure=m["insecure"],
+            username=m["username"],
+            password_file=m["password_file"],
+            warn_h=d["warn_h"],
+            limit_h=d["limit_h"],
+            check_s=d["check_s"],
+        )
     for action in store.reconcile():
         _log.warning("reconciled: %s", action)
     bays = [Bay(p, store, identity, stop, cfg["dock"]["timeout_s"]) for p in ports]
     for bay in bays:
         bay.start()
     watcher = None
-    if cfg["mqtt"]["host"] and alerts:
-        m, d = cfg["mqtt"], cfg["deadlines"]
-        watcher = DeadlineWatcher(
-            store,
-            identity,
-            MqttConfig(
-                host=m["host"],
-                port=m["port"],
-                unit=cfg["dock"]["unit"],
-                ca_file=m["ca_file"],
-                username=m["username"],
-                password_file=m["password_file"],
-                warn_h=d["warn_h"],
-                limit_h=d["limit_h"],
-                check_s=d["check_s"],
-            ),
-        )
+    if mqtt_config is not None:
+        watcher = DeadlineWatcher(store, identity, mqtt_config)
         watcher.start()
     _log.info(
         "dock %s serving %d bay(s)%s",

@@ -23,6 +23,7 @@ import paho.mqtt.client as mqtt
 
 from evidence.broker import ConnectionSettings, make_client
 from evidence.clock import format_utc
+from evidence.dockjournal import MAX_TEXT, bounded
 from evidence.exc import RecordError
 from evidence.identity import DeviceIdentity
 from evidence.message import Message, sign_message
@@ -33,13 +34,18 @@ from .store import Store
 
 _log = logging.getLogger(__name__)
 STATUS_TOPIC = "bodycam/+/+/status"
+# Far below the broker's max_packet_size (65536): every text in an alert body is bounded
+# (evidence.dockjournal.bounded: ids 64 characters, texts 512), so a 200 kB device id cannot
+# make the broker drop the dock's connection ("oversize packet") and block every later flag
+# behind the one that never goes out.
+MAX_ALERT_BYTES = 16 * 1024
+MAX_ID = 64  # characters of an id in an alert body (registered ids are at most 64)
 
 
 @dataclass(frozen=True)
 class MqttConfig(ConnectionSettings):
     """The dock's broker connection plus its unit and alert deadlines."""
 
-    port: int = 1883
     unit: str = ""
     warn_h: int = deadlines.WARN_H
     limit_h: int = deadlines.LIMIT_H
@@ -128,10 +134,15 @@ class DeadlineWatcher:
         self.heard = threading.Event()  # set after each status message is handled
         self._published_head: tuple[int, str] | None = None
         self._thread: threading.Thread | None = None
+        self.disconnects = 0  # connections lost (an oversize publish would be one)
         self.client = make_client(
-            config, f"bodycam-dock-{identity.device_id}", protocol=mqtt.MQTTv311
+            config,
+            identity.device_id,  # the broker makes the user name the client id anyway
+            protocol=mqtt.MQTTv311,
+            default_username=identity.device_id,
         )
         self.client.on_connect = self._on_connect
+        self.client.on_disconnect = self._on_disconnect
         self.client.on_message = lambda c, u, m: self._queue.put((m.topic, bytes(m.payload)))
 
     def _on_connect(self, client, userdata, flags, reason, properties) -> None:
@@ -140,6 +151,12 @@ class DeadlineWatcher:
             return
         client.subscribe(STATUS_TOPIC, qos=1)
         self.connected.set()
+
+    def _on_disconnect(self, client, userdata, flags, reason, properties) -> None:
+        self.connected.clear()
+        if not self._stop.is_set():
+            self.disconnects += 1
+            _log.warning("disconnected from the broker (%s); reconnecting", reason)
 
     def start(self) -> None:
         self.client.connect_async(
@@ -183,16 +200,23 @@ class DeadlineWatcher:
         registry = self.store.registry()
         for pending, level in self.heads.due(now, self.config.warn_h, self.config.limit_h):
             entry = registry.get(pending.device)
-            unit = self._unit(entry)
+            unit = self._unit(entry, registry)
+            device = bounded(pending.device, MAX_ID)
             body = {
                 "level": level,
-                "device": pending.device,
-                "officer": entry.officer if entry else "",
-                "since_utc": pending.since_utc,
-                "head": {"seq": pending.head_seq, "hash": pending.head_hash},
+                "device": device,
+                "officer": bounded(entry.officer if entry else "", MAX_ID),
+                "since_utc": bounded(pending.since_utc, MAX_ID),
+                "head": {
+                    "seq": pending.head_seq,
+                    "hash": bounded(pending.head_hash, MAX_ID),
+                },
                 "stored_seq": pending.stored_seq,
-                "text": f"{pending.device} has held undocked recordings since "
-                f"{pending.since_utc} ({level}: the limit is {self.config.limit_h} h)",
+                "text": bounded(
+                    f"{device} has held undocked recordings since "
+                    f"{pending.since_utc} ({level}: the limit is {self.config.limit_h} h)",
+                    MAX_TEXT,
+                ),
             }
             if not self._publish(unit, body, now):
                 _log.warning("alert for %s not acknowledged yet; will retry", pending.device)
@@ -204,11 +228,11 @@ class DeadlineWatcher:
             _log.warning("alert: %s", body["text"])
             published.append(body)
         published += self._publish_flags(now, registry)
-        self._publish_head()
+        self._publish_head(registry)
         self.sent += published
         return published
 
-    def _publish_head(self) -> None:
+    def _publish_head(self, registry: Registry | None = None) -> None:
         """The dock journal's head, signed and retained, so that a store rolled back later
         is caught against the last head a supervisor saw (as a camera's cut tail is)."""
         journal = self.store.journal
@@ -218,7 +242,7 @@ class DeadlineWatcher:
         if head == self._published_head:
             return
         info = self.client.publish(
-            f"bodycam/{self.config.unit or 'unassigned'}/dock/{self.identity.device_id}/status",
+            f"bodycam/{self._unit(None, registry)}/dock/{self.identity.device_id}/status",
             journal.signed_head().to_bytes(),
             qos=1,
             retain=True,
@@ -231,10 +255,12 @@ class DeadlineWatcher:
             self._published_head = head
 
     def _publish(self, unit: str, body: dict[str, Any], now: int) -> bool:
+        payload = dock_alert(self.identity, format_utc(now), body)
+        if len(payload) > MAX_ALERT_BYTES:  # cannot happen with bounded bodies; never send
+            _log.error("dock alert of %d bytes not sent (limit %d)", len(payload), MAX_ALERT_BYTES)
+            return True  # marked sent: retrying it would block every later alert
         info = self.client.publish(
-            f"bodycam/{unit}/dock/{self.identity.device_id}/alert",
-            dock_alert(self.identity, format_utc(now), body),
-            qos=1,
+            f"bodycam/{unit}/dock/{self.identity.device_id}/alert", payload, qos=1
         )
         try:
             info.wait_for_publish(5)
@@ -242,9 +268,13 @@ class DeadlineWatcher:
             pass
         return info.is_published()
 
-    def _unit(self, entry: DeviceEntry | None) -> str:
-        """The topic unit of a camera's alert: its registry unit, else the dock's."""
-        return (entry.unit if entry and entry.unit else self.config.unit) or "unassigned"
+    def _unit(self, entry: DeviceEntry | None, registry: Registry | None = None) -> str:
+        """The topic unit of a camera's alert: its registry unit, else the dock's, else the
+        signed registry's (a supervisor refuses a unit it does not know)."""
+        if entry and entry.unit:
+            return entry.unit
+        signed = registry.signature.unit if registry and registry.signature else ""
+        return self.config.unit or signed or "unassigned"
 
     def _publish_flags(self, now: int, registry: Registry) -> list[dict[str, Any]]:
         """Each flag a docking raised (unregistered camera, altered media, cut journal
@@ -255,14 +285,14 @@ class DeadlineWatcher:
         )
         for row in rows:
             entry = registry.get(row["device"])
-            unit = self._unit(entry)
-            body = {
+            unit = self._unit(entry, registry)
+            body = {  # the device id and detail may be a hostile camera's: bounded
                 "level": "flag",
-                "kind": row["kind"],
-                "device": row["device"],
-                "officer": entry.officer if entry else "",
-                "flagged_utc": row["utc"],
-                "text": row["detail"],
+                "kind": bounded(row["kind"], MAX_ID),
+                "device": bounded(row["device"], MAX_ID),
+                "officer": bounded(entry.officer if entry else "", MAX_ID),
+                "flagged_utc": bounded(row["utc"], MAX_ID),
+                "text": bounded(row["detail"], MAX_TEXT),
             }
             if not self._publish(unit, body, now):
                 _log.warning("flag %d not acknowledged yet; will retry", row["id"])

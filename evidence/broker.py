@@ -19,12 +19,14 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from .exc import ConfigError
 
-__all__ = ["ConnectionSettings", "make_client", "read_password"]
+__all__ = ["ConnectionSettings", "make_client", "read_password", "transport_problem"]
 
 
 @dataclass(frozen=True)
 class ConnectionSettings:
-    """Where the broker is and how to log in. ``ca_file`` "" means plain TCP (tests only);
+    """Where the broker is and how to log in. TLS is required: a client without
+    ``ca_file`` is refused at construction unless ``insecure`` is set (plain TCP, which
+    sends the password in clear text: loopback test brokers and the simulator only).
     ``username`` "" means the caller's default (the camera: its device id; else none)."""
 
     host: str
@@ -35,6 +37,26 @@ class ConnectionSettings:
     username: str = ""
     password_file: str = ""  # one line, mode 0600, written by scripts/issue-broker-credential
     keepalive_s: int = 30
+    insecure: bool = False  # plain TCP, only when said so explicitly
+
+    def __post_init__(self) -> None:
+        problem = transport_problem(self.host, self.ca_file, self.insecure)
+        if problem:
+            raise ConfigError(problem)
+
+
+def transport_problem(host: str, ca_file: str, insecure: object) -> str | None:
+    """Why these settings may not connect, or None: TLS unless ``insecure`` is true."""
+    if not isinstance(insecure, bool):
+        return f"mqtt.insecure must be true or false, not {insecure!r}"
+    if insecure and ca_file:
+        return "mqtt.insecure = true and mqtt.ca_file are both set: choose TLS or plain TCP"
+    if host and not ca_file and not insecure:
+        return (
+            f"broker {host}: mqtt.ca_file is empty; TLS is required (set ca_file to the "
+            "broker's CA, or insecure = true for a plain-TCP test broker)"
+        )
+    return None
 
 
 def read_password(path: str | os.PathLike[str]) -> str:
@@ -64,6 +86,9 @@ def make_client(
     The password file is read now, so a rotated password takes effect on the next client.
     Raises :class:`ConfigError` for a missing or unreadable password file, and ``OSError``
     naming the files when the TLS files cannot be loaded."""
+    problem = transport_problem(settings.host, settings.ca_file, settings.insecure)
+    if problem:  # settings made with dataclasses.replace(...) are checked too, but be sure
+        raise ConfigError(problem)
     client = mqtt.Client(
         CallbackAPIVersion.VERSION2,
         client_id=client_id,

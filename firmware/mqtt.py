@@ -57,7 +57,8 @@ MQTT_DEFAULTS: dict[str, Any] = {
     "host": "",
     "port": 8883,
     "unit": "",
-    "ca_file": "",  # CA that signed the broker's certificate; "" = no TLS (tests only)
+    "ca_file": "",  # CA that signed the broker's certificate; required (TLS) ...
+    "insecure": False,  # ... unless this is true: plain TCP, for test brokers only
     "cert_file": "",  # optional client certificate
     "key_file": "",
     "username": "",  # "" = the device id

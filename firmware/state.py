@@ -18,6 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from evidence.dockjournal import bounded
+
 NS = 1_000_000_000
 
 READY, RECORDING, STOPPING, FAULT = "ready", "recording", "stopping", "fault"
@@ -195,6 +197,7 @@ class Machine:
         """A stoppage begins (sensor threshold, writer error, declared weather)."""
         if reason not in STOPPAGE_REASONS:
             raise ValueError(f"unknown stoppage reason {reason!r}")
+        detail = bounded(detail)  # 512 chars: the alert is this record, it must fit a packet
         if reason in self.active:
             return []
         self.active[reason] = detail

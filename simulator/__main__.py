@@ -100,7 +100,10 @@ def _shift(args: argparse.Namespace) -> int:
         host, _, port = args.mqtt.rpartition(":")
         if not host or not port.isdigit():
             raise UsageError(f"--mqtt must be HOST:PORT, not {args.mqtt!r}")
-        mqtt = MqttSettings(host=host, port=int(port), unit=scenario.shift.get("unit", "unit-1"))
+        # The simulator talks to a loopback test broker: plain TCP, said so explicitly.
+        mqtt = MqttSettings(
+            host=host, port=int(port), unit=scenario.shift.get("unit", "unit-1"), insecure=True
+        )
     out: Path = args.out
     summary = run_shift(
         out,

@@ -49,6 +49,7 @@ DEFAULTS: dict[str, Any] = {
         "host": "localhost",
         "port": 8883,
         "ca_file": "",
+        "insecure": False,
         "cert_file": "",
         "key_file": "",
         "username": "",
@@ -69,7 +70,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     common.add_argument("--host", help="broker host")
     common.add_argument("--port", type=int, help="broker port")
-    common.add_argument("--ca-file", help="CA certificate of the broker (enables TLS)")
+    common.add_argument("--ca-file", help="CA certificate of the broker (TLS is required)")
+    common.add_argument(
+        "--insecure",
+        action="store_const",
+        const=True,
+        help="plain TCP, password in clear text (loopback test brokers only)",
+    )
     common.add_argument("--username", help="broker user name")
     common.add_argument("--password-file", help="file holding the broker password (mode 0600)")
     common.add_argument("-v", "--verbose", action="store_true", help="log more")
@@ -110,7 +117,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     setup.add_argument("--host", help="broker host (default localhost)")
     setup.add_argument("--port", type=int, help="broker port (default 8883)")
-    setup.add_argument("--ca-file", help="CA certificate of the broker (enables TLS)")
+    setup.add_argument("--ca-file", help="CA certificate of the broker (TLS is required)")
+    setup.add_argument(
+        "--insecure",
+        action="store_true",
+        help="plain TCP, password in clear text (loopback test brokers only)",
+    )
     setup.add_argument("--username", help="broker user name")
     setup.add_argument("--password-file", help="file holding the broker password (mode 0600)")
     setup.add_argument("-v", "--verbose", action="store_true", help="log more")
@@ -198,6 +210,7 @@ def load(args: argparse.Namespace) -> dict[str, Any]:
             "mqtt.host": args.host,
             "mqtt.port": args.port,
             "mqtt.ca_file": args.ca_file,
+            "mqtt.insecure": args.insecure,
             "mqtt.username": args.username,
             "mqtt.password_file": args.password_file,
         },
@@ -238,8 +251,8 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "setup":
         return _setup(args)
     config = load(args)
+    registry = load_registry(config)  # "run setup" comes before any broker setting
     settings = BrokerSettings(**config["mqtt"])
-    registry = load_registry(config)
     state_path = Path(config["state"] or _default_state())
     if args.command == "ack":
         return _ack(args, config, settings, registry, state_path)
@@ -453,9 +466,11 @@ def _setup(args: argparse.Namespace) -> int:
         "host": args.host or "localhost",
         "port": args.port or 8883,
         "ca_file": args.ca_file or "",
+        "insecure": bool(args.insecure),
         "username": args.username or "",
         "password_file": str(Path(args.password_file).absolute()) if args.password_file else "",
     }
+    BrokerSettings(**mqtt)  # TLS or an explicit insecure: refused now, not at the first watch
     lines = [
         SETUP_MARK + f" for console {key.device_id}; edit freely, rerun setup to renew.",
         f"registry = {_toml(str(registry_path))}",
@@ -464,7 +479,7 @@ def _setup(args: argparse.Namespace) -> int:
         f"name = {_toml(name)}",
         "",
         "[mqtt]",
-        *(f"{k} = {v if isinstance(v, int) else _toml(v)}" for k, v in mqtt.items()),
+        *(f"{k} = {_toml_value(v)}" for k, v in mqtt.items()),
     ]
     target.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(target, ("\n".join(lines) + "\n").encode(), mode=0o600)
@@ -491,6 +506,12 @@ def _setup(args: argparse.Namespace) -> int:
         print(f"  bodycam-unit add-console {key.device_id} --public-key {key.public_key_hex}")
     print("then run: bodycam-supervisor watch")
     return 0
+
+
+def _toml_value(value: str | int | bool) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value) if isinstance(value, int) else _toml(value)
 
 
 def _toml(text: str) -> str:

@@ -9,18 +9,28 @@ shown (:class:`SeenState`, persisted by the watch command) so that
 - a record at a seq already shown with other bytes, or older than the newest one shown, is
   flagged as a replay (the camera publishes in journal order, so it never does this);
 - a payload that does not verify under the registered key, names another device than its
-  topic, or comes from an unregistered device is flagged, never shown as genuine.
+  topic, or comes from an unregistered device is flagged, never shown as genuine;
+- a dock alert counts only under a *dock* key of the registry (a camera's key, however
+  valid, never makes one), only for a unit this supervisor knows (the signed registry's
+  unit, or a unit of one of its devices or docks), and only when fresh: stamped at most
+  ``max_age_s`` ago and at most ``max_skew_s`` ahead of this clock. Dock alerts have no
+  sequence number, so without the age bound an old one replayed after the seen-state has
+  forgotten its hash would be shown as new. (Camera alerts are ordered by their journal
+  seq instead, and may rightly arrive late: a camera out of reach queues them.)
 """
 
 from __future__ import annotations
 
 import json
 import os
+import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from evidence.canonical import sha256_hex
+from evidence.clock import parse_utc
 from evidence.exc import RecordError, SignatureError
 from evidence.message import Message
 from evidence.record import Record
@@ -38,6 +48,12 @@ FORGED = "forged"
 REPLAY = "replay"
 INVALID = "invalid"
 UNKNOWN = "unknown-device"
+REVOKED = "revoked-key"
+WRONG_UNIT = "wrong-unit"
+STALE = "stale"
+
+MAX_AGE_S = 7 * 86400  # a dock alert stamped longer ago than this is not shown as verified
+MAX_SKEW_S = 300  # nor one stamped further ahead of the supervisor's clock
 
 
 @dataclass
@@ -139,9 +155,52 @@ class SeenState:
 class AlertJudge:
     """Verifies alerts and statuses against the registry and what was already shown."""
 
-    def __init__(self, registry: Registry, state: SeenState | None = None) -> None:
+    def __init__(
+        self,
+        registry: Registry,
+        state: SeenState | None = None,
+        *,
+        unit: str = "",
+        clock: Callable[[], int] = time.time_ns,
+        max_age_s: float = MAX_AGE_S,
+        max_skew_s: float = MAX_SKEW_S,
+    ) -> None:
         self.registry = registry
         self.state = state or SeenState()
+        self.unit = unit  # this supervisor's unit, besides the signed registry's
+        self.clock = clock
+        self.max_age_s = max_age_s
+        self.max_skew_s = max_skew_s
+
+    def units(self) -> set[str]:
+        """The units this supervisor knows: its own, the signed registry's, and those of
+        the registry's devices and docks."""
+        known = {
+            self.unit,
+            *(e.unit for e in self.registry),
+            *(d.unit for d in self.registry.docks()),
+        }
+        if self.registry.signature is not None:
+            known.add(self.registry.signature.unit)
+        known.discard("")
+        return known
+
+    def _freshness_problem(self, utc: str) -> str | None:
+        try:
+            age_s = (self.clock() - parse_utc(utc)) / 1e9
+        except ValueError:
+            return f"unreadable time stamp {utc!r:.40}"
+        if age_s > self.max_age_s:
+            return (
+                f"stamped {utc}, {age_s / 86400:.1f} days ago: older than the "
+                f"{self.max_age_s / 86400:g}-day limit (a replay, or a dock clock gone wrong)"
+            )
+        if -age_s > self.max_skew_s:
+            return (
+                f"stamped {utc}, {-age_s:.0f} s ahead of this clock (more than the "
+                f"{self.max_skew_s:g} s allowed skew)"
+            )
+        return None
 
     def alert(self, topic: str, payload: bytes) -> Verdict:
         verdict = self._alert(topic, payload)
@@ -196,6 +255,13 @@ class AlertJudge:
                 (f"device {device!r} belongs to unit {entry.unit!r}, not {unit!r}"),
             )
             return v
+        if not entry.unit and unit not in self.units():
+            v.verdict, v.problem = WRONG_UNIT, f"unit {unit!r:.80} is not one this supervisor knows"
+            return v
+        revoked = entry.problem_at(record.utc)
+        if revoked:
+            v.verdict, v.problem = REVOKED, f"device {device!r}: {revoked}"
+            return v
         if record.kind not in ALERT_KINDS:
             v.problem = f"record kind {record.kind!r} is not an alert"
             return v
@@ -230,8 +296,8 @@ class AlertJudge:
         return v
 
     def _dock_alert(self, topic: str, payload: bytes) -> Verdict:
-        """``bodycam/<unit>/dock/<dock>/alert``: a dock's 24-hour-rule alert, a signed
-        message checked against the registry entry of the dock's id."""
+        """``bodycam/<unit>/dock/<dock>/alert``: a dock's 24-hour-rule alert or flag, a
+        signed message checked against the registry's *dock* entry of that id."""
         parts = topic.split("/")
         if parts[0] != TOPIC_ROOT or parts[2] != "dock" or parts[4] != "alert":
             return Verdict(INVALID, f"not an alert topic: {topic}", topic)
@@ -254,14 +320,38 @@ class AlertJudge:
                 (f"message names dock {message.device!r} but came on {dock!r}'s topic"),
             )
             return v
-        entry = self.registry.get(dock)
+        entry = self.registry.dock(dock)
         if entry is None:
-            v.verdict, v.problem = UNKNOWN, f"dock {dock!r} is not in the registry"
+            if self.registry.get(dock) is not None:
+                v.verdict, v.problem = (
+                    FORGED,
+                    f"{dock!r} is a camera, not a dock: dock alerts count only under dock keys",
+                )
+            else:
+                v.verdict, v.problem = UNKNOWN, f"dock {dock!r} is not in the registry"
             return v
         try:
             message.verify(entry.public_key)
         except SignatureError:
-            v.verdict, v.problem = FORGED, "signature does not verify under the registered key"
+            v.verdict, v.problem = FORGED, "signature does not verify under the dock's key"
+            return v
+        revoked = entry.problem_at(message.utc)
+        if revoked:
+            v.verdict, v.problem = REVOKED, f"dock {dock!r}: {revoked}"
+            return v
+        camera = self.registry.get(str(message.body.get("device", "")))
+        if unit not in self.units():
+            v.verdict, v.problem = WRONG_UNIT, f"unit {unit!r:.80} is not one this supervisor knows"
+            return v
+        if camera is not None and camera.unit and camera.unit != unit:
+            v.verdict, v.problem = (
+                WRONG_UNIT,
+                f"camera {camera.device_id!r} belongs to unit {camera.unit!r}, not {unit!r:.80}",
+            )
+            return v
+        stale = self._freshness_problem(message.utc)
+        if stale:
+            v.verdict, v.problem = STALE, stale
             return v
         if v.hash in self.state.dock_shown:
             v.verdict = DUPLICATE

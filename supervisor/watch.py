@@ -13,7 +13,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -47,8 +47,14 @@ class BrokerSettings(ConnectionSettings):
     client_id: str = ""  # "" = the command's own (a persistent session for the watch)
 
     def client(self, client_id: str, *, clean: bool = True) -> mqtt.Client:
+        """The watch's persistent session logs in as ``username``; a one-off (clean)
+        connection as ``<username>.cmd``: the broker makes the user name the client id, so
+        ``status`` or ``ack`` under the same name would take over the watch's session."""
+        settings = (
+            replace(self, username=f"{self.username}.cmd") if clean and self.username else self
+        )
         client = make_client(
-            self, self.client_id or client_id, protocol=mqtt.MQTTv311, clean_session=clean
+            settings, self.client_id or client_id, protocol=mqtt.MQTTv311, clean_session=clean
         )
         client.reconnect_delay_set(RECONNECT_MIN_S, RECONNECT_MAX_S)
         client.enable_logger(logging.getLogger("paho"))  # shown with -v (DEBUG)

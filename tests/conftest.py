@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import getpass
+import importlib.machinery
+import importlib.util
 import os
 import shutil
 import socket
@@ -95,6 +98,84 @@ class Broker:
             self.proc.terminate()
             self.proc.wait(10)
         self.proc = None
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def openssl(*args: str, cwd: Path) -> None:
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
+
+
+def make_certs(d: Path) -> None:
+    """A test CA and a server certificate for 127.0.0.1 (EC keys: fast to make), made with
+    openssl as broker/README.md makes them."""
+    ec = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes")
+    openssl("req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.crt", "-days", "2",
+            "-subj", "/CN=bodycam test CA", cwd=d)  # fmt: skip
+    openssl("req", *ec, "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1",
+            cwd=d)  # fmt: skip
+    (d / "ext.cnf").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+            "-CAcreateserial", "-out", "server.crt", "-days", "2", "-extfile", "ext.cnf",
+            cwd=d)  # fmt: skip
+
+
+def render_production_config(conf: str, d: Path, port: int) -> str:
+    """The shipped broker/mosquitto.conf with the test's paths and port; nothing else
+    changes. Run as the current user (the tests' files sit in a 0700 temp folder the
+    mosquitto user cannot enter; see broker/README.md on file ownership in production)."""
+    out = conf.replace("/etc/mosquitto/bodycam/", f"{d}/")
+    out = out.replace("/var/lib/mosquitto/", f"{d}/")
+    out = out.replace("user mosquitto", f"user {getpass.getuser()}")
+    out = out.replace("listener 8883", f"listener {port} 127.0.0.1")
+    settings = [line for line in out.splitlines() if line and not line.startswith("#")]
+    assert not [line for line in settings if "/etc/" in line or "/var/" in line]
+    assert f"listener {port} 127.0.0.1" in settings
+    return out
+
+
+def _issue_script():
+    """scripts/issue-broker-credential as a module (it has no .py suffix), to run in-process."""
+    path = ROOT / "scripts" / "issue-broker-credential"
+    loader = importlib.machinery.SourceFileLoader("issue_broker_credential", str(path))
+    spec = importlib.util.spec_from_loader(loader.name, loader)
+    module = importlib.util.module_from_spec(spec)
+    loader.exec_module(module)
+    return module
+
+
+class ProductionBroker(Broker):
+    """mosquitto running the production config from broker/ as shipped: TLS with a CA and
+    a server certificate made here with openssl, the password file and the ACL written by
+    scripts/issue-broker-credential. Only paths, the port and ``user`` differ from
+    production. Issue credentials before :meth:`start` (mosquitto reads them at start)."""
+
+    def __init__(self, workdir: Path) -> None:
+        workdir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        super().__init__(workdir)
+        make_certs(workdir)
+        shutil.copy(ROOT / "broker" / "acl", workdir / "acl")
+        self.ca_file = workdir / "ca.crt"
+        self.config.write_text(
+            render_production_config(
+                (ROOT / "broker" / "mosquitto.conf").read_text(), workdir, self.port
+            )  # fmt: skip
+        )
+        self._issue = _issue_script()
+
+    def issue(self, user: str, role: str, unit: str | None = None) -> Path:
+        """Issue ``user``'s credential of class ``role``; returns its 0600 password file."""
+        out = self.workdir / f"{user}.pw"
+        argv = [user, "--role", role, "--passwd", str(self.workdir / "passwd"), "--out", str(out)]
+        if unit:
+            argv += ["--unit", unit]
+        assert self._issue.main(argv) == 0
+        return out
+
+    def password(self, user: str) -> str:
+        """``user``'s password (a supervisor's ``<name>.cmd`` shares ``<name>``'s)."""
+        return (self.workdir / f"{user.removesuffix('.cmd')}.pw").read_text().strip()
 
 
 @pytest.fixture

@@ -55,7 +55,7 @@ def watch(broker, registry_file, tmp_path):
     seen = Seen()
     judge = AlertJudge(Registry.load(registry_file), SeenState(tmp_path / "seen.json"))
     watcher = Watcher(
-        BrokerSettings(host=broker.host, port=broker.port),
+        BrokerSettings(host=broker.host, port=broker.port, insecure=True),
         judge,
         seen,
         client_id=f"sup-{os.getpid()}-{time.monotonic_ns()}",
@@ -73,6 +73,7 @@ def settings(broker, **kw) -> MqttSettings:
         unit=UNIT,
         reconnect_max_s=0.3,
         status_min_interval_s=0.0,
+        insecure=True,
         **kw,
     )
 
@@ -243,7 +244,10 @@ def test_broker_outage_and_camera_reboot_lose_nothing_and_repeat_nothing(
     seen = Seen()
     judge = AlertJudge(Registry.load(registry_file), SeenState(tmp_path / "seen.json"))
     watcher = Watcher(
-        BrokerSettings(host=broker.host, port=broker.port), judge, seen, client_id="sup-outage"
+        BrokerSettings(host=broker.host, port=broker.port, insecure=True),
+        judge,
+        seen,
+        client_id="sup-outage",
     )
     watcher.start()
     assert watcher.subscribed.wait(10)
@@ -299,7 +303,7 @@ from firmware.mqtt import AlertLink, MqttSettings
 j = Journal({str(tmp_path / "dev" / "journal.jsonl")!r}, DeviceIdentity.load({str(key)!r}))
 j.append("marker", {{"note": "alive"}})
 link = AlertLink(j, MqttSettings(host={broker.host!r}, port={broker.port}, unit={UNIT!r},
-                 status_min_interval_s=0.0))
+                 status_min_interval_s=0.0, insecure=True))
 link.start()
 assert link.wait_connected(10) and link.wait_idle(10)
 print("up", flush=True)
@@ -336,7 +340,7 @@ def test_supervisor_ack_reaches_the_camera_once(tmp_path, identity, broker):
     alert = stoppage(journal, "camera", "no frames for 5 s")
     with AlertLink(journal, settings(broker), on_ack=on_ack) as link:
         assert link.wait_idle(10)
-        sup = BrokerSettings(host=broker.host, port=broker.port)
+        sup = BrokerSettings(host=broker.host, port=broker.port, insecure=True)
         send_ack(sup, UNIT, identity.device_id, marker.seq, "sgt-li")  # ignored: no alert
         send_ack(sup, UNIT, identity.device_id, alert.seq, "sgt-li")
         assert got.wait(10)
@@ -375,7 +379,7 @@ def test_recorder_daemon_takes_the_broker_from_its_config(tmp_path, broker):
     config.write_text(
         f"[camera]\nwidth = 160\nheight = 120\nfps = 10\n"
         f'[mqtt]\nhost = "{broker.host}"\nport = {broker.port}\n'
-        f'unit = "{UNIT}"\npassword_file = "{password}"\n'
+        f'unit = "{UNIT}"\npassword_file = "{password}"\ninsecure = true\n'
     )
     proc = subprocess.Popen(
         [
@@ -418,6 +422,7 @@ def test_recorder_daemon_takes_the_broker_from_its_config(tmp_path, broker):
                     broker.host,
                     "--port",
                     str(broker.port),
+                    "--insecure",
                     "--registry",
                     str(registry),
                     "--state",

@@ -162,6 +162,7 @@ def provision(tmp_path: Path, broker, scenario: str) -> tuple[Path, list[str]]:
         broker.host,
         "--port",
         str(broker.port),
+        "--insecure",
         "--registry",
         str(out / "registry.json"),
         "--state",

@@ -55,7 +55,7 @@ class Unit:
             f'console_key = "{self.console_key}"\n'
             f'state = "{state}"\n'
             f'name = "{name}"\n'
-            f'[mqtt]\nhost = "{broker.host}"\nport = {broker.port}\nca_file = ""\n'
+            f'[mqtt]\nhost = "{broker.host}"\nport = {broker.port}\ninsecure = true\n'
         )
         return path
 
@@ -83,7 +83,7 @@ def camera_settings(broker, **kw) -> MqttSettings:
         "receipt_resend_max_s": 1.0,
         **kw,
     }
-    return MqttSettings(host=broker.host, port=broker.port, unit=UNIT, **values)
+    return MqttSettings(host=broker.host, port=broker.port, unit=UNIT, insecure=True, **values)
 
 
 class Shown:
@@ -108,7 +108,7 @@ def start_watcher(broker, unit: Unit, tmp: Path, *, console: DeviceIdentity | No
     shown = Shown()
     judge = AlertJudge(Registry.load(unit.registry), SeenState(tmp / "seen.json"))
     watcher = Watcher(
-        BrokerSettings(host=broker.host, port=broker.port),
+        BrokerSettings(host=broker.host, port=broker.port, insecure=True),
         judge,
         shown,
         client_id=f"sup-{os.getpid()}-{time.monotonic_ns()}",

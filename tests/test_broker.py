@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import getpass
-import shutil
 import ssl
 import subprocess
 import sys
@@ -12,7 +10,7 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
-from conftest import Broker
+from conftest import Broker, ProductionBroker
 from paho.mqtt.enums import CallbackAPIVersion
 
 from evidence.identity import DeviceIdentity
@@ -25,66 +23,6 @@ from supervisor.watch import BrokerSettings, Watcher
 ROOT = Path(__file__).resolve().parents[1]
 ISSUE = ROOT / "scripts" / "issue-broker-credential"
 UNIT = "unit-1"
-
-
-def openssl(*args: str, cwd: Path) -> None:
-    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
-
-
-def make_certs(d: Path) -> None:
-    """A test CA and a server certificate for 127.0.0.1 (EC keys: fast to make)."""
-    openssl(
-        "req",
-        "-x509",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.crt",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=bodycam test CA",
-        cwd=d,
-    )
-    openssl(
-        "req",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-        "-keyout",
-        "server.key",
-        "-out",
-        "server.csr",
-        "-subj",
-        "/CN=127.0.0.1",
-        cwd=d,
-    )
-    (d / "ext.cnf").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
-    openssl(
-        "x509",
-        "-req",
-        "-in",
-        "server.csr",
-        "-CA",
-        "ca.crt",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-out",
-        "server.crt",
-        "-days",
-        "2",
-        "-extfile",
-        "ext.cnf",
-        cwd=d,
-    )
 
 
 def issue(user: str, d: Path, *extra: str) -> subprocess.CompletedProcess:
@@ -104,29 +42,14 @@ def issue(user: str, d: Path, *extra: str) -> subprocess.CompletedProcess:
     )
 
 
-def render(conf: str, d: Path, port: int) -> str:
-    """The shipped config with the test's paths and port; nothing else changes. Run as the
-    current user (the tests' files sit in a 0700 temp folder the mosquitto user cannot
-    enter; see broker/README.md on file ownership in production)."""
-    out = conf.replace("/etc/mosquitto/bodycam/", f"{d}/")
-    out = out.replace("/var/lib/mosquitto/", f"{d}/")
-    out = out.replace("user mosquitto", f"user {getpass.getuser()}")
-    out = out.replace("listener 8883", f"listener {port} 127.0.0.1")
-    settings = [line for line in out.splitlines() if line and not line.startswith("#")]
-    assert not [line for line in settings if "/etc/" in line or "/var/" in line]
-    assert f"listener {port} 127.0.0.1" in settings
-    return out
-
-
 @pytest.fixture(scope="module")
 def prod(tmp_path_factory):
     d = tmp_path_factory.mktemp("broker")
-    make_certs(d)
-    shutil.copy(ROOT / "broker" / "acl", d / "acl")
-    for user in ("cam-a", "cam-b", "supervisor"):
-        assert issue(user, d).returncode == 0
-    b = Broker(d)
-    b.config.write_text(render((ROOT / "broker" / "mosquitto.conf").read_text(), d, b.port))
+    b = ProductionBroker(d)
+    for cam in ("cam-a", "cam-b"):
+        b.issue(cam, "camera", UNIT)
+    for sup in ("sup-1", "sup-2"):
+        b.issue(sup, "supervisor")
     b.start()
     yield b, d
     b.stop()
@@ -179,6 +102,27 @@ def test_only_known_users_with_tls_get_in(prod):
     assert connect_result(plain, broker) != "Success"
 
 
+def supervisor_settings(broker: Broker, d: Path, user: str) -> BrokerSettings:
+    return BrokerSettings(
+        host=broker.host,
+        port=broker.port,
+        ca_file=str(d / "ca.crt"),
+        username=user,
+        password_file=str(d / f"{user}.pw"),
+    )
+
+
+def camera_settings(broker: Broker, d: Path, user: str, **kw) -> MqttSettings:
+    return MqttSettings(
+        host=broker.host,
+        port=broker.port,
+        unit=UNIT,
+        ca_file=str(d / "ca.crt"),
+        password_file=str(d / f"{user}.pw"),
+        **kw,
+    )
+
+
 def test_device_a_cannot_publish_as_device_b(prod, tmp_path):
     broker, d = prod
     a = DeviceIdentity.create(tmp_path / "a" / "device.key", "cam-a")
@@ -188,39 +132,15 @@ def test_device_a_cannot_publish_as_device_b(prod, tmp_path):
         registry.add(DeviceEntry(ident.device_id, ident.public_key_hex, "A1", UNIT))
     seen = []
     arrived = threading.Event()
-    sup = BrokerSettings(
-        host=broker.host,
-        port=broker.port,
-        ca_file=str(d / "ca.crt"),
-        username="supervisor",
-        password_file=str(d / "supervisor.pw"),
-    )
-    (d / "supervisor.pw").chmod(0o600)
     watcher = Watcher(
-        sup,
+        supervisor_settings(broker, d, "sup-1"),
         AlertJudge(registry, SeenState()),
         lambda v: (seen.append(v), arrived.set()),
         client_id="sup-acl",
     )
     watcher.start()
     assert watcher.subscribed.wait(10)
-
-    # cam-a, as the camera runs it (TLS, its own password file), on its own topic.
-    journal = Journal(tmp_path / "a" / "dev" / "journal.jsonl", a)
-    link = AlertLink(
-        journal,
-        MqttSettings(
-            host=broker.host,
-            port=broker.port,
-            unit=UNIT,
-            ca_file=str(d / "ca.crt"),
-            password_file=str(d / "cam-a.pw"),
-            status_min_interval_s=0.0,
-        ),
-    )
-    link.start()
     try:
-        assert link.wait_connected(10)
         # cam-a tries to speak for cam-b: a perfectly signed cam-b record, even.
         other = Journal(tmp_path / "b" / "dev" / "journal.jsonl", b)
         forged_as_b = other.append("stoppage", {"reason": "weather", "detail": "not me"})
@@ -235,43 +155,60 @@ def test_device_a_cannot_publish_as_device_b(prod, tmp_path):
         rogue.disconnect()
         rogue.loop_stop()
         assert codes == ["Not authorized"]
-        # Then its own alert, which must arrive; the forbidden one, sent first, never does.
-        own = journal.append("stoppage", {"reason": "camera", "detail": "no frames"})
-        assert arrived.wait(10) and link.wait_idle(10)
+        # Then cam-a as the camera runs it (TLS, its own password file), on its own topic:
+        # it must arrive; the forbidden one, sent first, never does. (One connection at a
+        # time: the broker makes the user name the client id.)
+        journal = Journal(tmp_path / "a" / "dev" / "journal.jsonl", a)
+        link = AlertLink(journal, camera_settings(broker, d, "cam-a", status_min_interval_s=0.0))
+        link.start()
+        try:
+            assert link.wait_connected(10)
+            own = journal.append("stoppage", {"reason": "camera", "detail": "no frames"})
+            assert arrived.wait(10) and link.wait_idle(10)
+        finally:
+            link.stop()
     finally:
-        link.stop()
         watcher.stop()
     assert [(v.device, v.seq, v.verdict) for v in seen] == [("cam-a", own.seq, "verified")]
 
 
 def test_issue_credential_refuses_duplicates_and_dry_run_writes_nothing(tmp_path):
-    assert issue("cam-z", tmp_path, "--dry-run").returncode == 0
+    cam = ("--role", "camera", "--unit", UNIT)
+    assert issue("cam-z", tmp_path, *cam, "--dry-run").returncode == 0
     assert not (tmp_path / "passwd").exists() and not (tmp_path / "cam-z.pw").exists()
-    assert issue("cam-z", tmp_path).returncode == 0
+    assert not (tmp_path / "acl").exists()
+    assert issue("cam-z", tmp_path, *cam).returncode == 0
     assert (tmp_path / "cam-z.pw").stat().st_mode & 0o777 == 0o600
-    again = issue("cam-z", tmp_path)
+    again = issue("cam-z", tmp_path, *cam)
     assert again.returncode == 2 and again.stderr.count("\n") == 1
     assert "already has a credential" in again.stderr
-    assert issue("../etc", tmp_path).returncode == 2
-    assert issue("cam-z", tmp_path, "--replace").returncode == 0
+    assert issue("../etc", tmp_path, *cam).returncode == 2
+    assert issue("cam-z", tmp_path, *cam, "--replace").returncode == 0
     assert (tmp_path / "passwd").read_text().count("cam-z:$7$") == 1
+    acl = (tmp_path / "acl").read_text()
+    assert acl.count("user cam-z\n") == 1
+    assert f"topic write bodycam/{UNIT}/cam-z/alert" in acl
+    # Each class needs what it needs: a camera its unit, the others none.
+    no_unit = issue("cam-y", tmp_path, "--role", "camera")
+    assert no_unit.returncode == 2 and "--unit" in no_unit.stderr
+    assert issue("dock-1", tmp_path, "--role", "dock", "--unit", UNIT).returncode == 2
+    assert issue("cam-y", tmp_path).returncode == 2  # --role is required: no default class
+    # A supervisor's ".cmd" twin is taken with it, so no camera can be issued under it.
+    assert issue("sup", tmp_path, "--role", "supervisor").returncode == 0
+    clash = issue("sup.cmd", tmp_path, *cam)
+    assert clash.returncode == 2 and "already has a credential" in clash.stderr
+    lines = (tmp_path / "passwd").read_text().splitlines()
+    assert sorted(line.split(":")[0] for line in lines) == ["cam-z", "sup", "sup.cmd"]
 
 
 def test_alerts_queue_for_an_absent_supervisor_beyond_mosquittos_default_limit(prod, tmp_path):
     """mosquitto's default max_queued_messages (1000) silently drops QoS 1 messages for a
     subscriber that is away; the shipped config raises it, so none is lost."""
     broker, d = prod
-    cam = DeviceIdentity.create(tmp_path / "c" / "device.key", "cam-a")
+    cam = DeviceIdentity.create(tmp_path / "c" / "device.key", "cam-b")
     registry = Registry()
-    registry.add(DeviceEntry("cam-a", cam.public_key_hex, "A1", UNIT))
-    (d / "supervisor.pw").chmod(0o600)
-    sup = BrokerSettings(
-        host=broker.host,
-        port=broker.port,
-        ca_file=str(d / "ca.crt"),
-        username="supervisor",
-        password_file=str(d / "supervisor.pw"),
-    )
+    registry.add(DeviceEntry("cam-b", cam.public_key_hex, "A1", UNIT))
+    sup = supervisor_settings(broker, d, "sup-2")
     seen = []
     all_there = threading.Event()
     n = 1500
@@ -287,17 +224,7 @@ def test_alerts_queue_for_an_absent_supervisor_beyond_mosquittos_default_limit(p
     assert away.subscribed.wait(10)
     away.stop()  # the supervisor's console is closed
     journal = Journal(tmp_path / "c" / "dev" / "journal.jsonl", cam)
-    link = AlertLink(
-        journal,
-        MqttSettings(
-            host=broker.host,
-            port=broker.port,
-            unit=UNIT,
-            ca_file=str(d / "ca.crt"),
-            password_file=str(d / "cam-a.pw"),
-            status_min_interval_s=60.0,
-        ),
-    )
+    link = AlertLink(journal, camera_settings(broker, d, "cam-b", status_min_interval_s=60.0))
     link.start()
     try:
         for i in range(n):

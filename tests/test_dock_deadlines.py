@@ -98,7 +98,7 @@ def test_an_undocked_camera_raises_a_warning_then_a_violation(tmp_path, broker, 
     watcher = DeadlineWatcher(
         store,
         dock_identity,
-        MqttConfig(host=broker.host, port=broker.port, check_s=3600),
+        MqttConfig(host=broker.host, port=broker.port, check_s=3600, insecure=True),
         clock=camera.clock,
     )
     watcher.start()

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import ssl
 import subprocess
+import sys
+import tomllib
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
@@ -57,7 +59,9 @@ def ca_file(tmp_path_factory) -> Path:
 
 def test_missing_password_file_is_a_one_line_config_error(tmp_path):
     missing = tmp_path / "nope.pw"
-    settings = ConnectionSettings(host="127.0.0.1", username="dock", password_file=str(missing))
+    settings = ConnectionSettings(
+        host="127.0.0.1", username="dock", password_file=str(missing), insecure=True
+    )
     with pytest.raises(ConfigError) as info:
         make_client(settings, "c1")
     message = str(info.value)
@@ -82,15 +86,17 @@ def test_unreadable_password_file_is_a_one_line_config_error(tmp_path):
 
 def test_credentials_protocol_and_session(tmp_path):
     path = password_file(tmp_path, "  s3cret \n")
-    settings = ConnectionSettings(host="127.0.0.1", password_file=str(path))
+    settings = ConnectionSettings(host="127.0.0.1", password_file=str(path), insecure=True)
     # No username and no default: no login at all, and the file is not even read.
-    anon = make_client(ConnectionSettings(host="h", password_file=str(tmp_path / "x")), "c")
+    anon = make_client(
+        ConnectionSettings(host="h", password_file=str(tmp_path / "x"), insecure=True), "c"
+    )
     assert anon.username is None and anon.password is None
     camera = make_client(settings, "bodycam-cam-a", protocol=mqtt.MQTTv5, default_username="cam-a")
     assert (camera.username, camera.password) == ("cam-a", "s3cret")
     assert camera.protocol == mqtt.MQTTv5
     named = make_client(
-        ConnectionSettings(host="h", username="supervisor", password_file=str(path)),
+        ConnectionSettings(host="h", username="supervisor", password_file=str(path), insecure=True),
         "c",
         clean_session=False,
     )
@@ -100,8 +106,8 @@ def test_credentials_protocol_and_session(tmp_path):
 
 def test_ca_file_turns_tls_on(broker, ca_file):
     """The conftest broker speaks plain MQTT: a TLS client must fail its handshake there,
-    and the same settings without ca_file must connect."""
-    plain = ConnectionSettings(host=broker.host, port=broker.port)
+    and the same settings with ``insecure`` instead of ca_file must connect."""
+    plain = ConnectionSettings(host=broker.host, port=broker.port, insecure=True)
     client = make_client(plain, "plain")
     assert client.connect(plain.host, plain.port, keepalive=plain.keepalive_s) == 0
     client.disconnect()
@@ -133,12 +139,67 @@ def test_client_certificate_files_are_loaded(tmp_path, ca_file):
 
 def test_callers_keep_their_settings_and_defaults():
     """Each caller's settings are the shared ones plus its extras, keys unchanged."""
-    camera = MqttSettings.from_config({**MQTT_DEFAULTS, "host": "b", "unit": "u1"})
+    camera = MqttSettings.from_config({**MQTT_DEFAULTS, "host": "b", "unit": "u1", "ca_file": "c"})
     assert isinstance(camera, ConnectionSettings)
     assert (camera.port, camera.keepalive_s, camera.inflight) == (8883, 30, 16)
-    supervisor = BrokerSettings()
+    supervisor = BrokerSettings(ca_file="ca.crt")
     assert (supervisor.host, supervisor.port, supervisor.client_id) == ("localhost", 8883, "")
-    dock = MqttConfig(host="b")
-    assert isinstance(dock, ConnectionSettings) and dock.port == 1883
+    dock = MqttConfig(host="b", insecure=True)
+    assert isinstance(dock, ConnectionSettings) and dock.port == 8883
     with pytest.raises(ValueError, match="mqtt.unit is empty"):
-        MqttSettings.from_config({**MQTT_DEFAULTS, "host": "b"})
+        MqttSettings.from_config({**MQTT_DEFAULTS, "host": "b", "insecure": True})
+
+
+def test_no_tls_without_insecure_is_a_one_line_error(tmp_path, ca_file):
+    """The shipped configs leave ca_file empty: that must never mean plain TCP (it would
+    send the password in clear text). Each caller's settings refuse it at construction,
+    with one line naming both ways out."""
+    for make in (
+        lambda: ConnectionSettings(host="broker.example.org"),
+        lambda: MqttSettings.from_config({**MQTT_DEFAULTS, "host": "b", "unit": "u1"}),
+        lambda: BrokerSettings(),
+        lambda: MqttConfig(host="b", unit="u1"),
+    ):
+        with pytest.raises(ConfigError) as info:
+            make()
+        message = str(info.value)
+        assert "\n" not in message and "TLS is required" in message
+        assert "ca_file" in message and "insecure = true" in message
+    with pytest.raises(ConfigError, match="choose TLS or plain TCP"):
+        ConnectionSettings(host="h", ca_file=str(ca_file), insecure=True)
+    with pytest.raises(ConfigError, match="true or false"):
+        ConnectionSettings(host="h", insecure="yes")  # type: ignore[arg-type]
+    # No host: nothing to connect to, nothing to refuse (the recorder's "no link").
+    assert ConnectionSettings(host="").ca_file == ""
+
+
+def test_shipped_configs_have_no_plain_tcp(tmp_path):
+    """recorder.toml, dock.toml and supervisor.toml: insecure is false, and a host set
+    without a ca_file is refused by the command with one line and exit status 2."""
+    root = Path(__file__).resolve().parents[1]
+    for name in ("firmware/recorder.toml", "dock/dock.toml", "supervisor/supervisor.toml"):
+        mqtt_table = tomllib.loads((root / name).read_text())["mqtt"]
+        assert mqtt_table["insecure"] is False, name
+    shipped = tomllib.loads((root / "supervisor/supervisor.toml").read_text())["mqtt"]
+    assert shipped["ca_file"], "the shipped supervisor config names the broker's CA"
+    conf = tmp_path / "supervisor.toml"
+    conf.write_text('[mqtt]\nhost = "broker.example.org"\nca_file = ""\n')
+    (tmp_path / "registry.json").write_text('{"format": "bodycam-registry-v1", "devices": {}}')
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "supervisor",
+            "status",
+            "--config",
+            str(conf),
+            "--registry",
+            str(tmp_path / "registry.json"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=root,
+        timeout=60,
+    )
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.count("\n") == 1 and "TLS is required" in result.stderr

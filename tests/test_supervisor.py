@@ -13,11 +13,13 @@ from hypothesis import strategies as st
 from paho.mqtt.enums import CallbackAPIVersion
 
 from evidence.canonical import canonical_bytes
+from evidence.clock import format_utc
 from evidence.identity import DeviceIdentity
 from evidence.journal import Journal
 from evidence.message import sign_status
 from evidence.record import sign_record
-from evidence.registry import DeviceEntry, Registry
+from evidence.registry import DeviceEntry, DockEntry, Registry
+from evidence.unitkey import UnitKey
 from firmware.mqtt import AlertLink, MqttSettings
 from supervisor.__main__ import main
 from supervisor.console import format_json, format_line
@@ -151,6 +153,7 @@ def test_watch_status_and_ack_commands_against_a_real_broker(
         broker.host,
         "--port",
         str(broker.port),
+        "--insecure",
         "--registry",
         str(registry_file),
         "--state",
@@ -160,7 +163,13 @@ def test_watch_status_and_ack_commands_against_a_real_broker(
     acked = threading.Event()
     link = AlertLink(
         journal,
-        MqttSettings(host=broker.host, port=broker.port, unit=UNIT, status_min_interval_s=0.0),
+        MqttSettings(
+            host=broker.host,
+            port=broker.port,
+            unit=UNIT,
+            status_min_interval_s=0.0,
+            insecure=True,
+        ),
         on_ack=lambda seq, by: (acks.append((seq, by)), acked.set()),
         status_source=lambda: ("recording", 64),
     )
@@ -326,10 +335,10 @@ def test_dock_alerts_are_verified_against_the_docks_registry_entry(judge, tmp_pa
         "stored_seq": 3,
         "text": "cam-test has held undocked recordings for 24 h",
     }
-    msg = sign_message(dock, kind="dock_alert", utc="2026-11-27T05:00:00.000000Z", body=body)
+    msg = sign_message(dock, kind="dock_alert", utc=format_utc(time.time_ns()), body=body)
     topic = "bodycam/unit-1/dock/dock-1/alert"
     assert judge.alert(topic, msg.to_bytes()).verdict == "unknown-device"
-    judge.registry.add(DeviceEntry("dock-1", dock.public_key_hex, "", "unit-1"))
+    judge.registry.add_dock(DockEntry("dock-1", dock.public_key_hex, "unit-1"))
     v = judge.alert(topic, msg.to_bytes())
     assert v.genuine and v.body["device"] == "cam-test"
     line = format_line(v, time.time_ns())
@@ -348,13 +357,15 @@ def test_watch_shows_dock_alerts_from_a_real_broker(tmp_path, registry_file, bro
 
     dock = DeviceIdentity.generate("dock-1")
     registry = Registry.load(registry_file)
-    registry.add(DeviceEntry("dock-1", dock.public_key_hex, "", "unit-1"))
-    registry.save(registry_file)
+    registry.add_dock(DockEntry("dock-1", dock.public_key_hex, "unit-1"))
+    unit_key = UnitKey.create(tmp_path / "unit.key", "unit-1")
+    registry.save_signed(registry_file, unit_key, format_utc(time.time_ns()))
     flags = [
         "--host",
         broker.host,
         "--port",
         str(broker.port),
+        "--insecure",
         "--registry",
         str(registry_file),
         "--state",
@@ -370,7 +381,7 @@ def test_watch_shows_dock_alerts_from_a_real_broker(tmp_path, registry_file, bro
         "stored_seq": -1,
         "text": "cam-test has held undocked recordings for 20 h",
     }
-    msg = sign_message(dock, kind="dock_alert", utc="2026-11-27T05:00:00.000000Z", body=body)
+    msg = sign_message(dock, kind="dock_alert", utc=format_utc(time.time_ns()), body=body)
     pub = mqtt.Client(CallbackAPIVersion.VERSION2)
     pub.connect(broker.host, broker.port)
     pub.loop_start()
@@ -390,7 +401,7 @@ def test_a_dock_flag_alert_as_the_dock_sends_it_is_shown_genuine(judge):
     from dock.alerts import dock_alert
 
     dock = DeviceIdentity.generate("dock-1")
-    judge.registry.add(DeviceEntry("dock-1", dock.public_key_hex, "", "unit-1"))
+    judge.registry.add_dock(DockEntry("dock-1", dock.public_key_hex, "unit-1"))
     body = {
         "level": "flag",
         "kind": "media_changed",
@@ -399,7 +410,7 @@ def test_a_dock_flag_alert_as_the_dock_sends_it_is_shown_genuine(judge):
         "flagged_utc": "2026-11-27T05:00:00.000000Z",
         "text": "media/20261127/a.ts: size or SHA-256 differs from its signed record",
     }
-    payload = dock_alert(dock, "2026-11-27T05:00:01.000000Z", body)
+    payload = dock_alert(dock, format_utc(time.time_ns()), body)
     v = judge.alert("bodycam/unit-1/dock/dock-1/alert", payload)
     assert v.genuine, v.verdict
     assert "DOCK FLAG: media/20261127/a.ts" in format_line(v, time.time_ns())

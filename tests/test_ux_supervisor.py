@@ -35,6 +35,7 @@ def flags(broker, registry: Path, state: Path) -> list[str]:
         broker.host,
         "--port",
         str(broker.port),
+        "--insecure",
         "--registry",
         str(registry),
         "--state",
@@ -89,7 +90,7 @@ def test_watch_exits_2_with_one_line_when_the_broker_is_unreachable(registry_fil
     port = free_port()  # nothing listens there
     start = time.monotonic()
     done = run(
-        tool(PROG), "watch", "--host", "127.0.0.1", "--port", str(port), "--registry",
+        tool(PROG), "watch", "--host", "127.0.0.1", "--port", str(port), "--insecure", "--registry",
         str(registry_file), "--state", str(tmp_path / "s"),
     )  # fmt: skip
     assert done.returncode == 2
@@ -137,6 +138,7 @@ def test_setup_trusts_the_registry_makes_the_key_and_watch_then_needs_no_flags(b
     config = tmp_path / "console" / "supervisor.toml"
     setup = [tool(PROG), "setup", "--registry", str(unit / "registry.json"), "--config"]
     setup += [str(config), "--name", "sgt-li", "--host", broker.host, "--port", str(broker.port)]
+    setup += ["--insecure"]
     # The wrong fingerprint is refused, and nothing is written.
     wrong = run(*setup, "--unit-key", "ab" * 32)
     assert wrong.returncode == 2 and "not a trusted unit key" in wrong.stderr

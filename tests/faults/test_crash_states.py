@@ -5,11 +5,13 @@ operations. Then every state a power cut may leave (unsynced writes lost, kept, 
 reordered; renames and new names lost unless their folder was fsynced) is written out,
 the real recovery runs on it (the recorder's boot path, the dock's reconcile), and the
 evidence must verify with nothing lost that had completed before the cut: no closed
-segment, no appended record, no file the dock had stored.
+segment, no appended record, no file the dock had stored. The index (SQLite, whose writes
+bypass ``os``) gets its states built at its pages: torn WAL tails, torn and garbled pages.
 """
 
 from __future__ import annotations
 
+import json
 from fractions import Fraction
 from pathlib import Path
 
@@ -235,4 +237,88 @@ def test_dock_store_of_files_survives_every_crash_state(tmp_path):
 
     explored, failures = explore(root, tmp_path, workload, check)
     assert explored >= 10
+    assert not failures, "\n".join(failures[:10])
+
+
+def test_index_update_survives_every_crash_state(tmp_path):
+    """SQLite's own writes do not go through ``os`` (so the recorder cannot log them):
+    the index's crash states are built at its pages instead. Each is a state a power cut
+    (a torn WAL tail), a lost file or damage (torn or garbled pages) may leave; after the
+    dock opens the store and reconciles, the index must again say exactly what the store
+    holds, and the store must verify."""
+    import random
+    import shutil
+
+    from dock.store import Store
+    from simulator.dockbay import run_docking
+
+    cam, registry_path = make_camera(tmp_path)
+    dock_identity, store = make_dock(tmp_path, registry_path)
+    unit_keys = store_trust(tmp_path)
+    root = tmp_path / "dock"
+    cam.record(2, 30_000, seed=1)
+    result, _ = run_docking(store, dock_identity, cam.link(dock_identity, 10.0), 10.0)
+    assert result.outcome == "stored", result.reason
+    names = ("index.sqlite", "index.sqlite-wal")
+    before = {n: (root / n).read_bytes() for n in names if (root / n).exists()}
+    cam.record(2, 30_000, seed=2)
+    result, _ = run_docking(store, dock_identity, cam.link(dock_identity, 10.0), 10.0)
+    assert result.outcome == "stored", result.reason
+    after = {n: (root / n).read_bytes() for n in names if (root / n).exists()}
+    store.close()
+    page = 4096
+    rnd = random.Random(7)
+    states: list[tuple[str, dict[str, bytes]]] = [("before the update", before)]
+    states.append(("after the update", after))
+    wal = after.get("index.sqlite-wal", b"")
+    for cut in sorted({0, 32, *range(32 + 24, len(wal), (page + 24) // 2)}):
+        states.append((f"WAL torn at byte {cut}", {**after, "index.sqlite-wal": wal[:cut]}))
+    db = after["index.sqlite"]
+    for n in range(len(db) // page):
+        states.append((f"db cut after page {n}", {"index.sqlite": db[: n * page]}))
+        garbled = db[: n * page] + rnd.randbytes(page) + db[(n + 1) * page :]
+        states.append((f"db page {n} garbled", {"index.sqlite": garbled}))
+    states.append(("db lost, WAL kept", {"index.sqlite-wal": wal}))
+
+    def files_in_store(folder: Path) -> set[tuple[str, str]]:
+        device_dir = folder / "unit-1" / "cam-001"
+        return {
+            ("cam-001", p.relative_to(device_dir).as_posix())
+            for p in (device_dir / "media").rglob("*")
+            if p.is_file()
+        }
+
+    failures = []
+    for how, files in states:
+        folder = tmp_path / "state"
+        if folder.exists():
+            shutil.rmtree(folder)
+        shutil.copytree(root, folder, ignore=shutil.ignore_patterns("index.sqlite*"))
+        for name, data in files.items():
+            (folder / name).write_bytes(data)
+        try:
+            reopened = Store(folder, identity=dock_identity, unit_keys=unit_keys)
+            try:
+                reopened.reconcile()
+                rows = reopened.index.query(
+                    "SELECT device, file FROM media WHERE stored_utc IS NOT NULL"
+                )
+                heads = reopened.index.query("SELECT device, seq FROM heads")
+            finally:
+                reopened.close()
+        except Exception as exc:
+            failures.append(f"{how}: recovery raised {type(exc).__name__}: {exc}")
+            continue
+        indexed = {(r["device"], r["file"]) for r in rows}
+        if indexed != files_in_store(folder):
+            failures.append(f"{how}: index says {sorted(indexed)}, store holds more or less")
+        store_journal = folder / "unit-1" / "cam-001" / "journal.jsonl"
+        last = json.loads(store_journal.read_bytes().splitlines()[-1])["seq"]
+        if [(h["device"], h["seq"]) for h in heads] != [("cam-001", last)]:
+            failures.append(f"{how}: index heads {heads}, store journal ends at seq {last}")
+        report = verify_path(folder, unit_keys=unit_keys)
+        if not report.intact:
+            failures.append(f"{how}: {problems(report)}")
+    print(f"crash states: {len(states)} explored, {len(failures)} failures (index pages)")
+    assert len(states) >= 10
     assert not failures, "\n".join(failures[:10])
