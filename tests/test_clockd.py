@@ -535,3 +535,19 @@ def test_the_device_clock_asks_the_helper_on_its_socket(tmp_path, monkeypatch, s
     assert isinstance(clock, BrokeredClock) and isinstance(clock.rtc, LinuxRtc)
     with pytest.raises(ClockRefused, match="nobody-listens.sock cannot be reached"):
         clock.set_time_ns(NOW)
+
+
+# -- installation ------------------------------------------------------------------------------
+def test_install_pi_installs_and_enables_the_clock_helper(tmp_path):
+    from test_install import ROOT, make_pi, run
+
+    root = make_pi(tmp_path / "pi")
+    out = run("install-pi", "--root", root).stdout
+    for name in ("bodycam-clock.socket", "bodycam-clock.service", "bodycam-recorder.service"):
+        installed = root / "etc/systemd/system" / name
+        assert installed.read_text() == (ROOT / "systemd" / name).read_text(), name
+    assert "skipped (--root): systemctl enable bodycam-clock.socket" in out
+    assert "useradd --system --user-group --no-create-home" in out and "bodycam-clock" in out
+    rule = (root / "etc/udev/rules.d/90-bodycam-rtc.rules").read_text()
+    # The helper owns the RTC (it sets it); the recorder's group only reads it.
+    assert 'OWNER="bodycam-clock"' in rule and 'MODE="0640"' in rule
