@@ -302,7 +302,10 @@ def test_trusted_docks_come_from_the_unit_signed_registry(tmp_path: Path) -> Non
     path.write_text(f'[dock]\nregistry = "{registry}"\nunit_keys = ["{key.fingerprint}"]\n')
     with pytest.raises(ConfigError, match="does not verify"):
         cfg.trusted_docks(cfg.load(path))
-    for bad, says in (("unit_keys = [1]", "fingerprint strings"), ("poll_s = 0", "positive")):
+    for bad, says in (
+        ("unit_keys = [1]", r"r\.toml:2: dock\.unit_keys must be a list of strings"),
+        ("poll_s = 0", r"r\.toml:2: dock\.poll_s must be at least 0\.05"),
+    ):
         path.write_text(f"[dock]\n{bad}\n")
         with pytest.raises(ConfigError, match=says):
             cfg.load(path)
