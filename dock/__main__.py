@@ -24,19 +24,15 @@ from typing import Any
 from evidence import systemd
 from evidence.cli import UsageError, run_command, setup_logging
 from evidence.clock import SystemClock, format_utc, parse_utc
-from evidence.config import load_config
 from evidence.identity import DeviceIdentity
 from evidence.registry import Registry
+
+from .config import DockConfig
+from .config import load as load_dock_config
 
 PROG = "bodycam-dock"
 DEFAULT_CONFIG = "/etc/bodycam/dock.toml"
 _log = logging.getLogger("dock")
-
-
-def defaults() -> dict[str, Any]:
-    import tomllib
-
-    return tomllib.loads((Path(__file__).with_name("dock.toml")).read_text())
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -126,7 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def config_for(args: argparse.Namespace) -> dict[str, Any]:
+def config_for(args: argparse.Namespace) -> DockConfig:
     path = args.config
     if path is None and Path(DEFAULT_CONFIG).exists():
         path = DEFAULT_CONFIG
@@ -144,7 +140,7 @@ def config_for(args: argparse.Namespace) -> dict[str, Any]:
         if not host or not port.isdigit():
             raise UsageError(f"--mqtt must be HOST:PORT, not {args.mqtt!r}")
         overrides.update({"mqtt.host": host, "mqtt.port": int(port)})
-    return load_config(defaults(), path, overrides)
+    return load_dock_config(path, overrides)
 
 
 STORE_MARKS = ("index.sqlite", "registry.json", "_docks")  # what `init` and docking make

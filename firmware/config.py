@@ -1,15 +1,28 @@
 """The recorder's configuration: the commented ``recorder.toml`` in this package is the
-defaults (so every key is documented in one place), overlaid by ``/etc/bodycam/recorder.toml``
-or ``--config FILE``, then by flags (evidence.config.load_config rejects unknown keys)."""
+defaults (every key documented in one place), overlaid by ``/etc/bodycam/recorder.toml``
+or ``--config FILE``, then by flags; :class:`RecorderConfig` declares each setting's
+type and range (no defaults in code), and :func:`evidence.config.load` checks them."""
 
 from __future__ import annotations
 
 import os
 import tomllib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from evidence.config import load_config
+from evidence import config as _config
+from evidence.config import (
+    Config,
+    Section,
+    at_least,
+    at_most,
+    between,
+    more_than,
+    port,
+    setting,
+)
 from evidence.exc import ConfigError
 
 from .state import Settings
@@ -20,43 +33,152 @@ ASSET_WAV = Path(__file__).with_name("assets") / "announcement.wav"
 ANNOUNCEMENT_TEXT = "为保护您的合法权益，监督我们的执法行为，本次行政执法全程录音、录像。"
 
 
+@dataclass(frozen=True)
+class DeviceSection(Section):
+    storage: str
+    key: str
+
+
+@dataclass(frozen=True)
+class CameraSection(Section):
+    width: int = setting(between(16, 8192))
+    height: int = setting(between(16, 8192))
+    fps: int = setting(between(1, 240))
+    bitrate: int = setting(between(10_000, 100_000_000))
+    keyframe_period_s: float = setting(more_than(0))
+    audio: bool
+    audio_sample_rate: int = setting(between(8000, 192_000))
+    audio_channels: int = setting(between(1, 2))
+
+
+@dataclass(frozen=True)
+class RecordingSection(Section):
+    pre_event_s: int = setting(between(0, 120))
+    pre_event_audio: bool
+    pre_event_max_mb: int = setting(at_least(1))
+    segment_max_s: int = setting(between(1, 3600))
+    flush_interval_s: float = setting(more_than(0))
+    queue_frames: int = setting(at_least(1))
+    queue_put_timeout_s: float = setting(more_than(0))
+
+
+@dataclass(frozen=True)
+class ControlsSection(Section):
+    start_hold_s: float = setting(at_least(0))
+    stop_hold_s: float = setting(more_than(0))  # a stop is never accidental
+    weather_hold_s: float = setting(more_than(0))
+    bounce_s: float = setting(at_least(0))
+    reminder_s: float = setting(more_than(0))
+
+
+@dataclass(frozen=True)
+class HealthSection(Section):
+    poll_s: float = setting(at_least(0.05))  # 0 would spin a core
+    frame_watchdog_s: float = setting(more_than(0))
+    camera_retry_s: float = setting(more_than(0))
+    min_free_mb: int = setting(at_least(0))
+    battery_low_percent: float = setting(between(0, 100))
+    battery_warn_minutes: float = setting(at_least(0))
+    battery_critical_percent: float = setting(between(0, 100))
+    battery_resume_percent: float = setting(between(0, 100))
+    drain_percent_per_hour: float = setting(more_than(0))
+    overheat_c: float = setting(between(0, 150))
+    overheat_resume_c: float = setting(between(0, 150))
+    microphone_stops_recording: bool
+
+
+@dataclass(frozen=True)
+class AnnouncementSection(Section):
+    wav: str
+
+
+@dataclass(frozen=True)
+class MqttSection(Section):
+    host: str
+    port: int = setting(port())
+    unit: str
+    ca_file: str
+    insecure: bool
+    cert_file: str
+    key_file: str
+    username: str
+    password_file: str
+    keepalive_s: int = setting(between(5, 3600))
+    status_interval_s: float = setting(more_than(0))
+    reconnect_max_s: float = setting(more_than(0))
+    inflight: int = setting(between(1, 1000))
+
+
+@dataclass(frozen=True)
+class DockSection(Section):
+    port: str
+    registry: str
+    unit_keys: list[str]
+    timeout_s: float = setting(more_than(0))
+    poll_s: float = setting(at_least(0.05))
+    max_clock_step_s: float = setting(more_than(0), at_most(86400))
+
+
+@dataclass(frozen=True)
+class RecorderConfig(Config):
+    device: DeviceSection
+    camera: CameraSection
+    recording: RecordingSection
+    controls: ControlsSection
+    health: HealthSection
+    announcement: AnnouncementSection
+    mqtt: MqttSection
+    dock: DockSection
+
+    def checks(self) -> Iterable[tuple[str, str]]:
+        h = self.health
+        if h.battery_critical_percent >= h.battery_resume_percent:
+            yield (
+                "health.battery_resume_percent",
+                f"({h.battery_resume_percent:g}) must be above battery_critical_percent "
+                f"({h.battery_critical_percent:g}), or recording would stop and resume at once",
+            )
+        if h.battery_critical_percent >= h.battery_low_percent:
+            yield (
+                "health.battery_low_percent",
+                f"({h.battery_low_percent:g}) must be above battery_critical_percent "
+                f"({h.battery_critical_percent:g}): the warning comes before the stop",
+            )
+        if h.overheat_resume_c >= h.overheat_c:
+            yield (
+                "health.overheat_resume_c",
+                f"({h.overheat_resume_c:g}) must be below overheat_c ({h.overheat_c:g})",
+            )
+        if self.recording.flush_interval_s > self.recording.segment_max_s:
+            yield (
+                "recording.flush_interval_s",
+                f"({self.recording.flush_interval_s:g}) must not be longer than "
+                f"recording.segment_max_s ({self.recording.segment_max_s})",
+            )
+
+
 def defaults() -> dict[str, Any]:
+    """The packaged defaults as plain tables (for tools that overlay them themselves)."""
     with PACKAGE_DEFAULTS.open("rb") as f:
         return tomllib.load(f)
 
 
 def load(
-    path: str | os.PathLike | None = None, overrides: dict[str, Any] | None = None
-) -> dict[str, Any]:
+    path: str | os.PathLike | None = None, overrides: Mapping[str, Any] | None = None
+) -> RecorderConfig:
     """Defaults, then ``path`` (or /etc/bodycam/recorder.toml if it exists), then flags."""
     if path is None and SYSTEM_CONFIG.exists():
         path = SYSTEM_CONFIG
-    config = load_config(defaults(), path, overrides)
-    validate(config)
-    return config
+    return _config.load(RecorderConfig, PACKAGE_DEFAULTS, path, overrides)
 
 
-def validate(config: dict[str, Any]) -> None:
-    rec, cam = config["recording"], config["camera"]
-    if not 0 <= rec["pre_event_s"] <= 120:
-        raise ConfigError(f"recording.pre_event_s must be 0-120, not {rec['pre_event_s']}")
-    if not 1 <= rec["segment_max_s"] <= 3600:
-        raise ConfigError("recording.segment_max_s must be 1-3600")
-    if cam["fps"] <= 0 or cam["width"] <= 0 or cam["height"] <= 0:
-        raise ConfigError("camera width, height and fps must be positive")
-    if config["controls"]["stop_hold_s"] <= 0:
-        raise ConfigError("controls.stop_hold_s must be positive (a stop is never accidental)")
-    dock = config["dock"]
-    if dock["timeout_s"] <= 0 or dock["poll_s"] <= 0:
-        raise ConfigError("dock.timeout_s and dock.poll_s must be positive")
-    step = dock["max_clock_step_s"]
-    if isinstance(step, bool) or not isinstance(step, int | float) or not 0 < step <= 86400:
-        raise ConfigError("dock.max_clock_step_s must be a number of seconds, 0 < s <= 86400")
-    if not all(isinstance(k, str) for k in dock["unit_keys"]):
-        raise ConfigError("dock.unit_keys holds fingerprint strings")
+def validate(config: Mapping[str, Any]) -> RecorderConfig:
+    """Check a whole config given as tables (e.g. the simulator's, built with
+    :func:`evidence.config.load_config`) as :func:`load` checks a file."""
+    return _config.check(RecorderConfig, PACKAGE_DEFAULTS, config)
 
 
-def settings(config: dict[str, Any]) -> Settings:
+def settings(config: Mapping[str, Any]) -> Settings:
     """The state machine's view of the configuration."""
     c, h = config["controls"], config["health"]
     return Settings(
@@ -79,12 +201,12 @@ def settings(config: dict[str, Any]) -> Settings:
     )
 
 
-def announcement_wav(config: dict[str, Any]) -> Path:
+def announcement_wav(config: Mapping[str, Any]) -> Path:
     wav = config["announcement"]["wav"]
     return Path(wav) if wav else ASSET_WAV
 
 
-def trusted_docks(config: dict[str, Any]) -> dict[str, str]:
+def trusted_docks(config: Mapping[str, Any]) -> dict[str, str]:
     """Dock id -> public key hex of every dock in the unit-signed registry (``dock.registry``,
     signed by a unit key ``dock.unit_keys`` or /etc/bodycam/trust.toml names) that is not
     revoked: the only docks whose receipts make the camera wipe media. No registry

@@ -96,6 +96,10 @@ class MqttSettings(ConnectionSettings):
             raise ValueError("mqtt.host is empty: no broker configured")
         if not settings.unit:
             raise ValueError("mqtt.unit is empty: the unit names the topics")
+        if not settings.receipt_resend_s > 0:
+            raise ValueError("mqtt.receipt_resend_s must be > 0 (seconds before a resend)")
+        if not settings.receipt_resend_max_s >= settings.receipt_resend_s:
+            raise ValueError("mqtt.receipt_resend_max_s must be >= mqtt.receipt_resend_s")
         return settings
 
 
@@ -238,9 +242,15 @@ class DeviceSession:
             return
         if self.connected.is_set():
             self._pump()
-            if now >= self._status_due or (
-                self._status_dirty
-                and now - self._status_last >= self.settings.status_min_interval_s
+            # An event (recording started, a dock's receipt) goes out at once: they are
+            # rare, and the supervisor's line should come when it happened.
+            if (
+                now >= self._status_due
+                or self._events
+                or (
+                    self._status_dirty
+                    and now - self._status_last >= self.settings.status_min_interval_s
+                )
             ):
                 self.publish_status(now)
         if now - self._last_misc >= 1.0:

@@ -118,7 +118,7 @@ class SegmentWriter:
         pre_event_s: float = 30.0,
         pre_event_audio: bool = False,
         pre_event_max_bytes: int = 64 << 20,
-        queue_frames: int = 600,
+        queue_frames: int = 250,  # as recorder.toml (the recorder passes its config)
         put_timeout_s: float = 2.0,
         sign: bool = True,
         first_counter: int = 0,

@@ -12,10 +12,8 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
 
 from evidence.cli import UsageError, run_command, setup_logging
-from evidence.config import load_config
 from evidence.exc import EvidenceError
 from evidence.identity import DeviceIdentity, check_device_id
 from evidence.registry import Registry
@@ -23,6 +21,8 @@ from evidence.storage import atomic_write_bytes
 from evidence.trust import load_trusted_registry, load_unit_keys
 from evidence.unitkey import show_fingerprint
 
+from .config import SYSTEM_CONFIG, SupervisorConfig
+from .config import load as load_supervisor_config
 from .console import (
     format_duration,
     format_json,
@@ -36,27 +36,8 @@ from .watch import BrokerSettings, StatusEvent, Watcher, collect_status, send_ac
 _log = logging.getLogger(__name__)
 
 PROG = "bodycam-supervisor"
-SYSTEM_CONFIG = Path("/etc/bodycam/supervisor.toml")
 SETUP_MARK = "# written by bodycam-supervisor setup"
 SKEW_NOTE_S = 120.0  # a device clock this far ahead of ours is said once, not per line
-DEFAULTS: dict[str, Any] = {
-    "registry": "/etc/bodycam/registry.json",
-    "unit_keys": [],  # fingerprints; when set, the registry must be signed by one of them
-    "console_key": "",  # "" = $XDG_CONFIG_HOME/bodycam/console.key (made by setup)
-    "state": "",  # "" = $XDG_STATE_HOME/bodycam/supervisor.json (~/.local/state/...)
-    "name": "",
-    "mqtt": {
-        "host": "localhost",
-        "port": 8883,
-        "ca_file": "",
-        "insecure": False,
-        "cert_file": "",
-        "key_file": "",
-        "username": "",
-        "password_file": "",
-        "client_id": "",
-    },
-}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -199,11 +180,10 @@ def config_path(args: argparse.Namespace) -> Path | None:
     return None
 
 
-def load(args: argparse.Namespace) -> dict[str, Any]:
-    path = config_path(args)
-    return load_config(
-        DEFAULTS,
-        path,
+def load(args: argparse.Namespace) -> SupervisorConfig:
+    """supervisor/supervisor.toml, then the file config_path finds, then flags."""
+    return load_supervisor_config(
+        config_path(args),
         {
             "registry": args.registry,
             "state": args.state,
@@ -234,7 +214,7 @@ NO_REGISTRY = (
 )
 
 
-def load_registry(config: dict[str, Any]) -> Registry:
+def load_registry(config: SupervisorConfig) -> Registry:
     """The configured registry; signed by a named unit key when ``unit_keys`` is set."""
     path = Path(config["registry"])
     if not os.path.lexists(path):
@@ -243,7 +223,7 @@ def load_registry(config: dict[str, Any]) -> Registry:
     return load_trusted_registry(path, keys) if keys else Registry.load(path)
 
 
-def console_key_path(config: dict[str, Any]) -> Path:
+def console_key_path(config: SupervisorConfig) -> Path:
     return Path(config["console_key"] or _config_home() / "console.key")
 
 
@@ -282,7 +262,7 @@ def _run(args: argparse.Namespace) -> int:
     return _watch(args, config, settings, judge)
 
 
-def _load_console(config: dict[str, Any], registry: Registry, say) -> DeviceIdentity | None:
+def _load_console(config: SupervisorConfig, registry: Registry, say) -> DeviceIdentity | None:
     """This console's key, if setup made one; say what cameras will make of its receipts."""
     path = console_key_path(config)
     if not path.exists():
@@ -304,7 +284,7 @@ def _load_console(config: dict[str, Any], registry: Registry, say) -> DeviceIden
 
 
 def _watch(
-    args: argparse.Namespace, config: dict[str, Any], settings: BrokerSettings, judge: AlertJudge
+    args: argparse.Namespace, config: SupervisorConfig, settings: BrokerSettings, judge: AlertJudge
 ) -> int:
     stop = threading.Event()
     shown = [0]
@@ -386,7 +366,7 @@ def _stat(path: Path) -> tuple[int, int] | None:
 
 
 def _reload_registry(
-    config: dict[str, Any],
+    config: SupervisorConfig,
     watcher: Watcher,
     path: Path,
     seen: tuple[int, int] | None,
@@ -409,7 +389,7 @@ def _reload_registry(
 
 def _ack(
     args: argparse.Namespace,
-    config: dict[str, Any],
+    config: SupervisorConfig,
     settings: BrokerSettings,
     registry: Registry,
     state_path: Path,

@@ -1,8 +1,8 @@
 """The cable pulled at random byte offsets, then re-docked: nothing lost, nothing doubled.
 
 The cable is two pty pairs joined by a byte-counting relay; pulling it closes the relay's
-ends, so the camera's line and the dock's ``/dev/pts`` line both break (EIO), as a USB
-unplug does.
+ends, so the camera's line and the dock's line both break (EIO), as a USB unplug does.
+The test holds every pty fd (none is reopened by path).
 """
 
 from __future__ import annotations
@@ -12,11 +12,10 @@ import random
 import select
 import threading
 
-from dockkit import dock_once, make_camera, make_dock, store_trust
+from dockkit import cable_pair, dock_once, make_camera, make_dock, store_trust
 
 from evidence.journal import scan_journal
 from evidence.verify import verify_path
-from simulator.dockbay import PtyEnd, open_cable, open_dock_port
 
 
 class PulledCable:
@@ -24,10 +23,9 @@ class PulledCable:
 
     def __init__(self, cut: int) -> None:
         self.cut = cut
-        self.camera_master, camera_path = open_cable()
-        self._camera_slave = os.open(camera_path, os.O_RDWR | os.O_NOCTTY)
-        self._dock_master, dock_path = open_cable()
-        self.dock_port = open_dock_port(dock_path)
+        self.camera_end, relay_camera = cable_pair()
+        relay_dock, self.dock_port = cable_pair()
+        self._camera_slave, self._dock_master = relay_camera.fd, relay_dock.fd
         self.sent = 0
         self.pulled = threading.Event()
         self._thread = threading.Thread(target=self._relay, daemon=True)
@@ -78,7 +76,7 @@ def dock_through(store, dock_identity, camera, cable: PulledCable):
 
     thread = threading.Thread(target=dock_side, daemon=True)
     thread.start()
-    end = PtyEnd(cable.camera_master)
+    end = cable.camera_end
     try:
         cam = camera.link(dock_identity, timeout=5, chunk=16384).run_session(end)
     except Exception as exc:

@@ -13,6 +13,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.slow
+@pytest.mark.bench  # a machine-dependent threshold: pytest -m bench
 def test_bench_recorder_quick() -> None:
     done = subprocess.run(
         [sys.executable, str(ROOT / "scripts/bench-recorder"), "--quick"],

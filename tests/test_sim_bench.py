@@ -7,9 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "bench-sim-camera"
 
 
+@pytest.mark.bench  # a machine-dependent threshold: pytest -m bench
 def test_bench_sim_camera_quick() -> None:
     result = subprocess.run(
         [sys.executable, str(SCRIPT), "--quick"], capture_output=True, text=True, timeout=120

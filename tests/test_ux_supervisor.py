@@ -231,3 +231,31 @@ def test_status_lines_for_recording_started_dock_finished_and_shift_ended(broker
     status = [x for x in watch.lines if x.startswith("-- ")]
     assert len(status) == 5, status  # each once, none of them an alert line
     assert not any("[verified" in x or x.startswith("!!") for x in watch.lines)
+
+
+def test_watch_takes_a_new_registry_edition_without_a_restart(broker, tmp_path):
+    """Started before the camera was registered (as before a simulated shift has added
+    its camera), the watch verifies the camera's alert once the new edition is written."""
+    unit = make_unit(tmp_path / "unit")
+    registry = Registry.load(unit.registry)
+    camera = registry.get("cam-0001")
+    empty = Registry(consoles={c.console_id: c for c in registry.consoles()})
+    empty.save_signed(unit.registry, unit.key, "2026-12-03T08:00:00.000000Z")
+    watch = Watch("--config", str(unit.supervisor_config(broker, tmp_path / "seen.json")))
+    journal = Journal(tmp_path / "dev" / "journal.jsonl", unit.camera)
+    link = AlertLink(journal, camera_settings(broker), consoles=unit.consoles)
+    try:
+        watch.wait_for("waiting for alerts")
+        link.start()
+        assert link.wait_connected(10)
+        journal.append("stoppage", {"reason": "weather", "detail": "before"})
+        watch.wait_for("NOT GENUINE unknown-device")
+        empty.add(camera)
+        empty.save_signed(unit.registry, unit.key, "2026-12-03T08:01:00.000000Z")
+        # The camera resends (no registered console has receipted it): now verified.
+        line = watch.wait_for("[verified #")
+        assert "cam-0001 (A1024)  STOPPAGE weather: before" in line
+        assert link.wait_idle(15)
+    finally:
+        link.stop()
+        assert watch.stop() == 0

@@ -7,9 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.mark.bench  # a machine-dependent threshold: pytest -m bench
 def test_bench_quick_prints_headline_figures():
     result = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "bench-evidence"), "--quick"],
