@@ -1,12 +1,17 @@
 """The dock's durable store: ``<store>/<unit>/<device>/`` laid out like device storage.
 
-Every byte is written once: media streams into ``<store>/.partial/<device>/`` while it is
+Every byte is written once, and a stored file is never replaced (write-once: a file is
+linked into place, which fails if the name is taken; only names that
+:func:`evidence.layout.stored_name_error` accepts are written). Media streams into ``<store>/.partial/<device>/`` while it is
 hashed, is fsynced, renamed into ``media/YYYYMMDD/`` and the folder fsynced; only then is
 the record that names it appended (one write, fsync) to the device's ``journal.jsonl`` in
 the store and the SQLite index updated. So the store's journal is always a verified prefix
 of the camera's chain whose media are all in place; a crash anywhere leaves at most a
 partial file (resumed later) or an orphan media file (moved back to ``.partial`` by
 :meth:`Store.reconcile`).
+
+At rest nothing is world-readable: files are 0640 and folders 0750 (the dock's group may
+read, e.g. for an export job; others may not).
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ import json
 import logging
 import os
 import queue
+import stat
+import tempfile
 import threading
 from collections.abc import Iterable
 from contextlib import contextmanager
@@ -29,12 +36,12 @@ from evidence.clock import SystemClock, format_utc
 from evidence.exc import RegistryError
 from evidence.identity import DeviceIdentity
 from evidence.journal import JOURNAL_NAME, scan_journal
-from evidence.layout import IDENTITY_NAME
+from evidence.layout import IDENTITY_NAME, stored_name_error
 from evidence.record import Record
 from evidence.registry import DeviceEntry, Registry, require_trusted
 from evidence.storage import atomic_write_bytes, fsync_dir, makedirs_durable
 
-from .exc import DockError, MediaMismatch
+from .exc import DockError, DockFault, MediaConflict, MediaMismatch, StoreFull, UnsafeName, is_full
 from .index import Index
 from .journal import DockJournal
 
@@ -46,6 +53,8 @@ STATUS_DIR = ".status"
 LOCK_DIR = ".locks"
 NO_UNIT = "unassigned"
 WRITE_AHEAD = 8  # frames (up to 2 MiB) received but not yet hashed and written
+FILE_MODE = 0o640
+DIR_MODE = 0o750
 _INSERT_MEDIA = (
     "INSERT INTO media(device, seq, kind, unit, officer, file, size, sha256,"
     " closed_utc, stored_utc) VALUES (?,?,?,?,?,?,?,?,?,?)"
@@ -60,6 +69,16 @@ _UPSERT_MEDIA = (
 # dock reading the partial file again, as long as this daemon kept running.
 _hash_cache: dict[tuple[str, str], tuple[int, Any]] = {}
 _hash_cache_lock = threading.Lock()
+
+
+def store_failure(exc: BaseException, what: str) -> DockError:
+    """The dock error a failed store write ends a session with: the error itself if it is
+    one, :class:`StoreFull` for a full disk, else :class:`DockFault` (the dock is broken)."""
+    if isinstance(exc, DockError):
+        return exc
+    if is_full(exc):
+        return StoreFull(f"the store is full ({what}: {exc})")
+    return DockFault(f"the store could not write ({what}): {type(exc).__name__}: {exc}")
 
 
 def unit_of(entry: DeviceEntry) -> str:
@@ -92,9 +111,17 @@ class PartialFile:
 
     def __init__(self, store: Store, device: str, file: str, size: int, sha256: str) -> None:
         self.device, self.file, self.size, self.sha256 = device, file, size, sha256
-        folder = makedirs_durable(store.root / PARTIAL_DIR / device)
-        self.path = folder / (file.replace("/", "__") + ".part")
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        why = stored_name_error(file)
+        if why is not None:
+            raise UnsafeName(f"not storing {file!r:.80}: {why}")
+        try:
+            folder = makedirs_durable(store.root / PARTIAL_DIR / device, DIR_MODE)
+            self.path = folder / (file.replace("/", "__") + ".part")
+            self._fd = os.open(
+                self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, FILE_MODE
+            )
+        except OSError as exc:
+            raise store_failure(exc, f"opening the partial file of {file}") from exc
         self.offset = os.fstat(self._fd).st_size
         if self.offset > size:
             os.ftruncate(self._fd, 0)
@@ -156,7 +183,7 @@ class PartialFile:
 
     def _raise_writer_error(self) -> None:
         if self._error is not None:
-            raise DockError(f"{self.file}: the store could not write: {self._error}")
+            raise store_failure(self._error, f"writing {self.file}") from self._error
 
     def suspend(self) -> None:
         """The line broke: keep what arrived, durably, for the next docking."""
@@ -218,11 +245,30 @@ class Store:
         self.root = Path(root)
         self.clock = clock or SystemClock()
         self.unit_keys = frozenset(unit_keys)
-        makedirs_durable(self.root)
+        makedirs_durable(self.root, DIR_MODE)
         self.index = Index(self.root / INDEX_NAME)
         self.journal: DockJournal | None = None
         if identity is not None:
+            makedirs_durable(self.root / STATUS_DIR, DIR_MODE)
             self.journal = DockJournal(self.root, identity, self.clock)
+            self._restrict()
+
+    def _restrict(self) -> None:
+        """The keeper's store is not world-readable (files 0640, folders 0750), whatever
+        the umask made of the folders and files that other modules create."""
+        paths = [self.root, self.root / STATUS_DIR]
+        paths += [self.journal.path.parent.parent, self.journal.path.parent]
+        paths += [self.root / (INDEX_NAME + suffix) for suffix in ("", "-wal", "-shm")]
+        paths += [self.journal.path, self.registry_path]
+        for path in paths:
+            try:
+                mode = stat.S_IMODE(os.lstat(path).st_mode)
+                if stat.S_ISLNK(os.lstat(path).st_mode):
+                    continue
+                if mode & 0o027:
+                    os.chmod(path, mode & ~0o027)
+            except FileNotFoundError:
+                continue
 
     # -- registry ---------------------------------------------------------------------
     @property
@@ -252,7 +298,7 @@ class Store:
                     f"the new registry is edition {registry.signature.serial}, older than the "
                     f"installed edition {current.signature.serial}: not installing it"
                 )
-        atomic_write_bytes(self.registry_path, data, mode=0o644)
+        atomic_write_bytes(self.registry_path, data, mode=FILE_MODE)
 
     def log(self, kind: str, body: dict[str, Any]) -> None:
         """Append to the dock journal (a no-op for a read-only Store without a key)."""
@@ -274,8 +320,8 @@ class Store:
     @contextmanager
     def device_lock(self, device: str):
         """One bay at a time per device, across threads and bay processes (flock)."""
-        folder = makedirs_durable(self.root / LOCK_DIR)
-        fd = os.open(folder / f"{device}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        folder = makedirs_durable(self.root / LOCK_DIR, DIR_MODE)
+        fd = os.open(folder / f"{device}.lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, FILE_MODE)
         try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -321,13 +367,56 @@ class Store:
     def partial(self, device: str, file: str, size: int, sha256: str) -> PartialFile:
         return PartialFile(self, device, file, size, sha256)
 
+    def free_bytes(self) -> int:
+        """Bytes an unprivileged writer may still use on the store's disk."""
+        st = os.statvfs(self.root)
+        return st.f_bavail * st.f_frsize
+
+    def spool(self):
+        """An anonymous file on the store's disk (gone when closed, or after a crash) for
+        the records of one docking, so that they are never all held in memory."""
+        folder = makedirs_durable(self.root / PARTIAL_DIR, DIR_MODE)
+        return tempfile.TemporaryFile(dir=folder)
+
+    def stored_path(self, entry: DeviceEntry, file: str) -> Path:
+        why = stored_name_error(file)
+        if why is not None:
+            raise UnsafeName(f"not storing {file!r:.80}: {why}")
+        return self.device_dir(entry.device_id, unit_of(entry)) / file
+
+    def holds(self, entry: DeviceEntry, file: str, size: int, sha256: str) -> bool | None:
+        """None if ``file`` is not stored for the device; else whether the stored bytes
+        are exactly ``size`` bytes with ``sha256`` (read from disk: the files are the
+        truth, not the index)."""
+        path = self.stored_path(entry, file)
+        try:
+            f = open(path, "rb", buffering=0)
+        except FileNotFoundError:
+            return None
+        with f:
+            if os.fstat(f.fileno()).st_size != size:
+                return False
+            digest = hashlib.sha256()
+            while chunk := f.read(1 << 20):
+                digest.update(chunk)
+        return digest.hexdigest() == sha256
+
     def place(self, entry: DeviceEntry, partial: PartialFile) -> None:
-        """Rename a finished partial file into the device folder, durably."""
+        """Link a finished partial file into the device folder, durably; never over a
+        stored file (write-once: raises :class:`MediaConflict`)."""
         self._require_journal()
-        dest = self.device_dir(entry.device_id, unit_of(entry)) / partial.file
-        makedirs_durable(dest.parent)
-        os.replace(partial.path, dest)
+        dest = self.stored_path(entry, partial.file)
+        makedirs_durable(dest.parent, DIR_MODE)
+        try:
+            os.link(partial.path, dest)
+        except FileExistsError:
+            raise MediaConflict(
+                f"{partial.file} is already stored for {entry.device_id}: "
+                "a stored file is never replaced"
+            ) from None
         fsync_dir(dest.parent)
+        os.unlink(partial.path)
+        fsync_dir(partial.path.parent)
 
     def append(self, entry: DeviceEntry, records: list[Record]) -> None:
         """Append verified records (whose files are already placed) and index them."""
@@ -335,11 +424,11 @@ class Store:
         if not records:
             return
         unit = unit_of(entry)
-        folder = makedirs_durable(self.device_dir(entry.device_id, unit))
+        folder = makedirs_durable(self.device_dir(entry.device_id, unit), DIR_MODE)
         path = folder / JOURNAL_NAME
         created = not path.exists()
         data = b"".join(r.to_bytes() + b"\n" for r in records)
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, FILE_MODE)
         try:
             view = memoryview(data)
             while view:
@@ -358,6 +447,7 @@ class Store:
                     {"device_id": entry.device_id, "public_key": entry.public_key}, indent=2
                 ).encode()
                 + b"\n",
+                mode=FILE_MODE,
             )
         now = self.now_utc()
         last = records[-1]
@@ -526,7 +616,7 @@ class Store:
             for path in sorted(p for p in media_root.rglob("*") if p.is_file()):
                 rel = path.relative_to(folder).as_posix()
                 if rel not in named:
-                    dest = makedirs_durable(self.root / PARTIAL_DIR / device) / (
+                    dest = makedirs_durable(self.root / PARTIAL_DIR / device, DIR_MODE) / (
                         rel.replace("/", "__") + ".part"
                     )
                     os.replace(path, dest)

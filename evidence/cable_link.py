@@ -63,10 +63,13 @@ def _fast_reader(port: Any, timeout: float) -> io.FileIO | None:
         return None
     if not isinstance(fd, int) or not os.isatty(fd):
         return None
-    attrs = termios.tcgetattr(fd)
-    attrs[6][termios.VMIN] = 0
-    attrs[6][termios.VTIME] = max(1, min(int(timeout * 10), 10))
-    termios.tcsetattr(fd, termios.TCSANOW, attrs)
+    try:
+        attrs = termios.tcgetattr(fd)
+        attrs[6][termios.VMIN] = 0
+        attrs[6][termios.VTIME] = max(1, min(int(timeout * 10), 10))
+        termios.tcsetattr(fd, termios.TCSANOW, attrs)
+    except termios.error as exc:  # a hung-up port (not an OSError)
+        raise LinkClosed(f"line closed before the session: {exc}") from None
     os.set_blocking(fd, True)
     return io.FileIO(fd, "rb", closefd=False)
 
@@ -86,13 +89,28 @@ class Link:
         timeout: float = 10.0,
         max_payload: int = MAX_PAYLOAD,
         bulk_reader: bool = False,
+        *,
+        min_rate: float | None = None,
+        frame_grace: float = 5.0,
+        deadline: float | None = None,
     ) -> None:
         """``bulk_reader``: the side that receives media (the dock) reads the tty with
         blocking VTIME reads; this makes the fd blocking for writes too, so the side that
-        sends media (the camera, whose host may vanish mid-write) leaves it off."""
+        sends media (the camera, whose host may vanish mid-write) leaves it off.
+
+        ``min_rate`` (bytes/s): once a frame's first byte has arrived, the whole frame
+        must arrive within ``frame_grace + size / min_rate`` seconds, so a peer sending a
+        byte a second (under the stall timeout) cannot hold the line. ``deadline``
+        (``time.monotonic()``): no read goes on past it (the whole session's time limit).
+        Both raise :class:`LinkTimeout` with the reason."""
         self.port = port
         self.timeout = timeout
         self.max_payload = max_payload
+        self.min_rate = min_rate
+        self.frame_grace = frame_grace
+        self.deadline = deadline
+        self._frame_t0: float | None = None
+        self._frame_size = HEADER.size
         self.port.timeout = min(timeout, 1.0)
         if hasattr(port, "write_timeout"):
             port.write_timeout = timeout  # a host that stops reading must not block us
@@ -140,11 +158,33 @@ class Link:
                 stalled += self.port.timeout or 1.0
                 if stalled >= self.timeout:
                     raise LinkTimeout(f"peer stalled: no byte for {self.timeout:g} s ({what})")
+                self._check_pace(what)
                 continue
             stalled = 0.0
             parts.append(data)
             need -= len(data)
+            self._check_pace(what, arrived=True)
         return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    def _check_pace(self, what: str, arrived: bool = False) -> None:
+        """Enforce ``deadline`` and ``min_rate`` (see ``__init__``)."""
+        if self.min_rate is None and self.deadline is None:
+            return
+        now = time.monotonic()
+        if self.deadline is not None and now > self.deadline:
+            raise LinkTimeout(f"the session's time limit is reached ({what})")
+        if self.min_rate is None:
+            return
+        if self._frame_t0 is None:
+            if arrived:
+                self._frame_t0 = now
+            return
+        allowed = self.frame_grace + self._frame_size / self.min_rate
+        if now - self._frame_t0 > allowed:
+            raise LinkTimeout(
+                f"peer too slow: a {self._frame_size}-byte frame took more than "
+                f"{allowed:.1f} s (at least {self.min_rate:g} bytes/s required) ({what})"
+            )
 
     def _read_fd(self, n: int, what: str) -> bytearray:
         """Blocking reads straight into the frame's buffer (one copy, few syscalls)."""
@@ -160,9 +200,11 @@ class Link:
             if k:
                 got += k
                 stalled_since = None
+                self._check_pace(what, arrived=True)
                 continue
             if _hung_up(self._file.fileno()):
                 raise LinkClosed(f"line closed while reading {what}: the peer hung up")
+            self._check_pace(what)
             now = time.monotonic()
             if stalled_since is None:
                 stalled_since = now
@@ -171,8 +213,10 @@ class Link:
         return buf
 
     def recv(self, what: str = "a frame") -> Frame:
+        self._frame_t0, self._frame_size = None, HEADER.size + TRAILER.size
         header = self._read_exact(HEADER.size, what)
         ftype, seq, length = parse_header(header, self._recv_seq, self.max_payload)
+        self._frame_size = HEADER.size + length + TRAILER.size
         rest = self._read_exact(length + TRAILER.size, what)
         body = memoryview(rest)[:length]
         check_crc(header, body, bytes(rest[length:]))

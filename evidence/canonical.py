@@ -55,7 +55,8 @@ def parse_canonical(data: bytes) -> Any:
         value = json.loads(data.decode("utf-8"), parse_float=_reject_float)
     except CanonicalError:
         raise
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        # ValueError: JSONDecodeError, and an integer of more than 4300 digits
         raise CanonicalError(f"not valid JSON: {exc}") from None
     try:
         again = canonical_bytes(value)

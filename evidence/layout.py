@@ -16,13 +16,35 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
+from .cable import TORN_FILE
 from .identity import DeviceIdentity
 from .journal import JOURNAL_NAME
+from .record import media_path_error
 from .storage import atomic_write_bytes
 
 IDENTITY_NAME = "identity.json"
 MEDIA_DIR = "media"
+MAX_STORED_NAME = 160
+"""Characters of a file name a record may bind (``media/YYYYMMDD/`` + 128 + extension)."""
+
+
+def stored_name_error(file: Any) -> str | None:
+    """Why a camera-named ``file`` may not be written into a device folder, or None.
+
+    A camera names the files its records bind, and a dock writes them under those names;
+    so only two shapes are accepted: ``media/YYYYMMDD/<safe name>.ts|jpg`` and the
+    torn-tail side file ``journal.torn-N``. Never ``journal.jsonl``, ``identity.json``,
+    a dot-name, a control character or anything of unbounded length.
+    """
+    if not isinstance(file, str):
+        return "the file name is not a string"
+    if len(file) > MAX_STORED_NAME:
+        return f"the file name is {len(file)} characters, more than {MAX_STORED_NAME}"
+    if TORN_FILE.match(file):
+        return None
+    return media_path_error("", file)
 
 
 class DeviceStorage:

@@ -116,12 +116,22 @@ def _device_target(path: Path) -> Target | None:
 
 
 def _store_target(path: Path) -> Target | None:
+    """A dock store has its index or its dock journals. A folder that merely holds device
+    folders two levels down (``/tmp``, a folder of simulated shifts) is not one: checking
+    it as a store would report every other subfolder as a missing journal."""
     from .dockjournal import DOCK_JOURNALS_DIR
 
     folders = tuple(device_folders(path))
-    has_journals = any(os.path.lexists(f / JOURNAL_NAME) for _, f, _ in folders)
-    if os.path.lexists(path / STORE_INDEX) or is_real_dir(path / DOCK_JOURNALS_DIR) or has_journals:
+    if os.path.lexists(path / STORE_INDEX) or is_real_dir(path / DOCK_JOURNALS_DIR):
         return Target("dock_store", path, folders)
+    inside = [label for label, f, _ in folders if os.path.lexists(f / JOURNAL_NAME)]
+    if inside:
+        raise CannotCheck(
+            f"{path}: not a device folder (no {JOURNAL_NAME}) or a dock store (no {STORE_INDEX} "
+            f"or {DOCK_JOURNALS_DIR}/); it holds {len(inside)} device "
+            f"folder{'s' if len(inside) != 1 else ''}: check each, e.g. "
+            f"bodycam-verify {path / inside[0]}"
+        )
     return None
 
 
@@ -143,8 +153,8 @@ def detect(path: str | os.PathLike) -> Target:
     except OSError as exc:
         raise CannotCheck(f"{path}: cannot read: {exc.strerror or exc}") from None
     raise CannotCheck(
-        f"{path}: not a device folder (no {JOURNAL_NAME}) or a dock store (no {STORE_INDEX}, "
-        "dock journal or <unit>/<device> folders with journals)"
+        f"{path}: not a device folder (no {JOURNAL_NAME}) or a dock store (no {STORE_INDEX} "
+        "or dock journal)"
     )
 
 

@@ -462,8 +462,9 @@ def _sysroot() -> str:
 
 def make_backend(config: dict[str, Any], options: BackendOptions) -> HardwareParts:
     """The device's hardware: the camera, power (fuel gauge + SoC temperature), speaker,
-    microphone, clock (the system clock backed by the DS3231 RTC, restored from it now:
-    this is the boot path) and gpiozero's default pin factory."""
+    microphone, clock (the system clock backed by the DS3231 RTC, restored from it now,
+    through the clock helper bodycam-clock: this is the boot path) and gpiozero's default
+    pin factory."""
     from .controls import GpioIndicators
     from .drivers import RtcError, device_clock, device_power
 
@@ -475,6 +476,8 @@ def make_backend(config: dict[str, Any], options: BackendOptions) -> HardwarePar
             _log.warning("system clock was off by more than 2 s: set from the RTC")
     except RtcError as exc:  # the dock sets the time at the next docking
         _log.error("RTC not usable, system clock kept as it is: %s", exc)
+    except OSError as exc:  # bodycam-clock refused or is not there: the same, logged
+        _log.error("the clock helper did not restore the system clock from the RTC: %s", exc)
     cam = config["camera"]
     camera = PiCamera(
         clock,

@@ -32,6 +32,7 @@ from evidence.clock import Clock
 from evidence.identity import DeviceIdentity
 from evidence.journal import Journal, scan_journal
 from evidence.layout import DeviceStorage
+from evidence.logs import Event
 from evidence.media import HashingWriter, hash_file
 
 from . import config as cfg
@@ -397,7 +398,7 @@ class Recorder:
                 self.stats.stoppages[reason] = self.stats.stoppages.get(reason, 0) + 1
                 _log.warning("stoppage: %s (%s)", reason, body["detail"])
             elif record_kind in ("recording_started", "recording_stopped", "resumed"):
-                _log.info("%s %s", record_kind, body)
+                _log.info("%s", Event(record_kind, body))  # words, or JSON fields
         elif kind == "show":
             docked = self._docked and self.machine.state in (READY, FAULT)
             self.indicators.show("docked" if docked else args[0])

@@ -11,16 +11,20 @@ still until the recorder has handled them (see :class:`LockstepPacer`).
 
 Output folder (docs/architecture.md): ``DIR/device/`` (the camera's storage), ``DIR/device-key/
 device.key``, ``DIR/registry.json``, ``DIR/summary.json``; ``DIR/speaker/`` holds what the
-speaker played. Running a shift again on the same folder continues the same device (its
-key is reused and the recorder recovers whatever a crash left unsigned first).
+speaker played. Each new folder is a new camera with its own id (``cam-`` and 6 hex
+digits, unless the scenario names one). Running a shift again on the same folder continues
+the same device (its key is reused and the recorder recovers whatever a crash left
+unsigned first).
 """
 
 from __future__ import annotations
 
 import logging
 import random
+import secrets
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,10 +32,12 @@ from evidence.clock import format_utc, parse_utc
 from evidence.config import load_config
 from evidence.identity import DeviceIdentity
 from evidence.journal import scan_journal
+from evidence.logs import Event as LogEvent
 from evidence.record import Record
 from evidence.registry import DeviceEntry
 from evidence.storage import atomic_write_bytes
 
+from .progress import hms
 from .scenario import Event, Scenario
 from .unit import register, unit_key
 
@@ -93,9 +99,56 @@ def sim_hardware(
         "power": power,
         "microphone": microphone,
         "speaker": SimSpeaker(out / "speaker", clock=clock),
-        "indicators": GpioIndicators(pin_factory=factory),
+        "indicators": SeenAndHeard(GpioIndicators(pin_factory=factory)),
         "pin_factory": factory,
     }
+
+
+def new_device_id() -> str:
+    """A fresh simulated camera's id, ``cam-`` and 6 random hex digits: two shift folders
+    are two cameras, so a supervisor watching both never mistakes one for the other
+    (the same id with another key would read "signature does not verify")."""
+    return f"cam-{secrets.token_hex(3)}"
+
+
+class SeenAndHeard:
+    """The camera's LEDs and buzzer, logging at DEBUG (``-v``) what the officer sees and
+    hears: each change of the LEDs and each beep, in words (or as JSON fields). The
+    recorder calls it from its main loop; everything else goes to the gpiozero devices."""
+
+    HOW = {True: "on", False: "off", "blink": "blinking"}
+
+    def __init__(self, indicators: Any) -> None:
+        self.indicators = indicators
+        self._shown = ""
+
+    def show(self, state: str) -> None:
+        from firmware.controls import LED_STATES
+
+        self.indicators.show(state)
+        if state != self._shown and state in LED_STATES:
+            self._shown = state
+            leds = dict(zip(("red", "green", "amber"), LED_STATES[state], strict=True))
+            _log.debug(
+                "%s",
+                LogEvent(
+                    "indicators",
+                    {"state": state, "leds": {k: self.HOW[v] for k, v in leds.items()}},
+                ),
+            )
+
+    def beep(self, pattern: str) -> None:
+        from firmware.controls import BEEPS
+
+        self.indicators.beep(pattern)
+        on, _off, count = BEEPS.get(pattern, (0, 0, 1))
+        _log.debug("%s", LogEvent("buzzer", {"pattern": pattern, "count": count, "on_s": on}))
+
+    def close(self) -> None:
+        self.indicators.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.indicators, name)
 
 
 def hardware_backend(config: dict[str, Any], options: Any) -> Any:
@@ -117,13 +170,14 @@ def hardware_backend(config: dict[str, Any], options: Any) -> Any:
 
 
 def prepare_device(out: Path, scenario: Scenario) -> tuple[DeviceIdentity, Path]:
-    """Reuse ``DIR/device-key/device.key`` or provision a new device; register it."""
+    """Reuse ``DIR/device-key/device.key`` or provision a new device (the scenario's
+    ``device``, else :func:`new_device_id`); register it."""
     key = out / "device-key" / "device.key"
     shift = scenario.shift
     if key.exists():
         identity = DeviceIdentity.load(key)
     else:
-        identity = DeviceIdentity.create(key, shift.get("device", "cam-0001"))
+        identity = DeviceIdentity.create(key, shift.get("device") or new_device_id())
     registry_path = out / "registry.json"
     register(
         registry_path,
@@ -278,11 +332,12 @@ class ShiftDriver:
         the recorder has handled it."""
 
         def fire() -> None:
+            what = event.fault or event.button
             _log.info(
-                "scenario t=%.1f s: %s %s",
-                (at_ns - self.t0) / NS,
+                "scenario at %s: %s%s",
+                hms((at_ns - self.t0) / NS),
                 event.do,
-                event.fault or event.button,
+                f" {what}" * bool(what),
             )
             self.play(event)
             self.recorder.sync()
@@ -323,10 +378,16 @@ def run_shift(
     seed: int | None = None,
     sign: bool = True,
     mqtt: Any = None,
+    progress: Callable[[float], None] | None = None,
 ) -> dict[str, Any]:
     """Run one shift into ``out``; returns the summary (also written to summary.json
     by the command). ``mqtt`` (a ``firmware.mqtt.MqttSettings``) runs the camera's alert
-    link to that broker during the shift (docs/alerts.md)."""
+    link to that broker during the shift (docs/alerts.md). ``progress`` is called with the
+    simulated seconds so far, once per simulated second, in the calling thread.
+
+    Ctrl-C (KeyboardInterrupt) ends the shift early the way its end does (the recorder
+    closes and signs its last segment); the summary then says ``"interrupted": true`` and
+    counts the simulated time that passed."""
     from gpiozero.pins.mock import MockFactory
 
     from firmware.recorder import Recorder
@@ -386,13 +447,19 @@ def run_shift(
         link.start()
     loop = threading.Thread(target=recorder.run, name="recorder-main", daemon=True)
     loop.start()
-    hw["camera"].wait_frames(1, timeout=30)  # the camera drives time from now on
+    interrupted = False
     try:
+        hw["camera"].wait_frames(1, timeout=30)  # the camera drives time from now on
         # One simulated second at a time: while no camera drives the clock (a restart),
         # a sleeper jumps straight to its deadline and timers would fire late.
         end = t0 + int(duration_s * NS)
         while (now := clock.monotonic_ns()) < end:
             clock.sleep_until(min(end, now + NS))
+            if progress is not None:
+                progress((clock.monotonic_ns() - t0) / NS)
+    except KeyboardInterrupt:  # Ctrl-C: end the shift here, as its end would
+        interrupted = True
+        _log.warning("interrupted: stopping the recorder (closing and signing its last segment)")
     finally:
         recorder.request_stop()
         loop.join(120)
@@ -404,7 +471,10 @@ def run_shift(
         board.close()
         factory.close()
     wall = time.monotonic() - wall0
-    summary = summarize(out, recorder, hw, lines_before, duration_s, wall, scenario)
+    simulated = min(duration_s, (clock.monotonic_ns() - t0) / NS) if interrupted else duration_s
+    summary = summarize(out, recorder, hw, lines_before, simulated, wall, scenario)
+    summary["interrupted"] = interrupted
+    summary["planned_s"] = round(duration_s, 3)
     summary["amber_led_on"] = sum(1 for _, level in board.history("LED_AMBER") if level > 0)
     summary["faults"] = [[format_utc(t), kind, what] for t, kind, what in driver.faults.log]
     return summary

@@ -1,12 +1,25 @@
 """Helpers for the dock tests: a camera's storage made with the real journal and media
-writer, a dock store, and one docking over a real pty pair."""
+writer, a dock store, and one docking over a real pty pair.
+
+Cables are pty pairs whose two fds the test makes with ``openpty`` and holds: a pty is
+never reopened by its ``/dev/pts/N`` path (a concurrent run that opens that path would
+talk into this test's cable). A bay process gets a path, as a dock gets
+``/dev/ttyACM0``: a symlink to ``/proc/<test pid>/fd/<slave fd>``, which names the held fd
+itself, not a pts number that another test's pty may take.
+"""
 
 from __future__ import annotations
 
+import errno
 import os
+import pty
 import random
+import select
 import struct
+import threading
+import tty
 from pathlib import Path
+from typing import Any
 
 from evidence.clock import format_utc
 from evidence.identity import DeviceIdentity
@@ -17,10 +30,151 @@ from evidence.registry import DeviceEntry, Registry
 from evidence.storage import fsync_dir
 from firmware.dock_link import DockLink
 from simulator.clock import SimClock
-from simulator.dockbay import ensure_dock, run_docking
+from simulator.dockbay import ensure_dock
 
 NS = 1_000_000_000
 START = 1_795_000_000 * NS  # 2026-11-18
+
+
+class HeldTty:
+    """One end of a pty pair, on the fd the test holds, in pyserial's port shape:
+    ``read(n)`` returns what arrived within ``timeout`` (maybe fewer bytes), ``write``
+    gives up after ``write_timeout`` when the peer stops reading, a hung-up peer raises
+    ``OSError(EIO)``; ``fileno`` lets the dock's link read the tty directly."""
+
+    def __init__(self, fd: int, timeout: float | None = 1.0) -> None:
+        self.fd = fd
+        self.timeout = timeout
+        self.write_timeout: float | None = 10.0
+
+    def fileno(self) -> int:
+        return self.fd
+
+    def _poll(self, event: int, timeout: float | None) -> bool:
+        poller = select.poll()
+        poller.register(self.fd, event)
+        ready = poller.poll(None if timeout is None else int(timeout * 1000))
+        if not ready:
+            return False
+        flags = ready[0][1]
+        if flags & event:
+            return True
+        if flags & (select.POLLHUP | select.POLLERR | select.POLLNVAL):
+            raise OSError(errno.EIO, "pty peer hung up (cable pulled)")
+        return False
+
+    def read(self, size: int) -> bytes:
+        parts = []
+        need = size
+        while need and self._poll(select.POLLIN, self.timeout):
+            try:
+                data = os.read(self.fd, need)
+            except BlockingIOError:
+                continue
+            if not data:
+                raise OSError(errno.EIO, "pty peer closed")
+            parts.append(data)
+            need -= len(data)
+        return b"".join(parts)
+
+    def write(self, data: bytes | memoryview) -> int:
+        view = memoryview(data)
+        blocking = os.get_blocking(self.fd)
+        os.set_blocking(self.fd, False)
+        try:
+            while view:
+                if not self._poll(select.POLLOUT, self.write_timeout):
+                    raise OSError(errno.ETIMEDOUT, "pty peer stopped reading")
+                try:
+                    view = view[os.write(self.fd, view) :]
+                except BlockingIOError:
+                    continue
+        finally:
+            os.set_blocking(self.fd, blocking)
+        return len(data)
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+def cable_pair(timeout: float = 1.0) -> tuple[HeldTty, HeldTty]:
+    """``(camera end, dock end)`` of a raw pty pair the caller holds."""
+    master, slave = pty.openpty()
+    tty.setraw(master)
+    tty.setraw(slave)
+    return HeldTty(master, timeout), HeldTty(slave, timeout)
+
+
+class BayCable:
+    """A cable for a ``bodycam-dock bay`` process: ``path`` is what the bay is given; it
+    names the held slave fd. ``plug`` makes a new pty pair behind the same path (the bay
+    sees another device, as after a replug); ``unplug`` closes both ends."""
+
+    def __init__(self, folder: Path, name: str = "ttyACM0") -> None:
+        self.path = folder / name
+        self.camera: HeldTty | None = None
+        self._slave: int = -1
+        self.plug()
+
+    def plug(self) -> HeldTty:
+        # The new pair is made before the old one closes, so it is another pts node (the
+        # bay tells cables apart by inode and ctime, and a coarse ctime may repeat).
+        master, slave = pty.openpty()
+        self.unplug()
+        tty.setraw(master)
+        tty.setraw(slave)
+        self.camera, self._slave = HeldTty(master), slave
+        tmp = self.path.with_name(self.path.name + ".new")
+        tmp.unlink(missing_ok=True)
+        os.symlink(f"/proc/{os.getpid()}/fd/{slave}", tmp)
+        os.replace(tmp, self.path)
+        return self.camera
+
+    def release_dock_end(self) -> None:
+        """Stop holding the dock's end (the path goes too): once the bay's fd closes, the
+        camera's line hangs up, as when the dock dies and the USB link drops."""
+        self.path.unlink(missing_ok=True)
+        if self._slave >= 0:
+            os.close(self._slave)
+            self._slave = -1
+
+    def unplug(self) -> None:
+        if self.camera is not None:
+            self.release_dock_end()
+            self.camera.close()
+            self.camera = None
+
+
+def run_docking(store, dock_identity, camera_link, port_timeout: float = 10.0):
+    """One docking over a held pty pair: the dock in a thread, the camera here.
+
+    Returns ``(dock SessionResult, camera SessionOutcome or the exception it raised)``.
+    The dock closes its end when its session is over (as a bay does)."""
+    from dock.session import DockSession
+
+    camera_end, dock_end = cable_pair()
+    result: dict[str, Any] = {}
+
+    def dock_side() -> None:
+        try:
+            result["dock"] = DockSession(store, dock_identity, "sim-bay", timeout=port_timeout).run(
+                dock_end
+            )
+        finally:
+            dock_end.close()
+
+    thread = threading.Thread(target=dock_side, name="test-dock-bay", daemon=True)
+    thread.start()
+    try:
+        camera: Any = camera_link.run_session(camera_end)
+    except Exception as exc:  # the camera's outcome is reported, not raised
+        camera = exc
+    finally:
+        camera_end.close()
+    thread.join(port_timeout + 30)
+    return result.get("dock"), camera
 
 
 def ts_bytes(size: int, seed: int) -> bytes:
@@ -142,3 +296,35 @@ def alter_byte(path: Path, offset: int = 1000) -> None:
         f.write(bytes([b[0] ^ 0xFF]))
         os.fsync(f.fileno())
     fsync_dir(path.parent)
+
+
+def dock_cmd(tmp: Path, *args: str) -> list[str]:
+    """``bodycam-dock`` on the store ``tmp/dock`` with its key, trusting its unit key."""
+    import sys
+
+    trust = [a for fp in sorted(store_trust(tmp)) for a in ("--unit-key", fp)]
+    return [
+        sys.executable,
+        "-m",
+        "dock",
+        "--store",
+        str(tmp / "dock"),
+        "--key",
+        str(tmp / "dock-key" / "dock.key"),
+        *trust,
+        *args,
+    ]
+
+
+def wait_for(predicate, timeout: float = 30.0, what: str = "condition"):
+    """Poll a condition a daemon produces (a file, an index row), with a deadline."""
+    import time
+
+    tick = threading.Event()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        tick.wait(0.05)
+    raise AssertionError(f"timed out waiting for {what}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 
 import pytest
-from dockkit import make_camera, make_dock
+from dockkit import cable_pair, make_camera, make_dock
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -19,7 +19,6 @@ from evidence.cable import (
     encode_frame,
 )
 from evidence.cable_link import Link
-from simulator.dockbay import PtyEnd, open_cable, open_dock_port
 
 frame_types = st.sampled_from(list(FrameType))
 payloads = st.binary(max_size=2048)
@@ -86,16 +85,15 @@ def test_refusal_reasons():
 
 @pytest.mark.parametrize("bulk", [False, True])
 def test_a_stalled_peer_times_out(bulk):
-    master, path = open_cable()
-    port = open_dock_port(path, timeout=0.1)
+    camera, port = cable_pair(timeout=0.1)
     try:
         link = Link(port, timeout=0.3, bulk_reader=bulk)
-        PtyEnd(master).write(encode_frame(FrameType.RESPONSE, 0, b"{")[:9])  # half a header
+        camera.write(encode_frame(FrameType.RESPONSE, 0, b"{")[:9])  # half a header
         with pytest.raises(LinkTimeout, match="peer stalled"):
             link.recv("RESPONSE")
     finally:
         port.close()
-        PtyEnd(master).close()
+        camera.close()
 
 
 @settings(max_examples=10, deadline=None, suppress_health_check=list(HealthCheck))
@@ -110,8 +108,7 @@ def test_random_bytes_on_the_line_are_refused_and_the_camera_keeps_its_data(
     # The dock hears noise where a camera should answer.
     from dock.session import DockSession
 
-    master, path = open_cable()
-    port = open_dock_port(path, timeout=0.1)
+    end, port = cable_pair(timeout=0.1)
     result = {}
     thread = threading.Thread(
         target=lambda: result.update(
@@ -120,7 +117,6 @@ def test_random_bytes_on_the_line_are_refused_and_the_camera_keeps_its_data(
         daemon=True,
     )
     thread.start()
-    end = PtyEnd(master)
     end.read(HEADER.size)  # the challenge starts
     end.write(noise)
     thread.join(10)
@@ -130,12 +126,12 @@ def test_random_bytes_on_the_line_are_refused_and_the_camera_keeps_its_data(
     assert r.outcome in ("refused", "interrupted"), r
     assert r.reason and store.device_folders() == []
     # The camera hears noise where a dock should challenge: it gives up, keeps everything.
-    master, path = open_cable()
-    port = open_dock_port(path, timeout=0.1)
+    end, port = cable_pair(timeout=0.1)
     port.write(noise)
     with pytest.raises((FrameError, LinkTimeout)):
-        camera.link(dock_identity, timeout=0.2).run_session(PtyEnd(master))
+        camera.link(dock_identity, timeout=0.2).run_session(end)
     port.close()
+    end.close()
     assert camera.media_files() == set(files)
     camera.close()
     store.close()

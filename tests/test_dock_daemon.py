@@ -9,13 +9,12 @@ import sys
 import threading
 import time
 
-from dockkit import NS, make_camera, make_dock, store_trust
+from dockkit import NS, BayCable, HeldTty, make_camera, make_dock, run_docking, store_trust
 
 from dock.bay import bay_name
 from evidence.unitkey import UnitKey
 from evidence.verify import verify_path
 from simulator.clock import SimClock
-from simulator.dockbay import PtyEnd, open_cable
 from simulator.unit import register
 
 
@@ -53,7 +52,7 @@ def status(tmp):
     return {row["bay"]: row for row in json.loads(out.stdout)["bays"]}
 
 
-class PausingEnd(PtyEnd):
+class PausingEnd(HeldTty):
     """The camera's end of the cable, holding still after ``pause_at`` bytes (so the test
     can kill the dock while a file is half received)."""
 
@@ -72,12 +71,10 @@ class PausingEnd(PtyEnd):
         return super().write(data)
 
 
-def camera_thread(camera, dock_identity, master, results, key, chunk=1 << 18, end=None):
+def camera_thread(camera, dock_identity, end, results, key, chunk=1 << 18):
     def run():
         try:
-            results[key] = camera.link(dock_identity, timeout=5, chunk=chunk).run_session(
-                end or PtyEnd(master)
-            )
+            results[key] = camera.link(dock_identity, timeout=5, chunk=chunk).run_session(end)
         except Exception as exc:
             results[key] = exc
 
@@ -108,7 +105,8 @@ def test_two_bays_at_once_show_progress_and_stop_on_sigterm(tmp_path):
         capture_output=True,
         timeout=30,
     )
-    (ma, pa), (mb, pb) = open_cable(), open_cable()
+    cable_a, cable_b = BayCable(tmp_path, "ttyACM0"), BayCable(tmp_path, "ttyACM1")
+    pa, pb = str(cable_a.path), str(cable_b.path)
     daemon = subprocess.Popen(
         dock_cmd(tmp_path, "serve", "--port", pa, "--port", pb),
         stderr=open(tmp_path / "daemon.log", "w"),
@@ -122,8 +120,8 @@ def test_two_bays_at_once_show_progress_and_stop_on_sigterm(tmp_path):
         )
         results = {}
         threads = [
-            camera_thread(cam_a, dock_identity, ma, results, "a"),
-            camera_thread(cam_b, dock_identity, mb, results, "b"),
+            camera_thread(cam_a, dock_identity, cable_a.camera, results, "a"),
+            camera_thread(cam_b, dock_identity, cable_b.camera, results, "b"),
         ]
         for t in threads:
             t.join(30)
@@ -158,15 +156,16 @@ def test_the_dock_killed_mid_write_leaves_a_consistent_store(tmp_path):
     files = camera.record(4, 2_000_000)
     dock_identity, store = make_dock(tmp_path, registry)
     store.close()
-    master, path = open_cable()
+    cable = BayCable(tmp_path)
+    path = str(cable.path)
     daemon = subprocess.Popen(dock_cmd(tmp_path, "bay", path), stderr=subprocess.DEVNULL)
     wait_for(
         lambda: status(tmp_path).get(bay_name(path), {}).get("state") == "handshake",
         what="the bay to challenge",
     )
     results = {}
-    end = PausingEnd(master, 5_000_000)
-    thread = camera_thread(camera, dock_identity, master, results, "cam", chunk=32768, end=end)
+    end = PausingEnd(cable.camera.fd, 5_000_000)
+    thread = camera_thread(camera, dock_identity, end, results, "cam", chunk=32768)
     try:
         assert end.paused.wait(30)
         wait_for(
@@ -190,6 +189,7 @@ def test_the_dock_killed_mid_write_leaves_a_consistent_store(tmp_path):
     finally:
         daemon.send_signal(signal.SIGKILL)
         daemon.wait(30)
+        cable.release_dock_end()
         end.release.set()
     thread.join(30)
     assert isinstance(results["cam"], Exception)  # the line died under the camera
@@ -202,7 +202,6 @@ def test_the_dock_killed_mid_write_leaves_a_consistent_store(tmp_path):
     assert report.intact, [str(p) for p in report.problems]
     # Re-dock: the store completes, the camera is wiped, the store verifies.
     from dock.store import Store
-    from simulator.dockbay import run_docking
 
     store = Store(tmp_path / "dock", identity=dock_identity)
     result, cam = run_docking(store, dock_identity, camera.link(dock_identity))

@@ -70,15 +70,31 @@ class Daemon:
             self.proc.wait(10)
 
 
-def cable() -> tuple[PtyEnd, str]:
-    """A raw pty pair: the dock holds the master, the camera opens the slave's path;
-    closing the master is pulling the cable."""
+class HeldEnd(PtyEnd):
+    """The dock's end (the pty master), which also holds the slave fd the camera opens:
+    the camera is given ``/proc/<test pid>/fd/<slave>``, never the ``/dev/pts/N`` name that
+    another process (or another test's pty, later) could open. Closing it pulls the cable."""
+
+    def __init__(self, master: int, slave: int) -> None:
+        super().__init__(master)
+        self.slave = slave
+
+    def close(self) -> None:
+        super().close()
+        if self.slave >= 0:
+            os.close(self.slave)
+            self.slave = -1
+
+
+def cable(tmp: Path) -> tuple[HeldEnd, str]:
+    """A raw pty pair the test holds, and the path the camera opens it by."""
     master, slave = os.openpty()
     tty.setraw(master)
     tty.setraw(slave)
-    path = os.ttyname(slave)
-    os.close(slave)
-    return PtyEnd(master), path
+    path = tmp / "ttyGS0"
+    path.unlink(missing_ok=True)
+    os.symlink(f"/proc/{os.getpid()}/fd/{slave}", path)
+    return HeldEnd(master, slave), str(path)
 
 
 def dock_now(store, dock_identity: DeviceIdentity, end: PtyEnd):
@@ -144,7 +160,7 @@ def test_recorder_daemon_serves_a_dock(
     )
     try:
         # 1. A short recording, docked while it is recording: refused, recording goes on.
-        end, path = cable()
+        end, path = cable(tmp_path)
         daemon = Daemon(
             tmp_path,
             key,
@@ -171,7 +187,7 @@ def test_recorder_daemon_serves_a_dock(
         assert recorded
 
         # 2. The camera stopped, put in the dock: offloaded, wiped only under trust.
-        end, path = cable()
+        end, path = cable(tmp_path)
         daemon = Daemon(tmp_path, key, "--config", str(config), "--dock-port", path)
         try:
             daemon.wait_for("dock port")

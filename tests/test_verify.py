@@ -620,6 +620,7 @@ def test_store_expect_head_per_device(tmp_path, identity, other, registry2):
     store = tmp_path / "store"
     a = make_device(store / "unit-1" / "cam-test", identity)
     make_device(store / "unit-1" / "cam-other", other)
+    (store / "index.sqlite").write_bytes(b"")  # a store, not just a folder of folders
     shutil.copy(registry2, store / "registry.json")
     head = Record.from_bytes(lines(a)[-1])
     write_lines(a, lines(a)[:-1])
@@ -661,6 +662,7 @@ def test_identity_json_of_another_device(device, registry2, other):
 def test_store_folder_without_a_readable_journal(tmp_path, identity, registry_file):
     store = tmp_path / "store"
     make_device(store / "unit-1" / "cam-test", identity)
+    (store / "index.sqlite").write_bytes(b"")  # a store, not just a folder of folders
     (store / "unit-1" / "cam-gone").mkdir()
     (store / "unit-1" / "cam-fifo").mkdir()
     os.mkfifo(store / "unit-1" / "cam-fifo" / "journal.jsonl")

@@ -19,7 +19,7 @@ from typing import Protocol
 
 from .fuel_gauge import MAX17048
 from .power import BoardPower
-from .rtc import DS3231, LinuxRtc, RtcClock, RtcError
+from .rtc import DS3231, BrokeredClock, LinuxRtc, RtcClock, RtcError
 from .thermal import SocThermal
 
 
@@ -40,11 +40,15 @@ def open_i2c_bus(number: int = 1) -> I2CBus:
     return SMBus(number)
 
 
-def device_clock(rtc_path: str = "/dev/rtc0") -> RtcClock:
-    """The camera's :class:`~firmware.hardware.SettableClock`: the system clock, with the
+def device_clock(rtc_path: str = "/dev/rtc0", socket_path: str | None = None) -> RtcClock:
+    """The recorder's :class:`~firmware.hardware.SettableClock`: the system clock, with the
     DS3231 behind the kernel's ``/dev/rtc0`` (the ``i2c-rtc,ds3231`` overlay) kept in step
-    when the dock sets the time."""
-    return RtcClock(LinuxRtc(rtc_path))
+    when the dock sets the time, which the clock helper bodycam-clock does (on
+    ``socket_path``, default ``$BODYCAM_CLOCK_SOCKET`` or /run/bodycam-clock.sock): the
+    recorder itself may not set the clock."""
+    from ..clockd import ClockClient
+
+    return BrokeredClock(LinuxRtc(rtc_path), ClockClient(socket_path).set_time_ns)
 
 
 def device_power(bus: I2CBus | None = None, thermal_path: str | None = None) -> BoardPower:
@@ -59,6 +63,7 @@ def device_power(bus: I2CBus | None = None, thermal_path: str | None = None) -> 
 
 __all__ = [
     "DS3231",
+    "BrokeredClock",
     "MAX17048",
     "BoardPower",
     "I2CBus",

@@ -4,6 +4,10 @@ The Pi has no clock of its own; evidence needs trusted time. At boot the recorde
 the system clock from the RTC (:meth:`RtcClock.restore`), and when the dock sets the time
 both the system clock and the RTC are set (:meth:`RtcClock.set_time_ns`).
 
+Who sets them: only ``bodycam-clock`` (:mod:`firmware.clockd`) holds ``CAP_SYS_TIME``; it
+runs :class:`RtcClock`. The recorder's clock is :class:`BrokeredClock`: it reads the system
+clock and the RTC itself, and asks the helper to set them.
+
 Two ways to reach the chip:
 
 - :class:`LinuxRtc`: ``/dev/rtc0`` when the ``i2c-rtc,ds3231`` overlay is loaded (what
@@ -248,3 +252,25 @@ class RtcClock:
         self._set_system_clock(rtc_ns)
         _log.info("system clock restored from the RTC")
         return True
+
+
+class BrokeredClock(RtcClock):
+    """:class:`firmware.hardware.SettableClock` for a recorder without ``CAP_SYS_TIME``:
+    reads the system clock and the RTC (``time_valid``) itself, and hands every setting,
+    the dock's correction and the boot restore alike, to ``set_time`` (on the device
+    :meth:`firmware.clockd.ClockClient.set_time_ns`, which asks bodycam-clock to set the
+    RTC, then the system clock). A refusal is an OSError with the helper's reason."""
+
+    def __init__(
+        self,
+        rtc,
+        set_time: Callable[[int], None],
+        now_ns: Callable[[], int] = time.time_ns,
+    ) -> None:
+        super().__init__(rtc, set_system_clock=set_time, now_ns=now_ns)
+
+    def set_time_ns(self, utc_ns: int) -> None:
+        """Ask for both clocks at once: the helper sets the RTC first, then the system
+        clock, and a time it refuses changes neither."""
+        self._set_system_clock(utc_ns)
+        _log.info("clock set to %d ns (RTC and system, by the clock helper)", utc_ns)
