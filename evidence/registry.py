@@ -290,22 +290,14 @@ class Registry:
 
     def dock_keys(self, utc: str | None = None) -> dict[str, str]:
         """Dock id -> public key of every dock not revoked (at ``utc``, if given)."""
-        return {
-            e.dock_id: e.public_key
-            for e in self.docks()
-            if not (e.problem_at(utc) if utc else e.revoked)
-        }
+        return {e.dock_id: e.public_key for e in self.docks() if _in_force(e, utc)}
 
     def consoles(self) -> list[ConsoleEntry]:
         return sorted(self._consoles.values(), key=lambda e: e.console_id)
 
     def console_keys(self, utc: str | None = None) -> dict[str, str]:
         """Console id -> public key of every supervisor console not revoked (at ``utc``)."""
-        return {
-            e.console_id: e.public_key
-            for e in self.consoles()
-            if not (e.problem_at(utc) if utc else e.revoked)
-        }
+        return {e.console_id: e.public_key for e in self.consoles() if _in_force(e, utc)}
 
     def find_by_key(self, public_key: str) -> DeviceEntry | None:
         return next((e for e in self._entries.values() if e.public_key == public_key), None)
@@ -320,6 +312,11 @@ class Registry:
 
     def __len__(self) -> int:
         return len(self._entries)
+
+
+def _in_force(entry: _Validity, utc: str | None) -> bool:
+    """Valid at ``utc`` (revocation and validity window), or not revoked when no time."""
+    return not (entry.problem_at(utc) if utc else entry.revoked)
 
 
 def require_trusted(registry: Registry, fingerprints: Iterable[str], where: str) -> None:

@@ -44,11 +44,13 @@ class PtyEnd:
         self._guard: threading.Thread | None = None
         self._hung = False
 
-    def _wait(self, event: int) -> bool:
+    def _wait(self, event: int, timeout: float | None = -1.0) -> bool:
+        """Poll for ``event`` for ``timeout`` s (default: the port's ``timeout``)."""
+        if timeout is not None and timeout < 0:
+            timeout = self.timeout
         poller = select.poll()
         poller.register(self.fd, event)
-        ms = None if self.timeout is None else int(self.timeout * 1000)
-        ready = poller.poll(ms)
+        ready = poller.poll(None if timeout is None else int(timeout * 1000))
         if not ready:
             return False
         flags = ready[0][1]
@@ -186,10 +188,18 @@ def run_docking(store, dock_identity, camera_link, port_timeout: float = 10.0) -
 
     Returns ``(dock SessionResult, camera SessionOutcome or the exception it raised)``.
     """
-    from dock.session import DockSession
-
     master, path = open_cable()
     dock_port = open_dock_port(path)  # opened before the camera speaks (pyserial flushes)
+    return dock_over(store, dock_identity, camera_link, PtyEnd(master), dock_port, port_timeout)
+
+
+def dock_over(
+    store, dock_identity, camera_link, camera_end, dock_port, port_timeout: float = 10.0
+) -> tuple[Any, Any]:
+    """One docking between two ends of a cable: the dock's session in a thread (it closes
+    ``dock_port`` when done, as a bay does), the camera's here (it closes ``camera_end``)."""
+    from dock.session import DockSession
+
     result: dict[str, Any] = {}
 
     def dock_side() -> None:
@@ -202,7 +212,6 @@ def run_docking(store, dock_identity, camera_link, port_timeout: float = 10.0) -
 
     thread = threading.Thread(target=dock_side, name="sim-dock-bay", daemon=True)
     thread.start()
-    camera_end = PtyEnd(master)
     try:
         camera: Any = camera_link.run_session(camera_end)
     except Exception as exc:  # the camera's outcome is reported, not raised

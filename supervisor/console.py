@@ -39,14 +39,7 @@ def format_age(seconds: float | None) -> str:
         return "at an unknown time"
     if seconds < 0:
         return f"in {-seconds:.0f}s (device clock ahead)"
-    s = int(seconds)
-    if s < 60:
-        return f"{s}s ago"
-    if s < 3600:
-        return f"{s // 60}m{s % 60:02d}s ago"
-    if s < 86400:
-        return f"{s // 3600}h{s % 3600 // 60:02d}m ago"
-    return f"{s // 86400}d{s % 86400 // 3600:02d}h ago"
+    return f"{format_duration(seconds)} ago"
 
 
 def format_duration(seconds: float) -> str:

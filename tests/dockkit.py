@@ -19,7 +19,6 @@ import struct
 import threading
 import tty
 from pathlib import Path
-from typing import Any
 
 from evidence.clock import format_utc
 from evidence.identity import DeviceIdentity
@@ -30,52 +29,26 @@ from evidence.registry import DeviceEntry, Registry
 from evidence.storage import fsync_dir
 from firmware.dock_link import DockLink
 from simulator.clock import SimClock
-from simulator.dockbay import ensure_dock
+from simulator.dockbay import PtyEnd, dock_over, ensure_dock
 
 NS = 1_000_000_000
 START = 1_795_000_000 * NS  # 2026-11-18
 
 
-class HeldTty:
-    """One end of a pty pair, on the fd the test holds, in pyserial's port shape:
-    ``read(n)`` returns what arrived within ``timeout`` (maybe fewer bytes), ``write``
-    gives up after ``write_timeout`` when the peer stops reading, a hung-up peer raises
-    ``OSError(EIO)``; ``fileno`` lets the dock's link read the tty directly."""
+class HeldTty(PtyEnd):
+    """One end of a pty pair, on the fd the test holds, in pyserial's port shape: reads as
+    :class:`~simulator.dockbay.PtyEnd` does, but ``write`` gives up after ``write_timeout``
+    when the peer stops reading instead of reopening the far end by its ``/dev/pts`` name
+    (another test's pty, later) to drain it; ``fileno`` lets the dock's link read the tty."""
 
     def __init__(self, fd: int, timeout: float | None = 1.0) -> None:
-        self.fd = fd
-        self.timeout = timeout
+        blocking = os.get_blocking(fd)
+        super().__init__(fd, timeout)
+        os.set_blocking(fd, blocking)  # as the test made it: raw fd users see no change
         self.write_timeout: float | None = 10.0
 
     def fileno(self) -> int:
         return self.fd
-
-    def _poll(self, event: int, timeout: float | None) -> bool:
-        poller = select.poll()
-        poller.register(self.fd, event)
-        ready = poller.poll(None if timeout is None else int(timeout * 1000))
-        if not ready:
-            return False
-        flags = ready[0][1]
-        if flags & event:
-            return True
-        if flags & (select.POLLHUP | select.POLLERR | select.POLLNVAL):
-            raise OSError(errno.EIO, "pty peer hung up (cable pulled)")
-        return False
-
-    def read(self, size: int) -> bytes:
-        parts = []
-        need = size
-        while need and self._poll(select.POLLIN, self.timeout):
-            try:
-                data = os.read(self.fd, need)
-            except BlockingIOError:
-                continue
-            if not data:
-                raise OSError(errno.EIO, "pty peer closed")
-            parts.append(data)
-            need -= len(data)
-        return b"".join(parts)
 
     def write(self, data: bytes | memoryview) -> int:
         view = memoryview(data)
@@ -83,7 +56,7 @@ class HeldTty:
         os.set_blocking(self.fd, False)
         try:
             while view:
-                if not self._poll(select.POLLOUT, self.write_timeout):
+                if not self._wait(select.POLLOUT, self.write_timeout):
                     raise OSError(errno.ETIMEDOUT, "pty peer stopped reading")
                 try:
                     view = view[os.write(self.fd, view) :]
@@ -92,11 +65,6 @@ class HeldTty:
         finally:
             os.set_blocking(self.fd, blocking)
         return len(data)
-
-    def close(self) -> None:
-        if self.fd >= 0:
-            os.close(self.fd)
-            self.fd = -1
 
 
 def cable_pair(timeout: float = 1.0) -> tuple[HeldTty, HeldTty]:
@@ -152,29 +120,8 @@ def run_docking(store, dock_identity, camera_link, port_timeout: float = 10.0):
 
     Returns ``(dock SessionResult, camera SessionOutcome or the exception it raised)``.
     The dock closes its end when its session is over (as a bay does)."""
-    from dock.session import DockSession
-
     camera_end, dock_end = cable_pair()
-    result: dict[str, Any] = {}
-
-    def dock_side() -> None:
-        try:
-            result["dock"] = DockSession(store, dock_identity, "sim-bay", timeout=port_timeout).run(
-                dock_end
-            )
-        finally:
-            dock_end.close()
-
-    thread = threading.Thread(target=dock_side, name="test-dock-bay", daemon=True)
-    thread.start()
-    try:
-        camera: Any = camera_link.run_session(camera_end)
-    except Exception as exc:  # the camera's outcome is reported, not raised
-        camera = exc
-    finally:
-        camera_end.close()
-    thread.join(port_timeout + 30)
-    return result.get("dock"), camera
+    return dock_over(store, dock_identity, camera_link, camera_end, dock_end, port_timeout)
 
 
 def ts_bytes(size: int, seed: int) -> bytes:

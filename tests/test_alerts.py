@@ -14,6 +14,7 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
+from alertkit import Shown
 from hypothesis import given
 from hypothesis import strategies as st
 from paho.mqtt.enums import CallbackAPIVersion
@@ -30,29 +31,9 @@ from supervisor.watch import BrokerSettings, Watcher, send_ack
 UNIT = "unit-1"
 
 
-class Seen:
-    """Collects what a supervisor Watcher shows; wait for a count with a timeout."""
-
-    def __init__(self) -> None:
-        self.verdicts = []
-        self.cond = threading.Condition()
-
-    def __call__(self, verdict) -> None:
-        with self.cond:
-            self.verdicts.append(verdict)
-            self.cond.notify_all()
-
-    def wait_for(self, n: int, timeout: float = 10) -> list:
-        with self.cond:
-            assert self.cond.wait_for(lambda: len(self.verdicts) >= n, timeout), (
-                f"only {len(self.verdicts)} of {n} alerts shown: {self.verdicts}"
-            )
-            return list(self.verdicts)
-
-
 @pytest.fixture
 def watch(broker, registry_file, tmp_path):
-    seen = Seen()
+    seen = Shown()
     judge = AlertJudge(Registry.load(registry_file), SeenState(tmp_path / "seen.json"))
     watcher = Watcher(
         BrokerSettings(host=broker.host, port=broker.port, insecure=True),
@@ -241,7 +222,7 @@ def test_broker_outage_and_camera_reboot_lose_nothing_and_repeat_nothing(
     tmp_path, identity, persistent_broker, registry_file
 ):
     broker = persistent_broker
-    seen = Seen()
+    seen = Shown()
     judge = AlertJudge(Registry.load(registry_file), SeenState(tmp_path / "seen.json"))
     watcher = Watcher(
         BrokerSettings(host=broker.host, port=broker.port, insecure=True),

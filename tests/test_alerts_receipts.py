@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import json
 import os
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
+from alertkit import Shown
 from hypothesis import given
 from hypothesis import strategies as st
 from paho.mqtt.enums import CallbackAPIVersion
@@ -84,24 +84,6 @@ def camera_settings(broker, **kw) -> MqttSettings:
         **kw,
     }
     return MqttSettings(host=broker.host, port=broker.port, unit=UNIT, insecure=True, **values)
-
-
-class Shown:
-    def __init__(self) -> None:
-        self.verdicts: list = []
-        self.cond = threading.Condition()
-
-    def __call__(self, verdict) -> None:
-        with self.cond:
-            self.verdicts.append(verdict)
-            self.cond.notify_all()
-
-    def wait_for(self, n: int, timeout: float = 10) -> list:
-        with self.cond:
-            assert self.cond.wait_for(lambda: len(self.verdicts) >= n, timeout), (
-                f"only {len(self.verdicts)} of {n} shown"
-            )
-            return list(self.verdicts)
 
 
 def start_watcher(broker, unit: Unit, tmp: Path, *, console: DeviceIdentity | None) -> tuple:

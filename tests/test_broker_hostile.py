@@ -15,12 +15,12 @@ import signal
 import ssl
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
+from alertkit import Shown
 from conftest import ProductionBroker
 from dockkit import NS, dock_once, make_camera, make_dock, store_trust
 from paho.mqtt.enums import CallbackAPIVersion
@@ -32,7 +32,7 @@ from evidence.journal import Journal
 from evidence.message import sign_message, sign_status
 from evidence.registry import DeviceEntry, Registry
 from firmware.mqtt import AlertLink, MqttSettings
-from supervisor.judge import AlertJudge, SeenState, Verdict
+from supervisor.judge import AlertJudge, SeenState
 from supervisor.watch import BrokerSettings, Watcher, collect_status, send_ack
 
 UNIT = "unit-1"
@@ -315,28 +315,6 @@ def supervisor(prod: ProductionBroker, user: str) -> BrokerSettings:
     )
 
 
-class Shown:
-    """The verdicts a watch shows, with an event per arrival."""
-
-    def __init__(self) -> None:
-        self.verdicts: list[Verdict] = []
-        self.arrived = threading.Event()
-        self.lock = threading.Lock()
-
-    def __call__(self, verdict: Verdict) -> None:
-        with self.lock:
-            self.verdicts.append(verdict)
-        self.arrived.set()
-
-    def wait_for(self, n: int) -> list[Verdict]:
-        deadline = time.monotonic() + WAIT
-        while len(self.verdicts) < n and time.monotonic() < deadline:
-            self.arrived.wait(0.2)
-            self.arrived.clear()
-        assert len(self.verdicts) >= n, f"{len(self.verdicts)} of {n} shown"
-        return list(self.verdicts)
-
-
 def test_a_camera_cannot_forge_a_dock_alert(prod, tmp_path):
     camera, registry_path = make_camera(tmp_path, "cam-001")
     dock_identity, store = make_dock(tmp_path, registry_path)
@@ -369,7 +347,7 @@ def test_a_camera_cannot_forge_a_dock_alert(prod, tmp_path):
         honest = dock_alert(dock_identity, format_utc(time.time_ns()), {**body, "text": "real"})
         assert allowed(insider.publish(f"bodycam/{UNIT}/dock/dock-sim/alert", honest))
         insider.close()
-        first, second = shown.wait_for(2)
+        first, second = shown.wait_for(2, WAIT)
     finally:
         watch.stop()
         store.close()
@@ -459,7 +437,7 @@ def test_a_camera_cannot_take_a_supervisors_client_id(prod, tmp_path):
         with AlertLink(journal, camera) as link:
             first = journal.append("stoppage", {"reason": "weather", "detail": "live"})
             assert link.wait_idle(WAIT)
-            shown.wait_for(1)
+            shown.wait_for(1, WAIT)
         assert drops == []  # the watch was never kicked off
         # ...and while the console is closed, with a clean session that would wipe the
         # supervisor's queue if the broker let it take the id.
@@ -476,7 +454,7 @@ def test_a_camera_cannot_take_a_supervisors_client_id(prod, tmp_path):
             assert link.wait_idle(WAIT)
         back = Watcher(settings, judge, shown, client_id="bodycam-supervisor-duty")
         back.start()
-        got = shown.wait_for(4)
+        got = shown.wait_for(4, WAIT)
         back.stop()
     finally:
         watch.stop()
@@ -571,7 +549,7 @@ def test_the_dock_reads_statuses_and_its_20h_alert_is_shown_verified(prod, tmp_p
         camera.clock.advance(20 * H)
         sent = watcher.check()
         assert [b["level"] for b in sent] == ["warning"]
-        (v,) = shown.wait_for(1)
+        (v,) = shown.wait_for(1, WAIT)
     finally:
         watcher.stop()
         watch.stop()
@@ -615,7 +593,7 @@ def test_a_genuine_docks_stale_future_or_foreign_alert_is_not_verified(prod, tmp
             assert allowed(dock.publish(f"bodycam/{unit}/dock/dock-sim/alert", payload))
         honest = dock_alert(dock_identity, format_utc(time.time_ns()), {**body, "text": "ok"})
         assert allowed(dock.publish(f"bodycam/{UNIT}/dock/dock-sim/alert", honest))
-        got = shown.wait_for(len(cases) + 1)
+        got = shown.wait_for(len(cases) + 1, WAIT)
     finally:
         dock.close()
         watch.stop()
@@ -719,7 +697,7 @@ def test_queued_alerts_survive_a_broker_restart_and_a_crash_after_a_save(tmp_pat
         back = Watcher(settings, judge, shown)
         back.start()
         try:
-            return [v.seq for v in shown.wait_for(n)]
+            return [v.seq for v in shown.wait_for(n, WAIT)]
         finally:
             back.stop()
 

@@ -5,32 +5,25 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import sys
 import threading
 import time
 
-from dockkit import NS, BayCable, HeldTty, make_camera, make_dock, run_docking, store_trust
+from dockkit import (
+    NS,
+    BayCable,
+    HeldTty,
+    dock_cmd,
+    make_camera,
+    make_dock,
+    run_docking,
+    store_trust,
+)
 
 from dock.bay import bay_name
 from evidence.unitkey import UnitKey
 from evidence.verify import verify_path
 from simulator.clock import SimClock
 from simulator.unit import register
-
-
-def dock_cmd(tmp, *args):
-    trust = [a for fp in sorted(store_trust(tmp)) for a in ("--unit-key", fp)]
-    return [
-        sys.executable,
-        "-m",
-        "dock",
-        "--store",
-        str(tmp / "dock"),
-        "--key",
-        str(tmp / "dock-key" / "dock.key"),
-        *trust,
-        *args,
-    ]
 
 
 def wait_for(predicate, timeout=20.0, what="condition"):

@@ -13,13 +13,12 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 
 import pytest
-from dockkit import NS, dock_once, make_camera, make_dock, store_trust
+from dockkit import NS, dock_cmd, dock_once, make_camera, make_dock
 
 from dock.bay import bay_name
 from dock.store import INDEX_NAME, Store
@@ -52,21 +51,6 @@ def overwritten_page(path: Path) -> None:
 
 
 DAMAGE = {"bad_header": bad_header, "truncated": truncated, "overwritten_page": overwritten_page}
-
-
-def dock_cmd(tmp: Path, *args: str) -> list[str]:
-    trust = [a for fp in sorted(store_trust(tmp)) for a in ("--unit-key", fp)]
-    return [
-        sys.executable,
-        "-m",
-        "dock",
-        "--store",
-        str(tmp / "dock"),
-        "--key",
-        str(tmp / "dock-key" / "dock.key"),
-        *trust,
-        *args,
-    ]
 
 
 def run(tmp: Path, *args: str) -> subprocess.CompletedProcess:

@@ -1,0 +1,115 @@
+"""The real recorder daemon and the cable it docks on, for tests that drive both.
+
+The cable is a raw pty pair the test holds; the camera opens it through
+``/proc/<test pid>/fd/<slave>``, never a ``/dev/pts/N`` name another process could open.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import tty
+import wave
+from pathlib import Path
+
+import pytest
+
+from simulator.dockbay import PtyEnd
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class Daemon:
+    """``python -m firmware`` on the sim backend; its log lines are read on a thread."""
+
+    def __init__(self, tmp: Path, key: Path, *args: str) -> None:
+        env = {**os.environ, "BODYCAM_CAMERA": "sim", "GPIOZERO_PIN_FACTORY": "mock"}
+        env.pop("NOTIFY_SOCKET", None)
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "firmware",
+                "--key",
+                str(key),
+                "--storage",
+                str(tmp / "storage"),
+                *args,
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.lines: queue.SimpleQueue = queue.SimpleQueue()
+        self.log: list[str] = []
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        for line in self.proc.stderr:
+            self.lines.put(line)
+        self.lines.put(None)
+
+    def wait_for(self, text: str, timeout: float = 60) -> None:
+        while True:
+            try:
+                line = self.lines.get(timeout=timeout)
+            except queue.Empty:
+                pytest.fail(f"no {text!r} within {timeout} s: {''.join(self.log)[-2000:]}")
+            if line is None:
+                pytest.fail(f"daemon exited before {text!r}: {''.join(self.log)[-2000:]}")
+            self.log.append(line)
+            if text in line:
+                return
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGTERM)
+        assert self.proc.wait(60) == 0, "".join(self.log)[-2000:]
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+
+class HeldEnd(PtyEnd):
+    """The dock's end (the pty master), which also holds the slave fd the camera opens:
+    the camera is given ``/proc/<test pid>/fd/<slave>``, never the ``/dev/pts/N`` name that
+    another process (or another test's pty, later) could open. Closing it pulls the cable."""
+
+    def __init__(self, master: int, slave: int) -> None:
+        super().__init__(master)
+        self.slave = slave
+
+    def close(self) -> None:
+        super().close()
+        if self.slave >= 0:
+            os.close(self.slave)
+            self.slave = -1
+
+
+def cable(tmp: Path) -> tuple[HeldEnd, str]:
+    """A raw pty pair the test holds, and the path the camera opens it by."""
+    master, slave = os.openpty()
+    tty.setraw(master)
+    tty.setraw(slave)
+    path = tmp / "ttyGS0"
+    path.unlink(missing_ok=True)
+    os.symlink(f"/proc/{os.getpid()}/fd/{slave}", path)
+    return HeldEnd(master, slave), str(path)
+
+
+def short_wav(tmp: Path) -> Path:
+    """A 0.1 s announcement: the real one plays for seconds at speed 1."""
+    wav = tmp / "short.wav"
+    with wave.open(str(wav), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(16000)
+        w.writeframes(b"\0\0" * 1600)
+    return wav
