@@ -21,8 +21,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from evidence import systemd
-from evidence.cli import UsageError, run_command, setup_logging
+from daemonkit import systemd
+from daemonkit.cli import UsageError, run_command, setup_logging
 from evidence.clock import SystemClock, format_utc, parse_utc
 from evidence.identity import DeviceIdentity
 from evidence.registry import Registry

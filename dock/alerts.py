@@ -21,19 +21,20 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 
-from evidence.broker import ConnectionSettings, make_client
 from evidence.clock import format_utc
 from evidence.dockjournal import MAX_TEXT, bounded
 from evidence.exc import RecordError
 from evidence.identity import DeviceIdentity
-from evidence.message import Message, sign_message
 from evidence.registry import DeviceEntry, Registry
+from wire.broker import ConnectionSettings, make_client
+from wire.message import Message, sign_message
+from wire.topics import STATUSES, dock_alert_topic, dock_status_topic
 
 from . import deadlines
 from .store import Store
 
 _log = logging.getLogger(__name__)
-STATUS_TOPIC = "bodycam/+/+/status"
+STATUS_TOPIC = STATUSES
 # Far below the broker's max_packet_size (65536): every text in an alert body is bounded
 # (evidence.dockjournal.bounded: ids 64 characters, texts 512), so a 200 kB device id cannot
 # make the broker drop the dock's connection ("oversize packet") and block every later flag
@@ -242,7 +243,7 @@ class DeadlineWatcher:
         if head == self._published_head:
             return
         info = self.client.publish(
-            f"bodycam/{self._unit(None, registry)}/dock/{self.identity.device_id}/status",
+            dock_status_topic(self._unit(None, registry), self.identity.device_id),
             journal.signed_head().to_bytes(),
             qos=1,
             retain=True,
@@ -259,9 +260,7 @@ class DeadlineWatcher:
         if len(payload) > MAX_ALERT_BYTES:  # cannot happen with bounded bodies; never send
             _log.error("dock alert of %d bytes not sent (limit %d)", len(payload), MAX_ALERT_BYTES)
             return True  # marked sent: retrying it would block every later alert
-        info = self.client.publish(
-            f"bodycam/{unit}/dock/{self.identity.device_id}/alert", payload, qos=1
-        )
+        info = self.client.publish(dock_alert_topic(unit, self.identity.device_id), payload, qos=1)
         try:
             info.wait_for_publish(5)
         except (RuntimeError, ValueError):

@@ -1,7 +1,7 @@
 """The dock's configuration: the commented ``dock.toml`` in this package is the defaults,
 overlaid by ``/etc/bodycam/dock.toml`` or ``--config``, then by flags. :class:`DockConfig`
 declares each setting's type and range (no defaults in code); :func:`load` checks them
-with :func:`evidence.config.load` (file, key and line in every error)."""
+with :func:`daemonkit.config.load` (file, key and line in every error)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from evidence import config as _config
-from evidence.config import Config, Section, at_least, matches, more_than, port, setting
+from daemonkit import config as _config
+from daemonkit.config import Config, Section, at_least, matches, more_than, port, setting
 
 PACKAGE_DEFAULTS = Path(__file__).with_name("dock.toml")
 DOCK_ID = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}"  # as evidence.identity.DEVICE_ID_PATTERN

@@ -26,9 +26,9 @@ from evidence.dockjournal import DOCK_JOURNALS_DIR
 from evidence.exc import JournalError, RecordError
 from evidence.identity import DeviceIdentity
 from evidence.journal import JOURNAL_NAME, TORN_PREFIX
-from evidence.message import Message, sign_status
 from evidence.record import Record, sign_record
 from evidence.storage import atomic_write_bytes, fsync_dir, makedirs_durable
+from wire.message import Message, sign_status
 
 _log = logging.getLogger(__name__)
 TAIL_READ = 256 * 1024  # enough for the last record (a line is at most 64 KiB)

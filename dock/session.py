@@ -25,7 +25,15 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import IO, Any
 
 from evidence import dockjournal
-from evidence.cable import (
+from evidence.canonical import GENESIS_HASH
+from evidence.dockjournal import bounded
+from evidence.exc import EvidenceError, JournalError, RecordError, RegistryError, SignatureError
+from evidence.identity import DeviceIdentity, verify_signature
+from evidence.layout import stored_name_error
+from evidence.receipt import receipt_message
+from evidence.record import HEX64, Record, media_path_error
+from evidence.registry import DeviceEntry
+from wire.cable import (
     NONCE,
     PROTOCOL,
     CableError,
@@ -35,19 +43,11 @@ from evidence.cable import (
     LinkTimeout,
     Refused,
     clock_message,
-    receipt_message,
     record_file,
     require,
     response_message,
 )
-from evidence.cable_link import Link, Port
-from evidence.canonical import GENESIS_HASH
-from evidence.dockjournal import bounded
-from evidence.exc import EvidenceError, JournalError, RecordError, RegistryError, SignatureError
-from evidence.identity import DeviceIdentity, verify_signature
-from evidence.layout import stored_name_error
-from evidence.record import HEX64, Record, media_path_error
-from evidence.registry import DeviceEntry
+from wire.link import Link, Port
 
 from .exc import (
     DockError,

@@ -31,7 +31,6 @@ from pathlib import Path
 from typing import Any
 
 from evidence import dockjournal
-from evidence.cable import record_file
 from evidence.clock import SystemClock, format_utc
 from evidence.exc import RegistryError
 from evidence.identity import DeviceIdentity
@@ -40,6 +39,7 @@ from evidence.layout import IDENTITY_NAME, stored_name_error
 from evidence.record import Record
 from evidence.registry import DeviceEntry, Registry, require_trusted
 from evidence.storage import atomic_write_bytes, fsync_dir, makedirs_durable
+from wire.cable import record_file
 
 from .exc import DockError, DockFault, MediaConflict, MediaMismatch, StoreFull, UnsafeName, is_full
 from .index import Index

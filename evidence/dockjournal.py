@@ -14,8 +14,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .cable import TORN_FILE
 from .identity import DEVICE_ID_PATTERN
+from .journal import TORN_FILE
 from .record import HEX64, HEX128, Record, media_path_error
 
 DOCK_JOURNALS_DIR = "_docks"

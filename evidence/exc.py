@@ -1,7 +1,21 @@
 """One error root for the evidence package; each subclass says exactly what went wrong."""
 
+from daemonkit.errors import ConfigError, UserError
 
-class EvidenceError(Exception):
+__all__ = [
+    "CanonicalError",
+    "ConfigError",
+    "EvidenceError",
+    "JournalError",
+    "KeyFileError",
+    "RecordError",
+    "RegistryError",
+    "SignatureError",
+    "TornRecordError",
+]
+
+
+class EvidenceError(UserError):
     """Root of every error raised by :mod:`evidence`."""
 
 
@@ -37,7 +51,3 @@ class JournalError(EvidenceError):
 
 class RegistryError(EvidenceError):
     """The device registry is unreadable or names a device twice with different keys."""
-
-
-class ConfigError(EvidenceError, ValueError):
-    """A configuration file or flag is invalid (unknown key, wrong type)."""

@@ -10,6 +10,7 @@ record naming their hash, so nothing is silently dropped or accepted.
 from __future__ import annotations
 
 import os
+import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,6 +26,8 @@ from .storage import atomic_write_bytes, fsync_dir
 
 JOURNAL_NAME = "journal.jsonl"
 TORN_PREFIX = "journal.torn-"
+TORN_FILE = re.compile(r"\Ajournal\.torn-[0-9]{1,19}\Z", re.ASCII)
+"""The name a torn-tail repair gives the bytes it moved aside (kept as evidence)."""
 
 
 @dataclass(frozen=True)

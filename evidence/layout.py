@@ -18,9 +18,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .cable import TORN_FILE
 from .identity import DeviceIdentity
-from .journal import JOURNAL_NAME
+from .journal import JOURNAL_NAME, TORN_FILE
 from .record import media_path_error
 from .storage import atomic_write_bytes
 

@@ -15,7 +15,8 @@ import os
 import sys
 from pathlib import Path
 
-from .cli import UsageError, run_command, setup_logging
+from daemonkit.cli import UsageError, run_command, setup_logging
+
 from .clock import SystemClock, format_utc, parse_utc
 from .registry import ConsoleEntry, DeviceEntry, DockEntry, Registry
 from .trust import write_trust_file

@@ -11,8 +11,9 @@ import json
 import logging
 import sys
 
-from .cli import UsageError, run_command, setup_logging
-from .config import load_config
+from daemonkit.cli import UsageError, run_command, setup_logging
+from daemonkit.config import load_config
+
 from .exc import ConfigError
 from .trust import TRUST_FILE, load_unit_keys
 from .verify import CannotCheck, Report, parse_expect_head, verify_path

@@ -29,13 +29,13 @@ from typing import Any
 import nacl.exceptions
 import nacl.signing
 
-from .cable import receipt_message
 from .canonical import GENESIS_HASH, sha256_hex
 from .exc import CanonicalError, EvidenceError, RecordError
 from .identity import DEVICE_ID_PATTERN
 from .journal import JOURNAL_NAME, TORN_PREFIX
 from .layout import IDENTITY_NAME, MEDIA_DIR
 from .media import hash_fd
+from .receipt import receipt_message
 from .record import HEX64, HEX128, MAX_RECORD_BYTES, Record
 from .registry import DeviceEntry, DockEntry, Registry
 from .safefile import UnsafeFile, is_real_dir, open_regular, read_regular

@@ -11,7 +11,7 @@ microphone, a SimClock at ``--speed``; gpiozero's pin factory from
 officer (from the unit-signed registry, ``dock.registry``) into every frame.
 
 systemd: ``Type=notify``; the main loop sends READY=1, WATCHDOG=1 and STOPPING=1 through
-:mod:`evidence.systemd`. SIGTERM and SIGINT only wake the main loop, which then stops
+:mod:`daemonkit.systemd`. SIGTERM and SIGINT only wake the main loop, which then stops
 recording cleanly (the last segment is closed and signed) before exiting.
 
 The dock cable: with ``dock.port`` set (default ``/dev/ttyGS0``, the USB gadget's serial
@@ -25,7 +25,7 @@ import os
 import signal
 from typing import Any
 
-from evidence.cli import UsageError, run_command, setup_logging
+from daemonkit.cli import UsageError, run_command, setup_logging
 from evidence.identity import DeviceIdentity
 
 from . import config as cfg

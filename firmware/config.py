@@ -1,7 +1,7 @@
 """The recorder's configuration: the commented ``recorder.toml`` in this package is the
 defaults (every key documented in one place), overlaid by ``/etc/bodycam/recorder.toml``
 or ``--config FILE``, then by flags; :class:`RecorderConfig` declares each setting's
-type and range (no defaults in code), and :func:`evidence.config.load` checks them."""
+type and range (no defaults in code), and :func:`daemonkit.config.load` checks them."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from evidence import config as _config
-from evidence.config import (
+from daemonkit import config as _config
+from daemonkit.config import (
     Config,
     Section,
     at_least,
@@ -174,7 +174,7 @@ def load(
 
 def validate(config: Mapping[str, Any]) -> RecorderConfig:
     """Check a whole config given as tables (e.g. the simulator's, built with
-    :func:`evidence.config.load_config`) as :func:`load` checks a file."""
+    :func:`daemonkit.config.load_config`) as :func:`load` checks a file."""
     return _config.check(RecorderConfig, PACKAGE_DEFAULTS, config)
 
 

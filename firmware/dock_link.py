@@ -4,7 +4,7 @@ Only a dock of the camera's unit-signed registry (``trusted_docks``: dock id -> 
 :class:`~evidence.registry.DockEntry`, or a bare public key hex), not revoked and valid now,
 may set the clock or give a receipt, and it must prove it holds that key: the camera sends
 a fresh ``camera_nonce`` in its RESPONSE, and the dock signs its CLOCK and RECEIPT over both
-nonces (:func:`~evidence.cable.clock_message`, :func:`~evidence.cable.receipt_message`), so
+nonces (:func:`~wire.cable.clock_message`, :func:`~evidence.receipt.receipt_message`), so
 an order copied from another session, or made by anyone without the key, is refused and
 never journaled. A dock that claims a registered id with another key, or a revoked one, is
 refused at the challenge. A dock the registry does not list may copy (as a camera without a
@@ -33,7 +33,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from evidence.cable import (
+from evidence.canonical import GENESIS_HASH
+from evidence.clock import format_utc
+from evidence.exc import RecordError, SignatureError
+from evidence.identity import check_device_id, verify_signature
+from evidence.journal import Journal, scan_journal
+from evidence.receipt import receipt_message
+from evidence.record import HEX64, HEX128, Record
+from evidence.registry import DockEntry
+from evidence.storage import fsync_dir
+from wire.cable import (
     CHUNK,
     MAX_PAYLOAD,
     NONCE,
@@ -42,20 +51,11 @@ from evidence.cable import (
     FrameType,
     clock_message,
     head_dict,
-    receipt_message,
     record_file,
     require,
     response_message,
 )
-from evidence.cable_link import Link, Port
-from evidence.canonical import GENESIS_HASH
-from evidence.clock import format_utc
-from evidence.exc import RecordError, SignatureError
-from evidence.identity import check_device_id, verify_signature
-from evidence.journal import Journal, scan_journal
-from evidence.record import HEX64, HEX128, Record
-from evidence.registry import DockEntry
-from evidence.storage import fsync_dir
+from wire.link import Link, Port
 
 _log = logging.getLogger(__name__)
 
@@ -161,7 +161,7 @@ class DockLink:
     def run_session(self, port: Port) -> SessionOutcome:
         """Answer one dock: wait for its challenge, serve it, return what happened.
 
-        Raises :class:`~evidence.cable.CableError` when the line breaks; the journal and
+        Raises :class:`~wire.cable.CableError` when the line breaks; the journal and
         media stay as they were (nothing is deleted outside a verified receipt).
         """
         link = Link(port, self.timeout)

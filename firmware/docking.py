@@ -37,10 +37,10 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from evidence.cable import CableError, FrameType, LinkClosed
-from evidence.cable_link import Link
 from evidence.exc import EvidenceError
 from evidence.registry import DockEntry
+from wire.cable import CableError, FrameType, LinkClosed
+from wire.link import Link
 
 from .dock_link import MAX_CLOCK_STEP_S, DockLink
 

@@ -32,23 +32,15 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import MQTTErrorCode
 
-from evidence.broker import ConnectionSettings, make_client
 from evidence.clock import format_utc
 from evidence.journal import Journal
-from evidence.message import sign_status
 from evidence.record import Record
+from wire.ack import Receipt, check_receipt, parse_ack_payload
+from wire.broker import ConnectionSettings, make_client
+from wire.message import sign_status
+from wire.topics import ack_topic, alert_topic, status_topic
 
-from .alerts import (
-    CURSOR_NAME,
-    AlertCursor,
-    Outbox,
-    Receipt,
-    ack_topic,
-    alert_topic,
-    check_receipt,
-    parse_ack_payload,
-    status_topic,
-)
+from .alerts import CURSOR_NAME, AlertCursor, Outbox
 
 _log = logging.getLogger(__name__)
 

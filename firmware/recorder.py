@@ -27,12 +27,12 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from evidence import systemd
+from daemonkit import systemd
+from daemonkit.logs import Event
 from evidence.clock import Clock
 from evidence.identity import DeviceIdentity
 from evidence.journal import Journal, scan_journal
 from evidence.layout import DeviceStorage
-from evidence.logs import Event
 from evidence.media import HashingWriter, hash_file
 
 from . import config as cfg

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from evidence.cli import UsageError, run_command, setup_logging
+from daemonkit.cli import UsageError, run_command, setup_logging
 
 PROG = "bodycam-sim"
 

@@ -28,11 +28,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from daemonkit.config import load_config
+from daemonkit.logs import Event as LogEvent
 from evidence.clock import format_utc, parse_utc
-from evidence.config import load_config
 from evidence.identity import DeviceIdentity
 from evidence.journal import scan_journal
-from evidence.logs import Event as LogEvent
 from evidence.record import Record
 from evidence.registry import DeviceEntry
 from evidence.storage import atomic_write_bytes

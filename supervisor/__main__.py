@@ -13,7 +13,7 @@ import threading
 import time
 from pathlib import Path
 
-from evidence.cli import UsageError, run_command, setup_logging
+from daemonkit.cli import UsageError, run_command, setup_logging
 from evidence.exc import EvidenceError
 from evidence.identity import DeviceIdentity, check_device_id
 from evidence.registry import Registry

@@ -1,7 +1,7 @@
 """The supervisor console's configuration: the commented ``supervisor.toml`` in this
 package is the defaults, overlaid by ``/etc/bodycam/supervisor.toml`` or ``--config``,
 then by flags. :class:`SupervisorConfig` declares each setting's type and range (no
-defaults in code); :func:`evidence.config.load` checks them (file, key and line)."""
+defaults in code); :func:`daemonkit.config.load` checks them (file, key and line)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from evidence import config as _config
-from evidence.config import Config, Section, matches, port, setting
+from daemonkit import config as _config
+from daemonkit.config import Config, Section, matches, port, setting
 
 PACKAGE_DEFAULTS = Path(__file__).with_name("supervisor.toml")
 SYSTEM_CONFIG = Path("/etc/bodycam/supervisor.toml")

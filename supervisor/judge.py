@@ -32,11 +32,11 @@ from typing import Any
 from evidence.canonical import sha256_hex
 from evidence.clock import parse_utc
 from evidence.exc import RecordError, SignatureError
-from evidence.message import Message
 from evidence.record import Record
 from evidence.registry import Registry
 from evidence.storage import atomic_write_bytes
-from firmware.alerts import ALERT_KINDS, TOPIC_ROOT, parse_topic
+from wire.message import Message
+from wire.topics import ALERT_KINDS, parse_dock_topic, parse_topic
 
 STATE_FORMAT = "bodycam-supervisor-state-v1"
 RECENT = 512  # per device: seq -> hash of the newest alerts shown
@@ -298,10 +298,10 @@ class AlertJudge:
     def _dock_alert(self, topic: str, payload: bytes) -> Verdict:
         """``bodycam/<unit>/dock/<dock>/alert``: a dock's 24-hour-rule alert or flag, a
         signed message checked against the registry's *dock* entry of that id."""
-        parts = topic.split("/")
-        if parts[0] != TOPIC_ROOT or parts[2] != "dock" or parts[4] != "alert":
+        parts = parse_dock_topic(topic)
+        if parts is None or parts[2] != "alert":
             return Verdict(INVALID, f"not an alert topic: {topic}", topic)
-        unit, dock = parts[1], parts[3]
+        unit, dock, _ = parts
         v = Verdict(INVALID, "", topic, unit=unit, device=dock)
         try:
             message = Message.from_bytes(payload)

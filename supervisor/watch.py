@@ -2,7 +2,7 @@
 
 Threads: paho's network thread (``loop_start``) calls :meth:`Watcher._on_message`, which
 judges and hands each verdict to ``emit`` under a lock, then (with a console key) sends the
-camera a signed :class:`~firmware.alerts.Receipt` for the alert it has just shown; the
+camera a signed :class:`~wire.ack.Receipt` for the alert it has just shown; the
 command's main thread only waits and saves the seen-state every half second and at the end.
 """
 
@@ -19,20 +19,18 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import MQTTErrorCode
 
-from evidence.broker import ConnectionSettings, make_client
 from evidence.clock import format_utc, parse_utc
 from evidence.identity import DeviceIdentity
-from evidence.message import Message
 from evidence.registry import Registry
-from firmware.alerts import ALERT_KINDS, TOPIC_ROOT, Ack, Receipt, ack_topic, parse_topic
+from wire.ack import Ack, Receipt
+from wire.broker import ConnectionSettings, make_client
+from wire.message import Message
+from wire.topics import ALERT_KINDS, ALERTS, DOCK_ALERTS, STATUSES, ack_topic, parse_topic
 
 from .judge import DUPLICATE, VERIFIED, AlertJudge, Verdict
 
 _log = logging.getLogger(__name__)
 
-ALERTS = f"{TOPIC_ROOT}/+/+/alert"
-DOCK_ALERTS = f"{TOPIC_ROOT}/+/dock/+/alert"
-STATUSES = f"{TOPIC_ROOT}/+/+/status"
 # The console's reconnect backoff (paho's default goes up to 120 s): a console that was
 # cut off is back within RECONNECT_MAX_S of the broker's return.
 RECONNECT_MIN_S = 0.1

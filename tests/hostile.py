@@ -18,7 +18,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from evidence import FORMAT_VERSION
-from evidence.cable import (
+from evidence.canonical import GENESIS_HASH, canonical_bytes, sha256_hex
+from evidence.clock import format_utc
+from evidence.identity import DeviceIdentity
+from wire.cable import (
     MAX_PAYLOAD,
     CableError,
     FrameType,
@@ -26,10 +29,7 @@ from evidence.cable import (
     encode_frame,
     response_message,
 )
-from evidence.cable_link import Link
-from evidence.canonical import GENESIS_HASH, canonical_bytes, sha256_hex
-from evidence.clock import format_utc
-from evidence.identity import DeviceIdentity
+from wire.link import Link
 
 NS = 1_000_000_000
 START = 1_795_000_000 * NS  # 2026-11-18, as in dockkit

@@ -1,6 +1,6 @@
 """A hostile dock written by hand, for the tests that attack the camera over the cable.
 
-It speaks the cable's frames (:mod:`evidence.cable`, the pure codec) on one fd of a real
+It speaks the cable's frames (:mod:`wire.cable`, the pure codec) on one fd of a real
 pty pair that the test holds, and says whatever the test tells it to: any id, any key,
 any time, signatures made with any key or copied from another session. The camera on the
 other fd is the real :class:`firmware.dock_link.DockLink`, run in a thread by
@@ -18,18 +18,18 @@ import time
 import tty
 from typing import Any
 
-from evidence.cable import (
+from evidence.canonical import canonical_bytes
+from evidence.identity import DeviceIdentity
+from evidence.receipt import receipt_message
+from simulator.dockbay import PtyEnd
+from wire.cable import (
     PROTOCOL,
     Frame,
     FrameDecoder,
     FrameType,
     clock_message,
     encode_frame,
-    receipt_message,
 )
-from evidence.canonical import canonical_bytes
-from evidence.identity import DeviceIdentity
-from simulator.dockbay import PtyEnd
 
 
 def cable_pair() -> tuple[int, int]:

@@ -21,12 +21,13 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from evidence.identity import DeviceIdentity
 from evidence.journal import Journal
-from evidence.message import Message
 from evidence.registry import DeviceEntry, Registry
-from firmware.alerts import Ack, AlertCursor, Outbox
+from firmware.alerts import AlertCursor, Outbox
 from firmware.mqtt import AlertLink, MqttSettings
 from supervisor.judge import AlertJudge, SeenState
 from supervisor.watch import BrokerSettings, Watcher, send_ack
+from wire.ack import Ack
+from wire.message import Message
 
 UNIT = "unit-1"
 
@@ -133,7 +134,7 @@ def test_status_parser_rejects_garbage_with_record_error(data):
 
 def test_status_message_round_trips_and_binds_every_field(identity):
     from evidence.exc import SignatureError
-    from evidence.message import sign_status
+    from wire.message import sign_status
 
     m = sign_status(
         identity,

@@ -22,10 +22,11 @@ from evidence.identity import DeviceIdentity
 from evidence.journal import Journal
 from evidence.registry import ConsoleEntry, DeviceEntry, Registry
 from evidence.unitkey import UnitKey, show_fingerprint
-from firmware.alerts import Receipt, ack_topic, check_receipt, parse_ack_payload
 from firmware.mqtt import AlertLink, MqttSettings
 from supervisor.judge import AlertJudge, SeenState
 from supervisor.watch import BrokerSettings, Watcher
+from wire.ack import Receipt, check_receipt, parse_ack_payload
+from wire.topics import ack_topic
 
 UNIT = "unit-1"
 NOW = "2026-12-03T08:00:00.000000Z"

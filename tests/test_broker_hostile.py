@@ -29,11 +29,11 @@ from dock.alerts import MAX_ALERT_BYTES, DeadlineWatcher, MqttConfig, dock_alert
 from evidence.clock import format_utc
 from evidence.identity import DeviceIdentity
 from evidence.journal import Journal
-from evidence.message import sign_message, sign_status
 from evidence.registry import DeviceEntry, Registry
 from firmware.mqtt import AlertLink, MqttSettings
 from supervisor.judge import AlertJudge, SeenState
 from supervisor.watch import BrokerSettings, Watcher, collect_status, send_ack
+from wire.message import sign_message, sign_status
 
 UNIT = "unit-1"
 H = 3600 * NS

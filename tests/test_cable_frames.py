@@ -9,7 +9,7 @@ from dockkit import cable_pair, make_camera, make_dock
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from evidence.cable import (
+from wire.cable import (
     HEADER,
     MAX_PAYLOAD,
     FrameDecoder,
@@ -18,7 +18,7 @@ from evidence.cable import (
     LinkTimeout,
     encode_frame,
 )
-from evidence.cable_link import Link
+from wire.link import Link
 
 frame_types = st.sampled_from(list(FrameType))
 payloads = st.binary(max_size=2048)

@@ -27,7 +27,6 @@ from hostile_dock import CameraSide, FdPort, HostileDock, cable_pair
 
 from dock.session import DockSession, SessionResult
 from dock.store import Store
-from evidence.cable import NONCE, FrameType
 from evidence.clock import format_utc, parse_utc
 from evidence.identity import DeviceIdentity
 from evidence.record import Record
@@ -39,6 +38,7 @@ from firmware.drivers.rtc import LinuxRtc, RtcClock
 from simulator.clock import SimClock
 from simulator.dockbay import ensure_dock
 from simulator.unit import register, unit_key
+from wire.cable import NONCE, FrameType
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -15,10 +15,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from daemonkit import config as loader
+from daemonkit.config import Config, Section
 from dock import config as dock_config
 from dock.__main__ import main as dock_main
-from evidence import config as loader
-from evidence.config import Config, Section
 from evidence.exc import ConfigError
 from firmware import config as recorder_config
 from supervisor import config as supervisor_config

@@ -15,7 +15,7 @@ from dock.alerts import DeadlineWatcher, MqttConfig
 from evidence.canonical import canonical_bytes
 from evidence.clock import format_utc
 from evidence.identity import verify_signature
-from evidence.message import sign_status
+from wire.message import sign_status
 
 H = 3600 * NS
 

@@ -28,13 +28,13 @@ from hypothesis import strategies as st
 
 from dock.bay import EXIT_CANNOT_SERVE, read_status
 from dock.session import SessionLimits
-from evidence.cable import MAX_PAYLOAD, Frame, FrameError, FrameType, record_file
 from evidence.canonical import canonical_bytes
 from evidence.exc import RecordError
 from evidence.identity import DeviceIdentity
 from evidence.layout import stored_name_error
 from evidence.record import KINDS as RECORD_KINDS
 from evidence.record import MAX_RECORD_BYTES, Record
+from wire.cable import MAX_PAYLOAD, Frame, FrameError, FrameType, record_file
 
 LIMITS = SessionLimits()
 MiB = 1 << 20

@@ -1,4 +1,4 @@
-"""evidence.broker: the one place broker settings become a paho client.
+"""wire.broker: the one place broker settings become a paho client.
 
 TLS end to end (a real mosquitto with certificates and passwords) is in test_broker.py;
 here: password file errors, credentials, protocol, and that ca_file really turns TLS on."""
@@ -15,10 +15,10 @@ import paho.mqtt.client as mqtt
 import pytest
 
 from dock.alerts import MqttConfig
-from evidence.broker import ConnectionSettings, make_client, read_password
 from evidence.exc import ConfigError
 from firmware.mqtt import MQTT_DEFAULTS, MqttSettings
 from supervisor.watch import BrokerSettings
+from wire.broker import ConnectionSettings, make_client, read_password
 
 
 def password_file(tmp_path: Path, text: str = "s3cret\n", mode: int = 0o600) -> Path:

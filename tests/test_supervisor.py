@@ -16,7 +16,6 @@ from evidence.canonical import canonical_bytes
 from evidence.clock import format_utc
 from evidence.identity import DeviceIdentity
 from evidence.journal import Journal
-from evidence.message import sign_status
 from evidence.record import sign_record
 from evidence.registry import DeviceEntry, DockEntry, Registry
 from evidence.unitkey import UnitKey
@@ -24,6 +23,7 @@ from firmware.mqtt import AlertLink, MqttSettings
 from supervisor.__main__ import main
 from supervisor.console import format_json, format_line
 from supervisor.judge import AlertJudge, SeenState
+from wire.message import sign_status
 
 UNIT = "unit-1"
 TOPIC = f"bodycam/{UNIT}/cam-test/alert"
@@ -323,7 +323,7 @@ def test_any_single_byte_change_to_a_genuine_alert_is_caught(data):
 
 
 def test_dock_alerts_are_verified_against_the_docks_registry_entry(judge, tmp_path):
-    from evidence.message import sign_message
+    from wire.message import sign_message
 
     dock = DeviceIdentity.generate("dock-1")
     body = {
@@ -353,7 +353,7 @@ def test_dock_alerts_are_verified_against_the_docks_registry_entry(judge, tmp_pa
 
 
 def test_watch_shows_dock_alerts_from_a_real_broker(tmp_path, registry_file, broker, capsys):
-    from evidence.message import sign_message
+    from wire.message import sign_message
 
     dock = DeviceIdentity.generate("dock-1")
     registry = Registry.load(registry_file)

@@ -1,4 +1,4 @@
-"""evidence.systemd against a real AF_UNIX datagram socket, as systemd binds it."""
+"""daemonkit.systemd against a real AF_UNIX datagram socket, as systemd binds it."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from evidence import systemd
+from daemonkit import systemd
 
 
 @pytest.fixture

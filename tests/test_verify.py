@@ -327,7 +327,7 @@ def test_extra_media(device, registry_file):
 def _receipted(tmp_path, identity, dock_sig: str | None = None):
     """A device folder whose first two segments were wiped under a dock's receipt, and a
     registry that lists the camera and the dock."""
-    from evidence.cable import receipt_message
+    from evidence.receipt import receipt_message
     from evidence.registry import DockEntry
 
     storage = make_device(tmp_path / "dev", identity)

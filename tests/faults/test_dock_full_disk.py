@@ -18,8 +18,8 @@ import subprocess
 import pytest
 from hostile import BayRun
 
-from evidence.cable import Refused
 from evidence.verify import verify_path
+from wire.cable import Refused
 
 pytestmark = pytest.mark.faults
 MiB = 1 << 20

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
-from .exc import ConfigError
+from .errors import ConfigError
 
 __all__ = [
     "Config",

@@ -7,11 +7,11 @@ import os
 import sys
 from collections.abc import Callable
 
-from .exc import EvidenceError
+from .errors import UserError
 from .logs import LOG_FORMAT_ENV, formatter_for
 
 
-class UsageError(Exception):
+class UsageError(UserError):
     """A user mistake on the command line or in input files: one line, exit 2."""
 
 
@@ -24,7 +24,7 @@ def run_command(prog: str, body: Callable[[], int]) -> int:
         return body()
     except KeyboardInterrupt:
         return 130
-    except (UsageError, EvidenceError, OSError, ValueError) as exc:
+    except (UserError, OSError, ValueError) as exc:
         if os.environ.get("DEBUG") == "1":
             raise
         print(f"{prog}: error: {exc}", file=sys.stderr)
@@ -35,7 +35,7 @@ def setup_logging(verbose: bool = False) -> None:
     """Handlers are configured only here, in a command's main (never in library code).
 
     ``BODYCAM_LOG_FORMAT=json`` makes every command log one JSON object per line (see
-    :mod:`evidence.logs`); ``text`` (the default) writes lines for people. Another value
+    :mod:`daemonkit.logs`); ``text`` (the default) writes lines for people. Another value
     is a one-line error and exit status 2."""
     try:
         formatter = formatter_for(os.environ.get(LOG_FORMAT_ENV, ""))

@@ -20,11 +20,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import FORMAT_VERSION
-from .clock import UTC_PATTERN
-from .exc import RecordError
-from .identity import DEVICE_ID_PATTERN, DeviceIdentity
-from .record import HEX64, HEX128, SignedPayload, check_fields, parse_payload
+from evidence import FORMAT_VERSION
+from evidence.clock import UTC_PATTERN
+from evidence.exc import RecordError
+from evidence.identity import DEVICE_ID_PATTERN, DeviceIdentity
+from evidence.record import HEX64, HEX128, SignedPayload, check_fields, parse_payload
 
 FIELDS = ("v", "kind", "device", "utc", "body", "sig")
 MESSAGE_KINDS = ("status", "dock_alert")

@@ -16,9 +16,10 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any
 
-from .canonical import canonical_bytes, parse_canonical
-from .exc import CanonicalError, EvidenceError
-from .record import HEX64, Record
+from evidence.canonical import canonical_bytes, parse_canonical
+from evidence.exc import CanonicalError, EvidenceError
+from evidence.journal import TORN_FILE
+from evidence.record import HEX64, Record
 
 MAGIC = b"BK"
 VERSION = 1
@@ -27,9 +28,6 @@ TRAILER = struct.Struct(">I")
 CHUNK = 256 * 1024
 """Media bytes per DATA frame: big, so the serial line (not Python) is the bottleneck."""
 MAX_PAYLOAD = CHUNK + 4096
-TORN_FILE = re.compile(r"\Ajournal\.torn-[0-9]{1,19}\Z", re.ASCII)
-RECEIPT_PURPOSE = "bodycam-receipt-v1"
-RECEIPT_PURPOSE_V2 = "bodycam-receipt-v2"
 RESPONSE_PURPOSE = "bodycam-dock-response-v1"
 CLOCK_PURPOSE = "bodycam-dock-clock-v1"
 PROTOCOL = 2
@@ -168,32 +166,6 @@ class FrameDecoder:
     def pending(self) -> int:
         """Bytes held that do not make a whole frame yet."""
         return len(self._buf)
-
-
-def receipt_message(
-    dock: str,
-    device: str,
-    upto_seq: int,
-    upto_hash: str,
-    session: tuple[str, str] | None = None,
-) -> bytes:
-    """The bytes a dock signs in a receipt (and a camera or verifier checks).
-
-    ``session`` is ``(nonce, camera_nonce)`` of the docking that gave it (``bodycam-receipt-v2``):
-    a receipt made for one session is refused in any other, so a copied or replayed receipt
-    never makes a camera wipe. None is the older, unbound ``bodycam-receipt-v1``, which a
-    camera no longer accepts and a verifier still checks in old journals.
-    """
-    message: dict[str, Any] = {
-        "purpose": RECEIPT_PURPOSE,
-        "dock": dock,
-        "device": device,
-        "upto_seq": upto_seq,
-        "upto_hash": upto_hash,
-    }
-    if session is not None:
-        message.update(purpose=RECEIPT_PURPOSE_V2, nonce=session[0], camera_nonce=session[1])
-    return canonical_bytes(message)
 
 
 def clock_message(dock: str, device: str, session: tuple[str, str], utc_ns: int) -> bytes:

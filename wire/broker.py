@@ -17,7 +17,7 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
-from .exc import ConfigError
+from evidence.exc import ConfigError
 
 __all__ = ["ConnectionSettings", "make_client", "read_password", "transport_problem"]
 

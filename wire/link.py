@@ -1,7 +1,7 @@
 """A cable link: frames over a serial port (pyserial ``Serial`` or any object with the same
 ``read(n)``/``write(b)``/``timeout``/``close()`` shape, such as the simulator's pty end).
 
-The link enforces what :mod:`evidence.cable` defines, plus a stall timeout: a read that
+The link enforces what :mod:`wire.cable` defines, plus a stall timeout: a read that
 brings no byte for ``timeout`` seconds raises :class:`LinkTimeout`; a vanished line raises
 :class:`LinkClosed`. Both ends of the cable use it.
 """
@@ -15,6 +15,8 @@ import select
 import termios
 import time
 from typing import Any, Protocol
+
+from evidence.canonical import canonical_bytes
 
 from .cable import (
     HEADER,
@@ -30,7 +32,6 @@ from .cable import (
     encode_frame,
     parse_header,
 )
-from .canonical import canonical_bytes
 
 _log = logging.getLogger(__name__)
 

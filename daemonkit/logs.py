@@ -5,7 +5,7 @@ Code that logs an event with fields passes an :class:`Event` as the one ``%s`` a
     _log.info("%s", Event("recording_started", {"pre_event_s": 30}))
 
 As text it reads ``recording started (pre-event 30 s)``; with ``BODYCAM_LOG_FORMAT=json``
-(every command, see :func:`evidence.cli.setup_logging`) each line is one JSON object with
+(every command, see :func:`daemonkit.cli.setup_logging`) each line is one JSON object with
 the message and the event's fields: ``{"time": ..., "level": "info", "logger": ...,
 "message": "recording started (pre-event 30 s)", "event": "recording_started",
 "pre_event_s": 30}``. The wording of each event kind lives here, in one place.

@@ -1,0 +1,68 @@
+"""MQTT topics and alert kinds: the one place camera, dock and supervisor take them from.
+
+A camera publishes on ``bodycam/<unit>/<device>/<leaf>`` (``alert``, ``status``) and reads
+``.../ack``; a dock on ``bodycam/<unit>/dock/<dock>/<leaf>``. Unit and device ids become
+topic levels only when they cannot be wildcards, separators or empty.
+"""
+
+from __future__ import annotations
+
+import re
+
+ALERT_KINDS = ("stoppage", "resumed", "battery_low")
+"""Journal record kinds a camera sends as alerts (every other kind stays in the journal)."""
+TOPIC_ROOT = "bodycam"
+_TOPIC_PART = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z", re.ASCII)
+
+
+def alert_topic(unit: str, device: str) -> str:
+    return f"{TOPIC_ROOT}/{_part(unit)}/{_part(device)}/alert"
+
+
+def status_topic(unit: str, device: str) -> str:
+    return f"{TOPIC_ROOT}/{_part(unit)}/{_part(device)}/status"
+
+
+def ack_topic(unit: str, device: str) -> str:
+    return f"{TOPIC_ROOT}/{_part(unit)}/{_part(device)}/ack"
+
+
+def _part(value: str) -> str:
+    """Unit and device ids become topic levels: no wildcards, no slashes, no empties."""
+    if not isinstance(value, str) or not _TOPIC_PART.match(value):
+        raise ValueError(f"{value!r} cannot be an MQTT topic level (letters, digits, . _ -)")
+    return value
+
+
+def parse_topic(topic: str) -> tuple[str, str, str] | None:
+    """``(unit, device, leaf)`` for ``bodycam/<unit>/<device>/<leaf>``, else None."""
+    parts = topic.split("/")
+    if len(parts) != 4 or parts[0] != TOPIC_ROOT:
+        return None
+    return parts[1], parts[2], parts[3]
+
+
+DOCK_LEVEL = "dock"
+"""The second level that marks a dock's topics: ``bodycam/<unit>/dock/<dock>/<leaf>``."""
+
+
+def dock_alert_topic(unit: str, dock: str) -> str:
+    return f"{TOPIC_ROOT}/{_part(unit)}/{DOCK_LEVEL}/{_part(dock)}/alert"
+
+
+def dock_status_topic(unit: str, dock: str) -> str:
+    return f"{TOPIC_ROOT}/{_part(unit)}/{DOCK_LEVEL}/{_part(dock)}/status"
+
+
+def parse_dock_topic(topic: str) -> tuple[str, str, str] | None:
+    """``(unit, dock, leaf)`` for ``bodycam/<unit>/dock/<dock>/<leaf>``, else None."""
+    parts = topic.split("/")
+    if len(parts) != 5 or parts[0] != TOPIC_ROOT or parts[2] != DOCK_LEVEL:
+        return None
+    return parts[1], parts[3], parts[4]
+
+
+#: Subscriptions: every camera's alerts, every dock's alerts, every camera's status.
+ALERTS = f"{TOPIC_ROOT}/+/+/alert"
+DOCK_ALERTS = f"{TOPIC_ROOT}/+/{DOCK_LEVEL}/+/alert"
+STATUSES = f"{TOPIC_ROOT}/+/+/status"
