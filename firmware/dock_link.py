@@ -275,8 +275,7 @@ class DockLink:
 
     def _clock_problem(self) -> str | None:
         """Why the camera knows its own clock is wrong, or None when it trusts it."""
-        check = getattr(self.clock, "time_valid", None)
-        if check is not None and not check():
+        if not self.clock.time_valid():
             return "the camera's RTC lost its time (oscillator stopped)"
         now = self.clock.time_ns()
         if now < CLOCK_FLOOR_NS:
@@ -343,8 +342,6 @@ class DockLink:
             dock, clock_message(dock.id, self._device, dock.session, new_ns), body, "CLOCK"
         )
         self._journal_docked(dock)
-        if getattr(self.clock, "set_time_ns", None) is None:
-            return "this camera's clock cannot be set"
         reason = ""
         invalid = self._clock_problem()
         if not CLOCK_FLOOR_NS <= new_ns <= CLOCK_CEILING_NS:

@@ -16,6 +16,7 @@ files, sign or publish in that call: it hands work to a queue.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import Any, Protocol
@@ -58,6 +59,7 @@ class Camera(Protocol):
     audio: bool  # whether audio frames are delivered to the output too
     audio_sample_rate: int
     audio_channels: int
+    audio_extradata: bytes  # the AAC AudioSpecificConfig, or b"" for the declared layout
 
     def start(self, output: Output) -> None:
         """Start delivering encoded frames to ``output`` from the camera's own thread."""
@@ -103,11 +105,18 @@ class Microphone(Protocol):
 
 
 class SettableClock(Protocol):
-    """The time source of :mod:`evidence.clock` plus what the dock needs to correct it."""
+    """The time source of :mod:`evidence.clock` plus what the dock needs to correct it and
+    what the recorder's loop waits in (real seconds on the device, paced ones in the twin)."""
 
     def time_ns(self) -> int: ...
 
     def monotonic_ns(self) -> int: ...
+
+    def wait_event(self, event: threading.Event, seconds: float | None) -> bool:
+        """Wait for ``event`` at most ``seconds`` of this clock's time; whether it is set."""
+
+    def time_valid(self) -> bool:
+        """False when the clock knows it lost its time (an RTC whose oscillator stopped)."""
 
     def set_time_ns(self, utc_ns: int) -> None:
         """Set wall-clock time (the RTC on the device); monotonic time is unaffected."""

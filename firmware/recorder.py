@@ -13,8 +13,8 @@ Threads (who calls what):
   state machine, journals the non-media records, drives the indicators and polls sensors;
 - short helper threads play the announcement and take photos (each journals when done).
 
-Time comes from the injected clock: ``clock.wait_event(event, seconds)`` when it has one
-(the simulator's SimClock), else ``event.wait(seconds)``.
+Time comes from the injected clock: the loop waits with ``clock.wait_event(event, seconds)``
+(real seconds on the device's RtcClock, paced ones on the twin's SimClock).
 """
 
 from __future__ import annotations
@@ -47,18 +47,9 @@ _log = logging.getLogger(__name__)
 FIRMWARE_VERSION = "bodycam-recorder 0.1.0"
 
 
-class RealPacer:
-    """How the main loop waits on a real clock: ``Event.wait`` with a real timeout."""
-
-    def wait(self, wake: threading.Event, seconds: float) -> None:
-        wake.wait(seconds)
-
-    def close(self) -> None:
-        pass
-
-
 class ClockPacer:
-    """Waits in the injected clock's time (``clock.wait_event``): a paced simulated clock."""
+    """Waits in the injected clock's time (``clock.wait_event``): real seconds on the
+    device, paced simulated ones in the twin."""
 
     def __init__(self, clock: Any) -> None:
         self.clock = clock
@@ -114,7 +105,7 @@ class Recorder:
         self.stats = Stats()
         self.sign = sign
         if pacer is None:
-            pacer = ClockPacer(clock) if hasattr(clock, "wait_event") else RealPacer()
+            pacer = ClockPacer(clock)
         self.pacer = pacer
         self.ready = threading.Event()
         self.stopped = threading.Event()
@@ -154,15 +145,15 @@ class Recorder:
             {"firmware": FIRMWARE_VERSION, "boot_id": secrets.token_hex(16), "reason": reason},
         )
         self.stats.recovered = len(recover(self.root, self.journal, self.clock.time_ns(), pending))
-        cam, rec = self.config["camera"], self.config["recording"]
-        audio = bool(getattr(self.camera, "audio", cam["audio"]))
+        rec = self.config["recording"]
+        cam = self.camera  # the audio layout is the camera's: it knows what it encodes
         fmt = VideoFormat(
-            self.camera.width,
-            self.camera.height,
-            self.camera.fps,
-            getattr(self.camera, "audio_sample_rate", cam["audio_sample_rate"]) if audio else None,
-            getattr(self.camera, "audio_channels", cam["audio_channels"]),
-            bytes(getattr(self.camera, "audio_extradata", b"") or b""),
+            cam.width,
+            cam.height,
+            cam.fps,
+            cam.audio_sample_rate if cam.audio else None,
+            cam.audio_channels,
+            bytes(cam.audio_extradata),
         )
         self._photo_counter = self.journal.next_seq
         self.writer = SegmentWriter(

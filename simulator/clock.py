@@ -119,6 +119,10 @@ class SimClock:
 
     # -- setting ---------------------------------------------------------------------
 
+    def time_valid(self) -> bool:
+        """The twin's RTC never loses its time (its faults are scripted elsewhere)."""
+        return True
+
     def set_time_ns(self, utc_ns: int) -> None:
         """Set UTC (the RTC); monotonic time and waiters are unaffected."""
         with self._cond:

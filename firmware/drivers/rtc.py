@@ -28,6 +28,7 @@ import fcntl
 import logging
 import os
 import struct
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -214,6 +215,10 @@ class RtcClock:
 
     def monotonic_ns(self) -> int:
         return time.monotonic_ns()
+
+    def wait_event(self, event: threading.Event, seconds: float | None) -> bool:
+        """Real time: the event's own wait."""
+        return event.wait(seconds)
 
     def set_time_ns(self, utc_ns: int) -> None:
         """Set the RTC, then the system clock: a time the RTC refuses (RtcError, OSError)
