@@ -259,3 +259,37 @@ def test_watch_takes_a_new_registry_edition_without_a_restart(broker, tmp_path):
     finally:
         link.stop()
         assert watch.stop() == 0
+
+
+def test_a_camera_registered_just_before_it_connects_is_verified_from_its_first_word(
+    broker, tmp_path
+):
+    """A simulated shift writes its registry edition and connects within milliseconds,
+    well inside the watch's half-second look at the file: the camera's first status and
+    first alert are judged on the new edition, not shown as an unknown camera's."""
+    unit = make_unit(tmp_path / "unit")
+    registry = Registry.load(unit.registry)
+    camera = registry.get("cam-0001")
+    empty = Registry(consoles={c.console_id: c for c in registry.consoles()})
+    empty.save_signed(unit.registry, unit.key, "2026-12-03T08:00:00.000000Z")
+    watch = Watch("--config", str(unit.supervisor_config(broker, tmp_path / "seen.json")))
+    journal = Journal(tmp_path / "dev" / "journal.jsonl", unit.camera)
+    # No console receipts (as in a simulated shift): an alert judged wrongly is not resent.
+    link = AlertLink(journal, camera_settings(broker), consoles={},
+                     status_source=lambda: ("ready", 80))  # fmt: skip
+    try:
+        watch.wait_for("waiting for alerts")
+        empty.add(camera)
+        empty.save_signed(unit.registry, unit.key, "2026-12-03T08:01:00.000000Z")
+        link.start()
+        journal.append("stoppage", {"reason": "weather", "detail": "first"})
+        line = watch.wait_for("STOPPAGE weather")
+        assert link.wait_idle(10)
+        watch.wait_for("cam-0001 (A1024)  online, ready")
+    finally:
+        link.stop()
+        code = watch.stop()
+    assert code == 0
+    assert "[verified #" in line
+    assert not any(x.startswith("!!") for x in watch.lines), watch.lines
+    assert "not in the registry" not in watch.proc.stderr.read()
