@@ -27,10 +27,14 @@ STOPPAGE_REASONS = (
     "weather",
     "camera",
     "storage_full",
+    "storage_stalled",  # the card took no write for writer_stall_s
+    "writer_fault",  # the writer thread died of a bug (it is restarted)
     "battery_critical",
     "overheat",
     "microphone",
 )
+"""Every stoppage reason a camera journals (and alerts): the one list, used by the
+recorder, the simulator's faults and the tests."""
 BUTTONS = ("record", "mark", "function")
 
 
@@ -58,6 +62,7 @@ class Settings:
     reminder_s: float = 120.0
     frame_watchdog_s: float = 3.0
     camera_retry_s: float = 10.0
+    writer_stall_s: float = 5.0
     min_free_bytes: int = 64 << 20
     battery_low_percent: float = 15.0
     battery_warn_minutes: float = 10.0
@@ -78,6 +83,7 @@ class Health:
     free_bytes: int
     microphone_ok: bool
     frame_age_s: float
+    writer_stalled_s: float = 0.0  # real seconds the writer has been stuck on one item
 
 
 @dataclass
@@ -256,6 +262,12 @@ class Machine:
                 h.temperature_c >= s.overheat_c,
                 h.temperature_c <= s.overheat_resume_c,
                 f"temperature {h.temperature_c:.1f} C",
+            ),
+            (
+                "storage_stalled",
+                h.writer_stalled_s >= s.writer_stall_s,
+                h.writer_stalled_s < s.writer_stall_s,
+                f"the card made no progress for {h.writer_stalled_s:.1f} s",
             ),
             ("microphone", not h.microphone_ok, h.microphone_ok, "microphone delivers no signal"),
             (
