@@ -43,6 +43,9 @@ KINDS = (
     "receipt",
     "wiped",
     "alert_ack",
+    "writer_restarted",
+    "writer_gave_up",
+    "journal_damaged",
 )
 MEDIA_KINDS = ("segment", "photo")
 

@@ -40,7 +40,7 @@ from evidence.media import HashingWriter, hash_file
 
 from . import config as cfg
 from .hardware import Camera, Indicators, Microphone, Power, Speaker
-from .recovery import recover, unsigned_media
+from .recovery import damage_body, new_damage, read_journal, recover, unsigned_media
 from .segment import VideoFormat, segment_name
 from .state import FAULT, NS, READY, RECORDING, STOPPING, Action, Health, Machine
 from .writer import SegmentWriter
@@ -148,12 +148,26 @@ class Recorder:
         path = self.storage.journal_path
         torn = path.exists() and scan_journal(path).torn is not None
         self.journal = Journal(path, self.identity, clock=self.clock, repair_torn=True)
-        pending = unsigned_media(self.root, self.journal)
+        records, damage = read_journal(path, self.identity.device_id)
+        pending = unsigned_media(self.root, self.journal, records)
         reason = "recovered" if (torn or pending) else "start"
         self.journal.append(
             "boot",
             {"firmware": FIRMWARE_VERSION, "boot_id": secrets.token_hex(16), "reason": reason},
         )
+        fresh = new_damage(records, damage)
+        if damage:
+            first = damage[0]
+            _log.warning(
+                "journal damaged: %d line(s) are not links of the chain (%d new), first at "
+                "byte %d: %s; recording goes on",
+                len(damage),
+                len(fresh),
+                first.offset,
+                first.problem,
+            )
+        if fresh:  # journaled, and alerted, once per damaged line
+            self.journal.append("journal_damaged", damage_body(fresh))
         self.stats.recovered = len(recover(self.root, self.journal, self.clock.time_ns(), pending))
         rec = self.config["recording"]
         cam = self.camera  # the audio layout is the camera's: it knows what it encodes
