@@ -65,7 +65,10 @@ def test_every_kind_of_damaged_line_is_found_with_its_offset(tmp_path, identity)
 
 
 def test_the_recorder_reports_a_garbled_journal_line_alerts_and_keeps_recording(
-    tmp_path: Path, identity: DeviceIdentity, broker, watch  # noqa: F811
+    tmp_path: Path,
+    identity: DeviceIdentity,
+    broker,
+    watch,  # noqa: F811
 ) -> None:
     watcher, shown = watch
     storage = tmp_path / "storage"
