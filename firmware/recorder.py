@@ -391,12 +391,11 @@ class Recorder:
                 microphone_ok=bool(self.microphone.healthy()),
                 frame_age_s=age,
                 writer_stalled_s=self.writer.stalled_s(),
+                journal_ok=self._journal_backlog(),
             )
         except (OSError, ValueError) as exc:
             _log.warning("sensor read failed: %s", exc)
             return
-        if self._unjournaled:
-            self._journal_backlog()
         self._apply(self.machine.on_health(sample, now))
 
     def _writer_died(self, now: int) -> None:

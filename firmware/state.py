@@ -84,6 +84,7 @@ class Health:
     microphone_ok: bool
     frame_age_s: float
     writer_stalled_s: float = 0.0  # real seconds the writer has been stuck on one item
+    journal_ok: bool = True  # the journal took every record the recorder gave it
 
 
 @dataclass
@@ -248,7 +249,7 @@ class Machine:
             (
                 "storage_full",
                 h.free_bytes < s.min_free_bytes,
-                h.free_bytes >= 2 * s.min_free_bytes,
+                h.free_bytes >= 2 * s.min_free_bytes and h.journal_ok,
                 f"free space {h.free_bytes >> 20} MiB below {s.min_free_bytes >> 20} MiB",
             ),
             (
