@@ -391,11 +391,12 @@ class Recorder:
                 microphone_ok=bool(self.microphone.healthy()),
                 frame_age_s=age,
                 writer_stalled_s=self.writer.stalled_s(),
-                journal_ok=self._journal_backlog(),
+                journal_ok=self._journal_backlog() and not self.writer.unsigned,
             )
         except (OSError, ValueError) as exc:
             _log.warning("sensor read failed: %s", exc)
             return
+        self.writer.retry_signing()  # segments the journal refused, while there are any
         self._apply(self.machine.on_health(sample, now))
 
     def _writer_died(self, now: int) -> None:

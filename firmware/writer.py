@@ -49,7 +49,7 @@ _log = logging.getLogger(__name__)
 
 
 class Command(NamedTuple):
-    name: str  # "begin" | "end" | "exit"
+    name: str  # "begin" | "end" | "sign" | "exit"
     arg: Any = None
 
 
@@ -203,6 +203,7 @@ class SegmentWriter:
         self.closed_ok = 0  # segments cut or ended by this thread (not by its dying)
         self._busy_since: float | None = None  # time.monotonic() when the item began
         self._unsigned: list[dict] = []  # closed segments the journal refused, in order
+        self._sign_asked = threading.Event()  # a "sign" command is in the queue
         self._segment: SegmentFile | None = None
         self._recording = False
         self._origin_us: int | None = None
@@ -238,6 +239,18 @@ class SegmentWriter:
         since = self._busy_since
         return 0.0 if since is None else max(0.0, time.monotonic() - since)
 
+    @property
+    def unsigned(self) -> int:
+        """Closed segments the journal has refused so far and not yet taken."""
+        return len(self._unsigned)
+
+    def retry_signing(self) -> None:
+        """Ask the writer to journal the segments the journal refused (once per request in
+        the queue): the recorder asks at each health poll while there are any."""
+        if self._unsigned and not self._sign_asked.is_set():
+            self._sign_asked.set()
+            self.queue.put_command(Command("sign"))
+
     def begin(self, pre_event_s: float) -> None:
         """Start recording at this point of the frame stream, pre-event buffer first."""
         self.queue.put_command(Command("begin", pre_event_s))
@@ -269,6 +282,9 @@ class SegmentWriter:
                     self._close("end")
                     self._recording = False
                     self.notify("stopped", {"by": item.arg})
+                elif item.name == "sign":
+                    self._sign_asked.clear()
+                    self._sign_unsigned()
                 elif item.name == "exit":
                     self._close("exit")
                     return

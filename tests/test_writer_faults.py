@@ -315,3 +315,45 @@ def test_a_writer_that_keeps_dying_is_restarted_a_bounded_number_of_times(live: 
     assert kinds.count("writer_restarted") == RESTARTS, kinds
     assert kinds[kinds.index("writer_gave_up") :].count("resumed") == 0
     assert live.recorder.machine.state == "fault"
+
+
+def test_a_journal_that_refuses_segment_records_stops_recording_until_it_takes_them(
+    live: Live, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The journal refuses segment records (as a journal keeping its last room for the
+    stoppage records does) while the free space looks fine: a storage_full stoppage, and
+    no resume (no stop/resume storm) until the journal takes the kept record, which is
+    then signed as it was closed, not as recovered."""
+    from evidence.exc import JournalError
+
+    journal = live.recorder.journal
+    append = journal.append
+    refusing = threading.Event()
+    refused: list[str] = []
+
+    def refuse_segments(kind: str, body: dict) -> Record:
+        if refusing.is_set() and kind == "segment":
+            refused.append(body["file"])
+            raise JournalError("short write (200 of 600 bytes)")
+        return append(kind, body)
+
+    monkeypatch.setattr(journal, "append", refuse_segments)
+    live.press_record()
+    first = live.journal.wait("a segment", lambda r: r.kind == "segment")
+    refusing.set()
+    stop = live.journal.after(first.seq, "stoppage", reason="storage_full")
+    assert "journal" in stop.body["detail"], stop.body
+    stopped = live.journal.after(stop.seq, "recording_stopped")
+    # Free space is plentiful, yet nothing resumes while the journal refuses the segment:
+    # the writer is asked again at every health poll (0.1 s) and refused again.
+    wait_for(lambda: len(refused) >= 5, timeout=10, what="retries of the kept segment")
+    assert live.recorder.sync(5)
+    assert [r.kind for r in live.journal.records if r.seq > stopped.seq] == []
+    refusing.clear()
+    signed = live.journal.after(stopped.seq, "segment")
+    assert signed.body["file"] == refused[0] and not signed.body["recovered"]
+    resumed = live.journal.after(signed.seq, "resumed", reason="storage_full")
+    live.journal.after(resumed.seq, "recording_started")
+    kinds = live.journal.kinds()
+    assert kinds.count("stoppage") == 1 and kinds.count("resumed") == 1, kinds
+    segments_verify(live)
