@@ -30,6 +30,7 @@ KINDS = (
     "boot",
     "recording_started",
     "announcement",
+    "procedure",
     "marker",
     "segment",
     "photo",

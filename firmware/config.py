@@ -67,6 +67,7 @@ class ControlsSection(Section):
     start_hold_s: float = setting(at_least(0))
     stop_hold_s: float = setting(more_than(0))  # a stop is never accidental
     weather_hold_s: float = setting(more_than(0))
+    mark_hold_s: float = setting(more_than(0))
     bounce_s: float = setting(at_least(0))
     reminder_s: float = setting(more_than(0))
 
@@ -189,6 +190,7 @@ def settings(config: Mapping[str, Any]) -> Settings:
         start_hold_s=c["start_hold_s"],
         stop_hold_s=c["stop_hold_s"],
         weather_hold_s=c["weather_hold_s"],
+        mark_hold_s=c["mark_hold_s"],
         reminder_s=c["reminder_s"],
         frame_watchdog_s=h["frame_watchdog_s"],
         camera_retry_s=h["camera_retry_s"],

@@ -37,6 +37,7 @@ from evidence.identity import DeviceIdentity
 from evidence.journal import Journal, scan_journal
 from evidence.layout import DeviceStorage
 from evidence.media import HashingWriter, hash_file
+from evidence.procedures import load_procedures
 
 from . import config as cfg
 from .hardware import Camera, Indicators, Microphone, Power, Speaker
@@ -104,7 +105,8 @@ class Recorder:
         self.microphone = microphone
         self.storage = DeviceStorage(config["device"]["storage"])
         self.root = self.storage.root
-        self.machine = Machine(cfg.settings(config))
+        procedures = load_procedures()
+        self.machine = Machine(cfg.settings(config), procedures=list(procedures.values()))
         self.stats = Stats()
         self.sign = sign
         if pacer is None:

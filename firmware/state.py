@@ -9,16 +9,20 @@ clock running hundreds of times faster than real time sees the same holds as a p
 
 Buttons (names of ``hw.pinmap``): ``record`` starts on a press (or a hold of
 ``start_hold_s`` if configured) and stops only on a hold of ``stop_hold_s`` that began while
-recording, so a stop is never accidental; ``mark`` journals a marker; ``function`` takes a
+recording, so a stop is never accidental; ``mark`` chooses the act's procedure while ready
+(a short press: the next one; a hold: none) and marks its next key moment while recording
+(a hold: "other"); ``function`` takes a
 photo on a short press and toggles the officer-declared ``weather`` stoppage on a hold.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from evidence.dockjournal import bounded
+from evidence.procedures import OTHER, Procedure
 
 NS = 1_000_000_000
 
@@ -59,6 +63,7 @@ class Settings:
     start_hold_s: float = 0.0
     stop_hold_s: float = 3.0
     weather_hold_s: float = 2.0
+    mark_hold_s: float = 1.5
     reminder_s: float = 120.0
     frame_watchdog_s: float = 3.0
     camera_retry_s: float = 10.0
@@ -103,6 +108,10 @@ class Machine:
     active: dict[str, str] = field(default_factory=dict)  # stoppage reason -> detail
     resume_after: bool = False  # recording continues once every halting stoppage clears
     stop_by: str | None = None
+    # The procedures the officer chooses from (evidence/procedures.toml, in its order).
+    procedures: Sequence[Procedure] = ()
+    procedure: Procedure | None = None  # chosen for the current or next act
+    marked: list[str] = field(default_factory=list)  # moments marked in the current act
     _presses: dict[str, _Press] = field(default_factory=dict)
     _next_reminder: int | None = None
     _next_camera_retry: int | None = None
@@ -151,9 +160,6 @@ class Machine:
             self._presses[name] = press
             if name == "record" and self.settings.start_hold_s <= 0:
                 out += self._record_start_press(press)
-            elif name == "mark":
-                press.fired = True
-                out += [Action("journal", ("marker", {"note": "mark"})), Action("beep", ("mark",))]
             return out
         press = self._presses.pop(name, None)
         if press is None or press.fired:
@@ -163,6 +169,8 @@ class Machine:
             return self._held(name, press)
         if name == "function":
             out.append(Action("photo"))
+        elif name == "mark":
+            out += self._mark(other=False)
         return out
 
     def on_tick(self, now: int) -> list[Action]:
@@ -189,6 +197,8 @@ class Machine:
         by = self.stop_by or "button"
         self.stop_by = None
         out = [Action("journal", ("recording_stopped", {"by": by}))]
+        if by != "fault":  # the act is over: the next one is chosen afresh
+            self.procedure, self.marked = None, []
         if self.halted:
             self.state = FAULT
             out.append(Action("show", (self.indicator_state(),)))
@@ -301,6 +311,42 @@ class Machine:
 
     # -- internals -----------------------------------------------------------------
 
+    def _mark(self, other: bool) -> list[Action]:
+        """The mark button: while ready, a short press chooses the next procedure (after
+        the last, none) and a hold clears the choice; while recording, a short press marks
+        the chosen procedure's next key moment and a hold marks "other"."""
+        if self.state == READY:
+            return self._choose(None if other else self._following_procedure())
+        if self.state != RECORDING:
+            return [Action("journal", ("marker", {"note": "mark"})), Action("beep", ("mark",))]
+        moment = (
+            None if other or self.procedure is None else self.procedure.next_moment(self.marked)
+        )
+        body: dict[str, Any] = {
+            "note": "mark",
+            "procedure": self.procedure.id if self.procedure else None,
+            "moment": moment.id if moment else OTHER,
+        }
+        if moment is not None:
+            self.marked.append(moment.id)
+            body["index"] = self.procedure.moments.index(moment) + 1  # type: ignore[union-attr]
+        beep = f"moment-{body['index']}" if moment else "mark"
+        return [Action("journal", ("marker", body)), Action("beep", (beep,))]
+
+    def _following_procedure(self) -> Procedure | None:
+        if not self.procedures:
+            return None
+        if self.procedure is None:
+            return self.procedures[0]
+        at = next((i for i, p in enumerate(self.procedures) if p.id == self.procedure.id), -1)
+        return self.procedures[at + 1] if at + 1 < len(self.procedures) else None
+
+    def _choose(self, procedure: Procedure | None) -> list[Action]:
+        self.procedure, self.marked = procedure, []
+        number = 0 if procedure is None else self.procedures.index(procedure) + 1
+        body = {"procedure": procedure.id if procedure else None, "number": number}
+        return [Action("journal", ("procedure", body)), Action("beep", (f"procedure-{number}",))]
+
     def _hold_for(self, name: str, press: _Press) -> float | None:
         s = self.settings
         if name == "record":
@@ -313,10 +359,14 @@ class Machine:
             return None
         if name == "function":
             return s.weather_hold_s
+        if name == "mark":
+            return s.mark_hold_s
         return None
 
     def _held(self, name: str, press: _Press) -> list[Action]:
         press.fired = True
+        if name == "mark":
+            return self._mark(other=True)
         if name == "function":
             if "weather" in self.active:
                 return self.on_clear("weather", press.t0)
@@ -344,9 +394,15 @@ class Machine:
     def _start(self, now: int, announce: bool) -> list[Action]:
         self.state = RECORDING
         self._next_reminder = now + int(self.settings.reminder_s * NS)
+        if announce:  # a new act (a resume after a stoppage goes on with the same one)
+            self.marked = []
+        started = {
+            "pre_event_s": self.settings.pre_event_s,
+            "procedure": self.procedure.id if self.procedure else None,
+        }
         out = [
             Action("start_recording", (self.settings.pre_event_s,)),
-            Action("journal", ("recording_started", {"pre_event_s": self.settings.pre_event_s})),
+            Action("journal", ("recording_started", started)),
             Action("show", (self.indicator_state(),)),
             Action("beep", ("start",)),
         ]
