@@ -9,6 +9,7 @@ record naming their hash, so nothing is silently dropped or accepted.
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import threading
@@ -19,7 +20,7 @@ from typing import Any
 
 from .canonical import GENESIS_HASH, sha256_hex
 from .clock import Clock, SystemClock, format_utc
-from .exc import JournalError, RecordError, TornRecordError
+from .exc import JournalError, JournalFullError, RecordError, TornRecordError
 from .identity import DeviceIdentity
 from .record import Record, sign_record
 from .storage import atomic_write_bytes, fsync_dir
@@ -133,16 +134,35 @@ class Journal:
                 kind=kind,
                 body=body,
             )
-            line = record.to_bytes() + b"\n"
-            written = os.write(self._fd, line)
-            if written != len(line):
-                raise JournalError(f"{self.path}: short write ({written} of {len(line)} bytes)")
-            os.fsync(self._fd)
+            self._write_durably(record.to_bytes() + b"\n")
             self._head = (record.seq, record.hash)
             listeners = list(self._listeners)
         for listener in listeners:
             listener(record)
         return record
+
+    def _write_durably(self, line: bytes) -> None:
+        """Append ``line`` and fsync it, or leave the file as it was: a failed or short
+        write is truncated back to the last good record before the error is raised, so
+        nothing is ever appended after a partial line."""
+        end = os.fstat(self._fd).st_size
+        try:
+            written = os.write(self._fd, line)
+            if written == len(line):
+                os.fsync(self._fd)
+                return
+            problem = f"short write ({written} of {len(line)} bytes)"
+            full = True
+        except OSError as exc:
+            problem = f"cannot append: {exc.strerror or exc}"
+            full = exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+        try:
+            os.ftruncate(self._fd, end)
+            os.fsync(self._fd)
+        except OSError as exc:  # the card is failing: say so, the next open repairs the tail
+            raise JournalError(f"{self.path}: {problem}; rollback failed: {exc}") from None
+        error = JournalFullError if full else JournalError
+        raise error(f"{self.path}: {problem}; rolled back to byte {end}") from None
 
     def add_listener(self, listener: Callable[[Record], None]) -> None:
         """Call ``listener(record)`` after each durable append, in the appending thread
