@@ -99,12 +99,34 @@ class Journal:
                 os.close(self._fd)
                 raise TornRecordError(str(self.path), torn[0], len(torn[1]))
             self._repair(*torn)
+        elif repair_torn:
+            self._finish_repair()
 
     def _repair(self, offset: int, data: bytes) -> None:
+        """Keep the torn bytes in ``journal.torn-<offset>``, cut them off, journal that.
+
+        Idempotent across a crash at any step: a side file for this offset already there
+        means an earlier repair got as far as cutting the tail, and what is torn now is
+        its own ``torn_tail`` record, so the side file (the original bytes) is kept."""
         side = self.path.with_name(f"{TORN_PREFIX}{offset}")
-        atomic_write_bytes(side, data)
+        if side.is_file():
+            data = side.read_bytes()
+        else:
+            atomic_write_bytes(side, data)
         os.ftruncate(self._fd, offset)
         os.fsync(self._fd)
+        self._journal_torn(offset, data, side)
+
+    def _finish_repair(self) -> None:
+        """A crash after a repair cut the tail but before its ``torn_tail`` record was
+        appended leaves ``journal.torn-<size>`` with the journal ending exactly there:
+        append the record now (a finished repair's record lies past that offset)."""
+        size = os.fstat(self._fd).st_size
+        side = self.path.with_name(f"{TORN_PREFIX}{size}")
+        if size and side.is_file():
+            self._journal_torn(size, side.read_bytes(), side)
+
+    def _journal_torn(self, offset: int, data: bytes, side: Path) -> None:
         self.append(
             "torn_tail",
             {"offset": offset, "size": len(data), "sha256": sha256_hex(data), "file": side.name},
