@@ -110,3 +110,43 @@ def test_a_real_full_disk_rolls_back(tmp_path: Path) -> None:
         assert verified(mount, identity)
     finally:
         subprocess.run(["umount", "-l", str(mount)], capture_output=True)
+
+
+class RebootingClock:
+    """UTC runs on; the monotonic clock starts again near zero at each "boot"."""
+
+    def __init__(self) -> None:
+        self.utc = 1_780_000_000 * 10**9
+        self.mono = 10**9
+
+    def time_ns(self) -> int:
+        self.utc += 10**6
+        return self.utc
+
+    def monotonic_ns(self) -> int:
+        self.mono += 10**6
+        return self.mono
+
+    def reboot(self) -> None:
+        self.mono = 10**9
+
+
+def test_an_honest_repair_then_a_reboot_verifies(tmp_path: Path) -> None:
+    """Issue 13: a repaired torn tail, then a reboot, must not read as time going back."""
+    identity = DeviceIdentity.generate("cam-0001")
+    clock = RebootingClock()
+    path = tmp_path / "journal.jsonl"
+    with Journal(path, identity, clock=clock) as journal:
+        journal.append("boot", {"reason": "start"})
+        for n in range(3):
+            journal.append("marker", {"note": f"m{n}"})
+    with open(path, "ab") as f:  # a power cut mid-append
+        f.write(b'{"seq": 4, "kind": "mar')
+    clock.reboot()
+    with Journal(path, identity, clock=clock, repair_torn=True) as journal:
+        journal.append("boot", {"reason": "recovered"})
+        journal.append("marker", {"note": "after"})
+    clock.reboot()
+    with Journal(path, identity, clock=clock, repair_torn=True) as journal:
+        journal.append("boot", {"reason": "start"})
+    assert verified(tmp_path, identity)
