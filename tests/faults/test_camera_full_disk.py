@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 import pytest
-from recorderkit import Daemon, short_wav
+from recorderkit import Daemon, mqtt_recorder_config, reboot
 from test_alerts import UNIT, watch  # noqa: F401 - a fixture, shared
 
 import evidence.exc
@@ -53,17 +53,12 @@ def test_a_card_that_fills_stops_alerts_resumes_when_space_returns_and_boots_cle
     watch,  # noqa: F811
 ) -> None:
     watcher, shown = watch
-    password = tmp_path / "broker.passwd"
-    password.write_text("not-checked-by-the-test-broker\n")
-    password.chmod(0o600)
-    config = tmp_path / "recorder.toml"
-    config.write_text(
-        "[camera]\nwidth = 160\nheight = 120\nfps = 10\n"
-        "[recording]\nsegment_max_s = 1\npre_event_s = 0\nflush_interval_s = 0.5\n"
-        "[health]\npoll_s = 0.2\nmin_free_mb = 1\n"
-        f'[announcement]\nwav = "{short_wav(tmp_path)}"\n[dock]\nport = ""\n'
-        f'[mqtt]\nhost = "{broker.host}"\nport = {broker.port}\nunit = "{UNIT}"\n'
-        f'password_file = "{password}"\ninsecure = true\n'
+    config = mqtt_recorder_config(
+        tmp_path,
+        broker,
+        UNIT,
+        health="poll_s = 0.2\nmin_free_mb = 1\n",
+        recording="flush_interval_s = 0.5\n",
     )
     key = tmp_path / "key" / "device.key"
     filler = small_card / "filler"  # someone else's file on the same card
@@ -98,13 +93,8 @@ def test_a_card_that_fills_stops_alerts_resumes_when_space_returns_and_boots_cle
     log = "".join(daemon.log)
     assert "Traceback" not in log and "Exception in thread" not in log, log[-3000:]
     # A reboot: the daemon starts cleanly (no "record at byte N unreadable", exit 2).
-    again = Daemon(tmp_path, key, "--config", str(config))
-    try:
-        again.wait_for("recorder ready")
-        again.stop()
-    finally:
-        again.kill()
-    assert "journal damaged" not in "".join(again.log), "".join(again.log)[-3000:]
+    log = reboot(tmp_path, key, config)
+    assert "journal damaged" not in log, log[-3000:]
     records, damage = read_journal(small_card / "journal.jsonl", identity.device_id)
     assert damage == [], damage
     segments = [r for r in records if r.kind == "segment"]
@@ -161,18 +151,7 @@ def test_a_journal_record_cut_short_is_storage_full_and_recording_resumes(
     with Journal(storage / "journal.jsonl", identity) as journal:  # a long shift's journal
         for i in range(200):
             journal.append("marker", {"note": f"{i:04d} " + "earlier in the shift " * 8})
-    password = tmp_path / "broker.passwd"
-    password.write_text("not-checked-by-the-test-broker\n")
-    password.chmod(0o600)
-    config = tmp_path / "recorder.toml"
-    config.write_text(
-        "[camera]\nwidth = 160\nheight = 120\nfps = 10\n"
-        "[recording]\nsegment_max_s = 1\npre_event_s = 0\n"
-        "[health]\npoll_s = 0.2\nmin_free_mb = 1\n"
-        f'[announcement]\nwav = "{short_wav(tmp_path)}"\n[dock]\nport = ""\n'
-        f'[mqtt]\nhost = "{broker.host}"\nport = {broker.port}\nunit = "{UNIT}"\n'
-        f'password_file = "{password}"\ninsecure = true\n'
-    )
+    config = mqtt_recorder_config(tmp_path, broker, UNIT, health="poll_s = 0.2\nmin_free_mb = 1\n")
     key = tmp_path / "key" / "device.key"
     daemon = Daemon(tmp_path, key, "--config", str(config), "--record")
     try:
@@ -205,12 +184,7 @@ def test_a_journal_record_cut_short_is_storage_full_and_recording_resumes(
         daemon.kill()
     log = "".join(daemon.log)
     assert "writer thread failed" not in log and "Traceback" not in log, log[-3000:]
-    again = Daemon(tmp_path, key, "--config", str(config))
-    try:
-        again.wait_for("recorder ready")
-        again.stop()
-    finally:
-        again.kill()
+    reboot(tmp_path, key, config)
     records, damage = read_journal(storage / "journal.jsonl", identity.device_id)
     assert damage == [], damage  # the journal rolled the short write back
     kinds = [r.kind for r in records]

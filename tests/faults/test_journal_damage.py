@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from recorderkit import Daemon, short_wav
+from recorderkit import Daemon, mqtt_recorder_config, reboot
 from test_alerts import UNIT, watch  # noqa: F401 - a fixture, shared
 
 from evidence.canonical import sha256_hex
@@ -80,17 +80,7 @@ def test_the_recorder_reports_a_garbled_journal_line_alerts_and_keeps_recording(
     media = storage / "media" / "20261203"
     media.mkdir(parents=True)
     (media / f"{identity.device_id}-20261203T120000000Z-000099.ts").write_bytes(b"\x47" * 188)
-    password = tmp_path / "broker.passwd"
-    password.write_text("not-checked-by-the-test-broker\n")
-    password.chmod(0o600)
-    config = tmp_path / "recorder.toml"
-    config.write_text(
-        "[camera]\nwidth = 160\nheight = 120\nfps = 10\n"
-        "[recording]\nsegment_max_s = 1\npre_event_s = 0\n"
-        f'[announcement]\nwav = "{short_wav(tmp_path)}"\n[dock]\nport = ""\n'
-        f'[mqtt]\nhost = "{broker.host}"\nport = {broker.port}\nunit = "{UNIT}"\n'
-        f'password_file = "{password}"\ninsecure = true\n'
-    )
+    config = mqtt_recorder_config(tmp_path, broker, UNIT)
     key = tmp_path / "key" / "device.key"
     daemon = Daemon(tmp_path, key, "--config", str(config), "--record")
     try:
@@ -107,13 +97,7 @@ def test_the_recorder_reports_a_garbled_journal_line_alerts_and_keeps_recording(
     finally:
         daemon.kill()
     # A second start: the same damage is logged, not journaled (or alerted) again.
-    again = Daemon(tmp_path, key, "--config", str(config))
-    try:
-        again.wait_for("journal damaged: 1 line(s) are not links of the chain (0 new)")
-        again.wait_for("recorder ready")
-        again.stop()
-    finally:
-        again.kill()
+    reboot(tmp_path, key, config, "journal damaged: 1 line(s) are not links of the chain (0 new)")
     records, damage = read_journal(journal, identity.device_id)
     assert [d.offset for d in damage] == [damaged_at]
     assert [r.kind for r in records].count("journal_damaged") == 1
