@@ -7,6 +7,7 @@ __all__ = [
     "ConfigError",
     "EvidenceError",
     "JournalError",
+    "JournalFullError",
     "KeyFileError",
     "RecordError",
     "RegistryError",
@@ -47,6 +48,12 @@ class TornRecordError(EvidenceError):
 
 class JournalError(EvidenceError):
     """The journal cannot be opened or appended to (wrong device, bad chain on open, ...)."""
+
+
+class JournalFullError(JournalError):
+    """An append did not fit on the storage (ENOSPC, EDQUOT, EFBIG or a short write); it was
+    rolled back, so the journal ends at its last good record and takes the next append
+    once there is room."""
 
 
 class RegistryError(EvidenceError):

@@ -9,6 +9,7 @@ record naming their hash, so nothing is silently dropped or accepted.
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import threading
@@ -19,7 +20,7 @@ from typing import Any
 
 from .canonical import GENESIS_HASH, sha256_hex
 from .clock import Clock, SystemClock, format_utc
-from .exc import JournalError, RecordError, TornRecordError
+from .exc import JournalError, JournalFullError, RecordError, TornRecordError
 from .identity import DeviceIdentity
 from .record import Record, sign_record
 from .storage import atomic_write_bytes, fsync_dir
@@ -98,12 +99,34 @@ class Journal:
                 os.close(self._fd)
                 raise TornRecordError(str(self.path), torn[0], len(torn[1]))
             self._repair(*torn)
+        elif repair_torn:
+            self._finish_repair()
 
     def _repair(self, offset: int, data: bytes) -> None:
+        """Keep the torn bytes in ``journal.torn-<offset>``, cut them off, journal that.
+
+        Idempotent across a crash at any step: a side file for this offset already there
+        means an earlier repair got as far as cutting the tail, and what is torn now is
+        its own ``torn_tail`` record, so the side file (the original bytes) is kept."""
         side = self.path.with_name(f"{TORN_PREFIX}{offset}")
-        atomic_write_bytes(side, data)
+        if side.is_file():
+            data = side.read_bytes()
+        else:
+            atomic_write_bytes(side, data)
         os.ftruncate(self._fd, offset)
         os.fsync(self._fd)
+        self._journal_torn(offset, data, side)
+
+    def _finish_repair(self) -> None:
+        """A crash after a repair cut the tail but before its ``torn_tail`` record was
+        appended leaves ``journal.torn-<size>`` with the journal ending exactly there:
+        append the record now (a finished repair's record lies past that offset)."""
+        size = os.fstat(self._fd).st_size
+        side = self.path.with_name(f"{TORN_PREFIX}{size}")
+        if size and side.is_file():
+            self._journal_torn(size, side.read_bytes(), side)
+
+    def _journal_torn(self, offset: int, data: bytes, side: Path) -> None:
         self.append(
             "torn_tail",
             {"offset": offset, "size": len(data), "sha256": sha256_hex(data), "file": side.name},
@@ -133,16 +156,35 @@ class Journal:
                 kind=kind,
                 body=body,
             )
-            line = record.to_bytes() + b"\n"
-            written = os.write(self._fd, line)
-            if written != len(line):
-                raise JournalError(f"{self.path}: short write ({written} of {len(line)} bytes)")
-            os.fsync(self._fd)
+            self._write_durably(record.to_bytes() + b"\n")
             self._head = (record.seq, record.hash)
             listeners = list(self._listeners)
         for listener in listeners:
             listener(record)
         return record
+
+    def _write_durably(self, line: bytes) -> None:
+        """Append ``line`` and fsync it, or leave the file as it was: a failed or short
+        write is truncated back to the last good record before the error is raised, so
+        nothing is ever appended after a partial line."""
+        end = os.fstat(self._fd).st_size
+        try:
+            written = os.write(self._fd, line)
+            if written == len(line):
+                os.fsync(self._fd)
+                return
+            problem = f"short write ({written} of {len(line)} bytes)"
+            full = True
+        except OSError as exc:
+            problem = f"cannot append: {exc.strerror or exc}"
+            full = exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+        try:
+            os.ftruncate(self._fd, end)
+            os.fsync(self._fd)
+        except OSError as exc:  # the card is failing: say so, the next open repairs the tail
+            raise JournalError(f"{self.path}: {problem}; rollback failed: {exc}") from None
+        error = JournalFullError if full else JournalError
+        raise error(f"{self.path}: {problem}; rolled back to byte {end}") from None
 
     def add_listener(self, listener: Callable[[Record], None]) -> None:
         """Call ``listener(record)`` after each durable append, in the appending thread

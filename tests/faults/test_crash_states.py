@@ -166,9 +166,6 @@ def test_closed_segments_survive_every_crash_state(camera, tmp_path):
     assert not failures, "\n".join(failures[:10])
 
 
-@pytest.mark.xfail(
-    strict=True, reason="issue 13: a kill during the torn-tail repair orphans journal.torn-N"
-)
 def test_torn_tail_repair_survives_every_crash_state(camera, tmp_path):
     root, identity, clock, registry_path = camera
     with Journal(root / "journal.jsonl", identity, clock=clock) as journal:
