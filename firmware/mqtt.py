@@ -97,9 +97,15 @@ class MqttSettings(ConnectionSettings):
 
 CURSOR_SAVE_S = 0.25
 # Journal records that the supervisor sees as status lines: the next status published
-# carries this state once (then the indicator's state again). Recording starting shows in
-# the indicator state too, but a short recording could fall between two statuses.
-STATUS_EVENTS = {"recording_started": "recording", "receipt": "docked"}
+# carries this state once (then the indicator's state again). Recording starting and
+# stopping show in the indicator state too, but statuses are at most one a second
+# (status_min_interval_s): a short recording, or a fast simulated shift's, would fall
+# between two of them, and the supervisor would see one recording where there were ten.
+STATUS_EVENTS = {
+    "recording_started": "recording",
+    "recording_stopped": "recording_stopped",
+    "receipt": "docked",
+}
 
 StatusSource = Callable[[], tuple[str, int]]  # -> (state, battery percent or -1)
 AckCallback = Callable[[int, str], None]  # (alert_seq, by) in the driver thread
@@ -407,7 +413,9 @@ class DeviceSession:
         if self.client is None:
             return
         event = self._events.popleft() if self._events else None
-        self._status_dirty = bool(self._events)
+        # After an event's status, the indicator's own state follows (within the minimum
+        # interval), so the retained status does not keep saying the event.
+        self._status_dirty = event is not None or bool(self._events)
         self._status_last = now
         self._status_due = now + self.settings.status_interval_s
         self.client.publish(

@@ -76,11 +76,13 @@ def describe_status(previous: tuple[bool, str] | None, online: bool, state: str)
     """The line for a status change, or None when nothing a supervisor cares about changed.
 
     ``state`` is the camera's indicator state, or one of the event states the camera's link
-    publishes (``docked``: a dock receipted its media; ``shift_ended``: switched off
-    cleanly; ``connection_lost``: its last will)."""
+    publishes (``recording_stopped``; ``docked``: a dock receipted its media;
+    ``shift_ended``: switched off cleanly; ``connection_lost``: its last will)."""
     now = (online, state)
     if previous == now:
         return None
+    if online and state == "recording_stopped":
+        return "recording stopped"
     if not online:
         if state == "shift_ended":
             return "shift ended (camera switched off)"
@@ -91,7 +93,7 @@ def describe_status(previous: tuple[bool, str] | None, online: bool, state: str)
         return "dock finished (the dock has receipted its media)"
     if previous is None:
         return f"online, {state}"
-    if previous[1] == "recording":
+    if previous[1] == "recording":  # a camera whose link does not say recording_stopped
         return f"recording stopped ({state})"
     if not previous[0]:
         return f"online again, {state}"

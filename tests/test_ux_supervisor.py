@@ -241,7 +241,7 @@ def test_status_lines_for_recording_started_dock_finished_and_shift_ended(broker
         watch.wait_for("cam-0001 (A1024)  recording started")
         state[0] = "ready"
         journal.append("recording_stopped", {"reason": "button"})
-        watch.wait_for("recording stopped (ready)")
+        assert watch.wait_for("recording stopped").endswith("(A1024)  recording stopped")
         # The dock's receipt for the media, as the camera journals it.
         journal.append("receipt", {"dock": "dock-1", "upto_seq": 2, "upto_hash": "0" * 64})
         watch.wait_for("cam-0001 (A1024)  dock finished")
@@ -374,9 +374,33 @@ def test_the_documented_console_for_a_simulated_shift_shows_its_whole_story(tmp_
     assert code == 0
     story = [x.split("  ", 2)[-1] for x in watch.lines if x.startswith("-- 2")]
     assert story[:2] == ["online, ready", "recording started"], story
+    recordings = json.loads((shift / "summary.json").read_text())["recordings"]
+    assert story.count("recording started") == story.count("recording stopped") == recordings
     assert story[-2:] == ["dock finished (the dock has receipted its media)",
                           "shift ended (camera switched off)"]  # fmt: skip
     alerts = [x for x in watch.lines if "STOPPAGE" in x or "RESUMED" in x]
     assert len(alerts) == 10 and all("[verified #" in x for x in alerts), watch.lines
     assert not any(x.startswith("!!") or "clock ahead" in x for x in watch.lines)
     assert "not in the registry" not in watch.proc.stderr.read()
+
+
+def test_watch_logs_for_people_and_json_lines_when_asked(broker, registry_file, tmp_path):
+    args = [tool(PROG), "watch", "-v", "--timeout", "0.5",
+            *flags(broker, registry_file, tmp_path / "s")]  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if k != "BODYCAM_LOG_FORMAT"}
+    text = subprocess.run(args, capture_output=True, text=True, timeout=60, env=env)
+    assert text.returncode == 0, text.stderr
+    assert f"INFO supervisor.watch: connected to {broker.host}:{broker.port}" in text.stderr
+    assert "{'" not in text.stderr
+    env["BODYCAM_LOG_FORMAT"] = "json"
+    done = subprocess.run(args, capture_output=True, text=True, timeout=60, env=env)
+    assert done.returncode == 0, done.stderr
+    lines = [json.loads(line) for line in done.stderr.splitlines()]  # every line is JSON
+    assert {"level": "info", "logger": "supervisor.watch",
+            "message": f"connected to {broker.host}:{broker.port}"}.items() <= next(
+        r for r in lines if r["logger"] == "supervisor.watch").items()  # fmt: skip
+    assert any(r["level"] == "debug" for r in lines)  # -v
+    # What the supervisor reads stays a line for people (--json asks for JSON there).
+    assert done.stdout.splitlines()[0] == (
+        f"connected to {broker.host}:{broker.port}, waiting for alerts"
+    )

@@ -4,6 +4,7 @@ made-up problems or a traceback."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -92,3 +93,18 @@ def test_neither_device_folder_nor_store(tmp_path: Path, make, says) -> None:
     make(target)
     assert says in one_line(verify(str(target)))
     assert not (target / "index.sqlite").exists()  # looking changes nothing
+
+
+def test_verbose_logs_are_json_lines_when_asked(tmp_path: Path) -> None:
+    folder = tmp_path / "device"
+    device_folder(folder, tmp_path)
+    result = subprocess.run(
+        [sys.executable, "-m", "evidence.verify_cli", "-v", str(folder)],
+        cwd=ROOT, capture_output=True, text=True, timeout=60,
+        env={**os.environ, "BODYCAM_LOG_FORMAT": "json"},
+    )  # fmt: skip
+    assert result.returncode == 1, result.stderr  # untrusted keys, no problem
+    logs = [json.loads(line) for line in result.stderr.splitlines()]
+    assert logs and all({"time", "level", "logger", "message"} <= r.keys() for r in logs)
+    assert any("0 problems" in r["message"] for r in logs)
+    assert "UNTRUSTED: no problem found" in result.stdout  # the verdict stays for people
