@@ -149,6 +149,23 @@ def test_terminal_shows_a_moving_bar_then_the_summary_with_the_dock_line(tmp_pat
 
 
 @pytest.mark.slow
+def test_quiet_on_a_terminal_still_shows_the_bar_and_the_summary(tmp_path: Path) -> None:
+    """-q used to mean 45 s of nothing: it quiets the log, not the bar."""
+    out = tmp_path / "shift"
+    term = Terminal([PY, "-m", "simulator", "shift", "--out", str(out), "--duration", "10m", "-q"])
+    try:
+        status = term.finish()
+    finally:
+        term.kill()
+    text = term.text
+    assert status == 0, text[-2000:]
+    seen = {m.group(1) for m in SNAPSHOT.finditer(text) if m.group(2) == "0:10:00"}
+    assert len(seen) >= 2 and "0:10:00" in seen, seen  # the bar moved to the end
+    assert " INFO " not in text and "stoppage: weather" in text  # warnings only
+    assert any(line.startswith("shift: 0.17 h simulated") for line in text.splitlines())
+
+
+@pytest.mark.slow
 def test_ctrl_c_says_what_was_kept_and_how_to_go_on(tmp_path: Path) -> None:
     out = tmp_path / "shift"
     term = Terminal([PY, "-m", "simulator", "shift", "--out", str(out), "--duration", "8h"])
