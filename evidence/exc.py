@@ -7,6 +7,8 @@ __all__ = [
     "ConfigError",
     "EvidenceError",
     "JournalError",
+    "JournalFullError",
+    "JournalWriteError",
     "KeyFileError",
     "RecordError",
     "RegistryError",
@@ -38,8 +40,10 @@ class SignatureError(RecordError):
 class TornRecordError(EvidenceError):
     """The journal ends with a partial record, as a power cut mid-append leaves it."""
 
-    def __init__(self, path: str, offset: int, length: int) -> None:
-        super().__init__(f"{path}: torn record at byte {offset} ({length} bytes without a newline)")
+    def __init__(self, path: str, offset: int, length: int, message: str | None = None) -> None:
+        super().__init__(
+            message or f"{path}: torn record at byte {offset} ({length} bytes without a newline)"
+        )
         self.path = path
         self.offset = offset
         self.length = length
@@ -51,3 +55,22 @@ class JournalError(EvidenceError):
 
 class RegistryError(EvidenceError):
     """The device registry is unreadable or names a device twice with different keys."""
+
+
+class JournalWriteError(JournalError, OSError):
+    """An append did not reach storage (a short write, EIO, a failed fsync). It was rolled
+    back: the journal still ends at its last good record and takes the next append. An
+    ``OSError`` too, with the cause's ``errno``, so code that handles storage faults
+    (the segment writer) handles this one."""
+
+    def __init__(self, message: str, errno_: int | None) -> None:
+        OSError.__init__(self, errno_, message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class JournalFullError(JournalWriteError):
+    """The append found the storage full (ENOSPC, EDQUOT), even after the journal gave back
+    what it held in reserve; rolled back like any :class:`JournalWriteError`."""
