@@ -98,9 +98,24 @@ def build_parser() -> argparse.ArgumentParser:
         "lists problems (a recording not stored on time or not yet, an undocked device, a "
         "flag), 2 could not report.",
     )
-    s.add_argument("what", choices=("deadlines",), help="deadlines: the 24-hour rule per officer")
+    s.add_argument(
+        "what",
+        choices=("deadlines", "compliance"),
+        help="deadlines: the 24-hour rule per officer; compliance: per act, the key moments, "
+        "announcement, stoppages, journal gaps and storage on the record, and what is missing",
+    )
     s.add_argument("--json", action="store_true", help="machine-readable output")
     s.add_argument("--now", metavar="UTC", help="judge as of this UTC time (default: now)")
+    s.add_argument("--officer", metavar="ID", help="compliance: only this officer's acts")
+    s.add_argument(
+        "--from", dest="day_from", metavar="DAY", help="compliance: acts from YYYY-MM-DD"
+    )
+    s.add_argument("--to", dest="day_to", metavar="DAY", help="compliance: acts up to YYYY-MM-DD")
+    s.add_argument(
+        "--format",
+        choices=("text", "json", "html"),
+        help="compliance: text (default), json, or one printable HTML page (zh-CN, English)",
+    )
     s = sub.add_parser("registry", help="the unit-signed registry of cameras and docks")
     rs = s.add_subparsers(dest="action", required=True, metavar="ACTION", parser_class=with_common)
     rs.add_parser("list", help="list registered cameras and docks, and who signed the list")
@@ -435,11 +450,13 @@ def render_report(data: dict[str, Any]) -> str:
 def cmd_report(cfg: dict[str, Any], args: argparse.Namespace) -> int:
     from . import deadlines
 
-    store = open_store(cfg)
     try:
         now = parse_utc(args.now) if args.now else SystemClock().time_ns()
     except ValueError as exc:
         raise UsageError(f"--now: {exc}") from None
+    if args.what == "compliance":
+        return cmd_compliance(cfg, args, now)
+    store = open_store(cfg)
     media = store.index.query("SELECT * FROM media ORDER BY device, seq")
     heads = {r["device"]: r["seq"] for r in store.index.query("SELECT * FROM heads")}
     pending = deadlines.pending_devices(store.index.query("SELECT * FROM status_heads"), heads)
@@ -460,6 +477,44 @@ def cmd_report(cfg: dict[str, Any], args: argparse.Namespace) -> int:
     store.close()
     print(json.dumps(data, indent=2, ensure_ascii=False) if args.json else render_report(data))
     return 1 if report_lists_problems(data) else 0
+
+
+def cmd_compliance(cfg: dict[str, Any], args: argparse.Namespace, now: int) -> int:
+    """Exit 1 when any act has a finding."""
+    from evidence.procedures import load_procedures
+
+    from . import compliance
+    from .compliance_report import check_day, render_html, render_text, store_acts
+
+    try:
+        day_from = check_day(args.day_from, "--from")
+        day_to = check_day(args.day_to, "--to")
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    procedures = load_procedures()
+    store = open_store(cfg)
+    try:
+        acts = store_acts(
+            store,
+            procedures,
+            now,
+            cfg["deadlines"]["limit_h"],
+            officer=args.officer,
+            day_from=day_from,
+            day_to=day_to,
+        )
+    finally:
+        store.close()
+    data = compliance.report(acts)
+    data["now_utc"] = format_utc(now)
+    how = "json" if args.json else args.format or "text"
+    if how == "json":
+        print(json.dumps(data, indent=2, ensure_ascii=False))
+    elif how == "html":
+        print(render_html(data))
+    else:
+        print(render_text(data))
+    return 1 if any(a.findings for a in acts) else 0
 
 
 def report_lists_problems(data: dict[str, Any]) -> bool:

@@ -72,5 +72,6 @@ class JournalWriteError(JournalError, OSError):
 
 
 class JournalFullError(JournalWriteError):
-    """The append found the storage full (ENOSPC, EDQUOT), even after the journal gave back
-    what it held in reserve; rolled back like any :class:`JournalWriteError`."""
+    """The append did not fit (ENOSPC, EDQUOT, EFBIG or a short write), even after the
+    journal gave back what it held in reserve; rolled back like any
+    :class:`JournalWriteError`, and the next append succeeds once there is room."""

@@ -1,6 +1,6 @@
 """The append-only, hash-chained device journal (``journal.jsonl``: one record per line).
 
-Appends are durable: a record is written to an ``O_APPEND`` descriptor and fsynced before
+Appends are durable: a record is one ``write`` on an ``O_APPEND`` descriptor, fsynced before
 :meth:`Journal.append` returns. An append that fails (a short write, ENOSPC, EIO, a failed
 fsync) is rolled back, truncated to the last good record and fsynced, before anything else
 is appended, so a full disk never leaves half a line for the next record to follow.
@@ -54,7 +54,8 @@ RECORD_ROOM = 1024
 """Bytes one record of a stoppage or a boot takes at most. Measured by
 tests/test_journal_faults.py: 358 (resumed) to 619 (segment) bytes."""
 RESERVE_BYTES = RESERVE_RECORDS * RECORD_ROOM
-_FULL = (errno.ENOSPC, errno.EDQUOT)
+_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)  # JournalFullError
+_NO_ROOM = (errno.ENOSPC, errno.EDQUOT)  # where giving back the reserve helps
 
 
 @dataclass(frozen=True)
@@ -117,7 +118,7 @@ class SpaceReserve:
                 os.fsync(fd)
             except OSError as exc:
                 os.ftruncate(fd, held)  # a failed fallocate may keep what it took
-                if exc.errno not in _FULL:
+                if exc.errno not in _NO_ROOM:
                     raise
                 return False
         finally:
@@ -341,7 +342,9 @@ class Journal:
                 try:
                     self._write(line, kind)
                     break
-                except JournalFullError:
+                except JournalFullError as exc:
+                    if exc.errno not in _NO_ROOM:
+                        raise  # a file size limit: room elsewhere would not help
                     try:
                         given = self.reserve.release() if self.reserve.size > 0 else 0
                     except OSError as exc:
@@ -365,26 +368,35 @@ class Journal:
         return record
 
     def _write(self, line: bytes, kind: str) -> None:
-        """Write ``line`` at ``_end`` and fsync it, or roll it back and raise."""
-        done = 0
+        """Write ``line`` at ``_end`` with one ``write`` and fsync it, or roll it back and
+        raise. A short write is a failure too: what caused it (a full card, a file size
+        limit) makes the next write fail, and half a record must not stay."""
+        start = self._end
         try:
-            view = memoryview(line)
-            while done < len(line):
-                n = os.write(self._fd, view[done:])
-                if n <= 0:
-                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-                done += n  # a short write: the next one says why (Linux: ENOSPC)
-            os.fsync(self._fd)
+            written = os.write(self._fd, line)
+            if written != len(line):
+                err = errno.ENOSPC if self._no_room(len(line) - written) else errno.EFBIG
+                raise OSError(err, f"short write ({written} of {len(line)} bytes)")
+            try:
+                os.fsync(self._fd)
+            except OSError as exc:
+                raise OSError(exc.errno, f"fsync failed: {exc.strerror or exc}") from None
         except OSError as exc:
             self._roll_back()
-            why = exc.strerror or str(exc)
-            wrote = f"{done} of {len(line)} bytes written" if done < len(line) else "fsync failed"
             cls = JournalFullError if exc.errno in _FULL else JournalWriteError
             raise cls(
-                f"{self.path}: cannot append a {kind} record ({wrote}: {why}); rolled back "
-                f"to seq {self._head[0] if self._head else -1}",
+                f"{self.path}: cannot append a {kind} record: {exc.strerror or exc}; "
+                f"rolled back to byte {start}",
                 exc.errno,
             ) from None
+
+    def _no_room(self, need: int) -> bool:
+        """Whether the file system lacks ``need`` bytes (a short write's likely cause)."""
+        try:
+            st = os.fstatvfs(self._fd)
+        except OSError:
+            return True
+        return st.f_bavail * st.f_frsize < need + st.f_bsize
 
     def _roll_back(self) -> None:
         """Cut the file back to its good records (``_end``), durably."""

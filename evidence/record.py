@@ -30,6 +30,7 @@ KINDS = (
     "boot",
     "recording_started",
     "announcement",
+    "procedure",
     "marker",
     "segment",
     "photo",
@@ -43,6 +44,9 @@ KINDS = (
     "receipt",
     "wiped",
     "alert_ack",
+    "writer_restarted",
+    "writer_gave_up",
+    "journal_damaged",
 )
 MEDIA_KINDS = ("segment", "photo")
 

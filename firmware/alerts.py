@@ -186,13 +186,18 @@ class Outbox:
         return self._acked != self._saved
 
     def save_cursor(self) -> bool:
-        """Write the cursor if it moved; True if written. The worker calls it now and then,
-        so a burst of PUBACKs costs one fsync; after a crash the unsaved ones are resent
-        and the supervisor drops them as duplicates."""
+        """Write the cursor if it moved; True if it tried (written, or refused by a full
+        card, then tried again next time). The worker calls it now and then, so a burst
+        of PUBACKs costs one fsync; after a crash the unsaved ones are resent and the
+        supervisor drops them as duplicates."""
         acked = self._acked
         if acked == self._saved:
             return False
-        self.cursor.save(acked)
+        try:
+            self.cursor.save(acked)
+        except OSError as exc:  # a full card: the alert link goes on, saved next time
+            _log.warning("alert cursor not saved (%s); retried later", exc)
+            return True
         self._saved = acked
         return True
 

@@ -67,6 +67,7 @@ class ControlsSection(Section):
     start_hold_s: float = setting(at_least(0))
     stop_hold_s: float = setting(more_than(0))  # a stop is never accidental
     weather_hold_s: float = setting(more_than(0))
+    mark_hold_s: float = setting(more_than(0))
     bounce_s: float = setting(at_least(0))
     reminder_s: float = setting(more_than(0))
 
@@ -76,6 +77,9 @@ class HealthSection(Section):
     poll_s: float = setting(at_least(0.05))  # 0 would spin a core
     frame_watchdog_s: float = setting(more_than(0))
     camera_retry_s: float = setting(more_than(0))
+    writer_stall_s: float = setting(more_than(0))
+    writer_restart_s: float = setting(more_than(0))
+    writer_restarts: int = setting(at_least(0))
     min_free_mb: int = setting(at_least(0))
     battery_low_percent: float = setting(between(0, 100))
     battery_warn_minutes: float = setting(at_least(0))
@@ -186,9 +190,11 @@ def settings(config: Mapping[str, Any]) -> Settings:
         start_hold_s=c["start_hold_s"],
         stop_hold_s=c["stop_hold_s"],
         weather_hold_s=c["weather_hold_s"],
+        mark_hold_s=c["mark_hold_s"],
         reminder_s=c["reminder_s"],
         frame_watchdog_s=h["frame_watchdog_s"],
         camera_retry_s=h["camera_retry_s"],
+        writer_stall_s=h["writer_stall_s"],
         min_free_bytes=int(h["min_free_mb"]) << 20,
         battery_low_percent=h["battery_low_percent"],
         battery_warn_minutes=h["battery_warn_minutes"],

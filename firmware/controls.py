@@ -14,6 +14,7 @@ sees the holds an officer makes.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -44,6 +45,24 @@ BEEPS = {
     "fault": (0.4, 0.2, 3),
     "ack": (0.05, 0.05, 2),
 }
+# Counted patterns, "procedure-N" (N = the chosen procedure, 0 = none) and "moment-N" (the
+# key moment marked): N // 5 long beeps, then N % 5 short ones, so 7 is long-short-short.
+# One long low beep says "none". The green LED blinks with the buzzer.
+LONG, SHORT, NONE = (0.6, 0.25), (0.12, 0.2), (1.0, 0.2)
+
+
+def beep_steps(pattern: str) -> list[tuple[float, float, int]]:
+    """``(on s, off s, count)`` steps of a pattern; ValueError for an unknown one."""
+    if pattern in BEEPS:
+        return [BEEPS[pattern]]
+    name, _, number = pattern.rpartition("-")
+    if name not in ("procedure", "moment") or not number.isdigit():
+        raise ValueError(f"unknown beep pattern {pattern!r}")
+    n = int(number)
+    if n == 0:
+        return [(*NONE, 1)]
+    steps = [(*LONG, n // 5)] if n // 5 else []
+    return steps + ([(*SHORT, n % 5)] if n % 5 else [])
 
 
 class Buttons:
@@ -108,8 +127,22 @@ class GpioIndicators:
                 led.off()
 
     def beep(self, pattern: str) -> None:
-        on, off, count = BEEPS[pattern]
-        self.buzzer.beep(on, off, count, background=True)
+        steps = beep_steps(pattern)
+        if len(steps) == 1 and pattern in BEEPS:
+            self.buzzer.beep(*steps[0], background=True)
+            return
+        threading.Thread(target=self._count, args=(steps,), daemon=True).start()
+
+    def _count(self, steps: list[tuple[float, float, int]]) -> None:
+        """A counted pattern on the buzzer and the green LED together, then the LEDs as
+        they were."""
+        try:
+            for on, off, count in steps:
+                self.green.blink(on, off, count, background=True)
+                self.buzzer.beep(on, off, count, background=False)
+            self.show(self.state or "ready")
+        except Exception as exc:  # closed meanwhile (shutdown): the pattern just ends
+            _log.debug("beep pattern cut short: %s", exc)
 
     def close(self) -> None:
         for device in (self.red, self.green, self.amber, self.buzzer):

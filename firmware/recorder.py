@@ -5,6 +5,8 @@ Threads (who calls what):
 
 - the camera's thread calls ``writer.output.outputframe`` (enqueue only);
 - the writer thread muxes, hashes and signs segments and reports through :meth:`_notify`;
+  the main loop never waits for it (its commands do not block), watches it for a stalled
+  card (``storage_stalled``) and restarts it when it dies (``writer_fault``);
 - gpiozero's callback thread calls :meth:`button` (enqueue only);
 - the alerts engineer's MQTT thread calls :meth:`acknowledge` (enqueue only);
 - the dock thread (``firmware/docking.py``) calls :meth:`dock_begin` / :meth:`dock_end`
@@ -30,14 +32,16 @@ from typing import Any
 from daemonkit import systemd
 from daemonkit.logs import Event
 from evidence.clock import Clock
+from evidence.exc import JournalError
 from evidence.identity import DeviceIdentity
 from evidence.journal import Journal, scan_journal
 from evidence.layout import DeviceStorage
 from evidence.media import HashingWriter, hash_file
+from evidence.procedures import load_procedures
 
 from . import config as cfg
 from .hardware import Camera, Indicators, Microphone, Power, Speaker
-from .recovery import recover, unsigned_media
+from .recovery import damage_body, new_damage, read_journal, recover, unsigned_media
 from .segment import VideoFormat, segment_name
 from .state import FAULT, NS, READY, RECORDING, STOPPING, Action, Health, Machine
 from .writer import SegmentWriter
@@ -101,7 +105,8 @@ class Recorder:
         self.microphone = microphone
         self.storage = DeviceStorage(config["device"]["storage"])
         self.root = self.storage.root
-        self.machine = Machine(cfg.settings(config))
+        procedures = load_procedures()
+        self.machine = Machine(cfg.settings(config), procedures=list(procedures.values()))
         self.stats = Stats()
         self.sign = sign
         if pacer is None:
@@ -121,6 +126,13 @@ class Recorder:
         self._loop_ident: int | None = None
         self._started_ns = 0
         self._last_ping = 0.0
+        health = config["health"]
+        self._restart_s = float(health["writer_restart_s"])
+        self._restarts = int(health["writer_restarts"])
+        self._writer_attempts = 0  # restarts since the last segment the writer signed
+        self._writer_restart_at: int | None = None  # clock ns; main loop only
+        self._writer_given_up = False
+        self._unjournaled: list[tuple[str, dict]] = []  # records the journal refused
         self.wav = cfg.announcement_wav(config)
         self.wav_sha256 = hash_file(self.wav)[1]
         self.journal: Journal | None = None
@@ -138,12 +150,26 @@ class Recorder:
         path = self.storage.journal_path
         torn = path.exists() and scan_journal(path).torn is not None
         self.journal = Journal(path, self.identity, clock=self.clock, repair_torn=True)
-        pending = unsigned_media(self.root, self.journal)
+        records, damage = read_journal(path, self.identity.device_id)
+        pending = unsigned_media(self.root, self.journal, records)
         reason = "recovered" if (torn or pending) else "start"
         self.journal.append(
             "boot",
             {"firmware": FIRMWARE_VERSION, "boot_id": secrets.token_hex(16), "reason": reason},
         )
+        fresh = new_damage(records, damage)
+        if damage:
+            first = damage[0]
+            _log.warning(
+                "journal damaged: %d line(s) are not links of the chain (%d new), first at "
+                "byte %d: %s; recording goes on",
+                len(damage),
+                len(fresh),
+                first.offset,
+                first.problem,
+            )
+        if fresh:  # journaled, and alerted, once per damaged line
+            self.journal.append("journal_damaged", damage_body(fresh))
         self.stats.recovered = len(recover(self.root, self.journal, self.clock.time_ns(), pending))
         rec = self.config["recording"]
         cam = self.camera  # the audio layout is the camera's: it knows what it encodes
@@ -210,6 +236,8 @@ class Recorder:
             while not self._stop.is_set():
                 now = self.clock.monotonic_ns()
                 deadline = min(next_health, self.machine.next_deadline(now) or next_health)
+                if self._writer_restart_at is not None:
+                    deadline = min(deadline, self._writer_restart_at)
                 if not self._wake.is_set():
                     self.pacer.wait(self._wake, max(0.0, (deadline - now) / NS))
                 self._wake.clear()
@@ -219,6 +247,8 @@ class Recorder:
                     self._health(now)
                     next_health = now + poll
                 self._apply(self.machine.on_tick(now))
+                if self._writer_restart_at is not None and now >= self._writer_restart_at:
+                    self._restart_writer(now)
                 for done in syncs:
                     done.set()
                 self._ping()
@@ -237,7 +267,7 @@ class Recorder:
             service.stop()
         self._apply(self.machine.shutdown())
         deadline = time.monotonic() + 30
-        while self.machine.state == STOPPING and time.monotonic() < deadline:
+        while self.machine.state == STOPPING and self.writer.alive and time.monotonic() < deadline:
             self._wake.wait(0.05)
             self._wake.clear()
             for done in self._drain():
@@ -326,8 +356,12 @@ class Recorder:
                     self._apply(self.machine.on_writer_stopped(now))
                 elif kind == "error":
                     self._apply(self.machine.on_fault(info["reason"], info["detail"], now))
+                    if info["reason"] == "writer_fault":
+                        self._writer_died(now)
                 elif kind == "segment":
                     self.stats.segments += 1
+                    if self.writer.closed_ok:  # it cuts segments again: a fresh count
+                        self._writer_attempts = 0
                     _log.info("segment %s signed (%d frames)", info["file"], info["frames"])
 
     def _on_dock(self, begin: bool, reply: dict | None, done: threading.Event | None) -> None:
@@ -358,11 +392,45 @@ class Recorder:
                 free_bytes=int(self.power.free_bytes(str(self.root))),
                 microphone_ok=bool(self.microphone.healthy()),
                 frame_age_s=age,
+                writer_stalled_s=self.writer.stalled_s(),
+                journal_ok=self._journal_backlog() and not self.writer.unsigned,
             )
         except (OSError, ValueError) as exc:
             _log.warning("sensor read failed: %s", exc)
             return
+        self.writer.retry_signing()  # segments the journal refused, while there are any
         self._apply(self.machine.on_health(sample, now))
+
+    def _writer_died(self, now: int) -> None:
+        """The writer thread died of a bug (its stoppage is journaled): restart it after
+        a backoff that doubles, or give up after ``writer_restarts`` attempts in a row."""
+        if self._writer_given_up or self._writer_restart_at is not None:
+            return
+        if self._writer_attempts >= self._restarts:
+            self._writer_given_up = True
+            _log.error("writer failed %d times in a row; not restarting it", self._restarts)
+            self._journal(
+                "writer_gave_up",
+                {"attempts": self._writer_attempts, "error": self.writer.last_error},
+            )
+            # Nothing will answer the stop the fault asked for: the writer closed what it
+            # had as it died.
+            self._apply(self.machine.on_writer_stopped(now))
+            return
+        delay = self._restart_s * 2**self._writer_attempts
+        self._writer_restart_at = now + int(delay * NS)
+        _log.warning("writer failed; restarting it in %.1f s", delay)
+
+    def _restart_writer(self, now: int) -> None:
+        self._writer_restart_at = None
+        self._writer_attempts += 1
+        self.writer.restart()
+        _log.warning("writer restarted (attempt %d)", self._writer_attempts)
+        self._journal(
+            "writer_restarted",
+            {"attempt": self._writer_attempts, "error": self.writer.last_error},
+        )
+        self._apply(self.machine.on_clear("writer_fault", now))
 
     def _ping(self) -> None:
         real = time.monotonic()
@@ -374,14 +442,40 @@ class Recorder:
         for action in actions:
             try:
                 self._do(action)
-            except OSError as exc:  # storage refused a record: the writer path reports it
+            except (OSError, JournalError) as exc:  # storage refused: the writer reports it
                 _log.error("%s failed: %s", action.kind, exc)
+
+    def _journal(self, kind: str, body: dict) -> bool:
+        """Append, or keep the record for the next health poll when the journal refuses it
+        (a full card): a stoppage's alert must go out once there is room, and in order."""
+        if self._unjournaled and not self._journal_backlog():
+            self._unjournaled.append((kind, body))
+            return False
+        try:
+            self.journal.append(kind, body)
+        except (OSError, JournalError) as exc:
+            _log.error("journal refused %s (%s); kept to append when there is room", kind, exc)
+            self._unjournaled.append((kind, body))
+            return False
+        return True
+
+    def _journal_backlog(self) -> bool:
+        """Append the records the journal refused, oldest first; True once none is left."""
+        while self._unjournaled:
+            kind, body = self._unjournaled[0]
+            try:
+                self.journal.append(kind, body)
+            except (OSError, JournalError):
+                return False
+            self._unjournaled.pop(0)
+            _log.warning("journaled %s late (the journal refused it before)", kind)
+        return True
 
     def _do(self, action: Action) -> None:
         kind, args = action.kind, action.args
         if kind == "journal":
             record_kind, body = args
-            self.journal.append(record_kind, body)
+            self._journal(record_kind, body)
             if record_kind == "marker":
                 self.stats.markers += 1
             elif record_kind == "stoppage":

@@ -5,30 +5,125 @@ journaled as ``torn_tail``); then every media file no record names (the segment 
 open at the cut, a photo being written) is hashed as it is on storage and signed with
 ``recovered: true``, so closed segments are never lost and the open one is kept up to the
 cut. An empty or unplayable file is signed too: what is there is what the verifier reads.
+
+Before that, :func:`read_journal` reads every line of the journal (the journal itself only
+reads its last one to find its head): a line that does not parse, belongs to another
+device, or does not chain onto the record before it is *damage*. The recorder journals
+new damage once as ``journal_damaged`` (an alert) and goes on recording; records after
+the damage still chain on and verify, and the verifier reports the damaged lines.
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import av
 
+from evidence.canonical import GENESIS_HASH, sha256_hex
 from evidence.clock import format_utc, parse_utc
-from evidence.journal import Journal
+from evidence.exc import RecordError
+from evidence.journal import Journal, scan_journal
 from evidence.layout import MEDIA_DIR
 from evidence.media import hash_file
+from evidence.record import Record
 
 _log = logging.getLogger(__name__)
 
 MEDIA_SUFFIXES = (".ts", ".jpg")
 
 
-def named_media(journal: Journal) -> set[str]:
+DAMAGE_REPORTED_MAX = 16
+"""Damaged lines named in one ``journal_damaged`` record (the alert must stay small); the
+record counts the rest."""
+
+
+@dataclass(frozen=True)
+class Damage:
+    """One journal line that is not a link of the chain: where, what bytes, why."""
+
+    offset: int
+    size: int
+    sha256: str
+    problem: str
+
+    def body(self) -> dict[str, Any]:
+        return {
+            "offset": self.offset,
+            "size": self.size,
+            "sha256": self.sha256,
+            "problem": self.problem[:160],
+        }
+
+
+def read_journal(path: str | Path, device_id: str) -> tuple[list[Record], list[Damage]]:
+    """Every readable record of the journal at ``path``, and every damaged line.
+
+    Cheap enough for every start on a months-long journal: each line is parsed and hashed
+    once; signatures are left to the verifier (a changed line breaks the chain at the
+    next one, which is reported). The torn last line is the journal's to repair."""
+    records: list[Record] = []
+    damage: list[Damage] = []
+    if not Path(path).exists():
+        return records, damage
+    prev: Record | None = None
+    skipped = 0  # damaged lines since ``prev``
+    for offset, line in scan_journal(path).lines:
+
+        def damaged(problem: str, line: bytes = line, offset: int = offset) -> None:
+            damage.append(Damage(offset, len(line) + 1, sha256_hex(line), problem))
+
+        if not line:
+            damaged("an empty line")
+            skipped += 1
+            continue
+        try:
+            record = Record.from_bytes(line)
+        except RecordError as exc:
+            damaged(f"unreadable: {exc}")
+            skipped += 1
+            continue
+        if record.device != device_id:
+            damaged(f"a record of device {record.device!r}")
+            skipped += 1
+            continue
+        if prev is None and not skipped and (record.seq, record.prev) != (0, GENESIS_HASH):
+            damaged(f"the journal starts at seq {record.seq}, not at seq 0")
+        elif prev is not None and not skipped and record.seq != prev.seq + 1:
+            damaged(f"seq {record.seq} follows seq {prev.seq}")
+        elif prev is not None and not skipped and record.prev != prev.hash:
+            damaged(f"seq {record.seq} does not chain onto seq {prev.seq} (a changed record)")
+        elif prev is not None and skipped and record.seq <= prev.seq:
+            damaged(f"seq {record.seq} after seq {prev.seq}")
+        records.append(record)
+        prev, skipped = record, 0
+    return records, damage
+
+
+def new_damage(records: list[Record], damage: list[Damage]) -> list[Damage]:
+    """The damage no earlier ``journal_damaged`` record named (by offset and hash): each
+    damaged line is journaled, and alerted, once."""
+    known: set[tuple[int, str]] = set()
+    for record in records:
+        if record.kind == "journal_damaged":
+            for line in record.body.get("lines", []):
+                if isinstance(line, dict):
+                    known.add((line.get("offset"), line.get("sha256")))
+    return [d for d in damage if (d.offset, d.sha256) not in known]
+
+
+def damage_body(damage: list[Damage]) -> dict[str, Any]:
+    """The ``journal_damaged`` body: the first lines in full, how many more."""
+    shown = damage[:DAMAGE_REPORTED_MAX]
+    return {"lines": [d.body() for d in shown], "more": len(damage) - len(shown)}
+
+
+def named_media(journal: Journal, records: list[Record] | None = None) -> set[str]:
     """Every media path a record names (segment, photo, or wiped after a receipt)."""
     names: set[str] = set()
-    for record in journal.records():
+    for record in journal.records() if records is None else records:
         if record.media is not None:
             names.add(record.media[0])
         elif record.kind == "wiped":
@@ -36,12 +131,13 @@ def named_media(journal: Journal) -> set[str]:
     return names
 
 
-def unsigned_media(root: Path, journal: Journal) -> list[str]:
-    """Media files under ``root/media`` that no record names, oldest name first."""
+def unsigned_media(root: Path, journal: Journal, records: list[Record] | None = None) -> list[str]:
+    """Media files under ``root/media`` that no record names, oldest name first
+    (``records``: the readable ones, from :func:`read_journal`)."""
     media = root / MEDIA_DIR
     if not media.is_dir():
         return []
-    known = named_media(journal)
+    known = named_media(journal, records)
     found = []
     for path in media.rglob("*"):
         if path.suffix in MEDIA_SUFFIXES and path.is_file() and not path.name.startswith("."):

@@ -9,16 +9,20 @@ clock running hundreds of times faster than real time sees the same holds as a p
 
 Buttons (names of ``hw.pinmap``): ``record`` starts on a press (or a hold of
 ``start_hold_s`` if configured) and stops only on a hold of ``stop_hold_s`` that began while
-recording, so a stop is never accidental; ``mark`` journals a marker; ``function`` takes a
+recording, so a stop is never accidental; ``mark`` chooses the act's procedure while ready
+(a short press: the next one; a hold: none) and marks its next key moment while recording
+(a hold: "other"); ``function`` takes a
 photo on a short press and toggles the officer-declared ``weather`` stoppage on a hold.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from evidence.dockjournal import bounded
+from evidence.procedures import OTHER, Procedure
 
 NS = 1_000_000_000
 
@@ -27,10 +31,14 @@ STOPPAGE_REASONS = (
     "weather",
     "camera",
     "storage_full",
+    "storage_stalled",  # the card took no write for writer_stall_s
+    "writer_fault",  # the writer thread died of a bug (it is restarted)
     "battery_critical",
     "overheat",
     "microphone",
 )
+"""Every stoppage reason a camera journals (and alerts): the one list, used by the
+recorder, the simulator's faults and the tests."""
 BUTTONS = ("record", "mark", "function")
 
 
@@ -55,9 +63,11 @@ class Settings:
     start_hold_s: float = 0.0
     stop_hold_s: float = 3.0
     weather_hold_s: float = 2.0
+    mark_hold_s: float = 1.5
     reminder_s: float = 120.0
     frame_watchdog_s: float = 3.0
     camera_retry_s: float = 10.0
+    writer_stall_s: float = 5.0
     min_free_bytes: int = 64 << 20
     battery_low_percent: float = 15.0
     battery_warn_minutes: float = 10.0
@@ -78,6 +88,8 @@ class Health:
     free_bytes: int
     microphone_ok: bool
     frame_age_s: float
+    writer_stalled_s: float = 0.0  # real seconds the writer has been stuck on one item
+    journal_ok: bool = True  # the journal took every record the recorder gave it
 
 
 @dataclass
@@ -96,6 +108,10 @@ class Machine:
     active: dict[str, str] = field(default_factory=dict)  # stoppage reason -> detail
     resume_after: bool = False  # recording continues once every halting stoppage clears
     stop_by: str | None = None
+    # The procedures the officer chooses from (evidence/procedures.toml, in its order).
+    procedures: Sequence[Procedure] = ()
+    procedure: Procedure | None = None  # chosen for the current or next act
+    marked: list[str] = field(default_factory=list)  # moments marked in the current act
     _presses: dict[str, _Press] = field(default_factory=dict)
     _next_reminder: int | None = None
     _next_camera_retry: int | None = None
@@ -144,9 +160,6 @@ class Machine:
             self._presses[name] = press
             if name == "record" and self.settings.start_hold_s <= 0:
                 out += self._record_start_press(press)
-            elif name == "mark":
-                press.fired = True
-                out += [Action("journal", ("marker", {"note": "mark"})), Action("beep", ("mark",))]
             return out
         press = self._presses.pop(name, None)
         if press is None or press.fired:
@@ -156,6 +169,8 @@ class Machine:
             return self._held(name, press)
         if name == "function":
             out.append(Action("photo"))
+        elif name == "mark":
+            out += self._mark(other=False)
         return out
 
     def on_tick(self, now: int) -> list[Action]:
@@ -182,6 +197,8 @@ class Machine:
         by = self.stop_by or "button"
         self.stop_by = None
         out = [Action("journal", ("recording_stopped", {"by": by}))]
+        if by != "fault":  # the act is over: the next one is chosen afresh
+            self.procedure, self.marked = None, []
         if self.halted:
             self.state = FAULT
             out.append(Action("show", (self.indicator_state(),)))
@@ -242,7 +259,7 @@ class Machine:
             (
                 "storage_full",
                 h.free_bytes < s.min_free_bytes,
-                h.free_bytes >= 2 * s.min_free_bytes,
+                h.free_bytes >= 2 * s.min_free_bytes and h.journal_ok,
                 f"free space {h.free_bytes >> 20} MiB below {s.min_free_bytes >> 20} MiB",
             ),
             (
@@ -256,6 +273,12 @@ class Machine:
                 h.temperature_c >= s.overheat_c,
                 h.temperature_c <= s.overheat_resume_c,
                 f"temperature {h.temperature_c:.1f} C",
+            ),
+            (
+                "storage_stalled",
+                h.writer_stalled_s >= s.writer_stall_s,
+                h.writer_stalled_s < s.writer_stall_s,
+                f"the card made no progress for {h.writer_stalled_s:.1f} s",
             ),
             ("microphone", not h.microphone_ok, h.microphone_ok, "microphone delivers no signal"),
             (
@@ -288,6 +311,42 @@ class Machine:
 
     # -- internals -----------------------------------------------------------------
 
+    def _mark(self, other: bool) -> list[Action]:
+        """The mark button: while ready, a short press chooses the next procedure (after
+        the last, none) and a hold clears the choice; while recording, a short press marks
+        the chosen procedure's next key moment and a hold marks "other"."""
+        if self.state == READY:
+            return self._choose(None if other else self._following_procedure())
+        if self.state != RECORDING:
+            return [Action("journal", ("marker", {"note": "mark"})), Action("beep", ("mark",))]
+        moment = (
+            None if other or self.procedure is None else self.procedure.next_moment(self.marked)
+        )
+        body: dict[str, Any] = {
+            "note": "mark",
+            "procedure": self.procedure.id if self.procedure else None,
+            "moment": moment.id if moment else OTHER,
+        }
+        if moment is not None:
+            self.marked.append(moment.id)
+            body["index"] = self.procedure.moments.index(moment) + 1  # type: ignore[union-attr]
+        beep = f"moment-{body['index']}" if moment else "mark"
+        return [Action("journal", ("marker", body)), Action("beep", (beep,))]
+
+    def _following_procedure(self) -> Procedure | None:
+        if not self.procedures:
+            return None
+        if self.procedure is None:
+            return self.procedures[0]
+        at = next((i for i, p in enumerate(self.procedures) if p.id == self.procedure.id), -1)
+        return self.procedures[at + 1] if at + 1 < len(self.procedures) else None
+
+    def _choose(self, procedure: Procedure | None) -> list[Action]:
+        self.procedure, self.marked = procedure, []
+        number = 0 if procedure is None else self.procedures.index(procedure) + 1
+        body = {"procedure": procedure.id if procedure else None, "number": number}
+        return [Action("journal", ("procedure", body)), Action("beep", (f"procedure-{number}",))]
+
     def _hold_for(self, name: str, press: _Press) -> float | None:
         s = self.settings
         if name == "record":
@@ -300,10 +359,14 @@ class Machine:
             return None
         if name == "function":
             return s.weather_hold_s
+        if name == "mark":
+            return s.mark_hold_s
         return None
 
     def _held(self, name: str, press: _Press) -> list[Action]:
         press.fired = True
+        if name == "mark":
+            return self._mark(other=True)
         if name == "function":
             if "weather" in self.active:
                 return self.on_clear("weather", press.t0)
@@ -331,9 +394,15 @@ class Machine:
     def _start(self, now: int, announce: bool) -> list[Action]:
         self.state = RECORDING
         self._next_reminder = now + int(self.settings.reminder_s * NS)
+        if announce:  # a new act (a resume after a stoppage goes on with the same one)
+            self.marked = []
+        started = {
+            "pre_event_s": self.settings.pre_event_s,
+            "procedure": self.procedure.id if self.procedure else None,
+        }
         out = [
             Action("start_recording", (self.settings.pre_event_s,)),
-            Action("journal", ("recording_started", {"pre_event_s": self.settings.pre_event_s})),
+            Action("journal", ("recording_started", started)),
             Action("show", (self.indicator_state(),)),
             Action("beep", ("start",)),
         ]

@@ -42,11 +42,14 @@ from pathlib import Path
 from typing import Any
 
 from evidence.exc import ConfigError
+from evidence.procedures import load_procedures
 
 ACTIONS = {
     "start": "press the record button briefly",
     "stop": "hold the record button (stop_hold_s + 0.5 s)",
     "mark": "press the mark button",
+    "choose": "while ready, choose `procedure` (an id of evidence/procedures.toml; '' = none) "
+    "with the mark button",
     "photo": "press the function button briefly",
     "weather": "hold the function button (weather_hold_s + 0.5 s): declare or end weather",
     "press": "press `button` for `seconds`",
@@ -99,6 +102,7 @@ class Event:
     seconds: float = 0.0
     fault: str = ""
     percent: float = 0.0
+    procedure: str = ""
 
 
 @dataclass
@@ -112,7 +116,7 @@ class Scenario:
 def _event(raw: Any, where: str) -> Event:
     if not isinstance(raw, dict):
         raise ConfigError(f"{where}: an event must be a table")
-    unknown = set(raw) - {"at", "do", "button", "seconds", "fault", "percent"}
+    unknown = set(raw) - {"at", "do", "button", "seconds", "fault", "percent", "procedure"}
     if unknown:
         raise ConfigError(f"{where}: unknown event key(s) {', '.join(sorted(unknown))}")
     do = raw.get("do")
@@ -131,7 +135,10 @@ def _event(raw: Any, where: str) -> Event:
     percent = raw.get("percent", 0.0)
     if do == "battery" and not (isinstance(percent, int | float) and 0 <= percent <= 100):
         raise ConfigError(f"{where}: 'percent' must be 0-100")
-    return Event(at, do, button, seconds, fault, float(percent))
+    procedure = raw.get("procedure", "")
+    if do == "choose" and procedure and procedure not in load_procedures():
+        raise ConfigError(f"{where}: 'procedure' {procedure!r} is not in evidence/procedures.toml")
+    return Event(at, do, button, seconds, fault, float(percent), procedure)
 
 
 def load_scenario(path: str | Path) -> Scenario:

@@ -33,6 +33,7 @@ from daemonkit.logs import Event as LogEvent
 from evidence.clock import format_utc, parse_utc
 from evidence.identity import DeviceIdentity
 from evidence.journal import scan_journal
+from evidence.procedures import load_procedures
 from evidence.record import Record
 from evidence.registry import DeviceEntry
 from evidence.storage import atomic_write_bytes
@@ -323,6 +324,20 @@ class ShiftDriver:
             self.clock.monotonic_ns() + int(max(seconds, 0.05) * NS), lambda: self._release(button)
         )
 
+    def choose(self, procedure: str, mark_hold_s: float) -> None:
+        """Choose ``procedure`` as an officer does: the mark button pressed once per place
+        in the list (from none), half a second apart; none is a hold."""
+        if not procedure:
+            self.press("mark", mark_hold_s + 0.5)
+            return
+        presses = list(load_procedures()).index(procedure) + 1
+        now = self.clock.monotonic_ns()
+        self.press("mark", mark_hold_s + 0.5)  # from whatever was chosen, back to none
+        for i in range(1, presses + 1):
+            self.clock.at(
+                now + int((mark_hold_s + 1.0 + 0.5 * i) * NS), lambda: self.press("mark", 0.2)
+            )
+
     def _release(self, button: str) -> None:
         self.board.release(BUTTON_NETS[button])
         self.recorder.sync()
@@ -353,6 +368,8 @@ class ShiftDriver:
             self.press("record", c["stop_hold_s"] + 0.5)
         elif do == "mark":
             self.press("mark", 0.2)
+        elif do == "choose":
+            self.choose(event.procedure, c["mark_hold_s"])
         elif do == "photo":
             self.press("function", 0.2)
         elif do == "weather":

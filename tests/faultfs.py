@@ -1,11 +1,12 @@
 """A disk that fills up or fails, for files under one folder, with no mount needed.
 
 :class:`FaultyDisk` wraps the ``os`` calls that take or give back room (``write``,
-``ftruncate``, ``posix_fallocate``) and those that may fail (``fsync``) for descriptors on
-files under ``root``, and keeps a byte count of the room left: a write past it is short,
-as Linux makes it, and the next one fails with ENOSPC; truncating a file gives its bytes
-back. Errors can be queued for the next write, fsync or ftruncate of a file by name. The
-real calls still run (on a real folder): only the room and the queued errors are made up.
+``ftruncate``, ``posix_fallocate``; ``fstatvfs`` reports it) and those that may fail
+(``fsync``) for descriptors on files under ``root``, and keeps a byte count of the room
+left: a write past it is short, as Linux makes it, and the next one fails with ENOSPC;
+truncating a file gives its bytes back. Errors can be queued for the next write, fsync or
+ftruncate of a file by name. The real calls still run (on a real folder): only the room
+and the queued errors are made up.
 Where ``mount -t tmpfs`` works, the tests also run on a real small file system.
 """
 
@@ -45,7 +46,8 @@ class FaultyDisk:
                 raise OSError(err, os.strerror(err))
 
     def __enter__(self) -> FaultyDisk:
-        real = {n: getattr(os, n) for n in ("write", "ftruncate", "posix_fallocate", "fsync")}
+        names = ("write", "ftruncate", "posix_fallocate", "fsync", "fstatvfs")
+        real = {n: getattr(os, n) for n in names}
         self._saved = real
         disk = self
 
@@ -99,10 +101,19 @@ class FaultyDisk:
                 disk._raise_queued(name, "fsync")
             return real["fsync"](fd)
 
+        def _fstatvfs(fd):
+            st = real["fstatvfs"](fd)
+            if disk.free is None or disk._name(fd) is None:
+                return st
+            fields = list(st)
+            fields[3] = fields[4] = min(st.f_bavail, disk.free // st.f_frsize)
+            return os.statvfs_result(fields)
+
         os.write = _write
         os.ftruncate = _ftruncate
         os.posix_fallocate = _fallocate
         os.fsync = _fsync
+        os.fstatvfs = _fstatvfs
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -17,6 +17,12 @@ FAKE = Path(__file__).parent / "fake_picamera2"
 _MODULES = ("picamera2", "smbus2", "pyaudio", "fake_board")
 
 
+def on_a_pi() -> bool:
+    """True on a Raspberry Pi (the ``hardware``-marked tests run only there)."""
+    model = Path("/proc/device-tree/model")
+    return model.exists() and model.read_bytes().startswith(b"Raspberry Pi")
+
+
 @contextlib.contextmanager
 def fake_board_imported(**env: str) -> Iterator[object]:
     """``tests/fake_picamera2`` on ``sys.path`` (and its knobs in ``os.environ``) for the

@@ -113,3 +113,37 @@ def short_wav(tmp: Path) -> Path:
         w.setframerate(16000)
         w.writeframes(b"\0\0" * 1600)
     return wav
+
+
+def mqtt_recorder_config(
+    tmp: Path, broker, unit: str, health: str = "", recording: str = ""
+) -> Path:
+    """``tmp/recorder.toml`` for a small, fast camera (160x120, 10 fps, 1 s segments, no
+    pre-event) alerting to ``broker``; ``health``/``recording``: extra TOML lines."""
+    password = tmp / "broker.passwd"
+    password.write_text("not-checked-by-the-test-broker\n")
+    password.chmod(0o600)
+    config = tmp / "recorder.toml"
+    config.write_text(
+        "[camera]\nwidth = 160\nheight = 120\nfps = 10\n"
+        f"[recording]\nsegment_max_s = 1\npre_event_s = 0\n{recording}"
+        f"[health]\n{health}"
+        f'[announcement]\nwav = "{short_wav(tmp)}"\n[dock]\nport = ""\n'
+        f'[mqtt]\nhost = "{broker.host}"\nport = {broker.port}\nunit = "{unit}"\n'
+        f'password_file = "{password}"\ninsecure = true\n'
+    )
+    return config
+
+
+def reboot(tmp: Path, key: Path, config: Path, *waits: str) -> str:
+    """Start the recorder again without recording (a reboot), wait for each of ``waits``
+    and for "recorder ready", stop it; its log."""
+    again = Daemon(tmp, key, "--config", str(config))
+    try:
+        for line in waits:
+            again.wait_for(line)
+        again.wait_for("recorder ready")
+        again.stop()
+    finally:
+        again.kill()
+    return "".join(again.log)

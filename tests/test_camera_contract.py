@@ -12,24 +12,18 @@ import io
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import av
 import numpy as np
 import pytest
-from pikit import fake_board_imported
+from pikit import fake_board_imported, on_a_pi
 
 from evidence.clock import SystemClock
 from evidence.osd import Overlay
 from firmware.segment import aac_config
 
 WIDTH, HEIGHT, FPS = 320, 180, 20
-
-
-def on_a_pi() -> bool:
-    model = Path("/proc/device-tree/model")
-    return model.exists() and model.read_bytes().startswith(b"Raspberry Pi")
 
 
 @dataclass

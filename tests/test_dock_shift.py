@@ -77,6 +77,30 @@ def test_a_simulated_shift_docks_and_every_segment_is_on_time(tmp_path):
     counts = [(s["on_time"], s["late"], s["missing"], s["overdue"]) for s in officers.values()]
     assert counts == [(dock["media"], 0, 0, 0)]
 
+    # The compliance report over the same store: the scenario's officer marks moments but
+    # chooses no procedure, so every act is found to lack one, and nothing else is found.
+    def compliance(*extra: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "dock", "--store", str(out / "dock"), "report", "compliance"]
+            + list(extra),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    found = compliance("--format", "json")
+    assert found.returncode == 1, found.stderr
+    acts = [a for s in json.loads(found.stdout)["officers"].values() for a in s["acts"]]
+    # Six acts (simulator.scenario's working day); the stoppages' resumes stay in their act.
+    assert len(acts) == 6 < summary["recordings"]
+    assert all([f["kind"] for f in a["findings"]] == ["no_procedure"] for a in acts), acts
+    assert all(a["announcement_seq"] is not None and a["moments"] for a in acts)
+    page = compliance("--format", "html").stdout
+    assert page.startswith("<!DOCTYPE html>") and "执法全过程记录合规报告" in page
+    assert page.count("未选择执法程序") == len(acts) + 1  # one row per act, one in the summary
+    bad = compliance("--from", "yesterday")
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1, bad.stderr
+
 
 def test_reconcile_after_a_crash_between_rename_and_journal(tmp_path):
     """The dock died after placing a file but before journaling it, mid-line too."""

@@ -35,7 +35,7 @@ def test_one_press_starts_with_announcement_and_pre_event() -> None:
         "announce",
     ]
     assert out[0].args == (30,)
-    assert out[1].args[1] == {"pre_event_s": 30}
+    assert out[1].args[1] == {"pre_event_s": 30, "procedure": None}
     assert m.on_button("record", False, 5 * NS + NS // 5) == []
     assert m.state == "recording"
 
@@ -90,7 +90,8 @@ def test_start_hold_is_configurable() -> None:
 
 def test_mark_photo_and_weather() -> None:
     m = started()
-    assert kinds(m.on_button("mark", True, NS)) == ["journal:marker", "beep"]
+    assert m.on_button("mark", True, NS) == []  # a mark is a press and its release
+    assert kinds(m.on_button("mark", False, int(1.1 * NS))) == ["journal:marker", "beep"]
     m.on_button("function", True, 2 * NS)
     assert kinds(m.on_button("function", False, int(2.5 * NS))) == ["photo"]
     m.on_button("function", True, 3 * NS)
@@ -242,3 +243,90 @@ def test_any_sequence_keeps_the_machine_consistent(events, gaps) -> None:
             assert not m.halted
         if m.state == "fault":
             assert m.halted
+
+
+# -- procedures and key moments (evidence/procedures.toml) ---------------------------------
+
+
+def with_procedures() -> Machine:
+    from evidence.procedures import load_procedures
+
+    return Machine(procedures=list(load_procedures().values()))
+
+
+def tap(m: Machine, name: str, t: float, hold: float = 0.2) -> list[Action]:
+    """A press at ``t`` seconds and its release ``hold`` seconds later; holds fire on ticks."""
+    out = m.on_button(name, True, int(t * NS))
+    out += m.on_tick(int((t + hold) * NS))
+    return out + m.on_button(name, False, int((t + hold) * NS))
+
+
+def journaled(out: list[Action], kind: str) -> list[dict]:
+    return [a.args[1] for a in out if a.kind == "journal" and a.args[0] == kind]
+
+
+def beeps(out: list[Action]) -> list[str]:
+    return [a.args[0] for a in out if a.kind == "beep"]
+
+
+def test_mark_while_ready_chooses_the_next_procedure_and_a_hold_clears_it() -> None:
+    m = with_procedures()
+    ids = [p.id for p in m.procedures]
+    out = tap(m, "mark", 1)
+    assert journaled(out, "procedure") == [{"procedure": ids[0], "number": 1}]
+    assert beeps(out) == ["procedure-1"]
+    for n in range(2, 8):
+        out = tap(m, "mark", n)
+    assert journaled(out, "procedure") == [{"procedure": ids[6], "number": 7}]
+    assert beeps(out) == ["procedure-7"]
+    out = tap(m, "mark", 10, hold=2.0)  # a hold: no procedure
+    assert journaled(out, "procedure") == [{"procedure": None, "number": 0}]
+    assert beeps(out) == ["procedure-0"] and m.procedure is None
+    assert m.state == "ready"
+
+
+def test_marks_while_recording_walk_the_moments_and_a_hold_is_other() -> None:
+    m = with_procedures()
+    while m.procedure is None or m.procedure.id != "seizure":
+        tap(m, "mark", 1)
+    out = tap(m, "record", 2)
+    assert journaled(out, "recording_started")[0]["procedure"] == "seizure"
+    first = journaled(tap(m, "mark", 3), "marker")
+    assert first == [{"note": "mark", "procedure": "seizure", "moment": "time_place", "index": 1}]
+    other = tap(m, "mark", 4, hold=2.0)
+    assert journaled(other, "marker")[0]["moment"] == "other" and beeps(other) == ["mark"]
+    second = tap(m, "mark", 7)
+    assert journaled(second, "marker")[0]["moment"] == "credentials"
+    assert beeps(second) == ["moment-2"]
+    for t in range(8, 20):  # past the last moment, marks are "other"
+        last = tap(m, "mark", t)
+    assert journaled(last, "marker")[0]["moment"] == "other"
+    assert m.marked == [mo.id for mo in m.procedure.moments]
+
+
+def test_a_fault_resume_keeps_the_act_and_a_stop_ends_it() -> None:
+    m = with_procedures()
+    tap(m, "mark", 1)
+    chosen = m.procedure
+    tap(m, "record", 2)
+    tap(m, "mark", 3)
+    m.on_fault("overheat", "85 C", 4 * NS)
+    m.on_writer_stopped(5 * NS)
+    out = m.on_clear("overheat", 6 * NS)
+    assert journaled(out, "recording_started")[0]["procedure"] == chosen.id
+    assert m.marked == [chosen.moments[0].id]  # the same act goes on
+    m.on_button("record", True, 7 * NS)
+    m.on_tick(11 * NS)  # held past stop_hold_s
+    m.on_button("record", False, 11 * NS)
+    m.on_writer_stopped(12 * NS)
+    assert m.procedure is None and m.marked == []
+
+
+def test_counted_beep_patterns_are_long_fives_then_short_ones() -> None:
+    from firmware.controls import LONG, NONE, SHORT, beep_steps
+
+    assert beep_steps("procedure-7") == [(*LONG, 1), (*SHORT, 2)]
+    assert beep_steps("moment-3") == [(*SHORT, 3)]
+    assert beep_steps("procedure-10") == [(*LONG, 2)]
+    assert beep_steps("procedure-0") == [(*NONE, 1)]
+    assert beep_steps("mark") == [(0.05, 0.05, 1)]

@@ -1,0 +1,218 @@
+"""What is on the record for each enforcement act, and what is missing (Art. 6, 18-33,
+34, 38-39), as pure decisions over a device's verified journal records.
+
+An *act* is one recording session: from a ``recording_started`` that follows no
+fault stop to the ``recording_stopped`` by the officer's button or at shutdown. A stop
+for a stoppage and the resume after it stay within the act. The act's procedure is the one
+its ``recording_started`` names, and its key moments are the ``marker`` records that name
+a moment. Every finding names its evidence: the device, the sequence numbers and the
+times, so that a person can check it against the footage.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from evidence.clock import parse_utc
+from evidence.procedures import OTHER, Procedures
+from evidence.record import Record
+
+from .deadlines import HOUR_NS, LIMIT_H
+
+# Finding kind -> (article, zh, en): what the rules require that the act lacks.
+FINDINGS: dict[str, tuple[int, str, str]] = {
+    "no_procedure": (
+        38,
+        "未选择执法程序，无法核对重点环节",
+        "no procedure chosen: key moments unchecked",
+    ),
+    "unknown_procedure": (
+        38,
+        "记录的执法程序不在程序清单中",
+        "the recorded procedure is not in the list",
+    ),
+    "moment_missing": (0, "缺少重点环节记录", "a key moment is not on the record"),
+    "announcement_missing": (6, "未告知使用执法记录仪", "the recording was not announced"),
+    "stop_unexplained": (5, "中止记录未说明原因", "recording stopped without a stated reason"),
+    "stored_late": (34, "音像记录超过24小时未存储", "stored more than 24 hours after recording"),
+    "journal_gap": (38, "记录日志序号不连续", "the journal's sequence numbers have a gap"),
+}
+
+
+@dataclass
+class Act:
+    """One recording session of one device and what its records show."""
+
+    device: str
+    officer: str
+    start_seq: int
+    start_utc: str
+    procedure: str | None
+    end_seq: int | None = None
+    end_utc: str | None = None
+    moments: list[tuple[str, int, str]] = field(default_factory=list)  # (moment, seq, utc)
+    announced: int | None = None  # seq of the announcement record
+    segments: list[Record] = field(default_factory=list)
+    findings: list[dict[str, Any]] = field(default_factory=list)
+    _stoppages: list[Record] = field(default_factory=list)
+    _suspended: bool = False
+
+    def find(self, kind: str, seqs: list[int], utc: str, **detail: Any) -> None:
+        article, zh, en = FINDINGS[kind]
+        self.findings.append(
+            {
+                "kind": kind,
+                "article": detail.pop("article", article),
+                "zh": zh,
+                "en": en,
+                "device": self.device,
+                "seqs": seqs,
+                "utc": utc,
+                **detail,
+            }
+        )
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "device": self.device,
+            "officer": self.officer,
+            "procedure": self.procedure,
+            "start_seq": self.start_seq,
+            "start_utc": self.start_utc,
+            "end_seq": self.end_seq,
+            "end_utc": self.end_utc,
+            "moments": [{"moment": m, "seq": s, "utc": u} for m, s, u in self.moments],
+            "announcement_seq": self.announced,
+            "segments": len(self.segments),
+            "findings": self.findings,
+        }
+
+
+def acts_of(
+    records: list[Record],
+    procedures: Procedures,
+    *,
+    officer: str = "",
+    stored_utc: dict[str, str] | None = None,
+    now_ns: int,
+    limit_h: float = LIMIT_H,
+) -> list[Act]:
+    """Split one device's records (in sequence order) into acts and judge each.
+
+    ``stored_utc``: file -> when the dock stored it (files the dock has not stored are
+    absent). A segment stored, or still not stored, more than ``limit_h`` hours after it
+    closed is ``stored_late``."""
+    stored = stored_utc or {}
+    acts: list[Act] = []
+    act: Act | None = None
+    previous: Record | None = None
+    for record in records:
+        if previous is not None and record.seq != previous.seq + 1 and act is not None:
+            act.find(
+                "journal_gap",
+                [previous.seq, record.seq],
+                record.utc,
+                missing=record.seq - previous.seq - 1,
+            )
+        previous = record
+        kind, body = record.kind, record.body
+        if kind == "recording_started":
+            if act is None or not act._suspended:
+                if act is not None:  # a new start without a stop: the old act ended unseen
+                    _end(act, record, unexplained=True)
+                act = Act(record.device, officer, record.seq, record.utc, body.get("procedure"))
+                acts.append(act)
+            act._suspended = False
+        elif act is None:
+            continue
+        elif kind == "announcement" and act.announced is None:
+            act.announced = record.seq
+        elif kind == "marker" and body.get("moment"):
+            act.moments.append((str(body["moment"]), record.seq, record.utc))
+        elif kind == "segment":
+            act.segments.append(record)
+        elif kind == "stoppage":
+            act._stoppages.append(record)
+        elif kind == "recording_stopped":
+            if body.get("by") == "fault":
+                if not any(s.body.get("reason") for s in act._stoppages):
+                    act.find("stop_unexplained", [record.seq], record.utc, by="fault")
+                act._suspended = True
+                act._stoppages = []
+            else:
+                _end(act, record, unexplained=False)
+                act = None
+        elif kind == "boot":  # the camera restarted inside an act: a power cut or a crash
+            _end(act, record, unexplained=not act._suspended)
+            act = None
+    for a in acts:
+        _judge(a, procedures, stored, now_ns, limit_h)
+    return acts
+
+
+def _end(act: Act, record: Record, *, unexplained: bool) -> None:
+    act.end_seq, act.end_utc = record.seq, record.utc
+    if unexplained:
+        act.find("stop_unexplained", [record.seq], record.utc, by=record.kind)
+
+
+def _judge(
+    act: Act, procedures: Procedures, stored: dict[str, str], now_ns: int, limit_h: float
+) -> None:
+    procedure = procedures.get(act.procedure) if act.procedure else None
+    if act.procedure is None:
+        act.find("no_procedure", [act.start_seq], act.start_utc)
+    elif procedure is None:
+        act.find("unknown_procedure", [act.start_seq], act.start_utc, procedure=act.procedure)
+    if procedure is not None:
+        marked = [m for m, _, _ in act.moments if m != OTHER]
+        for moment in procedure.missing(marked):
+            act.find(
+                "moment_missing",
+                [act.start_seq] + ([act.end_seq] if act.end_seq is not None else []),
+                act.start_utc,
+                article=moment.article,
+                procedure=procedure.id,
+                moment=moment.id,
+                moment_zh=moment.zh,
+                moment_en=moment.en,
+            )
+    if (procedure is None or procedure.announce) and act.announced is None:
+        act.find("announcement_missing", [act.start_seq], act.start_utc)
+    for segment in act.segments:
+        closed = parse_utc(segment.body["end_utc"])
+        when = stored.get(segment.body["file"])
+        until = parse_utc(when) if when else now_ns
+        hours = (until - closed) / HOUR_NS
+        if hours > limit_h:
+            act.find(
+                "stored_late",
+                [segment.seq],
+                segment.body["end_utc"],
+                file=segment.body["file"],
+                stored_utc=when,
+                hours=round(hours, 1),
+            )
+
+
+def report(acts: list[Act]) -> dict[str, Any]:
+    """Per officer: the acts, the findings, and a count per finding kind with its article."""
+    officers: dict[str, dict[str, Any]] = {}
+    for act in acts:
+        slot = officers.setdefault(
+            act.officer or "(no officer)", {"acts": [], "acts_with_findings": 0, "by_kind": {}}
+        )
+        slot["acts"].append(act.summary())
+        slot["acts_with_findings"] += bool(act.findings)
+        for f in act.findings:
+            count = slot["by_kind"].setdefault(
+                f["kind"], {"count": 0, "articles": [], "zh": f["zh"], "en": f["en"]}
+            )
+            count["count"] += 1
+            if f["article"] and f["article"] not in count["articles"]:
+                count["articles"].append(f["article"])
+    for slot in officers.values():
+        for count in slot["by_kind"].values():
+            count["articles"].sort()
+    return {"officers": dict(sorted(officers.items()))}

@@ -1,0 +1,167 @@
+"""``bodycam-dock report compliance``: read the store, judge each act, print the report.
+
+Reading is here; the decisions are :mod:`dock.compliance`. The HTML page is one
+self-contained file (no scripts, no links out), in Chinese first with English, for a
+supervisor to print.
+"""
+
+from __future__ import annotations
+
+import html
+from typing import Any
+
+from evidence.clock import parse_utc
+from evidence.exc import RecordError
+from evidence.journal import JOURNAL_NAME, scan_journal
+from evidence.procedures import Procedures
+from evidence.record import Record
+
+from .compliance import Act, acts_of
+
+
+def store_acts(
+    store: Any,
+    procedures: Procedures,
+    now_ns: int,
+    limit_h: float,
+    *,
+    officer: str | None = None,
+    day_from: str | None = None,
+    day_to: str | None = None,
+) -> list[Act]:
+    """Every act of every device in the store, filtered by officer and by the UTC day
+    (YYYY-MM-DD, inclusive) on which the act started."""
+    officers = {e.device_id: e.officer for e in store.registry()}
+    stored: dict[str, dict[str, str]] = {}
+    for row in store.index.query("SELECT device, file, stored_utc FROM media"):
+        if row["stored_utc"]:
+            stored.setdefault(row["device"], {})[row["file"]] = row["stored_utc"]
+    acts: list[Act] = []
+    for _unit, device, folder in store.device_folders():
+        if officer is not None and officers.get(device, "") != officer:
+            continue
+        journal = folder / JOURNAL_NAME
+        if not journal.exists():
+            continue
+        records = []
+        for _, line in scan_journal(journal).lines:
+            try:
+                records.append(Record.from_bytes(line))
+            except RecordError:
+                continue  # verify reports it; the chain gap shows here as journal_gap
+        acts += acts_of(
+            records,
+            procedures,
+            officer=officers.get(device, ""),
+            stored_utc=stored.get(device, {}),
+            now_ns=now_ns,
+            limit_h=limit_h,
+        )
+    return [
+        a
+        for a in acts
+        if (day_from is None or a.start_utc[:10] >= day_from)
+        and (day_to is None or a.start_utc[:10] <= day_to)
+    ]
+
+
+def _what(f: dict[str, Any], lang: str) -> str:
+    text = f[lang]
+    if f["kind"] == "moment_missing":
+        text += f": {f['moment_' + lang]}"
+    if f["kind"] == "stored_late":
+        text += f" ({f['file']}, {f['hours']} h)"
+    return text
+
+
+def render_text(data: dict[str, Any]) -> str:
+    lines = []
+    for officer, s in data["officers"].items():
+        lines.append(
+            f"officer {officer}: {len(s['acts'])} act(s), {s['acts_with_findings']} with findings"
+        )
+        for kind, c in s["by_kind"].items():
+            arts = ", ".join(f"Art. {a}" for a in c["articles"])
+            lines.append(f"  {c['count']:>4} x {kind} ({arts})")
+        for act in s["acts"]:
+            for f in act["findings"]:
+                seqs = ",".join(str(n) for n in f["seqs"])
+                lines.append(
+                    f"  {act['device']} act at {act['start_utc']} ({act['procedure'] or '-'}): "
+                    f"{_what(f, 'en')} [Art. {f['article']}; seq {seqs}]"
+                )
+    return "\n".join(lines) or "no acts recorded"
+
+
+_STYLE = """
+body { font-family: "Noto Sans CJK SC", "Source Han Sans SC", sans-serif; margin: 2em; }
+h1 { font-size: 1.4em; } h2 { font-size: 1.15em; margin-top: 1.6em; }
+table { border-collapse: collapse; width: 100%; margin: .6em 0; }
+th, td { border: 1px solid #888; padding: .25em .5em; text-align: left; vertical-align: top; }
+th { background: #eee; } .en { color: #555; font-size: .9em; }
+@media print { body { margin: 1cm; } }
+"""
+
+
+def render_html(data: dict[str, Any]) -> str:
+    e = html.escape
+    out = [
+        '<!DOCTYPE html><html lang="zh-CN"><head><meta charset="utf-8">',
+        "<title>执法全过程记录合规报告 Compliance report</title>",
+        f"<style>{_STYLE}</style></head><body>",
+        "<h1>执法全过程记录合规报告 <span class='en'>Full-process recording: compliance "
+        "report</span></h1>",
+        f"<p>截至 {e(data['now_utc'])} <span class='en'>as of</span></p>",
+    ]
+    if not data["officers"]:
+        out.append("<p>无执法记录 <span class='en'>no acts recorded</span></p>")
+    for officer, s in data["officers"].items():
+        out.append(
+            f"<h2>执法人员 {e(officer)} <span class='en'>officer</span>: "
+            f"{len(s['acts'])} 次执法 <span class='en'>acts</span>, "
+            f"{s['acts_with_findings']} 次有问题 <span class='en'>with findings</span></h2>"
+        )
+        if s["by_kind"]:
+            out.append(
+                "<table><tr><th>问题 <span class='en'>finding</span></th><th>次数 "
+                "<span class='en'>count</span></th><th>条款 <span class='en'>articles</span>"
+                "</th></tr>"
+            )
+            for c in s["by_kind"].values():
+                arts = "、".join(f"第{a}条" for a in c["articles"])
+                out.append(
+                    f"<tr><td>{e(c['zh'])}<br><span class='en'>{e(c['en'])}</span></td>"
+                    f"<td>{c['count']}</td><td>{e(arts)}</td></tr>"
+                )
+            out.append("</table>")
+        rows = [(a, f) for a in s["acts"] for f in a["findings"]]
+        if rows:
+            out.append(
+                "<table><tr><th>设备 <span class='en'>device</span></th><th>执法开始 "
+                "<span class='en'>act started</span></th><th>程序 <span class='en'>procedure"
+                "</span></th><th>问题 <span class='en'>finding</span></th><th>条款 "
+                "<span class='en'>article</span></th><th>证据 <span class='en'>evidence (seq, "
+                "UTC)</span></th></tr>"
+            )
+            for act, f in rows:
+                seqs = ", ".join(str(n) for n in f["seqs"])
+                out.append(
+                    f"<tr><td>{e(act['device'])}</td><td>{e(act['start_utc'])}</td>"
+                    f"<td>{e(act['procedure'] or '-')}</td>"
+                    f"<td>{e(_what(f, 'zh'))}<br><span class='en'>{e(_what(f, 'en'))}</span></td>"
+                    f"<td>第{f['article']}条</td><td>seq {e(seqs)}<br>{e(f['utc'])}</td></tr>"
+                )
+            out.append("</table>")
+    out.append("</body></html>")
+    return "\n".join(out)
+
+
+def check_day(value: str | None, flag: str) -> str | None:
+    """A ``--from``/``--to`` day, YYYY-MM-DD; ValueError naming the flag otherwise."""
+    if value is None:
+        return None
+    try:
+        parse_utc(f"{value}T00:00:00.000000Z")
+    except ValueError:
+        raise ValueError(f"{flag}: {value!r} is not a day (YYYY-MM-DD)") from None
+    return value
