@@ -135,6 +135,9 @@ class DeviceSession:
         self._last_new_no = -1  # publish number of the newest first-time publish
         self._resend_wait = settings.receipt_resend_s
         self._events: deque[str] = deque(maxlen=8)  # event states the next statuses carry
+        # A clean stop says shift_ended; a simulated camera that goes on to its dock in
+        # another process step says nothing, and the dock step's link speaks next.
+        self.say_offline = True
         self.receipts = 0  # receipts that settled an alert (for tests and logs)
         self.resent = 0  # alerts published again because no receipt came
         self.topics = (
@@ -484,12 +487,16 @@ class DeviceSession:
                 self.driver.wake(self)
 
     def close(self, timeout: float = 2.0) -> None:
-        """Say offline (retained, with the current head) and disconnect cleanly."""
+        """Say offline (retained, with the current head; unless ``say_offline`` was
+        cleared) and disconnect cleanly."""
         client = self.client
         if client is None:
             self.outbox.save_cursor()
             return
         if self.connected.is_set():
+            while self._events:  # an event journalled just before the stop still goes out
+                self.publish_status(time.monotonic())
+        if self.connected.is_set() and self.say_offline:
             offline = self._status(online=False, state="shift_ended")
             info = client.publish(self.topics[1], offline, qos=1, retain=True)
             deadline = time.monotonic() + timeout
@@ -664,8 +671,10 @@ class AlertLink:
         self._thread = threading.Thread(target=self.driver.run, name="alert-link", daemon=True)
         self._thread.start()
 
-    def stop(self, timeout: float = 5.0) -> None:
-        """Say offline, save the cursor and end the thread (bounded)."""
+    def stop(self, timeout: float = 5.0, *, offline: bool = True) -> None:
+        """Say offline (``shift_ended``; not with ``offline=False``, for a link that
+        another takes over at once), save the cursor and end the thread (bounded)."""
+        self.session.say_offline = offline
         self.driver.stop_event.set()
         self.driver.wake(self.session)
         if self._thread is not None:

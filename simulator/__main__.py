@@ -63,11 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="dock the camera after the shift (offload into DIR/dock/)",
     )
-    s.add_argument(
-        "--mqtt",
-        metavar="HOST:PORT",
-        help="send the camera's alerts and status to this broker (plain TCP; see docs/alerts.md)",
-    )
+    _mqtt_flag(s)
     s.add_argument(
         "--no-progress",
         action="store_true",
@@ -84,8 +80,30 @@ def build_parser() -> argparse.ArgumentParser:
         "was interrupted, or docked before.",
     )
     d.add_argument("--out", required=True, type=Path, metavar="DIR", help="the shift's folder")
+    _mqtt_flag(d)
     _log_flags(d)
     return p
+
+
+def _mqtt_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--mqtt",
+        metavar="HOST:PORT",
+        help="send the camera's alerts and status to this broker (plain TCP; see docs/alerts.md)",
+    )
+
+
+def _mqtt_settings(address: str | None, unit: str) -> Any:
+    """The camera's link settings for ``--mqtt HOST:PORT``, or None without it."""
+    if not address:
+        return None
+    from firmware.mqtt import MqttSettings
+
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise UsageError(f"--mqtt must be HOST:PORT, not {address!r}")
+    # The simulator talks to a loopback test broker: plain TCP, said so explicitly.
+    return MqttSettings(host=host, port=int(port), unit=unit, insecure=True)
 
 
 def _log_flags(p: argparse.ArgumentParser) -> None:
@@ -134,17 +152,7 @@ def _shift(args: argparse.Namespace) -> int:
         raise UsageError("--speed must be positive")
     if scenario is None:
         scenario = default_scenario(seconds)
-    mqtt = None
-    if args.mqtt:
-        from firmware.mqtt import MqttSettings
-
-        host, _, port = args.mqtt.rpartition(":")
-        if not host or not port.isdigit():
-            raise UsageError(f"--mqtt must be HOST:PORT, not {args.mqtt!r}")
-        # The simulator talks to a loopback test broker: plain TCP, said so explicitly.
-        mqtt = MqttSettings(
-            host=host, port=int(port), unit=scenario.shift.get("unit", "unit-1"), insecure=True
-        )
+    mqtt = _mqtt_settings(args.mqtt, scenario.shift.get("unit", "unit-1"))
     out: Path = args.out
     bar = None
     if not args.no_progress and on_terminal(sys.stderr):
@@ -163,6 +171,7 @@ def _shift(args: argparse.Namespace) -> int:
                 seed=args.seed,
                 sign=not args.no_sign,
                 mqtt=mqtt,
+                docks_after=args.dock,
                 progress=bar.tick if bar is not None else None,
             )
             if bar is not None:
@@ -171,7 +180,7 @@ def _shift(args: argparse.Namespace) -> int:
                 if bar is not None:
                     bar.phase("docking")
                 try:
-                    summary["dock"] = _dock(out)
+                    summary["dock"] = _dock(out, mqtt)
                 except KeyboardInterrupt:
                     summary["dock"] = {"outcome": "interrupted"}
     except KeyboardInterrupt:  # while the recorder started, or a second Ctrl-C as it closed
@@ -201,7 +210,7 @@ def _shift(args: argparse.Namespace) -> int:
     return 0
 
 
-def _dock(out: Path) -> dict[str, Any]:
+def _dock(out: Path, mqtt: Any = None) -> dict[str, Any]:
     from .clock import SimClock
     from .dockbay import dock_shift
     from .shift import resume_point
@@ -215,6 +224,7 @@ def _dock(out: Path) -> dict[str, Any]:
         out / "dock",
         out / "registry.json",
         clock,
+        mqtt,
     )
 
 
@@ -226,8 +236,9 @@ def _dock_only(args: argparse.Namespace) -> int:
                 f"{out} holds no simulated camera (no {needed.relative_to(out)}): "
                 f"run `{PROG} shift --out {out}` first"
             )
+    mqtt = _mqtt_settings(args.mqtt, _unit_of(out))
     try:
-        result = _dock(out)
+        result = _dock(out, mqtt)
     except KeyboardInterrupt:
         _say(f"interrupted while docking: the camera keeps every file in {out / 'device'}")
         _say(f"to dock it again: {PROG} dock --out {out}")
@@ -235,6 +246,19 @@ def _dock_only(args: argparse.Namespace) -> int:
     print(_dock_line(result))
     print(f"next: {_verify_command(out, docked=True)}")
     return 0 if result.get("outcome") == "stored" else 1
+
+
+def _unit_of(out: Path) -> str:
+    """The unit of DIR's simulated camera, as its registry gives it (unit-1 otherwise)."""
+    from evidence.identity import DeviceIdentity
+    from evidence.registry import Registry
+
+    try:
+        device = DeviceIdentity.load(out / "device-key" / "device.key").device_id
+        entry = Registry.load(out / "registry.json").get(device)
+    except (OSError, ValueError):
+        return "unit-1"
+    return entry.unit if entry is not None and entry.unit else "unit-1"
 
 
 def _dock_line(dock: dict[str, Any] | None) -> str:

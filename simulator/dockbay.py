@@ -241,12 +241,15 @@ def _last_record_ns(journal_path: Path) -> tuple[int, int]:
 
 
 def dock_shift(
-    device_dir: Path, key_path: Path, dock_dir: Path, registry_path: Path, clock
+    device_dir: Path, key_path: Path, dock_dir: Path, registry_path: Path, clock, mqtt: Any = None
 ) -> dict:
     """End a simulated shift in a dock: offload ``device_dir`` into the store ``dock_dir``.
 
     The dock's key is kept beside the store (``<dock_dir>/../dock-key/dock.key``) and the
     camera trusts it, so the receipt is honoured and the camera wipes what it covers.
+    With ``mqtt`` (a ``firmware.mqtt.MqttSettings``) the camera's alert link runs while it
+    docks, as a real camera's does: the supervisor sees ``dock finished`` when the dock's
+    receipt is journalled, then ``shift ended`` as the camera is switched off.
     """
     from evidence.identity import DeviceIdentity
     from evidence.journal import Journal
@@ -269,7 +272,15 @@ def dock_shift(
         clock.set_time_ns(camera_clock.time_ns() + RTC_DRIFT_NS)
     store.clock = clock
     journal = Journal(device_dir / "journal.jsonl", identity, clock=camera_clock, repair_torn=True)
+    alerts = None
     try:
+        if mqtt is not None:
+            from firmware.mqtt import AlertLink
+
+            # The recorder is idle while docked: its indicator state says ready.
+            alerts = AlertLink(journal, mqtt, status_source=lambda: ("ready", -1), consoles={})
+            alerts.start()
+            alerts.wait_connected(10)
         link = DockLink(
             device_dir,
             journal,
@@ -278,6 +289,10 @@ def dock_shift(
         )
         dock_result, camera = run_docking(store, dock_identity, link)
     finally:
+        if alerts is not None:
+            if alerts.wait_connected(0):
+                alerts.wait_idle(10)
+            alerts.stop()
         journal.close()
         store.close()
     summary = dock_result.to_dict() if dock_result is not None else {"outcome": "no result"}

@@ -395,12 +395,15 @@ def run_shift(
     seed: int | None = None,
     sign: bool = True,
     mqtt: Any = None,
+    docks_after: bool = False,
     progress: Callable[[float], None] | None = None,
 ) -> dict[str, Any]:
     """Run one shift into ``out``; returns the summary (also written to summary.json
     by the command). ``mqtt`` (a ``firmware.mqtt.MqttSettings``) runs the camera's alert
-    link to that broker during the shift (docs/alerts.md). ``progress`` is called with the
-    simulated seconds so far, once per simulated second, in the calling thread.
+    link to that broker during the shift (docs/alerts.md); with ``docks_after`` its end
+    does not say ``shift_ended``: the dock step's link says it after the dock's receipt.
+    ``progress`` is called with the simulated seconds so far, once per simulated second,
+    in the calling thread.
 
     Ctrl-C (KeyboardInterrupt) ends the shift early the way its end does (the recorder
     closes and signs its last segment); the summary then says ``"interrupted": true`` and
@@ -483,7 +486,7 @@ def run_shift(
         if link is not None:  # let the last alerts reach a reachable broker, say offline
             if link.wait_connected(0):
                 link.wait_idle(10)
-            link.stop()
+            link.stop(offline=interrupted or not docks_after)
         hw["indicators"].close()
         board.close()
         factory.close()

@@ -319,6 +319,7 @@ def _watch(
 
     name = config["name"] or _login()
     console = _load_console(config, judge.registry, say)
+    registry_file = RegistryFile(config, judge, say)
     watcher = Watcher(
         settings,
         judge,
@@ -326,12 +327,11 @@ def _watch(
         client_id=f"bodycam-supervisor-{name}",
         console=console,
         on_status=on_status,
+        refresh=registry_file.check,
     )
     for sig in (signal.SIGTERM, signal.SIGINT):
         if threading.current_thread() is threading.main_thread():
             signal.signal(sig, lambda *_: stop.set())
-    registry_path = Path(config["registry"])
-    registry_seen = _stat(registry_path)
     watcher.start()
     deadline = None if args.timeout is None else time.monotonic() + args.timeout
     try:
@@ -346,7 +346,8 @@ def _watch(
         say(f"connected to {where}, waiting for alerts")
         while not stop.wait(0.5):
             watcher.save()
-            registry_seen = _reload_registry(config, watcher, registry_path, registry_seen, say)
+            with watcher.lock:
+                registry_file.check()
             if deadline is not None and time.monotonic() >= deadline:
                 break
     finally:
@@ -365,26 +366,32 @@ def _stat(path: Path) -> tuple[int, int] | None:
     return st.st_mtime_ns, st.st_size
 
 
-def _reload_registry(
-    config: SupervisorConfig,
-    watcher: Watcher,
-    path: Path,
-    seen: tuple[int, int] | None,
-    say,
-) -> tuple[int, int] | None:
-    """A new edition of the registry (a device added, a key revoked) takes effect at once."""
-    now = _stat(path)
-    if now == seen or now is None:
-        return seen
-    try:
-        registry = load_registry(config)
-    except (UsageError, EvidenceError, ValueError, OSError) as exc:
-        say(f"-- the registry changed but cannot be used, keeping the previous one: {exc}")
-        return now
-    with watcher.lock:
-        watcher.judge.registry = registry
-    _log.info("registry reloaded: %d camera(s), %d dock(s)", len(registry), len(registry.docks()))
-    return now
+class RegistryFile:
+    """The watch's registry file: a new edition (a device added, a key revoked) takes
+    effect at once. :meth:`check` runs under the watcher's lock, from the main loop every
+    half second and from paho's thread when a camera the registry lacks speaks."""
+
+    def __init__(self, config: SupervisorConfig, judge: AlertJudge, say) -> None:
+        self.config = config
+        self.judge = judge
+        self.say = say
+        self.path = Path(config["registry"])
+        self.seen = _stat(self.path)
+
+    def check(self) -> None:
+        now = _stat(self.path)
+        if now == self.seen or now is None:
+            return
+        self.seen = now
+        try:
+            registry = load_registry(self.config)
+        except (UsageError, EvidenceError, ValueError, OSError) as exc:
+            self.say(f"-- the registry changed but cannot be used, keeping the previous one: {exc}")
+            return
+        self.judge.registry = registry
+        _log.info(
+            "registry reloaded: %d camera(s), %d dock(s)", len(registry), len(registry.docks())
+        )
 
 
 def _ack(

@@ -142,8 +142,13 @@ class Watcher:
         client_id: str = "bodycam-supervisor",
         console: DeviceIdentity | None = None,
         on_status: Callable[[StatusEvent], None] | None = None,
+        refresh: Callable[[], None] | None = None,
     ) -> None:
         self.settings = settings
+        # Called under the lock for a message from a camera the registry does not hold:
+        # a new edition may have just been written (a simulated shift registers its camera
+        # and connects within milliseconds), so it is read before the camera is judged.
+        self.refresh = refresh
         self.judge = judge
         self.emit = emit
         self.console = console
@@ -227,6 +232,8 @@ class Watcher:
         leaf = parts[2] if parts else message.topic.rsplit("/", 1)[-1]
         wall_ns = time.time_ns()
         with self.lock:
+            if self.refresh is not None and parts and self.judge.registry.get(parts[1]) is None:
+                self.refresh()
             if leaf == "status":
                 msg, problem = self.judge.status(message.topic, message.payload)
                 if problem:

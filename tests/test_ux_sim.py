@@ -307,6 +307,20 @@ def test_provision_run_by_the_system_python_uses_the_checkouts_venv() -> None:
     assert "--sim DIR" in done.stdout and "bodycam-recorder --camera sim" in done.stdout
 
 
+def test_provision_on_a_pc_without_sim_says_how_to_make_a_simulated_camera(tmp_path: Path) -> None:
+    pc = tmp_path / "pc"  # a PC's root: no /proc/device-tree/model
+    (pc / "etc").mkdir(parents=True)
+    done = subprocess.run(
+        [PY, str(ROOT / "scripts" / "provision-device"), "--root", str(pc), "--device-id",
+         "cam-0042", "--officer", "A1024", "--unit", "unit-1", "--registry", str(tmp_path / "r.json")],
+        capture_output=True, text=True, env=_env(), timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 2 and done.stdout == "" and done.stderr.count("\n") == 1
+    assert done.stderr.startswith("provision-device: error: this is not a camera")
+    assert "on a PC, --sim DIR provisions a simulated camera for bodycam-recorder" in done.stderr
+    assert sorted(p.name for p in pc.iterdir()) == ["etc"] and not (tmp_path / "r.json").exists()
+
+
 @pytest.mark.slow
 def test_provision_sim_makes_a_camera_bodycam_recorder_records_on(tmp_path: Path) -> None:
     cam = tmp_path / "cam"
@@ -321,10 +335,10 @@ def test_provision_sim_makes_a_camera_bodycam_recorder_records_on(tmp_path: Path
     env_part, command = nxt[len("next: ") :].split(" ", 1)
     assert env_part == "GPIOZERO_PIN_FACTORY=mock"
     assert command.split()[1:] == ["--camera", "sim", "--config", str(cam / "recorder.toml")]
-    # Run exactly that (pressing record, 30x real time), wait until a segment is signed,
-    # then stop it as systemd would.
+    # Run exactly that (pressing record, 30x real time, -v: what the officer sees and
+    # hears), wait until a segment is signed, then stop it as systemd would.
     recorder = subprocess.Popen(
-        [*command.split(), "--record", "--speed", "30"],
+        [*command.split(), "--record", "--speed", "30", "-v"],
         env=_env(GPIOZERO_PIN_FACTORY="mock"), stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,
     )  # fmt: skip
     try:
@@ -339,6 +353,8 @@ def test_provision_sim_makes_a_camera_bodycam_recorder_records_on(tmp_path: Path
                 seen += chunk
         assert b"recording started (pre-event 30 s)" in seen, seen.decode(errors="replace")
         assert b" signed (" in seen, seen.decode(errors="replace")
+        assert b"LEDs: red on, green off, amber off (recording)" in seen
+        assert b"buzzer: 1 beep of 0.3 s (start)" in seen
         recorder.terminate()
         assert recorder.wait(timeout=60) == 0
     finally:

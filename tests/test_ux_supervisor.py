@@ -4,12 +4,17 @@ real command and checks its exit status and the line it prints."""
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
+import socket
 import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
 
+import pytest
 from conftest import free_port
 from test_alerts_receipts import camera_settings, make_unit
 
@@ -19,6 +24,7 @@ from firmware.mqtt import AlertLink
 from simulator.clock import SimClock
 
 PROG = "bodycam-supervisor"
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def tool(name: str) -> str:
@@ -27,6 +33,18 @@ def tool(name: str) -> str:
 
 def run(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
     return subprocess.run([*args], capture_output=True, text=True, timeout=timeout)
+
+
+def wait_for_port(port: int, timeout: float = 10) -> None:
+    """Until something accepts connections on 127.0.0.1:port (a broker just started)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            assert time.monotonic() < deadline, f"nothing listens on port {port}"
+            threading.Event().wait(0.05)
 
 
 def flags(broker, registry: Path, state: Path) -> list[str]:
@@ -46,9 +64,13 @@ def flags(broker, registry: Path, state: Path) -> list[str]:
 class Watch:
     """A live `bodycam-supervisor watch` process; its stdout lines as they come."""
 
-    def __init__(self, *args: str) -> None:
+    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
         self.proc = subprocess.Popen(
-            [tool(PROG), "watch", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            [tool(PROG), "watch", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
         )
         self.lines: list[str] = []
         self.cond = threading.Condition()
@@ -259,3 +281,102 @@ def test_watch_takes_a_new_registry_edition_without_a_restart(broker, tmp_path):
     finally:
         link.stop()
         assert watch.stop() == 0
+
+
+def test_a_camera_registered_just_before_it_connects_is_verified_from_its_first_word(
+    broker, tmp_path
+):
+    """A simulated shift writes its registry edition and connects within milliseconds,
+    well inside the watch's half-second look at the file: the camera's first status and
+    first alert are judged on the new edition, not shown as an unknown camera's."""
+    unit = make_unit(tmp_path / "unit")
+    registry = Registry.load(unit.registry)
+    camera = registry.get("cam-0001")
+    empty = Registry(consoles={c.console_id: c for c in registry.consoles()})
+    empty.save_signed(unit.registry, unit.key, "2026-12-03T08:00:00.000000Z")
+    watch = Watch("--config", str(unit.supervisor_config(broker, tmp_path / "seen.json")))
+    journal = Journal(tmp_path / "dev" / "journal.jsonl", unit.camera)
+    # No console receipts (as in a simulated shift): an alert judged wrongly is not resent.
+    link = AlertLink(journal, camera_settings(broker), consoles={},
+                     status_source=lambda: ("ready", 80))  # fmt: skip
+    try:
+        watch.wait_for("waiting for alerts")
+        empty.add(camera)
+        empty.save_signed(unit.registry, unit.key, "2026-12-03T08:01:00.000000Z")
+        link.start()
+        journal.append("stoppage", {"reason": "weather", "detail": "first"})
+        line = watch.wait_for("STOPPAGE weather")
+        assert link.wait_idle(10)
+        watch.wait_for("cam-0001 (A1024)  online, ready")
+    finally:
+        link.stop()
+        code = watch.stop()
+    assert code == 0
+    assert "[verified #" in line
+    assert not any(x.startswith("!!") for x in watch.lines), watch.lines
+    assert "not in the registry" not in watch.proc.stderr.read()
+
+
+def _doc_commands() -> list[str]:
+    """The command lines of docs/alerts.md, "Watching a simulated shift"."""
+    text = (ROOT / "docs" / "alerts.md").read_text()
+    section = text.split("\n### Watching a simulated shift\n", 1)[1].split("\n#", 1)[0]
+    return [line[4:] for line in section.splitlines() if line.startswith("    ")]
+
+
+@pytest.mark.slow
+def test_the_documented_console_for_a_simulated_shift_shows_its_whole_story(tmp_path):
+    """docs/alerts.md's lines, run as written (DIR, the port and FINGERPRINT filled in):
+    the supervisor is set up before any shift, and sees the shift from recording started
+    to dock finished and shift ended, every alert verified."""
+    commands = _doc_commands()
+    assert [c.split()[0] for c in commands] == [
+        "mosquitto", ".venv/bin/bodycam-unit", ".venv/bin/bodycam-supervisor",
+        ".venv/bin/bodycam-supervisor", ".venv/bin/bodycam-sim",
+    ]  # fmt: skip
+    port, shift = str(free_port()), tmp_path / "shift"
+    home = tmp_path / "home"
+    env = {**os.environ, "HOME": str(home), "XDG_CONFIG_HOME": str(home / ".config"),
+           "XDG_STATE_HOME": str(home / ".local/state")}  # fmt: skip
+    env.pop("BODYCAM_LOG_FORMAT", None)
+    background: list[subprocess.Popen] = []
+    watch: Watch | None = None
+    fingerprint = ""
+    try:
+        for line in commands:
+            argv = line.rstrip(" &").replace("1884", port).replace("DIR", str(shift))
+            argv = argv.replace("FINGERPRINT", fingerprint).split()
+            if argv[0].startswith(".venv/bin/"):
+                argv[0] = tool(argv[0].removeprefix(".venv/bin/"))
+            if argv[0] == "mosquitto":
+                argv[0] = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+                background.append(subprocess.Popen(argv, stdout=subprocess.DEVNULL,
+                                                   stderr=subprocess.DEVNULL, env=env))  # fmt: skip
+                wait_for_port(int(port))
+            elif line.endswith("&"):  # the watch
+                watch = Watch(*argv[2:], env=env)
+                watch.wait_for("waiting for alerts")
+            else:
+                done = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=ROOT,
+                                      timeout=300)  # fmt: skip
+                assert done.returncode == 0, (line, done.stdout, done.stderr)
+                if "init" in argv:
+                    fingerprint = done.stdout.splitlines()[-1].replace(" ", "")
+                    assert len(fingerprint) == 64, done.stdout
+        assert watch is not None
+        device = json.loads((shift / "summary.json").read_text())["device"]
+        watch.wait_for(f"{device} (A1024)  shift ended (camera switched off)", timeout=30)
+    finally:
+        code = watch.stop() if watch is not None else 0
+        for proc in background:
+            proc.terminate()
+            proc.wait(10)
+    assert code == 0
+    story = [x.split("  ", 2)[-1] for x in watch.lines if x.startswith("-- 2")]
+    assert story[:2] == ["online, ready", "recording started"], story
+    assert story[-2:] == ["dock finished (the dock has receipted its media)",
+                          "shift ended (camera switched off)"]  # fmt: skip
+    alerts = [x for x in watch.lines if "STOPPAGE" in x or "RESUMED" in x]
+    assert len(alerts) == 10 and all("[verified #" in x for x in alerts), watch.lines
+    assert not any(x.startswith("!!") or "clock ahead" in x for x in watch.lines)
+    assert "not in the registry" not in watch.proc.stderr.read()
