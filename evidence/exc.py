@@ -8,6 +8,7 @@ __all__ = [
     "EvidenceError",
     "JournalError",
     "JournalFullError",
+    "JournalWriteError",
     "KeyFileError",
     "RecordError",
     "RegistryError",
@@ -39,8 +40,10 @@ class SignatureError(RecordError):
 class TornRecordError(EvidenceError):
     """The journal ends with a partial record, as a power cut mid-append leaves it."""
 
-    def __init__(self, path: str, offset: int, length: int) -> None:
-        super().__init__(f"{path}: torn record at byte {offset} ({length} bytes without a newline)")
+    def __init__(self, path: str, offset: int, length: int, message: str | None = None) -> None:
+        super().__init__(
+            message or f"{path}: torn record at byte {offset} ({length} bytes without a newline)"
+        )
         self.path = path
         self.offset = offset
         self.length = length
@@ -50,11 +53,25 @@ class JournalError(EvidenceError):
     """The journal cannot be opened or appended to (wrong device, bad chain on open, ...)."""
 
 
-class JournalFullError(JournalError):
-    """An append did not fit on the storage (ENOSPC, EDQUOT, EFBIG or a short write); it was
-    rolled back, so the journal ends at its last good record and takes the next append
-    once there is room."""
-
-
 class RegistryError(EvidenceError):
     """The device registry is unreadable or names a device twice with different keys."""
+
+
+class JournalWriteError(JournalError, OSError):
+    """An append did not reach storage (a short write, EIO, a failed fsync). It was rolled
+    back: the journal still ends at its last good record and takes the next append. An
+    ``OSError`` too, with the cause's ``errno``, so code that handles storage faults
+    (the segment writer) handles this one."""
+
+    def __init__(self, message: str, errno_: int | None) -> None:
+        OSError.__init__(self, errno_, message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class JournalFullError(JournalWriteError):
+    """The append did not fit (ENOSPC, EDQUOT, EFBIG or a short write), even after the
+    journal gave back what it held in reserve; rolled back like any
+    :class:`JournalWriteError`, and the next append succeeds once there is room."""

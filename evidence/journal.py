@@ -1,15 +1,26 @@
 """The append-only, hash-chained device journal (``journal.jsonl``: one record per line).
 
-Appends are durable: a record is written with a single ``write`` on an ``O_APPEND``
-descriptor and fsynced before :meth:`Journal.append` returns. A power cut mid-append leaves
-a torn last line; opening the journal detects it and either refuses (the default) or,
-with ``repair_torn=True``, moves the torn bytes to a side file and journals a ``torn_tail``
-record naming their hash, so nothing is silently dropped or accepted.
+Appends are durable: a record is one ``write`` on an ``O_APPEND`` descriptor, fsynced before
+:meth:`Journal.append` returns. An append that fails (a short write, ENOSPC, EIO, a failed
+fsync) is rolled back, truncated to the last good record and fsynced, before anything else
+is appended, so a full disk never leaves half a line for the next record to follow.
+
+A power cut mid-append leaves a torn last line; opening the journal detects it and either
+refuses (the default) or, with ``repair_torn=True``, moves the torn bytes to a side file
+and journals a ``torn_tail`` record naming their hash, so nothing is silently dropped or
+accepted. The repair is idempotent: a repair cut short (the side file written, the journal
+truncated or not, the ``torn_tail`` record lost or torn) is finished by the next opening.
+
+Next to the journal, ``journal.reserve`` holds room on the file system (a few records'
+worth) for the records that report a full disk and for the boot that follows: an append
+that meets ENOSPC gives it back a block at a time and retries. It is made again once space
+returns. It is not evidence: nothing names it, verify and the dock never read it.
 """
 
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import re
 import threading
@@ -18,17 +29,33 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .canonical import GENESIS_HASH, sha256_hex
+from .canonical import GENESIS_HASH, canonical_bytes, sha256_hex
 from .clock import Clock, SystemClock, format_utc
-from .exc import JournalError, JournalFullError, RecordError, TornRecordError
+from .exc import (
+    JournalError,
+    JournalFullError,
+    JournalWriteError,
+    RecordError,
+    TornRecordError,
+)
 from .identity import DeviceIdentity
 from .record import Record, sign_record
 from .storage import atomic_write_bytes, fsync_dir
+
+_log = logging.getLogger(__name__)
 
 JOURNAL_NAME = "journal.jsonl"
 TORN_PREFIX = "journal.torn-"
 TORN_FILE = re.compile(r"\Ajournal\.torn-[0-9]{1,19}\Z", re.ASCII)
 """The name a torn-tail repair gives the bytes it moved aside (kept as evidence)."""
+RESERVE_NAME = "journal.reserve"
+RESERVE_RECORDS = 8
+RECORD_ROOM = 1024
+"""Bytes one record of a stoppage or a boot takes at most. Measured by
+tests/test_journal_faults.py: 358 (resumed) to 619 (segment) bytes."""
+RESERVE_BYTES = RESERVE_RECORDS * RECORD_ROOM
+_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)  # JournalFullError
+_NO_ROOM = (errno.ENOSPC, errno.EDQUOT)  # where giving back the reserve helps
 
 
 @dataclass(frozen=True)
@@ -37,6 +64,7 @@ class JournalScan:
 
     lines: list[tuple[int, bytes]]  # (byte offset, line without newline)
     torn: tuple[int, bytes] | None  # trailing bytes without a newline
+    size: int = 0
 
 
 def scan_journal(path: str | os.PathLike) -> JournalScan:
@@ -46,14 +74,79 @@ def scan_journal(path: str | os.PathLike) -> JournalScan:
     while offset < len(data):
         end = data.find(b"\n", offset)
         if end < 0:
-            return JournalScan(lines, (offset, data[offset:]))
+            return JournalScan(lines, (offset, data[offset:]), len(data))
         lines.append((offset, data[offset:end]))
         offset = end + 1
-    return JournalScan(lines, None)
+    return JournalScan(lines, None, len(data))
+
+
+class SpaceReserve:
+    """Room held on the journal's file system, given back when the disk is full.
+
+    ``size`` is rounded up to whole blocks of the file system: a record needs a new block
+    only when it crosses into one, and a block is what truncating the reserve frees.
+    """
+
+    def __init__(self, path: Path, size: int) -> None:
+        self.path = path
+        self.block = 4096
+        if size > 0:
+            try:
+                self.block = os.statvfs(path.parent).f_bsize or 4096
+            except OSError:
+                pass
+        self.size = -(-size // self.block) * self.block if size > 0 else 0
+
+    @property
+    def held(self) -> int:
+        """Bytes the reserve holds now."""
+        try:
+            return os.lstat(self.path).st_size
+        except OSError:
+            return 0
+
+    def replenish(self) -> bool:
+        """Grow the reserve back to its full size; False while storage has no room."""
+        held = self.held
+        if held >= self.size:
+            return True
+        created = not os.path.lexists(self.path)
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        try:
+            try:
+                os.posix_fallocate(fd, held, self.size - held)
+                os.fsync(fd)
+            except OSError as exc:
+                os.ftruncate(fd, held)  # a failed fallocate may keep what it took
+                if exc.errno not in _NO_ROOM:
+                    raise
+                return False
+        finally:
+            os.close(fd)
+        if created:
+            fsync_dir(self.path.parent)
+        return True
+
+    def release(self) -> int:
+        """Give one block of the reserve back to the file system; the bytes given."""
+        held = self.held
+        if held <= 0:
+            return 0
+        keep = max(0, held - self.block)
+        fd = os.open(self.path, os.O_WRONLY | os.O_NOFOLLOW)
+        try:
+            os.ftruncate(fd, keep)
+            os.fsync(fd)  # commits the free: some file systems reuse freed blocks only then
+        finally:
+            os.close(fd)
+        return held - keep
 
 
 class Journal:
-    """A device's journal, open for appending. Thread-safe: appends are serialised."""
+    """A device's journal, open for appending. Thread-safe: appends are serialised.
+
+    ``reserve_bytes`` is the room kept in ``journal.reserve`` (0: none).
+    """
 
     def __init__(
         self,
@@ -62,6 +155,7 @@ class Journal:
         *,
         clock: Clock | None = None,
         repair_torn: bool = False,
+        reserve_bytes: int = RESERVE_BYTES,
     ) -> None:
         self.path = Path(path)
         self.identity = identity
@@ -69,8 +163,11 @@ class Journal:
         self._lock = threading.Lock()
         self._head: tuple[int, str] | None = None
         self._listeners: list[Callable[[Record], None]] = []
+        self._end = 0  # bytes of good records: where the next append starts
+        self._dirty = False  # a rollback failed: the file may hold bytes past _end
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        torn: tuple[int, bytes] | None = None
+        self.reserve = SpaceReserve(self.path.with_name(RESERVE_NAME), reserve_bytes)
+        scan = JournalScan([], None)
         if self.path.exists():
             scan = scan_journal(self.path)
             for offset, line in reversed(scan.lines):
@@ -89,48 +186,123 @@ class Journal:
                     )
                 self._head = (last.seq, last.hash)
                 break
-            torn = scan.torn
         created = not self.path.exists()
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        self._end = scan.size
         if created:
             fsync_dir(self.path.parent)
-        if torn is not None:
-            if not repair_torn:
-                os.close(self._fd)
-                raise TornRecordError(str(self.path), torn[0], len(torn[1]))
-            self._repair(*torn)
-        elif repair_torn:
-            self._finish_repair()
+        try:
+            unfinished = self._unfinished_repair(scan)
+            if (scan.torn is not None or unfinished is not None) and not repair_torn:
+                raise self._needs_repair(scan, unfinished)
+            self._replenish()
+            if unfinished is not None:
+                self._finish_repair(scan, *unfinished)
+            elif scan.torn is not None:
+                self._repair(*scan.torn)
+        except BaseException:
+            self.close()
+            raise
+
+    # -- torn tails -----------------------------------------------------------------------
+
+    def _unfinished_repair(self, scan: JournalScan) -> tuple[Path, bytes] | None:
+        """A side file of a repair cut short: named by no ``torn_tail`` record, and for the
+        offset where the good records end (``(path, its bytes)``), else None."""
+        good_end = scan.torn[0] if scan.torn is not None else scan.size
+        side = self.path.with_name(f"{TORN_PREFIX}{good_end}")
+        if not os.path.isfile(side) or os.path.islink(side):
+            return None
+        for _, line in scan.lines:
+            if b'"torn_tail"' in line and side.name.encode() in line:
+                try:
+                    record = Record.from_bytes(line)
+                except RecordError:
+                    continue
+                if record.kind == "torn_tail" and record.body.get("file") == side.name:
+                    return None  # a finished repair
+        return side, side.read_bytes()
+
+    def _needs_repair(self, scan: JournalScan, unfinished) -> TornRecordError:
+        if unfinished is None:
+            offset, data = scan.torn
+            return TornRecordError(str(self.path), offset, len(data))
+        side, data = unfinished
+        return TornRecordError(
+            str(self.path),
+            int(side.name[len(TORN_PREFIX) :]),
+            len(data),
+            f"{self.path}: a torn-tail repair was cut short ({side.name} is named by no "
+            "torn_tail record); open it with repair_torn to finish it",
+        )
+
+    def _torn_tail_body(self, offset: int, data: bytes, side: Path) -> dict[str, Any]:
+        return {"offset": offset, "size": len(data), "sha256": sha256_hex(data), "file": side.name}
 
     def _repair(self, offset: int, data: bytes) -> None:
-        """Keep the torn bytes in ``journal.torn-<offset>``, cut them off, journal that.
+        """Move the torn bytes to ``journal.torn-<offset>``, cut them off, journal it.
 
-        Idempotent across a crash at any step: a side file for this offset already there
-        means an earlier repair got as far as cutting the tail, and what is torn now is
-        its own ``torn_tail`` record, so the side file (the original bytes) is kept."""
+        Each step is durable before the next, and the side file is the intent: a crash
+        after it is written leaves a state :meth:`_finish_repair` completes.
+        """
         side = self.path.with_name(f"{TORN_PREFIX}{offset}")
-        if side.is_file():
-            data = side.read_bytes()
-        else:
-            atomic_write_bytes(side, data)
+        atomic_write_bytes(side, data)
+        self._finish_repair(JournalScan([], (offset, data), offset + len(data)), side, data)
+
+    def _finish_repair(self, scan: JournalScan, side: Path, kept: bytes) -> None:
+        """Complete a repair whose side file ``side`` (holding ``kept``) is written: cut the
+        journal back to the side file's offset and journal ``torn_tail`` for it."""
+        offset = int(side.name[len(TORN_PREFIX) :])
+        body = self._torn_tail_body(offset, kept, side)
+        if scan.torn is not None and scan.torn[1] != kept:
+            # The bytes after the good records are not the ones moved aside: they must be
+            # the start of this repair's own torn_tail record, cut short. Anything else is
+            # evidence no rule here may drop.
+            own = (
+                b'{"body":'
+                + canonical_bytes(body)
+                + b',"device":'
+                + canonical_bytes(self.identity.device_id)
+                + b',"kind":"torn_tail","mono_ns":'
+            )
+            extra = scan.torn[1]
+            if not (own.startswith(extra) or extra.startswith(own)):
+                raise JournalError(
+                    f"{self.path}: {len(extra)} bytes at byte {offset} are neither the torn "
+                    f"record kept in {side.name} nor its torn_tail record; not repaired"
+                )
+            _log.warning("journal: a torn_tail record was cut short; writing it again")
         os.ftruncate(self._fd, offset)
         os.fsync(self._fd)
-        self._journal_torn(offset, data, side)
+        self._end = offset
+        for leftover in self.path.parent.glob(f".{TORN_PREFIX}*.tmp-*"):
+            leftover.unlink(missing_ok=True)  # an atomic write cut short: the bytes are kept
+        _log.warning("journal: kept a torn last record (%d bytes) in %s", len(kept), side.name)
+        self.append("torn_tail", body)
 
-    def _finish_repair(self) -> None:
-        """A crash after a repair cut the tail but before its ``torn_tail`` record was
-        appended leaves ``journal.torn-<size>`` with the journal ending exactly there:
-        append the record now (a finished repair's record lies past that offset)."""
-        size = os.fstat(self._fd).st_size
-        side = self.path.with_name(f"{TORN_PREFIX}{size}")
-        if size and side.is_file():
-            self._journal_torn(size, side.read_bytes(), side)
+    # -- the reserve ------------------------------------------------------------------------
 
-    def _journal_torn(self, offset: int, data: bytes, side: Path) -> None:
-        self.append(
-            "torn_tail",
-            {"offset": offset, "size": len(data), "sha256": sha256_hex(data), "file": side.name},
-        )
+    @property
+    def reserve_spent(self) -> bool:
+        """True while ``journal.reserve`` holds less than its full size: storage was (or
+        is) full, and the room kept for reporting it has been used."""
+        return self.reserve.size > 0 and self.reserve.held < self.reserve.size
+
+    def replenish_reserve(self) -> bool:
+        """Make the reserve whole again; False while storage still has no room."""
+        with self._lock:
+            return self._replenish()
+
+    def _replenish(self) -> bool:
+        if self.reserve.size <= 0:
+            return True
+        try:
+            return self.reserve.replenish()
+        except OSError as exc:
+            _log.warning("journal: cannot make %s: %s", self.reserve.path.name, exc)
+            return False
+
+    # -- appending --------------------------------------------------------------------------
 
     @property
     def head(self) -> tuple[int, str] | None:
@@ -142,8 +314,16 @@ class Journal:
         return 0 if self._head is None else self._head[0] + 1
 
     def append(self, kind: str, body: dict[str, Any]) -> Record:
-        """Sign ``body`` as the next record and make it durable before returning it."""
+        """Sign ``body`` as the next record and make it durable before returning it.
+
+        Raises :class:`JournalFullError` (storage full, the reserve spent) or
+        :class:`JournalWriteError` (another storage fault); either way nothing of the
+        record stays in the journal, and the next append may succeed.
+        """
         with self._lock:
+            if self._fd < 0:
+                raise JournalError(f"{self.path}: the journal is closed")
+            self._restore_end()
             seq, prev = (
                 (0, GENESIS_HASH) if self._head is None else (self._head[0] + 1, self._head[1])
             )
@@ -156,35 +336,97 @@ class Journal:
                 kind=kind,
                 body=body,
             )
-            self._write_durably(record.to_bytes() + b"\n")
+            line = record.to_bytes() + b"\n"
+            released = False
+            while True:
+                try:
+                    self._write(line, kind)
+                    break
+                except JournalFullError as exc:
+                    if exc.errno not in _NO_ROOM:
+                        raise  # a file size limit: room elsewhere would not help
+                    try:
+                        given = self.reserve.release() if self.reserve.size > 0 else 0
+                    except OSError as exc:
+                        _log.error("journal: cannot give back the reserve: %s", exc)
+                        given = 0
+                    if not given:
+                        raise
+                    released = True
+                    _log.warning(
+                        "journal: storage full; gave back %d bytes of the reserve for %s",
+                        given,
+                        kind,
+                    )
+            self._end += len(line)
             self._head = (record.seq, record.hash)
+            if not released and self.reserve_spent and self._replenish():
+                _log.info("journal: storage has room again; the reserve is whole")
             listeners = list(self._listeners)
         for listener in listeners:
             listener(record)
         return record
 
-    def _write_durably(self, line: bytes) -> None:
-        """Append ``line`` and fsync it, or leave the file as it was: a failed or short
-        write is truncated back to the last good record before the error is raised, so
-        nothing is ever appended after a partial line."""
-        end = os.fstat(self._fd).st_size
+    def _write(self, line: bytes, kind: str) -> None:
+        """Write ``line`` at ``_end`` with one ``write`` and fsync it, or roll it back and
+        raise. A short write is a failure too: what caused it (a full card, a file size
+        limit) makes the next write fail, and half a record must not stay."""
+        start = self._end
         try:
             written = os.write(self._fd, line)
-            if written == len(line):
+            if written != len(line):
+                err = errno.ENOSPC if self._no_room(len(line) - written) else errno.EFBIG
+                raise OSError(err, f"short write ({written} of {len(line)} bytes)")
+            try:
                 os.fsync(self._fd)
-                return
-            problem = f"short write ({written} of {len(line)} bytes)"
-            full = True
+            except OSError as exc:
+                raise OSError(exc.errno, f"fsync failed: {exc.strerror or exc}") from None
         except OSError as exc:
-            problem = f"cannot append: {exc.strerror or exc}"
-            full = exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+            self._roll_back()
+            cls = JournalFullError if exc.errno in _FULL else JournalWriteError
+            raise cls(
+                f"{self.path}: cannot append a {kind} record: {exc.strerror or exc}; "
+                f"rolled back to byte {start}",
+                exc.errno,
+            ) from None
+
+    def _no_room(self, need: int) -> bool:
+        """Whether the file system lacks ``need`` bytes (a short write's likely cause)."""
         try:
-            os.ftruncate(self._fd, end)
+            st = os.fstatvfs(self._fd)
+        except OSError:
+            return True
+        return st.f_bavail * st.f_frsize < need + st.f_bsize
+
+    def _roll_back(self) -> None:
+        """Cut the file back to its good records (``_end``), durably."""
+        try:
+            os.ftruncate(self._fd, self._end)
             os.fsync(self._fd)
-        except OSError as exc:  # the card is failing: say so, the next open repairs the tail
-            raise JournalError(f"{self.path}: {problem}; rollback failed: {exc}") from None
-        error = JournalFullError if full else JournalError
-        raise error(f"{self.path}: {problem}; rolled back to byte {end}") from None
+            self._dirty = False
+        except OSError as exc:
+            self._dirty = True  # the next append tries again before it writes
+            _log.error("journal: cannot roll back a failed append: %s", exc)
+
+    def _restore_end(self) -> None:
+        size = os.fstat(self._fd).st_size
+        if size == self._end and not self._dirty:
+            return
+        if size < self._end:
+            raise JournalError(
+                f"{self.path}: the file is {size} bytes, shorter than the {self._end} "
+                "this journal wrote (cut by someone else)"
+            )
+        if not self._dirty:
+            raise JournalError(
+                f"{self.path}: {size - self._end} bytes were appended by someone else"
+            )
+        self._roll_back()
+        if self._dirty:
+            raise JournalWriteError(
+                f"{self.path}: cannot roll back a failed append; not appending after it",
+                errno.EIO,
+            )
 
     def add_listener(self, listener: Callable[[Record], None]) -> None:
         """Call ``listener(record)`` after each durable append, in the appending thread

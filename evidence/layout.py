@@ -5,6 +5,7 @@
     <root>/identity.json      device id and public key (informational; trust the registry)
     <root>/journal.jsonl      the signed journal
     <root>/journal.torn-N     bytes of a torn last record, kept after repair
+    <root>/journal.reserve    room kept for the records of a full card (not evidence)
     <root>/media/YYYYMMDD/... segments (.ts) and photos (.jpg) named by the journal
 
 The private key is never inside this folder: it lives in the device's state folder

@@ -1,9 +1,9 @@
 """Crash states the way ALICE and CrashMonkey build them, with no kernel module.
 
 :class:`Recorder` wraps the ``os`` calls our code makes (``open``, ``write``, ``ftruncate``,
-``fsync``, ``mkdir``, ``replace``, ``unlink``, ...) while a workload runs on a real folder,
-and logs each as an operation on an inode. :func:`crash_states` then builds every on-disk
-state that POSIX allows after a power cut at each point of that log:
+``posix_fallocate``, ``fsync``, ``mkdir``, ``replace``, ``unlink``, ...) while a workload
+runs on a real folder, and logs each as an operation on an inode. :func:`crash_states`
+then builds every on-disk state that POSIX allows after a power cut at each point of that log:
 
 - a file's data operations are durable only once an ``fsync`` of that file follows them;
 - a directory's entries (create, mkdir, rename, unlink) only once an ``fsync`` of that
@@ -146,6 +146,7 @@ class Recorder:
                 "close",
                 "write",
                 "ftruncate",
+                "posix_fallocate",
                 "truncate",
                 "fsync",
                 "fdatasync",
@@ -193,6 +194,13 @@ class Recorder:
             if fd in rec._fds:
                 rec.ops.append(Op("truncate", ino=rec._fds[fd][0], size=size))
 
+        def _fallocate(fd, offset, length):
+            before = os.fstat(fd).st_size
+            real["posix_fallocate"](fd, offset, length)
+            after = os.fstat(fd).st_size
+            if fd in rec._fds and after > before:  # room taken, read back as zeros
+                rec.ops.append(Op("truncate", ino=rec._fds[fd][0], size=after))
+
         def _truncate(path, size):
             real["truncate"](path, size)
             if not isinstance(path, int) and rec._rel(path) is not None:
@@ -231,6 +239,7 @@ class Recorder:
         os.close = _close
         os.write = _write
         os.ftruncate = _ftruncate
+        os.posix_fallocate = _fallocate
         os.truncate = _truncate
         os.fsync = _fsync
         os.fdatasync = _fsync

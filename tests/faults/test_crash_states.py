@@ -19,9 +19,11 @@ import av
 import crashfs
 import pytest
 from dockkit import START, make_camera, make_dock, store_trust
+from faultfs import FaultyDisk
 
+from evidence.exc import JournalFullError, TornRecordError
 from evidence.identity import DeviceIdentity
-from evidence.journal import Journal
+from evidence.journal import RESERVE_NAME, Journal
 from evidence.layout import DeviceStorage
 from evidence.registry import DeviceEntry, Registry
 from evidence.verify import verify_path
@@ -114,6 +116,72 @@ def test_journal_appends_survive_every_crash_state(camera, tmp_path):
     assert not failures, "\n".join(failures[:10])
 
 
+def markers_kept(records, state) -> str:
+    """Which completed ``marker N`` marks have no record (``refused N`` must have none)."""
+    kept = {r.body.get("n") for r in records if r.kind == "marker"}
+    lost = [m for m in state.completed if m.startswith("marker ") and int(m.split()[1]) not in kept]
+    if lost:
+        return f"lost appended records {lost}"
+    ghosts = [m for m in state.completed if m.startswith("refused ") and int(m.split()[1]) in kept]
+    return f"a refused append became a record: {ghosts}" if ghosts else ""
+
+
+def test_rolled_back_appends_survive_every_crash_state(camera, tmp_path):
+    """A short write on a full disk, its rollback, and the append after space returns:
+    a cut anywhere leaves the appended records, never the refused one, and it verifies."""
+    root, identity, clock, registry_path = camera
+
+    def workload(rec):
+        with Journal(root / "journal.jsonl", identity, clock=clock, reserve_bytes=0) as journal:
+            journal.append("marker", {"n": 0, "pad": "x" * 40})
+            rec.mark("marker 0")
+            with FaultyDisk(root, free=200) as disk:
+                with pytest.raises(JournalFullError):
+                    journal.append("marker", {"n": 1, "pad": "x" * 40})
+                rec.mark("refused 1")
+                disk.free = None
+                journal.append("marker", {"n": 2, "pad": "x" * 40})
+                rec.mark("marker 2")
+
+    def check(folder, state):
+        records, report = boot_and_verify(folder, identity, clock, registry_path)
+        return markers_kept(records, state) or (problems(report) if not report.intact else "")
+
+    explored, failures = explore(root, tmp_path, workload, check)
+    assert explored >= 5
+    assert not failures, "\n".join(failures[:10])
+
+
+def test_a_reserve_spent_on_a_full_disk_survives_every_crash_state(camera, tmp_path):
+    """The reserve given back a block for the records that report a full disk, then made
+    again: a cut anywhere keeps the appended records, and the next boot remakes it."""
+    root, identity, clock, registry_path = camera
+    size = (root / RESERVE_NAME).stat().st_size
+    assert size > 0
+
+    def workload(rec):
+        with Journal(root / "journal.jsonl", identity, clock=clock) as journal:
+            with FaultyDisk(root, free=0) as disk:
+                for n in (1, 2):
+                    journal.append("marker", {"n": n, "pad": "x" * 40})
+                    rec.mark(f"marker {n}")
+                assert journal.reserve_spent
+                disk.free = None
+                journal.append("marker", {"n": 3, "pad": "x" * 40})
+                assert not journal.reserve_spent
+                rec.mark("marker 3")
+
+    def check(folder, state):
+        records, report = boot_and_verify(folder, identity, clock, registry_path)
+        if (folder / RESERVE_NAME).stat().st_size != size:
+            return "the boot did not make the reserve whole again"
+        return markers_kept(records, state) or (problems(report) if not report.intact else "")
+
+    explored, failures = explore(root, tmp_path, workload, check)
+    assert explored >= 5
+    assert not failures, "\n".join(failures[:10])
+
+
 def h264_frames(count: int, fps: int = 10) -> list[Frame]:
     """Real H.264 from PyAV: a keyframe every 5 frames, timestamps in microseconds."""
     codec = av.CodecContext.create("libx264", "w")
@@ -190,6 +258,49 @@ def test_torn_tail_repair_survives_every_crash_state(camera, tmp_path):
 
     explored, failures = explore(root, tmp_path, workload, check)
     assert explored >= 5
+    assert not failures, "\n".join(failures[:10])
+
+
+def test_a_repair_cut_short_and_cut_again_is_finished_in_every_crash_state(camera, tmp_path):
+    """A power cut during the repair, then another during the repair at the next boot:
+    every state of the second, from every state of the first, ends with the torn bytes
+    kept once and the journal verifying (the repair finishes or redoes the one before)."""
+    root, identity, clock, registry_path = camera
+    with open(root / "journal.jsonl", "ab") as f:
+        f.write(b'{"body":{"n":1},"device":"cam-crash","kind":"mar')
+
+    def repair(folder):
+        def workload(rec):
+            Journal(folder / "journal.jsonl", identity, clock=clock, repair_torn=True).close()
+            rec.mark("repaired")
+
+        return workload
+
+    def check(folder, state):
+        records, report = boot_and_verify(folder, identity, clock, registry_path)
+        torn = [r for r in records if r.kind == "torn_tail"]
+        if len(torn) != 1:
+            return f"{len(torn)} torn_tail records (the torn bytes must be kept exactly once)"
+        return problems(report) if not report.intact else ""
+
+    base = crashfs.snapshot(root)
+    with crashfs.Recorder(root) as rec:
+        repair(root)(rec)
+    first = list(crashfs.crash_states(base, rec.ops, root.stat().st_ino))
+    explored, failures = 0, []
+    for n, state in enumerate(first):
+        folder = crashfs.materialise(state, tmp_path / f"first-{n}")
+        try:
+            Journal(folder / "journal.jsonl", identity, clock=clock, reserve_bytes=0).close()
+        except TornRecordError:  # the repair is to do, or to finish: cut it again
+            count, found = explore(folder, tmp_path / f"second-{n}", repair(folder), check)
+        else:  # the first repair was done
+            problem = check(folder, state)
+            count, found = 1, [f"after the first: {problem}"] if problem else []
+        explored += count
+        failures += [f"first cut at op {state.point} ({state.how}), then {f}" for f in found]
+    print(f"nested crash states: {len(first)} x second = {explored}, {len(failures)} failures")
+    assert explored >= 20
     assert not failures, "\n".join(failures[:10])
 
 
