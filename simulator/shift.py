@@ -26,7 +26,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from daemonkit.config import load_config
 from daemonkit.logs import Event as LogEvent
@@ -41,6 +41,9 @@ from evidence.storage import atomic_write_bytes
 from .progress import hms
 from .scenario import Event, Scenario
 from .unit import register, unit_key
+
+if TYPE_CHECKING:
+    from firmware.recorder import Recorder
 
 _log = logging.getLogger(__name__)
 
@@ -386,6 +389,26 @@ class ShiftDriver:
             raise ValueError(f"unknown scenario action {do!r}")
 
 
+def recorder_on(
+    hw: dict[str, Any], config: dict[str, Any], identity: DeviceIdentity, **kw: Any
+) -> Recorder:
+    """The recorder wired to the twin's parts (``sim_hardware``); ``kw`` goes to
+    :class:`~firmware.recorder.Recorder` (pin_factory, pacer, sign, buttons...)."""
+    from firmware.recorder import Recorder
+
+    return Recorder(
+        config,
+        identity=identity,
+        clock=hw["clock"],
+        camera=hw["camera"],
+        indicators=hw["indicators"],
+        power=hw["power"],
+        speaker=hw["speaker"],
+        microphone=hw["microphone"],
+        **kw,
+    )
+
+
 def run_shift(
     out: Path,
     scenario: Scenario,
@@ -410,8 +433,6 @@ def run_shift(
     counts the simulated time that passed."""
     from gpiozero.pins.mock import MockFactory
 
-    from firmware.recorder import Recorder
-
     from .board import Board
 
     out.mkdir(parents=True, exist_ok=True)
@@ -434,19 +455,7 @@ def run_shift(
     clock = hw["clock"]
     board.clock = clock
     pacer = LockstepPacer(clock) if speed is None else None
-    recorder = Recorder(
-        config,
-        identity=identity,
-        clock=clock,
-        camera=hw["camera"],
-        indicators=hw["indicators"],
-        power=hw["power"],
-        speaker=hw["speaker"],
-        microphone=hw["microphone"],
-        pin_factory=factory,
-        sign=sign,
-        pacer=pacer,
-    )
+    recorder = recorder_on(hw, config, identity, pin_factory=factory, sign=sign, pacer=pacer)
     rng = random.Random(seed)
     wall0 = time.monotonic()
     journal_path = out / "device" / "journal.jsonl"

@@ -12,10 +12,15 @@ Where ``mount -t tmpfs`` works, the tests also run on a real small file system.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import os
+import subprocess
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 
 class FaultyDisk:
@@ -119,3 +124,35 @@ class FaultyDisk:
     def __exit__(self, *exc: object) -> None:
         for name, fn in self._saved.items():
             setattr(os, name, fn)
+
+
+@contextlib.contextmanager
+def tmpfs(path: Path, size_mib: int) -> Iterator[Path]:
+    """``path`` on a real tmpfs of ``size_mib`` MiB for the duration (the test is skipped,
+    with the reason, where ``mount -t tmpfs`` is refused), unmounted afterwards."""
+    path.mkdir(exist_ok=True)
+    try:
+        proc = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={size_mib}m,mode=0750", "tmpfs", str(path)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    except OSError as exc:
+        pytest.skip(f"cannot mount a tmpfs here: {exc}")
+    if proc.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.strip() or proc.returncode}")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], capture_output=True, timeout=30)
+
+
+def resize_tmpfs(path: Path, size_mib: int) -> None:
+    """Give a mounted :func:`tmpfs` a new size (space "returns")."""
+    subprocess.run(
+        ["mount", "-o", f"remount,size={size_mib}m", str(path)],
+        check=True,
+        capture_output=True,
+        timeout=30,
+    )

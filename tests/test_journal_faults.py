@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import errno
 import os
-import subprocess
 
 import pytest
 from dockkit import START, dock_once, make_camera, make_dock, store_trust
 from faultfs import FaultyDisk
+from faultfs import tmpfs as mounted_tmpfs
 
 from evidence.exc import JournalError, JournalFullError, JournalWriteError
 from evidence.journal import (
@@ -282,21 +282,8 @@ def test_a_repair_then_a_reboot_verifies_on_the_camera_and_in_the_dock_store(tmp
 @pytest.fixture
 def tmpfs(tmp_path):
     """``tmp_path/sd`` on a 1 MiB tmpfs (skipped where ``mount -t tmpfs`` is refused)."""
-    root = tmp_path / "sd"
-    root.mkdir()
-    try:
-        proc = subprocess.run(
-            ["mount", "-t", "tmpfs", "-o", "size=1m,mode=0750", "tmpfs", str(root)],
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
-    except OSError as exc:
-        pytest.skip(f"cannot mount a tmpfs here: {exc}")
-    if proc.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.strip() or proc.returncode}")
-    yield root
-    subprocess.run(["umount", "-l", str(root)], capture_output=True, timeout=30)
+    with mounted_tmpfs(tmp_path / "sd", 1) as root:
+        yield root
 
 
 def fill(path) -> None:

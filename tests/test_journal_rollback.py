@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 import pytest
+from faultfs import tmpfs
 
 from evidence import journal as journal_module
 from evidence.exc import JournalError, JournalFullError
@@ -76,16 +77,7 @@ def test_a_failed_append_is_rolled_back_and_the_journal_goes_on(
 
 def test_a_real_full_disk_rolls_back(tmp_path: Path) -> None:
     """On a real 1 MiB tmpfs, filled to the byte: ENOSPC or a short write, then room."""
-    import subprocess
-
-    mount = tmp_path / "card"
-    mount.mkdir()
-    proc = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], capture_output=True
-    )
-    if proc.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.decode().strip()}")
-    try:
+    with tmpfs(tmp_path / "card", 1) as mount:
         identity = DeviceIdentity.generate("cam-0001")
         path = mount / "journal.jsonl"
         with Journal(path, identity) as journal:
@@ -108,8 +100,6 @@ def test_a_real_full_disk_rolls_back(tmp_path: Path) -> None:
             filler.unlink()
             journal.append("resumed", {"reason": "storage_full"})
         assert verified(mount, identity)
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], capture_output=True)
 
 
 class RebootingClock:

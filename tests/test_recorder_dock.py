@@ -140,9 +140,8 @@ def test_docked_leds_and_refusal_while_recording(tmp_path: Path, identity: Devic
     while recording, and a record press during a session still records."""
     from gpiozero.pins.mock import MockFactory
 
-    from firmware.recorder import Recorder
     from simulator.scenario import Scenario
-    from simulator.shift import shift_config, sim_hardware
+    from simulator.shift import recorder_on, shift_config, sim_hardware
 
     wav = short_wav(tmp_path)
     config = shift_config(tmp_path, Scenario(config={"announcement": {"wav": str(wav)}}))
@@ -150,17 +149,7 @@ def test_docked_leds_and_refusal_while_recording(tmp_path: Path, identity: Devic
     hw = sim_hardware(
         config, tmp_path, speed=1.0, device_id=identity.device_id, pin_factory=factory
     )
-    recorder = Recorder(
-        config,
-        identity=identity,
-        clock=hw["clock"],
-        camera=hw["camera"],
-        indicators=hw["indicators"],
-        power=hw["power"],
-        speaker=hw["speaker"],
-        microphone=hw["microphone"],
-        pin_factory=factory,
-    )
+    recorder = recorder_on(hw, config, identity, pin_factory=factory)
     leds = hw["indicators"]
     loop = threading.Thread(target=recorder.run, daemon=True)
     recorder.start()

@@ -19,7 +19,14 @@ from firmware import config as cfg
 from firmware.recorder import Recorder
 from hw.pinmap import GPIO
 from simulator.scenario import Event, Scenario
-from simulator.shift import NS, LockstepPacer, ShiftDriver, shift_config, sim_hardware
+from simulator.shift import (
+    NS,
+    LockstepPacer,
+    ShiftDriver,
+    recorder_on,
+    shift_config,
+    sim_hardware,
+)
 
 
 @dataclass
@@ -99,18 +106,7 @@ def rig(tmp_path: Path, identity):
         config, tmp_path, speed=None, device_id=identity.device_id, pin_factory=factory
     )
     clock = hw["clock"]
-    recorder = Recorder(
-        config,
-        identity=identity,
-        clock=clock,
-        camera=hw["camera"],
-        indicators=hw["indicators"],
-        power=hw["power"],
-        speaker=hw["speaker"],
-        microphone=hw["microphone"],
-        pin_factory=factory,
-        pacer=LockstepPacer(clock),
-    )
+    recorder = recorder_on(hw, config, identity, pin_factory=factory, pacer=LockstepPacer(clock))
     t0 = clock.monotonic_ns()
     rig = Rig(recorder, hw, ShiftDriver(hw, config, t0, recorder), factory, t0, tmp_path / "device")
     yield rig

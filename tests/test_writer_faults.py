@@ -32,7 +32,7 @@ from firmware import writer as writer_module
 from firmware.recorder import Recorder
 from firmware.segment import SegmentFile
 from simulator.scenario import Scenario
-from simulator.shift import shift_config, sim_hardware
+from simulator.shift import recorder_on, shift_config, sim_hardware
 
 RESTARTS = 3
 
@@ -200,17 +200,7 @@ def live(tmp_path: Path, identity, monkeypatch: pytest.MonkeyPatch):
     hw = sim_hardware(
         config, tmp_path, speed=1.0, device_id=identity.device_id, pin_factory=factory
     )
-    recorder = Recorder(
-        config,
-        identity=identity,
-        clock=hw["clock"],
-        camera=hw["camera"],
-        indicators=hw["indicators"],
-        power=hw["power"],
-        speaker=hw["speaker"],
-        microphone=hw["microphone"],
-        buttons=False,
-    )
+    recorder = recorder_on(hw, config, identity, buttons=False)
     journaled = Journaled()
     recorder.open()
     recorder.journal.add_listener(journaled)

@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import pytest
+from faultfs import tmpfs
 from recorderkit import Daemon, mqtt_recorder_config, reboot
 from test_alerts import UNIT, watch  # noqa: F401 - a fixture, shared
 
@@ -26,7 +27,7 @@ import evidence.exc
 from evidence.identity import DeviceIdentity
 from evidence.media import hash_file
 from evidence.verify import verify_path
-from faults.test_dock_full_disk import fill, mount_tmpfs
+from faults.test_dock_full_disk import fill
 from firmware.recovery import read_journal
 from supervisor.judge import VERIFIED
 
@@ -37,11 +38,8 @@ CARD_MIB = 16
 @pytest.fixture
 def small_card(tmp_path: Path):
     """``tmp_path/storage`` on a CARD_MIB tmpfs: the camera's card."""
-    mount_tmpfs(tmp_path / "storage", CARD_MIB)
-    yield tmp_path / "storage"
-    import subprocess
-
-    subprocess.run(["umount", "-l", str(tmp_path / "storage")], capture_output=True, timeout=30)
+    with tmpfs(tmp_path / "storage", CARD_MIB) as card:
+        yield card
 
 
 def test_a_card_that_fills_stops_alerts_resumes_when_space_returns_and_boots_clean(

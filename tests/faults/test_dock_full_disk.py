@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import errno
 import os
-import subprocess
 
 import pytest
+from faultfs import resize_tmpfs, tmpfs
 from hostile import BayRun
 
 from evidence.verify import verify_path
@@ -25,36 +25,11 @@ pytestmark = pytest.mark.faults
 MiB = 1 << 20
 
 
-def mount_tmpfs(path, size_mib: int) -> None:
-    path.mkdir(exist_ok=True)
-    try:
-        proc = subprocess.run(
-            ["mount", "-t", "tmpfs", "-o", f"size={size_mib}m,mode=0750", "tmpfs", str(path)],
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
-    except OSError as exc:
-        pytest.skip(f"cannot mount a tmpfs here: {exc}")
-    if proc.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.strip() or proc.returncode}")
-
-
-def resize_tmpfs(path, size_mib: int) -> None:
-    subprocess.run(
-        ["mount", "-o", f"remount,size={size_mib}m", str(path)],
-        check=True,
-        capture_output=True,
-        timeout=30,
-    )
-
-
 @pytest.fixture
 def small_store(tmp_path):
     """``tmp_path/dock`` on a 100 MiB tmpfs (the dock store of BayRun)."""
-    mount_tmpfs(tmp_path / "dock", 100)
-    yield tmp_path
-    subprocess.run(["umount", "-l", str(tmp_path / "dock")], capture_output=True, timeout=30)
+    with tmpfs(tmp_path / "dock", 100):
+        yield tmp_path
 
 
 def fill(path) -> None:
