@@ -12,6 +12,8 @@ A scenario file::
     width = 160                    # the simulated camera
     height = 120
     fps = 10
+    room_gain_db = -12.0           # the speaker as the microphone hears it
+    noise_db = -45.0               # the room's noise floor, dBFS RMS
 
     [config.recording]             # overlays firmware/recorder.toml, table by table
     segment_max_s = 60
@@ -23,7 +25,7 @@ A scenario file::
     at = "20m"
     do = "fault"
     fault = "camera"               # camera | microphone | storage_full | overheat |
-                                   # battery_critical (see simulator.faults)
+                                   # battery_critical | speaker_covered (simulator.faults)
     [[event]]
     at = "21m"
     do = "clear"
@@ -57,7 +59,7 @@ ACTIONS = {
     "clear": "end `fault`",
     "battery": "set the battery to `percent`",
 }
-FAULTS = ("camera", "microphone", "storage_full", "overheat", "battery_critical")
+FAULTS = ("camera", "microphone", "storage_full", "overheat", "battery_critical", "speaker_covered")
 BUTTONS = ("record", "mark", "function")
 SHIFT_KEYS = {
     "duration": (str, int, float),
@@ -69,6 +71,8 @@ SHIFT_KEYS = {
     "width": int,
     "height": int,
     "fps": int,
+    "room_gain_db": (int, float),
+    "noise_db": (int, float),
 }
 _DURATION = re.compile(r"^(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s)?$")
 
