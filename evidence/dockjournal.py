@@ -19,7 +19,16 @@ from .journal import TORN_FILE
 from .record import HEX64, HEX128, Record, media_path_error
 
 DOCK_JOURNALS_DIR = "_docks"
-KINDS = ("boot", "docking", "stored", "records_stored", "receipt_given", "flag", "removed")
+KINDS = (
+    "boot",
+    "docking",
+    "stored",
+    "records_stored",
+    "receipt_given",
+    "flag",
+    "removed",
+    "announcement_audio",
+)
 REMOVAL_AUTHORITIES = ("retention",)
 MAX_TEXT = 512  # characters of a flag's detail or a removal's reason
 
