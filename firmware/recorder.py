@@ -34,7 +34,7 @@ from daemonkit.logs import Event
 from evidence.clock import Clock
 from evidence.exc import JournalError
 from evidence.identity import DeviceIdentity
-from evidence.journal import Journal, scan_journal
+from evidence.journal import Journal
 from evidence.layout import DeviceStorage
 from evidence.media import HashingWriter, hash_file
 from evidence.procedures import load_procedures
@@ -148,11 +148,13 @@ class Recorder:
         if self.storage.read_identity() is None:
             self.storage.write_identity(self.identity)
         path = self.storage.journal_path
-        torn = path.exists() and scan_journal(path).torn is not None
         self.journal = Journal(path, self.identity, clock=self.clock, repair_torn=True)
         records, damage = read_journal(path, self.identity.device_id)
         pending = unsigned_media(self.root, self.journal, records)
-        reason = "recovered" if (torn or pending) else "start"
+        # Recovered: the opening repaired a torn tail or finished a repair a crash cut
+        # short (the journal says which, whatever the file looked like before), or media
+        # were left unsigned.
+        reason = "recovered" if (self.journal.repaired or pending) else "start"
         self.journal.append(
             "boot",
             {"firmware": FIRMWARE_VERSION, "boot_id": secrets.token_hex(16), "reason": reason},
