@@ -312,6 +312,9 @@ class Journal:
         self._end = scan.size
         if created:
             fsync_dir(self.path.parent)
+        self.reserve_spends = 0
+        """How often the reserve went from whole to spent since this opening (1 at once
+        if it could not be made whole): the recorder alerts ``reserve_spent`` for each."""
         tail = TornTailRepair(self.path, identity.device_id)
         self.repaired: Repair | None = None
         """The torn-tail repair this opening made or finished (None: none was needed)."""
@@ -320,6 +323,7 @@ class Journal:
             if (scan.torn is not None or unfinished is not None) and not repair_torn:
                 raise tail.refusal(scan, unfinished)
             self._replenish()
+            self.reserve_spends = 1 if self.reserve_spent else 0
             self.repaired = tail.run(self._fd, scan, unfinished, self._cut_to, self.append)
         except BaseException:
             self.close()
@@ -395,7 +399,10 @@ class Journal:
                     if exc.errno not in _NO_ROOM:
                         raise  # a file size limit: room elsewhere would not help
                     try:
+                        whole = self.reserve.size > 0 and self.reserve.held >= self.reserve.size
                         given = self.reserve.release() if self.reserve.size > 0 else 0
+                        if given and whole:
+                            self.reserve_spends += 1  # a new spell of a full disk
                     except OSError as exc:
                         _log.error("journal: cannot give back the reserve: %s", exc)
                         given = 0

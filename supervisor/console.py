@@ -24,6 +24,11 @@ def describe(kind: str, body: dict[str, Any]) -> str:
         return (
             f"BATTERY LOW {body.get('percent', '?')}% (~{body.get('minutes_left', '?')} min left)"
         )
+    if kind == "reserve_spent":
+        return (
+            f"RESERVE SPENT: card full, {body.get('left_bytes', '?')} of "
+            f"{body.get('reserve_bytes', '?')} bytes of journal room left"
+        )
     return kind.upper() or "?"
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-ALERT_KINDS = ("stoppage", "resumed", "battery_low", "journal_damaged")
+ALERT_KINDS = ("stoppage", "resumed", "battery_low", "journal_damaged", "reserve_spent")
 """Journal record kinds a camera sends as alerts (every other kind stays in the journal)."""
 TOPIC_ROOT = "bodycam"
 _TOPIC_PART = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z", re.ASCII)
