@@ -5,7 +5,8 @@ An *act* is one recording session: from a ``recording_started`` that follows no
 fault stop to the ``recording_stopped`` by the officer's button or at shutdown. A stop
 for a stoppage and the resume after it stay within the act. The act's procedure is the one
 its ``recording_started`` names, and its key moments are the ``marker`` records that name
-a moment. Every finding names its evidence: the device, the sequence numbers and the
+a moment, read as the dock's latest ``relabel`` of it says (the marker itself is kept as
+recorded, and the report shows both). Every finding names its evidence: the device, the sequence numbers and the
 times, so that a person can check it against the footage.
 """
 
@@ -15,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from evidence.clock import parse_utc
+from evidence.dockjournal import Relabel
 from evidence.procedures import OTHER, Procedures
 from evidence.record import Record
 
@@ -54,6 +56,7 @@ class Act:
     moments: list[tuple[str, int, str]] = field(default_factory=list)  # (moment, seq, utc)
     announced: int | None = None  # seq of the announcement record
     segments: list[Record] = field(default_factory=list)
+    relabelled: list[dict[str, Any]] = field(default_factory=list)
     findings: list[dict[str, Any]] = field(default_factory=list)
     _stoppages: list[Record] = field(default_factory=list)
     _suspended: bool = False
@@ -85,6 +88,7 @@ class Act:
             "moments": [{"moment": m, "seq": s, "utc": u} for m, s, u in self.moments],
             "announcement_seq": self.announced,
             "segments": len(self.segments),
+            "relabelled": self.relabelled,
             "findings": self.findings,
         }
 
@@ -97,13 +101,16 @@ def acts_of(
     stored_utc: dict[str, str] | None = None,
     now_ns: int,
     limit_h: float = LIMIT_H,
+    relabels: dict[int, list[Relabel]] | None = None,
 ) -> list[Act]:
     """Split one device's records (in sequence order) into acts and judge each.
 
     ``stored_utc``: file -> when the dock stored it (files the dock has not stored are
     absent). A segment stored, or still not stored, more than ``limit_h`` hours after it
-    closed is ``stored_late``."""
+    closed is ``stored_late``. ``relabels``: marker seq -> the dock's relabellings of it,
+    oldest first; one made against another record (its hash differs) is ignored."""
     stored = stored_utc or {}
+    relabels = relabels or {}
     acts: list[Act] = []
     act: Act | None = None
     previous: Record | None = None
@@ -129,7 +136,24 @@ def acts_of(
         elif kind == "announcement" and act.announced is None:
             act.announced = record.seq
         elif kind == "marker" and body.get("moment"):
-            act.moments.append((str(body["moment"]), record.seq, record.utc))
+            moment = str(body["moment"])
+            made = [r for r in relabels.get(record.seq, []) if r.record_hash == record.hash]
+            if made:
+                act.relabelled += [
+                    {
+                        "seq": record.seq,
+                        "was": r.was,
+                        "moment": r.moment,
+                        "by": r.by,
+                        "why": r.why,
+                        "dock": r.dock,
+                        "dock_seq": r.dock_seq,
+                        "utc": r.utc,
+                    }
+                    for r in made
+                ]
+                moment = made[-1].moment
+            act.moments.append((moment, record.seq, record.utc))
         elif kind == "segment":
             act.segments.append(record)
         elif kind == "stoppage":
@@ -194,6 +218,33 @@ def _judge(
                 stored_utc=when,
                 hours=round(hours, 1),
             )
+
+
+def relabel_problem(
+    record: Record, moment: str, procedures: Procedures, current: str | None = None
+) -> str | None:
+    """Why the device's ``record`` cannot be relabelled as naming ``moment``, or None.
+    ``current``: the moment it names now (after earlier relabellings)."""
+    if record.kind != "marker":
+        return f"record {record.seq} is a {record.kind} record, not a marked key moment"
+    procedure_id = record.body.get("procedure")
+    if not procedure_id:
+        return (
+            f"record {record.seq} was marked with no procedure chosen: "
+            "there is no key moment to relabel it as"
+        )
+    procedure = procedures.get(procedure_id)
+    if procedure is None:
+        return f"record {record.seq} names procedure {procedure_id!r}, which is not in the list"
+    try:
+        procedure.moment(moment)
+    except KeyError:
+        known = ", ".join([m.id for m in procedure.moments] + [OTHER])
+        return f"procedure {procedure_id} has no moment {moment!r} (its moments: {known})"
+    now = current if current is not None else record.body.get("moment")
+    if moment == now:
+        return f"record {record.seq} already names {moment}"
+    return None
 
 
 def report(acts: list[Act]) -> dict[str, Any]:
