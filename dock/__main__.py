@@ -3,8 +3,9 @@
 Subcommands: ``init`` (make the dock key and store), ``serve`` (the daemon: bays given by
 ``--port``/``dock.bays`` as threads, deadline alerts over MQTT), ``bay PORT`` (one bay in
 the foreground: what udev/systemd starts per plugged camera), ``status`` (per-bay progress),
-``report deadlines``, ``registry list|import``, ``reconcile``, ``remove`` (retention),
-``check announcements`` (the announcement in the recorded audio, :mod:`dock.audiocheck`).
+``report deadlines|compliance``, ``registry list|import``, ``reconcile``, ``remove``
+(retention), ``relabel`` (a marked key moment read as another, journaled), ``check
+announcements`` (the announcement in the recorded audio, :mod:`dock.audiocheck`).
 
 systemd: ``serve`` and ``bay`` are ``Type=notify``; SIGTERM/SIGINT only set the stop Event.
 """
@@ -144,6 +145,16 @@ def build_parser() -> argparse.ArgumentParser:
     rm.add_argument("device", help="device id")
     rm.add_argument("file", help="the file, as media/YYYYMMDD/<name>.ts|jpg")
     rm.add_argument("--reason", required=True, help="why (the retention decision)")
+    rl = sub.add_parser(
+        "relabel",
+        help="read a marked key moment as another moment of its procedure "
+        "(journaled in the dock journal; the camera's record is kept as marked)",
+    )
+    rl.add_argument("device", help="device id")
+    rl.add_argument("seq", type=int, help="the marker record's sequence number (in the report)")
+    rl.add_argument("moment", help="the moment it records, as procedures.toml names it, or other")
+    rl.add_argument("--by", required=True, help="who decides (name or badge number)")
+    rl.add_argument("--why", required=True, help="on what grounds (what the footage shows)")
     return p
 
 
@@ -605,6 +616,48 @@ def cmd_remove(cfg: dict[str, Any], args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_relabel(cfg: dict[str, Any], args: argparse.Namespace) -> int:
+    from evidence.procedures import load_procedures
+
+    from .compliance import relabel_problem
+    from .exc import DockError
+
+    for flag, text in (("--by", args.by), ("--why", args.why)):
+        if not text.strip():
+            raise UsageError(f"{flag}: say who decides and why; it goes on the record")
+    store = open_store(cfg, keeper=True)
+    try:
+        try:
+            record = store.device_record(args.device, args.seq)
+        except DockError as exc:
+            raise UsageError(str(exc)) from None
+        earlier = [
+            r
+            for r in store.relabels().get((args.device, args.seq), [])
+            if r.record_hash == record.hash
+        ]
+        current = earlier[-1].moment if earlier else None
+        problem = relabel_problem(record, args.moment, load_procedures(), current)
+        if problem is not None:
+            raise UsageError(f"{args.device} seq {args.seq}: {problem}")
+        was = current or str(record.body.get("moment"))
+        made = store.relabel(
+            record,
+            str(record.body["procedure"]),
+            was,
+            args.moment,
+            args.by.strip(),
+            args.why.strip(),
+        )
+    finally:
+        store.close()
+    print(
+        f"relabelled {args.device} seq {args.seq}: {was} -> {args.moment} "
+        f"(dock journal seq {made.seq}; the camera's record is kept as marked)"
+    )
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
 
@@ -627,6 +680,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_check(cfg, args)
         if args.command == "remove":
             return cmd_remove(cfg, args)
+        if args.command == "relabel":
+            return cmd_relabel(cfg, args)
         store = open_store(cfg, keeper=True, say=False)
         actions = [r.line() for r in store.index.repairs if r.kept_as or r.devices or r.flags]
         for action in actions + store.reconcile() or ["nothing to do"]:

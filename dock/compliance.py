@@ -5,7 +5,8 @@ An *act* is one recording session: from a ``recording_started`` that follows no
 fault stop to the ``recording_stopped`` by the officer's button or at shutdown. A stop
 for a stoppage and the resume after it stay within the act. The act's procedure is the one
 its ``recording_started`` names, and its key moments are the ``marker`` records that name
-a moment. Every finding names its evidence: the device, the sequence numbers and the
+a moment, read as the dock's latest ``relabel`` of it says (the marker itself is kept as
+recorded, and the report shows both). Every finding names its evidence: the device, the sequence numbers and the
 times, so that a person can check it against the footage.
 """
 
@@ -15,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from evidence.clock import parse_utc
+from evidence.dockjournal import Relabel
 from evidence.procedures import OTHER, Procedures
 from evidence.record import Record
 
@@ -61,6 +63,7 @@ class Act:
     announced_utc: str | None = None
     audio: dict[str, Any] | None = None  # the dock's announcement_audio answer, if checked
     segments: list[Record] = field(default_factory=list)
+    relabelled: list[dict[str, Any]] = field(default_factory=list)
     findings: list[dict[str, Any]] = field(default_factory=list)
     _stoppages: list[Record] = field(default_factory=list)
     _suspended: bool = False
@@ -93,6 +96,7 @@ class Act:
             "announcement_seq": self.announced,
             "announcement_audio": self.audio_summary(),
             "segments": len(self.segments),
+            "relabelled": self.relabelled,
             "findings": self.findings,
         }
 
@@ -124,16 +128,20 @@ def acts_of(
     stored_utc: dict[str, str] | None = None,
     now_ns: int,
     limit_h: float = LIMIT_H,
+    relabels: dict[int, list[Relabel]] | None = None,
     audio: dict[int, dict[str, Any]] | None = None,
 ) -> list[Act]:
     """Split one device's records (in sequence order) into acts and judge each.
 
     ``stored_utc``: file -> when the dock stored it (files the dock has not stored are
     absent). A segment stored, or still not stored, more than ``limit_h`` hours after it
-    closed is ``stored_late``. ``audio``: announcement seq -> the dock's
-    ``announcement_audio`` answer (:func:`dock.audiocheck.results`); an announcement the
-    dock has not checked yet is shown as unchecked, not passed."""
+    closed is ``stored_late``. ``relabels``: marker seq -> the dock's relabellings of it,
+    oldest first; one made against another record (its hash differs) is ignored.
+    ``audio``: announcement seq -> the dock's ``announcement_audio`` answer
+    (:func:`dock.announcements.results`); an announcement the dock has not checked yet is
+    shown as unchecked, not passed."""
     stored = stored_utc or {}
+    relabels = relabels or {}
     heard = audio or {}
     acts: list[Act] = []
     act: Act | None = None
@@ -160,7 +168,24 @@ def acts_of(
         elif kind == "announcement" and act.announced is None:
             act.announced, act.announced_utc = record.seq, record.utc
         elif kind == "marker" and body.get("moment"):
-            act.moments.append((str(body["moment"]), record.seq, record.utc))
+            moment = str(body["moment"])
+            made = [r for r in relabels.get(record.seq, []) if r.record_hash == record.hash]
+            if made:
+                act.relabelled += [
+                    {
+                        "seq": record.seq,
+                        "was": r.was,
+                        "moment": r.moment,
+                        "by": r.by,
+                        "why": r.why,
+                        "dock": r.dock,
+                        "dock_seq": r.dock_seq,
+                        "utc": r.utc,
+                    }
+                    for r in made
+                ]
+                moment = made[-1].moment
+            act.moments.append((moment, record.seq, record.utc))
         elif kind == "segment":
             act.segments.append(record)
         elif kind == "stoppage":
@@ -245,6 +270,33 @@ def _judge_audio(act: Act, heard: dict[str, Any]) -> None:
         dock=heard.get("dock"),
         dock_seq=heard.get("dock_seq"),
     )
+
+
+def relabel_problem(
+    record: Record, moment: str, procedures: Procedures, current: str | None = None
+) -> str | None:
+    """Why the device's ``record`` cannot be relabelled as naming ``moment``, or None.
+    ``current``: the moment it names now (after earlier relabellings)."""
+    if record.kind != "marker":
+        return f"record {record.seq} is a {record.kind} record, not a marked key moment"
+    procedure_id = record.body.get("procedure")
+    if not procedure_id:
+        return (
+            f"record {record.seq} was marked with no procedure chosen: "
+            "there is no key moment to relabel it as"
+        )
+    procedure = procedures.get(procedure_id)
+    if procedure is None:
+        return f"record {record.seq} names procedure {procedure_id!r}, which is not in the list"
+    try:
+        procedure.moment(moment)
+    except KeyError:
+        known = ", ".join([m.id for m in procedure.moments] + [OTHER])
+        return f"procedure {procedure_id} has no moment {moment!r} (its moments: {known})"
+    now = current if current is not None else record.body.get("moment")
+    if moment == now:
+        return f"record {record.seq} already names {moment}"
+    return None
 
 
 def report(acts: list[Act]) -> dict[str, Any]:

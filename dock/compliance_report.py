@@ -11,6 +11,7 @@ import html
 from typing import Any
 
 from evidence.clock import parse_utc
+from evidence.dockjournal import Relabel
 from evidence.exc import RecordError
 from evidence.journal import JOURNAL_NAME, scan_journal
 from evidence.procedures import Procedures
@@ -39,6 +40,9 @@ def store_acts(
     for row in store.index.query("SELECT device, file, stored_utc FROM media"):
         if row["stored_utc"]:
             stored.setdefault(row["device"], {})[row["file"]] = row["stored_utc"]
+    relabels: dict[str, dict[int, list[Relabel]]] = {}
+    for (device, seq), made in store.relabels().items():
+        relabels.setdefault(device, {})[seq] = made
     acts: list[Act] = []
     for _unit, device, folder in store.device_folders():
         if officer is not None and officers.get(device, "") != officer:
@@ -59,6 +63,7 @@ def store_acts(
             stored_utc=stored.get(device, {}),
             now_ns=now_ns,
             limit_h=limit_h,
+            relabels=relabels.get(device),
             audio=heard.get(device, {}),
         )
     return [
@@ -132,6 +137,13 @@ def render_text(data: dict[str, Any]) -> str:
                 lines.append(
                     f"  {act['device']} act at {act['start_utc']} ({act['procedure'] or '-'}): "
                     f"{_what(f, 'en')} [Art. {f['article']}; seq {seqs}]"
+                )
+        for act in s["acts"]:
+            for r in act["relabelled"]:
+                lines.append(
+                    f"  {act['device']} seq {r['seq']}: moment {r['was']} relabelled as "
+                    f"{r['moment']} by {r['by']} at {r['utc']} (dock {r['dock']} seq "
+                    f"{r['dock_seq']}): {r['why']}"
                 )
     return "\n".join(lines) or "no acts recorded"
 
@@ -216,6 +228,23 @@ def render_html(data: dict[str, Any]) -> str:
                     f"<td>{e(act['procedure'] or '-')}</td>"
                     f"<td>{e(_what(f, 'zh'))}<br><span class='en'>{e(_what(f, 'en'))}</span></td>"
                     f"<td>第{f['article']}条</td><td>seq {e(seqs)}<br>{e(f['utc'])}</td></tr>"
+                )
+            out.append("</table>")
+        changes = [(a, r) for a in s["acts"] for r in a["relabelled"]]
+        if changes:
+            out.append("<h3>重点环节更正 <span class='en'>relabelled key moments</span></h3>")
+            out.append(
+                "<table><tr><th>设备 <span class='en'>device</span></th><th>记录 "
+                "<span class='en'>seq</span></th><th>原标注 <span class='en'>as marked</span>"
+                "</th><th>更正为 <span class='en'>relabelled as</span></th><th>更正人 "
+                "<span class='en'>by</span></th><th>理由 <span class='en'>why</span></th>"
+                "<th>更正记录 <span class='en'>dock record</span></th></tr>"
+            )
+            for act, r in changes:
+                out.append(
+                    f"<tr><td>{e(act['device'])}</td><td>{r['seq']}</td><td>{e(r['was'])}</td>"
+                    f"<td>{e(r['moment'])}</td><td>{e(r['by'])}</td><td>{e(r['why'])}</td>"
+                    f"<td>{e(r['dock'])} seq {r['dock_seq']}<br>{e(r['utc'])}</td></tr>"
                 )
             out.append("</table>")
     out.append("</body></html>")

@@ -32,13 +32,14 @@ from typing import Any
 
 from evidence import dockjournal
 from evidence.clock import SystemClock, format_utc
-from evidence.exc import RegistryError
+from evidence.exc import RecordError, RegistryError
 from evidence.identity import DeviceIdentity
 from evidence.journal import JOURNAL_NAME, scan_journal
 from evidence.layout import IDENTITY_NAME, stored_name_error
 from evidence.record import Record
 from evidence.registry import DeviceEntry, Registry, require_trusted
 from evidence.storage import atomic_write_bytes, fsync_dir, makedirs_durable
+from evidence.verify_store import dock_journal_folders
 from wire.cable import record_file
 
 from .exc import DockError, DockFault, MediaConflict, MediaMismatch, StoreFull, UnsafeName, is_full
@@ -525,6 +526,52 @@ class Store:
         self.index.execute(
             "UPDATE media SET stored_utc=NULL WHERE device=? AND file=?", (device, file)
         )
+
+    def device_record(self, device: str, seq: int) -> Record:
+        """Record ``seq`` of ``device``'s journal as this store holds it."""
+        for _unit, dev, folder in self.device_folders():
+            if dev != device:
+                continue
+            for _, line in scan_journal(folder / JOURNAL_NAME).lines:
+                try:
+                    record = Record.from_bytes(line)
+                except RecordError:
+                    continue
+                if record.seq == seq:
+                    return record
+            raise DockError(f"{device}: the store holds no record {seq} of its journal")
+        raise DockError(f"{device}: no such device in this store")
+
+    def relabel(self, record: Record, procedure: str, was: str, moment: str, by: str, why: str):
+        """Journal that ``record`` (a device's marker) names ``moment``, not ``was``; the
+        device's record stays as it is."""
+        self._require_journal()
+        return self.journal.append(  # type: ignore[union-attr]
+            "relabel",
+            dockjournal.relabel_body(
+                record.device, record.seq, record.hash, procedure, was, moment, by, why
+            ),
+        )
+
+    def relabels(self) -> dict[tuple[str, int], list[dockjournal.Relabel]]:
+        """Every relabelling in this store's dock journals, by (device, marker seq), oldest
+        first."""
+        found: dict[tuple[str, int], list[dockjournal.Relabel]] = {}
+        for _, folder, _dock in dock_journal_folders(self.root):
+            path = folder / JOURNAL_NAME
+            if not path.exists():
+                continue
+            records = []
+            for _, line in scan_journal(path).lines:
+                try:
+                    records.append(Record.from_bytes(line))
+                except RecordError:
+                    continue
+            for key, made in dockjournal.relabels(records).items():
+                found.setdefault(key, []).extend(made)
+        for made in found.values():
+            made.sort(key=lambda r: (r.utc, r.dock, r.dock_seq))
+        return found
 
     def _ledger(self) -> dict[str, dockjournal.DeviceLedger]:
         return dockjournal.build_ledger(self.journal.records()) if self.journal else {}
