@@ -47,6 +47,7 @@ KINDS = (
     "writer_restarted",
     "writer_gave_up",
     "journal_damaged",
+    "schedule",
 )
 MEDIA_KINDS = ("segment", "photo")
 

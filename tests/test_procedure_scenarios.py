@@ -19,7 +19,7 @@ PROCEDURES = load_procedures()
 
 
 def test_there_is_one_scenario_per_procedure() -> None:
-    assert sorted(p.stem for p in SCENARIOS.glob("*.toml")) == sorted(PROCEDURES)
+    assert set(PROCEDURES) <= {p.stem for p in SCENARIOS.glob("*.toml")}
 
 
 @pytest.mark.parametrize("procedure", list(PROCEDURES))
