@@ -37,6 +37,11 @@ FINDINGS: dict[str, tuple[int, str, str]] = {
     ),
     "moment_missing": (0, "缺少重点环节记录", "a key moment is not on the record"),
     "announcement_missing": (6, "未告知使用执法记录仪", "the recording was not announced"),
+    "announcement_inaudible": (
+        6,
+        "告知语音未在录音中听到",
+        "the announcement was played but is not heard in the recorded audio",
+    ),
     "stop_unexplained": (5, "中止记录未说明原因", "recording stopped without a stated reason"),
     "stored_late": (34, "音像记录超过24小时未存储", "stored more than 24 hours after recording"),
     "journal_gap": (38, "记录日志序号不连续", "the journal's sequence numbers have a gap"),
@@ -64,6 +69,8 @@ class Act:
     end_utc: str | None = None
     moments: list[tuple[str, int, str]] = field(default_factory=list)  # (moment, seq, utc)
     announced: int | None = None  # seq of the announcement record
+    announced_utc: str | None = None
+    audio: dict[str, Any] | None = None  # the dock's announcement_audio answer, if checked
     segments: list[Record] = field(default_factory=list)
     relabelled: list[dict[str, Any]] = field(default_factory=list)
     findings: list[dict[str, Any]] = field(default_factory=list)
@@ -97,9 +104,29 @@ class Act:
             "end_utc": self.end_utc,
             "moments": [{"moment": m, "seq": s, "utc": u} for m, s, u in self.moments],
             "announcement_seq": self.announced,
+            "announcement_audio": self.audio_summary(),
             "segments": len(self.segments),
             "relabelled": self.relabelled,
             "findings": self.findings,
+        }
+
+    def audio_summary(self) -> dict[str, Any] | None:
+        """What the dock found of the announcement in the recorded audio: None without an
+        announcement record, ``verdict: unchecked`` until the dock has checked it."""
+        if self.announced is None:
+            return None
+        a = self.audio
+        if a is None:
+            return {"verdict": "unchecked"}
+        return {
+            "verdict": a.get("verdict"),
+            "start_utc": a.get("start_utc"),
+            "file": a.get("file"),
+            "offset_s": None if a.get("offset_ms") is None else a["offset_ms"] / 1000,
+            "score": a.get("score_milli", 0) / 1000,
+            "threshold": a.get("threshold_milli", 0) / 1000,
+            "dock": a.get("dock"),
+            "dock_seq": a.get("dock_seq"),
         }
 
 
@@ -112,6 +139,7 @@ def acts_of(
     now_ns: int,
     limit_h: float = LIMIT_H,
     relabels: dict[int, list[Relabel]] | None = None,
+    audio: dict[int, dict[str, Any]] | None = None,
     tolerance_s: float = COVERAGE_TOLERANCE_S,
 ) -> list[Act]:
     """Split one device's records (in sequence order) into acts and judge each.
@@ -124,9 +152,13 @@ def acts_of(
     ``stored_utc``: file -> when the dock stored it (files the dock has not stored are
     absent). A segment stored, or still not stored, more than ``limit_h`` hours after it
     closed is ``stored_late``. ``relabels``: marker seq -> the dock's relabellings of it,
-    oldest first; one made against another record (its hash differs) is ignored."""
+    oldest first; one made against another record (its hash differs) is ignored.
+    ``audio``: announcement seq -> the dock's ``announcement_audio`` answer
+    (:func:`dock.announcements.results`); an announcement the dock has not checked yet is
+    shown as unchecked, not passed."""
     stored = stored_utc or {}
     relabels = relabels or {}
+    heard = audio or {}
     acts: list[Act] = []
     act: Act | None = None
     previous: Record | None = None
@@ -157,7 +189,7 @@ def acts_of(
         elif act is None:
             continue
         elif kind == "announcement" and act.announced is None:
-            act.announced = record.seq
+            act.announced, act.announced_utc = record.seq, record.utc
         elif kind == "marker" and body.get("moment"):
             moment = str(body["moment"])
             made = [r for r in relabels.get(record.seq, []) if r.record_hash == record.hash]
@@ -194,6 +226,7 @@ def acts_of(
             _end(act, record, unexplained=not act._suspended)
             act = None
     for a in acts:
+        a.audio = heard.get(a.announced) if a.announced is not None else None
         _judge(a, procedures, stored, now_ns, limit_h)
     return _working_hours(records, acts, officer, now_ns, int(tolerance_s * NS))
 
@@ -300,6 +333,8 @@ def _judge(
             )
     if not fixed and (procedure is None or procedure.announce) and act.announced is None:
         act.find("announcement_missing", [act.start_seq], act.start_utc)
+    if not fixed and (procedure is None or procedure.announce) and act.audio is not None:
+        _judge_audio(act, act.audio)
     for segment in act.segments:
         closed = parse_utc(segment.body["end_utc"])
         when = stored.get(segment.body["file"])
@@ -314,6 +349,23 @@ def _judge(
                 stored_utc=when,
                 hours=round(hours, 1),
             )
+
+
+def _judge_audio(act: Act, heard: dict[str, Any]) -> None:
+    """Played (the record) but not heard in the recorded audio (the dock's answer)."""
+    if heard.get("verdict") == "heard":
+        return
+    act.find(
+        "announcement_inaudible",
+        [act.announced],
+        heard.get("start_utc") or act.announced_utc,
+        verdict=heard.get("verdict"),
+        file=heard.get("file"),
+        files=heard.get("files", []),
+        score=heard.get("score_milli", 0) / 1000,
+        dock=heard.get("dock"),
+        dock_seq=heard.get("dock_seq"),
+    )
 
 
 def relabel_problem(
@@ -353,9 +405,12 @@ def report(acts: list[Act]) -> dict[str, Any]:
             group, name = groups["fixed_cameras"], act.device
         else:
             group, name = groups["officers"], act.officer or "(no officer)"
-        slot = group.setdefault(name, {"acts": [], "acts_with_findings": 0, "by_kind": {}})
+        slot = group.setdefault(
+            name, {"acts": [], "acts_with_findings": 0, "audio_unchecked": 0, "by_kind": {}}
+        )
         slot["acts"].append(act.summary())
         slot["acts_with_findings"] += bool(act.findings)
+        slot["audio_unchecked"] += act.announced is not None and act.audio is None
         for f in act.findings:
             count = slot["by_kind"].setdefault(
                 f["kind"], {"count": 0, "articles": [], "zh": f["zh"], "en": f["en"]}

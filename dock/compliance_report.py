@@ -17,6 +17,7 @@ from evidence.journal import JOURNAL_NAME, scan_journal
 from evidence.procedures import Procedures
 from evidence.record import Record
 
+from .announcements import results as audio_results
 from .compliance import Act, acts_of
 
 
@@ -31,8 +32,10 @@ def store_acts(
     day_to: str | None = None,
 ) -> list[Act]:
     """Every act of every device in the store, filtered by officer and by the UTC day
-    (YYYY-MM-DD, inclusive) on which the act started."""
+    (YYYY-MM-DD, inclusive) on which the act started; with what the dock heard of each
+    announcement in the audio (its journal's ``announcement_audio`` records)."""
     officers = {e.device_id: e.officer for e in store.registry()}
+    heard = audio_results(store.root)
     stored: dict[str, dict[str, str]] = {}
     for row in store.index.query("SELECT device, file, stored_utc FROM media"):
         if row["stored_utc"]:
@@ -61,6 +64,7 @@ def store_acts(
             now_ns=now_ns,
             limit_h=limit_h,
             relabels=relabels.get(device),
+            audio=heard.get(device, {}),
         )
     return [
         a
@@ -80,6 +84,35 @@ def _what(f: dict[str, Any], lang: str) -> str:
         stops = ", ".join(str(s["reason"]) for s in f["stops"] if s["reason"])
         text += f" ({f['window']}: {f['from_utc']} - {f['to_utc']}, {f['minutes']} min"
         text += f"; {stops})" if stops else ")"
+    if f["kind"] == "announcement_inaudible" and f["verdict"] == "no_audio":
+        text += " (no audio)"
+    elif f["kind"] == "announcement_inaudible":
+        text += f" ({f['file']}, score {f['score']:.3f})"
+    return text
+
+
+_HEARD = {
+    "heard": ("录音中听到告知语音", "heard in the audio"),
+    "not_heard": ("录音中未听到告知语音", "not heard in the audio"),
+    "no_audio": ("无录音可核对", "no audio to check"),
+    "unchecked": ("尚未核对录音", "audio not checked yet (run `bodycam-dock check announcements`)"),
+}
+
+
+def audio_line(audio: dict[str, Any] | None, lang: str) -> str:
+    """The announcement as found in the audio: the verdict, where it starts, the score."""
+    if audio is None:
+        return ""
+    zh, en = _HEARD.get(audio["verdict"], (audio["verdict"], audio["verdict"]))
+    text = zh if lang == "zh" else en
+    if audio.get("start_utc") and audio["verdict"] != "no_audio":
+        where = "最佳匹配" if lang == "zh" else "best match"
+        if audio["verdict"] == "heard":
+            where = "开始于" if lang == "zh" else "starts"
+        text += (
+            f", {where} {audio['start_utc']} ({audio['file']} +{audio['offset_s']:.3f} s), "
+            f"score {audio['score']:.3f}"
+        )
     return text
 
 
@@ -100,7 +133,17 @@ def render_text(data: dict[str, Any]) -> str:
         for kind, c in s["by_kind"].items():
             arts = ", ".join(f"Art. {a}" for a in c["articles"])
             lines.append(f"  {c['count']:>4} x {kind} ({arts})")
+        if s.get("audio_unchecked"):
+            lines.append(
+                f"  {s['audio_unchecked']:>4} act(s): announcement audio not checked yet "
+                "(run `bodycam-dock check announcements`)"
+            )
         for act in s["acts"]:
+            if act.get("announcement_audio"):
+                lines.append(
+                    f"  {act['device']} act at {act['start_utc']}: announcement "
+                    f"seq {act['announcement_seq']} {audio_line(act['announcement_audio'], 'en')}"
+                )
             for f in act["findings"]:
                 seqs = ",".join(str(n) for n in f["seqs"])
                 what = act["procedure"] or act["window"] or "-"
@@ -167,6 +210,29 @@ def render_html(data: dict[str, Any]) -> str:
                 out.append(
                     f"<tr><td>{e(c['zh'])}<br><span class='en'>{e(c['en'])}</span></td>"
                     f"<td>{c['count']}</td><td>{e(arts)}</td></tr>"
+                )
+            out.append("</table>")
+        if s.get("audio_unchecked"):
+            out.append(
+                f"<p>{s['audio_unchecked']} 次执法的告知语音尚未核对录音 <span class='en'>"
+                "act(s) whose announcement audio is not checked yet (bodycam-dock check "
+                "announcements)</span></p>"
+            )
+        announced = [a for a in s["acts"] if a.get("announcement_audio")]
+        if announced:
+            out.append(
+                "<table><tr><th>设备 <span class='en'>device</span></th><th>执法开始 "
+                "<span class='en'>act started</span></th><th>告知记录 <span class='en'>"
+                "announcement record</span></th><th>录音核对 <span class='en'>in the audio"
+                "</span></th></tr>"
+            )
+            for act in announced:
+                audio = act["announcement_audio"]
+                out.append(
+                    f"<tr><td>{e(act['device'])}</td><td>{e(act['start_utc'])}</td>"
+                    f"<td>seq {act['announcement_seq']}</td>"
+                    f"<td>{e(audio_line(audio, 'zh'))}<br>"
+                    f"<span class='en'>{e(audio_line(audio, 'en'))}</span></td></tr>"
                 )
             out.append("</table>")
         rows = [(a, f) for a in s["acts"] for f in a["findings"]]

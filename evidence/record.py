@@ -48,6 +48,7 @@ KINDS = (
     "writer_gave_up",
     "journal_damaged",
     "schedule",
+    "reserve_spent",
 )
 MEDIA_KINDS = ("segment", "photo")
 

@@ -15,6 +15,8 @@ A scenario file::
     start = "2026-12-07T08:00:00+08:00"   # when the shift begins (ISO 8601 with its offset;
                                    # default now, or after the journal's last record)
     dock_after = "25h"             # with --dock: how long after the shift it is docked
+    room_gain_db = -12.0           # the speaker as the microphone hears it
+    noise_db = -45.0               # the room's noise floor, dBFS RMS
 
     [config.recording]             # overlays firmware/recorder.toml, table by table
     segment_max_s = 60
@@ -26,7 +28,7 @@ A scenario file::
     at = "20m"
     do = "fault"
     fault = "camera"               # camera | microphone | storage_full | overheat |
-                                   # battery_critical (see simulator.faults)
+                                   # battery_critical | speaker_covered (simulator.faults)
     [[event]]
     at = "21m"
     do = "clear"
@@ -61,7 +63,7 @@ ACTIONS = {
     "clear": "end `fault`",
     "battery": "set the battery to `percent`",
 }
-FAULTS = ("camera", "microphone", "storage_full", "overheat", "battery_critical")
+FAULTS = ("camera", "microphone", "storage_full", "overheat", "battery_critical", "speaker_covered")
 BUTTONS = ("record", "mark", "function")
 SHIFT_KEYS = {
     "duration": (str, int, float),
@@ -75,6 +77,8 @@ SHIFT_KEYS = {
     "fps": int,
     "start": str,
     "dock_after": (str, int, float),
+    "room_gain_db": (int, float),
+    "noise_db": (int, float),
 }
 _DURATION = re.compile(r"^(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s)?$")
 

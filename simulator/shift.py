@@ -63,20 +63,29 @@ def sim_hardware(
     pin_factory: Any = None,
     keyframe_interval: int | None = None,
     start_utc_ns: int | None = None,
+    room_gain_db: float | None = None,
+    noise_db: float | None = None,
 ) -> dict[str, Any]:
-    """The hardware twin for one recorder: what ``firmware.pi.make_backend`` is on a camera."""
+    """The hardware twin for one recorder: what ``firmware.pi.make_backend`` is on a camera.
+    The microphone hears the speaker ``room_gain_db`` dB down over a ``noise_db`` dBFS
+    floor (defaults: :mod:`simulator.audio`)."""
     from gpiozero import Device
 
     from firmware.controls import GpioIndicators
 
-    from .audio import SimMicrophone, SimSpeaker
+    from .audio import NOISE_DB, ROOM_GAIN_DB, SimMicrophone, SimSpeaker
     from .camera import SimCamera
     from .clock import SimClock
     from .power import SimPower
 
     cam = config["camera"]
     clock = SimClock(start_utc_ns, speed=speed)
-    microphone = SimMicrophone()
+    speaker = SimSpeaker(out / "speaker", clock=clock)
+    microphone = SimMicrophone(
+        speaker,
+        room_gain_db=ROOM_GAIN_DB if room_gain_db is None else room_gain_db,
+        noise_db=NOISE_DB if noise_db is None else noise_db,
+    )
     camera = SimCamera(
         clock,
         width=cam["width"],
@@ -102,7 +111,7 @@ def sim_hardware(
         "camera": camera,
         "power": power,
         "microphone": microphone,
-        "speaker": SimSpeaker(out / "speaker", clock=clock),
+        "speaker": speaker,
         "indicators": SeenAndHeard(GpioIndicators(pin_factory=factory)),
         "pin_factory": factory,
     }
@@ -316,7 +325,11 @@ class ShiftDriver:
             faults
             if faults is not None
             else Faults(
-                self.clock, camera=hw["camera"], power=hw["power"], microphone=hw["microphone"]
+                self.clock,
+                camera=hw["camera"],
+                power=hw["power"],
+                microphone=hw["microphone"],
+                speaker=hw["speaker"],
             )
         )
 
@@ -455,6 +468,8 @@ def run_shift(
             out / "device" / "journal.jsonl",
             parse_start(shift["start"]) if "start" in shift else None,
         ),
+        room_gain_db=shift.get("room_gain_db"),
+        noise_db=shift.get("noise_db"),
     )
     clock = hw["clock"]
     board.clock = clock
