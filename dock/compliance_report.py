@@ -80,6 +80,10 @@ def _what(f: dict[str, Any], lang: str) -> str:
         text += f": {f['moment_' + lang]}"
     if f["kind"] == "stored_late":
         text += f" ({f['file']}, {f['hours']} h)"
+    if f["kind"] == "hours_not_covered":
+        stops = ", ".join(str(s["reason"]) for s in f["stops"] if s["reason"])
+        text += f" ({f['window']}: {f['from_utc']} - {f['to_utc']}, {f['minutes']} min"
+        text += f"; {stops})" if stops else ")"
     if f["kind"] == "announcement_inaudible" and f["verdict"] == "no_audio":
         text += " (no audio)"
     elif f["kind"] == "announcement_inaudible":
@@ -112,11 +116,19 @@ def audio_line(audio: dict[str, Any] | None, lang: str) -> str:
     return text
 
 
+def _groups(data: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+    """(kind, name, slot): each officer, then each fixed camera."""
+    return [("officer", n, s) for n, s in data["officers"].items()] + [
+        ("fixed camera", n, s) for n, s in data.get("fixed_cameras", {}).items()
+    ]
+
+
 def render_text(data: dict[str, Any]) -> str:
     lines = []
-    for officer, s in data["officers"].items():
+    for who, officer, s in _groups(data):
+        acts = "window(s)" if who == "fixed camera" else "act(s)"
         lines.append(
-            f"officer {officer}: {len(s['acts'])} act(s), {s['acts_with_findings']} with findings"
+            f"{who} {officer}: {len(s['acts'])} {acts}, {s['acts_with_findings']} with findings"
         )
         for kind, c in s["by_kind"].items():
             arts = ", ".join(f"Art. {a}" for a in c["articles"])
@@ -134,8 +146,9 @@ def render_text(data: dict[str, Any]) -> str:
                 )
             for f in act["findings"]:
                 seqs = ",".join(str(n) for n in f["seqs"])
+                what = act["procedure"] or act["window"] or "-"
                 lines.append(
-                    f"  {act['device']} act at {act['start_utc']} ({act['procedure'] or '-'}): "
+                    f"  {act['device']} act at {act['start_utc']} ({what}): "
                     f"{_what(f, 'en')} [Art. {f['article']}; seq {seqs}]"
                 )
         for act in s["acts"]:
@@ -168,13 +181,23 @@ def render_html(data: dict[str, Any]) -> str:
         "report</span></h1>",
         f"<p>截至 {e(data['now_utc'])} <span class='en'>as of</span></p>",
     ]
-    if not data["officers"]:
+    groups = _groups(data)
+    if not groups:
         out.append("<p>无执法记录 <span class='en'>no acts recorded</span></p>")
-    for officer, s in data["officers"].items():
+    for who, officer, s in groups:
+        if who == "fixed camera":
+            heading = (
+                f"<h2>固定摄像头 {e(officer)} <span class='en'>fixed camera</span>: "
+                f"{len(s['acts'])} 个工作时段 <span class='en'>working-hours windows</span>, "
+            )
+        else:
+            heading = (
+                f"<h2>执法人员 {e(officer)} <span class='en'>officer</span>: "
+                f"{len(s['acts'])} 次执法 <span class='en'>acts</span>, "
+            )
         out.append(
-            f"<h2>执法人员 {e(officer)} <span class='en'>officer</span>: "
-            f"{len(s['acts'])} 次执法 <span class='en'>acts</span>, "
-            f"{s['acts_with_findings']} 次有问题 <span class='en'>with findings</span></h2>"
+            heading
+            + f"{s['acts_with_findings']} 次有问题 <span class='en'>with findings</span></h2>"
         )
         if s["by_kind"]:
             out.append(
@@ -225,7 +248,7 @@ def render_html(data: dict[str, Any]) -> str:
                 seqs = ", ".join(str(n) for n in f["seqs"])
                 out.append(
                     f"<tr><td>{e(act['device'])}</td><td>{e(act['start_utc'])}</td>"
-                    f"<td>{e(act['procedure'] or '-')}</td>"
+                    f"<td>{e(act['procedure'] or act['window'] or '-')}</td>"
                     f"<td>{e(_what(f, 'zh'))}<br><span class='en'>{e(_what(f, 'en'))}</span></td>"
                     f"<td>第{f['article']}条</td><td>seq {e(seqs)}<br>{e(f['utc'])}</td></tr>"
                 )

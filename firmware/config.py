@@ -24,6 +24,7 @@ from daemonkit.config import (
     setting,
 )
 from evidence.exc import ConfigError
+from evidence.schedule import Schedule, ScheduleError, parse_schedule
 
 from .state import Settings
 
@@ -97,6 +98,19 @@ class AnnouncementSection(Section):
 
 
 @dataclass(frozen=True)
+class ScheduleSection(Section):
+    fixed: bool
+    days: list[int]
+    hours: list[str]
+    utc_offset: str
+
+    def schedule(self) -> Schedule:
+        return parse_schedule(
+            {"days": self.days, "hours": self.hours, "utc_offset": self.utc_offset}
+        )
+
+
+@dataclass(frozen=True)
 class MqttSection(Section):
     host: str
     port: int = setting(port())
@@ -131,6 +145,7 @@ class RecorderConfig(Config):
     controls: ControlsSection
     health: HealthSection
     announcement: AnnouncementSection
+    schedule: ScheduleSection
     mqtt: MqttSection
     dock: DockSection
 
@@ -153,6 +168,10 @@ class RecorderConfig(Config):
                 "health.overheat_resume_c",
                 f"({h.overheat_resume_c:g}) must be below overheat_c ({h.overheat_c:g})",
             )
+        try:
+            self.schedule.schedule()
+        except ScheduleError as exc:
+            yield (f"schedule.{exc.key}" if exc.key else "schedule", exc.problem)
         if self.recording.flush_interval_s > self.recording.segment_max_s:
             yield (
                 "recording.flush_interval_s",

@@ -38,6 +38,7 @@ from evidence.journal import Journal
 from evidence.layout import DeviceStorage
 from evidence.media import HashingWriter, hash_file
 from evidence.procedures import load_procedures
+from evidence.schedule import parse_schedule
 
 from . import config as cfg
 from .hardware import Camera, Indicators, Microphone, Power, Speaker
@@ -133,6 +134,12 @@ class Recorder:
         self._writer_restart_at: int | None = None  # clock ns; main loop only
         self._writer_given_up = False
         self._unjournaled: list[tuple[str, dict]] = []  # records the journal refused
+        sched = config["schedule"]
+        self.schedule = (
+            parse_schedule({k: sched[k] for k in ("days", "hours", "utc_offset")}, "schedule")
+            if sched["fixed"]
+            else None
+        )  # a fixed camera records in these working hours by itself
         self._reserve_alerts = 0  # reserve spells alerted (Journal.reserve_spends); main loop
         self._reserve_low = False  # a reserve_spent was alerted and the reserve not whole since
         self.wav = cfg.announcement_wav(config)
@@ -161,6 +168,8 @@ class Recorder:
             "boot",
             {"firmware": FIRMWARE_VERSION, "boot_id": secrets.token_hex(16), "reason": reason},
         )
+        if self.schedule is not None:  # what the compliance report measures the hours by
+            self.journal.append("schedule", self.schedule.body())
         fresh = new_damage(records, damage)
         if damage:
             first = damage[0]
@@ -225,6 +234,9 @@ class Recorder:
             _log.error("camera did not start: %s", exc)
         self._do(Action("show", (self.machine.indicator_state(),)))
         self._health(self.clock.monotonic_ns())
+        if self.schedule is not None:  # booted inside working hours: record at once
+            window = self.schedule.open_at(self.clock.time_ns())
+            self._apply(self.machine.on_schedule(window, self.clock.monotonic_ns()))
         self.ready.set()
         _log.info("recorder ready (device %s)", self.identity.device_id)
 
@@ -240,6 +252,9 @@ class Recorder:
             while not self._stop.is_set():
                 now = self.clock.monotonic_ns()
                 deadline = min(next_health, self.machine.next_deadline(now) or next_health)
+                if self.schedule is not None:
+                    utc = self.clock.time_ns()
+                    deadline = min(deadline, now + self.schedule.next_change(utc) - utc)
                 if self._writer_restart_at is not None:
                     deadline = min(deadline, self._writer_restart_at)
                 if not self._wake.is_set():
@@ -251,6 +266,9 @@ class Recorder:
                     self._health(now)
                     next_health = now + poll
                 self._apply(self.machine.on_tick(now))
+                if self.schedule is not None:
+                    window = self.schedule.open_at(self.clock.time_ns())
+                    self._apply(self.machine.on_schedule(window, now))
                 if self._writer_restart_at is not None and now >= self._writer_restart_at:
                     self._restart_writer(now)
                 for done in syncs:

@@ -39,7 +39,7 @@ from evidence.registry import DeviceEntry
 from evidence.storage import atomic_write_bytes
 
 from .progress import hms
-from .scenario import Event, Scenario
+from .scenario import Event, Scenario, parse_start
 from .unit import register, unit_key
 
 if TYPE_CHECKING:
@@ -207,17 +207,18 @@ def prepare_device(out: Path, scenario: Scenario) -> tuple[DeviceIdentity, Path]
     return identity, registry_path
 
 
-def resume_utc_ns(journal_path: Path) -> int:
-    """Where the simulated RTC stands when the device starts again: now, or just after the
-    journal's last record if an earlier (faster than real time) shift ran past now."""
-    return resume_point(journal_path)[0]
+def resume_utc_ns(journal_path: Path, not_before: int | None = None) -> int:
+    """Where the simulated RTC stands when the device starts again: now (or the
+    scenario's ``start``), or just after the journal's last record if an earlier (faster
+    than real time) shift ran past it."""
+    return resume_point(journal_path, not_before)[0]
 
 
-def resume_point(journal_path: Path) -> tuple[int, int | None]:
-    """``(utc_ns, mono_ns)`` just after the journal's last record (UTC at least now), for a
-    clock that goes on in the same boot (the dock phase after a shift); mono is None for
-    an empty journal."""
-    now = time.time_ns()
+def resume_point(journal_path: Path, not_before: int | None = None) -> tuple[int, int | None]:
+    """``(utc_ns, mono_ns)`` just after the journal's last record (UTC at least
+    ``not_before``, default now), for a clock that goes on in the same boot (the dock
+    phase after a shift); mono is None for an empty journal."""
+    now = time.time_ns() if not_before is None else not_before
     if not journal_path.exists():
         return now, None
     for _, line in reversed(scan_journal(journal_path).lines):
@@ -463,7 +464,10 @@ def run_shift(
         battery_percent=float(shift.get("battery_percent", 100.0)),
         drain_percent_per_hour=float(shift.get("drain_percent_per_hour", 11.0)),
         pin_factory=factory,
-        start_utc_ns=resume_utc_ns(out / "device" / "journal.jsonl"),
+        start_utc_ns=resume_utc_ns(
+            out / "device" / "journal.jsonl",
+            parse_start(shift["start"]) if "start" in shift else None,
+        ),
         room_gain_db=shift.get("room_gain_db"),
         noise_db=shift.get("noise_db"),
     )
