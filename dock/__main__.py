@@ -5,7 +5,8 @@ Subcommands: ``init`` (make the dock key and store), ``serve`` (the daemon: bays
 deadline alerts over MQTT), ``bay PORT`` (one bay in
 the foreground: what udev/systemd starts per plugged camera), ``status`` (per-bay progress),
 ``report deadlines|compliance``, ``registry list|import``, ``reconcile``, ``remove``
-(retention), ``relabel`` (a marked key moment read as another, journaled).
+(retention), ``relabel`` (a marked key moment read as another, journaled), ``check
+announcements`` (the announcement in the recorded audio, :mod:`dock.audiocheck`).
 
 systemd: ``serve`` and ``bay`` are ``Type=notify``; SIGTERM/SIGINT only set the stop Event.
 """
@@ -123,6 +124,15 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("text", "json", "html"),
         help="compliance: text (default), json, or one printable HTML page (zh-CN, English)",
     )
+    s = sub.add_parser(
+        "check",
+        help="is each announcement heard in the recorded audio (for stores docked before "
+        "docking did it; exit 1 when one is not)",
+    )
+    s.add_argument("what", choices=("announcements",), help="announcements: decode and search")
+    s.add_argument("--device", metavar="ID", help="only this device")
+    s.add_argument("--again", action="store_true", help="also those checked already")
+    s.add_argument("--wav", metavar="FILE", help="the WAV played (default: the shipped one)")
     s = sub.add_parser("registry", help="the unit-signed registry of cameras and docks")
     rs = s.add_subparsers(dest="action", required=True, metavar="ACTION", parser_class=with_common)
     rs.add_parser("list", help="list registered cameras and docks, and who signed the list")
@@ -568,6 +578,21 @@ def report_lists_problems(data: dict[str, Any]) -> bool:
     )
 
 
+def cmd_check(cfg: dict[str, Any], args: argparse.Namespace) -> int:
+    """Journal an ``announcement_audio`` answer for each announcement not checked yet."""
+    from .audiocheck import check_store
+
+    if args.wav and not Path(args.wav).is_file():
+        raise UsageError(f"--wav: {args.wav}: no such file")
+    store = open_store(cfg, keeper=True)
+    try:
+        bodies = check_store(store, device=args.device, again=args.again, wav=args.wav)
+    finally:
+        store.close()
+    print(f"{len(bodies)} announcement(s) checked")
+    return 1 if any(b["verdict"] != "heard" for b in bodies) else 0
+
+
 def cmd_registry(cfg: dict[str, Any], args: argparse.Namespace) -> int:
     from evidence.registry import MAX_REGISTRY_BYTES
     from evidence.safefile import read_regular
@@ -683,6 +708,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_report(cfg, args)
         if args.command == "registry":
             return cmd_registry(cfg, args)
+        if args.command == "check":
+            return cmd_check(cfg, args)
         if args.command == "remove":
             return cmd_remove(cfg, args)
         if args.command == "relabel":

@@ -49,6 +49,7 @@ from wire.cable import (
 )
 from wire.link import Link, Port
 
+from .audiocheck import check_after_docking
 from .exc import (
     DockError,
     DockFault,
@@ -510,6 +511,8 @@ class DockSession:
         self._offload(link, entry, new_head)
         r.outcome = "stored"
         self._bye(link)
+        # The camera is done; still under the device's lock: is the announcement heard?
+        check_after_docking(self.store, entry, stored)
 
     def _offload(
         self, link: Link, entry: DeviceEntry, after: tuple[int, str] | None

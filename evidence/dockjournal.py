@@ -28,6 +28,7 @@ KINDS = (
     "flag",
     "removed",
     "relabel",
+    "announcement_audio",
 )
 REMOVAL_AUTHORITIES = ("retention",)
 MAX_TEXT = 512  # characters of a flag's detail or a removal's reason

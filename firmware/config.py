@@ -24,6 +24,7 @@ from daemonkit.config import (
     setting,
 )
 from evidence.exc import ConfigError
+from evidence.schedule import Schedule, ScheduleError, parse_schedule
 from wire.net import parse_address
 
 from .state import Settings
@@ -98,6 +99,19 @@ class AnnouncementSection(Section):
 
 
 @dataclass(frozen=True)
+class ScheduleSection(Section):
+    fixed: bool
+    days: list[int]
+    hours: list[str]
+    utc_offset: str
+
+    def schedule(self) -> Schedule:
+        return parse_schedule(
+            {"days": self.days, "hours": self.hours, "utc_offset": self.utc_offset}
+        )
+
+
+@dataclass(frozen=True)
 class MqttSection(Section):
     host: str
     port: int = setting(port())
@@ -137,6 +151,7 @@ class RecorderConfig(Config):
     controls: ControlsSection
     health: HealthSection
     announcement: AnnouncementSection
+    schedule: ScheduleSection
     mqtt: MqttSection
     dock: DockSection
 
@@ -159,6 +174,10 @@ class RecorderConfig(Config):
                 "health.overheat_resume_c",
                 f"({h.overheat_resume_c:g}) must be below overheat_c ({h.overheat_c:g})",
             )
+        try:
+            self.schedule.schedule()
+        except ScheduleError as exc:
+            yield (f"schedule.{exc.key}" if exc.key else "schedule", exc.problem)
         d = self.dock
         if d.network:
             try:

@@ -11,14 +11,14 @@ import sys
 from pathlib import Path
 
 import pytest
+from dockkit import dock_cmd, store_trust
+from test_compliance import SEIZURE, Camera, kinds
 
 from dock.compliance import acts_of, relabel_problem
 from evidence.dockjournal import Relabel, relabel_body, relabels
 from evidence.identity import DeviceIdentity
 from evidence.journal import Journal
 from evidence.procedures import load_procedures
-from tests.dockkit import dock_cmd, store_trust
-from tests.test_compliance import SEIZURE, Camera, kinds
 
 PROCEDURES = load_procedures()
 SCENARIOS = Path(__file__).resolve().parents[1] / "simulator" / "scenarios"
