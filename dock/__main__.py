@@ -1,9 +1,12 @@
 """``bodycam-dock``: the docking station (``python -m dock``).
 
 Subcommands: ``init`` (make the dock key and store), ``serve`` (the daemon: bays given by
-``--port``/``dock.bays`` as threads, deadline alerts over MQTT), ``bay PORT`` (one bay in
+``--port``/``dock.bays`` as threads, the network bay on ``--listen``/``dock.listen``,
+deadline alerts over MQTT), ``bay PORT`` (one bay in
 the foreground: what udev/systemd starts per plugged camera), ``status`` (per-bay progress),
-``report deadlines``, ``registry list|import``, ``reconcile``, ``remove`` (retention).
+``report deadlines|compliance``, ``registry list|import``, ``reconcile``, ``remove``
+(retention), ``relabel`` (a marked key moment read as another, journaled), ``check
+announcements`` (the announcement in the recorded audio, :mod:`dock.audiocheck`).
 
 systemd: ``serve`` and ``bay`` are ``Type=notify``; SIGTERM/SIGINT only set the stop Event.
 """
@@ -84,6 +87,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="a serial port to serve as a bay (repeatable; dock.bays)",
     )
     s.add_argument("--mqtt", metavar="HOST:PORT", help="broker for deadline alerts (mqtt.host)")
+    s.add_argument(
+        "--listen",
+        metavar="HOST:PORT",
+        help="serve cameras over TLS TCP on this address, e.g. 0.0.0.0:7443 (dock.listen)",
+    )
     s = sub.add_parser("bay", help="serve one bay in the foreground (udev starts one per camera)")
     s.add_argument("port", metavar="TTY", help="the camera's serial port, e.g. /dev/ttyACM0")
     s = sub.add_parser(
@@ -116,6 +124,15 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("text", "json", "html"),
         help="compliance: text (default), json, or one printable HTML page (zh-CN, English)",
     )
+    s = sub.add_parser(
+        "check",
+        help="is each announcement heard in the recorded audio (for stores docked before "
+        "docking did it; exit 1 when one is not)",
+    )
+    s.add_argument("what", choices=("announcements",), help="announcements: decode and search")
+    s.add_argument("--device", metavar="ID", help="only this device")
+    s.add_argument("--again", action="store_true", help="also those checked already")
+    s.add_argument("--wav", metavar="FILE", help="the WAV played (default: the shipped one)")
     s = sub.add_parser("registry", help="the unit-signed registry of cameras and docks")
     rs = s.add_subparsers(dest="action", required=True, metavar="ACTION", parser_class=with_common)
     rs.add_parser("list", help="list registered cameras and docks, and who signed the list")
@@ -134,6 +151,16 @@ def build_parser() -> argparse.ArgumentParser:
     rm.add_argument("device", help="device id")
     rm.add_argument("file", help="the file, as media/YYYYMMDD/<name>.ts|jpg")
     rm.add_argument("--reason", required=True, help="why (the retention decision)")
+    rl = sub.add_parser(
+        "relabel",
+        help="read a marked key moment as another moment of its procedure "
+        "(journaled in the dock journal; the camera's record is kept as marked)",
+    )
+    rl.add_argument("device", help="device id")
+    rl.add_argument("seq", type=int, help="the marker record's sequence number (in the report)")
+    rl.add_argument("moment", help="the moment it records, as procedures.toml names it, or other")
+    rl.add_argument("--by", required=True, help="who decides (name or badge number)")
+    rl.add_argument("--why", required=True, help="on what grounds (what the footage shows)")
     return p
 
 
@@ -150,6 +177,8 @@ def config_for(args: argparse.Namespace) -> DockConfig:
         overrides["dock.id"] = args.dock_id
     if getattr(args, "port", None) and args.command == "serve":
         overrides["dock.bays"] = args.port
+    if getattr(args, "listen", None) is not None and args.command == "serve":
+        overrides["dock.listen"] = args.listen
     if getattr(args, "mqtt", None):
         host, _, port = args.mqtt.rpartition(":")
         if not host or not port.isdigit():
@@ -242,7 +271,9 @@ def cmd_init(cfg: dict[str, Any]) -> int:
     return 0
 
 
-def _run_daemon(cfg: dict[str, Any], ports: list[str], alerts: bool = True) -> int:
+def _run_daemon(
+    cfg: dict[str, Any], ports: list[str], alerts: bool = True, listen: str = ""
+) -> int:
     from .alerts import DeadlineWatcher, MqttConfig
     from .bay import Bay
 
@@ -271,25 +302,47 @@ def _run_daemon(cfg: dict[str, Any], ports: list[str], alerts: bool = True) -> i
     for action in store.reconcile():
         _log.warning("reconciled: %s", action)
     bays = [Bay(p, store, identity, stop, cfg["dock"]["timeout_s"]) for p in ports]
+    net = None
+    if listen:
+        from wire.net import parse_address
+
+        from .netbay import NetListener
+
+        try:
+            net = NetListener(
+                parse_address(listen),
+                store,
+                identity,
+                stop,
+                cfg["dock"]["timeout_s"],
+                max_connections=cfg["dock"]["listen_connections"],
+            )
+        except OSError as exc:  # the address is taken, or not this host's
+            raise UsageError(f"dock.listen {listen}: cannot listen: {exc}") from None
     for bay in bays:
         bay.start()
+    if net is not None:
+        net.start()
     watcher = None
     if mqtt_config is not None:
         watcher = DeadlineWatcher(store, identity, mqtt_config)
         watcher.start()
     _log.info(
-        "dock %s serving %d bay(s)%s",
+        "dock %s serving %d bay(s)%s%s",
         identity.device_id,
         len(bays),
+        f", network on {net.name}" if net else "",
         ", deadline alerts on" if watcher else "",
     )
-    systemd.ready(f"{len(bays)} bay(s)")
+    systemd.ready(f"{len(bays)} bay(s)" + (f", network {net.name}" if net else ""))
     interval = (systemd.watchdog_interval() or 10.0) / 2  # ping at half the timeout
     while not stop.wait(interval):
         systemd.watchdog_ping()
     systemd.stopping()
     for bay in bays:
         bay.join(cfg["dock"]["timeout_s"] + 5)
+    if net is not None:
+        net.join(cfg["dock"]["timeout_s"] + 5)
     if watcher:
         watcher.stop()
     store.close()
@@ -525,6 +578,21 @@ def report_lists_problems(data: dict[str, Any]) -> bool:
     )
 
 
+def cmd_check(cfg: dict[str, Any], args: argparse.Namespace) -> int:
+    """Journal an ``announcement_audio`` answer for each announcement not checked yet."""
+    from .audiocheck import check_store
+
+    if args.wav and not Path(args.wav).is_file():
+        raise UsageError(f"--wav: {args.wav}: no such file")
+    store = open_store(cfg, keeper=True)
+    try:
+        bodies = check_store(store, device=args.device, again=args.again, wav=args.wav)
+    finally:
+        store.close()
+    print(f"{len(bodies)} announcement(s) checked")
+    return 1 if any(b["verdict"] != "heard" for b in bodies) else 0
+
+
 def cmd_registry(cfg: dict[str, Any], args: argparse.Namespace) -> int:
     from evidence.registry import MAX_REGISTRY_BYTES
     from evidence.safefile import read_regular
@@ -580,6 +648,48 @@ def cmd_remove(cfg: dict[str, Any], args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_relabel(cfg: dict[str, Any], args: argparse.Namespace) -> int:
+    from evidence.procedures import load_procedures
+
+    from .compliance import relabel_problem
+    from .exc import DockError
+
+    for flag, text in (("--by", args.by), ("--why", args.why)):
+        if not text.strip():
+            raise UsageError(f"{flag}: say who decides and why; it goes on the record")
+    store = open_store(cfg, keeper=True)
+    try:
+        try:
+            record = store.device_record(args.device, args.seq)
+        except DockError as exc:
+            raise UsageError(str(exc)) from None
+        earlier = [
+            r
+            for r in store.relabels().get((args.device, args.seq), [])
+            if r.record_hash == record.hash
+        ]
+        current = earlier[-1].moment if earlier else None
+        problem = relabel_problem(record, args.moment, load_procedures(), current)
+        if problem is not None:
+            raise UsageError(f"{args.device} seq {args.seq}: {problem}")
+        was = current or str(record.body.get("moment"))
+        made = store.relabel(
+            record,
+            str(record.body["procedure"]),
+            was,
+            args.moment,
+            args.by.strip(),
+            args.why.strip(),
+        )
+    finally:
+        store.close()
+    print(
+        f"relabelled {args.device} seq {args.seq}: {was} -> {args.moment} "
+        f"(dock journal seq {made.seq}; the camera's record is kept as marked)"
+    )
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
 
@@ -589,7 +699,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "init":
             return cmd_init(cfg)
         if args.command == "serve":
-            return _run_daemon(cfg, list(cfg["dock"]["bays"]))
+            return _run_daemon(cfg, list(cfg["dock"]["bays"]), listen=cfg["dock"]["listen"])
         if args.command == "bay":
             return _run_daemon(cfg, [args.port], alerts=False)  # `serve` alerts
         if args.command == "status":
@@ -598,8 +708,12 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_report(cfg, args)
         if args.command == "registry":
             return cmd_registry(cfg, args)
+        if args.command == "check":
+            return cmd_check(cfg, args)
         if args.command == "remove":
             return cmd_remove(cfg, args)
+        if args.command == "relabel":
+            return cmd_relabel(cfg, args)
         store = open_store(cfg, keeper=True, say=False)
         actions = [r.line() for r in store.index.repairs if r.kept_as or r.devices or r.flags]
         for action in actions + store.reconcile() or ["nothing to do"]:

@@ -28,7 +28,7 @@ from evidence.identity import DeviceIdentity
 from evidence.registry import DeviceEntry, Registry
 from wire.broker import ConnectionSettings, make_client
 from wire.message import Message, sign_message
-from wire.topics import STATUSES, dock_alert_topic, dock_status_topic
+from wire.topics import DOCK_FLAG, STATUSES, dock_alert_topic, dock_status_topic
 
 from . import deadlines
 from .store import Store
@@ -286,7 +286,7 @@ class DeadlineWatcher:
             entry = registry.get(row["device"])
             unit = self._unit(entry, registry)
             body = {  # the device id and detail may be a hostile camera's: bounded
-                "level": "flag",
+                "level": DOCK_FLAG,
                 "kind": bounded(row["kind"], MAX_ID),
                 "device": bounded(row["device"], MAX_ID),
                 "officer": bounded(entry.officer if entry else "", MAX_ID),

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from evidence.clock import parse_utc
+from wire.topics import DOCK_VIOLATION, DOCK_WARNING
 
 HOUR_NS = 3600 * 1_000_000_000
 WARN_H = 20
@@ -101,9 +102,9 @@ def alert_level(
     """``violation`` after ``limit_h`` hours undocked, ``warning`` after ``warn_h``."""
     hours = (now_ns - parse_utc(pending.since_utc)) / HOUR_NS
     if hours >= limit_h:
-        return "violation"
+        return DOCK_VIOLATION
     if hours >= warn_h:
-        return "warning"
+        return DOCK_WARNING
     return None
 
 

@@ -5,7 +5,10 @@ Kept at ``<store>/_docks/<dock id>/journal.jsonl`` in the camera journal's recor
 ``serve`` daemon and the per-cable ``bay`` processes append to one file: each append
 takes an exclusive ``flock``, reads the head again if another process appended since,
 repairs a torn last line (a crash mid-append) into a side file, signs, writes with one
-``write`` and fsyncs. A short write is cut back before the lock is released.
+``write`` and fsyncs. A short write is cut back before the lock is released. The repair is
+the camera journal's (:class:`evidence.journal.TornTailRepair`), idempotent: a crash in
+the middle of it is finished by the next append or start, never left as an orphan side
+file. A start that repaired says so: its ``boot`` record's reason is ``recovered``.
 
 After each append the signed head (a ``status`` message) is written to
 ``<store>/.status/dock-heads/<dock>.json`` for ``bodycam-dock status`` and the MQTT status.
@@ -20,14 +23,14 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from evidence.canonical import GENESIS_HASH, sha256_hex
+from evidence.canonical import GENESIS_HASH
 from evidence.clock import Clock, SystemClock, format_utc
 from evidence.dockjournal import DOCK_JOURNALS_DIR
 from evidence.exc import JournalError, RecordError
 from evidence.identity import DeviceIdentity
-from evidence.journal import JOURNAL_NAME, TORN_PREFIX
+from evidence.journal import JOURNAL_NAME, JournalScan, Repair, TornTailRepair
 from evidence.record import Record, sign_record
-from evidence.storage import atomic_write_bytes, fsync_dir, makedirs_durable
+from evidence.storage import fsync_dir, makedirs_durable
 from wire.message import Message, sign_status
 
 _log = logging.getLogger(__name__)
@@ -80,24 +83,29 @@ class DockJournal:
             fsync_dir(folder)
         self._lock = threading.Lock()
         self._known: tuple[int, tuple[int, str] | None] | None = None  # (size, head)
-        self.append("boot", {"firmware": program, "boot_id": _boot_id(), "reason": "start"})
+        self._tail = TornTailRepair(self.path, identity.device_id, mode=0o640)
+        self._repairing = False
+        self.repairs: list[Repair] = []
+        """Torn-tail repairs this process made or finished (another process's crash)."""
+        self.head  # noqa: B018 - reads the head, repairing what a crash left first
+        reason = "recovered" if self.repairs else "start"
+        self.append("boot", {"firmware": program, "boot_id": _boot_id(), "reason": reason})
 
     # -- reading the head under the lock ------------------------------------------------
     def _head_locked(self) -> tuple[int, str] | None:
         size = os.fstat(self._fd).st_size
         if self._known is not None and self._known[0] == size:
             return self._known[1]
-        start = max(0, size - TAIL_READ)
-        tail = os.pread(self._fd, size - start, start)
-        if tail and not tail.endswith(b"\n"):
-            cut = tail.rfind(b"\n") + 1
-            self._repair_locked(start + cut, tail[cut:])
-            return self._head_locked()
-        lines = tail.split(b"\n")[:-1]
-        if start > 0:
-            lines = lines[1:]  # the first may be cut by the window
+        scan = self._scan_tail(size)
+        if not self._repairing:
+            unfinished = self._tail.unfinished(scan)
+            if scan.torn is not None or unfinished is not None:
+                self._repair_locked(scan, unfinished)
+                return self._head_locked()
+        elif scan.torn is not None:
+            raise JournalError(f"{self.path}: torn again while its torn tail was repaired")
         head = None
-        for line in reversed(lines):
+        for _, line in reversed(scan.lines):
             if line:
                 try:
                     record = Record.from_bytes(line)
@@ -110,24 +118,42 @@ class DockJournal:
                     )
                 head = (record.seq, record.hash)
                 break
-        if head is None and size > 0 and start > 0:
+        if head is None and size > 0 and size > TAIL_READ:
             raise JournalError(f"{self.path}: no readable record in its last {TAIL_READ} bytes")
         self._known = (size, head)
         return head
 
-    def _repair_locked(self, offset: int, data: bytes) -> None:
-        """A crash cut the last append short: keep its bytes aside, as a camera does."""
-        side = self.path.with_name(f"{TORN_PREFIX}{offset}")
-        if not side.exists():
-            atomic_write_bytes(side, data, mode=0o640)
-        os.ftruncate(self._fd, offset)
-        os.fsync(self._fd)
-        self._known = None
-        _log.warning("dock journal: kept a torn last record (%d bytes) in %s", len(data), side)
-        self._append_locked(
-            "torn_tail",
-            {"offset": offset, "size": len(data), "sha256": sha256_hex(data), "file": side.name},
-        )
+    def _scan_tail(self, size: int) -> JournalScan:
+        """The journal's last ``TAIL_READ`` bytes as a scan: whole lines (the first one,
+        which the window may cut, left out) and a torn tail, at their file offsets."""
+        start = max(0, size - TAIL_READ)
+        tail = os.pread(self._fd, size - start, start)
+        end = tail.rfind(b"\n") + 1  # where the whole lines end
+        if start > 0 and end == 0:
+            raise JournalError(f"{self.path}: no whole line in its last {TAIL_READ} bytes")
+        pos = 0 if start == 0 else tail.find(b"\n") + 1
+        lines = []
+        while pos < end:
+            stop = tail.index(b"\n", pos)
+            lines.append((start + pos, tail[pos:stop]))
+            pos = stop + 1
+        torn = (start + end, tail[end:]) if end < len(tail) else None
+        return JournalScan(lines, torn, size)
+
+    def _repair_locked(self, scan: JournalScan, unfinished: tuple[Path, bytes] | None) -> None:
+        """A process died mid-append, or mid-repair: the camera journal's own repair (one
+        implementation, :class:`evidence.journal.TornTailRepair`) keeps the torn bytes
+        aside and journals ``torn_tail``, or finishes the repair a crash cut short."""
+        self._repairing = True  # the repair's own append must not start another
+        try:
+            repair = self._tail.run(self._fd, scan, unfinished, self._cut_to, self._append_locked)
+        finally:
+            self._repairing = False
+        if repair is not None:
+            self.repairs.append(repair)
+
+    def _cut_to(self, offset: int) -> None:
+        self._known = None  # read again: the file now ends at ``offset``
 
     # -- appending ------------------------------------------------------------------------
     def append(self, kind: str, body: dict[str, Any]) -> Record:

@@ -25,6 +25,7 @@ import queue
 import stat
 import tempfile
 import threading
+import time
 from collections.abc import Iterable
 from contextlib import contextmanager
 from pathlib import Path
@@ -32,13 +33,14 @@ from typing import Any
 
 from evidence import dockjournal
 from evidence.clock import SystemClock, format_utc
-from evidence.exc import RegistryError
+from evidence.exc import RecordError, RegistryError
 from evidence.identity import DeviceIdentity
 from evidence.journal import JOURNAL_NAME, scan_journal
 from evidence.layout import IDENTITY_NAME, stored_name_error
 from evidence.record import Record
 from evidence.registry import DeviceEntry, Registry, require_trusted
 from evidence.storage import atomic_write_bytes, fsync_dir, makedirs_durable
+from evidence.verify_store import dock_journal_folders
 from wire.cable import record_file
 
 from .exc import DockError, DockFault, MediaConflict, MediaMismatch, StoreFull, UnsafeName, is_full
@@ -318,15 +320,26 @@ class Store:
         return (rows[0]["seq"], rows[0]["hash"]) if rows else None
 
     @contextmanager
-    def device_lock(self, device: str):
-        """One bay at a time per device, across threads and bay processes (flock)."""
+    def device_lock(self, device: str, wait_s: float = 0.0):
+        """One bay at a time per device, across threads and bay processes (flock).
+
+        ``wait_s``: how long to wait for another session of the device to end first (a
+        network session: after a dropped connection the camera may be back before the
+        dock has noticed that its old session is dead)."""
         folder = makedirs_durable(self.root / LOCK_DIR, DIR_MODE)
         fd = os.open(folder / f"{device}.lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, FILE_MODE)
         try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise DockError(f"{device} is already being offloaded in another bay") from None
+            deadline = time.monotonic() + wait_s
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        raise DockError(
+                            f"{device} is already being offloaded in another bay"
+                        ) from None
+                    threading.Event().wait(0.05)  # flock has no timed wait
             yield
         finally:
             os.close(fd)
@@ -525,6 +538,52 @@ class Store:
         self.index.execute(
             "UPDATE media SET stored_utc=NULL WHERE device=? AND file=?", (device, file)
         )
+
+    def device_record(self, device: str, seq: int) -> Record:
+        """Record ``seq`` of ``device``'s journal as this store holds it."""
+        for _unit, dev, folder in self.device_folders():
+            if dev != device:
+                continue
+            for _, line in scan_journal(folder / JOURNAL_NAME).lines:
+                try:
+                    record = Record.from_bytes(line)
+                except RecordError:
+                    continue
+                if record.seq == seq:
+                    return record
+            raise DockError(f"{device}: the store holds no record {seq} of its journal")
+        raise DockError(f"{device}: no such device in this store")
+
+    def relabel(self, record: Record, procedure: str, was: str, moment: str, by: str, why: str):
+        """Journal that ``record`` (a device's marker) names ``moment``, not ``was``; the
+        device's record stays as it is."""
+        self._require_journal()
+        return self.journal.append(  # type: ignore[union-attr]
+            "relabel",
+            dockjournal.relabel_body(
+                record.device, record.seq, record.hash, procedure, was, moment, by, why
+            ),
+        )
+
+    def relabels(self) -> dict[tuple[str, int], list[dockjournal.Relabel]]:
+        """Every relabelling in this store's dock journals, by (device, marker seq), oldest
+        first."""
+        found: dict[tuple[str, int], list[dockjournal.Relabel]] = {}
+        for _, folder, _dock in dock_journal_folders(self.root):
+            path = folder / JOURNAL_NAME
+            if not path.exists():
+                continue
+            records = []
+            for _, line in scan_journal(path).lines:
+                try:
+                    records.append(Record.from_bytes(line))
+                except RecordError:
+                    continue
+            for key, made in dockjournal.relabels(records).items():
+                found.setdefault(key, []).extend(made)
+        for made in found.values():
+            made.sort(key=lambda r: (r.utc, r.dock, r.dock_seq))
+        return found
 
     def _ledger(self) -> dict[str, dockjournal.DeviceLedger]:
         return dockjournal.build_ledger(self.journal.records()) if self.journal else {}

@@ -19,7 +19,17 @@ from .journal import TORN_FILE
 from .record import HEX64, HEX128, Record, media_path_error
 
 DOCK_JOURNALS_DIR = "_docks"
-KINDS = ("boot", "docking", "stored", "records_stored", "receipt_given", "flag", "removed")
+KINDS = (
+    "boot",
+    "docking",
+    "stored",
+    "records_stored",
+    "receipt_given",
+    "flag",
+    "removed",
+    "relabel",
+    "announcement_audio",
+)
 REMOVAL_AUTHORITIES = ("retention",)
 MAX_TEXT = 512  # characters of a flag's detail or a removal's reason
 
@@ -103,6 +113,72 @@ def removed_body(
     }
 
 
+def relabel_body(
+    device: str,
+    seq: int,
+    record_hash: str,
+    procedure: str,
+    was: str,
+    moment: str,
+    by: str,
+    why: str,
+) -> dict:
+    """The key moment that the device's ``marker`` record ``seq`` names is to be read as
+    ``moment``. The device's record itself is never changed (its hash binds this one to
+    it); ``by`` and ``why`` say who decided and on what grounds."""
+    return {
+        "device": device,
+        "seq": seq,
+        "record_hash": record_hash,
+        "procedure": procedure,
+        "was": was,
+        "moment": moment,
+        "by": bounded(by, 64),
+        "why": bounded(why),
+    }
+
+
+@dataclass(frozen=True)
+class Relabel:
+    """One relabelling of a device's marker, as a dock journal records it."""
+
+    device: str
+    seq: int
+    record_hash: str
+    was: str
+    moment: str
+    by: str
+    why: str
+    dock: str
+    dock_seq: int
+    utc: str
+
+
+def relabels(records: Iterable[Record]) -> dict[tuple[str, int], list[Relabel]]:
+    """(device, marker seq) -> its relabellings in the order they were made (the last is
+    in force); malformed bodies count for nothing."""
+    found: dict[tuple[str, int], list[Relabel]] = {}
+    for record in records:
+        if record.kind != "relabel" or body_problem(record) is not None:
+            continue
+        b = record.body
+        found.setdefault((b["device"], b["seq"]), []).append(
+            Relabel(
+                b["device"],
+                b["seq"],
+                b["record_hash"],
+                b["was"],
+                b["moment"],
+                b["by"],
+                b["why"],
+                record.device,
+                record.seq,
+                record.utc,
+            )
+        )
+    return found
+
+
 @dataclass(frozen=True)
 class StoredFile:
     size: int
@@ -163,6 +239,15 @@ def body_problem(record: Record) -> str | None:
             and _ident(b.get("unit"))
             and _stored_file(b.get("file"))
             and b.get("authority") in REMOVAL_AUTHORITIES
+        )
+    elif record.kind == "relabel":
+        ok = (
+            _ident(b.get("device"))
+            and type(b.get("seq")) is int
+            and b["seq"] >= 0
+            and isinstance(b.get("record_hash"), str)
+            and HEX64.match(b["record_hash"]) is not None
+            and all(isinstance(b.get(k), str) and b[k] for k in ("was", "moment", "by", "why"))
         )
     elif record.kind == "receipt_given":
         ok = (

@@ -9,7 +9,9 @@ A power cut mid-append leaves a torn last line; opening the journal detects it a
 refuses (the default) or, with ``repair_torn=True``, moves the torn bytes to a side file
 and journals a ``torn_tail`` record naming their hash, so nothing is silently dropped or
 accepted. The repair is idempotent: a repair cut short (the side file written, the journal
-truncated or not, the ``torn_tail`` record lost or torn) is finished by the next opening.
+truncated or not, the ``torn_tail`` record lost or torn) is finished by the next opening,
+and :attr:`Journal.repaired` says what the opening did (the recorder's ``boot`` reason).
+:class:`TornTailRepair` is the one implementation: the dock's own journal runs it too.
 
 Next to the journal, ``journal.reserve`` holds room on the file system (a few records'
 worth) for the records that report a full disk and for the boot that follows: an append
@@ -142,6 +144,125 @@ class SpaceReserve:
         return held - keep
 
 
+@dataclass(frozen=True)
+class Repair:
+    """A torn-tail repair made: the ``size`` torn bytes that were at byte ``offset`` are
+    kept in the side file ``file``; ``finished``: it completed one a crash had cut short."""
+
+    file: str
+    offset: int
+    size: int
+    finished: bool = False
+
+
+class TornTailRepair:
+    """The torn-tail repair of one journal file: the one implementation that the camera's
+    :class:`Journal` and the dock's journal (``dock.journal``) both run, so a crash leaves
+    either in the same few states and the next opening finishes any of them.
+
+    Each step is durable before the next, and the side file ``journal.torn-<offset>`` is the
+    intent: a crash after it is written leaves a state :meth:`run` completes (the journal
+    cut back to ``offset``, then the ``torn_tail`` record naming it). The caller holds the
+    journal's locks and gives the two steps that touch its own state: ``cut(offset)`` (the
+    file now ends there) and ``append(kind, body)`` (sign and append a record durably).
+    """
+
+    def __init__(self, path: Path, device_id: str, *, mode: int = 0o644) -> None:
+        self.path = path
+        self.device_id = device_id
+        self.mode = mode  # of the side file: the journal's own
+
+    def unfinished(self, scan: JournalScan) -> tuple[Path, bytes] | None:
+        """A side file of a repair cut short: named by no ``torn_tail`` record of
+        ``scan.lines``, and for the offset where the good records end (``(path, its
+        bytes)``), else None. A finished repair's record lies at that side file's offset,
+        so a scan of the journal's last lines (the dock reads only those) is enough."""
+        good_end = scan.torn[0] if scan.torn is not None else scan.size
+        side = self.path.with_name(f"{TORN_PREFIX}{good_end}")
+        if not os.path.isfile(side) or os.path.islink(side):
+            return None
+        for _, line in scan.lines:
+            if b'"torn_tail"' in line and side.name.encode() in line:
+                try:
+                    record = Record.from_bytes(line)
+                except RecordError:
+                    continue
+                if record.kind == "torn_tail" and record.body.get("file") == side.name:
+                    return None  # a finished repair
+        return side, side.read_bytes()
+
+    def refusal(self, scan: JournalScan, unfinished) -> TornRecordError:
+        """The error for a journal that needs a repair the caller did not ask for."""
+        if unfinished is None:
+            offset, data = scan.torn
+            return TornRecordError(str(self.path), offset, len(data))
+        side, data = unfinished
+        return TornRecordError(
+            str(self.path),
+            int(side.name[len(TORN_PREFIX) :]),
+            len(data),
+            f"{self.path}: a torn-tail repair was cut short ({side.name} is named by no "
+            "torn_tail record); open it with repair_torn to finish it",
+        )
+
+    def run(
+        self,
+        fd: int,
+        scan: JournalScan,
+        unfinished: tuple[Path, bytes] | None,
+        cut: Callable[[int], None],
+        append: Callable[[str, dict[str, Any]], object],
+    ) -> Repair | None:
+        """Finish the repair cut short (``unfinished``), else move a torn tail of ``scan``
+        to ``journal.torn-<offset>``, cut it off and journal it; None if neither is due.
+        ``fd`` is the journal open for writing."""
+        if unfinished is not None:
+            side, kept = unfinished
+            finished = True
+        elif scan.torn is not None:
+            offset, kept = scan.torn
+            side = self.path.with_name(f"{TORN_PREFIX}{offset}")
+            atomic_write_bytes(side, kept, mode=self.mode)
+            scan = JournalScan([], (offset, kept), offset + len(kept))
+            finished = False
+        else:
+            return None
+        offset = int(side.name[len(TORN_PREFIX) :])
+        body = {"offset": offset, "size": len(kept), "sha256": sha256_hex(kept), "file": side.name}
+        if scan.torn is not None and scan.torn[1] != kept:
+            # The bytes after the good records are not the ones moved aside: they must be
+            # the start of this repair's own torn_tail record, cut short. Anything else is
+            # evidence no rule here may drop.
+            own = (
+                b'{"body":'
+                + canonical_bytes(body)
+                + b',"device":'
+                + canonical_bytes(self.device_id)
+                + b',"kind":"torn_tail","mono_ns":'
+            )
+            extra = scan.torn[1]
+            if not (own.startswith(extra) or extra.startswith(own)):
+                raise JournalError(
+                    f"{self.path}: {len(extra)} bytes at byte {offset} are neither the torn "
+                    f"record kept in {side.name} nor its torn_tail record; not repaired"
+                )
+            _log.warning("journal: a torn_tail record was cut short; writing it again")
+        os.ftruncate(fd, offset)
+        os.fsync(fd)
+        cut(offset)
+        for leftover in self.path.parent.glob(f".{TORN_PREFIX}*.tmp-*"):
+            leftover.unlink(missing_ok=True)  # an atomic write cut short: the bytes are kept
+        _log.warning(
+            "journal %s: kept a torn last record (%d bytes) in %s%s",
+            self.path,
+            len(kept),
+            side.name,
+            " (finishing a repair cut short)" if finished else "",
+        )
+        append("torn_tail", body)
+        return Repair(side.name, offset, len(kept), finished)
+
+
 class Journal:
     """A device's journal, open for appending. Thread-safe: appends are serialised.
 
@@ -191,94 +312,26 @@ class Journal:
         self._end = scan.size
         if created:
             fsync_dir(self.path.parent)
+        self.reserve_spends = 0
+        """How often the reserve went from whole to spent since this opening (1 at once
+        if it could not be made whole): the recorder alerts ``reserve_spent`` for each."""
+        tail = TornTailRepair(self.path, identity.device_id)
+        self.repaired: Repair | None = None
+        """The torn-tail repair this opening made or finished (None: none was needed)."""
         try:
-            unfinished = self._unfinished_repair(scan)
+            unfinished = tail.unfinished(scan)
             if (scan.torn is not None or unfinished is not None) and not repair_torn:
-                raise self._needs_repair(scan, unfinished)
+                raise tail.refusal(scan, unfinished)
             self._replenish()
-            if unfinished is not None:
-                self._finish_repair(scan, *unfinished)
-            elif scan.torn is not None:
-                self._repair(*scan.torn)
+            self.reserve_spends = 1 if self.reserve_spent else 0
+            self.repaired = tail.run(self._fd, scan, unfinished, self._cut_to, self.append)
         except BaseException:
             self.close()
             raise
 
-    # -- torn tails -----------------------------------------------------------------------
-
-    def _unfinished_repair(self, scan: JournalScan) -> tuple[Path, bytes] | None:
-        """A side file of a repair cut short: named by no ``torn_tail`` record, and for the
-        offset where the good records end (``(path, its bytes)``), else None."""
-        good_end = scan.torn[0] if scan.torn is not None else scan.size
-        side = self.path.with_name(f"{TORN_PREFIX}{good_end}")
-        if not os.path.isfile(side) or os.path.islink(side):
-            return None
-        for _, line in scan.lines:
-            if b'"torn_tail"' in line and side.name.encode() in line:
-                try:
-                    record = Record.from_bytes(line)
-                except RecordError:
-                    continue
-                if record.kind == "torn_tail" and record.body.get("file") == side.name:
-                    return None  # a finished repair
-        return side, side.read_bytes()
-
-    def _needs_repair(self, scan: JournalScan, unfinished) -> TornRecordError:
-        if unfinished is None:
-            offset, data = scan.torn
-            return TornRecordError(str(self.path), offset, len(data))
-        side, data = unfinished
-        return TornRecordError(
-            str(self.path),
-            int(side.name[len(TORN_PREFIX) :]),
-            len(data),
-            f"{self.path}: a torn-tail repair was cut short ({side.name} is named by no "
-            "torn_tail record); open it with repair_torn to finish it",
-        )
-
-    def _torn_tail_body(self, offset: int, data: bytes, side: Path) -> dict[str, Any]:
-        return {"offset": offset, "size": len(data), "sha256": sha256_hex(data), "file": side.name}
-
-    def _repair(self, offset: int, data: bytes) -> None:
-        """Move the torn bytes to ``journal.torn-<offset>``, cut them off, journal it.
-
-        Each step is durable before the next, and the side file is the intent: a crash
-        after it is written leaves a state :meth:`_finish_repair` completes.
-        """
-        side = self.path.with_name(f"{TORN_PREFIX}{offset}")
-        atomic_write_bytes(side, data)
-        self._finish_repair(JournalScan([], (offset, data), offset + len(data)), side, data)
-
-    def _finish_repair(self, scan: JournalScan, side: Path, kept: bytes) -> None:
-        """Complete a repair whose side file ``side`` (holding ``kept``) is written: cut the
-        journal back to the side file's offset and journal ``torn_tail`` for it."""
-        offset = int(side.name[len(TORN_PREFIX) :])
-        body = self._torn_tail_body(offset, kept, side)
-        if scan.torn is not None and scan.torn[1] != kept:
-            # The bytes after the good records are not the ones moved aside: they must be
-            # the start of this repair's own torn_tail record, cut short. Anything else is
-            # evidence no rule here may drop.
-            own = (
-                b'{"body":'
-                + canonical_bytes(body)
-                + b',"device":'
-                + canonical_bytes(self.identity.device_id)
-                + b',"kind":"torn_tail","mono_ns":'
-            )
-            extra = scan.torn[1]
-            if not (own.startswith(extra) or extra.startswith(own)):
-                raise JournalError(
-                    f"{self.path}: {len(extra)} bytes at byte {offset} are neither the torn "
-                    f"record kept in {side.name} nor its torn_tail record; not repaired"
-                )
-            _log.warning("journal: a torn_tail record was cut short; writing it again")
-        os.ftruncate(self._fd, offset)
-        os.fsync(self._fd)
+    def _cut_to(self, offset: int) -> None:
+        """The repair cut the file back to ``offset`` (durably): the next append goes there."""
         self._end = offset
-        for leftover in self.path.parent.glob(f".{TORN_PREFIX}*.tmp-*"):
-            leftover.unlink(missing_ok=True)  # an atomic write cut short: the bytes are kept
-        _log.warning("journal: kept a torn last record (%d bytes) in %s", len(kept), side.name)
-        self.append("torn_tail", body)
 
     # -- the reserve ------------------------------------------------------------------------
 
@@ -346,7 +399,10 @@ class Journal:
                     if exc.errno not in _NO_ROOM:
                         raise  # a file size limit: room elsewhere would not help
                     try:
+                        whole = self.reserve.size > 0 and self.reserve.held >= self.reserve.size
                         given = self.reserve.release() if self.reserve.size > 0 else 0
+                        if given and whole:
+                            self.reserve_spends += 1  # a new spell of a full disk
                     except OSError as exc:
                         _log.error("journal: cannot give back the reserve: %s", exc)
                         given = 0

@@ -47,6 +47,8 @@ KINDS = (
     "writer_restarted",
     "writer_gave_up",
     "journal_damaged",
+    "schedule",
+    "reserve_spent",
 )
 MEDIA_KINDS = ("segment", "photo")
 

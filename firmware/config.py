@@ -24,6 +24,8 @@ from daemonkit.config import (
     setting,
 )
 from evidence.exc import ConfigError
+from evidence.schedule import Schedule, ScheduleError, parse_schedule
+from wire.net import parse_address
 
 from .state import Settings
 
@@ -97,6 +99,19 @@ class AnnouncementSection(Section):
 
 
 @dataclass(frozen=True)
+class ScheduleSection(Section):
+    fixed: bool
+    days: list[int]
+    hours: list[str]
+    utc_offset: str
+
+    def schedule(self) -> Schedule:
+        return parse_schedule(
+            {"days": self.days, "hours": self.hours, "utc_offset": self.utc_offset}
+        )
+
+
+@dataclass(frozen=True)
 class MqttSection(Section):
     host: str
     port: int = setting(port())
@@ -121,6 +136,11 @@ class DockSection(Section):
     timeout_s: float = setting(more_than(0))
     poll_s: float = setting(at_least(0.05))
     max_clock_step_s: float = setting(more_than(0), at_most(86400))
+    network: str
+    network_retry_s: float = setting(more_than(0))
+    network_retry_max_s: float = setting(more_than(0))
+    network_refused_retry_s: float = setting(more_than(0))
+    network_idle_s: float = setting(more_than(0))
 
 
 @dataclass(frozen=True)
@@ -131,6 +151,7 @@ class RecorderConfig(Config):
     controls: ControlsSection
     health: HealthSection
     announcement: AnnouncementSection
+    schedule: ScheduleSection
     mqtt: MqttSection
     dock: DockSection
 
@@ -152,6 +173,27 @@ class RecorderConfig(Config):
             yield (
                 "health.overheat_resume_c",
                 f"({h.overheat_resume_c:g}) must be below overheat_c ({h.overheat_c:g})",
+            )
+        try:
+            self.schedule.schedule()
+        except ScheduleError as exc:
+            yield (f"schedule.{exc.key}" if exc.key else "schedule", exc.problem)
+        d = self.dock
+        if d.network:
+            try:
+                parse_address(d.network)
+            except ValueError as exc:
+                yield ("dock.network", str(exc))
+            if not d.registry:
+                yield (
+                    "dock.network",
+                    "needs dock.registry: the camera pins the dock's TLS key from it",
+                )
+        if d.network_retry_s > d.network_retry_max_s:
+            yield (
+                "dock.network_retry_s",
+                f"({d.network_retry_s:g}) must not be more than network_retry_max_s "
+                f"({d.network_retry_max_s:g})",
             )
         if self.recording.flush_interval_s > self.recording.segment_max_s:
             yield (

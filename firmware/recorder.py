@@ -34,10 +34,11 @@ from daemonkit.logs import Event
 from evidence.clock import Clock
 from evidence.exc import JournalError
 from evidence.identity import DeviceIdentity
-from evidence.journal import Journal, scan_journal
+from evidence.journal import Journal
 from evidence.layout import DeviceStorage
 from evidence.media import HashingWriter, hash_file
 from evidence.procedures import load_procedures
+from evidence.schedule import parse_schedule
 
 from . import config as cfg
 from .hardware import Camera, Indicators, Microphone, Power, Speaker
@@ -133,6 +134,14 @@ class Recorder:
         self._writer_restart_at: int | None = None  # clock ns; main loop only
         self._writer_given_up = False
         self._unjournaled: list[tuple[str, dict]] = []  # records the journal refused
+        sched = config["schedule"]
+        self.schedule = (
+            parse_schedule({k: sched[k] for k in ("days", "hours", "utc_offset")}, "schedule")
+            if sched["fixed"]
+            else None
+        )  # a fixed camera records in these working hours by itself
+        self._reserve_alerts = 0  # reserve spells alerted (Journal.reserve_spends); main loop
+        self._reserve_low = False  # a reserve_spent was alerted and the reserve not whole since
         self.wav = cfg.announcement_wav(config)
         self.wav_sha256 = hash_file(self.wav)[1]
         self.journal: Journal | None = None
@@ -148,15 +157,19 @@ class Recorder:
         if self.storage.read_identity() is None:
             self.storage.write_identity(self.identity)
         path = self.storage.journal_path
-        torn = path.exists() and scan_journal(path).torn is not None
         self.journal = Journal(path, self.identity, clock=self.clock, repair_torn=True)
         records, damage = read_journal(path, self.identity.device_id)
         pending = unsigned_media(self.root, self.journal, records)
-        reason = "recovered" if (torn or pending) else "start"
+        # Recovered: the opening repaired a torn tail or finished a repair a crash cut
+        # short (the journal says which, whatever the file looked like before), or media
+        # were left unsigned.
+        reason = "recovered" if (self.journal.repaired or pending) else "start"
         self.journal.append(
             "boot",
             {"firmware": FIRMWARE_VERSION, "boot_id": secrets.token_hex(16), "reason": reason},
         )
+        if self.schedule is not None:  # what the compliance report measures the hours by
+            self.journal.append("schedule", self.schedule.body())
         fresh = new_damage(records, damage)
         if damage:
             first = damage[0]
@@ -221,6 +234,9 @@ class Recorder:
             _log.error("camera did not start: %s", exc)
         self._do(Action("show", (self.machine.indicator_state(),)))
         self._health(self.clock.monotonic_ns())
+        if self.schedule is not None:  # booted inside working hours: record at once
+            window = self.schedule.open_at(self.clock.time_ns())
+            self._apply(self.machine.on_schedule(window, self.clock.monotonic_ns()))
         self.ready.set()
         _log.info("recorder ready (device %s)", self.identity.device_id)
 
@@ -236,6 +252,9 @@ class Recorder:
             while not self._stop.is_set():
                 now = self.clock.monotonic_ns()
                 deadline = min(next_health, self.machine.next_deadline(now) or next_health)
+                if self.schedule is not None:
+                    utc = self.clock.time_ns()
+                    deadline = min(deadline, now + self.schedule.next_change(utc) - utc)
                 if self._writer_restart_at is not None:
                     deadline = min(deadline, self._writer_restart_at)
                 if not self._wake.is_set():
@@ -247,6 +266,9 @@ class Recorder:
                     self._health(now)
                     next_health = now + poll
                 self._apply(self.machine.on_tick(now))
+                if self.schedule is not None:
+                    window = self.schedule.open_at(self.clock.time_ns())
+                    self._apply(self.machine.on_schedule(window, now))
                 if self._writer_restart_at is not None and now >= self._writer_restart_at:
                     self._restart_writer(now)
                 for done in syncs:
@@ -400,6 +422,26 @@ class Recorder:
             return
         self.writer.retry_signing()  # segments the journal refused, while there are any
         self._apply(self.machine.on_health(sample, now))
+        self._watch_reserve(sample.free_bytes)
+
+    def _watch_reserve(self, free_bytes: int) -> None:
+        """Alert ``reserve_spent`` once per spell in which the journal gave its reserve back
+        (the card is full, and the room kept for reporting that is being used up), so the
+        supervisor knows that records may soon be refused; counted by the journal at each
+        give-back, so a spell shorter than a health poll is alerted too."""
+        journal = self.journal
+        if journal.reserve_spends > self._reserve_alerts:
+            self._reserve_alerts = journal.reserve_spends
+            self._reserve_low = True
+            held, size = journal.reserve.held, journal.reserve.size
+            _log.warning("journal reserve spent: %d of %d bytes left", held, size)
+            self._journal(
+                "reserve_spent",
+                {"reserve_bytes": size, "left_bytes": held, "free_bytes": max(0, free_bytes)},
+            )
+        elif self._reserve_low and not journal.reserve_spent:
+            self._reserve_low = False
+            _log.info("journal reserve whole again")
 
     def _writer_died(self, now: int) -> None:
         """The writer thread died of a bug (its stoppage is journaled): restart it after

@@ -13,6 +13,8 @@ recording, so a stop is never accidental; ``mark`` chooses the act's procedure w
 (a short press: the next one; a hold: none) and marks its next key moment while recording
 (a hold: "other"); ``function`` takes a
 photo on a short press and toggles the officer-declared ``weather`` stoppage on a hold.
+A fixed camera's working hours (:meth:`Machine.on_schedule`) start and stop recordings by
+themselves.
 """
 
 from __future__ import annotations
@@ -112,6 +114,10 @@ class Machine:
     procedures: Sequence[Procedure] = ()
     procedure: Procedure | None = None  # chosen for the current or next act
     marked: list[str] = field(default_factory=list)  # moments marked in the current act
+    # A fixed camera's working hours: the window open now ("08:30-12:00") or None, and
+    # whether the recording (or the one a stoppage interrupted) is the schedule's.
+    window: str | None = None
+    scheduled: bool = False
     _presses: dict[str, _Press] = field(default_factory=dict)
     _next_reminder: int | None = None
     _next_camera_retry: int | None = None
@@ -190,6 +196,29 @@ class Machine:
                 self._next_camera_retry = now + int(self.settings.camera_retry_s * NS)
         return out
 
+    def on_schedule(self, window: str | None, now: int) -> list[Action]:
+        """A fixed camera's working hours: ``window`` opened, or (None) the open one
+        closed. A window records from its opening to its close; a stoppage inside it
+        resumes when it clears, but not after the close; a recording the button started
+        before the window opened goes on as the window's."""
+        if window == self.window:
+            return []
+        self.window = window
+        if window is not None:
+            self.scheduled = True
+            if self.state == READY:
+                return self._start(now, announce=False)
+            if self.state == FAULT:
+                self.resume_after = True  # starts as soon as the stoppage clears
+            return []
+        if not self.scheduled:
+            return []
+        if self.state == RECORDING:
+            return self._stop("schedule")
+        self.scheduled = False
+        self.resume_after = False  # a stoppage that outlasts the window: nothing to resume
+        return []
+
     def on_writer_stopped(self, now: int) -> list[Action]:
         """The writer closed and signed the last segment of a recording."""
         if self.state != STOPPING:
@@ -199,6 +228,7 @@ class Machine:
         out = [Action("journal", ("recording_stopped", {"by": by}))]
         if by != "fault":  # the act is over: the next one is chosen afresh
             self.procedure, self.marked = None, []
+            self.scheduled = False
         if self.halted:
             self.state = FAULT
             out.append(Action("show", (self.indicator_state(),)))
@@ -400,6 +430,9 @@ class Machine:
             "pre_event_s": self.settings.pre_event_s,
             "procedure": self.procedure.id if self.procedure else None,
         }
+        if self.window is not None:  # inside working hours, a recording is the window's
+            self.scheduled = True
+            started["schedule"] = self.window
         out = [
             Action("start_recording", (self.settings.pre_event_s,)),
             Action("journal", ("recording_started", started)),

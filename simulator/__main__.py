@@ -14,6 +14,7 @@ import contextlib
 import json
 import logging
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -180,7 +181,8 @@ def _shift(args: argparse.Namespace) -> int:
                 if bar is not None:
                     bar.phase("docking")
                 try:
-                    summary["dock"] = _dock(out, mqtt)
+                    after = parse_duration(scenario.shift.get("dock_after", 0))
+                    summary["dock"] = _dock(out, mqtt, after)
                 except KeyboardInterrupt:
                     summary["dock"] = {"outcome": "interrupted"}
     except KeyboardInterrupt:  # while the recorder started, or a second Ctrl-C as it closed
@@ -210,14 +212,16 @@ def _shift(args: argparse.Namespace) -> int:
     return 0
 
 
-def _dock(out: Path, mqtt: Any = None) -> dict[str, Any]:
+def _dock(out: Path, mqtt: Any = None, after_s: float = 0.0) -> dict[str, Any]:
     from .clock import SimClock
     from .dockbay import dock_shift
     from .shift import resume_point
 
-    # The dock phase goes on from where the shift's simulated clock stopped (same boot).
-    utc, mono = resume_point(out / "device" / "journal.jsonl")
-    clock = SimClock(utc, start_monotonic_ns=mono or 1000 * 10**9)
+    # The dock phase goes on from where the shift's simulated clock stopped (same boot),
+    # ``after_s`` later (the scenario's dock_after: a camera docked late).
+    utc, mono = resume_point(out / "device" / "journal.jsonl", not_before=0)
+    utc = (utc or time.time_ns()) + int(after_s * 10**9)
+    clock = SimClock(utc, start_monotonic_ns=(mono or 1000 * 10**9) + int(after_s * 10**9))
     return dock_shift(
         out / "device",
         out / "device-key" / "device.key",

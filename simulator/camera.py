@@ -37,8 +37,9 @@ Set ``camera.officer_id`` at any time; it shows from the next frame.
 
 Sources: synthetic moving pattern (default) or ``source=<video file>`` (decoded with PyAV,
 scaled to width x height, one source frame per camera frame, looped). Audio: a synthetic
-tone, or ``audio_source=<WAV file>`` (see :mod:`simulator.audio`); silence while the
-``microphone`` (a :class:`simulator.audio.SimMicrophone`) has failed.
+tone, or ``audio_source=<WAV file>`` (see :mod:`simulator.audio`), with whatever the
+``microphone`` (a :class:`simulator.audio.SimMicrophone`) hears of the speaker mixed in at
+the simulated instant it played; silence while the microphone has failed.
 
 Faults: ``freeze()`` stops delivery (video and audio) while time keeps running;
 ``resume()`` restarts it with a keyframe; ``frozen`` tells which. ``frames`` and
@@ -321,6 +322,8 @@ class SimCamera:
         rate = self.audio_sample_rate
         t0 = clock.monotonic_ns()
         t0_us = t0 // 1000
+        if track is not None:
+            track.origin_ns = t0  # the microphone hears the speaker on this timeline
         pending: deque[tuple[int, av.Packet]] = deque()  # encoded audio not yet delivered
         last_us = -1  # timestamp of the last delivery: audio never goes back in time
         self._force_key = True

@@ -10,7 +10,11 @@ storage_full   ``power.free_bytes()`` returns 0                clearing the flag
 battery_crit.  the battery drops to ``critical_percent`` (3 %)  the level before (swap)
 overheat       the SoC reads ``overheat_c`` (85 C)              the temperature before
 microphone     ``microphone.healthy()`` is False, audio silent  ``microphone.recover()``
+speaker_cove.  the speaker is covered: what it plays is muffled ``speaker.uncover()``
 ============== =============================================== ==========================
+
+``speaker_covered`` is no stoppage: the camera cannot tell, it plays the announcement and
+journals it as usual; only the dock's check of the recorded audio notices.
 
 Schedules are written ``KIND@START[+DURATION]``, times in simulated time since the clock
 was made, as seconds or with units: ``camera@2h+10m``, ``storage_full@7h30m``,
@@ -38,7 +42,8 @@ from simulator.clock import NS, SimClock
 
 _log = logging.getLogger(__name__)
 
-KINDS = ("camera", "storage_full", "battery_critical", "overheat", "microphone")
+KINDS = ("camera", "storage_full", "battery_critical", "overheat", "microphone", "speaker_covered")
+NEEDS = {"camera": "camera", "microphone": "microphone", "speaker_covered": "speaker"}
 
 _DURATION = re.compile(r"^(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s?)?$")
 
@@ -87,6 +92,7 @@ class Faults:
         camera=None,
         power=None,
         microphone=None,
+        speaker=None,
         critical_percent: float = 3.0,
         overheat_c: float = 85.0,
     ) -> None:
@@ -94,6 +100,7 @@ class Faults:
         self.camera = camera
         self.power = power
         self.microphone = microphone
+        self.speaker = speaker
         self.critical_percent = critical_percent
         self.overheat_c = overheat_c
         self.log: list[tuple[int, str, str]] = []
@@ -118,7 +125,7 @@ class Faults:
     def _check(self, kind: str) -> None:
         if kind not in KINDS:
             raise ValueError(f"unknown fault {kind!r} (one of {', '.join(KINDS)})")
-        needs = kind if kind in ("camera", "microphone") else "power"
+        needs = NEEDS.get(kind, "power")
         if getattr(self, needs) is None:
             raise ValueError(f"fault {kind!r} needs a simulated {needs}")
 
@@ -134,6 +141,8 @@ class Faults:
             self.camera.freeze()
         elif kind == "microphone":
             self.microphone.fail()
+        elif kind == "speaker_covered":
+            self.speaker.cover()
         elif kind == "storage_full":
             self.power.set_storage_full(True)
         elif kind == "battery_critical":
@@ -155,6 +164,8 @@ class Faults:
             self.camera.resume()
         elif kind == "microphone":
             self.microphone.recover()
+        elif kind == "speaker_covered":
+            self.speaker.uncover()
         elif kind == "storage_full":
             self.power.set_storage_full(False)
         elif kind == "battery_critical":

@@ -12,6 +12,11 @@ A scenario file::
     width = 160                    # the simulated camera
     height = 120
     fps = 10
+    start = "2026-12-07T08:00:00+08:00"   # when the shift begins (ISO 8601 with its offset;
+                                   # default now, or after the journal's last record)
+    dock_after = "25h"             # with --dock: how long after the shift it is docked
+    room_gain_db = -12.0           # the speaker as the microphone hears it
+    noise_db = -45.0               # the room's noise floor, dBFS RMS
 
     [config.recording]             # overlays firmware/recorder.toml, table by table
     segment_max_s = 60
@@ -23,7 +28,7 @@ A scenario file::
     at = "20m"
     do = "fault"
     fault = "camera"               # camera | microphone | storage_full | overheat |
-                                   # battery_critical (see simulator.faults)
+                                   # battery_critical | speaker_covered (simulator.faults)
     [[event]]
     at = "21m"
     do = "clear"
@@ -38,6 +43,7 @@ import math
 import re
 import tomllib
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -57,7 +63,7 @@ ACTIONS = {
     "clear": "end `fault`",
     "battery": "set the battery to `percent`",
 }
-FAULTS = ("camera", "microphone", "storage_full", "overheat", "battery_critical")
+FAULTS = ("camera", "microphone", "storage_full", "overheat", "battery_critical", "speaker_covered")
 BUTTONS = ("record", "mark", "function")
 SHIFT_KEYS = {
     "duration": (str, int, float),
@@ -69,6 +75,10 @@ SHIFT_KEYS = {
     "width": int,
     "height": int,
     "fps": int,
+    "start": str,
+    "dock_after": (str, int, float),
+    "room_gain_db": (int, float),
+    "noise_db": (int, float),
 }
 _DURATION = re.compile(r"^(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s)?$")
 
@@ -92,6 +102,19 @@ def parse_duration(value: str | int | float) -> float:
     if not math.isfinite(seconds) or seconds < 0:
         raise ValueError(f"not a duration: {value!r} (a finite number of seconds >= 0)")
     return seconds
+
+
+def parse_start(text: str) -> int:
+    """UTC ns of an ISO 8601 time with its offset (``2026-12-07T08:00:00+08:00``)."""
+    try:
+        stamp = datetime.fromisoformat(text)
+    except ValueError:
+        stamp = None
+    if stamp is None or stamp.tzinfo is None:
+        raise ValueError(
+            f"not a time with its UTC offset: {text!r} (e.g. 2026-12-07T08:00:00+08:00)"
+        )
+    return (stamp - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1) * 1000
 
 
 @dataclass(frozen=True)
@@ -158,6 +181,13 @@ def load_scenario(path: str | Path) -> Scenario:
             raise ConfigError(f"{path}: unknown setting shift.{key}")
         if not isinstance(value, SHIFT_KEYS[key]) or isinstance(value, bool):
             raise ConfigError(f"{path}: shift.{key} has the wrong type")
+        try:
+            if key == "start":
+                parse_start(value)
+            elif key in ("duration", "dock_after"):
+                parse_duration(value)
+        except ValueError as exc:
+            raise ConfigError(f"{path}: shift.{key}: {exc}") from None
     config = data.get("config", {})
     if not isinstance(config, dict):
         raise ConfigError(f"{path}: [config] must be a table")

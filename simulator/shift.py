@@ -39,7 +39,7 @@ from evidence.registry import DeviceEntry
 from evidence.storage import atomic_write_bytes
 
 from .progress import hms
-from .scenario import Event, Scenario
+from .scenario import Event, Scenario, parse_start
 from .unit import register, unit_key
 
 if TYPE_CHECKING:
@@ -63,20 +63,29 @@ def sim_hardware(
     pin_factory: Any = None,
     keyframe_interval: int | None = None,
     start_utc_ns: int | None = None,
+    room_gain_db: float | None = None,
+    noise_db: float | None = None,
 ) -> dict[str, Any]:
-    """The hardware twin for one recorder: what ``firmware.pi.make_backend`` is on a camera."""
+    """The hardware twin for one recorder: what ``firmware.pi.make_backend`` is on a camera.
+    The microphone hears the speaker ``room_gain_db`` dB down over a ``noise_db`` dBFS
+    floor (defaults: :mod:`simulator.audio`)."""
     from gpiozero import Device
 
     from firmware.controls import GpioIndicators
 
-    from .audio import SimMicrophone, SimSpeaker
+    from .audio import NOISE_DB, ROOM_GAIN_DB, SimMicrophone, SimSpeaker
     from .camera import SimCamera
     from .clock import SimClock
     from .power import SimPower
 
     cam = config["camera"]
     clock = SimClock(start_utc_ns, speed=speed)
-    microphone = SimMicrophone()
+    speaker = SimSpeaker(out / "speaker", clock=clock)
+    microphone = SimMicrophone(
+        speaker,
+        room_gain_db=ROOM_GAIN_DB if room_gain_db is None else room_gain_db,
+        noise_db=NOISE_DB if noise_db is None else noise_db,
+    )
     camera = SimCamera(
         clock,
         width=cam["width"],
@@ -102,7 +111,7 @@ def sim_hardware(
         "camera": camera,
         "power": power,
         "microphone": microphone,
-        "speaker": SimSpeaker(out / "speaker", clock=clock),
+        "speaker": speaker,
         "indicators": SeenAndHeard(GpioIndicators(pin_factory=factory)),
         "pin_factory": factory,
     }
@@ -198,17 +207,18 @@ def prepare_device(out: Path, scenario: Scenario) -> tuple[DeviceIdentity, Path]
     return identity, registry_path
 
 
-def resume_utc_ns(journal_path: Path) -> int:
-    """Where the simulated RTC stands when the device starts again: now, or just after the
-    journal's last record if an earlier (faster than real time) shift ran past now."""
-    return resume_point(journal_path)[0]
+def resume_utc_ns(journal_path: Path, not_before: int | None = None) -> int:
+    """Where the simulated RTC stands when the device starts again: now (or the
+    scenario's ``start``), or just after the journal's last record if an earlier (faster
+    than real time) shift ran past it."""
+    return resume_point(journal_path, not_before)[0]
 
 
-def resume_point(journal_path: Path) -> tuple[int, int | None]:
-    """``(utc_ns, mono_ns)`` just after the journal's last record (UTC at least now), for a
-    clock that goes on in the same boot (the dock phase after a shift); mono is None for
-    an empty journal."""
-    now = time.time_ns()
+def resume_point(journal_path: Path, not_before: int | None = None) -> tuple[int, int | None]:
+    """``(utc_ns, mono_ns)`` just after the journal's last record (UTC at least
+    ``not_before``, default now), for a clock that goes on in the same boot (the dock
+    phase after a shift); mono is None for an empty journal."""
+    now = time.time_ns() if not_before is None else not_before
     if not journal_path.exists():
         return now, None
     for _, line in reversed(scan_journal(journal_path).lines):
@@ -315,7 +325,11 @@ class ShiftDriver:
             faults
             if faults is not None
             else Faults(
-                self.clock, camera=hw["camera"], power=hw["power"], microphone=hw["microphone"]
+                self.clock,
+                camera=hw["camera"],
+                power=hw["power"],
+                microphone=hw["microphone"],
+                speaker=hw["speaker"],
             )
         )
 
@@ -450,7 +464,12 @@ def run_shift(
         battery_percent=float(shift.get("battery_percent", 100.0)),
         drain_percent_per_hour=float(shift.get("drain_percent_per_hour", 11.0)),
         pin_factory=factory,
-        start_utc_ns=resume_utc_ns(out / "device" / "journal.jsonl"),
+        start_utc_ns=resume_utc_ns(
+            out / "device" / "journal.jsonl",
+            parse_start(shift["start"]) if "start" in shift else None,
+        ),
+        room_gain_db=shift.get("room_gain_db"),
+        noise_db=shift.get("noise_db"),
     )
     clock = hw["clock"]
     board.clock = clock

@@ -10,21 +10,58 @@ from evidence.clock import parse_utc
 from .judge import Verdict
 from .watch import StatusEvent
 
+ALERT_LABELS: dict[str, str] = {
+    "stoppage": "STOPPAGE",
+    "resumed": "RESUMED",
+    "battery_low": "BATTERY LOW",
+    "journal_damaged": "JOURNAL DAMAGED",
+    "reserve_spent": "RESERVE SPENT",
+}
+"""What a person reads for each kind of a camera's alert (``wire.topics.ALERT_KINDS``:
+tests/test_supervisor_labels.py fails for a kind without a label here)."""
+DOCK_LABELS: dict[str, str] = {
+    "warning": "DOCK WARNING",
+    "violation": "DOCK VIOLATION",
+    "flag": "DOCK FLAG",
+}
+"""The same for each level of a dock's alert (``wire.topics.DOCK_ALERT_LEVELS``)."""
+
+
+def _damage(body: dict[str, Any]) -> str:
+    lines = body.get("lines") if isinstance(body.get("lines"), list) else []
+    more = body.get("more") if type(body.get("more")) is int else 0
+    first = lines[0] if lines and isinstance(lines[0], dict) else {}
+    text = f": {len(lines) + max(0, more)} line(s) not in the chain"
+    if first:
+        text += f", first at byte {first.get('offset', '?')}: {str(first.get('problem', ''))[:160]}"
+    return text
+
+
+_DETAILS = {
+    "stoppage": lambda b: (
+        f" {b.get('reason', '?')}" + (f": {b['detail']}" if b.get("detail") else "")
+    ),
+    "resumed": lambda b: f" after {b.get('reason', '?')}",
+    "battery_low": lambda b: f" {b.get('percent', '?')}% (~{b.get('minutes_left', '?')} min left)",
+    "journal_damaged": _damage,
+    "reserve_spent": lambda b: (
+        f": card full, {b.get('left_bytes', '?')} of {b.get('reserve_bytes', '?')} bytes of "
+        "journal room left"
+    ),
+}
+
 
 def describe(kind: str, body: dict[str, Any]) -> str:
-    """The reason in words: ``STOPPAGE weather: rain on the lens``."""
-    if kind == "stoppage":
-        detail = body.get("detail") or ""
-        return f"STOPPAGE {body.get('reason', '?')}" + (f": {detail}" if detail else "")
-    if kind == "resumed":
-        return f"RESUMED after {body.get('reason', '?')}"
+    """The alert in words: its label, then what the body says (``STOPPAGE weather: rain on
+    the lens``). A kind that is no alert (shown only on a flagged line) stays as it is."""
     if kind == "dock_alert":
-        return f"DOCK {str(body.get('level', '?')).upper()}: {body.get('text', '')}"
-    if kind == "battery_low":
-        return (
-            f"BATTERY LOW {body.get('percent', '?')}% (~{body.get('minutes_left', '?')} min left)"
-        )
-    return kind.upper() or "?"
+        level = str(body.get("level", "?"))
+        return f"{DOCK_LABELS.get(level) or 'DOCK ' + level.upper()}: {body.get('text', '')}"
+    label = ALERT_LABELS.get(kind)
+    if label is None:
+        return kind.upper() or "?"
+    detail = _DETAILS.get(kind)
+    return label + (detail(body) if detail else "")
 
 
 def age_seconds(utc: str, now_ns: int) -> float | None:

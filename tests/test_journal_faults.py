@@ -207,6 +207,31 @@ def test_a_full_disk_spends_the_reserve_then_refuses_and_it_is_remade_when_space
     assert intact(device, registry_file) == ""
 
 
+def test_each_spell_of_a_full_disk_counts_once_in_reserve_spends(device, identity):
+    """The recorder alerts ``reserve_spent`` for each whole-to-spent change the journal
+    counts at its give-back, so a spell over before the next health poll is not missed;
+    an opening that cannot make the reserve whole counts one at once."""
+    path = device / "journal.jsonl"
+    journal = Journal(path, identity)
+    boot(journal)
+    assert journal.reserve_spends == 0
+    with FaultyDisk(device, free=0) as disk:
+        for _ in range(3):  # one spell: the first give-back counts, the next do not
+            journal.append("stoppage", {"reason": "storage_full", "detail": "storage full"})
+        assert journal.reserve_spends == 1 and journal.reserve_spent
+        disk.free = 1 << 20
+        journal.append("resumed", {"reason": "storage_full"})  # whole again
+        assert journal.reserve_spends == 1 and not journal.reserve_spent
+        disk.free = 0
+        journal.append("stoppage", {"reason": "storage_full", "detail": "storage full"})
+        assert journal.reserve_spends == 2  # a second spell
+        journal.close()
+        (device / RESERVE_NAME).unlink()  # the card full at the next boot: none can be made
+        journal = Journal(path, identity)
+        assert journal.reserve_spent and journal.reserve_spends == 1
+        journal.close()
+
+
 def test_the_reserve_covers_the_stoppage_and_the_boot_that_follows(device, identity, registry_file):
     path = device / "journal.jsonl"
     clock = SimClock(START)

@@ -191,3 +191,67 @@ def test_recovered_segment_counts_frames(tmp_path: Path) -> None:
     assert 5 < frames < 30 and audio == 0 and seconds > 0
     assert os.path.getsize(cut) < len(data)
     assert json.dumps({"frames": frames})  # plain ints, journal-ready
+
+
+TORN = b'{"body":{"n":1},"device":"cam-test","kind":"mar'
+
+
+def leave(root: Path, identity, left: str) -> None:
+    """A journal as a power cut (or a kill) leaves it: ``left`` says where it fell."""
+    path = root / "journal.jsonl"
+    with Journal(path, identity) as journal:
+        journal.append("boot", {"firmware": "t", "boot_id": "0" * 32, "reason": "start"})
+    if left == "nothing":
+        return
+    end = path.stat().st_size
+    if left == "a torn tail":
+        with open(path, "ab") as f:
+            f.write(TORN)
+    elif left == "a repair cut short":  # its side file written, the tail already cut off
+        (root / f"journal.torn-{end}").write_bytes(TORN)
+    elif left == "a torn_tail record cut short":
+        with open(path, "ab") as f:
+            f.write(TORN)
+        Journal(path, identity, repair_torn=True).close()
+        os.truncate(path, end + (path.stat().st_size - end) // 2)
+
+
+@pytest.mark.parametrize(
+    "left", ["nothing", "a torn tail", "a repair cut short", "a torn_tail record cut short"]
+)
+def test_a_start_that_repairs_the_journal_or_finishes_a_repair_boots_as_recovered(
+    tmp_path: Path, identity, left: str
+) -> None:
+    """The boot record's reason is ``recovered`` whenever the journal's opening repaired it,
+    also when it only finished a repair cut short (the tail was already gone)."""
+    from gpiozero.pins.mock import MockFactory
+    from recorderkit import short_wav
+
+    from simulator.scenario import Scenario
+    from simulator.shift import recorder_on, shift_config, sim_hardware
+
+    config = shift_config(
+        tmp_path, Scenario(config={"announcement": {"wav": str(short_wav(tmp_path))}})
+    )
+    root = Path(config["device"]["storage"])
+    leave(root, identity, left)
+    factory = MockFactory()
+    hw = sim_hardware(
+        config, tmp_path, speed=None, device_id=identity.device_id, pin_factory=factory
+    )
+    recorder = recorder_on(hw, config, identity, buttons=False, pin_factory=factory)
+    try:
+        recorder.open()
+        records = recorder.journal.records()
+        repaired = recorder.journal.repaired
+    finally:
+        if recorder.journal is not None:
+            recorder.journal.close()
+        hw["indicators"].close()
+        factory.close()
+    boot = records[-1]
+    assert boot.kind == "boot", [r.kind for r in records]
+    assert [r.kind for r in records].count("torn_tail") == (left != "nothing")
+    assert boot.body["reason"] == ("start" if left == "nothing" else "recovered"), left
+    assert (repaired is not None) == (left != "nothing")
+    assert repaired is None or repaired.finished == (left != "a torn tail")

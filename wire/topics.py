@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import re
 
-ALERT_KINDS = ("stoppage", "resumed", "battery_low", "journal_damaged")
+ALERT_KINDS = ("stoppage", "resumed", "battery_low", "journal_damaged", "reserve_spent")
 """Journal record kinds a camera sends as alerts (every other kind stays in the journal)."""
+DOCK_WARNING, DOCK_VIOLATION, DOCK_FLAG = "warning", "violation", "flag"
+DOCK_ALERT_LEVELS = (DOCK_WARNING, DOCK_VIOLATION, DOCK_FLAG)
+"""The ``level`` of a dock's ``dock_alert`` message: the 24-hour rule's warning (20 h) and
+violation (24 h), and a flag a docking raised. The dock's code takes its levels from here."""
 TOPIC_ROOT = "bodycam"
 _TOPIC_PART = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z", re.ASCII)
 

@@ -15,6 +15,7 @@ returns recording resumes by itself; a reboot starts cleanly and everything veri
 from __future__ import annotations
 
 import os
+import signal
 import time
 from pathlib import Path
 
@@ -25,10 +26,12 @@ from test_alerts import UNIT, watch  # noqa: F401 - a fixture, shared
 
 import evidence.exc
 from evidence.identity import DeviceIdentity
+from evidence.journal import RESERVE_BYTES, RESERVE_NAME
 from evidence.media import hash_file
 from evidence.verify import verify_path
 from faults.test_dock_full_disk import fill
 from firmware.recovery import read_journal
+from supervisor.console import format_line
 from supervisor.judge import VERIFIED
 
 pytestmark = pytest.mark.faults
@@ -80,8 +83,9 @@ def test_a_card_that_fills_stops_alerts_resumes_when_space_returns_and_boots_cle
         daemon.wait_for("recording started")
         resume_s = time.monotonic() - freed
         daemon.wait_for("signed")
-        resumed = shown.wait_for(2, timeout=30)
-        assert [v.kind for v in resumed[:2]] == ["stoppage", "resumed"], resumed
+        resumed = shown_kind(shown, "resumed")  # after the stoppage (and reserve_spent)
+        kinds = [v.kind for v in shown.verdicts if v.kind in ("stoppage", "resumed")]
+        assert kinds[:2] == ["stoppage", "resumed"] and resumed.verdict == VERIFIED, kinds
         print(f"full disk: alert delivered: yes; resume latency: {resume_s:.2f} s")
         assert resume_s < 5, resume_s
         daemon.stop()
@@ -99,6 +103,91 @@ def test_a_card_that_fills_stops_alerts_resumes_when_space_returns_and_boots_cle
     assert len(segments) >= 2
     for r in segments:
         assert hash_file(small_card / r.body["file"]) == (r.body["size"], r.body["sha256"])
+    report = verify_path(small_card, registry_path=registry_file)
+    assert report.intact, [str(p) for p in report.problems]
+
+
+def shown_kind(shown, kind: str, timeout: float = 30):
+    """The first verdict of ``kind`` the watch shows (waits on its Condition)."""
+    with shown.cond:
+        assert shown.cond.wait_for(lambda: any(v.kind == kind for v in shown.verdicts), timeout), (
+            f"no {kind} alert shown within {timeout} s: {shown.verdicts}"
+        )
+        return next(v for v in shown.verdicts if v.kind == kind)
+
+
+def fill_at_a_page_end(daemon: Daemon, journal: Path, filler: Path, tries: int = 60) -> None:
+    """Fill the card when the journal's last page has room for no record (the smallest
+    is 358 bytes), so that its next record needs a page the card no longer has: the
+    journal must give its reserve back. The daemon is held still (SIGSTOP) meanwhile;
+    each try waits for the next segment record."""
+    page = os.statvfs(journal.parent).f_bsize
+    for _ in range(tries):
+        daemon.wait_for("signed")
+        os.kill(daemon.proc.pid, signal.SIGSTOP)
+        try:
+            if -journal.stat().st_size % page < 300:
+                fill(filler)
+                return
+        finally:
+            os.kill(daemon.proc.pid, signal.SIGCONT)
+    pytest.fail(f"the journal never ended within 300 bytes of a page in {tries} segments")
+
+
+def test_a_spent_reserve_is_an_alert_while_the_card_is_full_and_is_whole_again_after(
+    tmp_path: Path,
+    identity: DeviceIdentity,
+    registry_file: Path,
+    small_card: Path,
+    broker,
+    watch,  # noqa: F811
+) -> None:
+    """The journal gives its reserve back on a full card so the stoppage can be journaled;
+    the supervisor must learn that the room kept for that is now used (``reserve_spent``,
+    an alert like ``storage_full``'s stoppage, through the outbox), once per spell, and the
+    reserve is whole again when space returns."""
+    watcher, shown = watch
+    config = mqtt_recorder_config(
+        tmp_path,
+        broker,
+        UNIT,
+        health="poll_s = 0.2\nmin_free_mb = 1\n",
+        recording="flush_interval_s = 0.5\n",
+    )
+    key = tmp_path / "key" / "device.key"
+    reserve = small_card / RESERVE_NAME
+    filler = small_card / "filler"
+    daemon = Daemon(tmp_path, key, "--config", str(config), "--record")
+    try:
+        daemon.wait_for("recording started")
+        daemon.wait_for("signed")
+        assert reserve.stat().st_size == RESERVE_BYTES
+        fill_at_a_page_end(daemon, small_card / "journal.jsonl", filler)
+        daemon.wait_for("stoppage: storage_full")
+        spent = shown_kind(shown, "reserve_spent")  # while the card is still full
+        assert spent.verdict == VERIFIED, spent
+        body = spent.body
+        assert body["reserve_bytes"] == RESERVE_BYTES, body
+        assert 0 <= body["left_bytes"] < RESERVE_BYTES and body["free_bytes"] >= 0, body
+        assert reserve.stat().st_size < RESERVE_BYTES
+        line = format_line(spent, time.time_ns())
+        assert "RESERVE SPENT" in line and "reserve_spent" not in line, line
+        filler.unlink()
+        daemon.wait_for("stoppage over: storage_full")
+        if "journal reserve whole again" not in "".join(daemon.log):
+            daemon.wait_for("journal reserve whole again")
+        assert reserve.stat().st_size == RESERVE_BYTES
+        resumed = shown_kind(shown, "resumed")
+        assert resumed.verdict == VERIFIED
+        daemon.stop()
+    finally:
+        daemon.kill()
+        filler.unlink(missing_ok=True)
+    kinds = [v.kind for v in shown.verdicts]
+    print(f"reserve spent: alert delivered: yes; alerts {kinds}")
+    assert kinds.count("reserve_spent") == 1, kinds  # once per spell, not per poll
+    records, damage = read_journal(small_card / "journal.jsonl", identity.device_id)
+    assert damage == [] and [r.kind for r in records].count("reserve_spent") == 1
     report = verify_path(small_card, registry_path=registry_file)
     assert report.intact, [str(p) for p in report.problems]
 

@@ -12,6 +12,7 @@ bypass ``os``) gets its states built at its pages: torn WAL tails, torn and garb
 from __future__ import annotations
 
 import json
+import os
 from fractions import Fraction
 from pathlib import Path
 
@@ -429,4 +430,111 @@ def test_index_update_survives_every_crash_state(tmp_path):
             failures.append(f"{how}: {problems(report)}")
     print(f"crash states: {len(states)} explored, {len(failures)} failures (index pages)")
     assert len(states) >= 10
+    assert not failures, "\n".join(failures[:10])
+
+
+# -- the dock's own journal --------------------------------------------------------------
+
+DOCK_TORN = b'{"body":{"detail":"x","device":"cam-001","kind":"bad_record"},"device":"dock-sim","ki'
+
+
+@pytest.fixture
+def dock_journal(tmp_path: Path):
+    """A dock store whose own journal ends in a torn record (the dock died mid-append)."""
+    from dock.journal import DockJournal
+    from evidence.dockjournal import flag_body
+
+    dock_identity, store = make_dock(tmp_path, None)
+    store.close()
+    clock = SimClock()  # now: the store's own records were stamped by the system clock
+    root = tmp_path / "dock"
+    journal = DockJournal(root, dock_identity, clock)
+    for n in range(2):
+        journal.append("flag", flag_body("cam-001", "bad_record", f"earlier {n}"))
+    journal.close()
+    with open(journal.path, "ab") as f:  # a power cut mid-append
+        f.write(DOCK_TORN)
+        os.fsync(f.fileno())
+    good = len(journal.path.read_bytes().splitlines()) - 1
+    return root, dock_identity, clock, store_trust(tmp_path), good
+
+
+def dock_start_and_verify(store: Path, identity, clock, unit_keys) -> tuple[list, object]:
+    """A dock process starts on ``store`` (its journal repairs and journals ``boot``)."""
+    from dock.journal import DockJournal
+
+    journal = DockJournal(store, identity, clock)
+    try:
+        records = journal.records()
+    finally:
+        journal.close()
+    return records, verify_path(store, unit_keys=unit_keys)
+
+
+def dock_repair_check(identity, clock, unit_keys, good: int):
+    def check(folder, state):
+        records, report = dock_start_and_verify(folder, identity, clock, unit_keys)
+        side = folder / "_docks" / identity.device_id
+        torn = [r for r in records if r.kind == "torn_tail"]
+        kept = [r for r in torn if (side / r.body["file"]).read_bytes() == DOCK_TORN]
+        if len(kept) != 1:
+            return f"{len(kept)} torn_tail records keep the torn bytes (must be exactly one)"
+        if records.index(kept[0]) != good:
+            return f"the torn_tail record is at seq {kept[0].seq}, after {good} records"
+        for r in torn:  # any other: a boot record of the workload's own, torn by the cut
+            if r is not kept[0] and not (side / r.body["file"]).read_bytes().startswith(
+                b'{"body":{"boot_id":'
+            ):
+                return f"torn_tail seq {r.seq} keeps bytes that are not a torn boot record"
+        return problems(report) if not report.intact else ""
+
+    return check
+
+
+def test_dock_journal_repair_survives_every_crash_state(dock_journal, tmp_path):
+    """The dock's journal repairs a torn tail as the camera's does (one implementation):
+    a cut anywhere in the repair leaves the next dock start to finish it."""
+    from dock.journal import DockJournal
+
+    root, identity, clock, unit_keys, good = dock_journal
+
+    def workload(rec):
+        DockJournal(root, identity, clock).close()
+        rec.mark("repaired")
+
+    check = dock_repair_check(identity, clock, unit_keys, good)
+    explored, failures = explore(root, tmp_path, workload, check)
+    assert explored >= 5
+    assert not failures, "\n".join(failures[:10])
+
+
+def test_a_dock_journal_repair_cut_short_and_cut_again_is_finished_in_every_crash_state(
+    dock_journal, tmp_path
+):
+    """A power cut during the dock journal's repair, then another during the repair at the
+    next dock start: every state of the second, from every state of the first, verifies."""
+    from dock.journal import DockJournal
+
+    root, identity, clock, unit_keys, good = dock_journal
+    check = dock_repair_check(identity, clock, unit_keys, good)
+
+    def repair(store):
+        def workload(rec):
+            DockJournal(store, identity, clock).close()
+            rec.mark("repaired")
+
+        return workload
+
+    base = crashfs.snapshot(root)
+    with crashfs.Recorder(root) as rec:
+        repair(root)(rec)
+    first = list(crashfs.crash_states(base, rec.ops, root.stat().st_ino))
+    explored, failures = 0, []
+    for n, state in enumerate(first):
+        folder = crashfs.materialise(state, tmp_path / f"first-{n}")
+        count, found = explore(folder, tmp_path / f"second-{n}", repair(folder), check)
+        explored += count
+        failures += [f"first cut at op {state.point} ({state.how}), then {f}" for f in found]
+    print(f"dock nested crash states: {len(first)} x second = {explored}, {len(failures)} failures")
+    assert explored >= 20
     assert not failures, "\n".join(failures[:10])

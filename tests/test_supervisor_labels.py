@@ -1,0 +1,56 @@
+"""Every alert a camera or a dock can raise reads as words on the supervisor's console.
+
+The kinds come from their one source (``wire.topics``: ``ALERT_KINDS`` for a camera's
+journal records, ``DOCK_ALERT_LEVELS`` for a dock's ``dock_alert`` messages, which the
+dock's code takes its levels from); a kind without a label there fails here, instead of
+reaching a person as a bare identifier such as ``JOURNAL_DAMAGED``.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from firmware.recovery import Damage, damage_body
+from supervisor.console import ALERT_LABELS, DOCK_LABELS, describe
+from wire.topics import ALERT_KINDS, DOCK_ALERT_LEVELS
+
+WORDS = re.compile(r"\A[A-Z]+( [A-Z]+)*\Z")  # the console's style: STOPPAGE, BATTERY LOW
+
+
+@pytest.mark.parametrize("kind", ALERT_KINDS)
+def test_every_camera_alert_kind_has_a_label_in_words(kind: str) -> None:
+    assert kind in ALERT_LABELS, f"no supervisor label for the camera alert kind {kind!r}"
+    label = ALERT_LABELS[kind]
+    assert WORDS.match(label), label
+    for body in ({}, {"reason": "weather", "percent": 9, "lines": "not a list", "more": "x"}):
+        text = describe(kind, body)  # a flagged (forged) alert's body may be anything
+        assert text.startswith(label) and kind.upper() not in text.replace(label, ""), text
+        assert "_" not in text.split(":")[0], text
+
+
+@pytest.mark.parametrize("level", DOCK_ALERT_LEVELS)
+def test_every_dock_alert_level_has_a_label_in_words(level: str) -> None:
+    assert level in DOCK_LABELS, f"no supervisor label for the dock alert level {level!r}"
+    assert WORDS.match(DOCK_LABELS[level]), DOCK_LABELS[level]
+    text = describe("dock_alert", {"level": level, "text": "cam-001 has held ..."})
+    assert text == f"{DOCK_LABELS[level]}: cam-001 has held ...", text
+
+
+def test_labels_are_for_kinds_that_exist() -> None:
+    assert set(ALERT_LABELS) == set(ALERT_KINDS)
+    assert set(DOCK_LABELS) == set(DOCK_ALERT_LEVELS)
+
+
+def test_the_new_kinds_say_what_happened() -> None:
+    damage = [Damage(3777, 120, "ab" * 32, "unreadable: not canonical JSON")]
+    text = describe("journal_damaged", damage_body(damage))
+    assert (
+        text
+        == "JOURNAL DAMAGED: 1 line(s) not in the chain, first at byte 3777: unreadable: not canonical JSON"
+    ), text
+    body = {"reserve_bytes": 8192, "left_bytes": 4096, "free_bytes": 0}
+    assert describe("reserve_spent", body) == (
+        "RESERVE SPENT: card full, 4096 of 8192 bytes of journal room left"
+    )
