@@ -22,7 +22,11 @@ _log = logging.getLogger(__name__)
 
 PROG = "bodycam-verify"
 DEFAULTS = {"registry": "", "json": False, "unit_keys": [], "trust": ""}
-KIND_NAMES = {"device": "device folder", "dock_store": "dock store"}
+KIND_NAMES = {
+    "device": "device folder",
+    "dock_store": "dock store",
+    "audit_log": "archive audit log",
+}
 
 EPILOG = f"""\
 Exit status: 0 intact, 1 problems found (or no trusted key), 2 could not check.
@@ -116,6 +120,9 @@ def render_text(report: Report) -> str:
         + (f"{docks} dock journal{'s' if docks != 1 else ''}, " if docks else "")
         + f"{records} records, {files} media files ({_human_size(size)})"
     )
+    if report.kind == "audit_log":
+        entries = sum(d.records for d in report.devices)
+        what = f"archive audit log of {report.devices[0].device}, {entries} entries"
     count = len(report.problems)
     if count:
         bad = sum(1 for d in report.devices if d.problems)
