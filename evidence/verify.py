@@ -135,8 +135,19 @@ def _store_target(path: Path) -> Target | None:
     return None
 
 
+def _bundle_target(path: Path) -> Target | None:
+    """A court bundle (``archive.bundle``): its manifest at the root, no journal there."""
+    from .verify_bundle import DEVICES_DIR, is_bundle
+
+    if not is_bundle(path):
+        return None
+    base = path / DEVICES_DIR
+    names = sorted(os.listdir(base)) if is_real_dir(base) else []
+    return Target("bundle", path, tuple((f"{DEVICES_DIR}/{n}", base / n, n) for n in names))
+
+
 # Order matters: the first detector that recognises the path wins.
-DETECTORS = (_device_target, _store_target)
+DETECTORS = (_device_target, _bundle_target, _store_target)
 
 
 def detect(path: str | os.PathLike) -> Target:
@@ -293,6 +304,17 @@ def verify_path(
 
         if target.kind == "dock_store":
             report.devices = StoreCheck(target.root, registry, label, heads, keys, hasher).run()
+        elif target.kind == "bundle":
+            from .verify_bundle import BundleCheck
+
+            if heads:
+                raise CannotCheck(
+                    "--expect-head is not used for a court bundle: each range is checked "
+                    "against the head its dock signed, which the bundle holds"
+                )
+            report.devices = BundleCheck(
+                target.root, registry, label, frozenset(unit_keys), keys, hasher
+            ).run()
         else:
             for lbl, folder, device in target.folders:
                 report.devices.append(
@@ -323,6 +345,6 @@ def verify_path(
     for device in heads:
         if device is not None and device not in named:
             raise CannotCheck(f"--expect-head names {device!r}, which is not here")
-    if not any(d.role == "device" for d in report.devices) and target.kind != "dock_store":
+    if not any(d.role == "device" for d in report.devices) and target.kind == "device":
         raise CannotCheck(f"{path}: the {target.kind.replace('_', ' ')} holds no device folders")
     return report

@@ -22,7 +22,7 @@ _log = logging.getLogger(__name__)
 
 PROG = "bodycam-verify"
 DEFAULTS = {"registry": "", "json": False, "unit_keys": [], "trust": ""}
-KIND_NAMES = {"device": "device folder", "dock_store": "dock store"}
+KIND_NAMES = {"device": "device folder", "dock_store": "dock store", "bundle": "court bundle"}
 
 EPILOG = f"""\
 Exit status: 0 intact, 1 problems found (or no trusted key), 2 could not check.
@@ -42,7 +42,7 @@ unit_keys = ["FP", ...], trust = "FILE".
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
-        description="Check a camera's storage folder or a dock store: signatures, chain,\n"
+        description="Check a camera's storage folder, a dock store or a court bundle: signatures, chain,\n"
         "sequence, time, media hashes and the journal's tail.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -50,8 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "path",
         metavar="PATH",
-        help="a device storage folder (journal.jsonl at its root) or a dock "
-        "store (index.sqlite, <unit>/<device>/ folders)",
+        help="a device storage folder (journal.jsonl at its root), a dock "
+        "store (index.sqlite, <unit>/<device>/ folders) or a court bundle (manifest.json)",
     )
     parser.add_argument(
         "--json",
@@ -110,9 +110,11 @@ def render_text(report: Report) -> str:
     files = sum(d.media_files for d in cameras)
     size = sum(d.media_bytes for d in cameras)
     n = len(cameras)
-    docks = len(report.devices) - n
+    docks = sum(1 for d in report.devices if d.role == "dock")
     what = (
-        f"{KIND_NAMES.get(report.kind, report.kind)}, {n} device{'s' if n != 1 else ''}, "
+        f"{KIND_NAMES.get(report.kind, report.kind)}, {n} "
+        + ("range" if report.kind == "bundle" else "device")
+        + f"{'s' if n != 1 else ''}, "
         + (f"{docks} dock journal{'s' if docks != 1 else ''}, " if docks else "")
         + f"{records} records, {files} media files ({_human_size(size)})"
     )

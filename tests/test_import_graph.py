@@ -21,7 +21,17 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("daemonkit", "evidence", "wire", "firmware", "simulator", "dock", "supervisor", "hw")
+PACKAGES = (
+    "daemonkit",
+    "evidence",
+    "wire",
+    "firmware",
+    "simulator",
+    "dock",
+    "supervisor",
+    "hw",
+    "archive",
+)
 DAEMONS = ("firmware", "simulator", "dock", "supervisor")
 #: The simulator's runner: it wires the real recorder and dock to the twin, so it may
 #: import them. Every other simulator module is the twin itself.
@@ -34,6 +44,10 @@ RULES = [
     ("dock", "firmware", "firmware and dock never import each other"),
     ("supervisor", "firmware", "the supervisor shares only the wire format with the camera"),
     ("twin", "firmware", "the twin is hardware: only the runner above it knows the firmware"),
+    ("evidence", "archive", "evidence (and bodycam-verify) runs on any PC without the archive"),
+    ("dock", "archive", "the archive builds on the dock store, not the other way round"),
+    ("firmware", "archive", "the camera knows nothing of the archive"),
+    ("archive", "firmware", "the archive builds on the dock store and evidence, never on firmware"),
     *(("evidence", d, "evidence is shared by all and depends on none of them") for d in DAEMONS),
     ("evidence", "wire", "the evidence format stands below the wire that carries it"),
     *(("wire", d, "the wire is shared by all and depends on none of them") for d in DAEMONS),
