@@ -28,7 +28,12 @@ A scenario file::
     at = "20m"
     do = "fault"
     fault = "camera"               # camera | microphone | storage_full | overheat |
-                                   # battery_critical | speaker_covered (simulator.faults)
+                                   # battery_critical | speaker_covered | speaker
+                                   # (simulator.faults)
+    [[event]]
+    at = "30m"
+    do = "power_cut"               # the battery is pulled: the camera dies as it is
+    seconds = 120                  # and is switched on again this much later
     [[event]]
     at = "21m"
     do = "clear"
@@ -62,8 +67,18 @@ ACTIONS = {
     "fault": "inject `fault`",
     "clear": "end `fault`",
     "battery": "set the battery to `percent`",
+    "power_cut": "the power fails at once (the battery pulled): the disk keeps what it held "
+    "at that instant; the camera boots again `seconds` later (default 60)",
 }
-FAULTS = ("camera", "microphone", "storage_full", "overheat", "battery_critical", "speaker_covered")
+FAULTS = (
+    "camera",
+    "microphone",
+    "storage_full",
+    "overheat",
+    "battery_critical",
+    "speaker_covered",
+    "speaker",
+)
 BUTTONS = ("record", "mark", "function")
 SHIFT_KEYS = {
     "duration": (str, int, float),

@@ -317,6 +317,7 @@ class ShiftDriver:
 
         self.hw = hw
         self.recorder = recorder
+        self.cut: DiskAtCut | None = None  # a power cut the shift's loop has to carry out
         self.clock = hw["clock"]
         self.config = config
         self.t0 = t0
@@ -399,8 +400,49 @@ class ShiftDriver:
             self.faults.start(event.fault)
         elif do == "clear":
             self.faults.end(event.fault)
+        elif do == "power_cut":
+            # The disk as it is at this instant, and no more frames: time stands still
+            # but for sleepers. run_shift's loop then stops the dead recorder's threads
+            # and boots a new one on this disk (a clock callback cannot do it: it runs in
+            # one of those threads).
+            self.cut = DiskAtCut(self.recorder.root, event.seconds or 60.0)
+            self.hw["camera"].stop()
         else:
             raise ValueError(f"unknown scenario action {do!r}")
+
+
+class DiskAtCut:
+    """A device folder as a power cut leaves it: what was on disk at that instant.
+
+    Closed media are never written again, so only their names are kept; every other file
+    (the journal, its reserve, the open segment) is kept byte for byte. :meth:`restore`
+    puts the folder back to that state after the dead camera's threads have been stopped
+    (what they wrote after the cut is removed), so the next boot finds what a real power
+    cut leaves: a journal that may end mid-line, an unsigned open segment."""
+
+    def __init__(self, root: Path, off_s: float) -> None:
+        self.root = root
+        self.off_s = off_s
+        journal = root / "journal.jsonl"
+        closed = set()
+        for _, line in scan_journal(journal).lines if journal.exists() else []:
+            try:
+                media = Record.from_bytes(line).media
+            except ValueError:
+                continue
+            if media is not None:
+                closed.add(root / media[0])
+        self.files: dict[Path, bytes | None] = {}
+        for path in sorted(p for p in root.rglob("*") if p.is_file()):
+            self.files[path] = None if path in closed else path.read_bytes()
+
+    def restore(self) -> None:
+        for path in sorted(p for p in self.root.rglob("*") if p.is_file()):
+            if path not in self.files:
+                path.unlink()
+        for path, data in self.files.items():
+            if data is not None:
+                atomic_write_bytes(path, data)
 
 
 def recorder_on(
@@ -421,6 +463,36 @@ def recorder_on(
         microphone=hw["microphone"],
         **kw,
     )
+
+
+def power_cycle(driver: ShiftDriver, loop: threading.Thread, link: Any, make, mqtt: Any):
+    """Carry out the driver's power cut: stop the dead camera's threads, put its disk back
+    as it was at the cut, let the power stay off, and boot a new recorder on that disk.
+    Returns the new (recorder, main loop thread, alert link)."""
+    cut, driver.cut = driver.cut, None
+    assert cut is not None
+    _log.warning("power cut: the camera is off for %s", hms(cut.off_s))
+    if link is not None:
+        link.stop(offline=False)  # the broker's will says offline, as after a real cut
+    driver.recorder.request_stop()
+    loop.join(120)
+    cut.restore()
+    clock = driver.clock
+    clock.sleep_until(clock.monotonic_ns() + int(cut.off_s * NS))  # nobody drives time
+    recorder = make()
+    driver.recorder = recorder
+    recorder.start()
+    if mqtt is not None:
+        from firmware.mqtt import link_for_recorder
+
+        link = link_for_recorder(recorder, mqtt)
+        link.start()
+    loop = threading.Thread(target=recorder.run, name="recorder-main", daemon=True)
+    loop.start()
+    frames = driver.hw["camera"].frames
+    driver.hw["camera"].wait_frames(frames + 1, timeout=30)  # it drives time again
+    _log.warning("power back: the camera booted again")
+    return recorder, loop, link
 
 
 def run_shift(
@@ -503,6 +575,21 @@ def run_shift(
         end = t0 + int(duration_s * NS)
         while (now := clock.monotonic_ns()) < end:
             clock.sleep_until(min(end, now + NS))
+            if driver.cut is not None:
+                recorder, loop, link = power_cycle(
+                    driver,
+                    loop,
+                    link,
+                    lambda: recorder_on(
+                        hw,
+                        config,
+                        identity,
+                        pin_factory=factory,
+                        sign=sign,
+                        pacer=LockstepPacer(clock) if speed is None else None,
+                    ),
+                    mqtt,
+                )
             if progress is not None:
                 progress((clock.monotonic_ns() - t0) / NS)
     except KeyboardInterrupt:  # Ctrl-C: end the shift here, as its end would
