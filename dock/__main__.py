@@ -1,7 +1,8 @@
 """``bodycam-dock``: the docking station (``python -m dock``).
 
 Subcommands: ``init`` (make the dock key and store), ``serve`` (the daemon: bays given by
-``--port``/``dock.bays`` as threads, deadline alerts over MQTT), ``bay PORT`` (one bay in
+``--port``/``dock.bays`` as threads, the network bay on ``--listen``/``dock.listen``,
+deadline alerts over MQTT), ``bay PORT`` (one bay in
 the foreground: what udev/systemd starts per plugged camera), ``status`` (per-bay progress),
 ``report deadlines|compliance``, ``registry list|import``, ``reconcile``, ``remove``
 (retention), ``relabel`` (a marked key moment read as another, journaled), ``check
@@ -86,6 +87,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="a serial port to serve as a bay (repeatable; dock.bays)",
     )
     s.add_argument("--mqtt", metavar="HOST:PORT", help="broker for deadline alerts (mqtt.host)")
+    s.add_argument(
+        "--listen",
+        metavar="HOST:PORT",
+        help="serve cameras over TLS TCP on this address, e.g. 0.0.0.0:7443 (dock.listen)",
+    )
     s = sub.add_parser("bay", help="serve one bay in the foreground (udev starts one per camera)")
     s.add_argument("port", metavar="TTY", help="the camera's serial port, e.g. /dev/ttyACM0")
     s = sub.add_parser(
@@ -171,6 +177,8 @@ def config_for(args: argparse.Namespace) -> DockConfig:
         overrides["dock.id"] = args.dock_id
     if getattr(args, "port", None) and args.command == "serve":
         overrides["dock.bays"] = args.port
+    if getattr(args, "listen", None) is not None and args.command == "serve":
+        overrides["dock.listen"] = args.listen
     if getattr(args, "mqtt", None):
         host, _, port = args.mqtt.rpartition(":")
         if not host or not port.isdigit():
@@ -263,7 +271,9 @@ def cmd_init(cfg: dict[str, Any]) -> int:
     return 0
 
 
-def _run_daemon(cfg: dict[str, Any], ports: list[str], alerts: bool = True) -> int:
+def _run_daemon(
+    cfg: dict[str, Any], ports: list[str], alerts: bool = True, listen: str = ""
+) -> int:
     from .alerts import DeadlineWatcher, MqttConfig
     from .bay import Bay
 
@@ -292,25 +302,47 @@ def _run_daemon(cfg: dict[str, Any], ports: list[str], alerts: bool = True) -> i
     for action in store.reconcile():
         _log.warning("reconciled: %s", action)
     bays = [Bay(p, store, identity, stop, cfg["dock"]["timeout_s"]) for p in ports]
+    net = None
+    if listen:
+        from wire.net import parse_address
+
+        from .netbay import NetListener
+
+        try:
+            net = NetListener(
+                parse_address(listen),
+                store,
+                identity,
+                stop,
+                cfg["dock"]["timeout_s"],
+                max_connections=cfg["dock"]["listen_connections"],
+            )
+        except OSError as exc:  # the address is taken, or not this host's
+            raise UsageError(f"dock.listen {listen}: cannot listen: {exc}") from None
     for bay in bays:
         bay.start()
+    if net is not None:
+        net.start()
     watcher = None
     if mqtt_config is not None:
         watcher = DeadlineWatcher(store, identity, mqtt_config)
         watcher.start()
     _log.info(
-        "dock %s serving %d bay(s)%s",
+        "dock %s serving %d bay(s)%s%s",
         identity.device_id,
         len(bays),
+        f", network on {net.name}" if net else "",
         ", deadline alerts on" if watcher else "",
     )
-    systemd.ready(f"{len(bays)} bay(s)")
+    systemd.ready(f"{len(bays)} bay(s)" + (f", network {net.name}" if net else ""))
     interval = (systemd.watchdog_interval() or 10.0) / 2  # ping at half the timeout
     while not stop.wait(interval):
         systemd.watchdog_ping()
     systemd.stopping()
     for bay in bays:
         bay.join(cfg["dock"]["timeout_s"] + 5)
+    if net is not None:
+        net.join(cfg["dock"]["timeout_s"] + 5)
     if watcher:
         watcher.stop()
     store.close()
@@ -667,7 +699,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "init":
             return cmd_init(cfg)
         if args.command == "serve":
-            return _run_daemon(cfg, list(cfg["dock"]["bays"]))
+            return _run_daemon(cfg, list(cfg["dock"]["bays"]), listen=cfg["dock"]["listen"])
         if args.command == "bay":
             return _run_daemon(cfg, [args.port], alerts=False)  # `serve` alerts
         if args.command == "status":

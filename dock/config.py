@@ -13,6 +13,7 @@ from typing import Any
 
 from daemonkit import config as _config
 from daemonkit.config import Config, Section, at_least, matches, more_than, port, setting
+from wire.net import parse_address
 
 PACKAGE_DEFAULTS = Path(__file__).with_name("dock.toml")
 DOCK_ID = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}"  # as evidence.identity.DEVICE_ID_PATTERN
@@ -28,6 +29,8 @@ class DockSection(Section):
     bays: list[str] = setting(matches(r"/.+", "absolute serial port paths, e.g. /dev/ttyACM0"))
     timeout_s: float = setting(more_than(0))
     warn_free_gb: float = setting(at_least(0))
+    listen: str
+    listen_connections: int = setting(at_least(1))
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,11 @@ class DockConfig(Config):
             )
         if len(set(self.dock.bays)) != len(self.dock.bays):
             yield ("dock.bays", "names a serial port twice")
+        if self.dock.listen:
+            try:
+                parse_address(self.dock.listen)
+            except ValueError as exc:
+                yield ("dock.listen", str(exc))
 
 
 def load(

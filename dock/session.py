@@ -202,8 +202,12 @@ class DockSession:
         timeout: float = 10.0,
         progress: Progress | None = None,
         limits: SessionLimits | None = None,
+        lock_wait_s: float = 0.0,
     ) -> None:
+        """``lock_wait_s``: how long a docking waits for another session of the same
+        camera to end (see :meth:`~dock.store.Store.device_lock`); 0 on the cable."""
         self.store = store
+        self.lock_wait_s = lock_wait_s
         self.identity = identity
         self.bay = bay
         self.timeout = timeout
@@ -446,7 +450,7 @@ class DockSession:
             "docking",
             dockjournal.docking_body(device, self.bay, nonce, head, resp["utc"], resp["sig"]),
         )
-        with self.store.device_lock(device):
+        with self.store.device_lock(device, self.lock_wait_s):
             self._docked(link, entry, head)
 
     def _docked(self, link: Link, entry: DeviceEntry, head: dict | None) -> None:

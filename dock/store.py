@@ -25,6 +25,7 @@ import queue
 import stat
 import tempfile
 import threading
+import time
 from collections.abc import Iterable
 from contextlib import contextmanager
 from pathlib import Path
@@ -319,15 +320,26 @@ class Store:
         return (rows[0]["seq"], rows[0]["hash"]) if rows else None
 
     @contextmanager
-    def device_lock(self, device: str):
-        """One bay at a time per device, across threads and bay processes (flock)."""
+    def device_lock(self, device: str, wait_s: float = 0.0):
+        """One bay at a time per device, across threads and bay processes (flock).
+
+        ``wait_s``: how long to wait for another session of the device to end first (a
+        network session: after a dropped connection the camera may be back before the
+        dock has noticed that its old session is dead)."""
         folder = makedirs_durable(self.root / LOCK_DIR, DIR_MODE)
         fd = os.open(folder / f"{device}.lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, FILE_MODE)
         try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise DockError(f"{device} is already being offloaded in another bay") from None
+            deadline = time.monotonic() + wait_s
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        raise DockError(
+                            f"{device} is already being offloaded in another bay"
+                        ) from None
+                    threading.Event().wait(0.05)  # flock has no timed wait
             yield
         finally:
             os.close(fd)

@@ -79,6 +79,12 @@ class DeviceIdentity:
     def public_key_hex(self) -> str:
         return self._signing_key.verify_key.encode().hex()
 
+    def private_key_bytes(self) -> bytes:
+        """The raw 32-byte Ed25519 seed, for the dock's TLS key (``wire/net.py``), which
+        must be this very key so that the registry pins it; handed to OpenSSL in memory
+        only, never written anywhere."""
+        return self._signing_key.encode()
+
     def sign(self, message: bytes) -> bytes:
         """The 64-byte Ed25519 signature of ``message``."""
         return self._signing_key.sign(message).signature

@@ -16,6 +16,8 @@ recording cleanly (the last segment is closed and signed) before exiting.
 
 The dock cable: with ``dock.port`` set (default ``/dev/ttyGS0``, the USB gadget's serial
 port), a dock thread (:mod:`firmware.docking`) serves docks on it; ``--dock-port`` overrides.
+With ``dock.network`` (``--dock-network``) the network uploader (:mod:`firmware.netdock`)
+offloads each closed segment to the station's dock over TLS; one session runs at a time.
 """
 
 from __future__ import annotations
@@ -66,6 +68,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--dock-port", metavar="PATH", help="dock cable serial port (dock.port; '' = none)"
     )
+    p.add_argument(
+        "--dock-network",
+        metavar="HOST:PORT",
+        help="the station dock's TLS address for network docking (dock.network; '' = off)",
+    )
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return p
 
@@ -79,6 +86,7 @@ def load_config(args: argparse.Namespace) -> dict[str, Any]:
             "recording.pre_event_s": args.pre_event,
             "recording.segment_max_s": args.segment_max,
             "dock.port": args.dock_port,
+            "dock.network": args.dock_network,
         },
     )
 
@@ -164,6 +172,9 @@ def _run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, wake)
     recorder.start()
     dock = config["dock"]
+    from .docking import SessionGate
+
+    gate = SessionGate()  # one dock session at a time: the cable's or the network's
     if dock["port"]:  # the recorder stops it before closing the journal
         from .docking import DockWorker
 
@@ -174,9 +185,16 @@ def _run(args: argparse.Namespace) -> int:
             timeout=dock["timeout_s"],
             poll_s=dock["poll_s"],
             max_clock_step_s=dock["max_clock_step_s"],
+            gate=gate,
         )
         recorder.services.append(worker)
         worker.start()
+    if dock["network"]:
+        from .netdock import uploader_for
+
+        uploader = uploader_for(recorder, dock, trusted, gate)
+        recorder.services.append(uploader)
+        uploader.start()
     link = None
     if mqtt_settings is not None:  # stoppage alerts and status to the unit's broker
         from .mqtt import link_for_recorder

@@ -25,6 +25,7 @@ from daemonkit.config import (
 )
 from evidence.exc import ConfigError
 from evidence.schedule import Schedule, ScheduleError, parse_schedule
+from wire.net import parse_address
 
 from .state import Settings
 
@@ -135,6 +136,12 @@ class DockSection(Section):
     timeout_s: float = setting(more_than(0))
     poll_s: float = setting(at_least(0.05))
     max_clock_step_s: float = setting(more_than(0), at_most(86400))
+    network: str
+    network_retry_s: float = setting(more_than(0))
+    network_retry_max_s: float = setting(more_than(0))
+    network_refused_retry_s: float = setting(more_than(0))
+    network_idle_s: float = setting(more_than(0))
+    network_clock_tolerance_s: float = setting(at_least(0))
 
 
 @dataclass(frozen=True)
@@ -172,6 +179,23 @@ class RecorderConfig(Config):
             self.schedule.schedule()
         except ScheduleError as exc:
             yield (f"schedule.{exc.key}" if exc.key else "schedule", exc.problem)
+        d = self.dock
+        if d.network:
+            try:
+                parse_address(d.network)
+            except ValueError as exc:
+                yield ("dock.network", str(exc))
+            if not d.registry:
+                yield (
+                    "dock.network",
+                    "needs dock.registry: the camera pins the dock's TLS key from it",
+                )
+        if d.network_retry_s > d.network_retry_max_s:
+            yield (
+                "dock.network_retry_s",
+                f"({d.network_retry_s:g}) must not be more than network_retry_max_s "
+                f"({d.network_retry_max_s:g})",
+            )
         if self.recording.flush_interval_s > self.recording.segment_max_s:
             yield (
                 "recording.flush_interval_s",

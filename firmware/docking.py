@@ -59,6 +59,47 @@ def open_serial(path: str, timeout: float) -> Any:
     return serial.Serial(path, timeout=min(timeout, 1.0), exclusive=True)
 
 
+class SessionGate:
+    """One dock session at a time on a camera, the cable first.
+
+    The cable dock and the network uploader (:mod:`firmware.netdock`) serve the same
+    journal and card; two sessions at once could wipe a file the other is sending. A
+    network session holds the gate while it runs and gives it up as soon as the cable
+    wants it (:attr:`cable_waiting` makes its connection fail, see
+    :class:`wire.net.NetPort`): the cable then carries what the network did not, and the
+    interrupted file resumes at its next session. Threads: the dock thread and the
+    uploader thread."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.cable_waiting = threading.Event()
+
+    @contextlib.contextmanager
+    def cable(self, timeout: float):
+        """For the cable's session: yields whether the gate was taken within ``timeout``
+        (a network session notices within a second and ends)."""
+        self.cable_waiting.set()
+        try:
+            got = self._lock.acquire(timeout=timeout)
+        finally:
+            self.cable_waiting.clear()
+        try:
+            yield got
+        finally:
+            if got:
+                self._lock.release()
+
+    @contextlib.contextmanager
+    def network(self, timeout: float = 1.0):
+        """For a network session: yields False while the cable has (or wants) the gate."""
+        got = not self.cable_waiting.is_set() and self._lock.acquire(timeout=timeout)
+        try:
+            yield got
+        finally:
+            if got:
+                self._lock.release()
+
+
 class DockWorker:
     """Serves docks on ``port_path`` for ``recorder`` until :meth:`stop`."""
 
@@ -72,8 +113,11 @@ class DockWorker:
         poll_s: float = 1.0,
         max_clock_step_s: float = MAX_CLOCK_STEP_S,
         open_port: Callable[[str, float], Any] = open_serial,
+        gate: SessionGate | None = None,
     ) -> None:
+        """``gate``: shared with the network uploader, so that one session runs at a time."""
         self.recorder = recorder
+        self.gate = gate or SessionGate()
         self.port_path = port_path
         self.trusted_docks = dict(trusted_docks)
         self.max_clock_step_s = max_clock_step_s
@@ -158,6 +202,22 @@ class DockWorker:
             except (EvidenceError, *PORT_ERRORS) as exc:
                 _log.warning("could not tell the dock: %s", exc)
             return self._drop_input(port)
+        with self.gate.cable(self.timeout / 2) as got:
+            if got:
+                return self._cable_session(port)
+        self.recorder.dock_end()
+        reason = "a network offload is still ending: dock again in a moment"
+        _log.warning("dock refused: %s", reason)
+        try:
+            self._refuse(port, reason)
+        except LinkClosed as exc:
+            _log.warning("could not tell the dock: %s", exc)
+            return False
+        except (EvidenceError, *PORT_ERRORS) as exc:
+            _log.warning("could not tell the dock: %s", exc)
+        return self._drop_input(port)
+
+    def _cable_session(self, port: Any) -> bool:
         alive = True
         try:
             link = DockLink(

@@ -6,6 +6,21 @@ computed while writing, so signing a closed segment costs no second read. Packet
 written through as they are muxed (``flush_packets``), and :meth:`SegmentFile.flush` fsyncs
 them, so what was flushed survives a power cut.
 
+Why video DTS runs DTS_LEAD ahead of PTS: libavformat's interleaver
+(``av_interleaved_write_frame``, the only write PyAV offers, which has no flush short of
+closing the file) writes a packet only once every stream has one at or after it queued,
+so it always keeps the newest packet of whichever stream is ahead. With DTS = PTS that
+was the newest video frame (a camera hands the sound of an instant before its frame, and
+on the Pi the sound comes later still), lost to a SIGKILL: one frame, several at 30 fps
+with late audio. A frame whose DTS is not after the newest audio packet is written at
+once, and the interleaver keeps that audio packet instead. PTS, which players show and
+sync by, moves by the same constant for both streams, so DTS never goes below 0.
+``max_interleave_delta`` of 1 us keeps the interleaver to that one packet when a stream
+stops (a dead microphone: the default let it hold 10 s of video); ``pes_payload_size`` 0
+makes the mpegts muxer write an audio packet at once instead of keeping it for the next
+one (it still keeps one of 170 bytes or less). docs/recorder.md, "Recovery", has the
+measurements.
+
 Only the writer thread uses this module.
 """
 
@@ -27,6 +42,7 @@ from .preevent import Frame
 _log = logging.getLogger(__name__)
 
 TIME_BASE = Fraction(1, 90_000)
+DTS_LEAD = 45_000  # 0.5 s: how late the sound may be and still not hold a frame back
 # MPEG-4 Audio sampling frequency index (ISO/IEC 14496-3, 1.6.3.4)
 AAC_RATES = (
     96000,
@@ -112,7 +128,8 @@ class SegmentFile:
         self._writer = HashingWriter(root, relative) if hashing else _PlainWriter(root, relative)
         self._sink = _Sink(self._writer)
         self._closed = False
-        self._container = av.open(self._sink, "w", format="mpegts", options={"flush_packets": "1"})
+        options = {"flush_packets": "1", "max_interleave_delta": "1", "pes_payload_size": "0"}
+        self._container = av.open(self._sink, "w", format="mpegts", options=options)
         self._video = self._container.add_stream("h264", rate=fmt.fps)
         self._video.width, self._video.height = fmt.width, fmt.height
         self._video.time_base = TIME_BASE
@@ -141,7 +158,9 @@ class SegmentFile:
         packet = av.Packet(frame.data)
         packet.stream = stream
         packet.time_base = TIME_BASE
-        packet.pts = packet.dts = (frame.timestamp - self.origin_us) * 9 // 100
+        ticks = (frame.timestamp - self.origin_us) * 9 // 100
+        packet.pts = ticks + DTS_LEAD
+        packet.dts = packet.pts if frame.audio else ticks
         if frame.keyframe and not frame.audio:
             packet.is_keyframe = True
         try:

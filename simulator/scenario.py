@@ -15,6 +15,7 @@ A scenario file::
     start = "2026-12-07T08:00:00+08:00"   # when the shift begins (ISO 8601 with its offset;
                                    # default now, or after the journal's last record)
     dock_after = "25h"             # with --dock: how long after the shift it is docked
+    network = true                 # as --network: dock each segment over loopback TLS
     room_gain_db = -12.0           # the speaker as the microphone hears it
     noise_db = -45.0               # the room's noise floor, dBFS RMS
 
@@ -94,6 +95,7 @@ SHIFT_KEYS = {
     "dock_after": (str, int, float),
     "room_gain_db": (int, float),
     "noise_db": (int, float),
+    "network": bool,
 }
 _DURATION = re.compile(r"^(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s)?$")
 
@@ -194,7 +196,9 @@ def load_scenario(path: str | Path) -> Scenario:
     for key, value in shift.items():
         if key not in SHIFT_KEYS:
             raise ConfigError(f"{path}: unknown setting shift.{key}")
-        if not isinstance(value, SHIFT_KEYS[key]) or isinstance(value, bool):
+        if not isinstance(value, SHIFT_KEYS[key]) or (
+            isinstance(value, bool) and SHIFT_KEYS[key] is not bool
+        ):
             raise ConfigError(f"{path}: shift.{key} has the wrong type")
         try:
             if key == "start":

@@ -506,13 +506,16 @@ def run_shift(
     mqtt: Any = None,
     docks_after: bool = False,
     progress: Callable[[float], None] | None = None,
+    network: bool = False,
 ) -> dict[str, Any]:
     """Run one shift into ``out``; returns the summary (also written to summary.json
     by the command). ``mqtt`` (a ``firmware.mqtt.MqttSettings``) runs the camera's alert
     link to that broker during the shift (docs/alerts.md); with ``docks_after`` its end
     does not say ``shift_ended``: the dock step's link says it after the dock's receipt.
     ``progress`` is called with the simulated seconds so far, once per simulated second,
-    in the calling thread.
+    in the calling thread. With ``network`` the camera docks each closed segment over
+    loopback TLS into ``out/dock`` while it records (:class:`simulator.dockbay.NetworkDock`);
+    the summary's ``network`` says what it carried and how soon.
 
     Ctrl-C (KeyboardInterrupt) ends the shift early the way its end does (the recorder
     closes and signs its last segment); the summary then says ``"interrupted": true`` and
@@ -522,7 +525,16 @@ def run_shift(
     from .board import Board
 
     out.mkdir(parents=True, exist_ok=True)
-    identity, _ = prepare_device(out, scenario)
+    identity, registry_path = prepare_device(out, scenario)
+    net = None
+    if network:
+        from .dockbay import NetworkDock
+
+        net = NetworkDock(out, registry_path)
+        dock = {**scenario.config.get("dock", {}), **net.camera_settings()}
+        scenario = Scenario(
+            scenario.shift, {**scenario.config, "dock": dock}, scenario.events, scenario.name
+        )
     config = shift_config(out, scenario)
     factory = MockFactory()
     board = Board(None, factory)  # before any gpiozero device, so it sees every change
@@ -559,6 +571,8 @@ def run_shift(
         if at < duration_s:
             driver.schedule(event, t0 + int(at * NS))
     recorder.start()
+    if net is not None:
+        net.start(recorder, clock)
     link = None
     if mqtt is not None:
         from firmware.mqtt import link_for_recorder
@@ -598,6 +612,8 @@ def run_shift(
     finally:
         recorder.request_stop()
         loop.join(120)
+        if net is not None:
+            net.close()
         if link is not None:  # let the last alerts reach a reachable broker, say offline
             if link.wait_connected(0):
                 link.wait_idle(10)
@@ -609,6 +625,8 @@ def run_shift(
     simulated = min(duration_s, (clock.monotonic_ns() - t0) / NS) if interrupted else duration_s
     summary = summarize(out, recorder, hw, lines_before, simulated, wall, scenario)
     summary["interrupted"] = interrupted
+    if net is not None:
+        summary["network"] = net.summary(journal_path)
     summary["planned_s"] = round(duration_s, 3)
     summary["amber_led_on"] = sum(1 for _, level in board.history("LED_AMBER") if level > 0)
     summary["faults"] = [[format_utc(t), kind, what] for t, kind, what in driver.faults.log]

@@ -26,14 +26,22 @@ ROOT = Path(__file__).resolve().parent.parent
 class Daemon:
     """``python -m firmware`` on the sim backend; its log lines are read on a thread."""
 
-    def __init__(self, tmp: Path, key: Path, *args: str) -> None:
+    def __init__(
+        self,
+        tmp: Path,
+        key: Path,
+        *args: str,
+        launcher: tuple[str, ...] = ("-m", "firmware"),
+        pass_fds: tuple[int, ...] = (),
+    ) -> None:
+        """``launcher``: what the interpreter runs (a probe script around the daemon, say);
+        ``pass_fds``: descriptors the daemon inherits (the probe's pipe)."""
         env = {**os.environ, "BODYCAM_CAMERA": "sim", "GPIOZERO_PIN_FACTORY": "mock"}
         env.pop("NOTIFY_SOCKET", None)
         self.proc = subprocess.Popen(
             [
                 sys.executable,
-                "-m",
-                "firmware",
+                *launcher,
                 "--key",
                 str(key),
                 "--storage",
@@ -45,6 +53,7 @@ class Daemon:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,
+            pass_fds=pass_fds,
         )
         self.lines: queue.SimpleQueue = queue.SimpleQueue()
         self.log: list[str] = []
