@@ -273,11 +273,14 @@ def verify_path(
     unit_keys: frozenset[str] | set[str] = frozenset(),
     expect_heads: list[tuple[str | None, int, str]] = (),
     workers: int | None = None,
+    archive_keys: frozenset[str] = frozenset(),
 ) -> Report:
     """Check everything under ``path``; raise :class:`CannotCheck` if it cannot be checked.
 
     ``workers`` threads hash media (default: one per CPU); ``unit_keys`` are the
-    fingerprints of unit keys whose signed registries are trusted.
+    fingerprints of unit keys whose signed registries are trusted; ``archive_keys`` those
+    of which a court bundle's manifest must be signed by one (none named: any signature
+    that verifies, reported with its key's fingerprint).
     """
     target = detect(path)
     registry, label, trusted, where = choose_registry(target, registry_path, frozenset(unit_keys))
@@ -313,7 +316,7 @@ def verify_path(
                     "against the head its dock signed, which the bundle holds"
                 )
             report.devices = BundleCheck(
-                target.root, registry, label, frozenset(unit_keys), keys, hasher
+                target.root, registry, label, frozenset(unit_keys), keys, hasher, archive_keys
             ).run()
         else:
             for lbl, folder, device in target.folders:

@@ -135,8 +135,10 @@ class BundleCheck:
         unit_keys: frozenset[str],
         keys: Keys,
         hasher: Hasher = hash_serially,
+        archive_keys: frozenset[str] = frozenset(),
     ) -> None:
         self.root = root
+        self.archive_keys = archive_keys
         self.registry = registry
         self.registry_trust = registry_trust
         self.unit_keys = unit_keys
@@ -196,6 +198,14 @@ class BundleCheck:
     def _check_manifest_signature(self) -> None:
         signer, sig = self.manifest.get("signer"), self.manifest.get("sig")
         if signer is None and sig is None:
+            if self.archive_keys:
+                self._problem(
+                    self.whole,
+                    "bundle_mismatch",
+                    "the manifest is not signed, but an archive key was named",
+                    file=MANIFEST_NAME,
+                )
+                return
             self.whole.notes.append(
                 f"{MANIFEST_NAME}: not signed (it is a table of contents; the records decide)"
             )
@@ -215,9 +225,20 @@ class BundleCheck:
                 file=MANIFEST_NAME,
             )
             return
+        fp = key_fingerprint(key)
+        if self.archive_keys and fp not in self.archive_keys:
+            self._problem(
+                self.whole,
+                "bundle_mismatch",
+                f"the manifest is signed by key {fp[:16]}..., not by an archive key named "
+                "with --archive-key",
+                file=MANIFEST_NAME,
+            )
+            return
+        named = "a named archive key" if self.archive_keys else "compare it with the archive's"
         self.whole.notes.append(
             f"{MANIFEST_NAME}: signed by {signer.get('id')!r}, key fingerprint "
-            f"{key_fingerprint(key)[:16]}... (compare it with the archive's)"
+            f"{fp[:16]}... ({named})"
         )
 
     # -- dock records

@@ -16,6 +16,7 @@ from daemonkit.config import load_config
 
 from .exc import ConfigError
 from .trust import TRUST_FILE, load_unit_keys
+from .unitkey import parse_fingerprint
 from .verify import CannotCheck, Report, parse_expect_head, verify_path
 
 _log = logging.getLogger(__name__)
@@ -87,6 +88,14 @@ def build_parser() -> argparse.ArgumentParser:
         "a journal that ends before it is reported as tail_cut. Repeat "
         "with DEVICE: for a store holding several devices",
     )
+    parser.add_argument(
+        "--archive-key",
+        metavar="FINGERPRINT",
+        action="append",
+        default=[],
+        help="for a court bundle: its manifest must be signed by the archive key with "
+        "this SHA-256 fingerprint (repeatable)",
+    )
     parser.add_argument("--config", metavar="FILE", help="a TOML config file")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress")
     return parser
@@ -152,6 +161,10 @@ def main(argv: list[str] | None = None) -> int:
             )
         except ConfigError as exc:
             raise UsageError(str(exc)) from None
+        try:
+            archive_keys = frozenset(parse_fingerprint(fp) for fp in args.archive_key)
+        except ValueError as exc:
+            raise UsageError(f"--archive-key: {exc}") from None
         heads = []
         for text in args.expect_head:
             try:
@@ -164,6 +177,7 @@ def main(argv: list[str] | None = None) -> int:
                 registry_path=config["registry"] or None,
                 unit_keys=unit_keys,
                 expect_heads=heads,
+                archive_keys=archive_keys,
             )
         except CannotCheck as exc:
             if config["json"]:

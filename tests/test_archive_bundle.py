@@ -263,3 +263,23 @@ def test_bundle_from_media_records_and_timing(shift, tmp_path):
     print(
         f"bundle: {result.media_bytes / 1e6:.1f} MB, {result.media_files} files in {seconds:.2f} s"
     )
+
+
+def test_archive_key_names_the_manifest_signer(built, shift, archive_key, tmp_path, capsys):
+    from evidence.unitkey import fingerprint
+
+    bundle = copy_of(built, tmp_path)
+    trust = [str(bundle), "--trust", str(shift.trust)]
+    assert verify_main([*trust, "--archive-key", fingerprint(archive_key.public_key_hex)]) == 0
+    capsys.readouterr()
+    other = fingerprint(DeviceIdentity.generate("archive-2").public_key_hex)
+    assert verify_main([*trust, "--archive-key", other]) == 1
+    assert "not by an archive key named" in capsys.readouterr().out
+    assert verify_main([*trust, "--archive-key", "xyz"]) == 2
+    assert "Traceback" not in capsys.readouterr().err
+    # an unsigned bundle, when an archive key is named, fails
+    unsigned = build_bundle(shift.store, [(shift.device, *shift.acts()[0])], tmp_path / "u")
+    assert verify_main([str(unsigned.path), "--trust", str(shift.trust)]) == 0
+    assert (
+        verify_main([str(unsigned.path), "--trust", str(shift.trust), "--archive-key", other]) == 1
+    )
