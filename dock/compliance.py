@@ -161,6 +161,7 @@ def acts_of(
     heard = audio or {}
     acts: list[Act] = []
     act: Act | None = None
+    cut: Act | None = None  # the act a boot interrupted: its open segment is recovered after
     previous: Record | None = None
     for record in records:
         if previous is not None and record.seq != previous.seq + 1 and act is not None:
@@ -173,6 +174,7 @@ def acts_of(
         previous = record
         kind, body = record.kind, record.body
         if kind == "recording_started":
+            cut = None
             if act is None or not act._suspended:
                 if act is not None:  # a new start without a stop: the old act ended unseen
                     _end(act, record, unexplained=True)
@@ -187,6 +189,10 @@ def acts_of(
                 acts.append(act)
             act._suspended = False
         elif act is None:
+            if kind == "segment" and record.body.get("recovered") and cut is not None:
+                cut.segments.append(record)  # signed at the boot after the cut
+            elif kind == "segment":
+                cut = None
             continue
         elif kind == "announcement" and act.announced is None:
             act.announced, act.announced_utc = record.seq, record.utc
@@ -224,7 +230,7 @@ def acts_of(
                 act = None
         elif kind == "boot":  # the camera restarted inside an act: a power cut or a crash
             _end(act, record, unexplained=not act._suspended)
-            act = None
+            act, cut = None, act
     for a in acts:
         a.audio = heard.get(a.announced) if a.announced is not None else None
         _judge(a, procedures, stored, now_ns, limit_h)

@@ -153,8 +153,19 @@ def _store_target(path: Path) -> Target | None:
     return None
 
 
+def _bundle_target(path: Path) -> Target | None:
+    """A court bundle (``archive.bundle``): its manifest at the root, no journal there."""
+    from .verify_bundle import DEVICES_DIR, is_bundle
+
+    if not is_bundle(path):
+        return None
+    base = path / DEVICES_DIR
+    names = sorted(os.listdir(base)) if is_real_dir(base) else []
+    return Target("bundle", path, tuple((f"{DEVICES_DIR}/{n}", base / n, n) for n in names))
+
+
 # Order matters: the first detector that recognises the path wins.
-DETECTORS = (_audit_target, _device_target, _store_target)
+DETECTORS = (_audit_target, _device_target, _bundle_target, _store_target)
 
 
 def detect(path: str | os.PathLike) -> Target:
@@ -280,11 +291,14 @@ def verify_path(
     unit_keys: frozenset[str] | set[str] = frozenset(),
     expect_heads: list[tuple[str | None, int, str]] = (),
     workers: int | None = None,
+    archive_keys: frozenset[str] = frozenset(),
 ) -> Report:
     """Check everything under ``path``; raise :class:`CannotCheck` if it cannot be checked.
 
     ``workers`` threads hash media (default: one per CPU); ``unit_keys`` are the
-    fingerprints of unit keys whose signed registries are trusted.
+    fingerprints of unit keys whose signed registries are trusted; ``archive_keys`` those
+    of which a court bundle's manifest must be signed by one (none named: any signature
+    that verifies, reported with its key's fingerprint).
     """
     target = detect(path)
     registry, label, trusted, where = choose_registry(target, registry_path, frozenset(unit_keys))
@@ -317,6 +331,17 @@ def verify_path(
                     folder, lbl, registry, device, heads, keys, registry_trust=label, role="archive"
                 )
                 report.devices.append(check.run())
+        elif target.kind == "bundle":
+            from .verify_bundle import BundleCheck
+
+            if heads:
+                raise CannotCheck(
+                    "--expect-head is not used for a court bundle: each range is checked "
+                    "against the head its dock signed, which the bundle holds"
+                )
+            report.devices = BundleCheck(
+                target.root, registry, label, frozenset(unit_keys), keys, hasher, archive_keys
+            ).run()
         else:
             for lbl, folder, device in target.folders:
                 report.devices.append(

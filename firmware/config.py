@@ -141,6 +141,7 @@ class DockSection(Section):
     network_retry_max_s: float = setting(more_than(0))
     network_refused_retry_s: float = setting(more_than(0))
     network_idle_s: float = setting(more_than(0))
+    network_clock_tolerance_s: float = setting(at_least(0))
 
 
 @dataclass(frozen=True)

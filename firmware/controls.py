@@ -14,6 +14,7 @@ sees the holds an officer makes.
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -113,37 +114,60 @@ class GpioIndicators:
         self.amber = LED(GPIO["LED_AMBER"], pin_factory=pin_factory)
         self.buzzer = Buzzer(GPIO["BUZZER"], pin_factory=pin_factory)
         self.state = ""
+        # gpiozero's devices are not safe across threads (a blink started in one while
+        # another stops it raises in either: once in the recorder's main loop, which
+        # ended the recording). The main loop sets the LEDs and one beeper thread plays
+        # the patterns; every device call holds this lock.
+        self._leds = threading.RLock()
+        self._patterns: queue.SimpleQueue = queue.SimpleQueue()
+        self._beeper: threading.Thread | None = None
+        self._closing = threading.Event()
 
     def show(self, state: str) -> None:
         if state not in LED_STATES:
             raise ValueError(f"unknown indicator state {state!r}")
-        self.state = state
-        for led, how in zip((self.red, self.green, self.amber), LED_STATES[state], strict=True):
-            if how == "blink":
-                led.blink(0.25, 0.25)
-            elif how:
-                led.on()
-            else:
-                led.off()
+        with self._leds:
+            self.state = state
+            for led, how in zip((self.red, self.green, self.amber), LED_STATES[state], strict=True):
+                if how == "blink":
+                    led.blink(0.25, 0.25)
+                elif how:
+                    led.on()
+                else:
+                    led.off()
 
     def beep(self, pattern: str) -> None:
-        steps = beep_steps(pattern)
-        if len(steps) == 1 and pattern in BEEPS:
-            self.buzzer.beep(*steps[0], background=True)
-            return
-        threading.Thread(target=self._count, args=(steps,), daemon=True).start()
+        """Queue ``pattern``; the beeper thread plays patterns in turn, so the caller (the
+        recorder's main loop) never waits."""
+        steps = beep_steps(pattern)  # an unknown pattern raises here, in the caller
+        with self._leds:
+            if self._beeper is None:
+                self._beeper = threading.Thread(target=self._play, name="beeper", daemon=True)
+                self._beeper.start()
+        self._patterns.put((pattern, steps))
 
-    def _count(self, steps: list[tuple[float, float, int]]) -> None:
-        """A counted pattern on the buzzer and the green LED together, then the LEDs as
-        they were."""
-        try:
-            for on, off, count in steps:
-                self.green.blink(on, off, count, background=True)
-                self.buzzer.beep(on, off, count, background=False)
-            self.show(self.state or "ready")
-        except Exception as exc:  # closed meanwhile (shutdown): the pattern just ends
-            _log.debug("beep pattern cut short: %s", exc)
+    def _play(self) -> None:
+        while (item := self._patterns.get()) is not None:
+            pattern, steps = item
+            counted = not (len(steps) == 1 and pattern in BEEPS)  # with the green LED
+            try:
+                for on, off, count in steps:
+                    with self._leds:  # started under the lock, waited for outside it
+                        if self._closing.is_set():
+                            break
+                        if counted:
+                            self.green.blink(on, off, count, background=True)
+                        self.buzzer.beep(on, off, count, background=True)
+                    if self._closing.wait((on + off) * count):
+                        break
+                if counted and not self._closing.is_set():
+                    self.show(self.state or "ready")  # the LEDs as they were
+            except Exception as exc:  # closed meanwhile (shutdown): the pattern just ends
+                _log.debug("beep pattern %s cut short: %s", pattern, exc)
 
     def close(self) -> None:
-        for device in (self.red, self.green, self.amber, self.buzzer):
-            device.close()
+        self._closing.set()
+        self._patterns.put(None)
+        with self._leds:
+            for device in (self.red, self.green, self.amber, self.buzzer):
+                device.close()

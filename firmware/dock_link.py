@@ -117,12 +117,19 @@ class DockLink:
         chunk: int = CHUNK,
         max_clock_step_s: float = MAX_CLOCK_STEP_S,
         pinned_key: str | None = None,
+        clock_tolerance_s: float = 0.0,
     ) -> None:
         """``pinned_key``: the dock key this session's connection is already
         authenticated to (the TLS peer key, pinned by :mod:`firmware.netdock`); the dock's
-        CHALLENGE must name it and be that key's dock of the registry, else it is refused."""
+        CHALLENGE must name it and be that key's dock of the registry, else it is refused.
+
+        ``clock_tolerance_s``: a dock's time closer than this to the camera's is not
+        stepped to (0 on the cable: always set). The network docks every minute while
+        recording: a step of milliseconds each time would only add a record, and a step
+        back may land between two records another thread appends."""
         self.root = Path(storage_root)
         self.pinned_key = pinned_key
+        self.clock_tolerance_ns = int(clock_tolerance_s * NS)
         self.journal = journal
         self.clock = clock
         self.trusted_docks = dict(trusted_docks or {})
@@ -335,6 +342,17 @@ class DockLink:
             "set": False,
             "reason": "",
         }
+        if dock.problem is None and abs(offset) < self.clock_tolerance_ns:
+            # Close enough: not stepped, nothing journaled (the dock records the offset).
+            self._verify(
+                dock, clock_message(dock.id, self._device, dock.session, new_ns), body, "CLOCK"
+            )
+            self._journal_docked(dock)
+            reply["reason"] = (
+                f"within {self.clock_tolerance_ns / NS:g} s of the dock's time: not stepped"
+            )
+            link.send_json(FrameType.CLOCK_SET, reply)
+            return
         reason = self._clock_refusal(dock, body, new_ns, offset)
         if not reason:
             reason = self._set_clock(dock, body["dock_sig"], old_ns, new_ns)

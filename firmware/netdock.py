@@ -91,6 +91,7 @@ class NetUploader:
         refused_retry_s: float = 120.0,
         idle_s: float = 60.0,
         max_clock_step_s: float = MAX_CLOCK_STEP_S,
+        clock_tolerance_s: float = 1.0,
         gate: SessionGate | None = None,
         open_connection: Callable[[tuple[str, int], float], Any] = connect,
     ) -> None:
@@ -109,6 +110,7 @@ class NetUploader:
         self.refused_retry_s = refused_retry_s
         self.idle_s = idle_s
         self.max_clock_step_s = max_clock_step_s
+        self.clock_tolerance_s = clock_tolerance_s
         self.gate = gate or SessionGate()
         self._connect = open_connection
         self._stop = threading.Event()
@@ -244,6 +246,7 @@ class NetUploader:
                 timeout=self.timeout,
                 max_clock_step_s=self.max_clock_step_s,
                 pinned_key=key,
+                clock_tolerance_s=self.clock_tolerance_s,
             )
             return link.run_session(port)
         finally:
@@ -279,5 +282,6 @@ def uploader_for(
         refused_retry_s=dock["network_refused_retry_s"],
         idle_s=dock["network_idle_s"],
         max_clock_step_s=dock["max_clock_step_s"],
+        clock_tolerance_s=dock["network_clock_tolerance_s"],
         gate=gate,
     )

@@ -528,11 +528,11 @@ class Recorder:
                 _log.info("%s", Event(record_kind, body))  # words, or JSON fields
         elif kind == "show":
             docked = self._docked and self.machine.state in (READY, FAULT)
-            self.indicators.show("docked" if docked else args[0])
+            self._indicate(self.indicators.show, "docked" if docked else args[0])
             systemd.status(f"{self.machine.state}")
         elif kind == "beep":
             self.stats.beeps[args[0]] = self.stats.beeps.get(args[0], 0) + 1
-            self.indicators.beep(args[0])
+            self._indicate(self.indicators.beep, args[0])
         elif kind == "start_recording":
             self.writer.begin(args[0])
         elif kind == "stop_recording":
@@ -545,6 +545,13 @@ class Recorder:
             self._helper("camera-restart", self._restart_camera)
         else:
             raise ValueError(f"unknown action {kind!r}")
+
+    def _indicate(self, call, what: str) -> None:
+        """An LED or buzzer that fails must not stop the recording: it is logged instead."""
+        try:
+            call(what)
+        except Exception:
+            _log.exception("indicators: %s failed; recording goes on", what)
 
     def _helper(self, name: str, target) -> None:
         self._helpers = [t for t in self._helpers if t.is_alive()]

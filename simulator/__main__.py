@@ -64,6 +64,13 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="dock the camera after the shift (offload into DIR/dock/)",
     )
+    s.add_argument(
+        "--network",
+        action="store_true",
+        help="a fixed camera, or a body camera on the station's Wi-Fi: dock each closed "
+        "segment over loopback TLS into DIR/dock/ while recording (scenario: "
+        "[shift] network = true; see docs/simulator.md)",
+    )
     _mqtt_flag(s)
     s.add_argument(
         "--no-progress",
@@ -174,6 +181,7 @@ def _shift(args: argparse.Namespace) -> int:
                 mqtt=mqtt,
                 docks_after=args.dock,
                 progress=bar.tick if bar is not None else None,
+                network=args.network or bool(scenario.shift.get("network", False)),
             )
             if bar is not None:
                 bar.tick(summary["simulated_s"], force=True)
@@ -285,6 +293,20 @@ def _dock_line(dock: dict[str, Any] | None) -> str:
     return line
 
 
+def _network_line(net: dict[str, Any]) -> str:
+    """What the network carried, in one line."""
+    line = (
+        f"network: {net['segments_stored']} segments stored over TLS at {net['address']} in "
+        f"{net['stored_sessions']} sessions ({net['failed_tries']} failed tries)"
+    )
+    real = net.get("close_to_stored_s")
+    if real:
+        line += f"; close to stored p50 {real['p50']:.2f} s, p99 {real['p99']:.2f} s"
+    if net.get("segments_left_for_the_cable"):
+        line += f"; {net['segments_left_for_the_cable']} left for the cable (--dock)"
+    return line
+
+
 def _print_summary(out: Path, summary: dict[str, Any], path: Path, *, docked: bool) -> None:
     print(
         f"shift: {summary['simulated_s'] / 3600:.2f} h simulated in {summary['wall_s']:.1f} s "
@@ -297,7 +319,12 @@ def _print_summary(out: Path, summary: dict[str, Any], path: Path, *, docked: bo
         f"stoppages: {stoppages}; battery_low: {summary['battery_low']}; "
         f"recovered: {summary['recovered']}"
     )
-    print(_dock_line(summary.get("dock")))
+    if summary.get("network"):
+        print(_network_line(summary["network"]))
+    if summary.get("network") and not docked:
+        print(f"dock store: {out / 'dock'} (what the network carried)")
+    else:
+        print(_dock_line(summary.get("dock")))
     print(f"storage: {out / 'device'}  summary: {path}")
     from evidence.registry import Registry
     from evidence.unitkey import show_fingerprint
@@ -307,7 +334,8 @@ def _print_summary(out: Path, summary: dict[str, Any], path: Path, *, docked: bo
         f"trust: the simulated unit key {show_fingerprint(signed.fingerprint)} signed "
         f"{out / 'registry.json'}; {out / 'trust.toml'} names it (bodycam-verify --trust)"
     )
-    print(f"next: {_verify_command(out, docked=bool(docked and summary.get('dock')))}")
+    stored = bool(docked and summary.get("dock")) or bool(summary.get("network"))
+    print(f"next: {_verify_command(out, docked=stored)}")
 
 
 def _continue_hint(out: Path) -> None:

@@ -402,6 +402,7 @@ class SimSpeaker:
         self.played: list[tuple[int | None, Path, Path]] = []
         self._plays: list[_Play] = []
         self._covered = threading.Event()
+        self._dead = threading.Event()
         self._lock = threading.Lock()
 
     @property
@@ -417,8 +418,19 @@ class SimSpeaker:
         _log.info("speaker uncovered")
         self._covered.clear()
 
+    def fail(self) -> None:
+        """Fault: the speaker is dead (a broken coil, a cut wire): plays raise OSError."""
+        _log.info("speaker failed")
+        self._dead.set()
+
+    def recover(self) -> None:
+        _log.info("speaker recovered")
+        self._dead.clear()
+
     def play_wav(self, path: str | Path) -> None:
         """Play ``path`` to the end: copy it, then let its duration pass on the clock."""
+        if self._dead.is_set():
+            raise OSError("the speaker gives no sound (simulated fault)")
         source = Path(path)
         duration = wav_duration(source)
         self.out_dir.mkdir(parents=True, exist_ok=True)

@@ -16,6 +16,7 @@ import select
 import struct
 import termios
 import threading
+import time
 import tty
 from pathlib import Path
 from typing import Any
@@ -158,12 +159,28 @@ def open_dock_port(path: str, timeout: float = 1.0):
 
 
 def ensure_dock(
-    dock_dir: Path, key_path: Path, registry_path: Path | None, dock_id: str = "dock-sim"
+    dock_dir: Path,
+    key_path: Path,
+    registry_path: Path | None,
+    dock_id: str = "dock-sim",
+    clock: Any = None,
 ):
     """The dock's identity (made once) and a store whose registry, signed by the simulated
     unit key (``<dock_dir>/../unit-key/unit.key``), lists the dock and every camera of
-    ``registry_path``. The store trusts only that unit key, as a real dock does."""
-    from dock.store import REGISTRY_NAME, Store
+    ``registry_path``. The store trusts only that unit key, as a real dock does.
+    ``clock``: the store's and its dock journal's (default the system clock)."""
+    from dock.store import Store
+
+    identity, fingerprint = prepare_dock(dock_dir, key_path, registry_path, dock_id)
+    return identity, Store(dock_dir, clock, identity=identity, unit_keys=frozenset({fingerprint}))
+
+
+def prepare_dock(
+    dock_dir: Path, key_path: Path, registry_path: Path | None, dock_id: str = "dock-sim"
+) -> tuple[Any, str]:
+    """The dock's identity (made once), listed in the store's registry and the shift's
+    (see :func:`ensure_dock`); and the simulated unit key's fingerprint."""
+    from dock.store import REGISTRY_NAME
     from evidence.identity import DeviceIdentity
     from evidence.registry import DockEntry, Registry
 
@@ -180,7 +197,7 @@ def ensure_dock(
     if registry_path is not None and Registry.load(registry_path).fingerprint == key.fingerprint:
         register(registry_path, key, docks=[dock])  # the shift's own registry lists it too
     register(dock_dir / REGISTRY_NAME, key, docks=[dock], merge_from=registry_path)
-    return identity, Store(dock_dir, identity=identity, unit_keys=frozenset({key.fingerprint}))
+    return identity, key.fingerprint
 
 
 def run_docking(store, dock_identity, camera_link, port_timeout: float = 10.0) -> tuple[Any, Any]:
@@ -257,9 +274,6 @@ def dock_shift(
     from simulator.clock import SimClock
 
     device_dir, dock_dir = Path(device_dir), Path(dock_dir)
-    dock_identity, store = ensure_dock(
-        dock_dir, dock_dir.parent / "dock-key" / "dock.key", Path(registry_path)
-    )
     identity = DeviceIdentity.load(key_path)
     # The camera's RTC kept the shift's time; the officer walks to the dock for a minute.
     # The camera's clock has drifted RTC_DRIFT_NS behind the dock's, which corrects it.
@@ -270,7 +284,18 @@ def dock_shift(
     )
     if clock.time_ns() < camera_clock.time_ns() + RTC_DRIFT_NS:
         clock.set_time_ns(camera_clock.time_ns() + RTC_DRIFT_NS)
-    store.clock = clock
+    # The dock's store and journal keep the simulated day too; after a network shift its
+    # journal already holds records of that day, and its clock goes on after them.
+    from dock.store import Store
+    from evidence.dockjournal import DOCK_JOURNALS_DIR
+
+    dock_identity, fingerprint = prepare_dock(
+        dock_dir, dock_dir.parent / "dock-key" / "dock.key", Path(registry_path)
+    )
+    own = dock_dir / DOCK_JOURNALS_DIR / dock_identity.device_id / "journal.jsonl"
+    if own.exists() and clock.time_ns() <= (last := _last_record_ns(own)[0]):
+        clock.set_time_ns(last + NS)
+    store = Store(dock_dir, clock, identity=dock_identity, unit_keys=frozenset({fingerprint}))
     journal = Journal(device_dir / "journal.jsonl", identity, clock=camera_clock, repair_torn=True)
     alerts = None
     try:
@@ -301,3 +326,167 @@ def dock_shift(
     if isinstance(camera, Exception):
         summary["camera_error"] = str(camera)
     return summary
+
+
+class NetworkDock:
+    """The station's dock on loopback TLS, for a simulated fixed camera or a body camera
+    on the station's Wi-Fi (``bodycam-sim shift --network``, or ``[shift] network = true``).
+
+    The real network bay (:class:`dock.netbay.NetListener`) serves the store
+    ``<out>/dock`` (made as :func:`dock_shift` makes it: the dock is in the shift's signed
+    registry, which the camera pins its key from) on a free loopback port, its clock the
+    shift's simulated clock; the real uploader (:class:`firmware.netdock.NetUploader`)
+    runs beside the recorder. :meth:`summary` says what the network carried and how soon:
+    close to stored in real seconds (the session that stored a segment ended that long
+    after the segment closed), and from the two journals' stamps in simulated seconds (at
+    a speed above 1, a session's real latency counts that many times).
+
+    Threads: the bay's (see :mod:`dock.netbay`) and the uploader's; the journal listener
+    only notes times."""
+
+    def __init__(self, out: Path, registry_path: Path) -> None:
+        self.out = Path(out)
+        self.registry_path = Path(registry_path)
+        self.identity, self.fingerprint = prepare_dock(
+            self.out / "dock", self.out / "dock-key" / "dock.key", self.registry_path
+        )
+        self.stop_event = threading.Event()
+        self.bay: Any = None
+        self.store: Any = None
+        self.uploader: Any = None
+        self._closed: dict[int, float] = {}  # segment seq -> wall time it closed
+        self._delays: list[float] = []
+        self._lock = threading.Lock()
+
+    @property
+    def address(self) -> str:
+        from wire.net import format_address
+
+        return format_address(self.bay.address) if self.bay is not None else "127.0.0.1:0"
+
+    def camera_settings(self) -> dict[str, Any]:
+        """The camera's ``[dock]`` table: network on (the port is known once the bay
+        listens: :meth:`start` sets it), pinned by the shift's registry. The dock's clock
+        is the camera's own simulated one, so no step is ever needed (a difference is a
+        session's real latency, times the speed)."""
+        return {
+            "network": self.address,
+            "registry": str(self.registry_path),
+            "unit_keys": [self.fingerprint],
+            "port": "",
+            "network_clock_tolerance_s": 86400.0,
+        }
+
+    def start(self, recorder: Any, clock: Any) -> None:
+        """Open the store on the shift's ``clock`` (its journal too: the dock's records
+        follow the simulated day), serve it, and start ``recorder``'s uploader (the
+        recorder has started: its journal is open)."""
+        from dock.netbay import NetListener
+        from dock.store import Store
+        from firmware import config as cfg
+        from firmware.netdock import uploader_for
+
+        self.store = Store(
+            self.out / "dock",
+            clock,
+            identity=self.identity,
+            unit_keys=frozenset({self.fingerprint}),
+        )
+        self.bay = NetListener(
+            ("127.0.0.1", 0), self.store, self.identity, self.stop_event, exit_on_fault=False
+        )
+        self.bay.start()
+        recorder.config["dock"]["network"] = self.address
+        recorder.journal.add_listener(self._on_record)
+        self.uploader = uploader_for(
+            recorder, recorder.config["dock"], cfg.dock_entries(recorder.config)
+        )
+        self._watch = threading.Thread(target=self._results, name="sim-net-watch", daemon=True)
+        self._watch.start()
+        recorder.services.append(self.uploader)  # stopped before the journal closes
+        self.uploader.start()
+
+    def _on_record(self, record: Any) -> None:  # the appending thread
+        if record.kind == "segment":
+            with self._lock:
+                self._closed[record.seq] = time.monotonic()
+
+    def _results(self) -> None:
+        """Each stored session: the segments its receipt covers were stored by its end."""
+        seen = 0
+        with self.bay.done:
+            while not self.stop_event.is_set():
+                self.bay.done.wait(0.5)
+                results = list(self.bay.results)
+                now = time.monotonic()
+                for result in results[seen:]:
+                    upto = result.get("receipt_upto")
+                    if result["outcome"] != "stored" or upto is None:
+                        continue
+                    with self._lock:
+                        for seq in [s for s in self._closed if s <= upto]:
+                            self._delays.append(now - self._closed.pop(seq))
+                seen = len(results)
+
+    def close(self) -> None:
+        self.stop_event.set()
+        if self.bay is not None:
+            self.bay.join(15)
+            self._watch.join(5)
+            self.store.close()
+
+    def summary(self, camera_journal: Path) -> dict[str, Any]:
+        """What the network carried (call after :meth:`close`)."""
+        from evidence.clock import parse_utc
+
+        stamps: dict[int, int] = {}
+        for line in [line for _, line in _lines(camera_journal)]:
+            record = _record(line)
+            if record is not None and record.kind == "segment":
+                stamps[record.seq] = parse_utc(record.utc)
+        simulated = []
+        dock_journal = self.out / "dock" / "_docks" / self.identity.device_id / "journal.jsonl"
+        for line in [line for _, line in _lines(dock_journal)]:
+            record = _record(line)
+            if record is not None and record.kind == "stored" and record.body["seq"] in stamps:
+                simulated.append((parse_utc(record.utc) - stamps.pop(record.body["seq"])) / 1e9)
+        up = self.uploader
+        if self.bay is None:
+            return {"address": None, "sessions": 0}
+        return {
+            "address": self.address,
+            "sessions": self.bay.sessions,
+            "stored_sessions": sum(r["outcome"] == "stored" for r in self.bay.results),
+            "refused_connections": len(self.bay.refusals),
+            "failed_tries": up.failures if up is not None else 0,
+            "segments_stored": len(simulated),
+            "segments_left_for_the_cable": len(stamps),
+            "close_to_stored_s": _percentiles(self._delays),
+            "close_to_stored_simulated_s": _percentiles(simulated),
+        }
+
+
+def _lines(path: Path) -> list[tuple[int, bytes]]:
+    from evidence.journal import scan_journal
+
+    return [(o, line) for o, line in scan_journal(path).lines if line] if path.exists() else []
+
+
+def _record(line: bytes) -> Any:
+    from evidence.record import Record
+
+    try:
+        return Record.from_bytes(line)
+    except ValueError:
+        return None
+
+
+def _percentiles(values: list[float]) -> dict[str, float] | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+
+    def at(p: float) -> float:
+        return round(ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))], 3)
+
+    return {"n": len(ordered), "p50": at(50), "p99": at(99), "max": round(ordered[-1], 3)}

@@ -11,10 +11,13 @@ battery_crit.  the battery drops to ``critical_percent`` (3 %)  the level before
 overheat       the SoC reads ``overheat_c`` (85 C)              the temperature before
 microphone     ``microphone.healthy()`` is False, audio silent  ``microphone.recover()``
 speaker_cove.  the speaker is covered: what it plays is muffled ``speaker.uncover()``
+speaker        the speaker is dead: a play raises OSError         ``speaker.recover()``
 ============== =============================================== ==========================
 
 ``speaker_covered`` is no stoppage: the camera cannot tell, it plays the announcement and
-journals it as usual; only the dock's check of the recorded audio notices.
+journals it as usual; only the dock's check of the recorded audio notices. A dead
+``speaker`` is no stoppage either: the recorder logs that the announcement was not played
+and journals no ``announcement``, which the compliance report finds.
 
 Schedules are written ``KIND@START[+DURATION]``, times in simulated time since the clock
 was made, as seconds or with units: ``camera@2h+10m``, ``storage_full@7h30m``,
@@ -42,8 +45,21 @@ from simulator.clock import NS, SimClock
 
 _log = logging.getLogger(__name__)
 
-KINDS = ("camera", "storage_full", "battery_critical", "overheat", "microphone", "speaker_covered")
-NEEDS = {"camera": "camera", "microphone": "microphone", "speaker_covered": "speaker"}
+KINDS = (
+    "camera",
+    "storage_full",
+    "battery_critical",
+    "overheat",
+    "microphone",
+    "speaker_covered",
+    "speaker",
+)
+NEEDS = {
+    "camera": "camera",
+    "microphone": "microphone",
+    "speaker_covered": "speaker",
+    "speaker": "speaker",
+}
 
 _DURATION = re.compile(r"^(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s?)?$")
 
@@ -143,6 +159,8 @@ class Faults:
             self.microphone.fail()
         elif kind == "speaker_covered":
             self.speaker.cover()
+        elif kind == "speaker":
+            self.speaker.fail()
         elif kind == "storage_full":
             self.power.set_storage_full(True)
         elif kind == "battery_critical":
@@ -166,6 +184,8 @@ class Faults:
             self.microphone.recover()
         elif kind == "speaker_covered":
             self.speaker.uncover()
+        elif kind == "speaker":
+            self.speaker.recover()
         elif kind == "storage_full":
             self.power.set_storage_full(False)
         elif kind == "battery_critical":

@@ -15,6 +15,7 @@ A scenario file::
     start = "2026-12-07T08:00:00+08:00"   # when the shift begins (ISO 8601 with its offset;
                                    # default now, or after the journal's last record)
     dock_after = "25h"             # with --dock: how long after the shift it is docked
+    network = true                 # as --network: dock each segment over loopback TLS
     room_gain_db = -12.0           # the speaker as the microphone hears it
     noise_db = -45.0               # the room's noise floor, dBFS RMS
 
@@ -28,7 +29,12 @@ A scenario file::
     at = "20m"
     do = "fault"
     fault = "camera"               # camera | microphone | storage_full | overheat |
-                                   # battery_critical | speaker_covered (simulator.faults)
+                                   # battery_critical | speaker_covered | speaker
+                                   # (simulator.faults)
+    [[event]]
+    at = "30m"
+    do = "power_cut"               # the battery is pulled: the camera dies as it is
+    seconds = 120                  # and is switched on again this much later
     [[event]]
     at = "21m"
     do = "clear"
@@ -62,8 +68,18 @@ ACTIONS = {
     "fault": "inject `fault`",
     "clear": "end `fault`",
     "battery": "set the battery to `percent`",
+    "power_cut": "the power fails at once (the battery pulled): the disk keeps what it held "
+    "at that instant; the camera boots again `seconds` later (default 60)",
 }
-FAULTS = ("camera", "microphone", "storage_full", "overheat", "battery_critical", "speaker_covered")
+FAULTS = (
+    "camera",
+    "microphone",
+    "storage_full",
+    "overheat",
+    "battery_critical",
+    "speaker_covered",
+    "speaker",
+)
 BUTTONS = ("record", "mark", "function")
 SHIFT_KEYS = {
     "duration": (str, int, float),
@@ -79,6 +95,7 @@ SHIFT_KEYS = {
     "dock_after": (str, int, float),
     "room_gain_db": (int, float),
     "noise_db": (int, float),
+    "network": bool,
 }
 _DURATION = re.compile(r"^(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s)?$")
 
@@ -179,7 +196,9 @@ def load_scenario(path: str | Path) -> Scenario:
     for key, value in shift.items():
         if key not in SHIFT_KEYS:
             raise ConfigError(f"{path}: unknown setting shift.{key}")
-        if not isinstance(value, SHIFT_KEYS[key]) or isinstance(value, bool):
+        if not isinstance(value, SHIFT_KEYS[key]) or (
+            isinstance(value, bool) and SHIFT_KEYS[key] is not bool
+        ):
             raise ConfigError(f"{path}: shift.{key} has the wrong type")
         try:
             if key == "start":

@@ -317,6 +317,7 @@ class ShiftDriver:
 
         self.hw = hw
         self.recorder = recorder
+        self.cut: DiskAtCut | None = None  # a power cut the shift's loop has to carry out
         self.clock = hw["clock"]
         self.config = config
         self.t0 = t0
@@ -399,8 +400,49 @@ class ShiftDriver:
             self.faults.start(event.fault)
         elif do == "clear":
             self.faults.end(event.fault)
+        elif do == "power_cut":
+            # The disk as it is at this instant, and no more frames: time stands still
+            # but for sleepers. run_shift's loop then stops the dead recorder's threads
+            # and boots a new one on this disk (a clock callback cannot do it: it runs in
+            # one of those threads).
+            self.cut = DiskAtCut(self.recorder.root, event.seconds or 60.0)
+            self.hw["camera"].stop()
         else:
             raise ValueError(f"unknown scenario action {do!r}")
+
+
+class DiskAtCut:
+    """A device folder as a power cut leaves it: what was on disk at that instant.
+
+    Closed media are never written again, so only their names are kept; every other file
+    (the journal, its reserve, the open segment) is kept byte for byte. :meth:`restore`
+    puts the folder back to that state after the dead camera's threads have been stopped
+    (what they wrote after the cut is removed), so the next boot finds what a real power
+    cut leaves: a journal that may end mid-line, an unsigned open segment."""
+
+    def __init__(self, root: Path, off_s: float) -> None:
+        self.root = root
+        self.off_s = off_s
+        journal = root / "journal.jsonl"
+        closed = set()
+        for _, line in scan_journal(journal).lines if journal.exists() else []:
+            try:
+                media = Record.from_bytes(line).media
+            except ValueError:
+                continue
+            if media is not None:
+                closed.add(root / media[0])
+        self.files: dict[Path, bytes | None] = {}
+        for path in sorted(p for p in root.rglob("*") if p.is_file()):
+            self.files[path] = None if path in closed else path.read_bytes()
+
+    def restore(self) -> None:
+        for path in sorted(p for p in self.root.rglob("*") if p.is_file()):
+            if path not in self.files:
+                path.unlink()
+        for path, data in self.files.items():
+            if data is not None:
+                atomic_write_bytes(path, data)
 
 
 def recorder_on(
@@ -423,6 +465,36 @@ def recorder_on(
     )
 
 
+def power_cycle(driver: ShiftDriver, loop: threading.Thread, link: Any, make, mqtt: Any):
+    """Carry out the driver's power cut: stop the dead camera's threads, put its disk back
+    as it was at the cut, let the power stay off, and boot a new recorder on that disk.
+    Returns the new (recorder, main loop thread, alert link)."""
+    cut, driver.cut = driver.cut, None
+    assert cut is not None
+    _log.warning("power cut: the camera is off for %s", hms(cut.off_s))
+    if link is not None:
+        link.stop(offline=False)  # the broker's will says offline, as after a real cut
+    driver.recorder.request_stop()
+    loop.join(120)
+    cut.restore()
+    clock = driver.clock
+    clock.sleep_until(clock.monotonic_ns() + int(cut.off_s * NS))  # nobody drives time
+    recorder = make()
+    driver.recorder = recorder
+    recorder.start()
+    if mqtt is not None:
+        from firmware.mqtt import link_for_recorder
+
+        link = link_for_recorder(recorder, mqtt)
+        link.start()
+    loop = threading.Thread(target=recorder.run, name="recorder-main", daemon=True)
+    loop.start()
+    frames = driver.hw["camera"].frames
+    driver.hw["camera"].wait_frames(frames + 1, timeout=30)  # it drives time again
+    _log.warning("power back: the camera booted again")
+    return recorder, loop, link
+
+
 def run_shift(
     out: Path,
     scenario: Scenario,
@@ -434,13 +506,16 @@ def run_shift(
     mqtt: Any = None,
     docks_after: bool = False,
     progress: Callable[[float], None] | None = None,
+    network: bool = False,
 ) -> dict[str, Any]:
     """Run one shift into ``out``; returns the summary (also written to summary.json
     by the command). ``mqtt`` (a ``firmware.mqtt.MqttSettings``) runs the camera's alert
     link to that broker during the shift (docs/alerts.md); with ``docks_after`` its end
     does not say ``shift_ended``: the dock step's link says it after the dock's receipt.
     ``progress`` is called with the simulated seconds so far, once per simulated second,
-    in the calling thread.
+    in the calling thread. With ``network`` the camera docks each closed segment over
+    loopback TLS into ``out/dock`` while it records (:class:`simulator.dockbay.NetworkDock`);
+    the summary's ``network`` says what it carried and how soon.
 
     Ctrl-C (KeyboardInterrupt) ends the shift early the way its end does (the recorder
     closes and signs its last segment); the summary then says ``"interrupted": true`` and
@@ -450,7 +525,16 @@ def run_shift(
     from .board import Board
 
     out.mkdir(parents=True, exist_ok=True)
-    identity, _ = prepare_device(out, scenario)
+    identity, registry_path = prepare_device(out, scenario)
+    net = None
+    if network:
+        from .dockbay import NetworkDock
+
+        net = NetworkDock(out, registry_path)
+        dock = {**scenario.config.get("dock", {}), **net.camera_settings()}
+        scenario = Scenario(
+            scenario.shift, {**scenario.config, "dock": dock}, scenario.events, scenario.name
+        )
     config = shift_config(out, scenario)
     factory = MockFactory()
     board = Board(None, factory)  # before any gpiozero device, so it sees every change
@@ -487,6 +571,8 @@ def run_shift(
         if at < duration_s:
             driver.schedule(event, t0 + int(at * NS))
     recorder.start()
+    if net is not None:
+        net.start(recorder, clock)
     link = None
     if mqtt is not None:
         from firmware.mqtt import link_for_recorder
@@ -503,6 +589,21 @@ def run_shift(
         end = t0 + int(duration_s * NS)
         while (now := clock.monotonic_ns()) < end:
             clock.sleep_until(min(end, now + NS))
+            if driver.cut is not None:
+                recorder, loop, link = power_cycle(
+                    driver,
+                    loop,
+                    link,
+                    lambda: recorder_on(
+                        hw,
+                        config,
+                        identity,
+                        pin_factory=factory,
+                        sign=sign,
+                        pacer=LockstepPacer(clock) if speed is None else None,
+                    ),
+                    mqtt,
+                )
             if progress is not None:
                 progress((clock.monotonic_ns() - t0) / NS)
     except KeyboardInterrupt:  # Ctrl-C: end the shift here, as its end would
@@ -511,6 +612,8 @@ def run_shift(
     finally:
         recorder.request_stop()
         loop.join(120)
+        if net is not None:
+            net.close()
         if link is not None:  # let the last alerts reach a reachable broker, say offline
             if link.wait_connected(0):
                 link.wait_idle(10)
@@ -522,6 +625,8 @@ def run_shift(
     simulated = min(duration_s, (clock.monotonic_ns() - t0) / NS) if interrupted else duration_s
     summary = summarize(out, recorder, hw, lines_before, simulated, wall, scenario)
     summary["interrupted"] = interrupted
+    if net is not None:
+        summary["network"] = net.summary(journal_path)
     summary["planned_s"] = round(duration_s, 3)
     summary["amber_led_on"] = sum(1 for _, level in board.history("LED_AMBER") if level > 0)
     summary["faults"] = [[format_utc(t), kind, what] for t, kind, what in driver.faults.log]

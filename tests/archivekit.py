@@ -1,69 +1,61 @@
-"""Helpers for the archive tests: a real dock store with two acts of one camera (made with
-the real journal, media writer and one docking over a pty pair), and an archive over it on
-each database backend (``db_url`` from :mod:`pgkit`)."""
+"""Helpers for the archive export tests: a real simulated shift, docked into a real store.
+
+The shift runs the real recorder, simulated camera and dock (``simulator shift --dock``),
+so bundles and party copies are built from real MPEG-TS segments and real journals.
+"""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from dockkit import NS, START, dock_once, make_camera, make_dock
-
-from archive.service import Archive
-from evidence.clock import format_utc
-from evidence.registry import ArchiveEntry, Registry
-from simulator.clock import SimClock
-from simulator.unit import unit_key
-
-PW = "correct horse battery"
-DAY = 86_400 * NS
+from evidence.journal import JOURNAL_NAME, scan_journal
+from evidence.record import Record
 
 
-@dataclass
-class World:
-    """A dock store with two acts of ``cam-001`` (officer A1024), an hour apart."""
-
-    tmp: Path
+@dataclass(frozen=True)
+class Shift:
+    root: Path  # the simulator's --out folder (trust.toml, registry.json, keys)
     store: Path
     device: str
-    acts: list[tuple[int, list[str]]]  # (start seq, segment files)
-    act_ends: list[str]
-    first_start: str
+    folder: Path  # the device's folder in the store
+    records: list[Record]
+
+    @property
+    def trust(self) -> Path:
+        return self.root / "trust.toml"
+
+    def acts(self) -> list[tuple[int, int]]:
+        """``(recording_started seq, recording_stopped seq)`` of each recording."""
+        acts, start = [], None
+        for r in self.records:
+            if r.kind == "recording_started":
+                start = r.seq
+            elif r.kind == "recording_stopped" and start is not None:
+                acts.append((start, r.seq))
+                start = None
+        return acts
+
+    def segments(self, first: int, last: int) -> list[Record]:
+        return [r for r in self.records if r.kind == "segment" and first <= r.seq <= last]
 
 
-def build_world(tmp: Path) -> World:
-    clock = SimClock(START)
-    camera, registry = make_camera(tmp, "cam-001", officer="A1024", clock=clock)
-    acts, ends = [], []
-    first = format_utc(clock.time_ns())
-    for n in (3, 2):
-        seq = camera.journal.next_seq
-        acts.append((seq, camera.record(n, 3000 + seq)))
-        ends.append(format_utc(clock.time_ns()))
-        clock.advance(3600 * NS)
-    dock_identity, store = make_dock(tmp, registry, clock)
-    result, outcome = dock_once(store, dock_identity, camera)
-    assert not isinstance(outcome, BaseException), outcome
-    store.close()
-    camera.close()
-    return World(tmp, tmp / "dock", "cam-001", acts, ends, first)
-
-
-def make_archive(world: World, folder: Path, db_url: str, clock: SimClock) -> Archive:
-    return Archive.create(
-        folder, world.store, "archive-1", "admin", PW, database=db_url, clock=clock
+def run_shift(out: Path, duration: str = "5m") -> Shift:
+    """A short simulated shift with docking; fails the test if the simulator fails."""
+    done = subprocess.run(
+        [sys.executable, "-m", "simulator", "shift", "--out", str(out), "-q", "--dock"]
+        + ["--duration", duration],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
-
-
-def register_archive(world: World, archive: Archive) -> str:
-    """Add the archive's key to the store's unit-signed registry; the unit key's fingerprint."""
-    key = unit_key(world.tmp)
-    path = world.store / "registry.json"
-    registry = Registry.load(path)
-    registry.add_archive(
-        ArchiveEntry(archive.identity.device_id, archive.identity.public_key_hex, key.unit),
-        replace=True,
-    )
-    registry.save_signed(path, key, format_utc(START))
-    archive.refresh_registry()
-    return key.fingerprint
+    assert done.returncode == 0, done.stderr[-2000:]
+    store = out / "dock"
+    folders = [p for p in store.glob("*/*") if (p / JOURNAL_NAME).is_file()]
+    folders = [p for p in folders if not p.parent.name.startswith(("_", "."))]
+    assert len(folders) == 1, folders
+    folder = folders[0]
+    records = [Record.from_bytes(line) for _, line in scan_journal(folder / JOURNAL_NAME).lines]
+    return Shift(out, store, folder.name, folder, records)

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from archivekit import PW, World, build_world
+from corekit import PW, World, build_world
 from pgkit import db_url, pg_server  # noqa: F401 (fixtures)
 
 

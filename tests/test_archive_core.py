@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 
 import pytest
-from archivekit import DAY, PW, World, build_world, make_archive, register_archive
+from corekit import DAY, PW, World, build_world, make_archive, register_archive
 from dockkit import NS, START
 from pgkit import db_url, pg_server  # noqa: F401 (fixtures)
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from archivekit import DAY, PW, World, build_world, make_archive
+from corekit import DAY, PW, World, build_world, make_archive
 from dockkit import START
 from pgkit import db_url, pg_server  # noqa: F401 (fixtures)
 

@@ -290,5 +290,7 @@ def test_a_day_at_the_service_window(tmp_path: Path) -> None:
     ]
     (gap,) = windows[0]["findings"]
     assert gap["from_utc"] == "2026-12-07T02:00:00.000000Z"
-    assert 2.5 <= gap["minutes"] <= 3.5  # the three minutes, to a frame and a restart
+    # The three minutes, and the camera's restart after the hang: real threads in a
+    # simulation 400 times faster than real time, so a loaded machine makes it minutes.
+    assert 2.5 <= gap["minutes"] <= 8
     assert "camera" in [s["reason"] for s in gap["stops"]]

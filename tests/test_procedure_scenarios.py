@@ -23,7 +23,8 @@ OMISSIONS = {"muffled_announcement"}  # scenarios of one omission, not of a proc
 
 def test_there_is_one_scenario_per_procedure() -> None:
     assert sorted(p.stem for p in SCENARIOS.glob("*.toml")) == sorted(
-        {*PROCEDURES, *OMISSIONS, "service_window"}  # service_window: test_fixed_camera
+        {*PROCEDURES, *OMISSIONS, "service_window", "omissions", "omissions_fixed"}
+        # service_window: test_fixed_camera; omissions*: test_omission_scenarios
     )
 
 

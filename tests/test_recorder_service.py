@@ -275,3 +275,20 @@ def test_a_photo_cut_short_by_storage_is_signed_as_stored_and_recording_goes_on(
     assert hash_file(rig.root / photo.body["file"]) == (100, photo.body["sha256"])
     assert patterns.count("fault") == 1
     assert rig.led("LED_RED")  # still recording
+
+
+def test_an_indicator_that_raises_does_not_end_the_recording(rig: Rig, caplog) -> None:
+    """gpiozero once raised in the main loop from an LED call (a race with the beeper
+    thread), and the recording ended with it. An indicator failure is logged instead."""
+
+    def broken(_what: str) -> None:
+        raise RuntimeError("cannot join thread before it is started")
+
+    rig.recorder.indicators.show = broken
+    rig.recorder.indicators.beep = broken
+    rig.at(2, "start")
+    rig.at(20, "stop")
+    rig.run_to(30)
+    assert rig.wait_record("recording_stopped").body == {"by": "button"}
+    assert rig.loop.is_alive() and len(segments_intact(rig)) >= 2
+    assert "recording goes on" in caplog.text
