@@ -136,6 +136,43 @@ def build_parser() -> argparse.ArgumentParser:
     s = cases.add_parser("list", help="the cases you may see")
     s.add_argument("--status", choices=("open", "closed"), default=None)
 
+    cp = sub.add_parser("copy", help="copies for the parties (Art. 36)").add_subparsers(
+        dest="action", metavar="ACTION", required=True
+    )
+    s = cp.add_parser("request", help="record a party's request for a copy of a case")
+    s.add_argument("number")
+    s.add_argument("--requester", required=True, help="the party, as they signed the request")
+    s.add_argument(
+        "--kind",
+        choices=("bundle", "party"),
+        default="bundle",
+        help="bundle: the court bundle of originals; party: a watermarked MP4 per act",
+    )
+    s.add_argument("--purpose", default="", help="what the party wants it for")
+    s = cp.add_parser("approve", help="approve a request (the head of unit)")
+    s.add_argument("request", type=int)
+    s.add_argument(
+        "--omit",
+        action="append",
+        default=[],
+        metavar="DEVICE:SEQ=REASON",
+        help="withhold a confidential recording, listed with the reason (repeatable)",
+    )
+    s.add_argument("--reason", default="")
+    s = cp.add_parser("refuse", help="refuse a request, saying why (the head of unit)")
+    s.add_argument("request", type=int)
+    s.add_argument("--reason", required=True)
+    s = cp.add_parser("export", help="make an approved copy into a new folder (an archivist)")
+    s.add_argument("request", type=int)
+    s.add_argument("--out", required=True, help="the new folder")
+    s.add_argument(
+        "--watermark-name",
+        default=None,
+        help="the requester's name in Latin letters for the watermark (party copies)",
+    )
+    s = cp.add_parser("list", help="copy requests of the cases you may see")
+    s.add_argument("--case", default=None)
+
     reports = sub.add_parser("report", help="reports").add_subparsers(
         dest="action", metavar="ACTION", required=True
     )
@@ -254,6 +291,8 @@ def _dispatch(archive, session, args: argparse.Namespace) -> int:
         return 0
     if args.command == "case":
         return _case(archive, session, args)
+    if args.command == "copy":
+        return _copy(archive, session, args)
     if args.command == "report":
         now = archive.clock.time_ns()
         if args.now:
@@ -342,6 +381,45 @@ def _case(archive, session, args: argparse.Namespace) -> int:
                 for r in rows
             )
             or "no cases",
+        )
+    return 0
+
+
+def _copy(archive, session, args: argparse.Namespace) -> int:
+    if args.action == "request":
+        rid = archive.request_copy(session, args.number, args.requester, args.kind, args.purpose)
+        _out(args, {"request": rid}, f"copy request {rid} recorded (pending the head's decision)")
+    elif args.action in ("approve", "refuse"):
+        omit = {}
+        for item in getattr(args, "omit", []):
+            ref, sep, why = item.partition("=")
+            if not sep:
+                raise UsageError(f"--omit {item!r}: use DEVICE:SEQ=REASON")
+            omit[ref] = why
+        archive.decide_copy(session, args.request, args.action == "approve", args.reason, omit)
+        done = "approved" if args.action == "approve" else "refused"
+        _out(
+            args, {"request": args.request, "decision": done}, f"copy request {args.request} {done}"
+        )
+    elif args.action == "export":
+        result = archive.export_copy(
+            session, args.request, args.out, watermark_name=args.watermark_name
+        )
+        _out(
+            args,
+            result,
+            f"copy request {args.request} exported to {result['path']} (sha256 {result['sha256']})",
+        )
+    else:
+        rows = archive.list_copies(session, args.case)
+        _out(
+            args,
+            rows,
+            "\n".join(
+                f"{r['id']:>4} case {r['number']} {r['kind']:<6} {r['status']:<9} {r['requester']}"
+                for r in rows
+            )
+            or "no copy requests",
         )
     return 0
 

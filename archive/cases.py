@@ -9,6 +9,7 @@ after the act ended (Archives Law Art. 34); the case's deadline is its earliest.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -150,14 +151,15 @@ class CaseFiles:
         return shown
 
     def case_recordings(
-        self, session: Session, number: str, action: str = "export"
+        self, session: Session, number: str, action: str = "view", *, approved: bool = False
     ) -> list[RecordingRef]:
         """The case's recordings as references into the dock store (for the court bundle
         and the party's copy), after the access check for ``action``."""
         with self.engine.connect() as conn:
             row = self._case_row(conn, number)
             items = self._entries(conn, row["id"])
-        self.require(session, action, self.material_of(row))
+        material = self.material_of(row)
+        self.require(session, action, replace(material, approved=approved))
         unit_of = self._units()
         return [
             RecordingRef(

@@ -90,6 +90,7 @@ class Material:
     classification: str = "public"
     officers: frozenset[str] = field(default_factory=frozenset)
     label: str = ""  # for the refusal message: "case 2026-0001"
+    approved: bool = False  # for an export: the head of unit approved this copy request
 
 
 @dataclass(frozen=True)
@@ -124,6 +125,8 @@ def decide(actor: Actor, action: str, material: Material | None = None) -> Decis
         return Decision(
             False, f"{who} may see only their own recordings; {what} does not name them"
         )
+    if action == "export" and not material.approved:
+        return Decision(False, f"{what} has no copy request approved by the head of unit")
     return Decision(True, "")
 
 

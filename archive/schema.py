@@ -88,3 +88,25 @@ entries = sa.Table(
     sa.Column("encrypted", sa.Boolean, nullable=False, default=False),
     sa.UniqueConstraint("case_id", "device", "seq"),  # a recording once per case
 )
+
+copies = sa.Table(
+    "copy_requests",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("case_id", sa.Integer, sa.ForeignKey("cases.id"), nullable=False, index=True),
+    sa.Column("requester", sa.String(128), nullable=False),  # the party, as they signed
+    sa.Column("kind", sa.String(8), nullable=False),  # bundle | party
+    sa.Column("purpose", sa.Text, nullable=False),
+    sa.Column("requested_utc", UTC, nullable=False),
+    sa.Column("recorded_by", sa.String(64), nullable=False),
+    sa.Column("status", sa.String(10), nullable=False),  # pending approved refused exported
+    sa.Column("decided_utc", UTC, nullable=True),
+    sa.Column("decided_by", sa.String(64), nullable=True),
+    sa.Column("decision_reason", sa.Text, nullable=False, default=""),
+    sa.Column("omit", sa.Text, nullable=False, default="{}"),  # {"DEVICE:SEQ": reason}
+    sa.Column("exported_utc", UTC, nullable=True),
+    sa.Column("exported_by", sa.String(64), nullable=True),
+    sa.Column("output_sha256", sa.String(64), nullable=True),  # manifest or MP4
+)
+"""A party's request for a copy (Art. 36): recorded, then the head approves (naming what
+is withheld and why) or refuses; only an approved request can be exported, once."""

@@ -33,6 +33,7 @@ from evidence.storage import atomic_write_bytes, makedirs_durable
 from . import users as pw
 from .audit import AuditLog
 from .cases import CaseFiles
+from .copies import CopyRequests
 from .db import default_url, open_database
 from .exc import ArchiveError, LoginFailed, NotFound, Refused
 from .policy import Actor, Material, decide
@@ -52,7 +53,7 @@ def _toml_str(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-class Archive(CaseFiles):
+class Archive(CaseFiles, CopyRequests):
     """One archive, open. Use :meth:`create` once, then :meth:`open`."""
 
     def __init__(self, folder: str | os.PathLike, *, clock: Clock | None = None) -> None:

@@ -67,6 +67,17 @@ def test_a_case_from_the_command_line(world: World, db_url: str, tmp_path: Path)
     assert late.returncode == 2 and "immutable" in late.stderr and "Traceback" not in late.stderr
     shown = json.loads(run(a, "--json", "case", "show", number, user="zhao").stdout)
     assert shown["status"] == "closed" and len(shown["entries"]) == 4
+    # a party's copy: recorded, approved by the head, exported by the archivist
+    req = run(a, "--json", "copy", "request", number, "--requester", "Zhang San", user="wang")
+    rid = str(json.loads(req.stdout)["request"])
+    early = run(a, "copy", "export", rid, "--out", str(tmp_path / "b0"), user="wang")
+    assert early.returncode == 3 and "approved by the head" in early.stderr
+    assert run(a, "copy", "approve", rid, user="zhao").returncode == 0
+    exp = run(a, "--json", "copy", "export", rid, "--out", str(tmp_path / "b1"), user="wang")
+    assert exp.returncode == 0, exp.stderr
+    assert json.loads(exp.stdout)["media_files"] == 3
+    bad = run(a, "copy", "approve", rid, "--omit", "nonsense", user="zhao")
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1
     listed = run(a, "case", "list", user="wang")
     assert number in listed.stdout
     # the report, at an injected time: 31 days after the act, the closed case is late

@@ -84,7 +84,9 @@ def test_a_case_file_refers_to_the_store_and_closes_for_good(arch: Archive, worl
     assert all(not e.get("after_close") for e in case["entries"][:-1])
     # what the court bundle will read: references, in order, after the export check
     with pytest.raises(Refused, match="may not export"):
-        arch.case_recordings(s["zhao"], number)
+        arch.case_recordings(s["zhao"], number, "export")
+    with pytest.raises(Refused, match="no copy request approved"):
+        arch.case_recordings(s["wang"], number, "export")
     refs = arch.case_recordings(s["wang"], number)
     assert [(r.device, r.seq) for r in refs] == [(r.device, r.seq) for r in refs]
     assert len(refs) == 5 and all(r.unit == "unit-1" for r in refs)

@@ -65,7 +65,7 @@ def test_an_officer_never_sees_another_officers_material(classification: str) ->
     [
         ("head", "approve", Y),
         ("archivist", "approve", N),
-        ("archivist", "export", Y),
+        ("archivist", "export", N),  # not approved: see below
         ("head", "export", N),
         ("auditor", "audit_read", Y),
         ("supervisor", "audit_read", N),
@@ -78,6 +78,14 @@ def test_an_officer_never_sees_another_officers_material(classification: str) ->
 )
 def test_actions_beyond_viewing(role: str, action: str, want: bool) -> None:
     assert decide(actor(role), action, Material("public", frozenset({"A1024"}))).allowed is want
+
+
+def test_an_export_needs_the_heads_approval_and_the_clearance() -> None:
+    for classification, want in (("internal", Y), ("personal_privacy", Y), ("state_secret", N)):
+        approved = Material(classification, frozenset(), "case Z", approved=True)
+        assert decide(actor("archivist"), "export", approved).allowed is want
+    refused = decide(actor("archivist"), "export", Material("public", label="case Z"))
+    assert "approved by the head" in refused.reason
 
 
 def test_unknown_roles_actions_and_classifications_are_refused() -> None:
