@@ -8,6 +8,7 @@ canonical JSON::
      "docks": {"<id>": {"public_key", "revoked_reason", "revoked_utc", "unit",
                         "valid_from", "valid_until"}},
      "consoles": {"<id>": {...as docks}},   (optional: supervisor consoles, see docs/alerts.md)
+     "archives": {"<id>": {...as docks}},   (optional: archives whose audit logs they sign)
      "format": "bodycam-registry-v2", "issued_utc": "<UTC>", "serial": <int>,
      "sig": "<128 hex>", "unit": "<unit id>", "unit_key": "<64 hex>"}
 
@@ -99,6 +100,20 @@ class ConsoleEntry(_Validity):
     revoked_reason: str = ""
 
 
+@dataclass(frozen=True)
+class ArchiveEntry(_Validity):
+    """An archive (``bodycam-archive``) whose key signs its audit log (``bodycam-unit
+    add-archive``); ``bodycam-verify`` checks the audit log against it."""
+
+    archive_id: str
+    public_key: str
+    unit: str = ""
+    valid_from: str = ""
+    valid_until: str = ""
+    revoked_utc: str = ""
+    revoked_reason: str = ""
+
+
 @dataclass
 class Signature:
     """Who signed a registry and which edition it is."""
@@ -122,10 +137,12 @@ class Registry:
         entries: dict[str, DeviceEntry] | None = None,
         docks: dict[str, DockEntry] | None = None,
         consoles: dict[str, ConsoleEntry] | None = None,
+        archives: dict[str, ArchiveEntry] | None = None,
     ) -> None:
         self._entries: dict[str, DeviceEntry] = dict(entries or {})
         self._docks: dict[str, DockEntry] = dict(docks or {})
         self._consoles: dict[str, ConsoleEntry] = dict(consoles or {})
+        self._archives: dict[str, ArchiveEntry] = dict(archives or {})
         self.signature: Signature | None = None  # set when loaded from a signed file
 
     # -- reading ----------------------------------------------------------------------
@@ -162,7 +179,7 @@ class Registry:
     @classmethod
     def _from_signed(cls, doc: dict[str, Any], data: bytes, where: str) -> Registry:
         want = {"devices", "docks", "format", "issued_utc", "serial", "sig", "unit", "unit_key"}
-        if set(doc) - {"consoles"} != want:  # "consoles" is optional (absent when empty)
+        if set(doc) - {"consoles", "archives"} != want:  # optional, absent when empty
             raise RegistryError(f"{where}: a signed registry has exactly {sorted(want)}")
         unit, key, sig = doc["unit"], doc["unit_key"], doc["sig"]
         serial, issued = doc["serial"], doc["issued_utc"]
@@ -191,6 +208,7 @@ class Registry:
             _parse_entries(doc["devices"], DeviceEntry, where, "devices"),
             _parse_entries(doc["docks"], DockEntry, where, "docks"),
             _parse_entries(doc.get("consoles", {}), ConsoleEntry, where, "consoles"),
+            _parse_entries(doc.get("archives", {}), ArchiveEntry, where, "archives"),
         )
         registry.signature = Signature(unit, key, serial, issued, sig)
         return registry
@@ -209,6 +227,8 @@ class Registry:
         }
         if self._consoles:  # absent when empty: older readers still accept the file
             doc["consoles"] = {e.console_id: _entry_dict(e) for e in self.consoles()}
+        if self._archives:
+            doc["archives"] = {e.archive_id: _entry_dict(e) for e in self.archives()}
         doc["sig"] = unit_key.sign(canonical_bytes(doc)).hex()
         return doc
 
@@ -226,8 +246,10 @@ class Registry:
 
     def save(self, path: str | os.PathLike) -> None:
         """Write an unsigned v1 file (devices only): for a registry handed over by hand."""
-        if self._docks or self._consoles:
-            raise RegistryError("a registry with docks or consoles must be signed (save_signed)")
+        if self._docks or self._consoles or self._archives:
+            raise RegistryError(
+                "a registry with docks, consoles or archives must be signed (save_signed)"
+            )
         devices = {}
         for entry in self:
             d = asdict(entry)
@@ -267,10 +289,19 @@ class Registry:
             )
         self._consoles[entry.console_id] = entry
 
+    def add_archive(self, entry: ArchiveEntry, *, replace: bool = False) -> None:
+        _check_entry(entry, entry.archive_id)
+        old = self._archives.get(entry.archive_id)
+        if old and old.public_key != entry.public_key and not replace:
+            raise RegistryError(
+                f"archive {entry.archive_id}: already registered with another key; not replacing it"
+            )
+        self._archives[entry.archive_id] = entry
+
     def revoke(self, ident: str, utc: str, reason: str = "") -> DeviceEntry | DockEntry:
         """Revoke a device's or a dock's key from ``utc`` on (kept, so that what it signed
         before stays checkable)."""
-        for table in (self._entries, self._docks, self._consoles):
+        for table in (self._entries, self._docks, self._consoles, self._archives):
             if ident in table:
                 table[ident] = replace(
                     table[ident], revoked_utc=utc, revoked_reason=reason[:_TEXT_LIMIT]
@@ -298,6 +329,12 @@ class Registry:
     def console_keys(self, utc: str | None = None) -> dict[str, str]:
         """Console id -> public key of every supervisor console not revoked (at ``utc``)."""
         return {e.console_id: e.public_key for e in self.consoles() if _in_force(e, utc)}
+
+    def archive(self, archive_id: str) -> ArchiveEntry | None:
+        return self._archives.get(archive_id)
+
+    def archives(self) -> list[ArchiveEntry]:
+        return sorted(self._archives.values(), key=lambda e: e.archive_id)
 
     def find_by_key(self, public_key: str) -> DeviceEntry | None:
         return next((e for e in self._entries.values() if e.public_key == public_key), None)
@@ -332,15 +369,16 @@ def require_trusted(registry: Registry, fingerprints: Iterable[str], where: str)
         )
 
 
-def _entry_dict(entry: DeviceEntry | DockEntry | ConsoleEntry) -> dict[str, str]:
+def _entry_dict(entry: DeviceEntry | DockEntry | ConsoleEntry | ArchiveEntry) -> dict[str, str]:
     d = asdict(entry)
+    d.pop("archive_id", None)
     d.pop("device_id", None)
     d.pop("dock_id", None)
     d.pop("console_id", None)
     return d
 
 
-def _check_entry(entry: DeviceEntry | DockEntry | ConsoleEntry, ident: str) -> None:
+def _check_entry(entry: DeviceEntry | DockEntry | ConsoleEntry | ArchiveEntry, ident: str) -> None:
     try:
         check_device_id(ident)
     except ValueError as exc:
@@ -363,7 +401,7 @@ def _check_entry(entry: DeviceEntry | DockEntry | ConsoleEntry, ident: str) -> N
 def _parse_entries(table: Any, kind: type, where: str, name: str) -> dict[str, Any]:
     if not isinstance(table, dict):
         raise RegistryError(f"{where}: {name!r} must be an object")
-    allowed = {f.name for f in fields(kind)} - {"device_id", "dock_id", "console_id"}
+    allowed = {f.name for f in fields(kind)} - {"device_id", "dock_id", "console_id", "archive_id"}
     entries = {}
     for ident, entry in table.items():
         try:
@@ -380,6 +418,7 @@ def _parse_entries(table: Any, kind: type, where: str, name: str) -> dict[str, A
 
 
 __all__ = [
+    "ArchiveEntry",
     "REGISTRY_FORMAT",
     "REGISTRY_FORMAT_V1",
     "ConsoleEntry",

@@ -18,7 +18,7 @@ from pathlib import Path
 from daemonkit.cli import UsageError, run_command, setup_logging
 
 from .clock import SystemClock, format_utc, parse_utc
-from .registry import ConsoleEntry, DeviceEntry, DockEntry, Registry
+from .registry import ArchiveEntry, ConsoleEntry, DeviceEntry, DockEntry, Registry
 from .trust import write_trust_file
 from .unitkey import PassphraseNeeded, UnitKey, show_fingerprint
 
@@ -89,6 +89,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("console")
     s.add_argument(
         "--public-key", required=True, help="64 hex digits (bodycam-supervisor setup prints it)"
+    )
+    s.add_argument("--replace", action="store_true", help="replace a registered key")
+    s = sub.add_parser(
+        "add-archive",
+        help="register an archive's key (bodycam-verify then trusts its signed audit log)",
+    )
+    s.add_argument("archive")
+    s.add_argument(
+        "--public-key", required=True, help="64 hex digits (bodycam-archive init prints it)"
     )
     s.add_argument("--replace", action="store_true", help="replace a registered key")
     s = sub.add_parser("revoke", help="revoke a camera's, a dock's or a console's key")
@@ -209,6 +218,11 @@ def main(argv: list[str] | None = None) -> int:
                     f"console {c.console_id} {c.public_key}"
                     + (f" REVOKED {c.revoked_utc}: {c.revoked_reason}" if c.revoked else "")
                 )
+            for a in registry.archives():
+                print(
+                    f"archive {a.archive_id} {a.public_key}"
+                    + (f" REVOKED {a.revoked_utc}: {a.revoked_reason}" if a.revoked else "")
+                )
             return 0
         key, registry = _edit(args)
         if args.command == "add-device":
@@ -237,6 +251,11 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "add-console":
             registry.add_console(
                 ConsoleEntry(args.console, args.public_key.lower(), key.unit),
+                replace=args.replace,
+            )
+        elif args.command == "add-archive":
+            registry.add_archive(
+                ArchiveEntry(args.archive, args.public_key.lower(), key.unit),
                 replace=args.replace,
             )
         else:

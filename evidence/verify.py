@@ -109,6 +109,24 @@ class Target:
     folders: tuple[tuple[str, Path, str | None], ...]
 
 
+AUDIT_DIR = "audit"  # an archive's audit log: <archive>/audit/{journal.jsonl,archive.json}
+
+
+def _audit_target(path: Path) -> Target | None:
+    """An archive's folder, or its ``audit/`` folder: checked against the archive's key
+    (the registry's ``archives``), with the archive's copy of the registry beside it."""
+    from .verify_folder import ARCHIVE_MARKER
+
+    if os.path.lexists(path / JOURNAL_NAME) and os.path.lexists(path / ARCHIVE_MARKER):
+        path = path.parent if path.name == AUDIT_DIR else path
+        if not os.path.lexists(path / AUDIT_DIR / ARCHIVE_MARKER):
+            return Target("audit_log", path, ((".", path, None),))
+    audit = path / AUDIT_DIR
+    if is_real_dir(audit) and os.path.lexists(audit / ARCHIVE_MARKER):
+        return Target("audit_log", path, ((AUDIT_DIR, audit, None),))
+    return None
+
+
 def _device_target(path: Path) -> Target | None:
     if os.path.lexists(path / JOURNAL_NAME):
         return Target("device", path, ((".", path, None),))
@@ -135,8 +153,19 @@ def _store_target(path: Path) -> Target | None:
     return None
 
 
+def _bundle_target(path: Path) -> Target | None:
+    """A court bundle (``archive.bundle``): its manifest at the root, no journal there."""
+    from .verify_bundle import DEVICES_DIR, is_bundle
+
+    if not is_bundle(path):
+        return None
+    base = path / DEVICES_DIR
+    names = sorted(os.listdir(base)) if is_real_dir(base) else []
+    return Target("bundle", path, tuple((f"{DEVICES_DIR}/{n}", base / n, n) for n in names))
+
+
 # Order matters: the first detector that recognises the path wins.
-DETECTORS = (_device_target, _store_target)
+DETECTORS = (_audit_target, _device_target, _bundle_target, _store_target)
 
 
 def detect(path: str | os.PathLike) -> Target:
@@ -262,11 +291,14 @@ def verify_path(
     unit_keys: frozenset[str] | set[str] = frozenset(),
     expect_heads: list[tuple[str | None, int, str]] = (),
     workers: int | None = None,
+    archive_keys: frozenset[str] = frozenset(),
 ) -> Report:
     """Check everything under ``path``; raise :class:`CannotCheck` if it cannot be checked.
 
     ``workers`` threads hash media (default: one per CPU); ``unit_keys`` are the
-    fingerprints of unit keys whose signed registries are trusted.
+    fingerprints of unit keys whose signed registries are trusted; ``archive_keys`` those
+    of which a court bundle's manifest must be signed by one (none named: any signature
+    that verifies, reported with its key's fingerprint).
     """
     target = detect(path)
     registry, label, trusted, where = choose_registry(target, registry_path, frozenset(unit_keys))
@@ -293,6 +325,23 @@ def verify_path(
 
         if target.kind == "dock_store":
             report.devices = StoreCheck(target.root, registry, label, heads, keys, hasher).run()
+        elif target.kind == "audit_log":
+            for lbl, folder, device in target.folders:
+                check = FolderCheck(
+                    folder, lbl, registry, device, heads, keys, registry_trust=label, role="archive"
+                )
+                report.devices.append(check.run())
+        elif target.kind == "bundle":
+            from .verify_bundle import BundleCheck
+
+            if heads:
+                raise CannotCheck(
+                    "--expect-head is not used for a court bundle: each range is checked "
+                    "against the head its dock signed, which the bundle holds"
+                )
+            report.devices = BundleCheck(
+                target.root, registry, label, frozenset(unit_keys), keys, hasher, archive_keys
+            ).run()
         else:
             for lbl, folder, device in target.folders:
                 report.devices.append(
@@ -323,6 +372,6 @@ def verify_path(
     for device in heads:
         if device is not None and device not in named:
             raise CannotCheck(f"--expect-head names {device!r}, which is not here")
-    if not any(d.role == "device" for d in report.devices) and target.kind != "dock_store":
+    if not any(d.role == "device" for d in report.devices) and target.kind == "device":
         raise CannotCheck(f"{path}: the {target.kind.replace('_', ' ')} holds no device folders")
     return report

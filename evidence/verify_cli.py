@@ -16,13 +16,19 @@ from daemonkit.config import load_config
 
 from .exc import ConfigError
 from .trust import TRUST_FILE, load_unit_keys
+from .unitkey import parse_fingerprint
 from .verify import CannotCheck, Report, parse_expect_head, verify_path
 
 _log = logging.getLogger(__name__)
 
 PROG = "bodycam-verify"
 DEFAULTS = {"registry": "", "json": False, "unit_keys": [], "trust": ""}
-KIND_NAMES = {"device": "device folder", "dock_store": "dock store"}
+KIND_NAMES = {
+    "device": "device folder",
+    "dock_store": "dock store",
+    "bundle": "court bundle",
+    "audit_log": "archive audit log",
+}
 
 EPILOG = f"""\
 Exit status: 0 intact, 1 problems found (or no trusted key), 2 could not check.
@@ -42,7 +48,7 @@ unit_keys = ["FP", ...], trust = "FILE".
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
-        description="Check a camera's storage folder or a dock store: signatures, chain,\n"
+        description="Check a camera's storage folder, a dock store or a court bundle: signatures, chain,\n"
         "sequence, time, media hashes and the journal's tail.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -50,8 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "path",
         metavar="PATH",
-        help="a device storage folder (journal.jsonl at its root) or a dock "
-        "store (index.sqlite, <unit>/<device>/ folders)",
+        help="a device storage folder (journal.jsonl at its root), a dock "
+        "store (index.sqlite, <unit>/<device>/ folders) or a court bundle (manifest.json)",
     )
     parser.add_argument(
         "--json",
@@ -87,6 +93,14 @@ def build_parser() -> argparse.ArgumentParser:
         "a journal that ends before it is reported as tail_cut. Repeat "
         "with DEVICE: for a store holding several devices",
     )
+    parser.add_argument(
+        "--archive-key",
+        metavar="FINGERPRINT",
+        action="append",
+        default=[],
+        help="for a court bundle: its manifest must be signed by the archive key with "
+        "this SHA-256 fingerprint (repeatable)",
+    )
     parser.add_argument("--config", metavar="FILE", help="a TOML config file")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress")
     return parser
@@ -110,12 +124,17 @@ def render_text(report: Report) -> str:
     files = sum(d.media_files for d in cameras)
     size = sum(d.media_bytes for d in cameras)
     n = len(cameras)
-    docks = len(report.devices) - n
+    docks = sum(1 for d in report.devices if d.role == "dock")
     what = (
-        f"{KIND_NAMES.get(report.kind, report.kind)}, {n} device{'s' if n != 1 else ''}, "
+        f"{KIND_NAMES.get(report.kind, report.kind)}, {n} "
+        + ("range" if report.kind == "bundle" else "device")
+        + f"{'s' if n != 1 else ''}, "
         + (f"{docks} dock journal{'s' if docks != 1 else ''}, " if docks else "")
         + f"{records} records, {files} media files ({_human_size(size)})"
     )
+    if report.kind == "audit_log":
+        entries = sum(d.records for d in report.devices)
+        what = f"archive audit log of {report.devices[0].device}, {entries} entries"
     count = len(report.problems)
     if count:
         bad = sum(1 for d in report.devices if d.problems)
@@ -150,6 +169,10 @@ def main(argv: list[str] | None = None) -> int:
             )
         except ConfigError as exc:
             raise UsageError(str(exc)) from None
+        try:
+            archive_keys = frozenset(parse_fingerprint(fp) for fp in args.archive_key)
+        except ValueError as exc:
+            raise UsageError(f"--archive-key: {exc}") from None
         heads = []
         for text in args.expect_head:
             try:
@@ -162,6 +185,7 @@ def main(argv: list[str] | None = None) -> int:
                 registry_path=config["registry"] or None,
                 unit_keys=unit_keys,
                 expect_heads=heads,
+                archive_keys=archive_keys,
             )
         except CannotCheck as exc:
             if config["json"]:

@@ -13,7 +13,8 @@ Pure checking logic used by :mod:`evidence.verify`. Why the checks are shaped as
   Media are hashed in 128 KiB reads; a store's files are hashed on several threads
   (hashlib releases the GIL), through the ``hasher`` the caller hands in.
 - The same check serves a dock's own journal (``role="dock"``): its key is the registry's
-  dock key, and it binds no media.
+  dock key, and it binds no media; and an archive's audit log (``role="archive"``): its
+  key is the registry's archive key, ``archive.json`` stands for identity.json, no media.
 """
 
 from __future__ import annotations
@@ -76,6 +77,8 @@ PROBLEM_CODES = {
     "device_missing": "a device folder the dock journal stored is absent (or moved, hidden)",
     "not_in_dock_journal": "records or a device folder in the store that no dock stored",
     "bad_dock_record": "a dock journal record that does not describe a storing as defined",
+    "bundle_mismatch": "a court bundle's manifest disagrees with its records or files",
+    "registry_mismatch": "a bundle's registry is not the one its manifest and fingerprint name",
 }
 
 
@@ -119,7 +122,7 @@ class DeviceReport:
     head: tuple[int, str] | None = None
     media_files: int = 0
     media_bytes: int = 0
-    role: str = "device"  # or "dock" (a dock's own journal)
+    role: str = "device"  # or "dock" (a dock's own journal), "archive" (an audit log)
     problems: list[Problem] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
@@ -215,16 +218,22 @@ def read_journal(path: Path) -> JournalLines:
     return JournalLines(lines, torn)
 
 
-def read_identity(folder: Path) -> tuple[str | None, str | None]:
-    """``(device_id, public_key)`` from identity.json, each None when absent or malformed
-    (a FIFO, a link, a huge file all count as malformed)."""
+ARCHIVE_MARKER = "archive.json"
+"""An archive's audit-log folder names its archive here, as identity.json names a device."""
+
+
+def read_identity(
+    folder: Path, name: str = IDENTITY_NAME, id_key: str = "device_id"
+) -> tuple[str | None, str | None]:
+    """``(device_id, public_key)`` from identity.json (or an audit log's archive.json),
+    each None when absent or malformed (a FIFO, a link, a huge file count as malformed)."""
     try:
-        data = json.loads(read_regular(folder / IDENTITY_NAME, MAX_IDENTITY_BYTES))
+        data = json.loads(read_regular(folder / name, MAX_IDENTITY_BYTES))
     except (UnsafeFile, ValueError, RecursionError):
         return None, None
     if not isinstance(data, dict):
         return None, None
-    device, key = data.get("device_id"), data.get("public_key")
+    device, key = data.get(id_key), data.get("public_key")
     device = device if isinstance(device, str) and DEVICE_ID_PATTERN.match(device) else None
     key = key if isinstance(key, str) and HEX64.match(key) else None
     return device, key
@@ -309,6 +318,7 @@ class FolderCheck:
         self.expect_head: tuple[int, str] | None = None
         self.keys = keys
         self.role = role
+        self.identity_name = ARCHIVE_MARKER if role == "archive" else IDENTITY_NAME
         self.in_store = in_store
         self.hasher = hasher
         self.report = DeviceReport(label, role=role)
@@ -333,9 +343,12 @@ class FolderCheck:
 
     def run(self) -> DeviceReport:
         journal = self.folder / JOURNAL_NAME
-        self_device, self.self_key = (
-            (None, None) if self.role == "dock" else read_identity(self.folder)
-        )
+        if self.role == "dock":
+            self_device, self.self_key = None, None
+        elif self.role == "archive":
+            self_device, self.self_key = read_identity(self.folder, ARCHIVE_MARKER, "archive_id")
+        else:
+            self_device, self.self_key = read_identity(self.folder)
         try:
             scan = read_journal(journal)
         except UnsafeFile as exc:
@@ -422,17 +435,19 @@ class FolderCheck:
             self.problem(
                 "foreign_device",
                 f"identity.json names device {self_device!r}, not {device!r}",
-                file=self.prefix + IDENTITY_NAME,
+                file=self.prefix + self.identity_name,
             )
 
     def _lookup(self, ident: str) -> DeviceEntry | DockEntry | None:
         if self.registry is None:
             return None
+        if self.role == "archive":
+            return self.registry.archive(ident)
         return self.registry.dock(ident) if self.role == "dock" else self.registry.get(ident)
 
     def _choose_key(self, self_device: str | None) -> None:
         device = self.report.device
-        noun = "dock" if self.role == "dock" else "device"
+        noun = self.role if self.role in ("dock", "archive") else "device"
         if device is None:
             return  # an empty journal and no identity.json: nothing to check a key against
         own_key = self.self_key if self_device == device else None
@@ -452,12 +467,12 @@ class FolderCheck:
             self.problem(
                 "unknown_device",
                 f"no registry given and no key for this {noun}: no key to check signatures against",
-                file=self.prefix + IDENTITY_NAME,
+                file=self.prefix + self.identity_name,
             )
         if own_key is not None:
             self.key, self.report.trust = own_key, "self-declared key"
             self.report.notes.append(
-                f"{self.prefix}{IDENTITY_NAME}: signatures checked against the "
+                f"{self.prefix}{self.identity_name}: signatures checked against the "
                 f"self-declared key {own_key[:16]}... (not a registry)"
             )
         else:

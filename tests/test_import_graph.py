@@ -4,6 +4,8 @@
 - the simulator's twin (its hardware parts) imports nothing from ``firmware``: only the
   runner that wires a whole shift (recorder, twin, dock bay) sits above both;
 - the supervisor and the dock do not import ``firmware``;
+- the archive builds on the dock store, ``evidence``, ``wire`` and ``daemonkit``, never on
+  ``firmware`` or the simulator, and nothing below it imports it;
 - the shared packages stand in layers, each on the ones below it only:
   ``daemonkit`` (config, systemd, CLI plumbing) imports nothing of the project;
   ``evidence`` (the format) only ``daemonkit``; ``wire`` (cable, MQTT topics and
@@ -21,8 +23,18 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("daemonkit", "evidence", "wire", "firmware", "simulator", "dock", "supervisor", "hw")
-DAEMONS = ("firmware", "simulator", "dock", "supervisor")
+PACKAGES = (
+    "daemonkit",
+    "evidence",
+    "wire",
+    "firmware",
+    "simulator",
+    "dock",
+    "supervisor",
+    "hw",
+    "archive",
+)
+DAEMONS = ("firmware", "simulator", "dock", "supervisor", "archive")
 #: The simulator's runner: it wires the real recorder and dock to the twin, so it may
 #: import them. Every other simulator module is the twin itself.
 RUNNER = {"simulator.shift", "simulator.dockbay", "simulator.__main__"}
@@ -33,7 +45,12 @@ RULES = [
     ("firmware", "dock", "firmware and dock never import each other"),
     ("dock", "firmware", "firmware and dock never import each other"),
     ("supervisor", "firmware", "the supervisor shares only the wire format with the camera"),
+    ("archive", "simulator", "the archive builds on the dock store and evidence only"),
     ("twin", "firmware", "the twin is hardware: only the runner above it knows the firmware"),
+    ("evidence", "archive", "evidence (and bodycam-verify) runs on any PC without the archive"),
+    ("dock", "archive", "the archive builds on the dock store, not the other way round"),
+    ("firmware", "archive", "the camera knows nothing of the archive"),
+    ("archive", "firmware", "the archive builds on the dock store and evidence, never on firmware"),
     *(("evidence", d, "evidence is shared by all and depends on none of them") for d in DAEMONS),
     ("evidence", "wire", "the evidence format stands below the wire that carries it"),
     *(("wire", d, "the wire is shared by all and depends on none of them") for d in DAEMONS),
@@ -135,6 +152,10 @@ def test_no_forbidden_import_edge() -> None:
         ("wire.cable", "import firmware.alerts\n", "firmware"),
         ("daemonkit.cli", "from evidence.exc import EvidenceError\n", "evidence"),
         ("supervisor.watch", "from firmware.alerts import Ack\n", "firmware"),
+        ("archive.cases", "from firmware.recorder import Recorder\n", "firmware"),
+        ("archive.refs", "import simulator.shift\n", "simulator"),
+        ("dock.store", "from archive.service import Archive\n", "archive"),
+        ("evidence.verify", "from archive.audit import AuditLog\n", "archive"),
     ],
 )
 def test_the_check_finds_a_planted_edge(module: str, source: str, edge: str) -> None:

@@ -1,0 +1,447 @@
+"""``bodycam-archive``: case files, users, the deadline report and the audit log.
+
+Every command but ``init`` acts as a user: ``--user NAME`` (or ``BODYCAM_ARCHIVE_USER``),
+the password from ``BODYCAM_ARCHIVE_PASSWORD`` or asked on the terminal, and the TOTP
+code (``--totp`` or ``BODYCAM_ARCHIVE_TOTP``) for a user who has a second factor. Exit
+status: 0 done, 1 the report found overdue cases, 2 bad input (one line), 3 refused (the
+access policy said no, or the login failed; audited).
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import logging
+import os
+import sys
+from typing import Any
+
+from daemonkit.cli import UsageError, run_command, setup_logging
+from evidence.clock import parse_utc
+
+from .exc import LoginFailed, Refused
+
+_log = logging.getLogger(__name__)
+
+PROG = "bodycam-archive"
+DIR_ENV = "BODYCAM_ARCHIVE_DIR"
+USER_ENV = "BODYCAM_ARCHIVE_USER"
+PASSWORD_ENV = "BODYCAM_ARCHIVE_PASSWORD"
+TOTP_ENV = "BODYCAM_ARCHIVE_TOTP"
+
+EPILOG = """\
+Exit status: 0 done, 1 overdue cases in the report, 2 bad input, 3 refused or login failed.
+Docs: docs/archive.md (roles, classifications, the audit log, the 30-day rule).
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .policy import CLASSIFICATIONS, ROLES
+    from .service import DEFAULT_DIR
+
+    p = argparse.ArgumentParser(
+        prog=PROG,
+        description="The unit's evidence archive: case files over the dock store, users and\n"
+        "roles, the 30-day rule, and a signed audit log.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("-v", "--verbose", action="store_true", help="log more")
+    p.add_argument(
+        "--dir",
+        default=os.environ.get(DIR_ENV, DEFAULT_DIR),
+        help=f"the archive's folder (default ${DIR_ENV} or {DEFAULT_DIR})",
+    )
+    p.add_argument(
+        "--user", default=os.environ.get(USER_ENV, ""), help=f"who acts (default ${USER_ENV})"
+    )
+    p.add_argument(
+        "--totp",
+        default=os.environ.get(TOTP_ENV, ""),
+        help="the second-factor code, if the user has one",
+    )
+    p.add_argument("--json", action="store_true", help="print JSON instead of text")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    s = sub.add_parser(
+        "init", help="make a new archive beside a dock store, with its first administrator"
+    )
+    s.add_argument("--store", required=True, help="the dock store the archive refers to")
+    s.add_argument(
+        "--id", required=True, dest="archive_id", help="the archive's id (signs the audit log)"
+    )
+    s.add_argument("--admin", required=True, help="the first administrator's user name")
+    s.add_argument(
+        "--database", default="", help="a postgresql:// URL (default: SQLite in the folder)"
+    )
+
+    users = sub.add_parser("user", help="users and roles (administrators)").add_subparsers(
+        dest="action", metavar="ACTION", required=True
+    )
+    s = users.add_parser(
+        "add", help="add a user; the password is read like yours (NEW_PASSWORD env)"
+    )
+    s.add_argument("name")
+    s.add_argument("--role", required=True, choices=ROLES)
+    s.add_argument(
+        "--officer", default="", help="an officer's badge number, as the registry names it"
+    )
+    s.add_argument(
+        "--second-factor", action="store_true", help="give the user a TOTP secret (printed once)"
+    )
+    users.add_parser("list", help="list users")
+    s = users.add_parser("deactivate", help="stop a user from logging in")
+    s.add_argument("name")
+
+    cases = sub.add_parser("case", help="case files").add_subparsers(
+        dest="action", metavar="ACTION", required=True
+    )
+    s = cases.add_parser("open", help="open a case file")
+    s.add_argument("--kind", required=True, help="kind of act, e.g. 'traffic stop'")
+    s.add_argument("--procedure", required=True, help="the procedure (as procedures.toml names it)")
+    s.add_argument("--party", action="append", default=[], help="a party (repeatable)")
+    s.add_argument("--officer", action="append", default=[], help="an officer's badge (repeatable)")
+    s.add_argument("--classification", required=True, choices=CLASSIFICATIONS)
+    s.add_argument(
+        "--act-end", default="", help="when the act ended (UTC), if no recording says it"
+    )
+    s = cases.add_parser("attach", help="attach recordings by device and time range, or by act")
+    s.add_argument("number")
+    s.add_argument("--device", required=True)
+    s.add_argument("--from", dest="from_utc", default="", help="start of the range (UTC)")
+    s.add_argument("--to", dest="to_utc", default="", help="end of the range (UTC)")
+    s.add_argument(
+        "--act",
+        type=int,
+        default=None,
+        help="the act's first record's seq (bodycam-dock report compliance)",
+    )
+    s.add_argument("--reason", default="", help="why (required once the case is closed)")
+    s = cases.add_parser(
+        "attach-doc", help="hash a written document into the archive and attach it"
+    )
+    s.add_argument("number")
+    s.add_argument("file")
+    s.add_argument("--title", default="")
+    s.add_argument("--reason", default="", help="why (required once the case is closed)")
+    s = cases.add_parser("close", help="close a case (it is immutable from then on)")
+    s.add_argument("number")
+    s = cases.add_parser("classify", help="change a case's classification")
+    s.add_argument("number")
+    s.add_argument("--to", dest="classification", required=True, choices=CLASSIFICATIONS)
+    s.add_argument("--reason", required=True, help="why (kept in the audit log)")
+    s = cases.add_parser("show", help="a case and its entries")
+    s.add_argument("number")
+    s = cases.add_parser("list", help="the cases you may see")
+    s.add_argument("--status", choices=("open", "closed"), default=None)
+
+    cp = sub.add_parser("copy", help="copies for the parties (Art. 36)").add_subparsers(
+        dest="action", metavar="ACTION", required=True
+    )
+    s = cp.add_parser("request", help="record a party's request for a copy of a case")
+    s.add_argument("number")
+    s.add_argument("--requester", required=True, help="the party, as they signed the request")
+    s.add_argument(
+        "--kind",
+        choices=("bundle", "party"),
+        default="bundle",
+        help="bundle: the court bundle of originals; party: a watermarked MP4 per act",
+    )
+    s.add_argument("--purpose", default="", help="what the party wants it for")
+    s = cp.add_parser("approve", help="approve a request (the head of unit)")
+    s.add_argument("request", type=int)
+    s.add_argument(
+        "--omit",
+        action="append",
+        default=[],
+        metavar="DEVICE:SEQ=REASON",
+        help="withhold a confidential recording, listed with the reason (repeatable)",
+    )
+    s.add_argument("--reason", default="")
+    s = cp.add_parser("refuse", help="refuse a request, saying why (the head of unit)")
+    s.add_argument("request", type=int)
+    s.add_argument("--reason", required=True)
+    s = cp.add_parser("export", help="make an approved copy into a new folder (an archivist)")
+    s.add_argument("request", type=int)
+    s.add_argument("--out", required=True, help="the new folder")
+    s.add_argument(
+        "--watermark-name",
+        default=None,
+        help="the requester's name in Latin letters for the watermark (party copies)",
+    )
+    s = cp.add_parser("list", help="copy requests of the cases you may see")
+    s.add_argument("--case", default=None)
+
+    reports = sub.add_parser("report", help="reports").add_subparsers(
+        dest="action", metavar="ACTION", required=True
+    )
+    s = reports.add_parser("cases", help="open, due-soon and overdue cases (the 30-day rule)")
+    s.add_argument("--now", default="", help="the report's time (UTC; default: now)")
+
+    audit = sub.add_parser("audit", help="the signed audit log").add_subparsers(
+        dest="action", metavar="ACTION", required=True
+    )
+    s = audit.add_parser("show", help="the audit log's entries (auditors and the head of unit)")
+    s.add_argument("--last", type=int, default=50, help="how many of the newest entries")
+    audit.add_parser("head", help="the audit log's head, for bodycam-verify --expect-head")
+    return p
+
+
+def _password(prompt: str, env: str = PASSWORD_ENV) -> str:
+    if os.environ.get(env):
+        return os.environ[env]
+    if not sys.stdin.isatty():
+        raise UsageError(f"no password: set {env} or run on a terminal")
+    return getpass.getpass(prompt)
+
+
+def _out(args: argparse.Namespace, data: Any, text: str) -> None:
+    print(json.dumps(data, indent=2, ensure_ascii=False) if args.json else text)
+
+
+def _case_text(case: dict[str, Any]) -> str:
+    lines = [
+        f"case {case['number']} ({case['status']}): {case['kind_of_act']}, procedure {case['procedure']}, "
+        f"classified {case['classification']}",
+        f"  parties: {', '.join(case['parties']) or '-'}; officers: {', '.join(case['officers']) or '-'}",
+        f"  opened {case['opened_utc']} by {case['opened_by']}"
+        + (f"; closed {case['closed_utc']} by {case['closed_by']}" if case["closed_utc"] else ""),
+        f"  deadline (30 days after the act): {case['deadline_utc'] or 'no act end known'}",
+    ]
+    for e in case["entries"]:
+        late = f" [after closing: {e['reason']}]" if e.get("after_close") else ""
+        if e["kind"] == "recording":
+            lines.append(
+                f"  recording {e['device']} seq {e['seq']} {e['file']} {e['start_utc']}..{e['end_utc']} "
+                f"sha256 {e['sha256'][:16]}...{late}"
+            )
+        else:
+            lines.append(
+                f"  document {e['title']!r} {e['size']} bytes sha256 {e['sha256'][:16]}...{late}"
+            )
+    return "\n".join(lines)
+
+
+def _report_text(data: dict[str, Any]) -> str:
+    lines = [
+        f"cases at {data['now_utc']} (30-day rule; due soon from day {data['limit_days'] - data['soon_days']}):"
+    ]
+    for c in data["cases"]:
+        left = "" if c["days_left"] is None else f", {c['days_left']} days left"
+        lines.append(f"  {c['number']}  {c['state']:<11} deadline {c['deadline_utc'] or '-'}{left}")
+    counts = ", ".join(f"{n} {k}" for k, n in sorted(data["counts"].items())) or "no cases"
+    lines.append(counts)
+    return "\n".join(lines)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from .service import Archive
+
+    if args.command == "init":
+        admin_pw = _password(f"password for {args.admin}: ")
+        archive = Archive.create(
+            args.dir, args.store, args.archive_id, args.admin, admin_pw, database=args.database
+        )
+        key = archive.identity.public_key_hex
+        archive.close()
+        print(f"archive {args.archive_id} made in {args.dir}")
+        print(f"its key: {key}")
+        print(f"register it: bodycam-unit add-archive {args.archive_id} --public-key {key}")
+        return 0
+    if not args.user:
+        raise UsageError(f"who acts? give --user NAME (or set {USER_ENV})")
+    with Archive.open(args.dir) as archive:
+        session = archive.login(
+            args.user, _password(f"password for {args.user}: "), args.totp or None
+        )
+        return _dispatch(archive, session, args)
+
+
+def _dispatch(archive, session, args: argparse.Namespace) -> int:
+    if args.command == "user":
+        if args.action == "add":
+            secret = archive.add_user(
+                session,
+                args.name,
+                args.role,
+                _password(f"new password for {args.name}: ", "NEW_PASSWORD"),
+                officer=args.officer,
+                totp=args.second_factor,
+            )
+            print(f"user {args.name} added ({args.role})")
+            if secret:
+                from .users import totp_uri
+
+                print(f"second factor (shown once): {totp_uri(secret, args.name)}")
+        elif args.action == "list":
+            rows = archive.list_users(session)
+            _out(
+                args,
+                rows,
+                "\n".join(
+                    f"{r['name']:<20} {r['role']:<13} {r['officer'] or '-':<10} "
+                    f"{'2fa' if r['second_factor'] else '   '} {'active' if r['active'] else 'inactive'}"
+                    for r in rows
+                ),
+            )
+        else:
+            archive.set_active(session, args.name, False)
+            print(f"user {args.name} deactivated")
+        return 0
+    if args.command == "case":
+        return _case(archive, session, args)
+    if args.command == "copy":
+        return _copy(archive, session, args)
+    if args.command == "report":
+        now = archive.clock.time_ns()
+        if args.now:
+            from .cases import _utc
+
+            now = parse_utc(_utc(args.now, "--now"))
+        data = archive.deadline_report(session, now)
+        _out(args, data, _report_text(data))
+        return 1 if data["counts"].get("overdue") else 0
+    # audit
+    archive.require(session, "audit_read")
+    if args.action == "head":
+        records = archive.audit.records()
+        head = (
+            f"{archive.identity.device_id}:{records[-1].seq}:{records[-1].hash}" if records else ""
+        )
+        archive.audit_now("view", session, "audit log", {"what": "head"})
+        _out(args, {"head": head}, head)
+        return 0
+    records = archive.audit.records()[-max(args.last, 0) :] if args.last else []
+    archive.audit_now("view", session, "audit log", {"what": "entries", "shown": len(records)})
+    rows = [{"seq": r.seq, "utc": r.utc, "kind": r.kind, **r.body} for r in records]
+    _out(
+        args,
+        rows,
+        "\n".join(
+            f"{r['seq']:>6} {r['utc']} {r['kind']:<14} {r['user']} ({r['role']}) {r['target']} "
+            f"{json.dumps(r['detail'], ensure_ascii=False)}"
+            for r in rows
+        ),
+    )
+    return 0
+
+
+def _case(archive, session, args: argparse.Namespace) -> int:
+    if args.action == "open":
+        number = archive.open_case(
+            session,
+            args.kind,
+            args.procedure,
+            args.party,
+            args.officer,
+            args.classification,
+            args.act_end or None,
+        )
+        _out(args, {"number": number}, f"case {number} opened")
+    elif args.action == "attach":
+        if args.act is not None and (args.from_utc or args.to_utc):
+            raise UsageError("attach by --act SEQ or by --from/--to, not both")
+        if args.act is not None:
+            refs = archive.attach_act(session, args.number, args.device, args.act, args.reason)
+        elif args.from_utc and args.to_utc:
+            refs = archive.attach_range(
+                session, args.number, args.device, args.from_utc, args.to_utc, args.reason
+            )
+        else:
+            raise UsageError("say what to attach: --act SEQ, or --from UTC --to UTC")
+        _out(
+            args,
+            [r.to_dict() for r in refs],
+            f"case {args.number}: {len(refs)} recordings attached",
+        )
+    elif args.action == "attach-doc":
+        digest = archive.attach_document(session, args.number, args.file, args.title, args.reason)
+        _out(args, {"sha256": digest}, f"case {args.number}: document attached, sha256 {digest}")
+    elif args.action == "close":
+        archive.close_case(session, args.number)
+        _out(args, {"closed": args.number}, f"case {args.number} closed")
+    elif args.action == "classify":
+        archive.classify(session, args.number, args.classification, args.reason)
+        _out(
+            args,
+            {"classification": args.classification},
+            f"case {args.number} is now {args.classification}",
+        )
+    elif args.action == "show":
+        case = archive.show_case(session, args.number)
+        _out(args, case, _case_text(case))
+    else:
+        rows = archive.list_cases(session, args.status)
+        _out(
+            args,
+            rows,
+            "\n".join(
+                f"{r['number']}  {r['status']:<6} {r['classification']:<16} {r['kind_of_act']}"
+                for r in rows
+            )
+            or "no cases",
+        )
+    return 0
+
+
+def _copy(archive, session, args: argparse.Namespace) -> int:
+    if args.action == "request":
+        rid = archive.request_copy(session, args.number, args.requester, args.kind, args.purpose)
+        _out(args, {"request": rid}, f"copy request {rid} recorded (pending the head's decision)")
+    elif args.action in ("approve", "refuse"):
+        omit = {}
+        for item in getattr(args, "omit", []):
+            ref, sep, why = item.partition("=")
+            if not sep:
+                raise UsageError(f"--omit {item!r}: use DEVICE:SEQ=REASON")
+            omit[ref] = why
+        archive.decide_copy(session, args.request, args.action == "approve", args.reason, omit)
+        done = "approved" if args.action == "approve" else "refused"
+        _out(
+            args, {"request": args.request, "decision": done}, f"copy request {args.request} {done}"
+        )
+    elif args.action == "export":
+        result = archive.export_copy(
+            session, args.request, args.out, watermark_name=args.watermark_name
+        )
+        _out(
+            args,
+            result,
+            f"copy request {args.request} exported to {result['path']} (sha256 {result['sha256']})",
+        )
+    else:
+        rows = archive.list_copies(session, args.case)
+        _out(
+            args,
+            rows,
+            "\n".join(
+                f"{r['id']:>4} case {r['number']} {r['kind']:<6} {r['status']:<9} {r['requester']}"
+                for r in rows
+            )
+            or "no copy requests",
+        )
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    setup_logging(args.verbose)
+    logging.getLogger("alembic").setLevel(logging.INFO if args.verbose else logging.WARNING)
+    if not args.verbose:  # the one-line error says it; the audit log keeps it
+        logging.getLogger("archive.service").setLevel(logging.ERROR)
+
+    def body() -> int:
+        try:
+            return _run(args)
+        except (Refused, LoginFailed) as exc:
+            if os.environ.get("DEBUG") == "1":
+                raise
+            print(f"{PROG}: {exc}", file=sys.stderr)
+            return 3
+
+    return run_command(PROG, body)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Alembic migrations of the archive's database (run by :func:`archive.db.migrate`)."""

@@ -1,0 +1,296 @@
+"""The party's copy: an act's segments joined into one MP4 that plays anywhere, with the
+requester and date burned in, and a signed record of how it was derived.
+
+Why a derived file and not the originals: a party needs something a phone or a laptop
+plays (MPEG-TS segments of a minute each do not), and a copy that names who it was given
+to, so that a copy passed on is traceable (Art. 36). Why the derivation is signed: the
+copy is not evidence by itself; its record names the SHA-256 of every source segment (the
+same hashes the camera signed), what was done, by whom, for whom, and the output's
+SHA-256, signed with the archive's key, so anyone can see it comes from the originals and
+how. The originals are never changed.
+
+The watermark is drawn with the on-screen display's font (:mod:`evidence.osd`), the same
+5x7 glyphs the camera burns in, so it can be read back from a decoded frame. That font has
+Latin capitals, digits and a few signs only, no Chinese: a requester whose name has other
+characters must be given a Latin spelling for the watermark (``watermark_name``, e.g. the
+pinyin); the full name goes into the signed record.
+
+The MP4 is written to a temporary file beside ``out``, fsynced and renamed; so is the
+record (``<out>.derivation.json``), after it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import av
+import numpy as np
+
+from evidence import FORMAT_VERSION
+from evidence.clock import UTC_PATTERN, SystemClock, format_utc
+from evidence.exc import EvidenceError
+from evidence.identity import DEVICE_ID_PATTERN, DeviceIdentity
+from evidence.media import hash_file
+from evidence.osd import TextBurner
+from evidence.record import HEX128, SignedPayload, check_fields, parse_payload
+from evidence.storage import atomic_write_bytes, fsync_dir
+
+__all__ = ["Derivation", "PartyCopy", "PartyCopyError", "make_party_copy", "watermark_layout"]
+
+PURPOSE = "bodycam-party-copy-v1"
+DERIVATION_SUFFIX = ".derivation.json"
+FIELDS = ("v", "kind", "device", "utc", "body", "sig")
+CRF = 23
+AUDIO_BITRATE = 64_000
+
+
+class PartyCopyError(EvidenceError):
+    """The copy cannot be made as asked (a source altered, a name the font cannot draw)."""
+
+
+@dataclass(frozen=True)
+class Derivation(SignedPayload):
+    """A signed message (journal-format.md section 4) of kind ``derivation``: ``device``
+    is the signer's id (the archive's), ``body`` says what was derived from what."""
+
+    FIELDS = FIELDS
+    v: int
+    kind: str
+    device: str
+    utc: str
+    body: dict[str, Any]
+    sig: str = field(default="")
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Derivation:
+        value = parse_payload(data, 1 << 20, "derivation record")
+        checks = (
+            ("v", lambda x: x == FORMAT_VERSION, f"must be {FORMAT_VERSION}"),
+            ("kind", lambda x: x == "derivation", "must be 'derivation'"),
+            ("device", lambda x: isinstance(x, str) and DEVICE_ID_PATTERN.match(x), "bad id"),
+            ("utc", lambda x: isinstance(x, str) and UTC_PATTERN.match(x), "bad UTC stamp"),
+            ("body", lambda x: isinstance(x, dict), "must be an object"),
+            ("sig", lambda x: isinstance(x, str) and HEX128.match(x), "must be 128 hex digits"),
+        )
+        check_fields(value, FIELDS, checks, "derivation record")
+        return cls(**{f: value[f] for f in FIELDS})
+
+
+@dataclass(frozen=True)
+class PartyCopy:
+    path: Path
+    record_path: Path
+    derivation: Derivation
+    frames: int
+    seconds: float  # the copy's duration
+
+
+def _unsupported(burner: TextBurner, text: str) -> list[str]:
+    unknown = burner.tile("?")
+    return sorted({c for c in text if c != "?" and burner.tile(c) is unknown})
+
+
+def watermark_layout(
+    width: int, height: int, lines: Sequence[str]
+) -> tuple[TextBurner, int, list[int]]:
+    """The burner, left x and top y of each line: the OSD's scale for this frame size,
+    made smaller until the longest line fits; lines go at the top (the OSD is at the
+    bottom)."""
+    scale = max(1, min(width // 170, height // 100))
+    longest = max(len(line) for line in lines)
+    while scale > 1 and longest * 6 * scale > width - 2 * scale:
+        scale -= 1
+    burner = TextBurner(scale)
+    if longest * burner.cell_width > width:
+        raise PartyCopyError(
+            f"the watermark line of {longest} characters does not fit a {width}-pixel-wide "
+            "frame; give a shorter watermark_name"
+        )
+    return burner, scale, [scale + i * burner.line_height for i in range(len(lines))]
+
+
+def _wrap(text: str, width_chars: int) -> list[str]:
+    lines, line = [], ""
+    for word in text.split():
+        if line and len(line) + 1 + len(word) > width_chars:
+            lines.append(line)
+            line = word
+        else:
+            line = f"{line} {word}" if line else word
+    return lines + ([line] if line else [])
+
+
+def _sources(
+    segments: Sequence[str | os.PathLike], expected: Sequence[str] | None
+) -> list[dict[str, Any]]:
+    if not segments:
+        raise PartyCopyError("no segments given: a copy needs at least one")
+    if expected is not None and len(expected) != len(segments):
+        raise PartyCopyError(f"{len(segments)} segments but {len(expected)} expected hashes")
+    found = []
+    for i, seg in enumerate(segments):
+        path = Path(seg)
+        try:
+            size, digest = hash_file(path)
+        except OSError as exc:
+            raise PartyCopyError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+        if expected is not None and expected[i] != digest:
+            raise PartyCopyError(
+                f"{path}: sha256 {digest[:16]}... is not the signed {expected[i][:16]}...: "
+                "not copying an altered source"
+            )
+        found.append({"file": path.name, "size": size, "sha256": digest})
+    return found
+
+
+def make_party_copy(
+    segments: Sequence[str | os.PathLike],
+    out: str | os.PathLike,
+    *,
+    requester: str,
+    date: str,
+    by: str,
+    identity: DeviceIdentity,
+    watermark_name: str | None = None,
+    expected_sha256: Sequence[str] | None = None,
+    request: str = "",
+    clock: Any = None,
+) -> PartyCopy:
+    """Join ``segments`` (in order) into the MP4 ``out`` with ``COPY FOR <name>`` and
+    ``date`` burned into every frame; sign the derivation with ``identity``.
+
+    ``expected_sha256``: the hashes the camera's records sign, checked before anything is
+    decoded. ``by``: who made the copy (the archivist). ``request``: the request's id.
+    """
+    out = Path(out)
+    name = watermark_name if watermark_name is not None else requester
+    text = f"COPY FOR {name} {date}".upper()
+    probe = TextBurner(1)
+    bad = _unsupported(probe, text)
+    if bad:
+        raise PartyCopyError(
+            f"the on-screen font has no glyph for {''.join(bad)!r}: give the requester's name "
+            "in Latin letters (e.g. pinyin) as watermark_name; the full name is kept in the "
+            "signed derivation record"
+        )
+    sources = _sources(segments, expected_sha256)
+    clock = clock or SystemClock()
+    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    try:
+        frames, seconds, lines = _encode([Path(s) for s in segments], tmp, text)
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        size, digest = hash_file(tmp)
+        os.replace(tmp, out)
+        fsync_dir(out.parent)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    body = {
+        "purpose": PURPOSE,
+        "request": request,
+        "requester": requester,
+        "date": date,
+        "by": by,
+        "sources": sources,
+        "operations": [
+            f"decoded {len(sources)} MPEG-TS segment(s) in the order listed and joined them",
+            f"burned a watermark into every frame: {' / '.join(lines)!r} (evidence.osd font, top left)",
+            f"encoded H.264 (libx264, crf {CRF}) and AAC ({AUDIO_BITRATE // 1000} kb/s) into MP4, moov first (faststart)",
+        ],
+        "watermark": lines,
+        "output": {"file": out.name, "size": size, "sha256": digest, "frames": frames},
+    }
+    unsigned = Derivation(
+        FORMAT_VERSION, "derivation", identity.device_id, format_utc(clock.time_ns()), body
+    )
+    derivation = _sign(unsigned, identity)
+    record_path = out.with_name(out.name + DERIVATION_SUFFIX)
+    atomic_write_bytes(record_path, derivation.to_bytes() + b"\n")
+    return PartyCopy(out, record_path, derivation, frames, seconds)
+
+
+def _sign(unsigned: Derivation, identity: DeviceIdentity) -> Derivation:
+    """Sign, then read back as a receiver would."""
+    sig = identity.sign(unsigned.signing_bytes()).hex()
+    return Derivation.from_bytes(Derivation(**{**unsigned.unsigned_dict(), "sig": sig}).to_bytes())
+
+
+def _encode(segments: list[Path], out: Path, text: str) -> tuple[int, float, list[str]]:
+    """Decode, watermark and re-encode; ``(video frames, duration s, watermark lines)``."""
+    first = av.open(str(segments[0]))
+    try:
+        v0 = first.streams.video[0]
+        width, height = v0.codec_context.width, v0.codec_context.height
+        fps = v0.average_rate or v0.guessed_rate or Fraction(30)
+        a0 = first.streams.audio[0] if first.streams.audio else None
+        rate = a0.codec_context.sample_rate if a0 is not None else 0
+        layout = a0.codec_context.layout.name if a0 is not None else ""
+    finally:
+        first.close()
+    lines = _wrap(text, max(1, width // 6))
+    burner, x, ys = watermark_layout(width, height, lines)
+    strips = [burner.strip(line) for line in lines]
+    container = av.open(str(out), "w", format="mp4", options={"movflags": "+faststart"})
+    try:
+        vout = container.add_stream("libx264", rate=fps)
+        vout.width, vout.height, vout.pix_fmt = width, height, "yuv420p"
+        vout.options = {"preset": "veryfast", "crf": str(CRF)}
+        aout = None
+        if rate:
+            aout = container.add_stream("aac", rate=rate)
+            aout.layout = layout
+            aout.bit_rate = AUDIO_BITRATE
+        frame_count = 0
+        samples = 0
+        for segment in segments:
+            # each segment starts where the video so far ends; sound follows its video
+            samples = max(samples, round(frame_count / fps * rate)) if rate else 0
+            frame_count, samples = _segment(
+                segment, container, vout, aout, frame_count, samples, burner, x, ys, strips
+            )
+        for packet in vout.encode():
+            container.mux(packet)
+        if aout is not None:
+            for packet in aout.encode():
+                container.mux(packet)
+    finally:
+        container.close()
+    return frame_count, float(frame_count / fps), lines
+
+
+def _segment(segment, container, vout, aout, frame_count, samples, burner, x, ys, strips):
+    src = av.open(str(segment))
+    try:
+        streams = [src.streams.video[0]] + (
+            [src.streams.audio[0]] if aout and src.streams.audio else []
+        )
+        for frame in src.decode(*streams):
+            if isinstance(frame, av.VideoFrame):
+                planes = frame.to_ndarray(format="yuv420p")
+                y_plane = planes[: frame.height]
+                for top, strip in zip(ys, strips, strict=True):
+                    burner.blit(y_plane, x, top, strip)
+                marked = av.VideoFrame.from_ndarray(np.ascontiguousarray(planes), format="yuv420p")
+                marked.pts = frame_count
+                marked.time_base = 1 / Fraction(vout.average_rate or 30)
+                frame_count += 1
+                for packet in vout.encode(marked):
+                    container.mux(packet)
+            else:
+                frame.pts = samples
+                frame.time_base = Fraction(1, aout.codec_context.sample_rate)
+                samples += frame.samples
+                for packet in aout.encode(frame):
+                    container.mux(packet)
+    finally:
+        src.close()
+    return frame_count, samples
