@@ -12,13 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from evidence.dockjournal import DOCK_JOURNALS_DIR
-from evidence.exc import RecordError
-from evidence.journal import JOURNAL_NAME
-from evidence.record import Record
+from evidence.journal import JOURNAL_NAME, records_of_kind
 
 KIND = "announcement_audio"
 VERDICTS = ("heard", "not_heard", "no_audio")
-_MARKER = b'"kind":"%s"' % KIND.encode()
 
 
 def results(store_root: str | Path) -> dict[str, dict[int, dict[str, Any]]]:
@@ -29,21 +26,9 @@ def results(store_root: str | Path) -> dict[str, dict[int, dict[str, Any]]]:
     answers = []
     for path in sorted(Path(store_root, DOCK_JOURNALS_DIR).glob(f"*/{JOURNAL_NAME}")):
         try:
-            data = path.read_bytes()
+            answers += records_of_kind(path, KIND)
         except OSError:
             continue
-        at = data.find(_MARKER)
-        while at >= 0:
-            start = data.rfind(b"\n", 0, at) + 1
-            end = data.find(b"\n", at)
-            end = len(data) if end < 0 else end
-            try:
-                record = Record.from_bytes(data[start:end])
-            except RecordError:
-                record = None
-            if record is not None and record.kind == KIND:
-                answers.append(record)
-            at = data.find(_MARKER, end)
     for record in sorted(answers, key=lambda r: r.utc):
         b = record.body
         if isinstance(b.get("device"), str) and type(b.get("seq")) is int:

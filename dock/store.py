@@ -35,7 +35,7 @@ from evidence import dockjournal
 from evidence.clock import SystemClock, format_utc
 from evidence.exc import RecordError, RegistryError
 from evidence.identity import DeviceIdentity
-from evidence.journal import JOURNAL_NAME, scan_journal
+from evidence.journal import JOURNAL_NAME, records_of_kind, scan_journal
 from evidence.layout import IDENTITY_NAME, stored_name_error
 from evidence.record import Record
 from evidence.registry import DeviceEntry, Registry, require_trusted
@@ -573,13 +573,7 @@ class Store:
             path = folder / JOURNAL_NAME
             if not path.exists():
                 continue
-            records = []
-            for _, line in scan_journal(path).lines:
-                try:
-                    records.append(Record.from_bytes(line))
-                except RecordError:
-                    continue
-            for key, made in dockjournal.relabels(records).items():
+            for key, made in dockjournal.relabels(records_of_kind(path, "relabel")).items():
                 found.setdefault(key, []).extend(made)
         for made in found.values():
             made.sort(key=lambda r: (r.utc, r.dock, r.dock_seq))

@@ -217,7 +217,9 @@ def _shift(args: argparse.Namespace) -> int:
         return 130
     if args.verbose:
         print(json.dumps(summary, indent=2, ensure_ascii=False))
-    return 0
+    for error in summary["errors"]:  # the shift did not go as its scenario says
+        _say(f"error: {error}")
+    return 1 if summary["errors"] else 0
 
 
 def _dock(out: Path, mqtt: Any = None, after_s: float = 0.0) -> dict[str, Any]:

@@ -318,6 +318,7 @@ class ShiftDriver:
         self.hw = hw
         self.recorder = recorder
         self.cut: DiskAtCut | None = None  # a power cut the shift's loop has to carry out
+        self.errors: list[str] = []  # what went wrong in events or the recorder's main loop
         self.clock = hw["clock"]
         self.config = config
         self.t0 = t0
@@ -372,7 +373,11 @@ class ShiftDriver:
                 event.do,
                 f" {what}" * bool(what),
             )
-            self.play(event)
+            try:
+                self.play(event)
+            except Exception as exc:  # the shift goes on; run_shift reports it at the end
+                _log.exception("scenario event %s failed", event.do)
+                self.errors.append(f"scenario at {hms((at_ns - self.t0) / NS)}: {event.do}: {exc}")
             self.recorder.sync()
 
         self.clock.at(at_ns, fire)
@@ -465,6 +470,22 @@ def recorder_on(
     )
 
 
+def main_loop(recorder: Any, errors: list[str]) -> threading.Thread:
+    """The recorder's main loop in a thread; if it dies of an exception (on the device,
+    systemd would restart the daemon), the shift says so instead of ending as if well."""
+
+    def run() -> None:
+        try:
+            recorder.run()
+        except Exception as exc:
+            _log.exception("the recorder's main loop died")
+            errors.append(f"the recorder's main loop died: {type(exc).__name__}: {exc}")
+
+    thread = threading.Thread(target=run, name="recorder-main", daemon=True)
+    thread.start()
+    return thread
+
+
 def power_cycle(driver: ShiftDriver, loop: threading.Thread, link: Any, make, mqtt: Any):
     """Carry out the driver's power cut: stop the dead camera's threads, put its disk back
     as it was at the cut, let the power stay off, and boot a new recorder on that disk.
@@ -487,8 +508,7 @@ def power_cycle(driver: ShiftDriver, loop: threading.Thread, link: Any, make, mq
 
         link = link_for_recorder(recorder, mqtt)
         link.start()
-    loop = threading.Thread(target=recorder.run, name="recorder-main", daemon=True)
-    loop.start()
+    loop = main_loop(recorder, driver.errors)
     frames = driver.hw["camera"].frames
     driver.hw["camera"].wait_frames(frames + 1, timeout=30)  # it drives time again
     _log.warning("power back: the camera booted again")
@@ -579,8 +599,7 @@ def run_shift(
 
         link = link_for_recorder(recorder, mqtt)
         link.start()
-    loop = threading.Thread(target=recorder.run, name="recorder-main", daemon=True)
-    loop.start()
+    loop = main_loop(recorder, driver.errors)
     interrupted = False
     try:
         hw["camera"].wait_frames(1, timeout=30)  # the camera drives time from now on
@@ -630,6 +649,7 @@ def run_shift(
     summary["planned_s"] = round(duration_s, 3)
     summary["amber_led_on"] = sum(1 for _, level in board.history("LED_AMBER") if level > 0)
     summary["faults"] = [[format_utc(t), kind, what] for t, kind, what in driver.faults.log]
+    summary["errors"] = list(driver.errors)
     return summary
 
 

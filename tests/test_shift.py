@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -191,15 +192,10 @@ def test_recorder_daemon_sim_backend_stops_cleanly_on_sigterm(
         text=True,
     )
     try:
-        seen = ""
-        for line in proc.stderr:  # the daemon logs each signed segment at INFO
-            seen += line
-            if "segment media/" in line:
-                break
-        assert "segment media/" in seen, seen[-2000:]
+        seen = signed_segments(proc, 1)  # the daemon logs each signed segment at INFO
         proc.send_signal(signal.SIGTERM)
-        _, rest = proc.communicate(timeout=60)
-        assert proc.returncode == 0, rest[-2000:]
+        proc.wait(timeout=60)
+        assert proc.returncode == 0, "".join(seen)[-2000:]
         messages = []
         notify.settimeout(0.5)
         while True:
@@ -279,6 +275,26 @@ def test_parse_duration_never_crashes(text: str) -> None:
     assert 0 <= value < float("inf")
 
 
+def signed_segments(proc: subprocess.Popen, count: int, timeout: float = 120) -> list[str]:
+    """Wait until the daemon has logged ``count`` signed segments; the lines so far (read
+    in a thread that goes on draining stderr, so a test ends even if they never come)."""
+    seen: list[str] = []
+    done = threading.Event()
+
+    def read() -> None:
+        for line in proc.stderr:
+            seen.append(line)
+            if sum("segment media/" in x for x in seen) >= count:
+                done.set()
+        done.set()  # the daemon exited
+
+    threading.Thread(target=read, daemon=True).start()
+    done.wait(timeout)
+    signed = sum("segment media/" in x for x in seen)
+    assert signed >= count, f"{signed} of {count} segments signed: {''.join(seen)[-2000:]}"
+    return seen
+
+
 def test_recorder_restarted_after_a_fast_run_keeps_time_going_forward(
     tmp_path: Path, identity: DeviceIdentity
 ) -> None:
@@ -297,8 +313,8 @@ def test_recorder_restarted_after_a_fast_run_keeps_time_going_forward(
                 "--storage",
                 str(storage),
                 "--speed",
-                "200",
-                "--record",
+                "20",  # 200 outran a loaded machine: the frame watchdog took the lagging
+                "--record",  # camera for a dead one, again and again, and no segment closed
                 "--segment-max",
                 "20",
             ],
@@ -309,13 +325,9 @@ def test_recorder_restarted_after_a_fast_run_keeps_time_going_forward(
             text=True,
         )
         try:
-            segments = 0
-            for line in proc.stderr:
-                segments += "segment media/" in line
-                if segments == 2:
-                    break
+            signed_segments(proc, 2)
             proc.send_signal(signal.SIGTERM)
-            proc.communicate(timeout=60)
+            proc.wait(timeout=60)  # the reader thread drains stderr
             assert proc.returncode == 0
         finally:
             if proc.poll() is None:
@@ -338,3 +350,31 @@ def test_recorder_restarted_after_a_fast_run_keeps_time_going_forward(
         text=True,
     )
     assert verify.returncode == 0, verify.stdout + verify.stderr
+
+
+def test_a_dead_main_loop_or_a_failed_event_is_an_error_of_the_shift() -> None:
+    """The shift must not end as if well when the recorder's main loop died (on the
+    device systemd restarts it) or a scenario event could not be played."""
+    from simulator.clock import SimClock
+    from simulator.scenario import Event
+    from simulator.shift import ShiftDriver, main_loop
+
+    class Dying:
+        def run(self) -> None:
+            raise RuntimeError("cannot join thread before it is started")
+
+        def sync(self) -> bool:
+            return True
+
+    errors: list[str] = []
+    main_loop(Dying(), errors).join(10)
+    assert errors == [
+        "the recorder's main loop died: RuntimeError: cannot join thread before it is started"
+    ]
+    clock = SimClock()
+    hw = {"clock": clock, "camera": None, "power": None, "microphone": None, "speaker": None}
+    hw["pin_factory"] = None
+    driver = ShiftDriver(hw, {"controls": {}}, clock.monotonic_ns(), Dying(), board=object())
+    driver.schedule(Event(1.0, "battery", percent=50.0), clock.monotonic_ns() + 10**9)
+    clock.advance(2 * 10**9)  # the battery event finds no power twin: it fails
+    assert len(driver.errors) == 1 and driver.errors[0].startswith("scenario at 0:00:01: battery:")
