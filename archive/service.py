@@ -11,8 +11,10 @@ Folder (``<archive>``, default ``/var/lib/bodycam/archive``, beside the dock sto
     archive.toml        the store, the database URL and the archive's id (written by init)
     archive.sqlite      the default database (or a postgresql:// URL in archive.toml)
     key/archive.key     the archive's Ed25519 key (0600): signs the audit log
+    key/master.key      the master key of encrypted documents, unless a systemd credential
     audit/              the audit log (journal.jsonl, archive.json): bodycam-verify reads it
-    documents/<sha256>  written documents of case files, by content hash
+    documents/<sha256>  written documents of case files, by content hash (public, internal)
+    documents/enc-<id>  encrypted documents of cases above internal (archive.vault)
     registry.json       a copy of the store's unit-signed registry, for bodycam-verify
 """
 
@@ -35,10 +37,12 @@ from .audit import AuditLog
 from .cases import CaseFiles
 from .copies import CopyRequests
 from .db import default_url, open_database
+from .documents import Documents
 from .exc import ArchiveError, LoginFailed, NotFound, Refused
 from .policy import Actor, Material, decide
 from .schema import meta, users
 from .session import SYSTEM, Session
+from .vault import create_master_key, master_key_path
 
 _log = logging.getLogger(__name__)
 
@@ -53,7 +57,7 @@ def _toml_str(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-class Archive(CaseFiles, CopyRequests):
+class Archive(CaseFiles, CopyRequests, Documents):
     """One archive, open. Use :meth:`create` once, then :meth:`open`."""
 
     def __init__(self, folder: str | os.PathLike, *, clock: Clock | None = None) -> None:
@@ -69,11 +73,12 @@ class Archive(CaseFiles, CopyRequests):
             ) from None
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise ArchiveError(f"{cfg_path}: not readable TOML: {exc}") from None
-        unknown = set(cfg) - {"store", "database", "archive_id", "key"}
+        unknown = set(cfg) - {"store", "database", "archive_id", "key", "master_key"}
         if unknown:
             raise ArchiveError(f"{cfg_path}: unknown keys {sorted(unknown)}")
         self.store_root = Path(cfg.get("store", ""))
         self.url = cfg.get("database") or default_url(self.folder)
+        self.master_key_path = master_key_path(self.folder, cfg.get("master_key", ""))
         key_path = Path(cfg.get("key") or self.folder / KEY_PATH)
         self.identity = DeviceIdentity.load(key_path)
         """The archive's signing identity (its id is the audit log's ``device``)."""
@@ -105,6 +110,9 @@ class Archive(CaseFiles, CopyRequests):
         hashed = pw.hash_password(password)
         makedirs_durable(folder, 0o750)
         DeviceIdentity.create(folder / KEY_PATH, archive_id)
+        master = master_key_path(folder)
+        if not master.exists():
+            create_master_key(master)
         os.chmod(folder / KEY_PATH.split("/")[0], 0o700)
         lines = [
             "# bodycam-archive: written by `bodycam-archive init`.",
@@ -299,38 +307,3 @@ class Archive(CaseFiles, CopyRequests):
             }
             for r in rows
         ]
-
-    # -- documents -----------------------------------------------------------------------
-
-    def store_document(self, source: str | os.PathLike) -> tuple[str, int]:
-        """Copy a file into ``documents/<sha256>`` durably (once per content)."""
-        import hashlib
-
-        source = Path(source)
-        if not source.is_file():
-            raise ArchiveError(f"{source}: not a readable file")
-        folder = makedirs_durable(self.folder / DOCUMENTS, 0o750)
-        digest = hashlib.sha256()
-        tmp = folder / f".incoming-{os.getpid()}"
-        size = 0
-        with open(source, "rb") as src, open(tmp, "wb") as out:
-            while chunk := src.read(1 << 17):
-                digest.update(chunk)
-                out.write(chunk)
-                size += len(chunk)
-            out.flush()
-            os.fsync(out.fileno())
-        name = digest.hexdigest()
-        target = folder / name
-        if target.exists():
-            tmp.unlink()
-        else:
-            os.chmod(tmp, 0o440)
-            os.replace(tmp, target)
-            from evidence.storage import fsync_dir
-
-            fsync_dir(folder)
-        return name, size
-
-    def document_path(self, sha256: str) -> Path:
-        return self.folder / DOCUMENTS / sha256

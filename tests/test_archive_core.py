@@ -67,7 +67,13 @@ def test_a_case_file_refers_to_the_store_and_closes_for_good(arch: Archive, worl
     doc = world.tmp / "statement.pdf"
     doc.write_bytes(b"%PDF-1.4 statement of Zhang San\n")
     digest = arch.attach_document(s["wang"], number, str(doc), "statement")
-    assert (arch.folder / "documents" / digest).read_bytes() == doc.read_bytes()
+    # the case is personal_privacy: on disk only ciphertext, under a random name
+    assert not (arch.folder / "documents" / digest).exists()
+    assert all(
+        doc.read_bytes() not in p.read_bytes() for p in (arch.folder / "documents").iterdir()
+    )
+    arch.read_document(s["li"], number, digest, world.tmp / f"read-{arch.url[:6]}")
+    assert (world.tmp / f"read-{arch.url[:6]}").read_bytes() == doc.read_bytes()
     # the officer named in the case sees it; the auditor's clearance stops at internal
     assert len(arch.show_case(s["li"], number)["entries"]) == 6
     with pytest.raises(Refused, match="classified personal_privacy"):
