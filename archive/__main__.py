@@ -179,6 +179,19 @@ def build_parser() -> argparse.ArgumentParser:
     s = reports.add_parser("cases", help="open, due-soon and overdue cases (the 30-day rule)")
     s.add_argument("--now", default="", help="the report's time (UTC; default: now)")
 
+    s = sub.add_parser(
+        "alerts", help="send the supervisor the 25- and 30-day alerts over MQTT (a daemon)"
+    )
+    s.add_argument("--mqtt", required=True, metavar="HOST:PORT", help="the broker")
+    s.add_argument(
+        "--ca-file", default="", help="the broker's CA (TLS); required unless --insecure"
+    )
+    s.add_argument("--insecure", action="store_true", help="plain TCP: loopback test brokers only")
+    s.add_argument("--unit", default="", help="the unit in the topic (default: the registry's)")
+    s.add_argument("--check-s", type=float, default=3600.0, help="seconds between checks")
+    s.add_argument("--once", action="store_true", help="check once and exit")
+    s.add_argument("--now", default="", help="the time to check at (UTC; with --once)")
+
     audit = sub.add_parser("audit", help="the signed audit log").add_subparsers(
         dest="action", metavar="ACTION", required=True
     )
@@ -249,6 +262,8 @@ def _run(args: argparse.Namespace) -> int:
         print(f"its key: {key}")
         print(f"register it: bodycam-unit add-archive {args.archive_id} --public-key {key}")
         return 0
+    if args.command == "alerts":
+        return _alerts(args)
     if not args.user:
         raise UsageError(f"who acts? give --user NAME (or set {USER_ENV})")
     with Archive.open(args.dir) as archive:
@@ -383,6 +398,48 @@ def _case(archive, session, args: argparse.Namespace) -> int:
             or "no cases",
         )
     return 0
+
+
+def _alerts(args: argparse.Namespace) -> int:
+    """The alert daemon: no user logs in; it acts as the archive itself (audited)."""
+    import signal
+    import threading
+
+    from evidence.registry import Registry
+    from wire.broker import ConnectionSettings
+
+    from .alerts import CaseAlerter
+    from .cases import _utc
+    from .service import REGISTRY_NAME, Archive
+
+    host, sep, port = args.mqtt.rpartition(":")
+    if not sep or not port.isdigit():
+        raise UsageError(f"--mqtt {args.mqtt!r}: use HOST:PORT")
+    settings = ConnectionSettings(host, int(port), ca_file=args.ca_file, insecure=args.insecure)
+    now = parse_utc(_utc(args.now, "--now")) if args.now else None
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    with Archive.open(args.dir) as archive:
+        unit = args.unit
+        if not unit:
+            reg = archive.folder / REGISTRY_NAME
+            signed = Registry.load(reg).signature if reg.exists() else None
+            unit = signed.unit if signed else "unassigned"
+        alerter = CaseAlerter(archive, settings, unit)
+        alerter.start()
+        try:
+            if not alerter.connected.wait(10):
+                raise UsageError(f"cannot reach the broker at {args.mqtt}")
+            while True:
+                sent = alerter.check(now)
+                _log.info("alerts: %d sent", len(sent))
+                if args.once:
+                    print(f"{len(sent)} alerts sent")
+                    return 0
+                if stop.wait(args.check_s):
+                    return 0
+        finally:
+            alerter.stop()
 
 
 def _copy(archive, session, args: argparse.Namespace) -> int:

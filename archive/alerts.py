@@ -1,0 +1,180 @@
+"""The 30-day alerts: a signed MQTT message to the supervisor at day 25 and at day 30.
+
+The decision is pure (:func:`due`): an open case whose deadline is 5 days away or less
+gets its ``due_soon`` alert once, an open case past its deadline its ``overdue`` alert
+once (only that one, if both fall due at once). :class:`CaseAlerter` publishes each on
+``bodycam/<unit>/archive/<archive>/alert`` (QoS 1) as a signed message of kind
+``archive_alert`` (the shape of journal-format.md section 4's signed messages, Ed25519 by
+the archive's key, which the registry's ``archives`` lists), waits for the broker's acknowledgement, then records that it was
+sent (``cases.alerted_days`` = 25 or 30) and audits it; an unacknowledged alert is
+retried at the next check. Threads: paho's network thread only; checks run in the
+caller's thread (``bodycam-archive alerts`` loops with a stop Event).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+import paho.mqtt.client as mqtt
+import sqlalchemy as sa
+
+from evidence import FORMAT_VERSION
+from evidence.clock import UTC_PATTERN, format_utc, parse_utc
+from evidence.identity import DEVICE_ID_PATTERN, DeviceIdentity
+from evidence.record import HEX128, SignedPayload, check_fields, parse_payload
+from wire.broker import ConnectionSettings, make_client
+
+from .cases import LIMIT_DAYS, SOON_DAYS
+from .schema import cases, entries
+from .session import SYSTEM
+
+_log = logging.getLogger(__name__)
+_DAY_NS = 86_400 * 10**9
+LEVELS = {LIMIT_DAYS - SOON_DAYS: "due_soon", LIMIT_DAYS: "overdue"}  # day -> level
+
+
+FIELDS = ("v", "kind", "device", "utc", "body", "sig")
+KIND = "archive_alert"
+
+
+@dataclass(frozen=True)
+class ArchiveAlert(SignedPayload):
+    """A signed message of kind ``archive_alert``: ``device`` is the archive's id."""
+
+    FIELDS = FIELDS
+    v: int
+    kind: str
+    device: str
+    utc: str
+    body: dict[str, Any]
+    sig: str = field(default="")
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> ArchiveAlert:
+        """Parse a payload as a receiver does (the signature is :meth:`verify`'s)."""
+        value = parse_payload(data, 1 << 16, "archive alert")
+        checks = (
+            ("v", lambda x: x == FORMAT_VERSION, f"must be {FORMAT_VERSION}"),
+            ("kind", lambda x: x == KIND, f"must be {KIND!r}"),
+            ("device", lambda x: isinstance(x, str) and DEVICE_ID_PATTERN.match(x), "bad id"),
+            ("utc", lambda x: isinstance(x, str) and UTC_PATTERN.match(x), "bad UTC stamp"),
+            ("body", lambda x: isinstance(x, dict), "must be an object"),
+            ("sig", lambda x: isinstance(x, str) and HEX128.match(x), "must be 128 hex digits"),
+        )
+        check_fields(value, FIELDS, checks, "archive alert")
+        return cls(**value)
+
+
+def sign_alert(identity: DeviceIdentity, utc: str, body: dict[str, Any]) -> ArchiveAlert:
+    unsigned = ArchiveAlert(FORMAT_VERSION, KIND, identity.device_id, utc, body)
+    sig = identity.sign(unsigned.signing_bytes()).hex()
+    return ArchiveAlert.from_bytes(
+        ArchiveAlert(**{**unsigned.unsigned_dict(), "sig": sig}).to_bytes()
+    )
+
+
+def archive_alert_topic(unit: str, archive_id: str) -> str:
+    return f"bodycam/{unit}/archive/{archive_id}/alert"
+
+
+@dataclass(frozen=True)
+class Due:
+    number: str
+    day: int  # 25 or 30
+    deadline_utc: str
+
+
+def due(rows: list[dict[str, Any]], deadlines: dict[str, str | None], now_ns: int) -> list[Due]:
+    """Which alerts are due now: ``rows`` are cases (``number``, ``status``,
+    ``alerted_days``), ``deadlines`` their deadline stamps."""
+    out = []
+    for row in rows:
+        deadline = deadlines.get(row["number"])
+        if row["status"] != "open" or deadline is None:
+            continue
+        left = parse_utc(deadline) - now_ns
+        if left <= 0 and row["alerted_days"] < LIMIT_DAYS:
+            out.append(Due(row["number"], LIMIT_DAYS, deadline))
+        elif 0 < left <= SOON_DAYS * _DAY_NS and row["alerted_days"] < LIMIT_DAYS - SOON_DAYS:
+            out.append(Due(row["number"], LIMIT_DAYS - SOON_DAYS, deadline))
+    return out
+
+
+class CaseAlerter:
+    """Publishes the due alerts of one archive to a broker."""
+
+    def __init__(self, archive, settings: ConnectionSettings, unit: str) -> None:
+        self.archive = archive
+        self.unit = unit
+        self.connected = threading.Event()
+        self.client = make_client(
+            settings,
+            archive.identity.device_id,
+            protocol=mqtt.MQTTv311,
+            default_username=archive.identity.device_id,
+        )
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = lambda *a: self.connected.clear()
+        self.settings = settings
+
+    def _on_connect(self, client, userdata, flags, reason, properties) -> None:
+        if reason.is_failure:
+            _log.warning("broker refused the archive: %s", reason)
+            return
+        self.connected.set()
+
+    def start(self) -> None:
+        self.client.connect_async(self.settings.host, self.settings.port, self.settings.keepalive_s)
+        self.client.loop_start()
+
+    def stop(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+    def _due(self, now_ns: int) -> list[Due]:
+        arch = self.archive
+        with arch.engine.connect() as conn:
+            rows = [dict(r) for r in conn.execute(sa.select(cases)).mappings()]
+            items: dict[int, list[dict[str, Any]]] = {}
+            for e in conn.execute(sa.select(entries).order_by(entries.c.id)).mappings():
+                items.setdefault(e["case_id"], []).append(dict(e))
+        deadlines = {r["number"]: arch.deadline_of(r, items.get(r["id"], [])) for r in rows}
+        return due(rows, deadlines, now_ns)
+
+    def check(self, now_ns: int | None = None, timeout_s: float = 5.0) -> list[dict[str, Any]]:
+        """Publish every alert due now, each once; the bodies sent."""
+        arch = self.archive
+        now_ns = arch.clock.time_ns() if now_ns is None else now_ns
+        sent = []
+        for d in self._due(now_ns):
+            level = LEVELS[d.day]
+            body = {
+                "level": level,
+                "case": d.number,
+                "day": d.day,
+                "deadline_utc": d.deadline_utc,
+                "text": f"case {d.number}: day {d.day} of {LIMIT_DAYS}; it must be archived "
+                f"by {d.deadline_utc} (Archives Law Art. 34)",
+            }
+            message = sign_alert(arch.identity, format_utc(now_ns), body)
+            info = self.client.publish(
+                archive_alert_topic(self.unit, arch.identity.device_id), message.to_bytes(), qos=1
+            )
+            try:
+                info.wait_for_publish(timeout_s)
+            except (RuntimeError, ValueError):
+                pass
+            if not info.is_published():
+                _log.warning("alert for case %s not acknowledged; will retry", d.number)
+                continue
+            with arch.engine.begin() as conn:
+                conn.execute(
+                    cases.update().where(cases.c.number == d.number).values(alerted_days=d.day)
+                )
+                arch._audit(conn, "case", SYSTEM, f"case {d.number}", {"event": "alert", **body})
+            _log.warning("alert: %s", body["text"])
+            sent.append(body)
+        return sent
