@@ -29,7 +29,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from evidence.clock import Clock, SystemClock, format_utc
-from evidence.identity import DeviceIdentity
+from evidence.identity import DeviceIdentity, check_device_id
 from evidence.storage import atomic_write_bytes, makedirs_durable
 
 from . import users as pw
@@ -51,6 +51,14 @@ KEY_PATH = "key/archive.key"
 DOCUMENTS = "documents"
 REGISTRY_NAME = "registry.json"
 DEFAULT_DIR = "/var/lib/bodycam/archive"
+
+
+def check_device_id_text(archive_id: str) -> str:
+    """An archive id is a device id (it is the audit log's ``device``)."""
+    try:
+        return check_device_id(archive_id)
+    except ValueError as exc:
+        raise ArchiveError(str(exc).replace("device id", "archive id")) from None
 
 
 def _toml_str(value: str) -> str:
@@ -107,8 +115,20 @@ class Archive(CaseFiles, CopyRequests, Documents):
         if (folder / CONFIG_NAME).exists():
             raise ArchiveError(f"{folder}: an archive is already here; not replacing it")
         pw.check_name(admin)
+        check_device_id_text(archive_id)
+        if not (Path(store) / "index.sqlite").exists():
+            raise ArchiveError(f"{store}: not a dock store (no index.sqlite)")
         hashed = pw.hash_password(password)
         makedirs_durable(folder, 0o750)
+        # The database first: an unreachable server or a database already in use leaves
+        # no half-made archive behind (no key, no archive.toml).
+        engine = open_database(database or default_url(folder))
+        try:
+            with engine.connect() as conn:
+                if conn.execute(sa.select(sa.func.count()).select_from(users)).scalar():
+                    raise ArchiveError("the database already holds an archive's users")
+        finally:
+            engine.dispose()
         DeviceIdentity.create(folder / KEY_PATH, archive_id)
         master = master_key_path(folder)
         if not master.exists():
