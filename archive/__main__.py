@@ -324,10 +324,8 @@ def _dispatch(archive, session, args: argparse.Namespace) -> int:
     # audit
     archive.require(session, "audit_read")
     if args.action == "head":
-        records = archive.audit.records()
-        head = (
-            f"{archive.identity.device_id}:{records[-1].seq}:{records[-1].hash}" if records else ""
-        )
+        seq_hash = archive.audit_head()  # the database's account, not the log's own
+        head = f"{archive.identity.device_id}:{seq_hash[0]}:{seq_hash[1]}" if seq_hash else ""
         archive.audit_now("view", session, "audit log", {"what": "head"})
         _out(args, {"head": head}, head)
         return 0

@@ -94,7 +94,43 @@ class Archive(CaseFiles, CopyRequests, Documents):
             raise ArchiveError(f"{key_path}: the key is not archive {cfg['archive_id']!r}'s")
         self.engine = open_database(self.url)
         self.audit = AuditLog(self.folder, self.identity, self.clock)
+        self._check_audit_head()
         self.refresh_registry()
+
+    def audit_head(self) -> tuple[int, str] | None:
+        """The audit log's head as the database last recorded it: an account of the log
+        kept apart from it (``bodycam-verify --expect-head ARCHIVE:SEQ:HASH``)."""
+        with self.engine.connect() as conn:
+            value = conn.execute(sa.select(meta.c.value).where(meta.c.key == "audit_head")).scalar()
+        if not value:
+            return None
+        seq, _, digest = value.partition(":")
+        return int(seq), digest
+
+    def _check_audit_head(self) -> None:
+        """Refuse to work on an audit log that lost or changed the entries the database
+        saw: the database's head is read first, and the log only grows, so an honest log
+        holds that very entry (it may be ahead: an action whose commit failed)."""
+        from evidence.journal import scan_journal
+        from evidence.record import Record
+
+        head = self.audit_head()
+        if head is None:
+            return
+        seq, digest = head
+        lines = scan_journal(self.audit.path).lines if self.audit.path.exists() else []
+        found = None
+        if seq < len(lines):
+            try:
+                found = Record.from_bytes(lines[seq][1])
+            except ValueError:
+                found = None
+        if found is None or found.seq != seq or found.hash != digest:
+            raise ArchiveError(
+                f"{self.audit.path}: the audit log no longer holds entry {seq} as the database "
+                "recorded it (entries removed or altered): check it with bodycam-verify "
+                f"--expect-head {self.identity.device_id}:{seq}:{digest}"
+            )
 
     # -- making and opening -------------------------------------------------------------
 

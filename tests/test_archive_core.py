@@ -205,6 +205,16 @@ def test_the_audit_log_verifies_and_catches_removed_edited_reordered(
     assert "bad_signature" in damaged(lines[:5] + [line] + lines[6:])
     assert "reordered" in damaged(lines[:4] + [lines[5], lines[4]] + lines[6:])
     assert verify_path(arch.folder, unit_keys={fp}).intact
+    # a cut tail: the database's own account of the head finds it, and so does the archive
+    seq, digest = arch.audit_head()
+    head = ("archive-1", seq, digest)
+    journal.write_bytes(b"".join(lines[:-2]))
+    cut = verify_path(arch.folder, unit_keys={fp}, expect_heads=[head])
+    assert "tail_cut" in {p.code for p in cut.problems}
+    with pytest.raises(ArchiveError, match="no longer holds entry"):
+        Archive.open(arch.folder)
+    journal.write_bytes(b"".join(lines))
+    Archive.open(arch.folder).close()
 
 
 def test_the_schema_is_the_migrations_and_reopening_keeps_it(arch: Archive, db_url: str) -> None:  # noqa: F811
