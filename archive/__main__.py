@@ -29,6 +29,7 @@ DIR_ENV = "BODYCAM_ARCHIVE_DIR"
 USER_ENV = "BODYCAM_ARCHIVE_USER"
 PASSWORD_ENV = "BODYCAM_ARCHIVE_PASSWORD"
 TOTP_ENV = "BODYCAM_ARCHIVE_TOTP"
+NEW_PASSWORD_ENV = "BODYCAM_ARCHIVE_NEW_PASSWORD"
 
 EPILOG = """\
 Exit status: 0 done, 1 overdue cases in the report, 2 bad input, 3 refused or login failed.
@@ -80,7 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
         dest="action", metavar="ACTION", required=True
     )
     s = users.add_parser(
-        "add", help="add a user; the password is read like yours (NEW_PASSWORD env)"
+        "add",
+        help="add a user; the password is read like yours (BODYCAM_ARCHIVE_NEW_PASSWORD, or asked)",
     )
     s.add_argument("name")
     s.add_argument("--role", required=True, choices=ROLES)
@@ -284,7 +286,7 @@ def _dispatch(archive, session, args: argparse.Namespace) -> int:
                 session,
                 args.name,
                 args.role,
-                _password(f"new password for {args.name}: ", "NEW_PASSWORD"),
+                _password(f"new password for {args.name}: ", NEW_PASSWORD_ENV),
                 officer=args.officer,
                 totp=args.second_factor,
             )
