@@ -125,6 +125,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("file")
     s.add_argument("--title", default="")
     s.add_argument("--reason", default="", help="why (required once the case is closed)")
+    s = cases.add_parser("get-doc", help="write a case's document to a new file (audited)")
+    s.add_argument("number")
+    s.add_argument("sha256")
+    s.add_argument("--out", required=True, help="the new file")
     s = cases.add_parser("close", help="close a case (it is immutable from then on)")
     s.add_argument("number")
     s = cases.add_parser("classify", help="change a case's classification")
@@ -320,10 +324,8 @@ def _dispatch(archive, session, args: argparse.Namespace) -> int:
     # audit
     archive.require(session, "audit_read")
     if args.action == "head":
-        records = archive.audit.records()
-        head = (
-            f"{archive.identity.device_id}:{records[-1].seq}:{records[-1].hash}" if records else ""
-        )
+        seq_hash = archive.audit_head()  # the database's account, not the log's own
+        head = f"{archive.identity.device_id}:{seq_hash[0]}:{seq_hash[1]}" if seq_hash else ""
         archive.audit_now("view", session, "audit log", {"what": "head"})
         _out(args, {"head": head}, head)
         return 0
@@ -373,6 +375,9 @@ def _case(archive, session, args: argparse.Namespace) -> int:
     elif args.action == "attach-doc":
         digest = archive.attach_document(session, args.number, args.file, args.title, args.reason)
         _out(args, {"sha256": digest}, f"case {args.number}: document attached, sha256 {digest}")
+    elif args.action == "get-doc":
+        size = archive.read_document(session, args.number, args.sha256, args.out)
+        _out(args, {"out": args.out, "size": size}, f"{args.out}: {size} bytes, hash checked")
     elif args.action == "close":
         archive.close_case(session, args.number)
         _out(args, {"closed": args.number}, f"case {args.number} closed")

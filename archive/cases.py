@@ -19,6 +19,7 @@ from evidence.canonical import canonical_bytes
 from evidence.clock import UTC_PATTERN, format_utc, parse_utc
 from evidence.identity import check_device_id
 
+from .documents import needs_encryption
 from .exc import ArchiveError, ClosedCase, NotFound
 from .policy import Material, rank
 from .refs import RecordingRef, by_act, by_range
@@ -385,7 +386,8 @@ class CaseFiles:
         with self.engine.connect() as conn:
             row = self._case_row(conn, number)
         self._changeable(session, row, reason)  # a refusal is audited outside the read
-        sha256, size = self.store_document(path)
+        doc = self.store_document(path, encrypt=needs_encryption(row["classification"]))
+        sha256, size = doc.sha256, doc.size
         title = (title or Path(path).name)[:_TEXT]
         with self.engine.begin() as conn:
             row = self._case_row(conn, number)
@@ -401,7 +403,9 @@ class CaseFiles:
                     sha256=sha256,
                     size=size,
                     title=title,
-                    encrypted=False,
+                    encrypted=doc.stored is not None,
+                    stored=doc.stored,
+                    wrapped_key=doc.wrapped_key,
                 )
             )
             self._audit(
@@ -471,6 +475,7 @@ class CaseFiles:
             conn.execute(
                 cases.update().where(cases.c.id == row["id"]).values(classification=classification)
             )
+            gone = self._seal_documents(conn, row["id"]) if needs_encryption(classification) else []
             self._audit(
                 conn,
                 "classification",
@@ -478,6 +483,7 @@ class CaseFiles:
                 f"case {number}",
                 {"from": row["classification"], "to": classification, "reason": reason},
             )
+        self._remove_plain(gone)  # only after the commit: the entries now name the sealed ones
 
     # -- the 30-day rule --------------------------------------------------------------
 

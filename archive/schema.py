@@ -86,6 +86,8 @@ entries = sa.Table(
     # a document: hashed into the archive (documents/<sha256>)
     sa.Column("title", sa.Text, nullable=True),
     sa.Column("encrypted", sa.Boolean, nullable=False, default=False),
+    sa.Column("stored", sa.String(80), nullable=True),  # documents/<stored> if encrypted
+    sa.Column("wrapped_key", sa.Text, nullable=True),  # its data key, wrapped (archive.vault)
     sa.UniqueConstraint("case_id", "device", "seq"),  # a recording once per case
 )
 

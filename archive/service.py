@@ -11,8 +11,10 @@ Folder (``<archive>``, default ``/var/lib/bodycam/archive``, beside the dock sto
     archive.toml        the store, the database URL and the archive's id (written by init)
     archive.sqlite      the default database (or a postgresql:// URL in archive.toml)
     key/archive.key     the archive's Ed25519 key (0600): signs the audit log
+    key/master.key      the master key of encrypted documents, unless a systemd credential
     audit/              the audit log (journal.jsonl, archive.json): bodycam-verify reads it
-    documents/<sha256>  written documents of case files, by content hash
+    documents/<sha256>  written documents of case files, by content hash (public, internal)
+    documents/enc-<id>  encrypted documents of cases above internal (archive.vault)
     registry.json       a copy of the store's unit-signed registry, for bodycam-verify
 """
 
@@ -27,7 +29,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from evidence.clock import Clock, SystemClock, format_utc
-from evidence.identity import DeviceIdentity
+from evidence.identity import DeviceIdentity, check_device_id
 from evidence.storage import atomic_write_bytes, makedirs_durable
 
 from . import users as pw
@@ -35,10 +37,12 @@ from .audit import AuditLog
 from .cases import CaseFiles
 from .copies import CopyRequests
 from .db import default_url, open_database
+from .documents import Documents
 from .exc import ArchiveError, LoginFailed, NotFound, Refused
 from .policy import Actor, Material, decide
 from .schema import meta, users
 from .session import SYSTEM, Session
+from .vault import create_master_key, master_key_path
 
 _log = logging.getLogger(__name__)
 
@@ -49,11 +53,19 @@ REGISTRY_NAME = "registry.json"
 DEFAULT_DIR = "/var/lib/bodycam/archive"
 
 
+def check_device_id_text(archive_id: str) -> str:
+    """An archive id is a device id (it is the audit log's ``device``)."""
+    try:
+        return check_device_id(archive_id)
+    except ValueError as exc:
+        raise ArchiveError(str(exc).replace("device id", "archive id")) from None
+
+
 def _toml_str(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-class Archive(CaseFiles, CopyRequests):
+class Archive(CaseFiles, CopyRequests, Documents):
     """One archive, open. Use :meth:`create` once, then :meth:`open`."""
 
     def __init__(self, folder: str | os.PathLike, *, clock: Clock | None = None) -> None:
@@ -69,11 +81,12 @@ class Archive(CaseFiles, CopyRequests):
             ) from None
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise ArchiveError(f"{cfg_path}: not readable TOML: {exc}") from None
-        unknown = set(cfg) - {"store", "database", "archive_id", "key"}
+        unknown = set(cfg) - {"store", "database", "archive_id", "key", "master_key"}
         if unknown:
             raise ArchiveError(f"{cfg_path}: unknown keys {sorted(unknown)}")
         self.store_root = Path(cfg.get("store", ""))
         self.url = cfg.get("database") or default_url(self.folder)
+        self.master_key_path = master_key_path(self.folder, cfg.get("master_key", ""))
         key_path = Path(cfg.get("key") or self.folder / KEY_PATH)
         self.identity = DeviceIdentity.load(key_path)
         """The archive's signing identity (its id is the audit log's ``device``)."""
@@ -81,7 +94,43 @@ class Archive(CaseFiles, CopyRequests):
             raise ArchiveError(f"{key_path}: the key is not archive {cfg['archive_id']!r}'s")
         self.engine = open_database(self.url)
         self.audit = AuditLog(self.folder, self.identity, self.clock)
+        self._check_audit_head()
         self.refresh_registry()
+
+    def audit_head(self) -> tuple[int, str] | None:
+        """The audit log's head as the database last recorded it: an account of the log
+        kept apart from it (``bodycam-verify --expect-head ARCHIVE:SEQ:HASH``)."""
+        with self.engine.connect() as conn:
+            value = conn.execute(sa.select(meta.c.value).where(meta.c.key == "audit_head")).scalar()
+        if not value:
+            return None
+        seq, _, digest = value.partition(":")
+        return int(seq), digest
+
+    def _check_audit_head(self) -> None:
+        """Refuse to work on an audit log that lost or changed the entries the database
+        saw: the database's head is read first, and the log only grows, so an honest log
+        holds that very entry (it may be ahead: an action whose commit failed)."""
+        from evidence.journal import scan_journal
+        from evidence.record import Record
+
+        head = self.audit_head()
+        if head is None:
+            return
+        seq, digest = head
+        lines = scan_journal(self.audit.path).lines if self.audit.path.exists() else []
+        found = None
+        if seq < len(lines):
+            try:
+                found = Record.from_bytes(lines[seq][1])
+            except ValueError:
+                found = None
+        if found is None or found.seq != seq or found.hash != digest:
+            raise ArchiveError(
+                f"{self.audit.path}: the audit log no longer holds entry {seq} as the database "
+                "recorded it (entries removed or altered): check it with bodycam-verify "
+                f"--expect-head {self.identity.device_id}:{seq}:{digest}"
+            )
 
     # -- making and opening -------------------------------------------------------------
 
@@ -102,9 +151,24 @@ class Archive(CaseFiles, CopyRequests):
         if (folder / CONFIG_NAME).exists():
             raise ArchiveError(f"{folder}: an archive is already here; not replacing it")
         pw.check_name(admin)
+        check_device_id_text(archive_id)
+        if not (Path(store) / "index.sqlite").exists():
+            raise ArchiveError(f"{store}: not a dock store (no index.sqlite)")
         hashed = pw.hash_password(password)
         makedirs_durable(folder, 0o750)
+        # The database first: an unreachable server or a database already in use leaves
+        # no half-made archive behind (no key, no archive.toml).
+        engine = open_database(database or default_url(folder))
+        try:
+            with engine.connect() as conn:
+                if conn.execute(sa.select(sa.func.count()).select_from(users)).scalar():
+                    raise ArchiveError("the database already holds an archive's users")
+        finally:
+            engine.dispose()
         DeviceIdentity.create(folder / KEY_PATH, archive_id)
+        master = master_key_path(folder)
+        if not master.exists():
+            create_master_key(master)
         os.chmod(folder / KEY_PATH.split("/")[0], 0o700)
         lines = [
             "# bodycam-archive: written by `bodycam-archive init`.",
@@ -299,38 +363,3 @@ class Archive(CaseFiles, CopyRequests):
             }
             for r in rows
         ]
-
-    # -- documents -----------------------------------------------------------------------
-
-    def store_document(self, source: str | os.PathLike) -> tuple[str, int]:
-        """Copy a file into ``documents/<sha256>`` durably (once per content)."""
-        import hashlib
-
-        source = Path(source)
-        if not source.is_file():
-            raise ArchiveError(f"{source}: not a readable file")
-        folder = makedirs_durable(self.folder / DOCUMENTS, 0o750)
-        digest = hashlib.sha256()
-        tmp = folder / f".incoming-{os.getpid()}"
-        size = 0
-        with open(source, "rb") as src, open(tmp, "wb") as out:
-            while chunk := src.read(1 << 17):
-                digest.update(chunk)
-                out.write(chunk)
-                size += len(chunk)
-            out.flush()
-            os.fsync(out.fileno())
-        name = digest.hexdigest()
-        target = folder / name
-        if target.exists():
-            tmp.unlink()
-        else:
-            os.chmod(tmp, 0o440)
-            os.replace(tmp, target)
-            from evidence.storage import fsync_dir
-
-            fsync_dir(folder)
-        return name, size
-
-    def document_path(self, sha256: str) -> Path:
-        return self.folder / DOCUMENTS / sha256

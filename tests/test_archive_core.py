@@ -67,7 +67,13 @@ def test_a_case_file_refers_to_the_store_and_closes_for_good(arch: Archive, worl
     doc = world.tmp / "statement.pdf"
     doc.write_bytes(b"%PDF-1.4 statement of Zhang San\n")
     digest = arch.attach_document(s["wang"], number, str(doc), "statement")
-    assert (arch.folder / "documents" / digest).read_bytes() == doc.read_bytes()
+    # the case is personal_privacy: on disk only ciphertext, under a random name
+    assert not (arch.folder / "documents" / digest).exists()
+    assert all(
+        doc.read_bytes() not in p.read_bytes() for p in (arch.folder / "documents").iterdir()
+    )
+    arch.read_document(s["li"], number, digest, world.tmp / f"read-{arch.url[:6]}")
+    assert (world.tmp / f"read-{arch.url[:6]}").read_bytes() == doc.read_bytes()
     # the officer named in the case sees it; the auditor's clearance stops at internal
     assert len(arch.show_case(s["li"], number)["entries"]) == 6
     with pytest.raises(Refused, match="classified personal_privacy"):
@@ -199,6 +205,16 @@ def test_the_audit_log_verifies_and_catches_removed_edited_reordered(
     assert "bad_signature" in damaged(lines[:5] + [line] + lines[6:])
     assert "reordered" in damaged(lines[:4] + [lines[5], lines[4]] + lines[6:])
     assert verify_path(arch.folder, unit_keys={fp}).intact
+    # a cut tail: the database's own account of the head finds it, and so does the archive
+    seq, digest = arch.audit_head()
+    head = ("archive-1", seq, digest)
+    journal.write_bytes(b"".join(lines[:-2]))
+    cut = verify_path(arch.folder, unit_keys={fp}, expect_heads=[head])
+    assert "tail_cut" in {p.code for p in cut.problems}
+    with pytest.raises(ArchiveError, match="no longer holds entry"):
+        Archive.open(arch.folder)
+    journal.write_bytes(b"".join(lines))
+    Archive.open(arch.folder).close()
 
 
 def test_the_schema_is_the_migrations_and_reopening_keeps_it(arch: Archive, db_url: str) -> None:  # noqa: F811
