@@ -36,7 +36,7 @@ import numpy as np
 
 from evidence.clock import format_utc, parse_utc
 from evidence.exc import RecordError
-from evidence.journal import JOURNAL_NAME, scan_journal
+from evidence.journal import JOURNAL_NAME, readable_records
 from evidence.record import Record
 
 from .announcements import KIND, results
@@ -327,12 +327,7 @@ def check_store(
         journal = folder / JOURNAL_NAME
         if not journal.exists():
             continue
-        records = []
-        for _, line in scan_journal(journal).lines:
-            try:
-                records.append(Record.from_bytes(line))
-            except RecordError:
-                continue
+        records = readable_records(journal)
         done = set() if again else set(known.get(dev, {}))
         try:
             with store.device_lock(dev):

@@ -12,10 +12,8 @@ from typing import Any
 
 from evidence.clock import parse_utc
 from evidence.dockjournal import Relabel
-from evidence.exc import RecordError
-from evidence.journal import JOURNAL_NAME, scan_journal
+from evidence.journal import JOURNAL_NAME, readable_records
 from evidence.procedures import Procedures
-from evidence.record import Record
 
 from .announcements import results as audio_results
 from .compliance import Act, acts_of
@@ -50,14 +48,8 @@ def store_acts(
         journal = folder / JOURNAL_NAME
         if not journal.exists():
             continue
-        records = []
-        for _, line in scan_journal(journal).lines:
-            try:
-                records.append(Record.from_bytes(line))
-            except RecordError:
-                continue  # verify reports it; the chain gap shows here as journal_gap
         acts += acts_of(
-            records,
+            readable_records(journal),  # a damaged line shows here as a journal_gap
             procedures,
             officer=officers.get(device, ""),
             stored_utc=stored.get(device, {}),

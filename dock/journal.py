@@ -83,6 +83,7 @@ class DockJournal:
             fsync_dir(folder)
         self._lock = threading.Lock()
         self._known: tuple[int, tuple[int, str] | None] | None = None  # (size, head)
+        self._head_utc: str | None = None  # the last record's UTC, with _known
         self._tail = TornTailRepair(self.path, identity.device_id, mode=0o640)
         self._repairing = False
         self.repairs: list[Repair] = []
@@ -117,6 +118,7 @@ class DockJournal:
                         f"not {self.identity.device_id!r}"
                     )
                 head = (record.seq, record.hash)
+                self._head_utc = record.utc
                 break
         if head is None and size > 0 and size > TAIL_READ:
             raise JournalError(f"{self.path}: no readable record in its last {TAIL_READ} bytes")
@@ -169,12 +171,32 @@ class DockJournal:
 
     def _append_locked(self, kind: str, body: dict[str, Any]) -> Record:
         head = self._head_locked()
+        now = format_utc(self.clock.time_ns())
+        if head is not None and self._head_utc is not None and now < self._head_utc:
+            # The dock's clock reads earlier than its journal's last record (a clock set
+            # back, or a store that a simulation faster than real time wrote): the step
+            # goes on the record first, so that it is seen and explained, not hidden.
+            _log.warning(
+                "dock journal: the clock reads %s, before its last record's %s", now, self._head_utc
+            )
+            self._write_locked(
+                "clock_set",
+                {"old_utc": self._head_utc, "new_utc": now, "by": "system_clock"},
+                head,
+                now,
+            )
+            head = self._head_locked()
+        return self._write_locked(kind, body, head, now)
+
+    def _write_locked(
+        self, kind: str, body: dict[str, Any], head: tuple[int, str] | None, utc: str
+    ) -> Record:
         seq, prev = (0, GENESIS_HASH) if head is None else (head[0] + 1, head[1])
         record = sign_record(
             self.identity,
             seq=seq,
             prev=prev,
-            utc=format_utc(self.clock.time_ns()),
+            utc=utc,
             mono_ns=self.clock.monotonic_ns(),
             kind=kind,
             body=body,
@@ -191,6 +213,7 @@ class DockJournal:
             self._known = None
             raise JournalError(f"{self.path}: cannot append: {exc}") from None
         self._known = (size + len(line), (record.seq, record.hash))
+        self._head_utc = record.utc
         return record
 
     @property

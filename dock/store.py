@@ -33,9 +33,9 @@ from typing import Any
 
 from evidence import dockjournal
 from evidence.clock import SystemClock, format_utc
-from evidence.exc import RecordError, RegistryError
+from evidence.exc import RegistryError
 from evidence.identity import DeviceIdentity
-from evidence.journal import JOURNAL_NAME, records_of_kind, scan_journal
+from evidence.journal import JOURNAL_NAME, readable_records, records_of_kind, scan_journal
 from evidence.layout import IDENTITY_NAME, stored_name_error
 from evidence.record import Record
 from evidence.registry import DeviceEntry, Registry, require_trusted
@@ -544,11 +544,7 @@ class Store:
         for _unit, dev, folder in self.device_folders():
             if dev != device:
                 continue
-            for _, line in scan_journal(folder / JOURNAL_NAME).lines:
-                try:
-                    record = Record.from_bytes(line)
-                except RecordError:
-                    continue
+            for record in readable_records(folder / JOURNAL_NAME):
                 if record.seq == seq:
                     return record
             raise DockError(f"{device}: the store holds no record {seq} of its journal")

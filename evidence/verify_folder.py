@@ -44,9 +44,11 @@ from .safefile import UnsafeFile, is_real_dir, open_regular, read_regular
 READ_SIZE = 128 * 1024
 JOURNAL_READ = 1 << 20
 MAX_IDENTITY_BYTES = 4096
-# After these, a mono_ns below the previous record's starts a new epoch: a boot, and the
-# repair of a torn tail, which the journal makes when it is opened at boot (before "boot").
-EPOCH_KINDS = ("boot", "torn_tail")
+# After these, a mono_ns below the previous record's starts a new epoch: a boot, the
+# repair of a torn tail, which the journal makes when it is opened at boot (before "boot"),
+# and a dock's clock_set, which a dock process whose clock reads earlier than its
+# journal's last record journals first, before its own boot (docs/journal-format.md 10).
+EPOCH_KINDS = ("boot", "torn_tail", "clock_set")
 
 PROBLEM_CODES = {
     "bad_signature": "a record's signature does not verify under the device's key",

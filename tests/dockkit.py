@@ -275,3 +275,40 @@ def wait_for(predicate, timeout: float = 30.0, what: str = "condition"):
             return value
         tick.wait(0.05)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+SCENARIOS = Path(__file__).resolve().parents[1] / "simulator" / "scenarios"
+
+
+def shift_docked(out: Path, scenario: str, timeout: float = 600) -> None:
+    """``bodycam-sim shift --dock`` of ``simulator/scenarios/<scenario>.toml`` into ``out``
+    (a real run of the command, as a user types it)."""
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "simulator", "shift", "--out", str(out), "-q", "--dock"]
+        + ["--scenario", str(SCENARIOS / f"{scenario}.toml")],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
+def compliance_report(out: Path, status: int, *args: str) -> dict:
+    """``bodycam-dock report compliance --format json`` over ``out/dock``, its exit status
+    checked (0: no findings, 1: findings)."""
+    import json
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "dock", "--store", str(out / "dock"), "report", "compliance"]
+        + ["--format", "json", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == status, done.stdout[-3000:] + done.stderr
+    return json.loads(done.stdout)

@@ -77,3 +77,45 @@ def test_a_running_dock_process_repairs_a_torn_tail_another_left(dock) -> None:
     assert tail[1].body["size"] == len(TORN)
     assert (running.path.parent / tail[1].body["file"]).read_bytes() == TORN
     assert [r.finished for r in running.repairs] == [False]
+
+
+def test_a_dock_clock_behind_its_journal_is_journaled_and_verifies(tmp_path) -> None:
+    """A dock process whose clock reads earlier than its journal's last record (a clock
+    set back, or a store written by a simulation faster than real time) journals the step
+    back before anything else, so the journal still verifies and the step is on record."""
+    from dock.journal import DockJournal
+    from evidence.clock import format_utc
+    from evidence.identity import DeviceIdentity
+    from evidence.journal import readable_records
+    from evidence.verify_folder import EPOCH_KINDS
+
+    identity = DeviceIdentity.generate("dock-1")
+
+    class Clock:
+        def __init__(self, utc: int, mono: int) -> None:
+            self.utc, self.mono = utc, mono
+
+        def time_ns(self) -> int:
+            self.utc += 1_000_000
+            return self.utc
+
+        def monotonic_ns(self) -> int:
+            self.mono += 1_000_000
+            return self.mono
+
+    ahead = DockJournal(tmp_path, identity, Clock(2_000_000_000 * 10**9, 10**15))
+    ahead.append("flag", {"device": "cam-1", "kind": "x", "detail": "y"})
+    head_utc = readable_records(ahead.path)[-1].utc
+    ahead.close()
+    behind = DockJournal(tmp_path, identity, Clock(1_900_000_000 * 10**9, 10**9))
+    behind.append("flag", {"device": "cam-1", "kind": "x", "detail": "z"})
+    behind.close()
+    records = readable_records(behind.path)
+    stepped = [r for r in records if r.kind == "clock_set"]
+    assert len(stepped) == 1 and stepped[0].body["old_utc"] == head_utc
+    assert stepped[0].body["new_utc"] < head_utc and stepped[0].body["by"] == "system_clock"
+    assert records[records.index(stepped[0]) + 1].kind == "boot"  # then the new process
+    assert format_utc(1_900_000_000 * 10**9) < stepped[0].utc
+    for a, b in zip(records, records[1:], strict=False):  # the verifier's time rules
+        assert b.utc >= a.utc or "clock_set" in (a.kind, b.kind), (a, b)
+        assert b.mono_ns >= a.mono_ns or b.kind in EPOCH_KINDS, (a, b)

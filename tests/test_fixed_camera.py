@@ -4,11 +4,10 @@ recording them by itself, and the compliance report measuring what it recorded."
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from dockkit import compliance_report, shift_docked
 from hypothesis import given
 from hypothesis import strategies as st
 from test_compliance import Camera
@@ -21,7 +20,6 @@ from evidence.schedule import ScheduleError, parse_schedule, uncovered
 from firmware.state import FAULT, READY, RECORDING, STOPPING, Machine
 
 PROCEDURES = load_procedures()
-SCENARIOS = Path(__file__).resolve().parents[1] / "simulator" / "scenarios"
 S = 1_000_000_000
 HALL = {"days": [1, 2, 3, 4, 5], "hours": ["08:30-12:00", "13:30-17:30"], "utc_offset": "+08:00"}
 MONDAY_8 = parse_utc("2026-12-07T00:00:00.000000Z")  # 08:00 in Beijing
@@ -259,14 +257,7 @@ def test_a_day_at_the_service_window(tmp_path: Path) -> None:
     """simulator/scenarios/service_window.toml: the camera records 08:30-12:00 and
     13:30-17:30 by itself, a three-minute camera fault is journaled and is the day's one
     finding, and the evening offload stores the day within 24 hours."""
-    shift = subprocess.run(
-        [sys.executable, "-m", "simulator", "shift", "--out", str(tmp_path), "-q", "--dock"]
-        + ["--scenario", str(SCENARIOS / "service_window.toml")],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert shift.returncode == 0, shift.stderr[-2000:]
+    shift_docked(tmp_path, "service_window")
     records = [json.loads(line) for line in (tmp_path / "device" / "journal.jsonl").open()]
     assert [r["body"] for r in records if r["kind"] == "schedule"] == [HALL]
     starts = [r["body"].get("schedule") for r in records if r["kind"] == "recording_started"]
@@ -274,15 +265,8 @@ def test_a_day_at_the_service_window(tmp_path: Path) -> None:
     stops = [r["body"]["by"] for r in records if r["kind"] == "recording_stopped"]
     assert stops == ["fault", "schedule", "schedule"]
     assert [r["body"]["reason"] for r in records if r["kind"] == "stoppage"] == ["camera"]
-    done = subprocess.run(
-        [sys.executable, "-m", "dock", "--store", str(tmp_path / "dock"), "report"]
-        + ["compliance", "--format", "json", "--now", "2026-12-08T00:00:00.000000Z"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    data = json.loads(done.stdout)
-    assert done.returncode == 1 and data["officers"] == {}
+    data = compliance_report(tmp_path, 1, "--now", "2026-12-08T00:00:00.000000Z")
+    assert data["officers"] == {}
     windows = data["fixed_cameras"]["win-0001"]["acts"]
     assert [(w["window"], [f["kind"] for f in w["findings"]]) for w in windows] == [
         ("08:30-12:00", ["hours_not_covered"]),

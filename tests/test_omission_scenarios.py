@@ -4,39 +4,19 @@ exactly those and nothing else."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from dockkit import compliance_report, shift_docked
 from test_compliance import Camera
 
 from dock.compliance import acts_of
 from evidence.procedures import load_procedures
 
-SCENARIOS = Path(__file__).resolve().parents[1] / "simulator" / "scenarios"
-
 
 def docked_report(tmp_path: Path, scenario: str, now: str | None = None) -> dict:
-    shift = subprocess.run(
-        [sys.executable, "-m", "simulator", "shift", "--out", str(tmp_path), "-q", "--dock"]
-        + ["--scenario", str(SCENARIOS / f"{scenario}.toml")],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert shift.returncode == 0, shift.stderr[-2000:]
-    report = subprocess.run(
-        [sys.executable, "-m", "dock", "--store", str(tmp_path / "dock"), "report"]
-        + ["compliance", "--format", "json"]
-        + (["--now", now] if now else []),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert report.returncode == 1, report.stdout[-3000:] + report.stderr  # findings
-    return json.loads(report.stdout)
+    shift_docked(tmp_path, scenario, timeout=300)
+    return compliance_report(tmp_path, 1, *(["--now", now] if now else []))  # findings
 
 
 def test_a_segment_recovered_after_a_power_cut_belongs_to_the_act_it_cut(tmp_path) -> None:

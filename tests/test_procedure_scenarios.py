@@ -5,18 +5,15 @@ and nothing missing. And scenarios of one omission each, found and nothing else.
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from dockkit import SCENARIOS, compliance_report, shift_docked
 
 from evidence.clock import parse_utc
 from evidence.procedures import load_procedures
 
 pytestmark = pytest.mark.slow
-SCENARIOS = Path(__file__).resolve().parents[1] / "simulator" / "scenarios"
 PROCEDURES = load_procedures()
 OMISSIONS = {"muffled_announcement"}  # scenarios of one omission, not of a procedure
 
@@ -30,24 +27,9 @@ def test_there_is_one_scenario_per_procedure() -> None:
 
 def docked_acts(tmp_path: Path, scenario: str, status: int) -> list[dict]:
     """Run ``scenario`` docked; the compliance report's acts (its exit status checked)."""
-    out = tmp_path / "shift"
-    shift = subprocess.run(
-        [sys.executable, "-m", "simulator", "shift", "--out", str(out), "-q", "--dock"]
-        + ["--scenario", str(SCENARIOS / f"{scenario}.toml")],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert shift.returncode == 0, shift.stderr[-2000:]
-    report = subprocess.run(
-        [sys.executable, "-m", "dock", "--store", str(out / "dock"), "report", "compliance"]
-        + ["--format", "json"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert report.returncode == status, report.stdout[-3000:] + report.stderr
-    return [a for s in json.loads(report.stdout)["officers"].values() for a in s["acts"]]
+    shift_docked(tmp_path / "shift", scenario, timeout=300)
+    report = compliance_report(tmp_path / "shift", status)
+    return [a for s in report["officers"].values() for a in s["acts"]]
 
 
 @pytest.mark.parametrize("procedure", list(PROCEDURES))

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from dockkit import dock_cmd, store_trust
+from dockkit import dock_cmd, shift_docked, store_trust
 from test_compliance import SEIZURE, Camera, kinds
 
 from dock.compliance import acts_of, relabel_problem
@@ -21,7 +21,6 @@ from evidence.journal import Journal
 from evidence.procedures import load_procedures
 
 PROCEDURES = load_procedures()
-SCENARIOS = Path(__file__).resolve().parents[1] / "simulator" / "scenarios"
 
 
 def relabel_of(record, moment: str, *, was: str, dock_seq: int = 1) -> Relabel:
@@ -139,14 +138,7 @@ def test_relabel_at_the_dock_end_to_end(tmp_path: Path) -> None:
     """A docked seizure: relabel a moment away and back with the CLI; the report follows,
     the camera's journal in the store is unchanged byte for byte, both relabellings are in
     the dock journal, the store verifies, and every refusal is one line, exit 2."""
-    shift = subprocess.run(
-        [sys.executable, "-m", "simulator", "shift", "--out", str(tmp_path), "-q", "--dock"]
-        + ["--scenario", str(SCENARIOS / "seizure.toml")],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert shift.returncode == 0, shift.stderr[-2000:]
+    shift_docked(tmp_path, "seizure", timeout=300)
 
     def dock(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run(
