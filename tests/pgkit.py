@@ -9,6 +9,7 @@ skips, saying so; anywhere else a failure to start is an error, not a skip.
 
 from __future__ import annotations
 
+import atexit
 import glob
 import os
 import pwd
@@ -79,8 +80,26 @@ class PgServer:
             "-t",
             "60",
             "-o",
-            f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.folder} -c fsync=off",
+            f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.folder} -c fsync=off "
+            "-c shared_buffers=16MB -c max_connections=40",
             "start",
+        )
+        self._watch()
+
+    def _watch(self) -> None:
+        """A watchdog that stops the server and removes its folder once this process is
+        gone, however it ended (a killed test run must not leave a server behind)."""
+        ctl = " ".join([*self.prefix, str(self.bindir / "pg_ctl")])
+        script = (
+            f"while kill -0 {os.getpid()} 2>/dev/null; do sleep 2; done; "
+            f"{ctl} -D {self.data} -m immediate -w stop >/dev/null 2>&1; rm -rf {self.folder}"
+        )
+        subprocess.Popen(
+            ["sh", "-c", script],
+            start_new_session=True,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
 
     def _run(self, tool: str, *args: str) -> None:
@@ -108,19 +127,26 @@ class PgServer:
         return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{name}"
 
     def stop(self) -> None:
+        if not self.folder.exists():
+            return
         try:
             self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")
         finally:
             shutil.rmtree(self.folder, ignore_errors=True)
 
 
+_SERVER: PgServer | None = None
+
+
 @pytest.fixture(scope="session")
 def pg_server() -> Iterator[PgServer]:
-    server = PgServer()
-    try:
-        yield server
-    finally:
-        server.stop()
+    """One server per test process, however many modules import this fixture (each
+    import is a fixture of its own to pytest); stopped when the process exits."""
+    global _SERVER
+    if _SERVER is None:
+        _SERVER = PgServer()
+        atexit.register(_SERVER.stop)
+    yield _SERVER
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
