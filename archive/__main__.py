@@ -29,6 +29,7 @@ DIR_ENV = "BODYCAM_ARCHIVE_DIR"
 USER_ENV = "BODYCAM_ARCHIVE_USER"
 PASSWORD_ENV = "BODYCAM_ARCHIVE_PASSWORD"
 TOTP_ENV = "BODYCAM_ARCHIVE_TOTP"
+NEW_PASSWORD_ENV = "BODYCAM_ARCHIVE_NEW_PASSWORD"
 
 EPILOG = """\
 Exit status: 0 done, 1 overdue cases in the report, 2 bad input, 3 refused or login failed.
@@ -80,7 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
         dest="action", metavar="ACTION", required=True
     )
     s = users.add_parser(
-        "add", help="add a user; the password is read like yours (NEW_PASSWORD env)"
+        "add",
+        help="add a user; the password is read like yours (BODYCAM_ARCHIVE_NEW_PASSWORD, or asked)",
     )
     s.add_argument("name")
     s.add_argument("--role", required=True, choices=ROLES)
@@ -183,6 +185,11 @@ def build_parser() -> argparse.ArgumentParser:
     s = reports.add_parser("cases", help="open, due-soon and overdue cases (the 30-day rule)")
     s.add_argument("--now", default="", help="the report's time (UTC; default: now)")
 
+    sub.add_parser("sync", help="index the dock store's new recordings (for listing them)")
+    s = sub.add_parser("recordings", help="an officer's recordings in a time range")
+    s.add_argument("--officer", required=True, help="the badge number, as the registry names it")
+    s.add_argument("--from", dest="from_utc", required=True, help="UTC (YYYY-MM-DD or a stamp)")
+    s.add_argument("--to", dest="to_utc", required=True, help="UTC, not included")
     s = sub.add_parser(
         "alerts", help="send the supervisor the 25- and 30-day alerts over MQTT (a daemon)"
     )
@@ -284,7 +291,7 @@ def _dispatch(archive, session, args: argparse.Namespace) -> int:
                 session,
                 args.name,
                 args.role,
-                _password(f"new password for {args.name}: ", "NEW_PASSWORD"),
+                _password(f"new password for {args.name}: ", NEW_PASSWORD_ENV),
                 officer=args.officer,
                 totp=args.second_factor,
             )
@@ -312,6 +319,23 @@ def _dispatch(archive, session, args: argparse.Namespace) -> int:
         return _case(archive, session, args)
     if args.command == "copy":
         return _copy(archive, session, args)
+    if args.command == "sync":
+        archive.require(session, "case_change")
+        added = archive.sync_recordings()
+        _out(args, {"added": added}, f"{added} recordings indexed")
+        return 0
+    if args.command == "recordings":
+        refs = archive.list_recordings(session, args.officer, args.from_utc, args.to_utc)
+        _out(
+            args,
+            [r.to_dict() for r in refs],
+            "\n".join(
+                f"{r.start_utc} {r.end_utc} {r.device} seq {r.seq} {r.file} {r.size} bytes"
+                for r in refs
+            )
+            or "no recordings",
+        )
+        return 0
     if args.command == "report":
         now = archive.clock.time_ns()
         if args.now:

@@ -112,3 +112,20 @@ copies = sa.Table(
 )
 """A party's request for a copy (Art. 36): recorded, then the head approves (naming what
 is withheld and why) or refuses; only an approved request can be exported, once."""
+
+recordings = sa.Table(
+    "recordings",
+    metadata,
+    sa.Column("device", sa.String(64), primary_key=True),
+    sa.Column("seq", sa.BigInteger, primary_key=True),
+    sa.Column("unit", sa.String(64), nullable=False),
+    sa.Column("officer", sa.String(64), nullable=False),
+    sa.Column("file", sa.String(160), nullable=False),
+    sa.Column("sha256", sa.String(64), nullable=False),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("start_utc", UTC, nullable=False),
+    sa.Column("end_utc", UTC, nullable=False),
+    sa.Index("ix_recordings_officer_start_utc", "officer", "start_utc"),
+)
+"""The dock store's segments, indexed for listing (``bodycam-archive sync``): derived data,
+rebuilt from the store's signed journals at will; the media stay in the store."""

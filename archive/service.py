@@ -39,6 +39,7 @@ from .copies import CopyRequests
 from .db import default_url, open_database
 from .documents import Documents
 from .exc import ArchiveError, LoginFailed, NotFound, Refused
+from .listing import Listing
 from .policy import Actor, Material, decide
 from .schema import meta, users
 from .session import SYSTEM, Session
@@ -65,7 +66,7 @@ def _toml_str(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-class Archive(CaseFiles, CopyRequests, Documents):
+class Archive(CaseFiles, CopyRequests, Documents, Listing):
     """One archive, open. Use :meth:`create` once, then :meth:`open`."""
 
     def __init__(self, folder: str | os.PathLike, *, clock: Clock | None = None) -> None:

@@ -21,7 +21,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
 
 
 def run(folder: Path, *args: str, user: str = "", password: str = PW, new: str = PW):
-    env = dict(os.environ, BODYCAM_ARCHIVE_PASSWORD=password, NEW_PASSWORD=new)
+    env = dict(os.environ, BODYCAM_ARCHIVE_PASSWORD=password, BODYCAM_ARCHIVE_NEW_PASSWORD=new)
     env.pop("DEBUG", None)
     cmd = [sys.executable, "-m", "archive", "--dir", str(folder)]
     if user:

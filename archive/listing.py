@@ -1,0 +1,120 @@
+"""The recordings index: the dock store's segments, listed by officer and time.
+
+A mixin of :class:`archive.service.Archive`. :meth:`sync_recordings` reads the store's
+device journals (only their ``segment`` lines, ``evidence.journal.records_of_kind``) and
+adds the segments it has not seen to the ``recordings`` table, with the officer the
+unit-signed registry names for the camera. It is derived data for finding recordings:
+nothing in it is evidence (``bodycam-verify`` checks the store itself), and it can be
+rebuilt from the journals at any time. A recording outside any case counts as
+``internal`` for the access check; an officer lists only their own.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+
+from evidence.journal import JOURNAL_NAME, records_of_kind
+
+from .policy import Material
+from .refs import RecordingRef
+from .schema import recordings
+from .session import SYSTEM, Session
+
+_BATCH = 5000
+
+
+class Listing:
+    """Recording listing (mixed into :class:`archive.service.Archive`)."""
+
+    def sync_recordings(self) -> int:
+        """Index the store's segments not indexed yet; how many were added."""
+        from dock.store import Store
+
+        from .refs import _open_store
+
+        store: Store = _open_store(self.store_root)
+        try:
+            officers = {e.device_id: e.officer for e in store.registry()}
+            folders = store.device_folders()
+        finally:
+            store.close()
+        with self.engine.connect() as conn:
+            have = dict(
+                conn.execute(
+                    sa.select(recordings.c.device, sa.func.max(recordings.c.seq)).group_by(
+                        recordings.c.device
+                    )
+                ).all()
+            )
+        added = 0
+        for unit, device, folder in folders:
+            journal = folder / JOURNAL_NAME
+            if not journal.exists():
+                continue
+            last = have.get(device, -1)
+            rows = [
+                {
+                    "device": device,
+                    "seq": r.seq,
+                    "unit": unit,
+                    "officer": officers.get(device, ""),
+                    "file": r.body["file"],
+                    "sha256": r.body["sha256"],
+                    "size": r.body["size"],
+                    "start_utc": r.body["start_utc"],
+                    "end_utc": r.body["end_utc"],
+                }
+                for r in records_of_kind(journal, "segment")
+                if r.seq > last and r.device == device
+            ]
+            for i in range(0, len(rows), _BATCH):
+                with self.engine.begin() as conn:
+                    conn.execute(recordings.insert(), rows[i : i + _BATCH])
+            added += len(rows)
+        if added:
+            self.audit_now("view", SYSTEM, "recordings index", {"what": "sync", "added": added})
+        return added
+
+    def list_recordings(
+        self, session: Session, officer: str, from_utc: str, to_utc: str
+    ) -> list[RecordingRef]:
+        """The officer's segments that start in ``[from_utc, to_utc)``, in time order."""
+        from .cases import _utc
+
+        start, end = _utc(from_utc, "--from"), _utc(to_utc, "--to")
+        label = f"the recordings of officer {officer}"
+        self.require(session, "view", Material("internal", frozenset({officer}), label))
+        q = (
+            sa.select(recordings)
+            .where(
+                recordings.c.officer == officer,
+                recordings.c.start_utc >= start,
+                recordings.c.start_utc < end,
+            )
+            .order_by(recordings.c.start_utc, recordings.c.device, recordings.c.seq)
+        )
+        with self.engine.connect() as conn:
+            rows = conn.execute(q).mappings().all()
+        found = [_ref(r) for r in rows]
+        self.audit_now(
+            "view",
+            session,
+            label,
+            {"what": "recordings", "from": start, "to": end, "shown": len(found)},
+        )
+        return found
+
+
+def _ref(r: Any) -> RecordingRef:
+    return RecordingRef(
+        r["device"],
+        r["unit"],
+        r["seq"],
+        r["file"],
+        r["sha256"],
+        r["size"],
+        r["start_utc"],
+        r["end_utc"],
+    )
