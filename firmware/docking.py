@@ -193,20 +193,15 @@ class DockWorker:
         """One docking; False when the line was lost (the port must be opened again)."""
         refusal = self.recorder.dock_begin()
         if refusal:
-            _log.warning("dock refused: %s", refusal)
-            try:
-                self._refuse(port, refusal)
-            except LinkClosed as exc:
-                _log.warning("could not tell the dock: %s", exc)
-                return False
-            except (EvidenceError, *PORT_ERRORS) as exc:
-                _log.warning("could not tell the dock: %s", exc)
-            return self._drop_input(port)
+            return self._turn_away(port, refusal)
         with self.gate.cable(self.timeout / 2) as got:
             if got:
                 return self._cable_session(port)
         self.recorder.dock_end()
-        reason = "a network offload is still ending: dock again in a moment"
+        return self._turn_away(port, "a network offload is still ending: dock again in a moment")
+
+    def _turn_away(self, port: Any, reason: str) -> bool:
+        """Tell the dock why not, then drop what it sent; False when the line was lost."""
         _log.warning("dock refused: %s", reason)
         try:
             self._refuse(port, reason)
