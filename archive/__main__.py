@@ -93,6 +93,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--second-factor", action="store_true", help="give the user a TOTP secret (printed once)"
     )
     users.add_parser("list", help="list users")
+    s = users.add_parser(
+        "passwd",
+        help="change your password, or (administrators) anyone's; the new one from "
+        "BODYCAM_ARCHIVE_NEW_PASSWORD or asked",
+    )
+    s.add_argument("name")
     s = users.add_parser("deactivate", help="stop a user from logging in")
     s.add_argument("name")
 
@@ -311,6 +317,10 @@ def _dispatch(archive, session, args: argparse.Namespace) -> int:
                     for r in rows
                 ),
             )
+        elif args.action == "passwd":
+            new = _password(f"new password for {args.name}: ", NEW_PASSWORD_ENV)
+            archive.set_password(session, args.name, new)
+            print(f"user {args.name}: password changed")
         else:
             archive.set_active(session, args.name, False)
             print(f"user {args.name} deactivated")

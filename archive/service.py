@@ -339,6 +339,19 @@ class Archive(CaseFiles, CopyRequests, Documents, Listing):
             )
         return secret
 
+    def set_password(self, session: Session, name: str, password: str) -> None:
+        """A user changes their own password; an administrator anyone's. Audited."""
+        if session.name != name:
+            self.require(session, "user_manage")
+        hashed = pw.hash_password(password)
+        with self.engine.begin() as conn:
+            done = conn.execute(
+                users.update().where(users.c.name == name).values(password_hash=hashed)
+            )
+            if not done.rowcount:
+                raise NotFound(f"no user {name!r}")
+            self._audit(conn, "user", session, name, {"event": "password changed"})
+
     def set_active(self, session: Session, name: str, active: bool) -> None:
         self.require(session, "user_manage")
         with self.engine.begin() as conn:

@@ -127,6 +127,22 @@ def test_logins_second_factor_and_deactivation(arch: Archive, clock: SimClock) -
         )
     kinds = [r.kind for r in arch.audit.records()]
     assert kinds.count("login_failed") == 5 and "refusal" in kinds
+    import sqlalchemy as sa
+
+    from archive.schema import users
+
+    with arch.engine.connect() as conn:
+        stored = conn.execute(sa.select(users.c.password_hash)).scalars().all()
+    assert stored and all(h.startswith("$argon2id$") and PW not in h for h in stored)
+    # a user changes their own password; changing another's is the administrator's
+    arch.set_password(arch.login("sun2", PW), "sun2", "another long password")
+    with pytest.raises(LoginFailed):
+        arch.login("sun2", PW)
+    sun2 = arch.login("sun2", "another long password")
+    with pytest.raises(Refused, match="may not user manage"):
+        arch.set_password(sun2, "admin", "taken over, perhaps")
+    arch.set_password(admin, "sun2", PW)
+    assert arch.login("sun2", PW).role == "head"
     hashes = [u for u in arch.list_users(admin)]
     assert {u["name"] for u in hashes} == {"admin", "sun", "sun2"}
 
