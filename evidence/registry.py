@@ -263,40 +263,26 @@ class Registry:
     # -- editing ----------------------------------------------------------------------
     def add(self, entry: DeviceEntry, *, replace: bool = False) -> None:
         """Register a device; refuse to change a registered key unless ``replace``."""
-        _check_entry(entry, entry.device_id)
-        old = self._entries.get(entry.device_id)
-        if old and old.public_key != entry.public_key and not replace:
-            raise RegistryError(
-                f"{entry.device_id}: already registered with another key; not replacing it"
-            )
-        self._entries[entry.device_id] = entry
+        self._put(self._entries, entry.device_id, entry, "", replace)
 
     def add_dock(self, entry: DockEntry, *, replace: bool = False) -> None:
-        _check_entry(entry, entry.dock_id)
-        old = self._docks.get(entry.dock_id)
-        if old and old.public_key != entry.public_key and not replace:
-            raise RegistryError(
-                f"dock {entry.dock_id}: already registered with another key; not replacing it"
-            )
-        self._docks[entry.dock_id] = entry
+        self._put(self._docks, entry.dock_id, entry, "dock ", replace)
 
     def add_console(self, entry: ConsoleEntry, *, replace: bool = False) -> None:
-        _check_entry(entry, entry.console_id)
-        old = self._consoles.get(entry.console_id)
-        if old and old.public_key != entry.public_key and not replace:
-            raise RegistryError(
-                f"console {entry.console_id}: already registered with another key; not replacing it"
-            )
-        self._consoles[entry.console_id] = entry
+        self._put(self._consoles, entry.console_id, entry, "console ", replace)
 
     def add_archive(self, entry: ArchiveEntry, *, replace: bool = False) -> None:
-        _check_entry(entry, entry.archive_id)
-        old = self._archives.get(entry.archive_id)
+        self._put(self._archives, entry.archive_id, entry, "archive ", replace)
+
+    @staticmethod
+    def _put(table: dict[str, Any], ident: str, entry: Any, what: str, replace: bool) -> None:
+        _check_entry(entry, ident)
+        old = table.get(ident)
         if old and old.public_key != entry.public_key and not replace:
             raise RegistryError(
-                f"archive {entry.archive_id}: already registered with another key; not replacing it"
+                f"{what}{ident}: already registered with another key; not replacing it"
             )
-        self._archives[entry.archive_id] = entry
+        table[ident] = entry
 
     def revoke(self, ident: str, utc: str, reason: str = "") -> DeviceEntry | DockEntry:
         """Revoke a device's or a dock's key from ``utc`` on (kept, so that what it signed
