@@ -64,8 +64,9 @@ class DockConfig(Config):
                 f"({d.warn_h:g}) must not be more than deadlines.limit_h ({d.limit_h:g}): "
                 "the warning comes before the violation",
             )
-        if len(set(self.dock.bays)) != len(self.dock.bays):
-            yield ("dock.bays", "names a serial port twice")
+        twice = sorted({b for b in self.dock.bays if self.dock.bays.count(b) > 1})
+        if twice:
+            yield ("dock.bays", f"must be distinct serial ports: {', '.join(twice)} named twice")
         if self.dock.listen:
             try:
                 parse_address(self.dock.listen)
