@@ -15,65 +15,38 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import paho.mqtt.client as mqtt
 import sqlalchemy as sa
 
-from evidence import FORMAT_VERSION
-from evidence.clock import UTC_PATTERN, format_utc, parse_utc
-from evidence.identity import DEVICE_ID_PATTERN, DeviceIdentity
-from evidence.record import HEX128, SignedPayload, check_fields, parse_payload
+from evidence.clock import format_utc, parse_utc
+from evidence.identity import DeviceIdentity
 from wire.broker import ConnectionSettings, make_client
 
 from .cases import LIMIT_DAYS, SOON_DAYS
 from .schema import cases, entries
 from .session import SYSTEM
+from .signed import ArchiveMessage
 
 _log = logging.getLogger(__name__)
 _DAY_NS = 86_400 * 10**9
 LEVELS = {LIMIT_DAYS - SOON_DAYS: "due_soon", LIMIT_DAYS: "overdue"}  # day -> level
 
 
-FIELDS = ("v", "kind", "device", "utc", "body", "sig")
-KIND = "archive_alert"
-
-
-@dataclass(frozen=True)
-class ArchiveAlert(SignedPayload):
+class ArchiveAlert(ArchiveMessage):
     """A signed message of kind ``archive_alert``: ``device`` is the archive's id."""
 
-    FIELDS = FIELDS
-    v: int
-    kind: str
-    device: str
-    utc: str
-    body: dict[str, Any]
-    sig: str = field(default="")
+    KIND = "archive_alert"
+    WHAT = "archive alert"
 
-    @classmethod
-    def from_bytes(cls, data: bytes) -> ArchiveAlert:
-        """Parse a payload as a receiver does (the signature is :meth:`verify`'s)."""
-        value = parse_payload(data, 1 << 16, "archive alert")
-        checks = (
-            ("v", lambda x: x == FORMAT_VERSION, f"must be {FORMAT_VERSION}"),
-            ("kind", lambda x: x == KIND, f"must be {KIND!r}"),
-            ("device", lambda x: isinstance(x, str) and DEVICE_ID_PATTERN.match(x), "bad id"),
-            ("utc", lambda x: isinstance(x, str) and UTC_PATTERN.match(x), "bad UTC stamp"),
-            ("body", lambda x: isinstance(x, dict), "must be an object"),
-            ("sig", lambda x: isinstance(x, str) and HEX128.match(x), "must be 128 hex digits"),
-        )
-        check_fields(value, FIELDS, checks, "archive alert")
-        return cls(**value)
+
+KIND = ArchiveAlert.KIND
 
 
 def sign_alert(identity: DeviceIdentity, utc: str, body: dict[str, Any]) -> ArchiveAlert:
-    unsigned = ArchiveAlert(FORMAT_VERSION, KIND, identity.device_id, utc, body)
-    sig = identity.sign(unsigned.signing_bytes()).hex()
-    return ArchiveAlert.from_bytes(
-        ArchiveAlert(**{**unsigned.unsigned_dict(), "sig": sig}).to_bytes()
-    )
+    return ArchiveAlert.sign(identity, utc, body)
 
 
 def archive_alert_topic(unit: str, archive_id: str) -> str:

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -31,20 +31,19 @@ from typing import Any
 import av
 import numpy as np
 
-from evidence import FORMAT_VERSION
-from evidence.clock import UTC_PATTERN, SystemClock, format_utc
+from evidence.clock import SystemClock, format_utc
 from evidence.exc import EvidenceError
-from evidence.identity import DEVICE_ID_PATTERN, DeviceIdentity
+from evidence.identity import DeviceIdentity
 from evidence.media import hash_file
 from evidence.osd import TextBurner
-from evidence.record import HEX128, SignedPayload, check_fields, parse_payload
 from evidence.storage import atomic_write_bytes, fsync_dir
+
+from .signed import ArchiveMessage
 
 __all__ = ["Derivation", "PartyCopy", "PartyCopyError", "make_party_copy", "watermark_layout"]
 
 PURPOSE = "bodycam-party-copy-v1"
 DERIVATION_SUFFIX = ".derivation.json"
-FIELDS = ("v", "kind", "device", "utc", "body", "sig")
 CRF = 23
 AUDIO_BITRATE = 64_000
 
@@ -53,32 +52,13 @@ class PartyCopyError(EvidenceError):
     """The copy cannot be made as asked (a source altered, a name the font cannot draw)."""
 
 
-@dataclass(frozen=True)
-class Derivation(SignedPayload):
+class Derivation(ArchiveMessage):
     """A signed message (journal-format.md section 4) of kind ``derivation``: ``device``
     is the signer's id (the archive's), ``body`` says what was derived from what."""
 
-    FIELDS = FIELDS
-    v: int
-    kind: str
-    device: str
-    utc: str
-    body: dict[str, Any]
-    sig: str = field(default="")
-
-    @classmethod
-    def from_bytes(cls, data: bytes) -> Derivation:
-        value = parse_payload(data, 1 << 20, "derivation record")
-        checks = (
-            ("v", lambda x: x == FORMAT_VERSION, f"must be {FORMAT_VERSION}"),
-            ("kind", lambda x: x == "derivation", "must be 'derivation'"),
-            ("device", lambda x: isinstance(x, str) and DEVICE_ID_PATTERN.match(x), "bad id"),
-            ("utc", lambda x: isinstance(x, str) and UTC_PATTERN.match(x), "bad UTC stamp"),
-            ("body", lambda x: isinstance(x, dict), "must be an object"),
-            ("sig", lambda x: isinstance(x, str) and HEX128.match(x), "must be 128 hex digits"),
-        )
-        check_fields(value, FIELDS, checks, "derivation record")
-        return cls(**{f: value[f] for f in FIELDS})
+    KIND = "derivation"
+    MAX_BYTES = 1 << 20
+    WHAT = "derivation record"
 
 
 @dataclass(frozen=True)
@@ -209,19 +189,10 @@ def make_party_copy(
         "watermark": lines,
         "output": {"file": out.name, "size": size, "sha256": digest, "frames": frames},
     }
-    unsigned = Derivation(
-        FORMAT_VERSION, "derivation", identity.device_id, format_utc(clock.time_ns()), body
-    )
-    derivation = _sign(unsigned, identity)
+    derivation = Derivation.sign(identity, format_utc(clock.time_ns()), body)
     record_path = out.with_name(out.name + DERIVATION_SUFFIX)
     atomic_write_bytes(record_path, derivation.to_bytes() + b"\n")
     return PartyCopy(out, record_path, derivation, frames, seconds)
-
-
-def _sign(unsigned: Derivation, identity: DeviceIdentity) -> Derivation:
-    """Sign, then read back as a receiver would."""
-    sig = identity.sign(unsigned.signing_bytes()).hex()
-    return Derivation.from_bytes(Derivation(**{**unsigned.unsigned_dict(), "sig": sig}).to_bytes())
 
 
 def _encode(segments: list[Path], out: Path, text: str) -> tuple[int, float, list[str]]:
