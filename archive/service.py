@@ -42,6 +42,7 @@ from .exc import ArchiveError, LoginFailed, NotFound, Refused
 from .listing import Listing
 from .policy import Actor, Material, decide
 from .schema import meta, users
+from .sealing import Sealing
 from .session import SYSTEM, Session
 from .vault import create_master_key, master_key_path
 
@@ -66,7 +67,7 @@ def _toml_str(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-class Archive(CaseFiles, CopyRequests, Documents, Listing):
+class Archive(CaseFiles, CopyRequests, Documents, Listing, Sealing):
     """One archive, open. Use :meth:`create` once, then :meth:`open`."""
 
     def __init__(self, folder: str | os.PathLike, *, clock: Clock | None = None) -> None:
@@ -82,12 +83,14 @@ class Archive(CaseFiles, CopyRequests, Documents, Listing):
             ) from None
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise ArchiveError(f"{cfg_path}: not readable TOML: {exc}") from None
-        unknown = set(cfg) - {"store", "database", "archive_id", "key", "master_key"}
+        unknown = set(cfg) - {"store", "database", "archive_id", "key", "master_key", "dock_config"}
         if unknown:
             raise ArchiveError(f"{cfg_path}: unknown keys {sorted(unknown)}")
         self.store_root = Path(cfg.get("store", ""))
         self.url = cfg.get("database") or default_url(self.folder)
         self.master_key_path = master_key_path(self.folder, cfg.get("master_key", ""))
+        self.dock_config = str(cfg.get("dock_config", ""))
+        """The dock's dock.toml: its key and trust, for the dock records of sealing."""
         key_path = Path(cfg.get("key") or self.folder / KEY_PATH)
         self.identity = DeviceIdentity.load(key_path)
         """The archive's signing identity (its id is the audit log's ``device``)."""
