@@ -34,6 +34,8 @@ from evidence.storage import atomic_write_bytes
 from .exc import ArchiveError
 
 CREDENTIAL = "bodycam-archive-master"
+ENCRYPTED = "/etc/credstore.encrypted/bodycam-archive-master"
+"""Where ``systemd-creds encrypt`` puts it; ``systemd/bodycam-archive-master.conf`` loads it."""
 NEXT_CREDENTIAL = "bodycam-archive-master-next"
 NEXT_NAME = "key/master.next"
 MAGIC = b"bodycam-vault-1\n"
