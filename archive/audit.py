@@ -8,7 +8,8 @@ a removed, edited or reordered entry is reported like any journal's.
 
 Kinds (each body: ``user``, ``role``, ``target``, ``detail``): ``login``, ``login_failed``,
 ``view``, ``export``, ``approval``, ``refusal``, ``classification``, ``case``, ``user``,
-``copy_request``, ``archive``. Several processes may append (the command line and the
+``copy_request``, ``archive``, ``hold`` (a legal hold placed or released), ``retention``
+(a recording removed under retention: the decision, before the dock removes it). Several processes may append (the command line and the
 console): each append holds an exclusive lock on ``<archive>/.audit.lock`` and reopens the
 journal when another process appended since.
 """
@@ -46,6 +47,8 @@ KINDS = (
     "case",
     "user",
     "copy_request",
+    "hold",
+    "retention",
 )
 _TEXT = 512
 

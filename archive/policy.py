@@ -11,6 +11,8 @@ audits each refusal. The rules, in short (docs/archive.md has the full table):
 - archivists (the named staff of Art. 35) open, fill, classify and close case files, record
   a party's request and export an approved copy; the head of unit also manages cases and
   alone approves copies; the auditor reads, and alone with the head reads the audit log;
+- archivists and the head place and release legal holds; the head of unit alone purges
+  recordings whose retention ran out (destroying records is the head's decision);
 - the administrator manages users and never touches material.
 """
 
@@ -33,6 +35,8 @@ ACTIONS = (
     "report",  # the deadline report (case numbers and dates only)
     "audit_read",
     "user_manage",
+    "hold",  # place or release a legal hold (on a case, or a camera's time range)
+    "purge",  # remove recordings whose retention ran out (archive.retention)
 )
 
 CLEARANCE: dict[str, str | None] = {
@@ -49,20 +53,22 @@ MAY: dict[str, frozenset[str]] = {
     "officer": frozenset({"view"}),
     "archivist": frozenset(
         {"view", "case_open", "case_change", "case_close", "classify", "copy_request"}
-        | {"export", "report"}
+        | {"export", "report", "hold"}
     ),
     "supervisor": frozenset({"view", "report"}),
     "head": frozenset(
         {"view", "case_open", "case_change", "case_close", "classify", "copy_request"}
-        | {"approve", "report", "audit_read"}
+        | {"approve", "report", "audit_read", "hold", "purge"}
     ),
     "auditor": frozenset({"view", "report", "audit_read"}),
     "administrator": frozenset({"user_manage"}),
 }
 """The actions each role may take at all; material actions also need the clearance."""
 
-MATERIAL_FREE = frozenset({"report", "audit_read", "user_manage"})
-"""Actions on no particular material (the classification does not enter)."""
+MATERIAL_FREE = frozenset({"report", "audit_read", "user_manage", "purge"})
+"""Actions on no particular material (the classification does not enter): a purge
+removes only recordings in no case, which count as internal, below every clearance that
+may purge."""
 
 _NAMES = {
     "officer": "an officer",

@@ -129,3 +129,40 @@ recordings = sa.Table(
 )
 """The dock store's segments, indexed for listing (``bodycam-archive sync``): derived data,
 rebuilt from the store's signed journals at will; the media stay in the store."""
+
+holds = sa.Table(
+    "holds",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("kind", sa.String(8), nullable=False),  # range | case
+    sa.Column("device", sa.String(64), nullable=True, index=True),  # a range's camera
+    sa.Column("from_utc", UTC, nullable=True),
+    sa.Column("to_utc", UTC, nullable=True),
+    sa.Column("case_id", sa.Integer, sa.ForeignKey("cases.id"), nullable=True),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("placed_utc", UTC, nullable=False),
+    sa.Column("placed_by", sa.String(64), nullable=False),
+    sa.Column("released_utc", UTC, nullable=True),  # None: the hold stands
+    sa.Column("released_by", sa.String(64), nullable=True),
+    sa.Column("release_reason", sa.Text, nullable=False, default=""),
+)
+"""Legal holds (``bodycam-archive hold``): a camera's recordings over a time range, or a
+case's, kept whatever their retention until the hold is released (both audited)."""
+
+removals = sa.Table(
+    "removals",
+    metadata,
+    sa.Column("device", sa.String(64), primary_key=True),
+    sa.Column("seq", sa.BigInteger, primary_key=True),
+    sa.Column("file", sa.String(160), nullable=False),
+    sa.Column("sha256", sa.String(64), nullable=False),
+    sa.Column("category", sa.String(32), nullable=False),
+    sa.Column("end_utc", UTC, nullable=False),
+    sa.Column("kept_until_utc", UTC, nullable=False),
+    sa.Column("removed_utc", UTC, nullable=False),
+    sa.Column("by_user", sa.String(64), nullable=False),
+    sa.Column("audit_seq", sa.BigInteger, nullable=False),  # the decision's audit entry
+    sa.Column("dock_seq", sa.BigInteger, nullable=False),  # the dock journal's `removed`
+)
+"""Recordings removed from the store under retention (``bodycam-archive retention
+purge``): what was decided, by whom, and where the audit log and dock journal say so."""
