@@ -177,11 +177,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--reason", required=True)
     s = cp.add_parser("export", help="make an approved copy into a new folder (an archivist)")
     s.add_argument("request", type=int)
-    s.add_argument("--out", required=True, help="the new folder")
     s.add_argument(
-        "--watermark-name",
-        default=None,
-        help="the requester's name in Latin letters for the watermark (party copies)",
+        "--out",
+        required=True,
+        help="the new folder (party copies: the requester's name, as the request records it, "
+        "is burned in with a CJK font; BODYCAM_WATERMARK_FONT names another font file)",
     )
     s = cp.add_parser("list", help="copy requests of the cases you may see")
     s.add_argument("--case", default=None)
@@ -623,9 +623,7 @@ def _copy(archive, session, args: argparse.Namespace) -> int:
             args, {"request": args.request, "decision": done}, f"copy request {args.request} {done}"
         )
     elif args.action == "export":
-        result = archive.export_copy(
-            session, args.request, args.out, watermark_name=args.watermark_name
-        )
+        result = archive.export_copy(session, args.request, args.out)
         _out(
             args,
             result,
