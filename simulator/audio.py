@@ -429,6 +429,15 @@ class SimSpeaker:
 
     def play_wav(self, path: str | Path) -> None:
         """Play ``path`` to the end: copy it, then let its duration pass on the clock."""
+        duration = self.start_wav(path)
+        if self.clock is not None:
+            self.clock.sleep(duration)
+
+    def start_wav(self, path: str | Path) -> float:
+        """Start playing ``path`` at this simulated instant and return its duration in
+        seconds, without waiting for it to end: quick enough for a ``SimClock.at`` timer,
+        which a fast clock stands still for (a thread started from the timer could be
+        scheduled seconds of simulated time late on a loaded machine)."""
         if self._dead.is_set():
             raise OSError("the speaker gives no sound (simulated fault)")
         source = Path(path)
@@ -443,8 +452,7 @@ class SimSpeaker:
                 mono = self.clock.monotonic_ns()
                 self._plays.append(_Play(mono, copy, duration, self.covered))
         _log.info("speaker played %s (%.1f s%s)", source.name, duration, ", covered" * self.covered)
-        if self.clock is not None:
-            self.clock.sleep(duration)
+        return duration
 
     def sound(self, mono_ns: int, count: int, rate: int) -> np.ndarray | None:
         """What the speaker emits for ``count`` samples at ``rate`` from ``mono_ns``
