@@ -444,12 +444,13 @@ class SimSpeaker:
         duration = wav_duration(source)
         self.out_dir.mkdir(parents=True, exist_ok=True)
         with self._lock:
+            # The instant first: copying releases the GIL, and a fast clock moves on meanwhile.
+            mono = self.clock.monotonic_ns() if self.clock is not None else None
+            stamp = None if mono is None else mono + self.clock.utc_offset_ns()
             copy = self.out_dir / f"played-{len(self.played) + 1:04d}-{source.name}"
             shutil.copyfile(source, copy)
-            stamp = self.clock.time_ns() if self.clock is not None else None
             self.played.append((stamp, source, copy))
-            if self.clock is not None:
-                mono = self.clock.monotonic_ns()
+            if mono is not None:
                 self._plays.append(_Play(mono, copy, duration, self.covered))
         _log.info("speaker played %s (%.1f s%s)", source.name, duration, ", covered" * self.covered)
         return duration
