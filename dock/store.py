@@ -563,8 +563,12 @@ class Store:
                     retention,
                 ),
             )
-            path.unlink(missing_ok=True)
-            fsync_dir(path.parent)
+            try:
+                path.unlink()
+            except FileNotFoundError:
+                pass  # gone already (verify called it missing): the record now says why
+            else:
+                fsync_dir(path.parent)
         one = dockjournal.build_ledger([record])[device]  # fold it in, as a re-read would
         ledger.removed[file], ledger.removals[file] = one.removed[file], one.removals[file]
         grown = self.journal.path.stat().st_size
