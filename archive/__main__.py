@@ -32,8 +32,9 @@ TOTP_ENV = "BODYCAM_ARCHIVE_TOTP"
 NEW_PASSWORD_ENV = "BODYCAM_ARCHIVE_NEW_PASSWORD"
 
 EPILOG = """\
-Exit status: 0 done, 1 overdue cases in the report, 2 bad input, 3 refused or login failed.
-Docs: docs/archive.md (roles, classifications, the audit log, the 30-day rule).
+Exit status: 0 done, 1 overdue cases in the report (or a purge that left a recording),
+2 bad input, 3 refused or login failed.
+Docs: docs/archive.md (roles, classifications, the audit log, the 30-day rule, retention).
 """
 
 
@@ -176,11 +177,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--reason", required=True)
     s = cp.add_parser("export", help="make an approved copy into a new folder (an archivist)")
     s.add_argument("request", type=int)
-    s.add_argument("--out", required=True, help="the new folder")
     s.add_argument(
-        "--watermark-name",
-        default=None,
-        help="the requester's name in Latin letters for the watermark (party copies)",
+        "--out",
+        required=True,
+        help="the new folder (party copies: the requester's name, as the request records it, "
+        "is burned in with a CJK font; BODYCAM_WATERMARK_FONT names another font file)",
     )
     s = cp.add_parser("list", help="copy requests of the cases you may see")
     s.add_argument("--case", default=None)
@@ -216,6 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--last", type=int, default=50, help="how many of the newest entries")
     audit.add_parser("head", help="the audit log's head, for bodycam-verify --expect-head")
     _sealing_parsers(sub)
+    _retention_parsers(sub)
     return p
 
 
@@ -275,6 +277,127 @@ def _sealing(archive, session, args: argparse.Namespace) -> int:
         )
     _out(args, result, text)
     return 0
+
+
+def _retention_parsers(sub: Any) -> None:
+    """``hold add|release|list`` and ``retention due|purge`` (archive.retention)."""
+    holds = sub.add_parser(
+        "hold",
+        help="legal holds: recordings kept whatever their retention (archivists, the head)",
+    ).add_subparsers(dest="action", metavar="ACTION", required=True)
+    s = holds.add_parser(
+        "add",
+        help="hold a case's recordings (--case), or a camera's over a time range "
+        "(--device --from --to); prints the hold's id",
+    )
+    s.add_argument("--case", default=None, help="the case's number")
+    s.add_argument("--device", default=None, help="the camera (with --from and --to)")
+    s.add_argument("--from", dest="from_utc", default="", help="start of the range (UTC)")
+    s.add_argument("--to", dest="to_utc", default="", help="end of the range (UTC, not included)")
+    s.add_argument("--reason", required=True, help="why (the order, the complaint...)")
+    s = holds.add_parser("release", help="end a hold, saying why")
+    s.add_argument("hold", type=int, help="the hold's id (hold list)")
+    s.add_argument("--reason", required=True, help="why it ends")
+    s = holds.add_parser("list", help="the standing holds")
+    s.add_argument("--all", action="store_true", help="released holds too")
+    ret = sub.add_parser(
+        "retention",
+        help="retention by category: what may leave the store, and removing it",
+        description="Recordings are kept at least 183 days (six months) after they end, "
+        "longer for a unit's category in archive.toml, and permanently in a case or under a "
+        "legal hold. Docs: docs/archive.md, 'Retention and legal hold'.",
+    ).add_subparsers(dest="action", metavar="ACTION", required=True)
+    for name, text in (
+        ("due", "recordings whose retention ran out, in no case and under no hold, with why"),
+        (
+            "purge",
+            "remove them through the dock store (the head of unit): each decision audited, "
+            "each removal journaled by the dock with its authority; exit 1 if one was refused",
+        ),
+    ):
+        s = ret.add_parser(name, help=text)
+        s.add_argument("--device", default=None, help="only this camera")
+        s.add_argument("--before", default=None, help="only recordings that ended before (UTC)")
+        if name == "due":
+            s.add_argument("--now", default="", help="judge as of this time (UTC; default now)")
+        else:
+            s.add_argument(
+                "--dry-run", action="store_true", help="say what would go; remove nothing"
+            )
+            s.add_argument(
+                "--dock-config",
+                default=None,
+                help="the dock's dock.toml (its key and trust; default dock_config in archive.toml)",
+            )
+
+
+def _retention(archive, session, args: argparse.Namespace) -> int:
+    if args.command == "hold":
+        if args.action == "add":
+            hold = archive.place_hold(
+                session,
+                args.reason,
+                case=args.case,
+                device=args.device,
+                from_utc=args.from_utc,
+                to_utc=args.to_utc,
+            )
+            _out(args, {"hold": hold}, f"hold {hold} placed")
+        elif args.action == "release":
+            archive.release_hold(session, args.hold, args.reason)
+            _out(args, {"released": args.hold}, f"hold {args.hold} released")
+        else:
+            rows = archive.list_holds(session, released=args.all)
+            _out(
+                args,
+                rows,
+                "\n".join(
+                    f"{r['id']:>4} "
+                    + (
+                        f"case {r['case']}"
+                        if r["kind"] == "case"
+                        else f"{r['device']} {r['from_utc']}..{r['to_utc']}"
+                    )
+                    + f"  by {r['placed_by']} {r['placed_utc']}: {r['reason']}"
+                    + (
+                        f"  [released {r['released_utc']} by {r['released_by']}: {r['release_reason']}]"
+                        if r["released_utc"]
+                        else ""
+                    )
+                    for r in rows
+                )
+                or "no holds",
+            )
+        return 0
+    if args.action == "due":
+        from .cases import _utc
+
+        now = parse_utc(_utc(args.now, "--now")) if args.now else None
+        rows = archive.retention_due(session, now_ns=now, device=args.device, before=args.before)
+        _out(args, rows, "\n".join(_due_line(r) for r in rows) or "nothing is due")
+        return 0
+    result = archive.retention_purge(
+        session,
+        device=args.device,
+        before=args.before,
+        dry_run=args.dry_run,
+        dock_config=args.dock_config,
+    )
+    lines = [f"would remove {_due_line(r)}" for r in result["would_remove"]]
+    lines += [
+        f"removed {_due_line(r)} (audit seq {r['audit_seq']}, dock {r['dock']} seq {r['dock_seq']})"
+        for r in result["removed"]
+    ]
+    lines += [
+        f"NOT removed {r['device']} seq {r['seq']} {r['file']}: {r['reason']}"
+        for r in result["refused"]
+    ]
+    _out(args, result, "\n".join(lines) or "nothing is due")
+    return 1 if result["refused"] else 0
+
+
+def _due_line(r: dict[str, Any]) -> str:
+    return f"{r['device']} seq {r['seq']} {r['file']}: {r['why']}"
 
 
 def _password(prompt: str, env: str = PASSWORD_ENV) -> str:
@@ -386,6 +509,8 @@ def _dispatch(archive, session, args: argparse.Namespace) -> int:
         return 0
     if args.command == "case":
         return _case(archive, session, args)
+    if args.command in ("hold", "retention"):
+        return _retention(archive, session, args)
     if args.command == "copy":
         return _copy(archive, session, args)
     if args.command in ("seal", "key"):
@@ -559,9 +684,7 @@ def _copy(archive, session, args: argparse.Namespace) -> int:
             args, {"request": args.request, "decision": done}, f"copy request {args.request} {done}"
         )
     elif args.action == "export":
-        result = archive.export_copy(
-            session, args.request, args.out, watermark_name=args.watermark_name
-        )
+        result = archive.export_copy(session, args.request, args.out)
         _out(
             args,
             result,

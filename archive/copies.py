@@ -166,8 +166,6 @@ class CopyRequests:
         session: Session,
         request_id: int,
         out: str | Path,
-        *,
-        watermark_name: str | None = None,
     ) -> dict[str, Any]:
         """Make the approved copy in the new folder ``out`` (an archivist, once)."""
         from .policy import Material
@@ -189,7 +187,7 @@ class CopyRequests:
             result = self._export_bundle(case, row, items, omit, out)
         else:
             kept = [r for r in refs if f"{r.device}:{r.seq}" not in omit]
-            result = self._export_party(session, case, row, items, kept, out, watermark_name)
+            result = self._export_party(session, case, row, items, kept, out)
         with self.engine.begin() as conn:
             done = conn.execute(
                 copies.update()
@@ -245,12 +243,14 @@ class CopyRequests:
         }
 
     def _export_party(
-        self, session, case, row, items, refs: list[RecordingRef], out: Path, watermark_name
+        self, session, case, row, items, refs: list[RecordingRef], out: Path
     ) -> dict[str, Any]:
         from .party import make_party_copy
+        from .watermark import find_font
 
         if out.exists():
             raise ArchiveError(f"{out}: already exists; a copy is written into a new folder")
+        font = find_font()  # no font: one line, and no folder made
         act_of = {(e["device"], e["seq"]): e["act"] or f"{e['device']}:{e['seq']}" for e in items}
         acts: dict[str, list[RecordingRef]] = {}
         for r in refs:
@@ -265,7 +265,7 @@ class CopyRequests:
                 date=self.now_utc()[:10],
                 by=session.name,
                 identity=self.identity,
-                watermark_name=watermark_name,
+                font=font,
                 expected_sha256=[r.sha256 for r in group],
                 request=str(row["id"]),
                 clock=self.clock,

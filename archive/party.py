@@ -9,11 +9,9 @@ same hashes the camera signed), what was done, by whom, for whom, and the output
 SHA-256, signed with the archive's key, so anyone can see it comes from the originals and
 how. The originals are never changed.
 
-The watermark is drawn with the on-screen display's font (:mod:`evidence.osd`), the same
-5x7 glyphs the camera burns in, so it can be read back from a decoded frame. That font has
-Latin capitals, digits and a few signs only, no Chinese: a requester whose name has other
-characters must be given a Latin spelling for the watermark (``watermark_name``, e.g. the
-pinyin); the full name goes into the signed record.
+The watermark names the requester as the request records them, in Chinese or any script
+(:mod:`archive.watermark`: a CJK TrueType font, rendered once per copy, burned into the
+luma of every frame); the derivation record names the lines, the font file and its SHA-256.
 
 The MP4 is written to a temporary file beside ``out``, fsynced and renamed; so is the
 record (``<out>.derivation.json``), after it.
@@ -35,12 +33,12 @@ from evidence.clock import SystemClock, format_utc
 from evidence.exc import EvidenceError
 from evidence.identity import DeviceIdentity
 from evidence.media import hash_file
-from evidence.osd import TextBurner
 from evidence.storage import atomic_write_bytes, fsync_dir
 
 from .signed import ArchiveMessage
+from .watermark import Watermark, find_font, render_watermark
 
-__all__ = ["Derivation", "PartyCopy", "PartyCopyError", "make_party_copy", "watermark_layout"]
+__all__ = ["Derivation", "PartyCopy", "PartyCopyError", "make_party_copy", "watermark_lines"]
 
 PURPOSE = "bodycam-party-copy-v1"
 DERIVATION_SUFFIX = ".derivation.json"
@@ -49,7 +47,7 @@ AUDIO_BITRATE = 64_000
 
 
 class PartyCopyError(EvidenceError):
-    """The copy cannot be made as asked (a source altered, a name the font cannot draw)."""
+    """The copy cannot be made as asked (a source altered, no segments)."""
 
 
 class Derivation(ArchiveMessage):
@@ -70,39 +68,15 @@ class PartyCopy:
     seconds: float  # the copy's duration
 
 
-def _unsupported(burner: TextBurner, text: str) -> list[str]:
-    unknown = burner.tile("?")
-    return sorted({c for c in text if c != "?" and burner.tile(c) is unknown})
-
-
-def watermark_layout(
-    width: int, height: int, lines: Sequence[str]
-) -> tuple[TextBurner, int, list[int]]:
-    """The burner, left x and top y of each line: the OSD's scale for this frame size,
-    made smaller until the longest line fits; lines go at the top (the OSD is at the
-    bottom)."""
-    scale = max(1, min(width // 170, height // 100))
-    longest = max(len(line) for line in lines)
-    while scale > 1 and longest * 6 * scale > width - 2 * scale:
-        scale -= 1
-    burner = TextBurner(scale)
-    if longest * burner.cell_width > width:
-        raise PartyCopyError(
-            f"the watermark line of {longest} characters does not fit a {width}-pixel-wide "
-            "frame; give a shorter watermark_name"
-        )
-    return burner, scale, [scale + i * burner.line_height for i in range(len(lines))]
-
-
-def _wrap(text: str, width_chars: int) -> list[str]:
-    lines, line = [], ""
-    for word in text.split():
-        if line and len(line) + 1 + len(word) > width_chars:
-            lines.append(line)
-            line = word
-        else:
-            line = f"{line} {word}" if line else word
-    return lines + ([line] if line else [])
+def watermark_lines(requester: str, date: str, request: str = "") -> list[str]:
+    """What the watermark says, zh-CN first: for whom, when, and which request (white
+    space in the name, a line break say, becomes one space: the lines are the layout's)."""
+    requester = " ".join(requester.split())
+    zh = f"仅供 {requester} 使用 · {date} 复制"
+    en = f"copy for {requester} only · {date}"
+    if request:
+        zh, en = f"{zh} · 申请 {request}", f"{en} · request {request}"
+    return [zh, en]
 
 
 def _sources(segments: Sequence[Any], expected: Sequence[str] | None) -> list[dict[str, Any]]:
@@ -153,35 +127,30 @@ def make_party_copy(
     date: str,
     by: str,
     identity: DeviceIdentity,
-    watermark_name: str | None = None,
     expected_sha256: Sequence[str] | None = None,
     request: str = "",
     clock: Any = None,
+    font: str | os.PathLike | None = None,
 ) -> PartyCopy:
-    """Join ``segments`` (in order) into the MP4 ``out`` with ``COPY FOR <name>`` and
-    ``date`` burned into every frame; sign the derivation with ``identity``.
+    """Join ``segments`` (in order) into the MP4 ``out`` with the requester's name, ``date``
+    and ``request`` burned into every frame (:func:`watermark_lines`); sign the derivation
+    with ``identity``.
 
     ``expected_sha256``: the hashes the camera's records sign, checked before anything is
     decoded. A segment is a path, or a sealed recording's source (``open()``: its checked
-    plaintext, :class:`archive.sealing.SealedMedia`). ``by``: who made the copy (the archivist). ``request``: the request's id.
+    plaintext, :class:`archive.sealing.SealedMedia`). ``by``: who made the copy (the
+    archivist). ``request``: the request's id.
+    ``font``: the watermark's font file (default: :func:`archive.watermark.find_font`).
     """
     out = Path(out)
-    name = watermark_name if watermark_name is not None else requester
-    text = f"COPY FOR {name} {date}".upper()
-    probe = TextBurner(1)
-    bad = _unsupported(probe, text)
-    if bad:
-        raise PartyCopyError(
-            f"the on-screen font has no glyph for {''.join(bad)!r}: give the requester's name "
-            "in Latin letters (e.g. pinyin) as watermark_name; the full name is kept in the "
-            "signed derivation record"
-        )
+    text = watermark_lines(requester, date, request)
+    font_path = find_font(font)  # before anything is read or written
     sources = _sources(segments, expected_sha256)
     clock = clock or SystemClock()
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
     try:
-        frames, seconds, lines = _encode(
-            [Path(s) if _is_path(s) else s for s in segments], tmp, text
+        frames, seconds, mark = _encode(
+            [Path(s) if _is_path(s) else s for s in segments], tmp, text, font_path
         )
         fd = os.open(tmp, os.O_RDONLY)
         try:
@@ -194,6 +163,7 @@ def make_party_copy(
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    watermark = mark.record()
     body = {
         "purpose": PURPOSE,
         "request": request,
@@ -203,10 +173,11 @@ def make_party_copy(
         "sources": sources,
         "operations": [
             f"decoded {len(sources)} MPEG-TS segment(s) in the order listed and joined them",
-            f"burned a watermark into every frame: {' / '.join(lines)!r} (evidence.osd font, top left)",
+            f"burned a watermark into the luma of every frame, top left: {' / '.join(mark.lines)!r} "
+            f"({watermark['font']['family']} {mark.px} px, white with a black outline)",
             f"encoded H.264 (libx264, crf {CRF}) and AAC ({AUDIO_BITRATE // 1000} kb/s) into MP4, moov first (faststart)",
         ],
-        "watermark": lines,
+        "watermark": watermark,
         "output": {"file": out.name, "size": size, "sha256": digest, "frames": frames},
     }
     derivation = Derivation.sign(identity, format_utc(clock.time_ns()), body)
@@ -215,8 +186,10 @@ def make_party_copy(
     return PartyCopy(out, record_path, derivation, frames, seconds)
 
 
-def _encode(segments: list[Any], out: Path, text: str) -> tuple[int, float, list[str]]:
-    """Decode, watermark and re-encode; ``(video frames, duration s, watermark lines)``."""
+def _encode(
+    segments: list[Any], out: Path, text: list[str], font: Path
+) -> tuple[int, float, Watermark]:
+    """Decode, watermark and re-encode; ``(video frames, duration s, the watermark)``."""
     first = _open_av(segments[0])
     try:
         v0 = first.streams.video[0]
@@ -227,9 +200,7 @@ def _encode(segments: list[Any], out: Path, text: str) -> tuple[int, float, list
         layout = a0.codec_context.layout.name if a0 is not None else ""
     finally:
         first.close()
-    lines = _wrap(text, max(1, width // 6))
-    burner, x, ys = watermark_layout(width, height, lines)
-    strips = [burner.strip(line) for line in lines]
+    mark = render_watermark(width, height, text, font)  # once per copy
     container = av.open(str(out), "w", format="mp4", options={"movflags": "+faststart"})
     try:
         vout = container.add_stream("libx264", rate=fps)
@@ -246,7 +217,7 @@ def _encode(segments: list[Any], out: Path, text: str) -> tuple[int, float, list
             # each segment starts where the video so far ends; sound follows its video
             samples = max(samples, round(frame_count / fps * rate)) if rate else 0
             frame_count, samples = _segment(
-                segment, container, vout, aout, frame_count, samples, burner, x, ys, strips
+                segment, container, vout, aout, frame_count, samples, mark
             )
         for packet in vout.encode():
             container.mux(packet)
@@ -255,10 +226,10 @@ def _encode(segments: list[Any], out: Path, text: str) -> tuple[int, float, list
                 container.mux(packet)
     finally:
         container.close()
-    return frame_count, float(frame_count / fps), lines
+    return frame_count, float(frame_count / fps), mark
 
 
-def _segment(segment, container, vout, aout, frame_count, samples, burner, x, ys, strips):
+def _segment(segment, container, vout, aout, frame_count, samples, mark: Watermark):
     src = _open_av(segment)
     try:
         streams = [src.streams.video[0]] + (
@@ -267,9 +238,7 @@ def _segment(segment, container, vout, aout, frame_count, samples, burner, x, ys
         for frame in src.decode(*streams):
             if isinstance(frame, av.VideoFrame):
                 planes = frame.to_ndarray(format="yuv420p")
-                y_plane = planes[: frame.height]
-                for top, strip in zip(ys, strips, strict=True):
-                    burner.blit(y_plane, x, top, strip)
+                mark.burn(planes, frame.height)
                 marked = av.VideoFrame.from_ndarray(np.ascontiguousarray(planes), format="yuv420p")
                 marked.pts = frame_count
                 marked.time_base = 1 / Fraction(vout.average_rate or 30)

@@ -207,14 +207,9 @@ class Sealing:
     # -- the dock's key ----------------------------------------------------------------
 
     def _sealing_store(self, dock_config: str | None = None):
-        """The dock store with the dock's own key, from the dock's dock.toml (``dock_config``
-        in archive.toml): the ``sealed`` records are the dock's to sign."""
-        from daemonkit.errors import UserError
-        from dock.config import load as load_dock_config
-        from dock.credential import load_dock_identity
-        from dock.store import Store
-        from evidence.trust import load_unit_keys
-
+        """The dock store with the dock's own key, loaded as retention's purges load it
+        (:meth:`archive.retention.Retention._dock_store`: ``dock_config`` in archive.toml
+        names the dock's dock.toml): the ``sealed`` records are the dock's to sign."""
         path = dock_config or getattr(self, "dock_config", "")
         if not path:
             raise SealError(
@@ -222,19 +217,9 @@ class Sealing:
                 "in archive.toml to the dock's dock.toml (or give --dock-config)"
             )
         try:
-            cfg = load_dock_config(path)
-            if Path(cfg.dock.store).resolve() != Path(self.store_root).resolve():
-                raise SealError(
-                    f"{path}: the dock's store is {cfg.dock.store}, not this archive's "
-                    f"{self.store_root}"
-                )
-            keys = load_unit_keys(cfg.dock.unit_keys)
-            identity = load_dock_identity(cfg.dock.key)
-        except ArchiveError:
-            raise
-        except (UserError, OSError) as exc:
-            raise SealError(f"the dock's config {path}: {exc}") from None
-        return Store(self.store_root, self.clock, identity=identity, unit_keys=keys)
+            return self._dock_store(path)
+        except ArchiveError as exc:
+            raise SealError(str(exc)) from None
 
     # -- sealing -----------------------------------------------------------------------
 

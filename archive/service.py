@@ -8,7 +8,8 @@ an entry may name an action whose commit then failed, never the reverse.
 
 Folder (``<archive>``, default ``/var/lib/bodycam/archive``, beside the dock store)::
 
-    archive.toml        the store, the database URL and the archive's id (written by init)
+    archive.toml        the store, the database URL and the archive's id (written by init),
+                        [retention] categories, dock_config (the dock's dock.toml)
     archive.sqlite      the default database (or a postgresql:// URL in archive.toml)
     key/archive.key     the archive's Ed25519 key (0600): signs the audit log
     key/master.key      the master key of encrypted documents, unless a systemd credential
@@ -41,6 +42,7 @@ from .documents import Documents
 from .exc import ArchiveError, LoginFailed, NotFound, Refused
 from .listing import Listing
 from .policy import Actor, Material, decide
+from .retention import Retention, load_rules
 from .schema import meta, users
 from .sealing import Sealing
 from .session import SYSTEM, Session
@@ -67,7 +69,7 @@ def _toml_str(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-class Archive(CaseFiles, CopyRequests, Documents, Listing, Sealing):
+class Archive(CaseFiles, CopyRequests, Documents, Listing, Retention, Sealing):
     """One archive, open. Use :meth:`create` once, then :meth:`open`."""
 
     def __init__(self, folder: str | os.PathLike, *, clock: Clock | None = None) -> None:
@@ -83,14 +85,20 @@ class Archive(CaseFiles, CopyRequests, Documents, Listing, Sealing):
             ) from None
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise ArchiveError(f"{cfg_path}: not readable TOML: {exc}") from None
-        unknown = set(cfg) - {"store", "database", "archive_id", "key", "master_key", "dock_config"}
+        unknown = set(cfg) - {
+            *("store", "database", "archive_id", "key", "master_key"),
+            *("retention", "dock_config"),
+        }
         if unknown:
             raise ArchiveError(f"{cfg_path}: unknown keys {sorted(unknown)}")
         self.store_root = Path(cfg.get("store", ""))
         self.url = cfg.get("database") or default_url(self.folder)
         self.master_key_path = master_key_path(self.folder, cfg.get("master_key", ""))
+        self.retention_rules = load_rules(cfg.get("retention"), str(cfg_path))
+        """Retention by category (``[retention]``; archive.retention), checked at opening."""
         self.dock_config = str(cfg.get("dock_config", ""))
-        """The dock's dock.toml: its key and trust, for the dock records of sealing."""
+        """The dock's dock.toml: its key and trust, for removals under retention
+        and the ``sealed`` records of sealing (archive.sealing)."""
         key_path = Path(cfg.get("key") or self.folder / KEY_PATH)
         self.identity = DeviceIdentity.load(key_path)
         """The archive's signing identity (its id is the audit log's ``device``)."""
@@ -100,6 +108,7 @@ class Archive(CaseFiles, CopyRequests, Documents, Listing, Sealing):
         self.audit = AuditLog(self.folder, self.identity, self.clock)
         self._check_audit_head()
         self.refresh_registry()
+        self.claim_store()
 
     def audit_head(self) -> tuple[int, str] | None:
         """The audit log's head as the database last recorded it: an account of the log

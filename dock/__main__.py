@@ -147,6 +147,10 @@ def build_parser() -> argparse.ArgumentParser:
         "remove",
         help="remove a stored media file under the retention rule "
         "(journaled in the dock journal first)",
+        description="Remove one stored media file under retention, journaled first. Refused "
+        "(exit 2, nothing journaled) before 183 days after the recording ended, and in a store "
+        "an archive keeps (it decides, with cases and legal holds: bodycam-archive retention "
+        "purge).",
     )
     rm.add_argument("device", help="device id")
     rm.add_argument("file", help="the file, as media/YYYYMMDD/<name>.ts|jpg")
@@ -638,13 +642,40 @@ def cmd_registry(cfg: dict[str, Any], args: argparse.Namespace) -> int:
     return 0
 
 
+ARCHIVE_MARK = ".status/archive.json"  # written by `bodycam-archive init` into its store
+
+
 def cmd_remove(cfg: dict[str, Any], args: argparse.Namespace) -> int:
+    """Remove one file under retention. Refused (exit 2, nothing journaled) in a store an
+    archive keeps (the archive alone sees cases and legal holds: `bodycam-archive retention
+    purge` decides there), and before 183 days after the recording ended (the store's own
+    check, :meth:`dock.store.Store.remove_media`)."""
+    if not args.reason.strip():
+        raise UsageError("--reason: say why; it goes on the record")
+    root = store_root(cfg)
+    mark = root / ARCHIVE_MARK
+    if mark.exists():
+        try:
+            kept_by = json.loads(mark.read_text(encoding="utf-8")).get("archive_id", "?")
+        except (OSError, ValueError, AttributeError):
+            kept_by = "?"
+        raise UsageError(
+            f"refused: archive {kept_by} keeps this store ({mark}); cases and legal holds are "
+            "decided there: remove under retention with `bodycam-archive retention purge`"
+        )
+    reader = open_store(cfg)  # asked first, read-only: a refusal journals nothing
+    try:
+        refusal = reader.removal_refusal(args.device, args.file, SystemClock().time_ns())
+    finally:
+        reader.close()
+    if refusal is not None:
+        raise UsageError(str(refusal))
     store = open_store(cfg, keeper=True)
     try:
-        store.remove_media(args.device, args.file, "retention", args.reason)
+        made = store.remove_media(args.device, args.file, "retention", args.reason.strip())
     finally:
         store.close()
-    print(f"removed {args.device} {args.file} under retention (journaled)")
+    print(f"removed {args.device} {args.file} under retention (dock journal seq {made.seq})")
     return 0
 
 

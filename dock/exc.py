@@ -67,3 +67,9 @@ def is_full(exc: BaseException | None) -> bool:
             return True
         exc = exc.__cause__ or exc.__context__
     return False
+
+
+class RetentionNotDue(DockError):
+    """A removal asked for before the recording's six months (or a hold) allow it."""
+
+    kind = "retention"

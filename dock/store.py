@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from evidence import dockjournal
-from evidence.clock import SystemClock, format_utc
+from evidence.clock import SystemClock, format_utc, parse_utc
 from evidence.exc import RegistryError
 from evidence.identity import DeviceIdentity
 from evidence.journal import JOURNAL_NAME, readable_records, records_of_kind, scan_journal
@@ -43,7 +43,16 @@ from evidence.storage import atomic_write_bytes, fsync_dir, makedirs_durable
 from evidence.verify_store import dock_journal_folders
 from wire.cable import record_file
 
-from .exc import DockError, DockFault, MediaConflict, MediaMismatch, StoreFull, UnsafeName, is_full
+from .exc import (
+    DockError,
+    DockFault,
+    MediaConflict,
+    MediaMismatch,
+    RetentionNotDue,
+    StoreFull,
+    UnsafeName,
+    is_full,
+)
 from .index import Index
 from .journal import DockJournal
 
@@ -516,28 +525,111 @@ class Store:
             dockjournal.records_body(entry.device_id, unit, last.seq, last.hash, len(records)),
         )
 
-    def remove_media(self, device: str, file: str, authority: str, reason: str) -> None:
+    def remove_media(
+        self,
+        device: str,
+        file: str,
+        authority: str,
+        reason: str,
+        *,
+        retention: dict[str, Any] | None = None,
+    ) -> Record:
         """Remove a stored file under ``authority`` (retention): journaled first, so the
-        removal is never silent; the only way media leave a store."""
+        removal is never silent; the only way media leave a store. ``retention``: the
+        archive's decision (``evidence.dockjournal.RETENTION_GROUNDS``), kept in the record.
+
+        Refused (:class:`RetentionNotDue`, nothing journaled) before the six-month floor
+        has run out: 183 days after the recording ended by its device's signed record in
+        this store, judged by the clock that stamps the ``removed`` record (so the record
+        itself shows it was lawful, and ``bodycam-verify`` checks exactly that)."""
         if self.journal is None:
             raise DockError("removing media needs the dock's key (its journal records it)")
-        ledger = self._ledger().get(device)
-        stored = ledger.files.get(file) if ledger else None
-        if stored is None or file in ledger.removed:
-            raise DockError(f"{device} {file}: not a file this dock stored")
-        path = self.root / ledger.unit / device / file
+        size, ledgers = self._removal_ledger()
         with self.device_lock(device):
-            self.journal.append(
+            refusal = self._removal_refusal(ledgers, device, file, self.journal.clock.time_ns())
+            if refusal is not None:
+                raise refusal
+            ledger = ledgers[device]
+            path = self.root / ledger.unit / device / file
+            record = self.journal.append(
                 "removed",
                 dockjournal.removed_body(
-                    device, ledger.unit, file, stored.sha256, authority, reason
+                    device,
+                    ledger.unit,
+                    file,
+                    ledger.files[file].sha256,
+                    authority,
+                    reason,
+                    retention,
                 ),
             )
-            path.unlink(missing_ok=True)
-            fsync_dir(path.parent)
+            try:
+                path.unlink()
+            except FileNotFoundError:
+                pass  # gone already (verify called it missing): the record now says why
+            else:
+                fsync_dir(path.parent)
+        one = dockjournal.build_ledger([record])[device]  # fold it in, as a re-read would
+        ledger.removed[file], ledger.removals[file] = one.removed[file], one.removals[file]
+        grown = self.journal.path.stat().st_size
+        alone = grown == size + len(record.to_bytes()) + 1  # no other process appended
+        self._removal_cache = (grown, ledgers) if alone else None
         self.index.execute(
             "UPDATE media SET stored_utc=NULL WHERE device=? AND file=?", (device, file)
         )
+        return record
+
+    def removal_refusal(self, device: str, file: str, now_ns: int) -> DockError | None:
+        """Why removing ``file`` at ``now_ns`` would be refused, read from every dock
+        journal of the store without writing anything (``bodycam-dock remove`` asks
+        first, so that a refusal journals nothing); None if it would not be."""
+        records: list[Record] = []
+        for _, folder, _dock in dock_journal_folders(self.root):
+            if (folder / JOURNAL_NAME).exists():
+                records += readable_records(folder / JOURNAL_NAME)
+        return self._removal_refusal(dockjournal.build_ledger(records), device, file, now_ns)
+
+    def _removal_refusal(
+        self, ledgers: dict[str, dockjournal.DeviceLedger], device: str, file: str, now_ns: int
+    ) -> DockError | None:
+        ledger = ledgers.get(device)
+        stored = ledger.files.get(file) if ledger else None
+        if stored is None or file in ledger.removed:
+            return DockError(f"{device} {file}: not a file this dock stored")
+        end = self._media_end(ledger.unit, device, stored.seq)
+        until = dockjournal.kept_until_ns(parse_utc(end))
+        if now_ns < until:
+            return RetentionNotDue(
+                f"{device} {file}: not removed: it ended {end} and is kept at least "
+                f"{dockjournal.RETENTION_FLOOR_DAYS} days, until {format_utc(until)}"
+            )
+        return None
+
+    def _removal_ledger(self) -> tuple[int, dict[str, dockjournal.DeviceLedger]]:
+        """The dock journal's size and ledger, read again only when the journal grew since
+        (a purge removes many files: one read of a year's journal, not one per file)."""
+        size = self.journal.path.stat().st_size  # type: ignore[union-attr]
+        cached = getattr(self, "_removal_cache", None)
+        if cached is not None and cached[0] == size:
+            return cached
+        self._removal_cache = (size, self._ledger())
+        return self._removal_cache
+
+    def _media_end(self, unit: str, device: str, seq: int) -> str:
+        """When the media bound by ``device``'s record ``seq`` ended, by its signed record
+        in this store (cached per device; a journal only grows)."""
+        cache: dict[str, dict[int, str]] = self.__dict__.setdefault("_media_ends", {})
+        ends = cache.get(device)
+        if ends is None or seq not in ends:
+            ends = {
+                r.seq: dockjournal.media_end_utc(r)
+                for r in readable_records(self.root / unit / device / JOURNAL_NAME)
+                if r.device == device
+            }
+            cache[device] = ends
+        if seq not in ends:
+            raise DockError(f"{device}: the store holds no record {seq}, which binds the file")
+        return ends[seq]
 
     def seal_media(self, device: str, file: str, sealed: str, authority: dict[str, Any]) -> Record:
         """Journal that stored ``file`` is now kept only as ``sealed`` (the archive wrote it,

@@ -33,6 +33,22 @@ KINDS = (
 )
 REMOVAL_AUTHORITIES = ("retention",)
 MAX_TEXT = 512  # characters of a flag's detail or a removal's reason
+RETENTION_FLOOR_DAYS = 183
+"""No recording leaves a store sooner than this many days after it ended (six months,
+issue 15): the dock refuses an earlier removal, and ``bodycam-verify`` fails one that a
+dock journal records. Longer retention is the archive's (``archive.retention``)."""
+_DAY_NS = 86_400 * 1_000_000_000
+RETENTION_GROUNDS = {
+    "rule": str,  # the rule that allowed it, e.g. "retention-run-out"
+    "category": str,  # the retention category (routine, or the unit's)
+    "end_utc": str,  # when the recording ended, as the archive read it
+    "kept_until_utc": str,  # when its retention ran out
+    "archive": str,  # the archive that decided
+    "user": str,  # who decided there
+    "audit_seq": int,  # the decision's entry in that archive's audit log
+}
+"""The ``retention`` member of a ``removed`` record: the archive's decision, so that the
+dock journal alone says on whose authority, and the audit log entry can be looked up."""
 SEALED_DIR = "sealed"
 """Where a device's sealed media lie in the store (``<unit>/<device>/sealed/``): outside
 ``media/``, so the dock's reconcile and the folder check never take them for media."""
@@ -118,12 +134,19 @@ def flag_body(device: str, kind: str, detail: str) -> dict:
 
 
 def removed_body(
-    device: str, unit: str, file: str, sha256: str, authority: str, reason: str
+    device: str,
+    unit: str,
+    file: str,
+    sha256: str,
+    authority: str,
+    reason: str,
+    retention: dict[str, Any] | None = None,
 ) -> dict:
-    """A stored file removed under ``authority`` (retention): the only way media leave."""
+    """A stored file removed under ``authority`` (retention): the only way media leave.
+    ``retention``: the archive's decision (:data:`RETENTION_GROUNDS`), when it decided."""
     if authority not in REMOVAL_AUTHORITIES:
         raise ValueError(f"removal authority must be one of {REMOVAL_AUTHORITIES}")
-    return {
+    body = {
         "device": device,
         "unit": unit,
         "file": file,
@@ -131,6 +154,41 @@ def removed_body(
         "authority": authority,
         "reason": bounded(reason),
     }
+    if retention is not None:
+        why = grounds_problem(retention)
+        if why is not None:
+            raise ValueError(why)
+        body["retention"] = {
+            k: bounded(v, 64) if isinstance(v, str) else v for k, v in retention.items()
+        }
+    return body
+
+
+def grounds_problem(grounds: Any) -> str | None:
+    """Why a removal's ``retention`` member is not as :data:`RETENTION_GROUNDS` defines."""
+    if not isinstance(grounds, dict) or set(grounds) != set(RETENTION_GROUNDS):
+        return f"retention grounds must have exactly {sorted(RETENTION_GROUNDS)}"
+    for key, kind in RETENTION_GROUNDS.items():
+        if type(grounds[key]) is not kind:
+            return f"retention grounds: {key} must be a {kind.__name__}"
+    return None
+
+
+def media_end_utc(record: Record) -> str:
+    """When the media a device record binds ended: a segment's signed ``end_utc``, else
+    the record's own time (a photo, a torn tail)."""
+    end = record.body.get("end_utc") if record.kind == "segment" else None
+    return end if isinstance(end, str) else record.utc
+
+
+def kept_until_ns(end_ns: int, days: int = RETENTION_FLOOR_DAYS) -> int:
+    """When the retention of media that ended at ``end_ns`` runs out after ``days``."""
+    return end_ns + days * _DAY_NS
+
+
+def removal_too_early(end_ns: int, removed_ns: int) -> bool:
+    """Was media that ended at ``end_ns`` removed before the six-month floor ran out?"""
+    return removed_ns < kept_until_ns(end_ns)
 
 
 def sealed_body(
@@ -259,6 +317,33 @@ class SealedFile:
         )
 
 
+@dataclass(frozen=True)
+class Removal:
+    """One ``removed`` record: when, by which dock record, on what authority."""
+
+    file: str
+    sha256: str
+    authority: str
+    reason: str
+    retention: dict[str, Any] | None  # the archive's decision, if an archive decided
+    dock: str
+    dock_seq: int
+    utc: str
+
+    def line(self) -> str:
+        """The removal in one line, its authority first."""
+        text = (
+            f"removed by dock {self.dock} (seq {self.dock_seq}, {self.utc}) under {self.authority}"
+        )
+        g = self.retention
+        if g:
+            text += (
+                f" ({g['rule']}, category {g['category']}, kept until {g['kept_until_utc']}; "
+                f"archive {g['archive']}, {g['user']}, audit seq {g['audit_seq']})"
+            )
+        return f"{text}: {self.reason}"
+
+
 @dataclass
 class DeviceLedger:
     """What the dock journals say the store holds for one device."""
@@ -270,6 +355,7 @@ class DeviceLedger:
     files: dict[str, StoredFile] = field(default_factory=dict)
     removed: dict[str, str] = field(default_factory=dict)  # file -> why
     sealed: dict[str, SealedFile] = field(default_factory=dict)  # file -> its sealed form
+    removals: dict[str, Removal] = field(default_factory=dict)  # file -> its record
 
 
 def _ident(value: Any) -> bool:
@@ -311,6 +397,7 @@ def body_problem(record: Record) -> str | None:
             and _ident(b.get("unit"))
             and _stored_file(b.get("file"))
             and b.get("authority") in REMOVAL_AUTHORITIES
+            and ("retention" not in b or grounds_problem(b["retention"]) is None)
         )
     elif record.kind == "sealed":
         a = b.get("authority")
@@ -372,6 +459,7 @@ def build_ledger(
                 b["size"], b["sha256"], b["seq"], record.device, record.seq
             )
             ledger.removed.pop(b["file"], None)
+            ledger.removals.pop(b["file"], None)
         elif record.kind == "sealed":
             ledger.sealed[b["file"]] = SealedFile(
                 b["sealed_file"],
@@ -387,8 +475,16 @@ def build_ledger(
                 ledger.upto = (b["upto_seq"], b["upto_hash"])
                 ledger.upto_dock_seq = record.seq
         else:
-            ledger.removed[b["file"]] = (
-                f"removed by dock {record.device} (seq {record.seq}) "
-                f"under {b['authority']}: {b.get('reason', '')}"
+            removal = Removal(
+                b["file"],
+                str(b.get("sha256", "")),
+                b["authority"],
+                str(b.get("reason", "")),
+                b.get("retention"),
+                record.device,
+                record.seq,
+                record.utc,
             )
+            ledger.removals[b["file"]] = removal
+            ledger.removed[b["file"]] = removal.line()
     return ledgers

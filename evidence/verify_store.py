@@ -15,6 +15,8 @@ first cause:
   archive, for a confidential case) is present as its sealed file with the size and
   SHA-256 the record gives, with its key file beside it (the plaintext cannot be checked
   without the archive's keys; ``media_missing`` / ``media_changed`` otherwise);
+- every removal is listed with its authority (a note), and one whose record is dated
+  before six months after the recording's signed end is ``removed_early``;
 - a file the dock never stored may be absent only under a wipe a valid receipt covers (a
   camera that docked elsewhere first);
 - every device folder and record in the store is accounted for by a dock journal
@@ -28,7 +30,15 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .dockjournal import DOCK_JOURNALS_DIR, DeviceLedger, build_ledger
+from .clock import format_utc, parse_utc
+from .dockjournal import (
+    DOCK_JOURNALS_DIR,
+    RETENTION_FLOOR_DAYS,
+    DeviceLedger,
+    build_ledger,
+    kept_until_ns,
+    media_end_utc,
+)
 from .journal import JOURNAL_NAME
 from .registry import Registry
 from .safefile import is_real_dir
@@ -108,6 +118,7 @@ class StoreCheck:
                 continue
             accounted.add(label)
             self._compare(check, ledger)
+            self._judge_removals(check, ledger)
         for label, check in checks.items():
             ledger = ledgers.get(check.report.device or "")
             if label not in accounted and self.has_dock_journal:
@@ -226,12 +237,10 @@ class StoreCheck:
             kind = missing.entry.record.kind
             stored = ledger.files.get(missing.relative) if ledger else None
             sealed = ledger.sealed.get(missing.relative) if ledger else None
-            if sealed is not None and missing.relative not in ledger.removed:
+            if stored is not None and missing.relative in ledger.removed:
+                continue  # removed under retention: listed (and judged) by _judge_removals
+            if sealed is not None:
                 self._judge_sealed(check, missing.relative, sealed, kind, where)
-            elif stored is not None and missing.relative in ledger.removed:
-                check.report.notes.append(
-                    f"{check.prefix}{missing.relative}: {ledger.removed[missing.relative]}"
-                )
             elif stored is not None:
                 check.problem(
                     "media_missing",
@@ -278,6 +287,37 @@ class StoreCheck:
             )
         else:
             check.report.notes.append(f"{check.prefix}{relative}: {sealed.line()}")
+
+    def _judge_removals(self, check: FolderCheck, ledger: DeviceLedger) -> None:
+        """List each removal with its authority; fail one made before the recording's
+        six months ran out (the ``removed`` record's time against the device's signed
+        record of the file, never the archive's word)."""
+        if not ledger.removals:
+            return
+        records = {e.record.seq: e.record for e in check.trusted() if e.record.media}
+        for file, removal in sorted(ledger.removals.items()):
+            where = check.prefix + file
+            stored = ledger.files.get(file)
+            record = records.get(stored.seq) if stored is not None else None
+            if record is None or record.media is None or record.media[0] != file:
+                check.report.notes.append(
+                    f"{where}: {removal.line()} (its retention cannot be judged: "
+                    "no trusted record of the device binds it)"
+                )
+                continue
+            end = media_end_utc(record)
+            until = kept_until_ns(parse_utc(end))
+            if parse_utc(removal.utc) < until:
+                check.problem(
+                    "removed_early",
+                    f"dock {removal.dock} removed it at {removal.utc} (dock journal seq "
+                    f"{removal.dock_seq}), before its {RETENTION_FLOOR_DAYS}-day retention ran "
+                    f"out at {format_utc(until)} (the recording ended {end})",
+                    seq=record.seq,
+                    file=where,
+                )
+            else:
+                check.report.notes.append(f"{where}: {removal.line()}")
 
 
 __all__ = ["StoreCheck", "device_folders", "dock_journal_folders", "JOURNAL_NAME"]

@@ -200,7 +200,7 @@ def test_a_confidential_recording_is_sealed_and_opens_only_through_an_approved_e
         # a party's copy decodes the sealed originals (decrypted in memory, hash checked)
         pid = arch.request_copy(who["wang"], number, "Zhang San", "party", "insurance")
         arch.decide_copy(who["zhao"], pid, True, "a party to the act")
-        party = arch.export_copy(who["wang"], pid, tmp_path / "party", watermark_name="Zhang")
+        party = arch.export_copy(who["wang"], pid, tmp_path / "party")
         mp4s = sorted((tmp_path / "party").glob("*.mp4"))
         assert len(mp4s) == party["files"] and all(ffprobe_reads(p) for p in mp4s)
         named = " ".join(p.with_name(p.name + ".derivation.json").read_text() for p in mp4s)

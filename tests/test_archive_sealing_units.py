@@ -41,8 +41,7 @@ def test_a_unit_with_the_drop_in_verifies(tmp_path: Path):
     unit = tmp_path / "bodycam-archive-probe.service"
     unit.write_text(
         "[Unit]\nDescription=probe\n\n[Service]\nType=oneshot\nUser=bodycam\n"
-        f"ExecStart={exe} --help\n"
-        + DROP_IN.read_text().split("[Service]\n", 1)[1]
+        f"ExecStart={exe} --help\n" + DROP_IN.read_text().split("[Service]\n", 1)[1]
     )
     assert verify([unit]) == []
     unit.write_text(unit.read_text().replace("LoadCredentialEncrypted=", "LoadCredentialEncryptd="))
