@@ -31,7 +31,7 @@ pytestmark = pytest.mark.faults
 
 
 def whole(store: Path, ref, vault: Vault) -> str:
-    """"clear", "sealed" (recorded, and it opens to the camera's bytes) or ""."""
+    """ "clear", "sealed" (recorded, and it opens to the camera's bytes) or ""."""
     folder = store / ref.unit / ref.device
     clear = folder / ref.file
     if clear.is_file() and hashlib.sha256(clear.read_bytes()).hexdigest() == ref.sha256:
