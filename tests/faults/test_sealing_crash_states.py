@@ -31,7 +31,8 @@ pytestmark = pytest.mark.faults
 
 
 def whole(store: Path, ref, vault: Vault) -> str:
-    """ "clear", "sealed" (recorded, and it opens to the camera's bytes) or ""."""
+    """What the store holds of ``ref``: clear, sealed (recorded, opening to the camera's
+    bytes), or nothing whole."""
     folder = store / ref.unit / ref.device
     clear = folder / ref.file
     if clear.is_file() and hashlib.sha256(clear.read_bytes()).hexdigest() == ref.sha256:
