@@ -183,6 +183,7 @@ class CopyRequests:
         omit = json.loads(row["omit"])
         out = Path(out)
         refs = self.case_recordings(session, case["number"], "export", approved=True)
+        self.require_sealed_clearance(session, refs, material)  # archive.sealing
         if row["kind"] == "bundle":
             result = self._export_bundle(case, row, items, omit, out)
         else:

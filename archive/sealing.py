@@ -185,6 +185,45 @@ class Sealing:
         sealed, key_file = self.sealed_paths(ref)
         return SealedMedia(ref, sealed, key_file, self._media_vault())
 
+    def require_sealed_clearance(
+        self, session: Session, refs: list[RecordingRef], material: Any
+    ) -> None:
+        """A recording that another, higher-classified case also holds (and so sealed) is
+        exported only by someone the policy clears for that case too: the copy of an
+        internal case must not open what a state-secret case made confidential."""
+        from dataclasses import replace
+
+        from .policy import Material, rank
+
+        wanted = {(r.device, r.seq) for r in refs}
+        q = (
+            sa.select(entries.c.device, entries.c.seq, cases.c.number, cases.c.classification)
+            .add_columns(cases.c.officers)
+            .join(cases, cases.c.id == entries.c.case_id)
+            .where(entries.c.kind == "recording")
+        )
+        with self.engine.connect() as conn:
+            rows = [r for r in conn.execute(q) if (r.device, r.seq) in wanted]
+        seen: set[str] = set()
+        for r in rows:
+            if r.number in seen or not needs_encryption(r.classification):
+                continue
+            if rank(r.classification) <= rank(material.classification):
+                continue
+            seen.add(r.number)
+            self.require(
+                session,
+                "export",
+                replace(
+                    Material(
+                        r.classification,
+                        frozenset(json.loads(r.officers)),
+                        f"recording {r.device}:{r.seq}, also in case {r.number}",
+                    ),
+                    approved=True,
+                ),
+            )
+
     def sealed_source_of(self, unit: str, record: Any) -> SealedMedia | None:
         """:meth:`sealed_source` for a device's media record (the court bundle's hook)."""
         file, size, sha256 = record.media

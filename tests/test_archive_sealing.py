@@ -311,3 +311,116 @@ def test_rotation_rewraps_every_key_and_the_old_master_key_opens_nothing(
         assert kinds.count("rotated") == 1 and kinds.count("rotation started") == 2
     finally:
         arch.close()
+
+
+def test_a_recording_another_higher_case_holds_is_exported_only_to_who_is_cleared(
+    shift_once: Shift,
+    db_url: str,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    shift = copy_shift(shift_once, tmp_path / "shift")
+    arch = sealing_archive(shift, tmp_path / "archive", db_url)
+    try:
+        who = people(arch)
+        first, _last = shift.acts()[0]
+        secret = arch.open_case(who["zhao"], "raid", "seizure", [], [], "state_secret")
+        refs = arch.attach_act(who["zhao"], secret, shift.device, first)
+        assert not (shift.folder / refs[0].file).exists()  # sealed for the state secret
+        plain = arch.open_case(who["wang"], "inspection", "traffic", [], [], "internal")
+        assert arch.attach_act(who["wang"], plain, shift.device, first)  # present: sealed
+        rid = arch.request_copy(who["wang"], plain, "Qian", "bundle", "complaint")
+        arch.decide_copy(who["zhao"], rid, True, "the party's complaint")
+        with pytest.raises(Refused, match=f"also in case {secret} is classified state_secret"):
+            arch.export_copy(who["wang"], rid, tmp_path / "bundle")
+        assert not (tmp_path / "bundle").exists()
+        last = [r for r in arch.audit.records() if r.kind == "refusal"][-1]
+        assert last.body["user"] == "wang" and "state_secret" in last.body["detail"]["reason"]
+    finally:
+        arch.close()
+
+
+def run_cli(folder: Path, *args: str, user: str = "") -> subprocess.CompletedProcess:
+    import sys
+
+    env = dict(os.environ, BODYCAM_ARCHIVE_PASSWORD=PW, BODYCAM_ARCHIVE_NEW_PASSWORD=PW)
+    env.pop("DEBUG", None)
+    cmd = [sys.executable, "-m", "archive", "--dir", str(folder)] + (
+        ["--user", user] if user else []
+    )
+    return subprocess.run(
+        [*cmd, *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        timeout=120,
+    )
+
+
+def test_seal_key_rotate_and_verify_from_the_command_line(
+    shift_once: Shift, tmp_path: Path
+) -> None:
+    """Attached without dock_config: a warning, the media stay in clear; `seal` with
+    --dock-config seals them; `key rotate` re-wraps; the bundle checks with bodycam-verify
+    in a clean folder, and the store with sealed media too."""
+    import sys
+
+    shift = copy_shift(shift_once, tmp_path / "shift")
+    a = tmp_path / "archive"
+    init = ["init", "--store", str(shift.store), "--id", "archive-1", "--admin", "admin"]
+    assert run_cli(a, *init).returncode == 0
+    for name, role in (("wang", "archivist"), ("zhao", "head")):
+        assert run_cli(a, "user", "add", name, "--role", role, user="admin").returncode == 0
+    opened = run_cli(
+        a, "--json", "case", "open", "--kind", "raid", "--procedure", "seizure",
+        "--classification", "business_secret", user="wang",
+    )  # fmt: skip
+    number = json.loads(opened.stdout)["number"]
+    first, _last = shift.acts()[0]
+    att = run_cli(
+        a, "case", "attach", number, "--device", shift.device, "--act", str(first), user="wang"
+    )
+    assert att.returncode == 0 and "in clear in the dock store" in att.stderr, att.stderr
+    segs = [r for r in segments(shift) if r.seq > first][:1]
+    assert (shift.folder / segs[0].body["file"]).exists()
+    no_dock = run_cli(a, "seal", user="wang")
+    assert (
+        no_dock.returncode == 2
+        and no_dock.stderr.count("\n") == 1
+        and "dock_config" in no_dock.stderr
+    )
+    sealed = run_cli(a, "seal", "--dock-config", str(dock_toml(shift)), user="wang")
+    assert sealed.returncode == 0 and "1 sealed now" in sealed.stdout, sealed.stderr
+    assert not (shift.folder / segs[0].body["file"]).exists()
+    again = run_cli(a, "--json", "seal", "--dock-config", str(dock_toml(shift)), user="wang")
+    assert json.loads(again.stdout)["already"] == 1
+    refused = run_cli(a, "key", "rotate", user="wang")
+    assert refused.returncode == 3 and "may not key manage" in refused.stderr
+    rotated = run_cli(a, "--json", "key", "rotate", user="admin")
+    assert rotated.returncode == 0 and json.loads(rotated.stdout)["media"] == 1, rotated.stderr
+    rid = json.loads(
+        run_cli(a, "--json", "copy", "request", number, "--requester", "Zhang", user="wang").stdout
+    )["request"]
+    assert run_cli(a, "copy", "approve", str(rid), user="zhao").returncode == 0
+    out = tmp_path / "bundle"
+    done = run_cli(a, "copy", "export", str(rid), "--out", str(out), user="wang")
+    assert done.returncode == 0, done.stderr
+    clean = tmp_path / "clean" / "bundle"
+    shutil.copytree(out, clean)
+    key = json.loads((a / "audit" / "archive.json").read_text())["public_key"]
+    trust = ["--trust", str(shift.trust)]
+    verify = [sys.executable, "-m", "evidence.verify_cli"]
+    checked = subprocess.run(
+        [*verify, str(clean), *trust, "--archive-key", fingerprint(key)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    manifest = json.loads((clean / "manifest.json").read_text())
+    media = [m for m in manifest["media"] if m["status"] == "included"]
+    assert [m["sha256"] for m in media] == [segs[0].body["sha256"]]
+    data = (clean / media[0]["file"]).read_bytes()
+    assert hashlib.sha256(data).hexdigest() == segs[0].body["sha256"]
+    store = subprocess.run(
+        [*verify, str(shift.store), *trust], capture_output=True, text=True, timeout=120
+    )
+    assert store.returncode == 0, store.stdout + store.stderr
