@@ -223,8 +223,67 @@ def build_parser() -> argparse.ArgumentParser:
     s = audit.add_parser("show", help="the audit log's entries (auditors and the head of unit)")
     s.add_argument("--last", type=int, default=50, help="how many of the newest entries")
     audit.add_parser("head", help="the audit log's head, for bodycam-verify --expect-head")
+    _sealing_parsers(sub)
     _retention_parsers(sub)
     return p
+
+
+def _sealing_parsers(sub: Any) -> None:
+    """``seal`` and ``key rotate`` (archive.sealing)."""
+    s = sub.add_parser(
+        "seal",
+        help="encrypt at rest the recordings of cases above internal still in clear, and "
+        "finish seals cut short (archivists, the head)",
+        description="Each recording of a case classified above internal is kept only "
+        "encrypted in the dock store: its sealed file and wrapped key beside it, a signed "
+        "'sealed' record in the dock journal (the dock's key: dock_config in archive.toml), "
+        "then the clear file removed. Attaching and classifying seal at once; this finishes "
+        "what a crash or a missing dock key left. Docs: docs/archive.md, 'Encryption at rest'.",
+    )
+    s.add_argument("--case", default=None, help="only this case")
+    s.add_argument(
+        "--dock-config",
+        default=None,
+        help="the dock's dock.toml (its key and trust; default dock_config in archive.toml)",
+    )
+    keys = sub.add_parser("key", help="the master key (administrators)").add_subparsers(
+        dest="action", metavar="ACTION", required=True
+    )
+    keys.add_parser(
+        "rotate",
+        help="re-wrap every data key (documents, sealed media) under a new master key; "
+        "resumable: run it again after a crash",
+        description="Makes key/master.next (or uses the credential bodycam-archive-master-next), "
+        "re-wraps each key atomically, then puts the new key in place of the old (with the "
+        "systemd credential, re-encrypt key/master.next with systemd-creds and install it: "
+        "docs/archive.md, 'Encryption at rest').",
+    )
+
+
+def _sealing(archive, session, args: argparse.Namespace) -> int:
+    if args.command == "seal":
+        result = archive.seal_pending(session, args.case, dock_config=args.dock_config)
+        lines = [
+            f"sealed {r['device']} seq {r['seq']} {r['file']} -> {r['sealed_file']} "
+            f"(dock {r['dock']} seq {r['dock_seq']}{', finished' if r['resumed'] else ''})"
+            for r in result["sealed"]
+        ]
+        lines.append(f"{len(result['sealed'])} sealed now, {result['already']} already sealed")
+        _out(args, result, "\n".join(lines))
+        return 0
+    result = archive.rotate_master_key(session)
+    text = (
+        f"master key rotated: {result['documents']} document keys and {result['media']} "
+        "media keys re-wrapped"
+    )
+    if result["credential"]:
+        text += (
+            f"; now install the new key: systemd-creds encrypt --name=bodycam-archive-master "
+            f"{archive.folder}/key/master.next /etc/credstore.encrypted/bodycam-archive-master, "
+            "then remove key/master.next"
+        )
+    _out(args, result, text)
+    return 0
 
 
 def _retention_parsers(sub: Any) -> None:
@@ -461,6 +520,8 @@ def _dispatch(archive, session, args: argparse.Namespace) -> int:
         return _retention(archive, session, args)
     if args.command == "copy":
         return _copy(archive, session, args)
+    if args.command in ("seal", "key"):
+        return _sealing(archive, session, args)
     if args.command == "sync":
         archive.require(session, "case_change")
         added = archive.sync_recordings()

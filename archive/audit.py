@@ -49,6 +49,8 @@ KINDS = (
     "copy_request",
     "hold",
     "retention",
+    "seal",
+    "key",
 )
 _TEXT = 512
 

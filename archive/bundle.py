@@ -187,6 +187,17 @@ def _copy_durable(src: Path, dst: Path) -> tuple[int, str]:
     return size, digest.hexdigest()
 
 
+def _decrypt_durable(source: Any, dst: Path) -> tuple[int, str]:
+    """A sealed recording's plaintext into ``dst`` (the source checks the camera's hash
+    while it decrypts), fsynced; ``(size, sha256)``."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    with open(dst, "xb") as fout:
+        got = source.copy_to(fout)
+        fout.flush()
+        os.fsync(fout.fileno())
+    return got
+
+
 def _write_durable(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "xb", buffering=0) as f:
@@ -209,6 +220,7 @@ def build_bundle(
     unit_keys: frozenset[str] = frozenset(),
     signer: Any = None,
     clock: Any = None,
+    sealed: Any = None,
 ) -> BundleResult:
     """Build the court bundle of ``refs`` from the dock store at ``store_root`` into the new
     folder ``out_dir`` (which must not exist).
@@ -218,6 +230,9 @@ def build_bundle(
     to leave out, with the reason to list. ``unit_keys``: if given, the store's registry
     must be signed by one of them. ``signer``: an identity (the archive's key) that signs
     the manifest, so that what was exported and what was withheld is attributable.
+    ``sealed``: ``(unit, record) -> source or None`` for media the store keeps only sealed
+    (:meth:`archive.sealing.Sealing.sealed_source`, after the export's access check): the
+    source decrypts into the bundle (``copy_to``) and checks the camera's hash.
     """
     store = Path(store_root)
     out = Path(out_dir)
@@ -238,7 +253,7 @@ def build_bundle(
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
-        manifest = _fill(store, tmp, ranges, omit, registry, registry_bytes, docks)
+        manifest = _fill(store, tmp, ranges, omit, registry, registry_bytes, docks, sealed)
         manifest["created_utc"] = format_utc(clock.time_ns())
         manifest["title"] = title
         unknown = sorted(set(omit) - {(m["device"], m["seq"]) for m in manifest["media"]})
@@ -279,6 +294,7 @@ def _fill(
     registry: Registry,
     registry_bytes: bytes,
     docks: _DockLines,
+    sealed: Any = None,
 ) -> dict[str, Any]:
     _write_durable(tmp / REGISTRY_NAME, registry_bytes)
     fp = registry.fingerprint or ""
@@ -343,7 +359,7 @@ def _fill(
                 if known and seq > last:
                     continue
                 media[(device, seq)] = _media(
-                    store, tmp, unit, folder, record, seq <= last, omit, docks, dock_lines
+                    store, tmp, unit, folder, record, seq <= last, omit, docks, dock_lines, sealed
                 )
     manifest["media"] = [media[k] for k in sorted(media)]
     if dock_lines:
@@ -362,6 +378,7 @@ def _media(
     omit: dict[tuple[str, int], str],
     docks: _DockLines,
     dock_lines: dict[tuple[str, int], bytes],
+    sealed: Any = None,
 ) -> dict[str, Any]:
     file, size, sha256 = record.media  # type: ignore[misc]
     rel = f"{DEVICES_DIR}/{record.device}/{file}"
@@ -386,9 +403,13 @@ def _media(
         entry["reason"] = reason
         return entry
     src = folder / file
-    if not src.is_file():
+    source = sealed(unit, record) if sealed is not None and not src.is_file() else None
+    if source is not None:
+        got = _decrypt_durable(source, tmp / rel)
+    elif not src.is_file():
         raise BundleError(f"{unit}/{record.device}/{file}: missing from the store")
-    got = _copy_durable(src, tmp / rel)
+    else:
+        got = _copy_durable(src, tmp / rel)
     if got != (size, sha256):
         raise BundleError(
             f"{unit}/{record.device}/{file}: the store's copy does not match its record "

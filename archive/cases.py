@@ -334,6 +334,8 @@ class CaseFiles:
                     "recordings": [[r.device, r.seq, r.sha256] for r in new],
                 },
             )
+        if needs_encryption(row["classification"]):
+            self._seal_after(session, number)  # archive.sealing: after the commit
         return new
 
     def attach_range(
@@ -484,6 +486,8 @@ class CaseFiles:
                 {"from": row["classification"], "to": classification, "reason": reason},
             )
         self._remove_plain(gone)  # only after the commit: the entries now name the sealed ones
+        if needs_encryption(classification):
+            self._seal_after(session, number)  # its recordings too (archive.sealing)
 
     # -- the 30-day rule --------------------------------------------------------------
 

@@ -229,6 +229,7 @@ class CopyRequests:
             title=f"case {case['number']}: copy request {row['id']} for {row['requester']}",
             signer=self.identity,
             clock=self.clock,
+            sealed=self.sealed_source_of,  # archive.sealing: decrypted into the bundle
         )
         from evidence.verify_bundle import MANIFEST_NAME
 
@@ -258,7 +259,7 @@ class CopyRequests:
         made = []
         for n, (_act, group) in enumerate(acts.items(), 1):
             copy = make_party_copy(
-                [r.path(self.store_root) for r in group],
+                [self.recording_source(r) for r in group],  # sealed: decrypted, checked
                 out / f"copy-{case['number']}-{n}.mp4",
                 requester=row["requester"],
                 date=self.now_utc()[:10],

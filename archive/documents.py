@@ -26,7 +26,7 @@ from .exc import ArchiveError, NotFound
 from .policy import rank
 from .schema import entries
 from .session import Session
-from .vault import Vault, VaultError, decrypt_stream, encrypt_stream
+from .vault import Vault, VaultError, decrypt_stream, encrypt_stream, next_key_path
 
 DOCUMENTS = "documents"
 CLEAR_UP_TO = "internal"
@@ -55,7 +55,7 @@ class Documents:
     @property
     def vault(self) -> Vault:
         if getattr(self, "_vault", None) is None:
-            self._vault = Vault(self.master_key_path)
+            self._vault = Vault(self.master_key_path, next_key_path(self.folder))
         return self._vault
 
     def _doc_folder(self) -> Path:

@@ -79,18 +79,16 @@ def watermark_lines(requester: str, date: str, request: str = "") -> list[str]:
     return [zh, en]
 
 
-def _sources(
-    segments: Sequence[str | os.PathLike], expected: Sequence[str] | None
-) -> list[dict[str, Any]]:
+def _sources(segments: Sequence[Any], expected: Sequence[str] | None) -> list[dict[str, Any]]:
     if not segments:
         raise PartyCopyError("no segments given: a copy needs at least one")
     if expected is not None and len(expected) != len(segments):
         raise PartyCopyError(f"{len(segments)} segments but {len(expected)} expected hashes")
     found = []
     for i, seg in enumerate(segments):
-        path = Path(seg)
+        path = Path(seg) if _is_path(seg) else Path(seg.name)
         try:
-            size, digest = hash_file(path)
+            size, digest = hash_file(path) if _is_path(seg) else _hash_source(seg)
         except OSError as exc:
             raise PartyCopyError(f"{path}: cannot be read ({exc.strerror or exc})") from None
         if expected is not None and expected[i] != digest:
@@ -102,8 +100,27 @@ def _sources(
     return found
 
 
+def _is_path(seg: Any) -> bool:
+    return isinstance(seg, (str, os.PathLike))
+
+
+def _hash_source(seg: Any) -> tuple[int, str]:
+    """A sealed source (``archive.sealing.SealedMedia``): it decrypts and checks the
+    camera's hash itself."""
+    import hashlib
+
+    with seg.open() as f:
+        data = f.read()
+    return len(data), hashlib.sha256(data).hexdigest()
+
+
+def _open_av(segment: Any):
+    """A segment for PyAV: a path, or a sealed source's checked plaintext in memory."""
+    return av.open(str(segment)) if _is_path(segment) else av.open(segment.open())
+
+
 def make_party_copy(
-    segments: Sequence[str | os.PathLike],
+    segments: Sequence[Any],
     out: str | os.PathLike,
     *,
     requester: str,
@@ -120,7 +137,9 @@ def make_party_copy(
     with ``identity``.
 
     ``expected_sha256``: the hashes the camera's records sign, checked before anything is
-    decoded. ``by``: who made the copy (the archivist). ``request``: the request's id.
+    decoded. A segment is a path, or a sealed recording's source (``open()``: its checked
+    plaintext, :class:`archive.sealing.SealedMedia`). ``by``: who made the copy (the
+    archivist). ``request``: the request's id.
     ``font``: the watermark's font file (default: :func:`archive.watermark.find_font`).
     """
     out = Path(out)
@@ -130,7 +149,9 @@ def make_party_copy(
     clock = clock or SystemClock()
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
     try:
-        frames, seconds, mark = _encode([Path(s) for s in segments], tmp, text, font_path)
+        frames, seconds, mark = _encode(
+            [Path(s) if _is_path(s) else s for s in segments], tmp, text, font_path
+        )
         fd = os.open(tmp, os.O_RDONLY)
         try:
             os.fsync(fd)
@@ -166,10 +187,10 @@ def make_party_copy(
 
 
 def _encode(
-    segments: list[Path], out: Path, text: list[str], font: Path
+    segments: list[Any], out: Path, text: list[str], font: Path
 ) -> tuple[int, float, Watermark]:
     """Decode, watermark and re-encode; ``(video frames, duration s, the watermark)``."""
-    first = av.open(str(segments[0]))
+    first = _open_av(segments[0])
     try:
         v0 = first.streams.video[0]
         width, height = v0.codec_context.width, v0.codec_context.height
@@ -209,7 +230,7 @@ def _encode(
 
 
 def _segment(segment, container, vout, aout, frame_count, samples, mark: Watermark):
-    src = av.open(str(segment))
+    src = _open_av(segment)
     try:
         streams = [src.streams.video[0]] + (
             [src.streams.audio[0]] if aout and src.streams.audio else []

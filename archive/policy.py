@@ -13,7 +13,8 @@ audits each refusal. The rules, in short (docs/archive.md has the full table):
   alone approves copies; the auditor reads, and alone with the head reads the audit log;
 - archivists and the head place and release legal holds; the head of unit alone purges
   recordings whose retention ran out (destroying records is the head's decision);
-- the administrator manages users and never touches material.
+- the administrator manages users and the master key (a rotation re-wraps keys and
+  decrypts no material), and never touches material.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ ACTIONS = (
     "user_manage",
     "hold",  # place or release a legal hold (on a case, or a camera's time range)
     "purge",  # remove recordings whose retention ran out (archive.retention)
+    "key_manage",  # rotate the master key (archive.sealing): re-wraps keys, reads nothing
 )
 
 CLEARANCE: dict[str, str | None] = {
@@ -61,11 +63,11 @@ MAY: dict[str, frozenset[str]] = {
         | {"approve", "report", "audit_read", "hold", "purge"}
     ),
     "auditor": frozenset({"view", "report", "audit_read"}),
-    "administrator": frozenset({"user_manage"}),
+    "administrator": frozenset({"user_manage", "key_manage"}),
 }
 """The actions each role may take at all; material actions also need the clearance."""
 
-MATERIAL_FREE = frozenset({"report", "audit_read", "user_manage", "purge"})
+MATERIAL_FREE = frozenset({"report", "audit_read", "user_manage", "purge", "key_manage"})
 """Actions on no particular material (the classification does not enter): a purge
 removes only recordings in no case, which count as internal, below every clearance that
 may purge."""

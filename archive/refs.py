@@ -79,10 +79,14 @@ def _ref(unit: str, record: Record) -> RecordingRef:
 
 
 def _present(store_root: Path, ref: RecordingRef) -> bool:
+    """In the store at its recorded size, or kept sealed (archive.sealing) for a case."""
+    from evidence.dockjournal import sealed_name
+
     try:
         st = os.lstat(ref.path(store_root))
     except OSError:
-        return False
+        sealed = Path(store_root) / ref.unit / ref.device / sealed_name(ref.file)
+        return sealed.is_file()
     return stat.S_ISREG(st.st_mode) and st.st_size == ref.size
 
 

@@ -44,6 +44,7 @@ from .listing import Listing
 from .policy import Actor, Material, decide
 from .retention import Retention, load_rules
 from .schema import meta, users
+from .sealing import Sealing
 from .session import SYSTEM, Session
 from .vault import create_master_key, master_key_path
 
@@ -68,7 +69,7 @@ def _toml_str(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-class Archive(CaseFiles, CopyRequests, Documents, Listing, Retention):
+class Archive(CaseFiles, CopyRequests, Documents, Listing, Retention, Sealing):
     """One archive, open. Use :meth:`create` once, then :meth:`open`."""
 
     def __init__(self, folder: str | os.PathLike, *, clock: Clock | None = None) -> None:
@@ -96,7 +97,8 @@ class Archive(CaseFiles, CopyRequests, Documents, Listing, Retention):
         self.retention_rules = load_rules(cfg.get("retention"), str(cfg_path))
         """Retention by category (``[retention]``; archive.retention), checked at opening."""
         self.dock_config = str(cfg.get("dock_config", ""))
-        """The dock's dock.toml: its key and trust, for removals under retention."""
+        """The dock's dock.toml: its key and trust, for removals under retention
+        and the ``sealed`` records of sealing (archive.sealing)."""
         key_path = Path(cfg.get("key") or self.folder / KEY_PATH)
         self.identity = DeviceIdentity.load(key_path)
         """The archive's signing identity (its id is the audit log's ``device``)."""

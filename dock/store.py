@@ -563,8 +563,12 @@ class Store:
                     retention,
                 ),
             )
-            path.unlink(missing_ok=True)
-            fsync_dir(path.parent)
+            try:
+                path.unlink()
+            except FileNotFoundError:
+                pass  # gone already (verify called it missing): the record now says why
+            else:
+                fsync_dir(path.parent)
         one = dockjournal.build_ledger([record])[device]  # fold it in, as a re-read would
         ledger.removed[file], ledger.removals[file] = one.removed[file], one.removals[file]
         grown = self.journal.path.stat().st_size
@@ -626,6 +630,67 @@ class Store:
         if seq not in ends:
             raise DockError(f"{device}: the store holds no record {seq}, which binds the file")
         return ends[seq]
+
+    def seal_media(self, device: str, file: str, sealed: str, authority: dict[str, Any]) -> Record:
+        """Journal that stored ``file`` is now kept only as ``sealed`` (the archive wrote it,
+        fsynced, beside its wrapped key), then remove the clear file, durably. The sealed
+        file is hashed here, so the dock's record says what the dock saw. Idempotent: a
+        file already recorded sealed just loses its clear copy (a seal cut short)."""
+        self._require_journal()
+        ledger = self.ledger(device)
+        stored = ledger.files.get(file) if ledger else None
+        if stored is None or file in ledger.removed:
+            raise DockError(f"{device} {file}: not a file a dock stored here")
+        if sealed != dockjournal.sealed_name(file):
+            raise UnsafeName(f"{sealed!r:.80}: not the sealed name of {file}")
+        folder = self.root / ledger.unit / device
+        with self.device_lock(device, wait_s=30.0):
+            record = ledger.sealed.get(file)
+            made = None
+            if record is None:
+                digest, size = hashlib.sha256(), 0
+                with open(folder / sealed, "rb", buffering=0) as f:
+                    while chunk := f.read(1 << 20):
+                        digest.update(chunk)
+                        size += len(chunk)
+                body = dockjournal.sealed_body(
+                    device,
+                    ledger.unit,
+                    stored.seq,
+                    file,
+                    stored.size,
+                    stored.sha256,
+                    (sealed, size, digest.hexdigest()),
+                    authority,
+                )
+                made = self.journal.append("sealed", body)  # durable before the unlink
+            try:
+                os.unlink(folder / file)
+            except FileNotFoundError:
+                pass
+            fsync_dir((folder / file).parent)
+        return made or self._sealed_record(device, file)
+
+    def _sealed_record(self, device: str, file: str) -> Record:
+        for record in self.journal.records() if self.journal else []:
+            if record.kind == "sealed" and record.body.get("device") == device:
+                if record.body.get("file") == file:
+                    return record
+        raise DockError(f"{device} {file}: no sealed record")
+
+    def ledger(self, device: str) -> dockjournal.DeviceLedger | None:
+        """What the dock journals say the store holds for ``device`` (read-only stores
+        too: every dock journal in the store is read)."""
+        paths = [f / JOURNAL_NAME for _, f, _d in dock_journal_folders(self.root)]
+        paths = [p for p in paths if p.exists()]
+        sizes = tuple((str(p), p.stat().st_size) for p in paths)
+        cached = getattr(self, "_all_ledgers", None)
+        if cached is None or cached[0] != sizes:  # read again only when a journal grew
+            records: list[Record] = []
+            for path in paths:
+                records += readable_records(path)
+            cached = self._all_ledgers = (sizes, dockjournal.build_ledger(records))
+        return cached[1].get(device)
 
     def device_record(self, device: str, seq: int) -> Record:
         """Record ``seq`` of ``device``'s journal as this store holds it."""

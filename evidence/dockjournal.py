@@ -29,6 +29,7 @@ KINDS = (
     "removed",
     "relabel",
     "announcement_audio",
+    "sealed",
 )
 REMOVAL_AUTHORITIES = ("retention",)
 MAX_TEXT = 512  # characters of a flag's detail or a removal's reason
@@ -48,6 +49,25 @@ RETENTION_GROUNDS = {
 }
 """The ``retention`` member of a ``removed`` record: the archive's decision, so that the
 dock journal alone says on whose authority, and the audit log entry can be looked up."""
+SEALED_DIR = "sealed"
+"""Where a device's sealed media lie in the store (``<unit>/<device>/sealed/``): outside
+``media/``, so the dock's reconcile and the folder check never take them for media."""
+SEALED_SUFFIX = ".sealed"
+KEY_SUFFIX = ".key"
+SEAL_AUTHORITY = {"archive": str, "case": str, "user": str, "audit_seq": int}
+"""The ``authority`` member of a ``sealed`` record: the archive's decision to seal."""
+
+
+def sealed_name(file: str) -> str:
+    """The sealed file of stored media ``media/YYYYMMDD/NAME``: ``sealed/YYYYMMDD/NAME.sealed``
+    (its wrapped data key beside it, with :data:`KEY_SUFFIX` for the suffix)."""
+    rest = file.split("/", 1)[1] if "/" in file else file
+    return f"{SEALED_DIR}/{rest}{SEALED_SUFFIX}"
+
+
+def key_name(sealed: str) -> str:
+    """The wrapped data key's file beside the sealed file ``sealed``."""
+    return sealed.removesuffix(SEALED_SUFFIX) + KEY_SUFFIX
 
 
 def bounded(text: Any, limit: int = MAX_TEXT) -> str:
@@ -171,6 +191,37 @@ def removal_too_early(end_ns: int, removed_ns: int) -> bool:
     return removed_ns < kept_until_ns(end_ns)
 
 
+def sealed_body(
+    device: str,
+    unit: str,
+    seq: int,
+    file: str,
+    size: int,
+    sha256: str,
+    sealed: tuple[str, int, str],
+    authority: dict[str, Any],
+) -> dict:
+    """Stored media ``file`` (bound by the device's record ``seq``: ``size``, ``sha256``)
+    is now kept only encrypted, as ``sealed`` = ``(name, size, sha256)`` of the sealed file,
+    on ``authority`` (:data:`SEAL_AUTHORITY`); its clear file is removed after this record."""
+    for key, kind in SEAL_AUTHORITY.items():
+        if type(authority.get(key)) is not kind:
+            raise ValueError(f"seal authority: {key} must be a {kind.__name__}")
+    return {
+        "device": device,
+        "unit": unit,
+        "seq": seq,
+        "file": file,
+        "size": size,
+        "sha256": sha256,
+        "sealed_file": sealed[0],
+        "sealed_size": sealed[1],
+        "sealed_sha256": sealed[2],
+        "key_file": key_name(sealed[0]),
+        "authority": {k: bounded(v, 64) if isinstance(v, str) else v for k, v in authority.items()},
+    }
+
+
 def relabel_body(
     device: str,
     seq: int,
@@ -247,6 +298,26 @@ class StoredFile:
 
 
 @dataclass(frozen=True)
+class SealedFile:
+    """Stored media kept encrypted: the sealed file, its key file, and who sealed it."""
+
+    name: str
+    size: int
+    sha256: str
+    key_file: str
+    authority: dict[str, Any]
+    dock: str
+    dock_seq: int
+
+    def line(self) -> str:
+        a = self.authority
+        return (
+            f"sealed by dock {self.dock} (seq {self.dock_seq}) for archive {a['archive']}, "
+            f"case {a['case']}, by {a['user']} (audit seq {a['audit_seq']}): {self.name}"
+        )
+
+
+@dataclass(frozen=True)
 class Removal:
     """One ``removed`` record: when, by which dock record, on what authority."""
 
@@ -283,6 +354,7 @@ class DeviceLedger:
     upto_dock_seq: int | None = None
     files: dict[str, StoredFile] = field(default_factory=dict)
     removed: dict[str, str] = field(default_factory=dict)  # file -> why
+    sealed: dict[str, SealedFile] = field(default_factory=dict)  # file -> its sealed form
     removals: dict[str, Removal] = field(default_factory=dict)  # file -> its record
 
 
@@ -327,6 +399,24 @@ def body_problem(record: Record) -> str | None:
             and b.get("authority") in REMOVAL_AUTHORITIES
             and ("retention" not in b or grounds_problem(b["retention"]) is None)
         )
+    elif record.kind == "sealed":
+        a = b.get("authority")
+        ok = (
+            _ident(b.get("device"))
+            and _ident(b.get("unit"))
+            and _stored_file(b.get("file"))
+            and type(b.get("seq")) is int
+            and all(type(b.get(k)) is int and b[k] >= 0 for k in ("size", "sealed_size"))
+            and all(
+                isinstance(b.get(k), str) and HEX64.match(b[k]) is not None
+                for k in ("sha256", "sealed_sha256")
+            )
+            and isinstance(b.get("file"), str)
+            and b.get("sealed_file") == sealed_name(b["file"])
+            and b.get("key_file") == key_name(b["sealed_file"])
+            and isinstance(a, dict)
+            and all(type(a.get(k)) is t for k, t in SEAL_AUTHORITY.items())
+        )
     elif record.kind == "relabel":
         ok = (
             _ident(b.get("device"))
@@ -360,7 +450,7 @@ def build_ledger(
                 problems.append((record, why))
             continue
         b = record.body
-        if record.kind not in ("stored", "records_stored", "removed"):
+        if record.kind not in ("stored", "records_stored", "removed", "sealed"):
             continue
         ledger = ledgers.setdefault(b["device"], DeviceLedger(b["device"], b["unit"]))
         ledger.unit = b["unit"]  # the latest word on where the dock keeps it
@@ -370,6 +460,16 @@ def build_ledger(
             )
             ledger.removed.pop(b["file"], None)
             ledger.removals.pop(b["file"], None)
+        elif record.kind == "sealed":
+            ledger.sealed[b["file"]] = SealedFile(
+                b["sealed_file"],
+                b["sealed_size"],
+                b["sealed_sha256"],
+                b["key_file"],
+                dict(b["authority"]),
+                record.device,
+                record.seq,
+            )
         elif record.kind == "records_stored":
             if ledger.upto is None or b["upto_seq"] >= ledger.upto[0]:
                 ledger.upto = (b["upto_seq"], b["upto_hash"])

@@ -11,6 +11,10 @@ first cause:
   cut or replaced);
 - every file the dock stored is present unless a dock ``removed`` record says why
   (``media_missing``: a camera's ``wiped`` record does not excuse a store);
+- a stored file the dock journal records as ``sealed`` (kept only encrypted, by the
+  archive, for a confidential case) is present as its sealed file with the size and
+  SHA-256 the record gives, with its key file beside it (the plaintext cannot be checked
+  without the archive's keys; ``media_missing`` / ``media_changed`` otherwise);
 - every removal is listed with its authority (a note), and one whose record is dated
   before six months after the recording's signed end is ``removed_early``;
 - a file the dock never stored may be absent only under a wipe a valid receipt covers (a
@@ -38,7 +42,7 @@ from .dockjournal import (
 from .journal import JOURNAL_NAME
 from .registry import Registry
 from .safefile import is_real_dir
-from .verify_folder import DeviceReport, FolderCheck, Hasher, Keys, Problem
+from .verify_folder import DeviceReport, FolderCheck, Hasher, Keys, Problem, hash_regular
 
 
 def dock_journal_folders(root: Path) -> list[tuple[str, Path, str]]:
@@ -232,8 +236,11 @@ class StoreCheck:
             )
             kind = missing.entry.record.kind
             stored = ledger.files.get(missing.relative) if ledger else None
+            sealed = ledger.sealed.get(missing.relative) if ledger else None
             if stored is not None and missing.relative in ledger.removed:
                 continue  # removed under retention: listed (and judged) by _judge_removals
+            if sealed is not None:
+                self._judge_sealed(check, missing.relative, sealed, kind, where)
             elif stored is not None:
                 check.problem(
                     "media_missing",
@@ -243,6 +250,43 @@ class StoreCheck:
                 )
             elif not missing.wiped:
                 check.problem("media_missing", f"{kind} file is missing", **where)
+        for relative, sealed in sorted(ledger.sealed.items()) if ledger else []:
+            if relative not in {m.relative for m in check.missing}:
+                check.report.notes.append(
+                    f"{check.prefix}{relative}: {sealed.line()}; its clear file is still here "
+                    "(a seal cut short: `bodycam-archive seal` finishes it)"
+                )
+
+    def _judge_sealed(self, check: FolderCheck, relative: str, sealed, kind: str, where) -> None:
+        """Media kept sealed: the sealed file as the dock recorded it, and its key file."""
+        found = hash_regular(check.folder / sealed.name, sealed.size)
+        where = dict(where, file=check.prefix + sealed.name)
+        if isinstance(found, str) and found.startswith("is missing"):
+            check.problem(
+                "media_missing",
+                f"{kind} file {relative} is sealed (dock {sealed.dock} seq {sealed.dock_seq}), "
+                "but its sealed file is missing",
+                **where,
+            )
+        elif isinstance(found, str):
+            check.problem("media_changed", f"sealed {kind} file {found}", **where)
+        elif found != (sealed.size, sealed.sha256):
+            check.problem(
+                "media_changed",
+                f"sealed {kind} file is {found[0]} bytes"
+                + (f", sha256 {found[1][:16]}..." if found[1] else "")
+                + f"; the dock recorded {sealed.size} bytes, {sealed.sha256[:16]}...",
+                **where,
+            )
+        elif not os.path.isfile(check.folder / sealed.key_file):
+            check.problem(
+                "media_missing",
+                f"sealed {kind} file's wrapped key {sealed.key_file} is missing: it cannot be "
+                "opened",
+                **dict(where, file=check.prefix + sealed.key_file),
+            )
+        else:
+            check.report.notes.append(f"{check.prefix}{relative}: {sealed.line()}")
 
     def _judge_removals(self, check: FolderCheck, ledger: DeviceLedger) -> None:
         """List each removal with its authority; fail one made before the recording's

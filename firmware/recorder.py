@@ -554,10 +554,20 @@ class Recorder:
             _log.exception("indicators: %s failed; recording goes on", what)
 
     def _helper(self, name: str, target) -> None:
+        """Run ``target`` in a thread, returning once it runs: its first hardware call (the
+        speaker starting the announcement) then happens at the instant of the event that
+        asked for it, also under a simulator that holds its clock only for the main loop."""
         self._helpers = [t for t in self._helpers if t.is_alive()]
-        thread = threading.Thread(target=target, name=name, daemon=True)
+        running = threading.Event()
+
+        def run() -> None:
+            running.set()
+            target()
+
+        thread = threading.Thread(target=run, name=name, daemon=True)
         self._helpers.append(thread)
         thread.start()
+        running.wait(1.0)
 
     # -- helper threads -------------------------------------------------------------------
 

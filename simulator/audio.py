@@ -429,22 +429,31 @@ class SimSpeaker:
 
     def play_wav(self, path: str | Path) -> None:
         """Play ``path`` to the end: copy it, then let its duration pass on the clock."""
+        duration = self.start_wav(path)
+        if self.clock is not None:
+            self.clock.sleep(duration)
+
+    def start_wav(self, path: str | Path) -> float:
+        """Start playing ``path`` at this simulated instant and return its duration in
+        seconds, without waiting for it to end: quick enough for a ``SimClock.at`` timer,
+        which a fast clock stands still for (a thread started from the timer could be
+        scheduled seconds of simulated time late on a loaded machine)."""
         if self._dead.is_set():
             raise OSError("the speaker gives no sound (simulated fault)")
         source = Path(path)
         duration = wav_duration(source)
         self.out_dir.mkdir(parents=True, exist_ok=True)
         with self._lock:
+            # The instant first: copying releases the GIL, and a fast clock moves on meanwhile.
+            mono = self.clock.monotonic_ns() if self.clock is not None else None
+            stamp = None if mono is None else mono + self.clock.utc_offset_ns()
             copy = self.out_dir / f"played-{len(self.played) + 1:04d}-{source.name}"
             shutil.copyfile(source, copy)
-            stamp = self.clock.time_ns() if self.clock is not None else None
             self.played.append((stamp, source, copy))
-            if self.clock is not None:
-                mono = self.clock.monotonic_ns()
+            if mono is not None:
                 self._plays.append(_Play(mono, copy, duration, self.covered))
         _log.info("speaker played %s (%.1f s%s)", source.name, duration, ", covered" * self.covered)
-        if self.clock is not None:
-            self.clock.sleep(duration)
+        return duration
 
     def sound(self, mono_ns: int, count: int, rate: int) -> np.ndarray | None:
         """What the speaker emits for ``count`` samples at ``rate`` from ``mono_ns``

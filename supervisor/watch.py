@@ -90,6 +90,10 @@ def describe_status(previous: tuple[bool, str] | None, online: bool, state: str)
     if previous == now:
         return None
     if online and state == "recording_stopped":
+        if previous is not None and previous[0] and previous[1] != "recording":
+            # The indicator's state left "recording" in a periodic status published
+            # before the stop's own event status: that line already said it.
+            return None
         return "recording stopped"
     if not online:
         if state == "shift_ended":

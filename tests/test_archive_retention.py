@@ -44,12 +44,16 @@ def world(template: Aged, tmp_path: Path) -> Aged:
     return Aged(root, root / "dock", template.acts, template.ends, template.starts)
 
 
-def archive_over(world: Aged, db: str, clock: SimClock, extra: str = "") -> Archive:
+def archive_over(
+    world: Aged, db: str, clock: SimClock, extra: str = "", dock_config: bool = True
+) -> Archive:
     folder = world.tmp / "archive"
     arch = Archive.create(folder, world.store, "archive-1", "admin", PW, database=db, clock=clock)
     arch.close()
     with open(folder / "archive.toml", "a") as f:
-        f.write(f'dock_config = "{world.tmp / "dock.toml"}"\n' + extra)
+        if dock_config:
+            f.write(f'dock_config = "{world.tmp / "dock.toml"}"\n')
+        f.write(extra)
     arch = Archive.open(folder, clock=clock)
     admin = arch.login("admin", PW)
     for name, role in (("wang", "archivist"), ("zhao", "head"), ("qian", "auditor")):
@@ -204,6 +208,26 @@ def test_the_dock_refuses_what_the_index_wrongly_calls_due(world: Aged, db_url: 
         assert (world.store / "unit-1" / "cam-001" / young).is_file()
         last = arch.audit.records()[-1]
         assert last.kind == "retention" and last.body["detail"]["event"] == "not_removed"
+    finally:
+        arch.close()
+
+
+def test_a_purge_needs_the_docks_own_config(world: Aged, db_url: str) -> None:  # noqa: F811
+    arch = archive_over(world, db_url, SimClock(START + 200 * DAY), dock_config=False)
+    try:
+        zhao = arch.login("zhao", PW)
+        with pytest.raises(ArchiveError, match="set dock_config in archive.toml"):
+            arch.retention_purge(zhao)
+        other = world.tmp / "other.toml"
+        text = (world.tmp / "dock.toml").read_text()
+        other.write_text(text.replace(str(world.store), str(world.tmp / "elsewhere")))
+        with pytest.raises(ArchiveError, match="not this archive's"):
+            arch.retention_purge(zhao, dock_config=str(other))
+        other.write_text(text.replace("dock.key", "no-such.key"))
+        with pytest.raises(ArchiveError, match="the dock's config"):
+            arch.retention_purge(zhao, dock_config=str(other))
+        assert all((world.store / "unit-1" / "cam-001" / f).is_file() for f in world.acts[0])
+        assert records_of_kind(dock_journal(world.store), "removed") == []
     finally:
         arch.close()
 

@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from archive.exc import ArchiveError
+from archive.policy import ROLES, Actor, Material, decide
 from archive.retention import (
     CASE,
     DEFAULT_RULES,
@@ -149,3 +150,23 @@ def test_due_is_exactly_run_out_in_no_case_under_no_hold(
 def test_no_category_below_the_floor_is_ever_accepted(days: int) -> None:
     with pytest.raises(ArchiveError):
         load_rules({"categories": {"short": days}}, "t")
+
+
+# Written out by hand: who may place or release a hold (on internal material) and purge.
+#            officer archivist supervisor head auditor administrator
+MAY_HOLD = (False, True, False, True, False, False)
+MAY_PURGE = (False, False, False, True, False, False)
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_hold_and_purge_in_the_one_access_check(role: str) -> None:
+    actor = Actor(f"u-{role}", role, "A1024" if role == "officer" else "")
+    internal = Material("internal", frozenset({"A1024"}), "the recordings of cam-001")
+    hold = decide(actor, "hold", internal)
+    purge = decide(actor, "purge")
+    assert hold.allowed is MAY_HOLD[ROLES.index(role)], hold.reason
+    assert purge.allowed is MAY_PURGE[ROLES.index(role)], purge.reason
+    for d in (hold, purge):
+        assert d.allowed or f"u-{role}" in d.reason
+    secret = Material("state_secret", frozenset(), "case 2026-0009")
+    assert decide(actor, "hold", secret).allowed is (role == "head")

@@ -70,9 +70,9 @@ def test_an_announcement_across_segments_is_found_where_it_started(tmp_path, cap
     assert seq == announcement.seq and body["device"] == device
     assert body["verdict"] == "heard" and body["score_milli"] > 150
     assert len(body["files"]) >= 4 and body["file"] in body["files"]
-    # Near the recording's start (a helper thread plays it: on a loaded machine, later in
-    # simulated time); where the speaker really started is checked to the sample below.
-    assert abs(parse_utc(body["start_utc"]) - parse_utc(started.utc)) <= 2_000_000_000
+    # At the recording's start: the recorder's helper thread starts the speaker before the
+    # main loop goes on, so even a loaded machine's fast clock cannot slip between them.
+    assert abs(parse_utc(body["start_utc"]) - parse_utc(started.utc)) <= 100_000_000
     segment = next(r for r in records if r.kind == "segment" and r.body["file"] == body["file"])
     start = parse_utc(segment.body["start_utc"]) + body["offset_ms"] * 1_000_000
     assert abs(start - parse_utc(body["start_utc"])) < 1_000_000

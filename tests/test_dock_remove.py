@@ -120,6 +120,10 @@ def test_a_removal_journaled_too_early_fails_verify(world: Aged) -> None:
 
 
 def test_a_file_deleted_without_a_removal_record_is_missing(world: Aged) -> None:
+    """... until a lawful removal is journaled for it: then the record says why."""
     path = world.store / "unit-1" / "cam-001" / world.acts[0][0]
     path.unlink()
     assert codes(world) == ["media_missing"]
+    done = remove(world, world.acts[0][0])
+    assert done.returncode == 0, done.stderr
+    assert codes(world) == []

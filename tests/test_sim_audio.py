@@ -4,7 +4,6 @@ muffled when the speaker is covered; nothing at all when the microphone has fail
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 
 import av
@@ -130,10 +129,7 @@ def test_the_camera_mixes_on_its_own_timeline(tmp_path):
     speaker = SimSpeaker(tmp_path / "speaker", clock=clock)
     camera = SimCamera(clock, fps=10, audio=True, microphone=SimMicrophone(speaker))
     t0 = clock.monotonic_ns()
-    clock.at(
-        t0 + int(3.3 * NS),
-        lambda: threading.Thread(target=speaker.play_wav, args=(SHIPPED_WAV,)).start(),
-    )
+    clock.at(t0 + int(3.3 * NS), lambda: speaker.start_wav(SHIPPED_WAV))
     calls: list[tuple[int, bytes]] = []
 
     class Output:

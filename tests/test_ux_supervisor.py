@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -22,6 +23,7 @@ from evidence.journal import Journal
 from evidence.registry import Registry
 from firmware.mqtt import AlertLink
 from simulator.clock import SimClock
+from supervisor.watch import describe_status
 
 PROG = "bodycam-supervisor"
 ROOT = Path(__file__).resolve().parents[1]
@@ -241,7 +243,11 @@ def test_status_lines_for_recording_started_dock_finished_and_shift_ended(broker
         watch.wait_for("cam-0001 (A1024)  recording started")
         state[0] = "ready"
         journal.append("recording_stopped", {"reason": "button"})
-        assert watch.wait_for("recording stopped").endswith("(A1024)  recording stopped")
+        # The indicator turns "ready" before the stop is journaled: a periodic status in
+        # between says it first, with the state it left for; either way, one line.
+        assert re.search(
+            r"\(A1024\)  recording stopped( \(ready\))?$", watch.wait_for("recording stopped")
+        )
         # The dock's receipt for the media, as the camera journals it.
         journal.append("receipt", {"dock": "dock-1", "upto_seq": 2, "upto_hash": "0" * 64})
         watch.wait_for("cam-0001 (A1024)  dock finished")
@@ -403,4 +409,33 @@ def test_watch_logs_for_people_and_json_lines_when_asked(broker, registry_file, 
     # What the supervisor reads stays a line for people (--json asks for JSON there).
     assert done.stdout.splitlines()[0] == (
         f"connected to {broker.host}:{broker.port}, waiting for alerts"
+    )
+
+
+@pytest.mark.parametrize(
+    "states",
+    [
+        # The stop's event status first, then the indicator's own state.
+        ["ready", "recording", "recording_stopped", "ready"],
+        # A periodic status with the indicator's new state got out before the event's.
+        ["ready", "recording", "ready", "recording_stopped", "ready"],
+        # A stoppage ended the recording; its stop event follows.
+        ["ready", "recording", "stoppage", "recording_stopped", "ready"],
+    ],
+)
+def test_one_recording_gives_one_started_and_one_stopped_line(states):
+    lines, previous = [], None
+    for state in states:
+        line = describe_status(previous, True, state)
+        previous = (True, state)
+        if line:
+            lines.append(line)
+    assert lines[0] == "online, ready"
+    assert [x.split(" (")[0] for x in lines[1:]] == ["recording started", "recording stopped"]
+
+
+def test_a_stop_seen_first_after_a_restart_or_offline_is_shown():
+    assert describe_status(None, True, "recording_stopped") == "recording stopped"
+    assert describe_status((False, "connection_lost"), True, "recording_stopped") == (
+        "recording stopped"
     )
