@@ -205,6 +205,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--ca-file", default="", help="the broker's CA (TLS); required unless --insecure"
     )
     s.add_argument("--insecure", action="store_true", help="plain TCP: loopback test brokers only")
+    s.add_argument("--username", default="", help="broker user name (default: the archive's id)")
+    s.add_argument(
+        "--password-file",
+        default="",
+        help="file holding the broker password, one line, mode 0600 "
+        "(scripts/issue-broker-credential --role archive)",
+    )
     s.add_argument("--unit", default="", help="the unit in the topic (default: the registry's)")
     s.add_argument("--check-s", type=float, default=3600.0, help="seconds between checks")
     s.add_argument("--once", action="store_true", help="check once and exit")
@@ -640,7 +647,14 @@ def _alerts(args: argparse.Namespace) -> int:
     host, sep, port = args.mqtt.rpartition(":")
     if not sep or not port.isdigit():
         raise UsageError(f"--mqtt {args.mqtt!r}: use HOST:PORT")
-    settings = ConnectionSettings(host, int(port), ca_file=args.ca_file, insecure=args.insecure)
+    settings = ConnectionSettings(
+        host,
+        int(port),
+        ca_file=args.ca_file,
+        insecure=args.insecure,
+        username=args.username,
+        password_file=args.password_file,
+    )
     now = parse_utc(_utc(args.now, "--now")) if args.now else None
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

@@ -3,9 +3,11 @@
 The decision is pure (:func:`due`): an open case whose deadline is 5 days away or less
 gets its ``due_soon`` alert once, an open case past its deadline its ``overdue`` alert
 once (only that one, if both fall due at once). :class:`CaseAlerter` publishes each on
-``bodycam/<unit>/archive/<archive>/alert`` (QoS 1) as a signed message of kind
-``archive_alert`` (the shape of journal-format.md section 4's signed messages, Ed25519 by
-the archive's key, which the registry's ``archives`` lists), waits for the broker's acknowledgement, then records that it was
+``bodycam/<unit>/archive/<archive>/alert`` (QoS 1; ``wire.topics``) as a signed message of
+kind ``archive_alert`` (:class:`archive.signed.ArchiveAlert`: the shape of journal-format.md
+section 4's signed messages, Ed25519 by the archive's key, which the registry's
+``archives`` lists; ``bodycam-supervisor watch`` checks it so), waits for the broker's
+acknowledgement, then records that it was
 sent (``cases.alerted_days`` = 25 or 30) and audits it; an unacknowledged alert is
 retried at the next check. Threads: paho's network thread only; checks run in the
 caller's thread (``bodycam-archive alerts`` loops with a stop Event).
@@ -24,33 +26,23 @@ import sqlalchemy as sa
 from evidence.clock import format_utc, parse_utc
 from evidence.identity import DeviceIdentity
 from wire.broker import ConnectionSettings, make_client
+from wire.topics import ARCHIVE_DUE_SOON, ARCHIVE_OVERDUE, archive_alert_topic
 
 from .cases import LIMIT_DAYS, SOON_DAYS
 from .schema import cases, entries
 from .session import SYSTEM
-from .signed import ArchiveMessage
+from .signed import ArchiveAlert
+
+__all__ = ["LEVELS", "ArchiveAlert", "CaseAlerter", "Due", "archive_alert_topic", "due"]
 
 _log = logging.getLogger(__name__)
 _DAY_NS = 86_400 * 10**9
-LEVELS = {LIMIT_DAYS - SOON_DAYS: "due_soon", LIMIT_DAYS: "overdue"}  # day -> level
-
-
-class ArchiveAlert(ArchiveMessage):
-    """A signed message of kind ``archive_alert``: ``device`` is the archive's id."""
-
-    KIND = "archive_alert"
-    WHAT = "archive alert"
-
-
+LEVELS = {LIMIT_DAYS - SOON_DAYS: ARCHIVE_DUE_SOON, LIMIT_DAYS: ARCHIVE_OVERDUE}  # day -> level
 KIND = ArchiveAlert.KIND
 
 
 def sign_alert(identity: DeviceIdentity, utc: str, body: dict[str, Any]) -> ArchiveAlert:
     return ArchiveAlert.sign(identity, utc, body)
-
-
-def archive_alert_topic(unit: str, archive_id: str) -> str:
-    return f"bodycam/{unit}/archive/{archive_id}/alert"
 
 
 @dataclass(frozen=True)
@@ -82,6 +74,7 @@ class CaseAlerter:
     def __init__(self, archive, settings: ConnectionSettings, unit: str) -> None:
         self.archive = archive
         self.unit = unit
+        self.topic = archive_alert_topic(unit, archive.identity.device_id)  # ValueError: one line
         self.connected = threading.Event()
         self.client = make_client(
             settings,
@@ -133,9 +126,7 @@ class CaseAlerter:
                 f"by {d.deadline_utc} (Archives Law Art. 34)",
             }
             message = sign_alert(arch.identity, format_utc(now_ns), body)
-            info = self.client.publish(
-                archive_alert_topic(self.unit, arch.identity.device_id), message.to_bytes(), qos=1
-            )
+            info = self.client.publish(self.topic, message.to_bytes(), qos=1)
             try:
                 info.wait_for_publish(timeout_s)
             except (RuntimeError, ValueError):

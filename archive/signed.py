@@ -10,8 +10,10 @@ from typing import Any, ClassVar, TypeVar
 
 from evidence import FORMAT_VERSION
 from evidence.clock import UTC_PATTERN
+from evidence.exc import RecordError
 from evidence.identity import DEVICE_ID_PATTERN, DeviceIdentity
 from evidence.record import HEX128, SignedPayload, check_fields, parse_payload
+from wire.topics import ARCHIVE_ALERT_KIND, ARCHIVE_ALERT_LEVELS
 
 FIELDS = ("v", "kind", "device", "utc", "body", "sig")
 M = TypeVar("M", bound="ArchiveMessage")
@@ -53,3 +55,30 @@ class ArchiveMessage(SignedPayload):
         unsigned = cls(FORMAT_VERSION, cls.KIND, identity.device_id, utc, body)
         sig = identity.sign(unsigned.signing_bytes()).hex()
         return cls.from_bytes(cls(**{**unsigned.unsigned_dict(), "sig": sig}).to_bytes())
+
+
+class ArchiveAlert(ArchiveMessage):
+    """A signed message of kind ``archive_alert`` (``archive.alerts`` sends it, the
+    supervisor's console checks it): ``device`` is the archive's id; the body names the
+    case, the ``level`` (``wire.topics.ARCHIVE_ALERT_LEVELS``), the day of the 30, the
+    deadline and a sentence for people. Here, not in ``archive.alerts``, so that a reader
+    needs nothing of the archive but this format."""
+
+    KIND = ARCHIVE_ALERT_KIND
+    WHAT = "archive alert"
+
+    @classmethod
+    def from_bytes(cls: type[M], data: bytes) -> M:
+        message = super().from_bytes(data)
+        body = message.body
+        for name in ("level", "case", "deadline_utc", "text"):
+            if not isinstance(body.get(name), str):
+                raise RecordError(f"archive alert body lacks a string {name!r}")
+        if body["level"] not in ARCHIVE_ALERT_LEVELS:
+            raise RecordError(
+                f"archive alert level must be one of {', '.join(ARCHIVE_ALERT_LEVELS)}: "
+                f"{body['level']!r:.40}"
+            )
+        if type(body.get("day")) is not int:
+            raise RecordError("archive alert body lacks an integer 'day'")
+        return message

@@ -63,7 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("-v", "--verbose", action="store_true", help="log more")
     parser = argparse.ArgumentParser(
         prog=PROG,
-        description="Receive and verify body-camera stoppage alerts over MQTT.",
+        description="Receive and verify alerts over MQTT: body cameras' stoppages, docks' "
+        "24-hour rule, the archive's case files at day 25 and day 30.",
         epilog="First time on this machine: bodycam-supervisor setup --registry FILE "
         "--unit-key FINGERPRINT (see docs/alerts.md).",
     )
@@ -111,8 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
         "watch",
         parents=[common],
         help="show alerts as they arrive, verified, and receipt each one shown",
-        description="Show each alert once, newest last: time, device, officer, reason, how "
-        "long ago (by the device's own clock). Alerts that fail verification start with "
+        description="Show each alert once, newest last (cameras', docks' and archives'): "
+        "time, device, officer, reason, how long ago (by the device's own clock). Alerts that fail verification start with "
         "'!!' and say why. Status lines (recording started, shift ended, dock finished) "
         "start with '--'. With a console key (bodycam-supervisor setup) each alert shown is "
         "receipted to its camera, which resends until a registered console has shown it.",

@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 from evidence.clock import parse_utc
+from wire.topics import ARCHIVE_ALERT_KIND
 
 from .judge import Verdict
 from .watch import StatusEvent
@@ -25,6 +26,28 @@ DOCK_LABELS: dict[str, str] = {
     "flag": "DOCK FLAG",
 }
 """The same for each level of a dock's alert (``wire.topics.DOCK_ALERT_LEVELS``)."""
+ARCHIVE_LABELS: dict[str, str] = {
+    "due_soon": "案卷即将到期 CASE DUE SOON",
+    "overdue": "案卷已逾期 CASE OVERDUE",
+}
+"""The same for each level of an archive's alert (``wire.topics.ARCHIVE_ALERT_LEVELS``), zh-CN
+first: the case files' 30-day rule is read in the office."""
+
+
+def _archive(body: dict[str, Any]) -> str:
+    """An archive alert's words, from its fields (a flagged one's body may be anything)."""
+    level = str(body.get("level", "?"))[:40]
+    label = ARCHIVE_LABELS.get(level) or f"案卷 ARCHIVE {level.upper()}"
+    case = str(body.get("case", "?"))[:80]
+    day = body.get("day") if type(body.get("day")) is int else "?"
+    deadline = str(body.get("deadline_utc", "?"))[:40]
+    if len(deadline) > 16 and deadline[10:11] == "T":
+        deadline = deadline[:10] + " " + deadline[11:16] + "Z"
+    if level == "overdue":
+        zh, en = f"期限 {deadline} 已过，尚未归档", f"deadline {deadline} passed, not archived"
+    else:
+        zh, en = f"须于 {deadline} 前归档", f"to be archived by {deadline}"
+    return f"{label}: 案卷 {case} 第 {day}/30 天，{zh} / case {case}: day {day} of 30, {en}"
 
 
 def _damage(body: dict[str, Any]) -> str:
@@ -57,6 +80,8 @@ def describe(kind: str, body: dict[str, Any]) -> str:
     if kind == "dock_alert":
         level = str(body.get("level", "?"))
         return f"{DOCK_LABELS.get(level) or 'DOCK ' + level.upper()}: {body.get('text', '')}"
+    if kind == ARCHIVE_ALERT_KIND:
+        return _archive(body)
     label = ALERT_LABELS.get(kind)
     if label is None:
         return kind.upper() or "?"
@@ -109,9 +134,12 @@ def format_line(v: Verdict, now_ns: int) -> str:
     who = f"{v.device or '?'} ({v.officer or 'no officer'})"
     if v.kind == "dock_alert":
         who = f"{v.device} (dock, camera {v.body.get('device', '?')} of {v.officer or '?'})"
+    elif v.kind == ARCHIVE_ALERT_KIND:
+        who = f"{v.device} (archive 档案系统)"
     age = format_age(age_seconds(v.utc, now_ns)) if v.utc else ""
     what = describe(v.kind, v.body) if v.kind else "unreadable message"
-    seq = f"#{v.seq}" if v.seq is not None else ("" if v.kind == "dock_alert" else "#?")
+    unsequenced = v.kind in ("dock_alert", ARCHIVE_ALERT_KIND)
+    seq = f"#{v.seq}" if v.seq is not None else ("" if unsequenced else "#?")
     if v.genuine:
         return f"{when}  {who}  {what}  {age}  [verified{' ' + seq if seq else ''}]"
     return f"!! {when}  {who}  {what}  {age}  [NOT GENUINE {v.verdict} {seq}: {v.problem}]"

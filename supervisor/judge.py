@@ -17,6 +17,9 @@ shown (:class:`SeenState`, persisted by the watch command) so that
   sequence number, so without the age bound an old one replayed after the seen-state has
   forgotten its hash would be shown as new. (Camera alerts are ordered by their journal
   seq instead, and may rightly arrive late: a camera out of reach queues them.)
+- an archive's alert (a case file at day 25 or day 30) is judged exactly as a dock's
+  (:class:`Sender`: the same steps, in the same order), under an *archive* key of the
+  registry's ``archives``.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from archive.signed import ArchiveAlert
 from evidence.canonical import sha256_hex
 from evidence.clock import parse_utc
 from evidence.exc import RecordError, SignatureError
@@ -36,7 +40,14 @@ from evidence.record import Record
 from evidence.registry import Registry
 from evidence.storage import atomic_write_bytes
 from wire.message import Message
-from wire.topics import ALERT_KINDS, parse_dock_topic, parse_topic
+from wire.topics import (
+    ALERT_KINDS,
+    ARCHIVE_ALERT_KIND,
+    ARCHIVE_LEVEL,
+    DOCK_LEVEL,
+    parse_service_topic,
+    parse_topic,
+)
 
 STATE_FORMAT = "bodycam-supervisor-state-v1"
 RECENT = 512  # per device: seq -> hash of the newest alerts shown
@@ -82,6 +93,49 @@ class Verdict:
         return asdict(self)
 
 
+@dataclass(frozen=True)
+class Sender:
+    """A signer of alerts that are signed messages without a sequence number (a dock, an
+    archive): what differs between them, so that both are judged by one path."""
+
+    level: str  # the topic's second level: dock, archive
+    noun: str  # for the reasons: "dock", "archive"
+    a_noun: str  # "a dock", "an archive"
+    kind: str  # the message kind its alerts have
+    parse: Callable[[bytes], Any]  # payload -> message; RecordError with the reason
+    entry: Callable[[Registry, str], Any]  # its registry entry of an id, or None
+    officer: Callable[[dict[str, Any]], str]  # who the alert is about, for the line
+
+
+SENDERS = {
+    DOCK_LEVEL: Sender(
+        DOCK_LEVEL,
+        "dock",
+        "a dock",
+        "dock_alert",
+        Message.from_bytes,
+        Registry.dock,
+        lambda body: str(body.get("officer", "")),
+    ),
+    ARCHIVE_LEVEL: Sender(
+        ARCHIVE_LEVEL,
+        "archive",
+        "an archive",
+        ARCHIVE_ALERT_KIND,
+        ArchiveAlert.from_bytes,
+        Registry.archive,
+        lambda body: "",
+    ),
+}
+
+
+def _registered_as(registry: Registry, name: str) -> list[str]:
+    """What the registry holds under ``name``: camera, dock, archive."""
+    found = [("camera", registry.get(name)), ("dock", registry.dock(name))]
+    found.append(("archive", registry.archive(name)))
+    return [noun for noun, entry in found if entry is not None]
+
+
 @dataclass
 class DeviceSeen:
     max_seq: int = -1
@@ -97,7 +151,8 @@ class SeenState:
         self.path = Path(path) if path else None
         self.devices: dict[str, DeviceSeen] = {}
         self.flagged: list[str] = []  # so a redelivered forgery is not shown twice either
-        self.dock_shown: list[str] = []  # hashes of the dock alerts shown
+        # hashes of the dock and archive alerts shown (the name is the state file's)
+        self.dock_shown: list[str] = []
         self.dirty = False
         if self.path and self.path.exists():
             self._load()
@@ -215,7 +270,7 @@ class AlertJudge:
 
     def _alert(self, topic: str, payload: bytes) -> Verdict:
         if topic.count("/") == 4:
-            return self._dock_alert(topic, payload)
+            return self._signed_alert(topic, payload)
         parts = parse_topic(topic)
         if parts is None or parts[2] != "alert":
             return Verdict(INVALID, f"not an alert topic: {topic}", topic)
@@ -295,49 +350,54 @@ class AlertJudge:
         v.verdict = VERIFIED
         return v
 
-    def _dock_alert(self, topic: str, payload: bytes) -> Verdict:
-        """``bodycam/<unit>/dock/<dock>/alert``: a dock's 24-hour-rule alert or flag, a
-        signed message checked against the registry's *dock* entry of that id."""
-        parts = parse_dock_topic(topic)
-        if parts is None or parts[2] != "alert":
+    def _signed_alert(self, topic: str, payload: bytes) -> Verdict:
+        """``bodycam/<unit>/dock/<dock>/alert``: a dock's 24-hour-rule alert or flag;
+        ``bodycam/<unit>/archive/<archive>/alert``: an archive's 30-day-rule alert. A signed
+        message checked against the registry's entry of that id *of that kind*."""
+        parts = parse_service_topic(topic)
+        if parts is None or parts[3] != "alert":
             return Verdict(INVALID, f"not an alert topic: {topic}", topic)
-        unit, dock, _ = parts
-        v = Verdict(INVALID, "", topic, unit=unit, device=dock)
+        unit, level, sender_id, _ = parts
+        sender = SENDERS[level]
+        noun = sender.noun
+        v = Verdict(INVALID, "", topic, unit=unit, device=sender_id)
         try:
-            message = Message.from_bytes(payload)
+            message = sender.parse(payload)
         except RecordError as exc:
-            v.problem = f"not a signed dock alert: {exc}"
+            v.problem = f"not a signed {noun} alert: {exc}"
             return v
-        if message.kind != "dock_alert":
-            v.problem = f"message kind {message.kind!r} is not a dock alert"
+        if message.kind != sender.kind:
+            v.problem = f"message kind {message.kind!r} is not {sender.a_noun} alert"
             return v
         v.kind, v.body, v.utc = message.kind, message.body, message.utc
         v.hash = sha256_hex(payload)
-        v.officer = str(message.body.get("officer", ""))
-        if message.device != dock:
+        v.officer = sender.officer(message.body)
+        if message.device != sender_id:
             v.verdict, v.problem = (
                 FORGED,
-                (f"message names dock {message.device!r} but came on {dock!r}'s topic"),
+                (f"message names {noun} {message.device!r} but came on {sender_id!r}'s topic"),
             )
             return v
-        entry = self.registry.dock(dock)
+        entry = sender.entry(self.registry, sender_id)
         if entry is None:
-            if self.registry.get(dock) is not None:
+            others = _registered_as(self.registry, sender_id)
+            if others:
                 v.verdict, v.problem = (
                     FORGED,
-                    f"{dock!r} is a camera, not a dock: dock alerts count only under dock keys",
+                    f"{sender_id!r} is a {' and a '.join(others)}, not {sender.a_noun}: "
+                    f"{noun} alerts count only under {noun} keys",
                 )
             else:
-                v.verdict, v.problem = UNKNOWN, f"dock {dock!r} is not in the registry"
+                v.verdict, v.problem = UNKNOWN, f"{noun} {sender_id!r} is not in the registry"
             return v
         try:
             message.verify(entry.public_key)
         except SignatureError:
-            v.verdict, v.problem = FORGED, "signature does not verify under the dock's key"
+            v.verdict, v.problem = FORGED, f"signature does not verify under the {noun}'s key"
             return v
         revoked = entry.problem_at(message.utc)
         if revoked:
-            v.verdict, v.problem = REVOKED, f"dock {dock!r}: {revoked}"
+            v.verdict, v.problem = REVOKED, f"{noun} {sender_id!r}: {revoked}"
             return v
         camera = self.registry.get(str(message.body.get("device", "")))
         if unit not in self.units():

@@ -25,7 +25,15 @@ from evidence.registry import Registry
 from wire.ack import Ack, Receipt
 from wire.broker import ConnectionSettings, make_client
 from wire.message import Message
-from wire.topics import ALERT_KINDS, ALERTS, DOCK_ALERTS, STATUSES, ack_topic, parse_topic
+from wire.topics import (
+    ALERT_KINDS,
+    ALERTS,
+    ARCHIVE_ALERTS,
+    DOCK_ALERTS,
+    STATUSES,
+    ack_topic,
+    parse_topic,
+)
 
 from .judge import DUPLICATE, VERIFIED, AlertJudge, Verdict
 
@@ -133,7 +141,8 @@ class DeviceClocks:
 
 
 class Watcher:
-    """Subscribes to every alert and status, judges each, emits verdicts worth showing.
+    """Subscribes to every alert (cameras', docks', archives') and status, judges each,
+    emits verdicts worth showing.
 
     The session is persistent (``clean_session=False``, a fixed client id): alerts published
     while the watch was not running are delivered when it comes back, as long as the broker
@@ -208,7 +217,7 @@ class Watcher:
             _log.info("connected to %s:%d", self.settings.host, self.settings.port)
         self._failing = False
         self._connected_once = True
-        client.subscribe([(ALERTS, 1), (DOCK_ALERTS, 1), (STATUSES, 1)])
+        client.subscribe([(ALERTS, 1), (DOCK_ALERTS, 1), (ARCHIVE_ALERTS, 1), (STATUSES, 1)])
 
     def _on_connect_fail(self, client, userdata) -> None:
         self.connect_error = "connection refused or host unreachable"

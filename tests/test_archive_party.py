@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 from archivekit import Shift, run_shift
 
+from archive import watermark
 from archive.party import Derivation, PartyCopyError, make_party_copy, watermark_lines
 from archive.watermark import (
     FONT_ENV,
@@ -207,6 +208,12 @@ def test_refusals_are_one_line(shift, archive_key, tmp_path, monkeypatch):
     with pytest.raises(FontMissing, match=f"install {FONT_PACKAGE}") as missing:
         make_party_copy([path], tmp_path / "x.mp4", requester="张三", **args)
     assert "\n" not in str(missing.value) and FONT_ENV in str(missing.value)
+    assert list(tmp_path.iterdir()) == []
+    # no variable and none of the packages' files: the package to install, in one line
+    monkeypatch.delenv(FONT_ENV)
+    monkeypatch.setattr(watermark, "DEFAULT_FONTS", ((str(tmp_path / "wqy.ttc"), FONT_PACKAGE),))
+    with pytest.raises(FontMissing, match=f"no CJK font .*apt-get install {FONT_PACKAGE}"):
+        make_party_copy([path], tmp_path / "x.mp4", requester="张三", **args)
     assert list(tmp_path.iterdir()) == []
 
 

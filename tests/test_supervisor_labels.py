@@ -1,9 +1,12 @@
-"""Every alert a camera or a dock can raise reads as words on the supervisor's console.
+"""Every alert a camera, a dock or an archive can raise reads as words on the supervisor's
+console.
 
 The kinds come from their one source (``wire.topics``: ``ALERT_KINDS`` for a camera's
-journal records, ``DOCK_ALERT_LEVELS`` for a dock's ``dock_alert`` messages, which the
-dock's code takes its levels from); a kind without a label there fails here, instead of
-reaching a person as a bare identifier such as ``JOURNAL_DAMAGED``.
+journal records, ``DOCK_ALERT_LEVELS`` for a dock's ``dock_alert`` messages,
+``ARCHIVE_ALERT_LEVELS`` for an archive's ``archive_alert`` messages, which the dock's and
+the archive's code take their levels from); a kind without a label there fails here,
+instead of reaching a person as a bare identifier such as ``JOURNAL_DAMAGED``. The
+archive's labels are zh-CN first (the case files' deadlines are read in the office).
 """
 
 from __future__ import annotations
@@ -12,11 +15,13 @@ import re
 
 import pytest
 
+from archive.alerts import LEVELS
 from firmware.recovery import Damage, damage_body
-from supervisor.console import ALERT_LABELS, DOCK_LABELS, describe
-from wire.topics import ALERT_KINDS, DOCK_ALERT_LEVELS
+from supervisor.console import ALERT_LABELS, ARCHIVE_LABELS, DOCK_LABELS, describe
+from wire.topics import ALERT_KINDS, ARCHIVE_ALERT_LEVELS, DOCK_ALERT_LEVELS
 
 WORDS = re.compile(r"\A[A-Z]+( [A-Z]+)*\Z")  # the console's style: STOPPAGE, BATTERY LOW
+ZH_FIRST = re.compile(r"\A[\u4e00-\u9fff]+ [A-Z]+( [A-Z]+)*\Z")  # 案卷已逾期 CASE OVERDUE
 
 
 @pytest.mark.parametrize("kind", ALERT_KINDS)
@@ -38,9 +43,28 @@ def test_every_dock_alert_level_has_a_label_in_words(level: str) -> None:
     assert text == f"{DOCK_LABELS[level]}: cam-001 has held ...", text
 
 
+@pytest.mark.parametrize("level", ARCHIVE_ALERT_LEVELS)
+def test_every_archive_alert_level_has_a_label_chinese_first(level: str) -> None:
+    assert level in ARCHIVE_LABELS, f"no supervisor label for the archive alert level {level!r}"
+    label = ARCHIVE_LABELS[level]
+    assert ZH_FIRST.match(label), label
+    body = {
+        "level": level,
+        "case": "2026-0007",
+        "day": 25,
+        "deadline_utc": "2026-12-29T08:00:00.000000Z",
+    }
+    text = describe("archive_alert", body)
+    assert text.startswith(f"{label}: 案卷 2026-0007 第 25/30 天") and "2026-12-29 08:00Z" in text
+    assert level not in text and "_" not in text, text
+    for odd in ({}, {"level": level, "day": "x", "case": ["?"], "deadline_utc": 5}):
+        assert describe("archive_alert", odd)  # a flagged (forged) alert's body may be anything
+
+
 def test_labels_are_for_kinds_that_exist() -> None:
     assert set(ALERT_LABELS) == set(ALERT_KINDS)
     assert set(DOCK_LABELS) == set(DOCK_ALERT_LEVELS)
+    assert set(ARCHIVE_LABELS) == set(ARCHIVE_ALERT_LEVELS) == set(LEVELS.values())
 
 
 def test_the_new_kinds_say_what_happened() -> None:
