@@ -433,7 +433,7 @@ def _case_text(case: dict[str, Any]) -> str:
         if e["kind"] == "recording":
             lines.append(
                 f"  recording {e['device']} seq {e['seq']} {e['file']} {e['start_utc']}..{e['end_utc']} "
-                f"sha256 {e['sha256'][:16]}...{late}"
+                f"sha256 {e['sha256'][:16]}...{' sealed' if e.get('sealed') else ''}{late}"
             )
         else:
             lines.append(

@@ -117,6 +117,7 @@ class CaseFiles:
                 item["reason"] = e["reason"]
             if e["kind"] == "recording":
                 item |= {k: e[k] for k in ("device", "seq", "file", "start_utc", "end_utc", "act")}
+                item["sealed"] = self.is_sealed(e["device"], e["file"])  # archive.sealing
             else:
                 item |= {"title": e["title"], "encrypted": bool(e["encrypted"])}
             shown.append(item)

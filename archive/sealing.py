@@ -167,19 +167,21 @@ class Sealing:
         name = sealed_name(ref.file)
         return self._folder_of(ref) / name, self._folder_of(ref) / key_name(name)
 
+    def is_sealed(self, device: str, file: str) -> bool:
+        """Whether the store keeps ``device``'s ``file`` only sealed (no clear file)."""
+        unit = self._units().get(device, "")
+        folder = Path(self.store_root) / unit / device
+        return not os.path.lexists(folder / file) and (folder / sealed_name(file)).is_file()
+
     def _media_vault(self) -> Vault:
         return Vault(self.master_key_path, next_key_path(self.folder))
 
     def sealed_source(self, ref: RecordingRef) -> SealedMedia | None:
         """The sealed form of ``ref`` if the dock journal records it sealed, else None.
         Only the export path calls this, after its access check."""
-        from dock.store import Store
+        from dock.store import store_ledger
 
-        store = Store(self.store_root)
-        try:
-            ledger = store.ledger(ref.device)
-        finally:
-            store.close()
+        ledger = store_ledger(self.store_root, ref.device)
         if ledger is None or ref.file not in ledger.sealed:
             return None
         sealed, key_file = self.sealed_paths(ref)

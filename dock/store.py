@@ -33,7 +33,7 @@ from typing import Any
 
 from evidence import dockjournal
 from evidence.clock import SystemClock, format_utc, parse_utc
-from evidence.exc import RegistryError
+from evidence.exc import RecordError, RegistryError
 from evidence.identity import DeviceIdentity
 from evidence.journal import JOURNAL_NAME, readable_records, records_of_kind, scan_journal
 from evidence.layout import IDENTITY_NAME, stored_name_error
@@ -115,6 +115,63 @@ def _remove_empty_tree(folder: Path) -> bool:
     folder.rmdir()
     fsync_dir(folder.parent)
     return True
+
+
+_Read = tuple[int, bytes]  # how far a journal was read, and its last whole line there
+_ledgers: dict[str, tuple[dict[str, _Read], dict[str, dockjournal.DeviceLedger]]] = {}
+_ledgers_lock = threading.Lock()
+
+
+def _lines(data: bytes, records: list[Record]) -> tuple[int, bytes]:
+    """Parse the whole lines of ``data`` into ``records``; where they end, and the last."""
+    end = data.rfind(b"\n") + 1  # whole lines only; a torn tail waits for its repair
+    lines = data[:end].splitlines()
+    for line in lines:
+        try:
+            records.append(Record.from_bytes(line))
+        except RecordError:
+            continue
+    return end, (lines[-1] + b"\n" if lines else b"")
+
+
+def store_ledger(root: str | os.PathLike, device: str) -> dockjournal.DeviceLedger | None:
+    """What all the store's dock journals say it holds for ``device``, unverified (for
+    finding files; ``bodycam-verify`` vouches). Kept per store and process: a journal that
+    only grew (it still holds the line where it was left) is read from there, its new
+    records folded in, so a case of many recordings, sealed or exported one by one, reads
+    a year's journal once; any other change reads everything again."""
+    key = str(Path(root).resolve())
+    paths = [f / JOURNAL_NAME for _, f, _d in dock_journal_folders(Path(root))]
+    paths = [p for p in paths if p.exists()]
+    with _ledgers_lock:
+        read, ledgers = _ledgers.get(key, ({}, {}))
+        if set(read) != {str(p) for p in paths}:
+            read, ledgers = {}, {}
+        grown: list[Record] = []
+        done: dict[str, _Read] = {}
+        for path in paths:
+            offset, last = read.get(str(path), (0, b""))
+            with open(path, "rb") as f:
+                f.seek(max(0, offset - len(last)))
+                if f.read(len(last)) != last:  # cut, repaired or replaced: start again
+                    return _reread(key, paths, device)
+                data = f.read()
+            end, tail = _lines(data, grown)
+            done[str(path)] = (offset + end, tail or last)
+        if grown:
+            dockjournal.build_ledger(grown, into=ledgers)
+        _ledgers[key] = (done, ledgers)
+        return ledgers.get(device)
+
+
+def _reread(key: str, paths: list[Path], device: str) -> dockjournal.DeviceLedger | None:
+    records: list[Record] = []
+    done: dict[str, _Read] = {}
+    for path in paths:
+        done[str(path)] = _lines(path.read_bytes(), records)
+    ledgers = dockjournal.build_ledger(records)
+    _ledgers[key] = (done, ledgers)
+    return ledgers.get(device)
 
 
 class PartialFile:
@@ -680,17 +737,8 @@ class Store:
 
     def ledger(self, device: str) -> dockjournal.DeviceLedger | None:
         """What the dock journals say the store holds for ``device`` (read-only stores
-        too: every dock journal in the store is read)."""
-        paths = [f / JOURNAL_NAME for _, f, _d in dock_journal_folders(self.root)]
-        paths = [p for p in paths if p.exists()]
-        sizes = tuple((str(p), p.stat().st_size) for p in paths)
-        cached = getattr(self, "_all_ledgers", None)
-        if cached is None or cached[0] != sizes:  # read again only when a journal grew
-            records: list[Record] = []
-            for path in paths:
-                records += readable_records(path)
-            cached = self._all_ledgers = (sizes, dockjournal.build_ledger(records))
-        return cached[1].get(device)
+        too: every dock journal in the store is read; :func:`store_ledger`)."""
+        return store_ledger(self.root, device)
 
     def device_record(self, device: str, seq: int) -> Record:
         """Record ``seq`` of ``device``'s journal as this store holds it."""

@@ -438,11 +438,14 @@ def body_problem(record: Record) -> str | None:
 
 
 def build_ledger(
-    records: Iterable[Record], problems: list[tuple[Record, str]] | None = None
+    records: Iterable[Record],
+    problems: list[tuple[Record, str]] | None = None,
+    into: dict[str, DeviceLedger] | None = None,
 ) -> dict[str, DeviceLedger]:
-    """Fold trusted dock records into a ledger per device; malformed bodies go to
-    ``problems`` and count for nothing."""
-    ledgers: dict[str, DeviceLedger] = {}
+    """Fold trusted dock records into a ledger per device (``into``: ledgers already
+    folded from the records before these); malformed bodies go to ``problems`` and count
+    for nothing."""
+    ledgers: dict[str, DeviceLedger] = {} if into is None else into
     for record in records:
         why = body_problem(record)
         if why is not None:

@@ -137,6 +137,8 @@ def test_a_confidential_recording_is_sealed_and_opens_only_through_an_approved_e
         ]
         sealed_refs = {r.seq for r in refs}
         assert sealed_refs == set(plain)  # every segment of the shift (they share blocks)
+        shown = arch.show_case(who["wang"], number)["entries"]
+        assert [e["sealed"] for e in shown if e["kind"] == "recording"] == [True] * len(refs)
         # sealed: no clear file, a sealed file and its key, a signed dock record each
         for r in segs:
             clear = shift.folder / r.body["file"]
