@@ -13,6 +13,8 @@ import threading
 import time
 from pathlib import Path
 
+from alerting.judge import RECENT, AlertJudge, SeenState, Verdict
+from alerting.watch import BrokerSettings, StatusEvent, Watcher, collect_status, send_ack
 from daemonkit.cli import UsageError, run_command, setup_logging
 from evidence.exc import EvidenceError
 from evidence.identity import DeviceIdentity, check_device_id
@@ -30,8 +32,6 @@ from .console import (
     format_status_line,
     format_status_rows,
 )
-from .judge import RECENT, AlertJudge, SeenState, Verdict
-from .watch import BrokerSettings, StatusEvent, Watcher, collect_status, send_ack
 
 _log = logging.getLogger(__name__)
 

@@ -5,11 +5,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from alerting.judge import Verdict
+from alerting.watch import StatusEvent
 from evidence.clock import parse_utc
 from wire.topics import ARCHIVE_ALERT_KIND
-
-from .judge import Verdict
-from .watch import StatusEvent
 
 ALERT_LABELS: dict[str, str] = {
     "stoppage": "STOPPAGE",
@@ -156,7 +155,7 @@ def format_json(v: Verdict, now_ns: int) -> str:
 
 
 def format_status_rows(rows: list[dict[str, Any]]) -> list[str]:
-    """A fixed-width table of device statuses (rows as ``supervisor.watch.collect_status``)."""
+    """A fixed-width table of device statuses (rows as ``alerting.watch.collect_status``)."""
     header = ("DEVICE", "OFFICER", "UNIT", "ONLINE", "STATE", "BATT", "HEAD", "SINCE", "CHECK")
     table = [header]
     for r in rows:

@@ -1,4 +1,4 @@
-"""What a supervisor :class:`~supervisor.watch.Watcher` shows, collected for tests."""
+"""What a supervisor :class:`~alerting.watch.Watcher` shows, collected for tests."""
 
 from __future__ import annotations
 

@@ -19,13 +19,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 from paho.mqtt.enums import CallbackAPIVersion
 
+from alerting.judge import AlertJudge, SeenState
+from alerting.watch import BrokerSettings, Watcher, send_ack
 from evidence.identity import DeviceIdentity
 from evidence.journal import Journal
 from evidence.registry import DeviceEntry, Registry
 from firmware.alerts import AlertCursor, Outbox
 from firmware.mqtt import AlertLink, MqttSettings
-from supervisor.judge import AlertJudge, SeenState
-from supervisor.watch import BrokerSettings, Watcher, send_ack
 from wire.ack import Ack
 from wire.message import Message
 

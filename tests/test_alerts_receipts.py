@@ -16,6 +16,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from paho.mqtt.enums import CallbackAPIVersion
 
+from alerting.judge import AlertJudge, SeenState
+from alerting.watch import BrokerSettings, Watcher
 from evidence.clock import format_utc
 from evidence.exc import RegistryError
 from evidence.identity import DeviceIdentity
@@ -23,8 +25,6 @@ from evidence.journal import Journal
 from evidence.registry import ConsoleEntry, DeviceEntry, Registry
 from evidence.unitkey import UnitKey, show_fingerprint
 from firmware.mqtt import AlertLink, MqttSettings
-from supervisor.judge import AlertJudge, SeenState
-from supervisor.watch import BrokerSettings, Watcher
 from wire.ack import Receipt, check_receipt, parse_ack_payload
 from wire.topics import ack_topic
 

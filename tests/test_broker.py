@@ -13,12 +13,12 @@ import pytest
 from conftest import Broker, ProductionBroker
 from paho.mqtt.enums import CallbackAPIVersion
 
+from alerting.judge import AlertJudge, SeenState
+from alerting.watch import BrokerSettings, Watcher
 from evidence.identity import DeviceIdentity
 from evidence.journal import Journal
 from evidence.registry import DeviceEntry, Registry
 from firmware.mqtt import AlertLink, MqttSettings
-from supervisor.judge import AlertJudge, SeenState
-from supervisor.watch import BrokerSettings, Watcher
 
 ROOT = Path(__file__).resolve().parents[1]
 ISSUE = ROOT / "scripts" / "issue-broker-credential"

@@ -25,14 +25,14 @@ from conftest import ProductionBroker
 from dockkit import NS, dock_once, make_camera, make_dock, store_trust
 from paho.mqtt.enums import CallbackAPIVersion
 
+from alerting.judge import AlertJudge, SeenState
+from alerting.watch import BrokerSettings, Watcher, collect_status, send_ack
 from dock.alerts import MAX_ALERT_BYTES, DeadlineWatcher, MqttConfig, dock_alert
 from evidence.clock import format_utc
 from evidence.identity import DeviceIdentity
 from evidence.journal import Journal
 from evidence.registry import DeviceEntry, Registry
 from firmware.mqtt import AlertLink, MqttSettings
-from supervisor.judge import AlertJudge, SeenState
-from supervisor.watch import BrokerSettings, Watcher, collect_status, send_ack
 from wire.message import sign_message, sign_status
 
 UNIT = "unit-1"

@@ -14,10 +14,10 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import pytest
 
+from alerting.watch import BrokerSettings
 from dock.alerts import MqttConfig
 from evidence.exc import ConfigError
 from firmware.mqtt import MQTT_DEFAULTS, MqttSettings
-from supervisor.watch import BrokerSettings
 from wire.broker import ConnectionSettings, make_client, read_password
 
 

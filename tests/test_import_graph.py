@@ -5,6 +5,9 @@
   runner that wires a whole shift (recorder, twin, dock bay) sits above both;
 - the supervisor and the dock do not import ``firmware``; the supervisor imports of the
   archive only its signed message format (``archive.signed``);
+- ``alerting`` (judging MQTT alerts and statuses, shared by the supervisor and the archive's
+  web console so that both show the same verdicts) stands on the shared layers and imports
+  no daemon but the archive's signed message format (``archive.signed``);
 - the archive builds on the dock store, ``evidence``, ``wire`` and ``daemonkit``, never on
   ``firmware`` or the simulator, and nothing below it imports it;
 - the shared packages stand in layers, each on the ones below it only:
@@ -34,6 +37,7 @@ PACKAGES = (
     "supervisor",
     "hw",
     "archive",
+    "alerting",
 )
 DAEMONS = ("firmware", "simulator", "dock", "supervisor", "archive")
 #: The simulator's runner: it wires the real recorder and dock to the twin, so it may
@@ -53,6 +57,13 @@ RULES = [
     ("firmware", "archive", "the camera knows nothing of the archive"),
     ("supervisor", "archive", "the supervisor reads only the archive's signed alert format"),
     ("archive", "firmware", "the archive builds on the dock store and evidence, never on firmware"),
+    ("archive", "supervisor", "the web console shares the supervisor's judging via alerting"),
+    *(
+        ("alerting", d, "alerting is shared by the consoles and depends on none of them")
+        for d in DAEMONS
+    ),
+    ("evidence", "alerting", "evidence is shared by all and depends on none of them"),
+    ("wire", "alerting", "the wire stands below the consoles that judge what it carries"),
     *(("evidence", d, "evidence is shared by all and depends on none of them") for d in DAEMONS),
     ("evidence", "wire", "the evidence format stands below the wire that carries it"),
     *(("wire", d, "the wire is shared by all and depends on none of them") for d in DAEMONS),
@@ -70,6 +81,11 @@ ALLOWED = [
         "supervisor",
         "archive.signed",
         "the archive's signed message format, which the supervisor verifies (no database)",
+    ),
+    (
+        "alerting",
+        "archive.signed",
+        "the archive's signed message format, which the consoles verify (no database)",
     ),
 ]
 
@@ -162,6 +178,9 @@ def test_no_forbidden_import_edge() -> None:
         ("supervisor.judge", "from firmware.state import Machine\n", "firmware"),
         ("supervisor.judge", "from archive.db import open_database\n", "archive.db"),
         ("supervisor.watch", "import archive\n", "archive"),
+        ("alerting.judge", "from archive.db import open_database\n", "archive.db"),
+        ("alerting.watch", "from supervisor.console import describe\n", "supervisor"),
+        ("archive.web.live", "from supervisor.console import describe\n", "supervisor"),
         ("evidence.verify", "from dock.store import Store\n", "dock"),
         ("evidence.layout", "from wire.cable import TORN_FILE\n", "wire"),
         ("wire.cable", "import firmware.alerts\n", "firmware"),

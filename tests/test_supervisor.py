@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from paho.mqtt.enums import CallbackAPIVersion
 
+from alerting.judge import AlertJudge, SeenState
 from evidence.canonical import canonical_bytes
 from evidence.clock import format_utc
 from evidence.identity import DeviceIdentity
@@ -22,7 +23,6 @@ from evidence.unitkey import UnitKey
 from firmware.mqtt import AlertLink, MqttSettings
 from supervisor.__main__ import main
 from supervisor.console import format_json, format_line
-from supervisor.judge import AlertJudge, SeenState
 from wire.message import sign_status
 
 UNIT = "unit-1"

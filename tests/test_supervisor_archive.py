@@ -25,6 +25,7 @@ from corekit import DAY, PW, World, build_world, copy_world, make_archive, regis
 from paho.mqtt.enums import CallbackAPIVersion
 from pgkit import db_url, pg_server  # noqa: F401 (fixtures)
 
+from alerting.judge import AlertJudge, SeenState
 from archive.signed import ArchiveAlert
 from evidence.canonical import canonical_bytes
 from evidence.clock import format_utc
@@ -32,7 +33,6 @@ from evidence.identity import DeviceIdentity
 from evidence.registry import ArchiveEntry, DeviceEntry, DockEntry, Registry
 from simulator.clock import SimClock
 from supervisor.console import format_json, format_line
-from supervisor.judge import AlertJudge, SeenState
 from wire.topics import archive_alert_topic
 
 UNIT = "unit-1"

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import pytest
 
+from alerting.judge import UNKNOWN, AlertJudge
 from evidence.journal import scan_journal
 from evidence.record import Record
 from evidence.registry import Registry
-from supervisor.judge import UNKNOWN, AlertJudge
 
 ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable

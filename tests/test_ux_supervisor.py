@@ -19,11 +19,11 @@ import pytest
 from conftest import free_port
 from test_alerts_receipts import camera_settings, make_unit
 
+from alerting.watch import describe_status
 from evidence.journal import Journal
 from evidence.registry import Registry
 from firmware.mqtt import AlertLink
 from simulator.clock import SimClock
-from supervisor.watch import describe_status
 
 PROG = "bodycam-supervisor"
 ROOT = Path(__file__).resolve().parents[1]
@@ -396,15 +396,15 @@ def test_watch_logs_for_people_and_json_lines_when_asked(broker, registry_file, 
     env = {k: v for k, v in os.environ.items() if k != "BODYCAM_LOG_FORMAT"}
     text = subprocess.run(args, capture_output=True, text=True, timeout=60, env=env)
     assert text.returncode == 0, text.stderr
-    assert f"INFO supervisor.watch: connected to {broker.host}:{broker.port}" in text.stderr
+    assert f"INFO alerting.watch: connected to {broker.host}:{broker.port}" in text.stderr
     assert "{'" not in text.stderr
     env["BODYCAM_LOG_FORMAT"] = "json"
     done = subprocess.run(args, capture_output=True, text=True, timeout=60, env=env)
     assert done.returncode == 0, done.stderr
     lines = [json.loads(line) for line in done.stderr.splitlines()]  # every line is JSON
-    assert {"level": "info", "logger": "supervisor.watch",
+    assert {"level": "info", "logger": "alerting.watch",
             "message": f"connected to {broker.host}:{broker.port}"}.items() <= next(
-        r for r in lines if r["logger"] == "supervisor.watch").items()  # fmt: skip
+        r for r in lines if r["logger"] == "alerting.watch").items()  # fmt: skip
     assert any(r["level"] == "debug" for r in lines)  # -v
     # What the supervisor reads stays a line for people (--json asks for JSON there).
     assert done.stdout.splitlines()[0] == (

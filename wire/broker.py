@@ -1,6 +1,7 @@
 """Broker connection settings and the paho-mqtt client built from them, shared by the
-camera (:mod:`firmware.mqtt`), the supervisor (:mod:`supervisor.watch`) and the dock
-(:mod:`dock.alerts`), so all three read the password file and set up TLS the same way.
+camera (:mod:`firmware.mqtt`), the consoles (:mod:`alerting.watch`: the supervisor's and the
+web console's) and the dock (:mod:`dock.alerts`), so all of them read the password file and
+set up TLS the same way.
 
 Only the connection lives here; each caller keeps its own extras (unit, inflight window,
 deadlines, ...) by subclassing :class:`ConnectionSettings`, and its own protocol and

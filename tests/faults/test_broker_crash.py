@@ -25,9 +25,9 @@ import pytest
 from conftest import Broker
 from test_alerts_receipts import camera_settings, make_unit
 
+from alerting.watch import RECONNECT_MAX_S
 from evidence.journal import Journal
 from firmware.mqtt import AlertLink
-from supervisor.watch import RECONNECT_MAX_S
 
 ALERTS = 48
 KILL_EPISODES = 6

@@ -25,6 +25,7 @@ from recorderkit import Daemon, mqtt_recorder_config, reboot
 from test_alerts import UNIT, watch  # noqa: F401 - a fixture, shared
 
 import evidence.exc
+from alerting.judge import VERIFIED
 from evidence.identity import DeviceIdentity
 from evidence.journal import RESERVE_BYTES, RESERVE_NAME
 from evidence.media import hash_file
@@ -32,7 +33,6 @@ from evidence.verify import verify_path
 from faults.test_dock_full_disk import fill
 from firmware.recovery import read_journal
 from supervisor.console import format_line
-from supervisor.judge import VERIFIED
 
 pytestmark = pytest.mark.faults
 CARD_MIB = 16

@@ -4,7 +4,7 @@ The recorder used to accept it at start without a word (the journal reads only i
 line). Now it says so in its log, journals a ``journal_damaged`` record naming the line's
 offset, size and hash, which goes out as an alert, and keeps recording; a second start
 does not report the same damage again. End to end: the real ``bodycam-recorder`` (sim
-backend) and a real mosquitto, with a supervisor :class:`~supervisor.watch.Watcher`
+backend) and a real mosquitto, with a supervisor :class:`~alerting.watch.Watcher`
 receiving the alert verified under the registered key.
 """
 
@@ -16,6 +16,7 @@ import pytest
 from recorderkit import Daemon, mqtt_recorder_config, reboot
 from test_alerts import UNIT, watch  # noqa: F401 - a fixture, shared
 
+from alerting.judge import VERIFIED
 from evidence.canonical import sha256_hex
 from evidence.identity import DeviceIdentity
 from evidence.journal import Journal, scan_journal
@@ -23,7 +24,6 @@ from evidence.media import hash_file
 from evidence.record import Record
 from evidence.verify import verify_path
 from firmware.recovery import new_damage, read_journal
-from supervisor.judge import VERIFIED
 
 pytestmark = pytest.mark.faults
 
