@@ -15,12 +15,18 @@ from pathlib import Path
 
 import pytest
 from corekit import PW
-from dockkit import START
+from dockkit import START, store_trust
 from pgkit import db_url, pg_server  # noqa: F401 (fixtures)
 from retentionkit import DAY, Aged, archive_over, build_aged, copy_aged
 
 from archive.sealing import SealError
 from archive.service import Archive
+from dock.journal import DockJournal
+from dock.store import Store
+from evidence.dockjournal import key_name, removed_body, sealed_name
+from evidence.identity import DeviceIdentity
+from evidence.journal import records_of_kind
+from evidence.verify import verify_path
 from simulator.clock import SimClock
 
 
@@ -141,3 +147,69 @@ def test_a_case_above_internal_that_cannot_be_sealed_is_refused(
         assert arch.is_sealed("cam-001", world.acts[0][0])
     finally:
         arch.close()
+
+
+# -- 2. a sealed recording's removal removes its sealed and key files --------------------
+
+
+def dock_store(world: Aged, clock: SimClock) -> Store:
+    """The store as its dock opens it: with the dock's key, trusting the unit key."""
+    identity = DeviceIdentity.load(world.tmp / "dock-key" / "dock.key")
+    return Store(world.store, clock, identity=identity, unit_keys=store_trust(world.tmp))
+
+
+def problems(world: Aged) -> list[str]:
+    report = verify_path(world.store, unit_keys=store_trust(world.tmp))
+    return sorted(f"{p.code} {p.file}" for p in report.problems)
+
+
+def test_removing_a_sealed_recording_removes_its_sealed_and_key_files(
+    world: Aged,
+    db_url: str,  # noqa: F811
+) -> None:
+    """The dock's removal takes every form of the file; a removal cut short (the record
+    journaled, the files still there) is reported by verify, for exactly the removed
+    recording's files, and reconcile finishes it."""
+    clock = SimClock(START + 200 * DAY)
+    arch = archive_over(world, db_url, clock)
+    folder = world.store / "unit-1" / "cam-001"
+    first, second = world.acts[0]
+    try:
+        wang = arch.login("wang", PW)
+        secret = arch.open_case(wang, "raid", "seizure", [], ["A1024"], "business_secret")
+        arch.attach_range(wang, secret, "cam-001", world.starts[0][0], world.ends[0][1])
+    finally:
+        arch.close()
+    forms = {f: [sealed_name(f), key_name(sealed_name(f))] for f in (first, second)}
+    assert all((folder / p).is_file() for f in forms for p in forms[f])
+    assert problems(world) == []
+    store = dock_store(world, clock)
+    try:
+        made = store.remove_media("cam-001", first, "retention", "court ordered destruction")
+    finally:
+        store.close()
+    assert made.kind == "removed" and made.body["file"] == first
+    assert not any((folder / p).exists() for p in [first, *forms[first]])
+    assert all((folder / p).is_file() for p in forms[second])  # the other stays sealed
+    assert problems(world) == []
+
+    # a removal cut short: journaled, its sealed file and key still there
+    identity = DeviceIdentity.load(world.tmp / "dock-key" / "dock.key")
+    journal = DockJournal(world.store, identity, clock)
+    (stored,) = [r for r in records_of_kind(journal.path, "stored") if r.body["file"] == second]
+    journal.append(
+        "removed",
+        removed_body("cam-001", "unit-1", second, stored.body["sha256"], "retention", "cut"),
+    )
+    journal.close()
+    assert problems(world) == [
+        f"removal_unfinished unit-1/cam-001/{p}" for p in sorted(forms[second])
+    ]
+    store = dock_store(world, clock)
+    try:
+        actions = store.reconcile()
+    finally:
+        store.close()
+    assert any(f"finished the removal of {second}" in a for a in actions), actions
+    assert not any((folder / p).exists() for p in forms[second])
+    assert problems(world) == []
