@@ -225,7 +225,131 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_parser("head", help="the audit log's head, for bodycam-verify --expect-head")
     _sealing_parsers(sub)
     _retention_parsers(sub)
+    _serve_parser(sub)
     return p
+
+
+def _serve_parser(sub: Any) -> None:
+    s = sub.add_parser("serve", help="the web console (FastAPI over uvicorn; docs/console.md)")
+    s.add_argument(
+        "archive",
+        nargs="?",
+        default="",
+        metavar="ARCHIVE",
+        help="the archive's folder (default --dir)",
+    )
+    s.add_argument(
+        "--listen", required=True, metavar="HOST:PORT", help="where to listen, e.g. 127.0.0.1:8443"
+    )
+    s.add_argument("--cert", default="", help="TLS certificate (PEM), with --key")
+    s.add_argument("--key", default="", help="TLS private key (PEM), with --cert")
+    s.add_argument(
+        "--insecure-http",
+        action="store_true",
+        help="allow plain HTTP on an address other than loopback (cookies then not Secure)",
+    )
+    s.add_argument(
+        "--session-minutes", type=int, default=30, help="log out after this long unused (30)"
+    )
+    s.add_argument(
+        "--timezone", default="", help="show times in this IANA zone (default: this machine's)"
+    )
+
+
+def _serve(args: argparse.Namespace) -> int:
+    """Run the console until SIGTERM or Ctrl-C (one process: sessions live in memory)."""
+    import ipaddress
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    import uvicorn
+
+    from .service import Archive
+    from .web.app import create_app
+
+    host, sep, port = args.listen.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not port.isdigit() or not host or not 0 < int(port) < 65536:
+        raise UsageError(f"--listen {args.listen!r}: use HOST:PORT")
+    if bool(args.cert) != bool(args.key):
+        raise UsageError("--cert and --key go together")
+    for path in (args.cert, args.key):
+        if path and not os.path.isfile(path):
+            raise UsageError(f"{path}: no such file")
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not args.cert and not loopback and not args.insecure_http:
+        raise UsageError(
+            f"--listen {args.listen}: plain HTTP only on loopback; give --cert and --key "
+            "(or --insecure-http behind a TLS proxy)"
+        )
+    if args.session_minutes < 1:
+        raise UsageError("--session-minutes: at least 1")
+    if args.timezone:
+        try:
+            ZoneInfo(args.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise UsageError(f"--timezone {args.timezone!r}: not a known time zone") from None
+    with Archive.open(args.archive or args.dir) as archive:
+        app = create_app(
+            archive,
+            secure_cookies=bool(args.cert),
+            session_minutes=args.session_minutes,
+            timezone=args.timezone or None,
+        )
+        scheme = "https" if args.cert else "http"
+        _log.info(
+            "console of archive %s on %s://%s", archive.identity.device_id, scheme, args.listen
+        )
+        config = uvicorn.Config(
+            app,
+            host=host,
+            port=int(port),
+            ssl_certfile=args.cert or None,
+            ssl_keyfile=args.key or None,
+            log_config=None,
+            server_header=False,
+            proxy_headers=False,
+        )
+        server = _console_server_class()(config)
+        server.run()
+        if server.stopped_by:
+            _log.info("console stopped (%s)", server.stopped_by)
+    return 0
+
+
+def _console_server_class():
+    import contextlib
+
+    import uvicorn
+
+    class ConsoleServer(uvicorn.Server):
+        """uvicorn's server, ending with exit 0 on SIGTERM or Ctrl-C once it has shut down
+        (uvicorn re-raises the signal after a graceful stop, which would kill us with it)."""
+
+        stopped_by = ""
+
+        @contextlib.contextmanager
+        def capture_signals(self):
+            with super().capture_signals():
+                try:
+                    yield
+                finally:
+                    captured = getattr(self, "_captured_signals", [])
+                    self.stopped_by = ", ".join(signal_name(s) for s in captured)
+                    captured.clear()
+
+    return ConsoleServer
+
+
+def signal_name(number: int) -> str:
+    import signal
+
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return str(number)
 
 
 def _sealing_parsers(sub: Any) -> None:
@@ -470,6 +594,8 @@ def _run(args: argparse.Namespace) -> int:
         return 0
     if args.command == "alerts":
         return _alerts(args)
+    if args.command == "serve":
+        return _serve(args)
     if not args.user:
         raise UsageError(f"who acts? give --user NAME (or set {USER_ENV})")
     with Archive.open(args.dir) as archive:

@@ -286,8 +286,11 @@ class Archive(CaseFiles, CopyRequests, Documents, Listing, Oversight, Retention,
             )
         )
 
-    def login(self, name: str, password: str, totp: str | None = None) -> Session:
-        """Check a password (and the TOTP code, for a user who has one); audited."""
+    def login(
+        self, name: str, password: str, totp: str | None = None, *, client: str = ""
+    ) -> Session:
+        """Check a password (and the TOTP code, for a user who has one); audited, with the
+        client's address when there is one (the web console's logins)."""
         with self.engine.connect() as conn:
             row = conn.execute(sa.select(users).where(users.c.name == name)).mappings().first()
         ok = pw.password_matches(row["password_hash"] if row else None, password)
@@ -306,7 +309,8 @@ class Archive(CaseFiles, CopyRequests, Documents, Listing, Oversight, Retention,
         )
         if not ok:
             _log.warning("failed login for %r: %s", name[:64], why)
-            self.audit_now("login_failed", who, name[:64], {"reason": why})
+            detail = {"reason": why} | ({"client": client} if client else {})
+            self.audit_now("login_failed", who, name[:64], detail)
             raise LoginFailed(f"login failed for {name[:64]!r}: wrong name, password or code")
         with self.engine.begin() as conn:
             if step is not None:
@@ -316,9 +320,11 @@ class Archive(CaseFiles, CopyRequests, Documents, Listing, Oversight, Retention,
                     .values(totp_last_step=step)
                 )
                 if not used.rowcount:  # another login took this code first
-                    self._audit(conn, "login_failed", who, name, {"reason": "code already used"})
+                    why = {"reason": "code already used"} | ({"client": client} if client else {})
+                    self._audit(conn, "login_failed", who, name, why)
                     raise LoginFailed(f"login failed for {name!r}: wrong name, password or code")
-            self._audit(conn, "login", who, name, {"second_factor": step is not None})
+            detail = {"second_factor": step is not None} | ({"client": client} if client else {})
+            self._audit(conn, "login", who, name, detail)
         return who
 
     def add_user(
