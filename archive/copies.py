@@ -250,9 +250,7 @@ class CopyRequests:
             files = sorted(
                 folder.glob("copy-*.mp4"), key=lambda p: int(p.stem.rpartition("-")[2] or 0)
             )
-            digest = hashlib.sha256(
-                canonical_bytes([_sha256_file(p) for p in files])
-            ).hexdigest()
+            digest = hashlib.sha256(canonical_bytes([_sha256_file(p) for p in files])).hexdigest()
         if digest != row["output_sha256"]:
             raise ArchiveError(
                 f"{folder}: the copy no longer matches the SHA-256 its export recorded "

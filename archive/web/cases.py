@@ -27,7 +27,8 @@ from .forms import lines, may, play_url, roles_that_may, utc_of, whole
 from .render import NavItem, render
 
 router = APIRouter()
-NAV = [NavItem("cases", "nav.cases", roles_that_may("view"))]
+LIST = Material("public", frozenset(), "the list of cases")  # as Archive.list_cases asks
+NAV = [NavItem("cases", "nav.cases", roles_that_may("view", LIST))]
 
 STATES = ("overdue", "due_soon", "open", "no_act", "closed_late", "closed")
 """The deadline states of ``Archive.deadline_report``, most urgent first."""
@@ -57,6 +58,15 @@ def case_rows(listed: list[dict[str, Any]], report: dict[str, Any] | None) -> li
     order = {s: i for i, s in enumerate(STATES)}
     rows.sort(key=lambda r: (order.get(r["state"], len(STATES)), r["number"]))
     return rows
+
+
+CSS = Path(__file__).with_name("pages.css")
+
+
+@router.get("/pages.css", name="pages_css", include_in_schema=False)
+def pages_css() -> Response:
+    """The style sheet these pages add to console.css (no inline styles: the CSP)."""
+    return FileResponse(CSS, media_type="text/css")
 
 
 @router.get("/cases", name="cases")
@@ -131,7 +141,8 @@ def show_page(request: Request, session: CurrentSession, number: str) -> Respons
     for e in case["entries"]:
         if e["kind"] == "recording":
             e["play"] = play_url(request, e["device"], e["seq"])
-    copies = archive.list_copies(session, number) if may(session, "view", material) else []
+    # list_copies asks for "view" of no particular material (which an officer lacks).
+    copies = archive.list_copies(session, number) if may(session, "view") else []
     return render(
         request,
         "case.html",

@@ -30,7 +30,7 @@ from .forms import may, roles_that_may, whole
 from .render import NavItem, render
 
 router = APIRouter()
-NAV = [NavItem("copies", "nav.copies", roles_that_may("view"))]
+NAV = [NavItem("copies", "nav.copies", roles_that_may("view", Material()))]  # as list_copies
 
 
 def _request(archive: Any, session: Any, request_id: int) -> dict[str, Any]:

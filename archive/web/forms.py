@@ -22,11 +22,11 @@ from ..session import Session
 _LOCAL = re.compile(r"\A\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?\Z")
 
 
-def roles_that_may(action: str) -> frozenset[str]:
-    """The roles the policy lets take ``action`` at all (for the nav bar)."""
-    from ..policy import MAY
+def roles_that_may(action: str, material: Material | None = None) -> frozenset[str]:
+    """The roles the policy lets take ``action`` (on ``material``): for the nav bar."""
+    from ..policy import Actor
 
-    return frozenset(r for r in ROLES if action in MAY[r])
+    return frozenset(r for r in ROLES if decide(Actor("nav", r, "nav"), action, material).allowed)
 
 
 def may(session: Session, action: str, material: Material | None = None) -> bool:
