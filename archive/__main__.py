@@ -858,7 +858,8 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(args.verbose)
     logging.getLogger("alembic").setLevel(logging.INFO if args.verbose else logging.WARNING)
     if not args.verbose:  # the one-line error says it; the audit log keeps it
-        logging.getLogger("archive.service").setLevel(logging.ERROR)
+        for name in ("archive.service", "archive.sealing"):  # refusals: the error line says it
+            logging.getLogger(name).setLevel(logging.ERROR)
 
     def body() -> int:
         try:
