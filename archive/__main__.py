@@ -254,6 +254,19 @@ def _serve_parser(sub: Any) -> None:
     s.add_argument(
         "--timezone", default="", help="show times in this IANA zone (default: this machine's)"
     )
+    s.add_argument(
+        "--unit-key",
+        action="append",
+        default=[],
+        metavar="FP",
+        help="trust registries signed by this unit key when checking the audit log (repeatable)",
+    )
+    s.add_argument(
+        "--trust",
+        default="",
+        metavar="FILE",
+        help="a trust file naming unit keys (as bodycam-verify)",
+    )
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -291,12 +304,16 @@ def _serve(args: argparse.Namespace) -> int:
             ZoneInfo(args.timezone)
         except (ZoneInfoNotFoundError, ValueError):
             raise UsageError(f"--timezone {args.timezone!r}: not a known time zone") from None
+    from evidence.trust import load_unit_keys
+
+    unit_keys = load_unit_keys(args.unit_key, args.trust or None)
     with Archive.open(args.archive or args.dir) as archive:
         app = create_app(
             archive,
             secure_cookies=bool(args.cert),
             session_minutes=args.session_minutes,
             timezone=args.timezone or None,
+            unit_keys=unit_keys,
         )
         scheme = "https" if args.cert else "http"
         _log.info(
