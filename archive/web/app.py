@@ -36,6 +36,7 @@ _log = logging.getLogger(__name__)
 ROUTER_MODULES = [
     "archive.web.auth",
     "archive.web.pages",
+    "archive.web.player",
 ]
 """Modules whose ``router`` the console includes, in order (add yours here)."""
 
