@@ -35,13 +35,17 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+from fastapi import APIRouter, HTTPException, Request
+from fastapi.responses import FileResponse, Response
 
 from ..exc import ArchiveError, NotFound
 from ..policy import Material
 from ..refs import RecordingRef
 from ..schema import cases, entries
 from ..session import Session
-from . import hls
+from . import hls, i18n
+from .auth import CurrentSession
+from .render import render, request_lang
 
 _log = logging.getLogger(__name__)
 
@@ -351,13 +355,6 @@ def byte_range(header: str | None, size: int) -> tuple[int, int] | None:
 
 # -- the routes ------------------------------------------------------------------------
 
-from fastapi import APIRouter, HTTPException, Request  # noqa: E402
-from fastapi.responses import FileResponse, Response  # noqa: E402
-
-from . import i18n  # noqa: E402
-from .auth import CurrentSession  # noqa: E402
-from .render import render  # noqa: E402
-
 router = APIRouter()
 
 STOPPAGE_REASONS: dict[str, tuple[str, str]] = {
@@ -456,8 +453,6 @@ def play_recording(
     request: Request, session: CurrentSession, device: str, seq: int, t: float | None = None
 ) -> Response:
     """The player page: the act of record ``seq``, its timeline, key moments, stoppages."""
-    from .render import request_lang
-
     player, playback, dev = _checked_act(request, session, device, seq)
     lang = request_lang(request)
     start = playback.start_of(seq) if t is None else min(max(0.0, t), playback.duration_s)
@@ -561,6 +556,8 @@ def play_segment(
         data = player.rendition(ref)
     except MediaUnavailable as exc:
         _log.warning("segment %s of %s not served: %s", segment, device, exc)
+        if exc.status == 404:
+            raise NotFound(str(exc)) from None  # the 404 page with this line
         raise HTTPException(exc.status, str(exc)) from None
     return _ranged_bytes(request, data, headers)
 

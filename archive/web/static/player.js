@@ -183,6 +183,14 @@
     });
     hls.on(window.Hls.Events.MANIFEST_PARSED, function () {
       state.ready = true;
+    });
+    /* Start where the page says, then play (hls.js seeks to startPosition too, but may
+     * let the element play from 0 first when that fragment holds both). */
+    video.addEventListener("loadeddata", function () {
+      if (state.started) return;
+      state.started = true;
+      var target = elementTime(data.start);
+      if (Math.abs(video.currentTime - target) > 0.25) video.currentTime = target;
       var played = video.play();
       if (played && played.catch) played.catch(function () {});
     });
