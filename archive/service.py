@@ -41,6 +41,7 @@ from .db import default_url, open_database
 from .documents import Documents
 from .exc import ArchiveError, LoginFailed, NotFound, Refused
 from .listing import Listing
+from .oversight import Oversight
 from .policy import Actor, Material, decide
 from .retention import Retention, load_rules
 from .schema import meta, users
@@ -69,7 +70,7 @@ def _toml_str(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-class Archive(CaseFiles, CopyRequests, Documents, Listing, Retention, Sealing):
+class Archive(CaseFiles, CopyRequests, Documents, Listing, Oversight, Retention, Sealing):
     """One archive, open. Use :meth:`create` once, then :meth:`open`."""
 
     def __init__(self, folder: str | os.PathLike, *, clock: Clock | None = None) -> None:

@@ -18,6 +18,7 @@ from archivekit import Shift, run_shift
 from archive.web import hls
 from archive.web.player import byte_range
 from dock.compliance import acts_of
+from evidence.clock import parse_utc
 from evidence.procedures import load_procedures
 
 
@@ -208,3 +209,11 @@ def test_byte_range(header: str | None, size: int, expected: tuple | None) -> No
 def test_byte_range_outside_the_file_is_refused(header: str) -> None:
     with pytest.raises(ValueError):
         byte_range(header, 100)
+
+
+def test_t_counts_from_the_act_start_by_the_clock_as_findings_do(shift: Shift) -> None:
+    for act in acts(shift):
+        playback = hls.playback_of(shift.records, act)
+        for mark in playback.marks:
+            seconds = (parse_utc(mark.utc) - parse_utc(act.start_utc)) / 1e9
+            assert playback.time_at(seconds) == pytest.approx(mark.t, abs=1e-6)

@@ -36,6 +36,10 @@ _log = logging.getLogger(__name__)
 ROUTER_MODULES = [
     "archive.web.auth",
     "archive.web.pages",
+    "archive.web.cases",
+    "archive.web.copies",
+    "archive.web.compliance",
+    "archive.web.live",
     "archive.web.player",
 ]
 """Modules whose ``router`` the console includes, in order (add yours here)."""

@@ -1,0 +1,112 @@
+"""The compliance report in the console: ``bodycam-dock report compliance`` per officer,
+per act and per article, each finding linked to its moment in the player.
+
+The report is the archive's :meth:`~archive.oversight.Oversight.compliance_report` (the
+dock's own judgement of the store, after the ``report`` access check, audited); this
+module only arranges it three ways and makes the links.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from . import i18n
+from .auth import CurrentSession
+from .forms import play_url, roles_that_may, seconds_between
+from .render import NavItem, render
+
+router = APIRouter()
+NAV = [NavItem("compliance", "nav.compliance", roles_that_may("report"))]
+VIEWS = ("officer", "act", "article")
+
+
+def arrange(data: dict[str, Any], link) -> dict[str, Any]:
+    """The report three ways. ``link(device, seq, t)`` makes a finding's player link:
+    the act's first record, ``t`` seconds after the act's start (the finding's time)."""
+    from dock.compliance_report import _what  # the report's own words for a finding
+
+    groups = [("officer", n, s) for n, s in data.get("officers", {}).items()] + [
+        ("fixed_camera", n, s) for n, s in data.get("fixed_cameras", {}).items()
+    ]
+    acts, articles = [], {}
+    for who, name, slot in groups:
+        for act in slot["acts"]:
+            row = dict(act, who=who, name=name)
+            row["play"] = link(act["device"], act["start_seq"], 0.0)
+            row["findings"] = []
+            for f in act["findings"]:
+                item = dict(f, text_zh=_what(f, "zh"), text_en=_what(f, "en"))
+                item["offset_s"] = seconds_between(act["start_utc"], f["utc"])
+                item["play"] = link(act["device"], act["start_seq"], item["offset_s"])
+                row["findings"].append(item)
+                articles.setdefault(f["article"], []).append((row, item))
+            acts.append(row)
+    acts.sort(key=lambda a: (a["start_utc"], a["device"]))
+    return {
+        "groups": groups,
+        "acts": acts,
+        "articles": sorted(articles.items()),
+        "findings": sum(len(a["findings"]) for a in acts),
+    }
+
+
+@router.get("/compliance", name="compliance")
+def report_page(
+    request: Request,
+    session: CurrentSession,
+    view: str = "officer",
+    officer: str = "",
+    day_from: str = "",
+    day_to: str = "",
+) -> Response:
+    data = request.app.state.archive.compliance_report(
+        session, officer=officer.strip() or None, day_from=day_from, day_to=day_to
+    )
+    shown = arrange(data, lambda device, seq, t: play_url(request, device, seq, t))
+    return render(
+        request,
+        "compliance.html",
+        data=data,
+        shown=shown,
+        view=view if view in VIEWS else "officer",
+        views=VIEWS,
+        officer=officer,
+        day_from=day_from,
+        day_to=day_to,
+    )
+
+
+i18n.add(
+    {
+        # -- the compliance report (archive.web.compliance) ---------------------------
+        "nav.compliance": ("合规报告", "Compliance"),
+        "compliance.title": ("执法全过程记录合规报告", "Full-process recording: compliance report"),
+        "compliance.as_of": ("截至 {when}", "as of {when}"),
+        "compliance.view.officer": ("按执法人员", "per officer"),
+        "compliance.view.act": ("按执法过程", "per act"),
+        "compliance.view.article": ("按条款", "per article"),
+        "compliance.officer": ("执法人员编号", "Officer"),
+        "compliance.from": ("起始日", "From day"),
+        "compliance.to": ("截止日", "To day"),
+        "compliance.show": ("显示", "Show"),
+        "compliance.none": ("没有执法记录。", "No acts recorded."),
+        "compliance.no_findings": ("无问题。", "No findings."),
+        "compliance.officer_h": ("执法人员 {name}", "Officer {name}"),
+        "compliance.fixed_h": ("固定摄像头 {name}", "Fixed camera {name}"),
+        "compliance.acts": ("{n} 次执法，{bad} 次有问题", "{n} act(s), {bad} with findings"),
+        "compliance.finding": ("问题", "Finding"),
+        "compliance.count": ("次数", "Count"),
+        "compliance.articles": ("条款", "Articles"),
+        "compliance.article": ("第 {n} 条", "Art. {n}"),
+        "compliance.device": ("设备", "Device"),
+        "compliance.started": ("执法开始", "Act started"),
+        "compliance.procedure": ("程序", "Procedure"),
+        "compliance.evidence": ("证据（记录号）", "Evidence (seq)"),
+        "compliance.moment": ("时刻", "Moment"),
+        "compliance.play": ("在播放器中查看", "See it in the player"),
+        "compliance.total": ("共 {n} 个问题", "{n} finding(s) in all"),
+    }
+)
