@@ -8,11 +8,15 @@ module only arranges it three ways and makes the links.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
+from evidence.exc import EvidenceError
+
+from ..exc import ArchiveError
 from . import i18n
 from .auth import CurrentSession
 from .forms import play_url, roles_that_may, seconds_between
@@ -23,9 +27,9 @@ NAV = [NavItem("compliance", "nav.compliance", roles_that_may("report"))]
 VIEWS = ("officer", "act", "article")
 
 
-def arrange(data: dict[str, Any], link) -> dict[str, Any]:
-    """The report three ways. ``link(device, seq, t)`` makes a finding's player link:
-    the act's first record, ``t`` seconds after the act's start (the finding's time)."""
+def arrange(data: dict[str, Any], link: Callable[[dict[str, Any], str | None], str]):
+    """The report three ways. ``link(act, utc)`` makes the player link of an act (``utc``
+    None) or of a finding at ``utc`` in it."""
     from dock.compliance_report import _what  # the report's own words for a finding
 
     groups = [("officer", n, s) for n, s in data.get("officers", {}).items()] + [
@@ -35,12 +39,11 @@ def arrange(data: dict[str, Any], link) -> dict[str, Any]:
     for who, name, slot in groups:
         for act in slot["acts"]:
             row = dict(act, who=who, name=name)
-            row["play"] = link(act["device"], act["start_seq"], 0.0)
+            row["play"] = link(act, None)
             row["findings"] = []
             for f in act["findings"]:
                 item = dict(f, text_zh=_what(f, "zh"), text_en=_what(f, "en"))
-                item["offset_s"] = seconds_between(act["start_utc"], f["utc"])
-                item["play"] = link(act["device"], act["start_seq"], item["offset_s"])
+                item["play"] = link(act, f["utc"])
                 row["findings"].append(item)
                 articles.setdefault(f["article"], []).append((row, item))
             acts.append(row)
@@ -51,6 +54,39 @@ def arrange(data: dict[str, Any], link) -> dict[str, Any]:
         "articles": sorted(articles.items()),
         "findings": sum(len(a["findings"]) for a in acts),
     }
+
+
+def player_links(request: Request) -> Callable[[dict[str, Any], str | None], str]:
+    """Links into the player: ``/play/DEVICE/START_SEQ?t=SECONDS``, the act by its first
+    record and the finding's time as a position on the player's own timeline (its
+    segments end to end, from the first one, pre-event seconds included), as the player
+    computes it; where the player cannot place the act (no segment in the store), the
+    seconds since the act started."""
+    timelines: dict[tuple[str, int], Any] = {}
+
+    def link(act: dict[str, Any], utc: str | None) -> str:
+        device, seq = act["device"], act["start_seq"]
+        if utc is None:
+            return play_url(request, device, seq)
+        if (device, seq) not in timelines:
+            timelines[(device, seq)] = _timeline(request, device, seq)
+        timeline = timelines[(device, seq)]
+        t = timeline.time_of(utc) if timeline else seconds_between(act["start_utc"], utc)
+        return play_url(request, device, seq, t)
+
+    return link
+
+
+def _timeline(request: Request, device: str, seq: int) -> Any:
+    """The player's playback of the act (no media read, no access check: positions only)."""
+    try:
+        from .player import player_of
+    except ImportError:  # a console without the player
+        return None
+    try:
+        return player_of(request).playback(device, seq)[0]
+    except (ArchiveError, EvidenceError, OSError):
+        return None
 
 
 @router.get("/compliance", name="compliance")
@@ -65,12 +101,11 @@ def report_page(
     data = request.app.state.archive.compliance_report(
         session, officer=officer.strip() or None, day_from=day_from, day_to=day_to
     )
-    shown = arrange(data, lambda device, seq, t: play_url(request, device, seq, t))
     return render(
         request,
         "compliance.html",
         data=data,
-        shown=shown,
+        shown=arrange(data, player_links(request)),
         view=view if view in VIEWS else "officer",
         views=VIEWS,
         officer=officer,
