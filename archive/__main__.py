@@ -21,6 +21,7 @@ from daemonkit.cli import UsageError, run_command, setup_logging
 from evidence.clock import parse_utc
 
 from .exc import LoginFailed, Refused
+from .web import live_options
 
 _log = logging.getLogger(__name__)
 
@@ -255,18 +256,12 @@ def _serve_parser(sub: Any) -> None:
         "--timezone", default="", help="show times in this IANA zone (default: this machine's)"
     )
     s.add_argument(
-        "--unit-key",
-        action="append",
-        default=[],
-        metavar="FP",
-        help="trust registries signed by this unit key when checking the audit log (repeatable)",
-    )
-    s.add_argument(
         "--trust",
         default="",
         metavar="FILE",
-        help="a trust file naming unit keys (as bodycam-verify)",
+        help="a trust file naming unit keys, for the audit log's check (with --unit-key)",
     )
+    live_options.add_arguments(s)  # live status: --mqtt ... (archive.web.live)
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -315,6 +310,7 @@ def _serve(args: argparse.Namespace) -> int:
             timezone=args.timezone or None,
             unit_keys=unit_keys,
         )
+        app.state.live = feed = live_options.feed_from_args(args, archive)
         scheme = "https" if args.cert else "http"
         _log.info(
             "console of archive %s on %s://%s", archive.identity.device_id, scheme, args.listen
@@ -330,7 +326,13 @@ def _serve(args: argparse.Namespace) -> int:
             proxy_headers=False,
         )
         server = _console_server_class()(config)
-        server.run()
+        if feed is not None:
+            feed.start()
+        try:
+            server.run()
+        finally:
+            if feed is not None:
+                feed.stop()
         if server.stopped_by:
             _log.info("console stopped (%s)", server.stopped_by)
     return 0
@@ -866,7 +868,8 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(args.verbose)
     logging.getLogger("alembic").setLevel(logging.INFO if args.verbose else logging.WARNING)
     if not args.verbose:  # the one-line error says it; the audit log keeps it
-        logging.getLogger("archive.service").setLevel(logging.ERROR)
+        for name in ("archive.service", "archive.sealing"):  # refusals: the error line says it
+            logging.getLogger(name).setLevel(logging.ERROR)
 
     def body() -> int:
         try:

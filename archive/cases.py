@@ -62,6 +62,13 @@ class CaseFiles:
 
     # -- reading ----------------------------------------------------------------------
 
+    @staticmethod
+    def _lock_case(conn: sa.Connection, number: str) -> None:
+        """Lock the case's row for this transaction (PostgreSQL; SQLite's write lock is
+        taken at BEGIN): an attachment and a classification of one case serialise."""
+        if conn.dialect.name == "postgresql":
+            conn.execute(sa.select(cases.c.id).where(cases.c.number == number).with_for_update())
+
     def _case_row(self, conn: sa.Connection, number: str) -> dict[str, Any]:
         row = conn.execute(sa.select(cases).where(cases.c.number == number)).mappings().first()
         if row is None:
@@ -286,8 +293,19 @@ class CaseFiles:
     ) -> list[RecordingRef]:
         if not refs:
             raise NotFound(f"no recordings of {how.get('device')} in the dock store for {act}")
+        with self.engine.connect() as conn:
+            before = self._case_row(conn, number)
+        if needs_encryption(before["classification"]):
+            self.refuse_unsealable(session, before, "case_change")  # archive.sealing
         with self.engine.begin() as conn:
+            self._lock_case(conn, number)
             row = self._case_row(conn, number)
+            if needs_encryption(row["classification"]) and not needs_encryption(
+                before["classification"]
+            ):
+                raise ArchiveError(
+                    f"case {number} was classified {row['classification']} meanwhile: attach again"
+                )
             late = self._late(row, reason)
             have = {
                 (e["device"], e["seq"])
@@ -354,6 +372,8 @@ class CaseFiles:
         with self.engine.connect() as conn:
             row = self._case_row(conn, number)
         self._changeable(session, row, reason)  # a refusal is audited outside the read
+        if needs_encryption(row["classification"]):
+            self.refuse_unsealable(session, row, "case_change")  # before the store is read
         refs = by_range(self.store_root, device, start, end)
         return self._attach_refs(
             session,
@@ -372,6 +392,8 @@ class CaseFiles:
         with self.engine.connect() as conn:
             row = self._case_row(conn, number)
         self._changeable(session, row, reason)  # a refusal is audited outside the read
+        if needs_encryption(row["classification"]):
+            self.refuse_unsealable(session, row, "case_change")  # before the store is read
         act, refs = by_act(self.store_root, device, start_seq, self.clock.time_ns())
         return self._attach_refs(
             session,
@@ -466,18 +488,25 @@ class CaseFiles:
         if not reason.strip():
             raise ArchiveError("a classification change must say why (--reason)")
         with self.engine.connect() as conn:  # the checks (and their audit) before the write
-            old = self.material_of(self._case_row(conn, number))
+            before = self._case_row(conn, number)
+            clear = self._in_clear(conn, before["id"]) if needs_encryption(classification) else 0
+        old = self.material_of(before)
         self.require(session, "classify", old)
         self.require(
             session,
             "classify",
             Material(classification, old.officers, f"case {number} as {classification}"),
         )
+        if clear:  # archive.sealing: never confidential in clear
+            self.refuse_unsealable(session, before | {"classification": classification}, "classify")
         with self.engine.begin() as conn:
             row = self._case_row(conn, number)
             conn.execute(
                 cases.update().where(cases.c.id == row["id"]).values(classification=classification)
             )
+            if needs_encryption(classification) and not clear and self._in_clear(conn, row["id"]):
+                if self.sealing_unavailable() is not None:
+                    raise ArchiveError(f"case {number} gained recordings meanwhile: classify again")
             gone = self._seal_documents(conn, row["id"]) if needs_encryption(classification) else []
             self._audit(
                 conn,

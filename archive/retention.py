@@ -345,10 +345,17 @@ class Retention:
     def _dock_store(self, dock_config: str | None = None):
         """The dock store with the dock's own key, as the dock gets it: its dock.toml (the
         key file or the systemd credential, and the unit keys it trusts)."""
+        from dock.store import Store
+
+        identity, keys = self._dock_key(dock_config)
+        return Store(self.store_root, self.clock, identity=identity, unit_keys=keys)
+
+    def _dock_key(self, dock_config: str | None = None):
+        """The dock's identity and trusted unit keys from its dock.toml, checked (its store
+        must be this archive's), without opening the store: nothing is journaled."""
         from daemonkit.errors import UserError
         from dock.config import load as load_dock_config
         from dock.credential import load_dock_identity
-        from dock.store import Store
         from evidence.trust import load_unit_keys
 
         path = dock_config or self.dock_config
@@ -372,7 +379,7 @@ class Retention:
             raise ArchiveError(f"the dock's config {path}: {exc}") from None
         if not keys:
             raise ArchiveError(f"{path}: no unit key named (dock.unit_keys)")
-        return Store(self.store_root, self.clock, identity=identity, unit_keys=keys)
+        return identity, keys
 
     def retention_purge(
         self,

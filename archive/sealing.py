@@ -424,23 +424,8 @@ class Sealing:
     def _seal_after(self, session: Session, number: str) -> dict[str, Any]:
         """After an attachment or a classification committed: seal what it made
         confidential. Raises :class:`SealError` saying the change stands but what is
-        still in clear (``bodycam-archive seal`` finishes it). An archive without
-        ``dock_config`` cannot seal: it says so (a warning naming the case and how many
-        recordings are in clear) and leaves them for ``bodycam-archive seal``."""
-        if not getattr(self, "dock_config", ""):
-            clear = [
-                ref
-                for _n, _c, ref in self._confidential_recordings(number)
-                if os.path.lexists(self._folder_of(ref) / ref.file)
-            ]
-            if clear:
-                _log.warning(
-                    "case %s: %d recording(s) of a confidential case are in clear in the dock "
-                    "store: set dock_config in archive.toml and run `bodycam-archive seal`",
-                    number,
-                    len(clear),
-                )
-            return {"sealed": [], "already": 0, "pending": len(clear)}
+        still in clear (``bodycam-archive seal`` finishes it). The change was refused
+        before it was made when the archive cannot seal (:meth:`refuse_unsealable`)."""
         try:
             return self.seal_pending(session, number)
         except (SealError, VaultError, OSError) as exc:
@@ -449,6 +434,59 @@ class Sealing:
                 f"case {number} changed, but its recordings are not sealed yet: {exc}; "
                 "finish with `bodycam-archive seal`"
             ) from None
+
+    def sealing_unavailable(self) -> str | None:
+        """Why this archive cannot seal recordings now, or None: no ``dock_config``, a
+        dock.toml whose key, trust or store does not load, or no usable master key.
+        Read-only (the dock store is not opened: nothing is journaled)."""
+        if not getattr(self, "dock_config", ""):
+            return (
+                "this archive has no dock_config in archive.toml (the dock's dock.toml, "
+                "whose key journals each seal)"
+            )
+        try:
+            self._dock_key(self.dock_config)
+            self._media_vault()
+        except ArchiveError as exc:
+            return str(exc)
+        return None
+
+    def refuse_unsealable(self, session: Session, row: dict[str, Any], action: str) -> None:
+        """Refuse a change that would put recordings of case ``row`` under a classification
+        above internal when they cannot be sealed: media of such a case are never left in
+        clear at rest. Audited as a refusal; raised before anything is written."""
+        why = self.sealing_unavailable()
+        if why is None:
+            return
+        number = row["number"]
+        message = (
+            f"refused: the recordings of case {number} would be {row['classification']}, "
+            f"kept only sealed in the dock store, but {why}: nothing changed (set "
+            "dock_config in archive.toml, then try again)"
+        )
+        _log.warning("%s", message)
+        self.audit_now(
+            "refusal",
+            session,
+            f"case {number}",
+            {"action": action, "reason": message, "classification": row["classification"]},
+        )
+        raise SealError(message)
+
+    def _in_clear(self, conn: sa.Connection, case_id: int) -> int:
+        """How many recordings of the case lie in clear in the dock store."""
+        unit_of = self._units()
+        return sum(
+            1
+            for e in conn.execute(
+                sa.select(entries.c.device, entries.c.file).where(
+                    entries.c.case_id == case_id, entries.c.kind == "recording"
+                )
+            )
+            if os.path.lexists(
+                Path(self.store_root) / unit_of.get(e.device, "") / e.device / e.file
+            )
+        )
 
     # -- rotating the master key -------------------------------------------------------
 

@@ -42,6 +42,7 @@ from .db import default_url, open_database
 from .documents import Documents
 from .exc import ArchiveError, LoginFailed, NotFound, Refused
 from .listing import Listing
+from .oversight import Oversight
 from .policy import Actor, Material, decide
 from .retention import Retention, load_rules
 from .schema import meta, users
@@ -72,7 +73,15 @@ def _toml_str(value: str) -> str:
 
 
 class Archive(
-    CaseFiles, CopyRequests, Documents, Listing, Retention, Sealing, Timeline, AuditReading
+    CaseFiles,
+    CopyRequests,
+    Documents,
+    Listing,
+    Oversight,
+    Retention,
+    Sealing,
+    Timeline,
+    AuditReading,
 ):
     """One archive, open. Use :meth:`create` once, then :meth:`open`."""
 

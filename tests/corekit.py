@@ -4,10 +4,10 @@ each database backend (``db_url`` from :mod:`pgkit`)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from dockkit import NS, START, dock_once, make_camera, make_dock
+from dockkit import NS, START, dock_once, make_camera, make_dock, store_trust
 
 from archive.service import Archive
 from evidence.clock import format_utc
@@ -46,13 +46,45 @@ def build_world(tmp: Path) -> World:
     assert not isinstance(outcome, BaseException), outcome
     store.close()
     camera.close()
+    write_dock_toml(tmp)
     return World(tmp, tmp / "dock", "cam-001", acts, ends, first)
 
 
-def make_archive(world: World, folder: Path, db_url: str, clock: SimClock) -> Archive:
-    return Archive.create(
+def copy_world(template: World, tmp: Path) -> World:
+    """A test's own copy of a world (its store, keys and dock.toml)."""
+    import shutil
+
+    shutil.copytree(template.tmp, tmp, symlinks=True)
+    write_dock_toml(tmp)
+    return replace(template, tmp=tmp, store=tmp / "dock")
+
+
+def write_dock_toml(tmp: Path) -> Path:
+    """``tmp/dock.toml``: the dock's store, key and trusted unit keys, as an archive's
+    ``dock_config`` names them (its seals and purges are journaled with that key)."""
+    path = tmp / "dock.toml"
+    fingerprints = ", ".join(f'"{fp}"' for fp in sorted(store_trust(tmp)))
+    path.write_text(
+        f'[dock]\nstore = "{tmp / "dock"}"\nkey = "{tmp / "dock-key" / "dock.key"}"\n'
+        f"unit_keys = [{fingerprints}]\n"
+    )
+    return path
+
+
+def make_archive(
+    world: World, folder: Path, db_url: str, clock: SimClock, *, dock_config: bool = True
+) -> Archive:
+    """An archive over the world's store; ``dock_config``: naming the dock's dock.toml, as
+    an archive that keeps confidential cases must (archive.sealing)."""
+    arch = Archive.create(
         folder, world.store, "archive-1", "admin", PW, database=db_url, clock=clock
     )
+    if not dock_config:
+        return arch
+    arch.close()
+    with open(folder / "archive.toml", "a") as f:
+        f.write(f'dock_config = "{world.tmp / "dock.toml"}"\n')
+    return Archive.open(folder, clock=clock)
 
 
 def register_archive(world: World, archive: Archive) -> str:

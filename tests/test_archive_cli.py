@@ -11,13 +11,19 @@ import sys
 from pathlib import Path
 
 import pytest
-from corekit import PW, World, build_world
+from corekit import PW, World, build_world, copy_world
 from pgkit import db_url, pg_server  # noqa: F401 (fixtures)
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> World:
+def template(tmp_path_factory: pytest.TempPathFactory) -> World:
     return build_world(tmp_path_factory.mktemp("world"))
+
+
+@pytest.fixture
+def world(template: World, tmp_path: Path) -> World:
+    """A copy of the store per test: sealing a confidential case's recordings changes it."""
+    return copy_world(template, tmp_path / "world")
 
 
 def run(folder: Path, *args: str, user: str = "", password: str = PW, new: str = PW):

@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 
 import pytest
-from corekit import DAY, PW, World, build_world, make_archive, register_archive
+from corekit import DAY, PW, World, build_world, copy_world, make_archive, register_archive
 from dockkit import NS, START
 from pgkit import db_url, pg_server  # noqa: F401 (fixtures)
 
@@ -20,8 +20,14 @@ from simulator.clock import SimClock
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> World:
+def template(tmp_path_factory: pytest.TempPathFactory) -> World:
     return build_world(tmp_path_factory.mktemp("world"))
+
+
+@pytest.fixture
+def world(template: World, tmp_path: Path) -> World:
+    """A copy of the store per test: sealing a confidential case's recordings changes it."""
+    return copy_world(template, tmp_path / "world")
 
 
 @pytest.fixture
@@ -55,8 +61,8 @@ def test_a_case_file_refers_to_the_store_and_closes_for_good(arch: Archive, worl
     seq, files = world.acts[0]
     refs = arch.attach_act(s["wang"], number, world.device, seq)
     assert [r.file for r in refs] == files
-    stored = refs[0].path(world.store)
-    assert stored.is_file() and os.path.getsize(stored) == refs[0].size
+    stored = refs[0].path(world.store)  # personal_privacy: kept only sealed in the store
+    assert not os.path.exists(stored) and arch.is_sealed(world.device, refs[0].file)
     # a time range over the second act finds its two segments, and not the first act's
     later = arch.attach_range(
         s["wang"], number, world.device, world.act_ends[0], "2099-01-01T00:00:00Z"

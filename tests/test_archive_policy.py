@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from corekit import DAY, PW, World, build_world, make_archive
+from corekit import DAY, PW, World, build_world, copy_world, make_archive
 from dockkit import START
 from pgkit import db_url, pg_server  # noqa: F401 (fixtures)
 
@@ -95,8 +95,14 @@ def test_unknown_roles_actions_and_classifications_are_refused() -> None:
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> World:
+def template(tmp_path_factory: pytest.TempPathFactory) -> World:
     return build_world(tmp_path_factory.mktemp("world"))
+
+
+@pytest.fixture
+def world(template: World, tmp_path: Path) -> World:
+    """A copy of the store per test: sealing a confidential case's recordings changes it."""
+    return copy_world(template, tmp_path / "world")
 
 
 def test_each_pair_through_the_archive_is_allowed_or_refused_and_audited(

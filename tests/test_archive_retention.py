@@ -7,7 +7,6 @@ and ``bodycam-verify`` passes; roles allowed and refused for holds and purges.""
 from __future__ import annotations
 
 import os
-import shutil
 import sqlite3
 import subprocess
 import sys
@@ -18,7 +17,7 @@ import sqlalchemy as sa
 from corekit import PW
 from dockkit import START, store_trust
 from pgkit import db_url, pg_server  # noqa: F401 (fixtures)
-from retentionkit import DAY, Aged, build_aged, dock_journal
+from retentionkit import DAY, Aged, archive_over, build_aged, copy_aged, dock_journal
 
 from archive.exc import ArchiveError, Refused
 from archive.schema import recordings, removals
@@ -37,31 +36,7 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Aged:
 @pytest.fixture
 def world(template: Aged, tmp_path: Path) -> Aged:
     """A copy of the aged store per test (purges change it)."""
-    root = tmp_path / "w"
-    shutil.copytree(template.tmp, root, symlinks=True)
-    text = (root / "dock.toml").read_text().replace(str(template.tmp), str(root))
-    (root / "dock.toml").write_text(text)
-    return Aged(root, root / "dock", template.acts, template.ends, template.starts)
-
-
-def archive_over(
-    world: Aged, db: str, clock: SimClock, extra: str = "", dock_config: bool = True
-) -> Archive:
-    folder = world.tmp / "archive"
-    arch = Archive.create(folder, world.store, "archive-1", "admin", PW, database=db, clock=clock)
-    arch.close()
-    with open(folder / "archive.toml", "a") as f:
-        if dock_config:
-            f.write(f'dock_config = "{world.tmp / "dock.toml"}"\n')
-        f.write(extra)
-    arch = Archive.open(folder, clock=clock)
-    admin = arch.login("admin", PW)
-    for name, role in (("wang", "archivist"), ("zhao", "head"), ("qian", "auditor")):
-        arch.add_user(admin, name, role, PW)
-    for name, role in (("sun", "supervisor"), ("li", "officer")):
-        arch.add_user(admin, name, role, PW, officer="A1024" if role == "officer" else "")
-    assert arch.sync_recordings() == 5
-    return arch
+    return copy_aged(template, tmp_path / "w")
 
 
 def files(rows: list[dict]) -> list[str]:

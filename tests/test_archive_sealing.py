@@ -362,9 +362,10 @@ def run_cli(folder: Path, *args: str, user: str = "") -> subprocess.CompletedPro
 def test_seal_key_rotate_and_verify_from_the_command_line(
     shift_once: Shift, tmp_path: Path
 ) -> None:
-    """Attached without dock_config: a warning, the media stay in clear; `seal` with
-    --dock-config seals them; `key rotate` re-wraps; the bundle checks with bodycam-verify
-    in a clean folder, and the store with sealed media too."""
+    """Attached without dock_config: refused (one line, exit 2, nothing attached); with
+    it, sealed at once, and `seal --dock-config` finds nothing left; `key rotate`
+    re-wraps; the bundle checks with bodycam-verify in a clean folder, and the store with
+    sealed media too."""
     import sys
 
     shift = copy_shift(shift_once, tmp_path / "shift")
@@ -379,20 +380,18 @@ def test_seal_key_rotate_and_verify_from_the_command_line(
     )  # fmt: skip
     number = json.loads(opened.stdout)["number"]
     first, _last = shift.acts()[0]
-    att = run_cli(
-        a, "case", "attach", number, "--device", shift.device, "--act", str(first), user="wang"
-    )
-    assert att.returncode == 0 and "in clear in the dock store" in att.stderr, att.stderr
+    attach = ["case", "attach", number, "--device", shift.device, "--act", str(first)]
+    att = run_cli(a, *attach, user="wang")
+    assert att.returncode == 2 and att.stderr.count("\n") == 1, att.stderr
+    assert "refused: " in att.stderr and "no dock_config" in att.stderr
     segs = [r for r in segments(shift) if r.seq > first][:1]
     assert (shift.folder / segs[0].body["file"]).exists()
-    no_dock = run_cli(a, "seal", user="wang")
-    assert (
-        no_dock.returncode == 2
-        and no_dock.stderr.count("\n") == 1
-        and "dock_config" in no_dock.stderr
-    )
-    sealed = run_cli(a, "seal", "--dock-config", str(dock_toml(shift)), user="wang")
-    assert sealed.returncode == 0 and "1 sealed now" in sealed.stdout, sealed.stderr
+    shown = json.loads(run_cli(a, "--json", "case", "show", number, user="wang").stdout)
+    assert shown["entries"] == []
+    with open(a / "archive.toml", "a") as f:
+        f.write(f'dock_config = "{dock_toml(shift)}"\n')
+    att = run_cli(a, *attach, user="wang")
+    assert att.returncode == 0, att.stderr
     assert not (shift.folder / segs[0].body["file"]).exists()
     again = run_cli(a, "--json", "seal", "--dock-config", str(dock_toml(shift)), user="wang")
     assert json.loads(again.stdout)["already"] == 1

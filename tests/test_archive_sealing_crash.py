@@ -59,19 +59,27 @@ def shift_once(tmp_path_factory: pytest.TempPathFactory) -> Shift:
 @pytest.fixture(scope="module")
 def pending(shift_once: Shift, tmp_path_factory: pytest.TempPathFactory):
     """A store and an archive whose confidential case holds a recording not sealed yet
-    (no dock_config when it was attached); copied for each kill."""
+    (the process died right after the attachment committed); copied for each kill."""
+    from unittest import mock
+
     base = tmp_path_factory.mktemp("pending")
     shift = copy_shift(shift_once, base / "shift")
-    arch = Archive.create(base / "archive", shift.store, "archive-1", "admin", PW)
+    Archive.create(base / "archive", shift.store, "archive-1", "admin", PW).close()
+    toml = base / "archive" / "archive.toml"
+    plain = toml.read_text()
+    toml.write_text(plain + f'dock_config = "{dock_toml(shift)}"\n')
+    arch = Archive.open(base / "archive")
     try:
         admin = arch.login("admin", PW)
         arch.add_user(admin, "wang", "archivist", PW)
         wang = arch.login("wang", PW)
         number = arch.open_case(wang, "raid", "seizure", [], [], "business_secret")
         first, _last = shift.acts()[0]
-        refs = arch.attach_act(wang, number, shift.device, first)[:1]
+        with mock.patch.object(Archive, "_seal_after", lambda *_: None):  # killed there
+            refs = arch.attach_act(wang, number, shift.device, first)[:1]
     finally:
         arch.close()
+    toml.write_text(plain)
     (shift.root / "dock.toml").unlink(missing_ok=True)
     return base, shift, refs[0]
 

@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 
 import pytest
-from corekit import DAY, PW, World, build_world, make_archive
+from corekit import DAY, PW, World, build_world, copy_world, make_archive
 from dockkit import START
 from pgkit import db_url, pg_server  # noqa: F401 (fixtures)
 
@@ -22,8 +22,14 @@ SECRET = b"Witness statement: the trade secret is 42 parts of resin per 100.\n" 
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> World:
+def template(tmp_path_factory: pytest.TempPathFactory) -> World:
     return build_world(tmp_path_factory.mktemp("world"))
+
+
+@pytest.fixture
+def world(template: World, tmp_path: Path) -> World:
+    """A copy of the store per test: sealing a confidential case's recordings changes it."""
+    return copy_world(template, tmp_path / "world")
 
 
 def files_hold(folder: Path, needle: bytes) -> bool:

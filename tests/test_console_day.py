@@ -10,7 +10,7 @@ import re
 from pathlib import Path
 
 import pytest
-from corekit import DAY, PW, World, make_archive, register_archive
+from corekit import DAY, PW, World, copy_world, make_archive, register_archive, write_dock_toml
 from dockkit import NS, START, dock_once, make_camera, make_dock
 from pgkit import db_url, pg_server  # noqa: F401 (fixtures)
 from webkit import logged_in, page_csrf
@@ -51,6 +51,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
     assert not isinstance(outcome, BaseException), outcome
     store.close()
     camera.close()
+    write_dock_toml(tmp)  # a case above internal is sealed with the dock's key
     return World(tmp, tmp / "dock", "cam-001", [(first, files)], [], "")
 
 
@@ -148,7 +149,19 @@ def test_a_badge_checked_again_finds_a_damaged_file(arch: Archive, world: World)
         stored.write_bytes(original)
 
 
-def test_the_day_goes_through_the_one_access_check(arch: Archive, world: World) -> None:
+def test_the_day_goes_through_the_one_access_check(
+    world: World,
+    db_url: str,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    world = copy_world(world, tmp_path / "world")  # its case seals media in its own store
+    arch = make_archive(world, tmp_path / "archive", db_url, SimClock(START + 2 * DAY))
+    admin = arch.login("admin", PW)
+    for name, role, badge in (("li", "officer", "A1024"), ("wang", "archivist", "")) + (
+        ("sun", "supervisor", ""),
+    ):
+        arch.add_user(admin, name, role, PW, officer=badge)
+    arch.sync_recordings()
     wang = arch.login("wang", PW)
     number = arch.open_case(
         wang, "inspection", "inspection", ["Zhang San"], ["A1024"], "personal_privacy"
@@ -173,12 +186,17 @@ def test_the_day_goes_through_the_one_access_check(arch: Archive, world: World) 
     assert len(refusal) == 1 and len(refusal[0]["detail"]["recordings"]) == 2
     for seq in (first + 1, first + 2):
         withheld = sun.get(f"/recordings/cam-001/{seq}/checks")
-        if withheld.status_code != 404:
-            assert withheld.status_code == 403 and "personal_privacy" in withheld.text
+        assert withheld.status_code == 403 and "personal_privacy" in withheld.text
+    # the sealed recording checked again: only its sealed form is in the store
+    token = page_csrf(li, f"/recordings/cam-001/{first + 1}/checks")
+    sealed = li.post(f"/recordings/cam-001/{first + 1}/check", data={"csrf": token})
+    assert sealed.status_code == 200 and badges(sealed.text)[0] == "verified"
+    assert "只保留加密文件" in sealed.text
     # the administrator has no material at all, and no day in the nav
-    admin = logged_in(arch, "admin", PW)
-    assert "/day" not in admin.get("/").text
-    assert admin.get("/day", params={"officer": "A1024", "date": DATE}).status_code == 403
+    admin_client = logged_in(arch, "admin", PW)
+    assert "/day" not in admin_client.get("/").text
+    assert admin_client.get("/day", params={"officer": "A1024", "date": DATE}).status_code == 403
+    arch.close()
 
 
 def test_the_audit_log_page_and_its_check(arch: Archive, world: World) -> None:

@@ -21,7 +21,7 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import pytest
 from conftest import ProductionBroker
-from corekit import DAY, PW, World, build_world, make_archive, register_archive
+from corekit import DAY, PW, World, build_world, copy_world, make_archive, register_archive
 from paho.mqtt.enums import CallbackAPIVersion
 from pgkit import db_url, pg_server  # noqa: F401 (fixtures)
 
@@ -150,8 +150,14 @@ def test_a_revoked_archive_key_is_refused(judge, keys):
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> World:
+def template(tmp_path_factory: pytest.TempPathFactory) -> World:
     return build_world(tmp_path_factory.mktemp("world"))
+
+
+@pytest.fixture
+def world(template: World, tmp_path: Path) -> World:
+    """A copy of the store per test: sealing a confidential case's recordings changes it."""
+    return copy_world(template, tmp_path / "world")
 
 
 @pytest.fixture(scope="module")

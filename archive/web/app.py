@@ -38,6 +38,11 @@ ROUTER_MODULES = [
     "archive.web.pages",
     "archive.web.day",
     "archive.web.auditlog",
+    "archive.web.cases",
+    "archive.web.copies",
+    "archive.web.compliance",
+    "archive.web.live",
+    "archive.web.player",
 ]
 """Modules whose ``router`` the console includes, in order (add yours here)."""
 
