@@ -178,6 +178,12 @@ class SeenState:
     def device(self, device: str) -> DeviceSeen:
         return self.devices.setdefault(device, DeviceSeen())
 
+    def was_shown(self, device: str, seq: int) -> bool:
+        """Whether alert ``seq`` of ``device`` was shown as genuine here (one of the last
+        :data:`RECENT`): a console acknowledges only what it has shown."""
+        seen = self.devices.get(device)
+        return seen is not None and seq in seen.recent
+
     def save(self) -> None:
         if not self.path or not self.dirty:
             return

@@ -21,6 +21,7 @@ from daemonkit.cli import UsageError, run_command, setup_logging
 from evidence.clock import parse_utc
 
 from .exc import LoginFailed, Refused
+from .web import live_options
 
 _log = logging.getLogger(__name__)
 
@@ -254,6 +255,13 @@ def _serve_parser(sub: Any) -> None:
     s.add_argument(
         "--timezone", default="", help="show times in this IANA zone (default: this machine's)"
     )
+    s.add_argument(
+        "--trust",
+        default="",
+        metavar="FILE",
+        help="a trust file naming unit keys, for the audit log's check (with --unit-key)",
+    )
+    live_options.add_arguments(s)  # live status: --mqtt ... (archive.web.live)
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -291,13 +299,18 @@ def _serve(args: argparse.Namespace) -> int:
             ZoneInfo(args.timezone)
         except (ZoneInfoNotFoundError, ValueError):
             raise UsageError(f"--timezone {args.timezone!r}: not a known time zone") from None
+    from evidence.trust import load_unit_keys
+
+    unit_keys = load_unit_keys(args.unit_key, args.trust or None)
     with Archive.open(args.archive or args.dir) as archive:
         app = create_app(
             archive,
             secure_cookies=bool(args.cert),
             session_minutes=args.session_minutes,
             timezone=args.timezone or None,
+            unit_keys=unit_keys,
         )
+        app.state.live = feed = live_options.feed_from_args(args, archive)
         scheme = "https" if args.cert else "http"
         _log.info(
             "console of archive %s on %s://%s", archive.identity.device_id, scheme, args.listen
@@ -313,7 +326,13 @@ def _serve(args: argparse.Namespace) -> int:
             proxy_headers=False,
         )
         server = _console_server_class()(config)
-        server.run()
+        if feed is not None:
+            feed.start()
+        try:
+            server.run()
+        finally:
+            if feed is not None:
+                feed.stop()
         if server.stopped_by:
             _log.info("console stopped (%s)", server.stopped_by)
     return 0

@@ -51,6 +51,7 @@ KINDS = (
     "retention",
     "seal",
     "key",
+    "acknowledge",  # a camera's alert acknowledged from the console's live page
 )
 _TEXT = 512
 

@@ -29,6 +29,7 @@ from .schema import cases, copies
 from .session import Session
 
 KINDS = ("bundle", "party")
+EXPORTS = "exports"  # <archive>/exports/copy-<id>: where the web console exports a copy
 _REF = re.compile(r"\A([A-Za-z0-9][A-Za-z0-9_.-]{0,63}):([0-9]{1,19})\Z", re.ASCII)
 _TEXT = 512
 
@@ -211,6 +212,64 @@ class CopyRequests:
             )
         return result
 
+    def export_folder(self, request_id: int) -> Path:
+        """Where the web console exports copy request ``request_id`` (in the archive's
+        folder, so that the copy can be downloaded from it afterwards)."""
+        return self.folder / EXPORTS / f"copy-{int(request_id)}"
+
+    def exported_copy(self, session: Session, request_id: int) -> dict[str, Any]:
+        """The files of an exported copy, to download: allowed to whom may export it (an
+        archivist cleared for the case and its sealed recordings), checked against the
+        SHA-256 its export recorded, audited as a view."""
+        from .policy import Material
+
+        with self.engine.connect() as conn:
+            row, case = self._request_row(conn, request_id)
+        material: Material = replace(
+            self.material_of(case),
+            approved=row["status"] == "exported",
+            label=f"case {case['number']} (copy request {request_id}, {row['status']})",
+        )
+        if row["status"] != "exported":
+            material = replace(material, label=f"{material.label}: not exported yet")
+        self.require(session, "export", material)
+        refs = self.case_recordings(session, case["number"], "export", approved=True)
+        self.require_sealed_clearance(session, refs, material)  # archive.sealing
+        folder = self.export_folder(request_id)
+        if not folder.is_dir():
+            raise NotFound(
+                f"copy request {request_id} was exported outside the archive's folder (by the "
+                "command line): its copy is in the folder it was written to"
+            )
+        if row["kind"] == "bundle":
+            from evidence.verify_bundle import MANIFEST_NAME
+
+            files = sorted(p for p in folder.rglob("*") if p.is_file())
+            digest = hashlib.sha256((folder / MANIFEST_NAME).read_bytes()).hexdigest()
+        else:
+            files = sorted(
+                folder.glob("copy-*.mp4"), key=lambda p: int(p.stem.rpartition("-")[2] or 0)
+            )
+            digest = hashlib.sha256(canonical_bytes([_sha256_file(p) for p in files])).hexdigest()
+        if digest != row["output_sha256"]:
+            raise ArchiveError(
+                f"{folder}: the copy no longer matches the SHA-256 its export recorded "
+                f"({row['output_sha256'][:16]}...): not handing it out"
+            )
+        self.audit_now(
+            "view",
+            session,
+            f"case {case['number']}",
+            {"what": "copy download", "request": request_id, "kind": row["kind"]},
+        )
+        return {
+            "kind": row["kind"],
+            "number": case["number"],
+            "folder": folder,
+            "files": files,
+            "sha256": digest,
+        }
+
     def _export_bundle(self, case, row, items, omit, out: Path) -> dict[str, Any]:
         from .bundle import build_bundle
 
@@ -280,4 +339,12 @@ class CopyRequests:
         }
 
 
-__all__ = ["KINDS", "CopyRequests"]
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+__all__ = ["EXPORTS", "KINDS", "CopyRequests"]

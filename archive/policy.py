@@ -13,6 +13,8 @@ audits each refusal. The rules, in short (docs/archive.md has the full table):
   alone approves copies; the auditor reads, and alone with the head reads the audit log;
 - archivists and the head place and release legal holds; the head of unit alone purges
   recordings whose retention ran out (destroying records is the head's decision);
+- the supervisor and the head acknowledge a camera's alert from the web console's live
+  page (the camera is told a person has seen it);
 - the administrator manages users and the master key (a rotation re-wraps keys and
   decrypts no material), and never touches material.
 """
@@ -39,6 +41,7 @@ ACTIONS = (
     "hold",  # place or release a legal hold (on a case, or a camera's time range)
     "purge",  # remove recordings whose retention ran out (archive.retention)
     "key_manage",  # rotate the master key (archive.sealing): re-wraps keys, reads nothing
+    "acknowledge",  # acknowledge a camera's alert from the live page (archive.web.live)
 )
 
 CLEARANCE: dict[str, str | None] = {
@@ -57,17 +60,19 @@ MAY: dict[str, frozenset[str]] = {
         {"view", "case_open", "case_change", "case_close", "classify", "copy_request"}
         | {"export", "report", "hold"}
     ),
-    "supervisor": frozenset({"view", "report"}),
+    "supervisor": frozenset({"view", "report", "acknowledge"}),
     "head": frozenset(
         {"view", "case_open", "case_change", "case_close", "classify", "copy_request"}
-        | {"approve", "report", "audit_read", "hold", "purge"}
+        | {"approve", "report", "audit_read", "hold", "purge", "acknowledge"}
     ),
     "auditor": frozenset({"view", "report", "audit_read"}),
     "administrator": frozenset({"user_manage", "key_manage"}),
 }
 """The actions each role may take at all; material actions also need the clearance."""
 
-MATERIAL_FREE = frozenset({"report", "audit_read", "user_manage", "purge", "key_manage"})
+MATERIAL_FREE = frozenset(
+    {"report", "audit_read", "user_manage", "purge", "key_manage", "acknowledge"}
+)
 """Actions on no particular material (the classification does not enter): a purge
 removes only recordings in no case, which count as internal, below every clearance that
 may purge."""

@@ -35,17 +35,20 @@ from evidence.storage import atomic_write_bytes, makedirs_durable
 
 from . import users as pw
 from .audit import AuditLog
+from .auditread import AuditReading
 from .cases import CaseFiles
 from .copies import CopyRequests
 from .db import default_url, open_database
 from .documents import Documents
 from .exc import ArchiveError, LoginFailed, NotFound, Refused
 from .listing import Listing
+from .oversight import Oversight
 from .policy import Actor, Material, decide
 from .retention import Retention, load_rules
 from .schema import meta, users
 from .sealing import Sealing
 from .session import SYSTEM, Session
+from .timeline import Timeline
 from .vault import create_master_key, master_key_path
 
 _log = logging.getLogger(__name__)
@@ -69,7 +72,17 @@ def _toml_str(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-class Archive(CaseFiles, CopyRequests, Documents, Listing, Retention, Sealing):
+class Archive(
+    CaseFiles,
+    CopyRequests,
+    Documents,
+    Listing,
+    Oversight,
+    Retention,
+    Sealing,
+    Timeline,
+    AuditReading,
+):
     """One archive, open. Use :meth:`create` once, then :meth:`open`."""
 
     def __init__(self, folder: str | os.PathLike, *, clock: Clock | None = None) -> None:

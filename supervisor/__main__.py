@@ -410,8 +410,9 @@ def _ack(
         raise UsageError(f"the registry gives no unit for {args.device!r}; pass --unit")
     if args.seq < 0:
         raise UsageError("seq must be >= 0")
-    seen = SeenState(state_path).devices.get(args.device)
-    if not args.force and (seen is None or args.seq not in seen.recent):
+    state = SeenState(state_path)
+    seen = state.devices.get(args.device)
+    if not args.force and not state.was_shown(args.device, args.seq):
         newest = f" (the newest shown is #{seen.max_seq})" if seen and seen.max_seq >= 0 else ""
         raise UsageError(
             f"no alert #{args.seq} of {args.device} has been shown on this console"

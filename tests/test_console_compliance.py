@@ -1,0 +1,156 @@
+"""The console's compliance report over a real archive and dock store, on SQLite and on a
+real PostgreSQL: the dock's own report (``bodycam-dock report compliance``) per officer,
+per act and per article, each finding linked to its moment in the player; who may see it
+as archive/policy.py says (each refusal audited); bad filters get an error page."""
+
+from __future__ import annotations
+
+import html
+import re
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from corekit import DAY, PW, World, build_world, make_archive
+from dockkit import START
+from pgkit import db_url, pg_server  # noqa: F401 (fixtures)
+from starlette.routing import NoMatchFound
+from webkit import logged_in
+
+from archive.service import Archive
+from archive.web.compliance import arrange
+from archive.web.forms import seconds_between
+from simulator.clock import SimClock
+
+ROLES = {
+    "wang": "archivist",
+    "li": "officer",
+    "zhao": "head",
+    "qian": "auditor",
+    "sun": "supervisor",
+}
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> World:
+    return build_world(tmp_path_factory.mktemp("world"))
+
+
+@pytest.fixture
+def arch(world: World, db_url: str, tmp_path: Path):  # noqa: F811
+    archive = make_archive(world, tmp_path / "archive", db_url, SimClock(START + 3 * DAY))
+    admin = archive.login("admin", PW)
+    for name, role in ROLES.items():
+        archive.add_user(admin, name, role, PW, officer="A1024" if role == "officer" else "")
+    yield archive
+    archive.close()
+
+
+def client(arch: Archive, name: str):
+    c = logged_in(arch, name, PW)
+    try:
+        c.app.url_path_for("play_recording", device="x", seq="1")
+    except NoMatchFound:  # the player's route, where the console has none yet
+
+        def play(device: str, seq: str) -> str:
+            return ""
+
+        c.app.add_api_route("/play/{device}/{seq}", play, name="play_recording")
+    return c
+
+
+def no_trace(text: str) -> None:
+    assert "Traceback" not in text and 'File "' not in text
+
+
+def test_the_report_three_ways_with_a_player_link_for_every_finding(
+    arch: Archive, world: World
+) -> None:
+    report = arch.compliance_report(arch.login("sun", PW))
+    acts = report["officers"]["A1024"]["acts"]
+    findings = [(a, f) for a in acts for f in a["findings"]]
+    assert findings, "the world's acts have findings (no procedure chosen, no announcement)"
+    sun = client(arch, "sun")
+    page = sun.get("/compliance")
+    assert page.status_code == 200, page.text[:800]
+    assert "执法全过程记录合规报告" in page.text and 'data-officer="A1024"' in page.text
+    for kind in report["officers"]["A1024"]["by_kind"]:
+        assert f'data-kind="{kind}"' in page.text
+    links = [html.unescape(u) for u in re.findall(r'class="play" href="([^"]+)"', page.text)]
+    assert len(links) == len(findings)
+    for (act, finding), link in zip(findings, links, strict=True):
+        url = urlsplit(link)
+        assert url.path == f"/play/{act['device']}/{act['start_seq']}"
+        t = float(parse_qs(url.query)["t"][0])
+        assert t >= 0
+        assert finding["article"] in (6, 38)
+    per_act = sun.get("/compliance", params={"view": "act"})
+    starts = re.findall(r'data-device="([^"]+)" data-start-seq="(\d+)"', per_act.text)
+    assert starts == [(a["device"], str(a["start_seq"])) for a in acts]
+    per_article = sun.get("/compliance", params={"view": "article"})
+    articles = re.findall(r'data-article="(\d+)"', per_article.text)
+    assert articles == sorted({str(f["article"]) for _, f in findings}, key=int)
+    assert per_article.text.count('class="play"') == len(findings)
+    english = sun.get("/lang/en", params={"next": "/compliance"})
+    assert english.status_code == 303
+    page = sun.get("/compliance")
+    assert "compliance report" in page.text and "the recording was not announced" in page.text
+    views = [r.body["detail"] for r in arch.audit.records() if r.kind == "view"]
+    assert sum(1 for v in views if v.get("what") == "compliance report") == 1 + 4  # API, pages
+
+
+def test_who_may_see_it_and_bad_filters(arch: Archive) -> None:
+    for name in ("wang", "zhao", "qian", "sun"):
+        assert client(arch, name).get("/compliance").status_code == 200, name
+    for name in ("li", "admin"):
+        before = len([r for r in arch.audit.records() if r.kind == "refusal"])
+        page = logged_in(arch, name, PW).get("/compliance")
+        assert page.status_code == 403 and "may not report" in page.text, name
+        refusals = [r.body for r in arch.audit.records() if r.kind == "refusal"][before:]
+        assert [(r["user"], r["detail"]["action"]) for r in refusals] == [(name, "report")]
+    sun = client(arch, "sun")
+    nobody = sun.get("/compliance", params={"officer": "B2048"})
+    assert nobody.status_code == 200 and "没有执法记录" in nobody.text
+    later = sun.get("/compliance", params={"day_from": "2027-01-01"})
+    assert later.status_code == 200 and 'class="play"' not in later.text
+    that_day = sun.get("/compliance", params={"day_from": "2026-11-18", "day_to": "2026-11-18"})
+    assert that_day.text.count('class="play"') == 4
+    for params, words in (
+        ({"day_from": "18.11.2026"}, "not a day"),
+        ({"day_to": "2026-02-30"}, "not a day"),
+        ({"day_from": "2026-11-19", "day_to": "2026-11-18"}, "backwards"),
+    ):
+        bad = sun.get("/compliance", params=params)
+        assert bad.status_code == 400 and words in bad.text, params
+        no_trace(bad.text)
+
+
+def test_a_finding_links_to_its_time_in_the_act() -> None:
+    """Arranged from the report alone: the link names the act (its first record) and how
+    far into it the finding lies, as the player's ``?t=`` takes it."""
+    act = {
+        "device": "cam-7",
+        "start_seq": 12,
+        "start_utc": "2026-11-18T09:00:00.000000Z",
+        "findings": [
+            {
+                "kind": "stop_unexplained",
+                "article": 5,
+                "zh": "中止记录未说明原因",
+                "en": "recording stopped without a stated reason",
+                "seqs": [19],
+                "utc": "2026-11-18T09:00:42.500000Z",
+            }
+        ],
+    }
+    data = {"officers": {"A1": {"acts": [act], "acts_with_findings": 1, "by_kind": {}}}}
+
+    def link(act: dict, utc: str | None) -> str:
+        t = seconds_between(act["start_utc"], utc) if utc else 0.0
+        return f"/play/{act['device']}/{act['start_seq']}?t={t:.1f}"
+
+    shown = arrange(data, link)
+    (finding,) = shown["acts"][0]["findings"]
+    assert finding["play"] == "/play/cam-7/12?t=42.5"
+    assert shown["articles"] == [(5, [(shown["acts"][0], finding)])]
+    assert finding["text_en"] == "recording stopped without a stated reason"
