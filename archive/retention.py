@@ -229,17 +229,61 @@ class Retention:
     """Legal holds and retention (mixed into :class:`archive.service.Archive`)."""
 
     def claim_store(self) -> None:
-        """Mark the dock store as kept by this archive (``bodycam-dock remove`` then
-        refuses and points here). Written once; a store that cannot be written is logged."""
+        """Say in the dock store that this archive keeps it, so ``bodycam-dock remove``
+        refuses and points here: a signed ``archive_keeps`` record in the dock journal (the
+        dock's key, from ``dock_config``; journaled once), and ``.status/archive.json``,
+        which says so too and caches that the record is there (deleting it changes
+        nothing). Without a usable ``dock_config`` only the file is written, and the record
+        waits for an opening that has the key; a failure is logged, never raised."""
         mark = self.store_root / STORE_MARK
-        if mark.exists() or not self.store_root.is_dir():
+        if not self.store_root.is_dir():
             return
-        doc = {"archive_id": self.identity.device_id, "folder": str(self.folder.resolve())}
+        try:
+            doc = json.loads(mark.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            doc = None
+        if isinstance(doc, dict) and doc.get("archive_id") not in (None, self.identity.device_id):
+            _log.warning("%s names archive %s, not this one", mark, doc.get("archive_id"))
+            return
+        if not isinstance(doc, dict) or doc.get("archive_id") != self.identity.device_id:
+            doc = {"archive_id": self.identity.device_id, "folder": str(self.folder.resolve())}
+        elif "dock_seq" in doc or not self.dock_config:
+            return
+        if self.dock_config and "dock_seq" not in doc:
+            made = self._journal_claim()
+            if made is not None:
+                doc |= {"dock": made.device, "dock_seq": made.seq}
         try:
             makedirs_durable(mark.parent, 0o750)
             atomic_write_bytes(mark, json.dumps(doc, sort_keys=True).encode() + b"\n", 0o640)
         except OSError as exc:
             _log.warning("cannot mark the store as kept by this archive: %s", exc)
+
+    def _journal_claim(self):
+        """This archive's ``archive_keeps`` record in the store's dock journals: found, or
+        journaled now with the dock's key; None (logged) when the key cannot be had."""
+        from dock.exc import DockError
+        from evidence.dockjournal import archive_keeps_body, archives_keeping
+        from evidence.journal import JOURNAL_NAME, records_of_kind
+        from evidence.verify_store import dock_journal_folders
+
+        for _, folder, _dock in dock_journal_folders(self.store_root):
+            if (folder / JOURNAL_NAME).exists():
+                found = archives_keeping(records_of_kind(folder / JOURNAL_NAME, "archive_keeps"))
+                if self.identity.device_id in found:
+                    return found[self.identity.device_id]
+        body = archive_keeps_body(
+            self.identity.device_id, self.identity.public_key_hex, str(self.folder.resolve())
+        )
+        try:
+            store = self._dock_store()
+        except (ArchiveError, DockError, OSError) as exc:
+            _log.warning("cannot journal in the dock store that this archive keeps it: %s", exc)
+            return None
+        try:
+            return store.journal.append("archive_keeps", body)
+        finally:
+            store.close()
 
     # -- reading what keeps a recording ------------------------------------------------
 
