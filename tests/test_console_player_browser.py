@@ -27,6 +27,7 @@ from consolekit import (
 )
 
 from archive.web import hls
+from evidence.clock import parse_utc
 from evidence.journal import JOURNAL_NAME, readable_records
 
 pytestmark = pytest.mark.slow
@@ -52,6 +53,10 @@ def browser(console: Console):
 
 def playback(world: World, index: int) -> hls.Playback:
     return hls.playback_of(world.shift.records, acts(world.shift)[index])
+
+
+def seconds(start_utc: str, utc: str) -> float:
+    return (parse_utc(utc) - parse_utc(start_utc)) / 1e9
 
 
 def cut_act(world: World) -> int:
@@ -96,7 +101,8 @@ def test_playback_runs_across_a_segment_boundary_with_sound_and_a_picture(
     boundary = play.pieces[1]
     assert boundary.discontinuity == (which == "restart")
     browser.login("wang")
-    browser.get(f"/play/{world.device}/{play.start_seq}?t={boundary.offset_s - 2:.1f}")
+    t = seconds(play.start_utc, boundary.start_utc) - 2  # wall-clock, as findings link
+    browser.get(f"/play/{world.device}/{play.start_seq}?t={t:.1f}")
     browser.wait_event("window.bodycamPlayer.video", "playing")
     browser.wait_js(
         f"var p = window.bodycamPlayer; return p.video.currentTime > "
@@ -255,7 +261,8 @@ def test_bad_input_gets_a_page_that_says_what_went_wrong_and_nothing_changes(
             for got in (bad, missing):
                 assert "Traceback" not in got.text and 'class="detail"' in got.text
         browser.login("wang")
-        browser.get(f"{base}/{cut.start_seq}?t={cut.pieces[1].offset_s - 1:.1f}")
+        at = seconds(cut.start_utc, cut.pieces[1].start_utc) - 1
+        browser.get(f"{base}/{cut.start_seq}?t={at:.1f}")
         browser.wait_js(
             "return window.bodycamPlayer.state.errors.length > 0", what="the damaged segment"
         )

@@ -125,6 +125,14 @@ class Playback:
                 return p.offset_s + (ns - start) / NS
         return self.duration_s
 
+    def time_at(self, seconds: float) -> float:
+        """The timeline position ``seconds`` after the act started by the clock (its first
+        record's time, as a finding's ``utc - start_utc``): stoppages are not on the
+        timeline, and the pre-event buffer is before the start."""
+        from evidence.clock import format_utc
+
+        return self.time_of(format_utc(parse_utc(self.start_utc) + int(seconds * NS)))
+
     def start_of(self, seq: int) -> float:
         """Where ``/play/DEVICE/SEQ`` starts: the piece ``seq`` names, or the moment or
         stoppage of that record, else the act's start."""

@@ -4,9 +4,8 @@ Routes (``router``):
 
 - ``GET /play/{device}/{seq}`` (``play_recording``): the player page of the act that
   record ``seq`` of ``device`` belongs to (its first record, a segment, a marker...), from
-  that segment or moment, or from ``?t=SECONDS`` on the act's timeline (its segments end
-  to end from the first frame, pre-event included: ``Playback.time_of(utc)`` places a
-  finding's time on it);
+  that segment or moment, or from ``?t=SECONDS`` after the act's start (its first
+  record's time: a finding at ``utc`` is ``utc - start_utc`` seconds in);
 - ``GET /play/{device}/{seq}/index.m3u8`` (``play_playlist``): its HLS media playlist
   (:func:`archive.web.hls.media_playlist`);
 - ``GET /play/{device}/{seq}/media/{segment}.ts`` (``play_segment``): one segment, with
@@ -423,8 +422,8 @@ def player_of(request: Request) -> Player:
 
 
 def play_url(device: str, seq: int, t: float | None = None) -> str:
-    """The player page of ``device``'s record ``seq`` (``?t=`` seconds on its act's
-    timeline: :meth:`archive.web.hls.Playback.time_of`)."""
+    """The player page of ``device``'s record ``seq`` (``?t=`` seconds after its act's
+    start, wall-clock)."""
     base = f"/play/{device}/{seq}"
     return base if t is None else f"{base}?t={t:.1f}"
 
@@ -456,11 +455,11 @@ def play_recording(
     request: Request, session: CurrentSession, device: str, seq: int, t: float | None = None
 ) -> Response:
     """The player page: the act of record ``seq``, its timeline, key moments, stoppages;
-    ``t``: start there on the act's timeline, else at the segment or moment ``seq``
-    names."""
+    ``t``: start that many seconds after the act started (by the clock, as findings are
+    timed), else at the segment or moment ``seq`` names."""
     player, playback, dev = _checked_act(request, session, device, seq)
     lang = request_lang(request)
-    start = playback.start_of(seq) if t is None else min(max(0.0, t), playback.duration_s)
+    start = playback.start_of(seq) if t is None else playback.time_at(t)
     missing = set(player.missing(playback, dev))
     sealed = [
         p.seq
