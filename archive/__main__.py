@@ -255,6 +255,12 @@ def _serve_parser(sub: Any) -> None:
     s.add_argument(
         "--timezone", default="", help="show times in this IANA zone (default: this machine's)"
     )
+    s.add_argument(
+        "--trust",
+        default="",
+        metavar="FILE",
+        help="a trust file naming unit keys, for the audit log's check (with --unit-key)",
+    )
     live_options.add_arguments(s)  # live status: --mqtt ... (archive.web.live)
 
 
@@ -293,12 +299,16 @@ def _serve(args: argparse.Namespace) -> int:
             ZoneInfo(args.timezone)
         except (ZoneInfoNotFoundError, ValueError):
             raise UsageError(f"--timezone {args.timezone!r}: not a known time zone") from None
+    from evidence.trust import load_unit_keys
+
+    unit_keys = load_unit_keys(args.unit_key, args.trust or None)
     with Archive.open(args.archive or args.dir) as archive:
         app = create_app(
             archive,
             secure_cookies=bool(args.cert),
             session_minutes=args.session_minutes,
             timezone=args.timezone or None,
+            unit_keys=unit_keys,
         )
         app.state.live = feed = live_options.feed_from_args(args, archive)
         scheme = "https" if args.cert else "http"

@@ -23,6 +23,7 @@ from .documents import needs_encryption
 from .exc import ArchiveError, ClosedCase, NotFound
 from .policy import Material, rank
 from .refs import RecordingRef, by_act, by_range
+from .retention import gone_from_store, lock_retention
 from .schema import cases, entries, meta
 from .session import Session
 
@@ -298,6 +299,7 @@ class CaseFiles:
         if needs_encryption(before["classification"]):
             self.refuse_unsealable(session, before, "case_change")  # archive.sealing
         with self.engine.begin() as conn:
+            lock_retention(conn)  # a purge removing one of them ends first, or waits
             self._lock_case(conn, number)
             row = self._case_row(conn, number)
             if needs_encryption(row["classification"]) and not needs_encryption(
@@ -315,6 +317,13 @@ class CaseFiles:
             new = [r for r in refs if (r.device, r.seq) not in have]
             if not new:
                 raise ArchiveError(f"case {number} already holds these {len(refs)} recordings")
+            gone = gone_from_store(conn, Path(self.store_root), new)
+            if gone:
+                raise ArchiveError(
+                    f"{gone[0].device} seq {gone[0].seq} {gone[0].file}"
+                    + (f" and {len(gone) - 1} more" if len(gone) > 1 else "")
+                    + " left the dock store under retention meanwhile: nothing attached"
+                )
             now = self.now_utc()
             conn.execute(
                 entries.insert(),

@@ -15,11 +15,11 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from evidence.journal import JOURNAL_NAME, records_of_kind
+from evidence.journal import JOURNAL_NAME
 
 from .policy import Material
 from .refs import RecordingRef
-from .schema import recordings
+from .schema import device_events, recording_checks, recordings
 from .session import SYSTEM, Session
 
 _BATCH = 5000
@@ -29,14 +29,17 @@ class Listing:
     """Recording listing (mixed into :class:`archive.service.Archive`)."""
 
     def sync_recordings(self) -> int:
-        """Index the store's segments not indexed yet; how many were added."""
+        """Index the store's segments not indexed yet, with the cameras' other records of
+        the day and each new segment's checks (archive.timeline); how many segments were
+        added. Segments indexed before the checks existed are checked now, once."""
         from dock.store import Store
 
         from .refs import _open_store
+        from .timeline import _Signer
 
         store: Store = _open_store(self.store_root)
         try:
-            officers = {e.device_id: e.officer for e in store.registry()}
+            entries = {e.device_id: e for e in store.registry()}
             folders = store.device_folders()
         finally:
             store.close()
@@ -48,33 +51,59 @@ class Listing:
                     )
                 ).all()
             )
-        added = 0
+            have_events = dict(
+                conn.execute(
+                    sa.select(device_events.c.device, sa.func.max(device_events.c.seq)).group_by(
+                        device_events.c.device
+                    )
+                ).all()
+            )
+            unchecked: dict[str, set[int]] = {}
+            for device, seq in conn.execute(
+                sa.select(recordings.c.device, recordings.c.seq)
+                .select_from(
+                    recordings.outerjoin(
+                        recording_checks,
+                        sa.and_(
+                            recording_checks.c.device == recordings.c.device,
+                            recording_checks.c.seq == recordings.c.seq,
+                        ),
+                    )
+                )
+                .where(recording_checks.c.seq.is_(None))
+            ):
+                unchecked.setdefault(device, set()).add(seq)
+        added = events = 0
+        now = self.now_utc()
         for unit, device, folder in folders:
             journal = folder / JOURNAL_NAME
             if not journal.exists():
                 continue
-            last = have.get(device, -1)
-            rows = [
-                {
-                    "device": device,
-                    "seq": r.seq,
-                    "unit": unit,
-                    "officer": officers.get(device, ""),
-                    "file": r.body["file"],
-                    "sha256": r.body["sha256"],
-                    "size": r.body["size"],
-                    "start_utc": r.body["start_utc"],
-                    "end_utc": r.body["end_utc"],
-                }
-                for r in records_of_kind(journal, "segment")
-                if r.seq > last and r.device == device
-            ]
-            for i in range(0, len(rows), _BATCH):
-                with self.engine.begin() as conn:
+            entry = entries.get(device)
+            with self.engine.begin() as conn:
+                rows, found = self._index_timeline(
+                    conn,
+                    unit,
+                    device,
+                    journal,
+                    entry.officer if entry is not None else "",
+                    _Signer(entry) if entry is not None else None,
+                    have.get(device, -1),
+                    have_events.get(device, -1),
+                    unchecked.get(device, set()),
+                    now,
+                )
+                for i in range(0, len(rows), _BATCH):
                     conn.execute(recordings.insert(), rows[i : i + _BATCH])
             added += len(rows)
-        if added:
-            self.audit_now("view", SYSTEM, "recordings index", {"what": "sync", "added": added})
+            events += found
+        if added or events:
+            self.audit_now(
+                "view",
+                SYSTEM,
+                "recordings index",
+                {"what": "sync", "added": added, "events": events},
+            )
         return added
 
     def list_recordings(

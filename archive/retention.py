@@ -58,6 +58,8 @@ STORE_MARK = ".status/archive.json"
 keeps (the archive alone sees cases and holds)."""
 _DAY_NS = 86_400 * 1_000_000_000
 _TEXT = 512
+RETENTION_LOCK = 0x626F_6479_6361_6D01
+"""PostgreSQL's advisory lock that a purge's removal and an attachment both hold."""
 _CATEGORY = re.compile(r"[a-z][a-z0-9_]{0,31}")
 
 
@@ -185,6 +187,30 @@ def judge(
 
 
 # -- the archive's side -----------------------------------------------------------------
+
+
+def lock_retention(conn: sa.Connection) -> None:
+    """Serialise, for this transaction, a purge's removal of a recording with attachments
+    (an attached recording is kept permanently): PostgreSQL takes a transaction-scoped
+    advisory lock, first, before any other lock (so two never wait on each other);
+    SQLite's write lock is taken at BEGIN already (archive.db)."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": RETENTION_LOCK})
+
+
+def gone_from_store(conn: sa.Connection, store_root: Path, refs: list[Any]) -> list[Any]:
+    """Of ``refs``, those a purge removed (the ``removals`` table) or no longer in the store
+    (neither clear nor sealed: a removal the archive has not recorded yet). Asked under
+    :func:`lock_retention`, so an attachment never holds a removed recording."""
+    from .refs import _present
+
+    devices = sorted({r.device for r in refs})
+    removed = set(
+        conn.execute(
+            sa.select(removals.c.device, removals.c.seq).where(removals.c.device.in_(devices))
+        ).all()
+    )
+    return [r for r in refs if (r.device, r.seq) in removed or not _present(store_root, r)]
 
 
 def _rec(row: Any) -> Recording:
@@ -435,6 +461,7 @@ class Retention:
 
     def _purge_one(self, session: Session, store: Any, rec: Recording) -> dict[str, Any] | None:
         with self.engine.begin() as conn:
+            lock_retention(conn)  # against attachments (archive.cases), re-checked below
             if conn.dialect.name == "postgresql":  # SQLite: BEGIN IMMEDIATE locks already
                 conn.execute(
                     sa.text("LOCK TABLE holds, case_entries, removals IN SHARE ROW EXCLUSIVE MODE")

@@ -166,3 +166,40 @@ removals = sa.Table(
 )
 """Recordings removed from the store under retention (``bodycam-archive retention
 purge``): what was decided, by whom, and where the audit log and dock journal say so."""
+
+device_events = sa.Table(
+    "device_events",
+    metadata,
+    sa.Column("device", sa.String(64), primary_key=True),
+    sa.Column("seq", sa.BigInteger, primary_key=True),
+    sa.Column("unit", sa.String(64), nullable=False),
+    sa.Column("officer", sa.String(64), nullable=False),
+    sa.Column("utc", UTC, nullable=False),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("detail", sa.Text, nullable=False),  # canonical JSON of the record's body
+    sa.Index("ix_device_events_officer_utc", "officer", "utc"),
+)
+"""What else the cameras journaled of an officer's day (recordings started and stopped,
+key moments, stoppages and resumptions, photos, dockings, announcements), indexed by
+``bodycam-archive sync`` beside the segments for the console's timeline: derived data."""
+
+recording_checks = sa.Table(
+    "recording_checks",
+    metadata,
+    sa.Column("device", sa.String(64), primary_key=True),
+    sa.Column("seq", sa.BigInteger, primary_key=True),
+    sa.Column("signature", sa.String(12), nullable=False),  # ok | bad | no_key | key_invalid
+    sa.Column("chain", sa.String(12), nullable=False),  # ok | broken
+    sa.Column("stored", sa.String(12), nullable=False),  # ok | differs | absent | sealed | removed
+    sa.Column("dock", sa.String(64), nullable=False),  # the dock that recorded storing it
+    sa.Column("checked_utc", UTC, nullable=False),
+    sa.Column("detail", sa.Text, nullable=False),  # why, for what is not ok
+    sa.Column("media", sa.String(12), nullable=True),  # ok | changed | missing | sealed
+    sa.Column("media_checked_utc", UTC, nullable=True),
+    sa.Column("media_checked_by", sa.String(64), nullable=True),
+)
+"""What the archive checked of each indexed segment (the console's verification badge):
+at ``sync``, the camera's Ed25519 signature of its segment record under the registry's
+key for the camera, the record's link to the one before it (the chain), and that a dock's
+journal records storing the file with the signed size and SHA-256; when a user asks, the
+file re-hashed against that SHA-256 (``media``)."""

@@ -35,6 +35,7 @@ from evidence.storage import atomic_write_bytes, makedirs_durable
 
 from . import users as pw
 from .audit import AuditLog
+from .auditread import AuditReading
 from .cases import CaseFiles
 from .copies import CopyRequests
 from .db import default_url, open_database
@@ -47,6 +48,7 @@ from .retention import Retention, load_rules
 from .schema import meta, users
 from .sealing import Sealing
 from .session import SYSTEM, Session
+from .timeline import Timeline
 from .vault import create_master_key, master_key_path
 
 _log = logging.getLogger(__name__)
@@ -70,7 +72,17 @@ def _toml_str(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-class Archive(CaseFiles, CopyRequests, Documents, Listing, Oversight, Retention, Sealing):
+class Archive(
+    CaseFiles,
+    CopyRequests,
+    Documents,
+    Listing,
+    Oversight,
+    Retention,
+    Sealing,
+    Timeline,
+    AuditReading,
+):
     """One archive, open. Use :meth:`create` once, then :meth:`open`."""
 
     def __init__(self, folder: str | os.PathLike, *, clock: Clock | None = None) -> None:

@@ -607,7 +607,6 @@ class Store:
             if refusal is not None:
                 raise refusal
             ledger = ledgers[device]
-            path = self.root / ledger.unit / device / file
             record = self.journal.append(
                 "removed",
                 dockjournal.removed_body(
@@ -620,12 +619,8 @@ class Store:
                     retention,
                 ),
             )
-            try:
-                path.unlink()
-            except FileNotFoundError:
-                pass  # gone already (verify called it missing): the record now says why
-            else:
-                fsync_dir(path.parent)
+            # gone already (verify called it missing)? the record now says why
+            self._unlink_forms(self.root / ledger.unit / device, file)
         one = dockjournal.build_ledger([record])[device]  # fold it in, as a re-read would
         ledger.removed[file], ledger.removals[file] = one.removed[file], one.removals[file]
         grown = self.journal.path.stat().st_size
@@ -635,6 +630,41 @@ class Store:
             "UPDATE media SET stored_utc=NULL WHERE device=? AND file=?", (device, file)
         )
         return record
+
+    @staticmethod
+    def media_forms(folder: Path, file: str) -> list[Path]:
+        """Every file that holds stored media ``file`` of the device ``folder``: its sealed
+        form's wrapped key (first: without it the sealed bytes open to no one), the sealed
+        file (``archive.sealing``), and the clear file."""
+        sealed = dockjournal.sealed_name(file)
+        return [folder / dockjournal.key_name(sealed), folder / sealed, folder / file]
+
+    def _unlink_forms(self, folder: Path, file: str) -> list[Path]:
+        """Remove every form of ``file`` that is there, each folder fsynced; the removed."""
+        gone = []
+        for path in self.media_forms(folder, file):
+            try:
+                path.unlink()
+            except FileNotFoundError:
+                continue
+            fsync_dir(path.parent)
+            gone.append(path)
+        return gone
+
+    def finish_removals(self) -> list[str]:
+        """Remove what a removal cut short left (the ``removed`` record is durable, a
+        crash came before every form of the file was unlinked); one line per file."""
+        self._require_journal()
+        actions = []
+        for device, ledger in sorted(self._ledger().items()):
+            folder = self.root / ledger.unit / device
+            for file in sorted(ledger.removed):
+                with self.device_lock(device, wait_s=30.0):
+                    gone = self._unlink_forms(folder, file)
+                if gone:
+                    names = ", ".join(p.relative_to(folder).as_posix() for p in gone)
+                    actions.append(f"{device}: finished the removal of {file} ({names})")
+        return actions
 
     def removal_refusal(self, device: str, file: str, now_ns: int) -> DockError | None:
         """Why removing ``file`` at ``now_ns`` would be refused, read from every dock
@@ -800,7 +830,9 @@ class Store:
 
         A torn journal line (the dock died mid-append, before any receipt) is cut off;
         media files no journal line names go back to ``.partial`` so a re-dock resumes
-        them; index rows are corrected. Returns what was done, one line per action.
+        them; index rows are corrected; what a removal cut short left (the clear, sealed or
+        key file of media the dock journal records removed) is removed. Returns what was
+        done, one line per action.
         """
         actions: list[str] = []
         registry = self.registry()
@@ -812,6 +844,8 @@ class Store:
                     self._catch_up_journal(device, folder, ledgers.get(device), actions)
             except DockError:
                 actions.append(f"{device}: being offloaded by a bay now; left alone")
+        if self.journal is not None:
+            actions += self.finish_removals()
         for unit_dir in self._unit_dirs():
             for dev_dir in sorted(p for p in unit_dir.iterdir() if p.is_dir()):
                 if _remove_empty_tree(dev_dir):

@@ -80,6 +80,7 @@ PROBLEM_CODES = {
     "not_in_dock_journal": "records or a device folder in the store that no dock stored",
     "bad_dock_record": "a dock journal record that does not describe a storing as defined",
     "removed_early": "a dock removed a file before six months after its recording ended",
+    "removal_unfinished": "a file (clear, sealed or key) of media a dock removed is still there",
     "bundle_mismatch": "a court bundle's manifest disagrees with its records or files",
     "registry_mismatch": "a bundle's registry is not the one its manifest and fingerprint name",
 }

@@ -16,7 +16,9 @@ first cause:
   SHA-256 the record gives, with its key file beside it (the plaintext cannot be checked
   without the archive's keys; ``media_missing`` / ``media_changed`` otherwise);
 - every removal is listed with its authority (a note), and one whose record is dated
-  before six months after the recording's signed end is ``removed_early``;
+  before six months after the recording's signed end is ``removed_early``; a file of
+  removed media still in the store (its clear file, or its sealed file or wrapped key) is
+  ``removal_unfinished`` (a removal cut short: ``bodycam-dock reconcile`` finishes it);
 - a file the dock never stored may be absent only under a wipe a valid receipt covers (a
   camera that docked elsewhere first);
 - every device folder and record in the store is accounted for by a dock journal
@@ -37,7 +39,9 @@ from .dockjournal import (
     DeviceLedger,
     build_ledger,
     kept_until_ns,
+    key_name,
     media_end_utc,
+    sealed_name,
 )
 from .journal import JOURNAL_NAME
 from .registry import Registry
@@ -119,6 +123,7 @@ class StoreCheck:
             accounted.add(label)
             self._compare(check, ledger)
             self._judge_removals(check, ledger)
+            self._judge_left_by_removals(check, ledger)
         for label, check in checks.items():
             ledger = ledgers.get(check.report.device or "")
             if label not in accounted and self.has_dock_journal:
@@ -287,6 +292,21 @@ class StoreCheck:
             )
         else:
             check.report.notes.append(f"{check.prefix}{relative}: {sealed.line()}")
+
+    def _judge_left_by_removals(self, check: FolderCheck, ledger: DeviceLedger) -> None:
+        """A removed recording's files are gone: its clear file, and the sealed file and
+        wrapped key of a sealed one (the files of media not removed are judged above)."""
+        for file, removal in sorted(ledger.removals.items()):
+            sealed = sealed_name(file)
+            for form, what in ((file, "file"), (sealed, "sealed file"), (key_name(sealed), "key")):
+                if os.path.lexists(check.folder / form):
+                    check.problem(
+                        "removal_unfinished",
+                        f"the {what} of {file} is still in the store, but dock {removal.dock} "
+                        f"recorded removing it (seq {removal.dock_seq}, {removal.utc}): a "
+                        "removal cut short (`bodycam-dock reconcile` finishes it)",
+                        file=check.prefix + form,
+                    )
 
     def _judge_removals(self, check: FolderCheck, ledger: DeviceLedger) -> None:
         """List each removal with its authority; fail one made before the recording's

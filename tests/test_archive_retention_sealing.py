@@ -11,16 +11,25 @@ import hashlib
 import os
 import subprocess
 import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 from corekit import PW
-from dockkit import START
+from dockkit import START, store_trust
 from pgkit import db_url, pg_server  # noqa: F401 (fixtures)
 from retentionkit import DAY, Aged, archive_over, build_aged, copy_aged
 
+from archive.exc import ArchiveError
 from archive.sealing import SealError
 from archive.service import Archive
+from dock.journal import DockJournal
+from dock.store import Store
+from evidence.dockjournal import key_name, removed_body, sealed_name
+from evidence.identity import DeviceIdentity
+from evidence.journal import records_of_kind
+from evidence.verify import verify_path
 from simulator.clock import SimClock
 
 
@@ -141,3 +150,211 @@ def test_a_case_above_internal_that_cannot_be_sealed_is_refused(
         assert arch.is_sealed("cam-001", world.acts[0][0])
     finally:
         arch.close()
+
+
+# -- 2. a sealed recording's removal removes its sealed and key files --------------------
+
+
+def dock_store(world: Aged, clock: SimClock) -> Store:
+    """The store as its dock opens it: with the dock's key, trusting the unit key."""
+    identity = DeviceIdentity.load(world.tmp / "dock-key" / "dock.key")
+    return Store(world.store, clock, identity=identity, unit_keys=store_trust(world.tmp))
+
+
+def problems(world: Aged) -> list[str]:
+    report = verify_path(world.store, unit_keys=store_trust(world.tmp))
+    return sorted(f"{p.code} {p.file}" for p in report.problems)
+
+
+def test_removing_a_sealed_recording_removes_its_sealed_and_key_files(
+    world: Aged,
+    db_url: str,  # noqa: F811
+) -> None:
+    """The dock's removal takes every form of the file; a removal cut short (the record
+    journaled, the files still there) is reported by verify, for exactly the removed
+    recording's files, and reconcile finishes it."""
+    clock = SimClock(START + 200 * DAY)
+    arch = archive_over(world, db_url, clock)
+    folder = world.store / "unit-1" / "cam-001"
+    first, second = world.acts[0]
+    try:
+        wang = arch.login("wang", PW)
+        secret = arch.open_case(wang, "raid", "seizure", [], ["A1024"], "business_secret")
+        arch.attach_range(wang, secret, "cam-001", world.starts[0][0], world.ends[0][1])
+    finally:
+        arch.close()
+    forms = {f: [sealed_name(f), key_name(sealed_name(f))] for f in (first, second)}
+    assert all((folder / p).is_file() for f in forms for p in forms[f])
+    assert problems(world) == []
+    store = dock_store(world, clock)
+    try:
+        made = store.remove_media("cam-001", first, "retention", "court ordered destruction")
+    finally:
+        store.close()
+    assert made.kind == "removed" and made.body["file"] == first
+    assert not any((folder / p).exists() for p in [first, *forms[first]])
+    assert all((folder / p).is_file() for p in forms[second])  # the other stays sealed
+    assert problems(world) == []
+
+    # a removal cut short: journaled, its sealed file and key still there
+    identity = DeviceIdentity.load(world.tmp / "dock-key" / "dock.key")
+    journal = DockJournal(world.store, identity, clock)
+    (stored,) = [r for r in records_of_kind(journal.path, "stored") if r.body["file"] == second]
+    journal.append(
+        "removed",
+        removed_body("cam-001", "unit-1", second, stored.body["sha256"], "retention", "cut"),
+    )
+    journal.close()
+    assert problems(world) == [
+        f"removal_unfinished unit-1/cam-001/{p}" for p in sorted(forms[second])
+    ]
+    store = dock_store(world, clock)
+    try:
+        actions = store.reconcile()
+    finally:
+        store.close()
+    assert any(f"finished the removal of {second}" in a for a in actions), actions
+    assert not any((folder / p).exists() for p in forms[second])
+    assert problems(world) == []
+
+
+# -- 3. an attachment and a purge of one recording serialise -----------------------------
+
+WAIT_S = 60.0  # a bound on a stuck thread, never a pause
+
+
+def two_archives(world: Aged, url: str, clock: SimClock) -> tuple[Archive, Archive]:
+    """The purger's and the attacher's archives: one archive, two openings (engines)."""
+    return archive_over(world, url, clock), Archive.open(world.tmp / "archive", clock=clock)
+
+
+def test_an_attachment_that_read_before_a_purge_never_holds_the_removed_recording(
+    world: Aged,
+    db_url: str,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The attachment reads the recording in the store; the purge then removes it and
+    commits; the attachment, judging again under the retention lock, attaches nothing."""
+    import archive.cases
+
+    clock = SimClock(START + 200 * DAY)
+    purger, attacher = two_archives(world, db_url, clock)
+    read_store, purged = threading.Event(), threading.Event()
+    by_range = archive.cases.by_range
+
+    def reading(*args, **kw):
+        refs = by_range(*args, **kw)
+        read_store.set()
+        assert purged.wait(WAIT_S), "the purge never removed it"
+        return refs
+
+    purge_one = Archive._purge_one
+
+    def purging_after_the_read(self, *args, **kw):
+        assert read_store.wait(WAIT_S), "the attachment never read the store"
+        try:
+            return purge_one(self, *args, **kw)
+        finally:
+            purged.set()
+
+    monkeypatch.setattr(archive.cases, "by_range", reading)
+    monkeypatch.setattr(Archive, "_purge_one", purging_after_the_read)
+    try:
+        zhao, wang = purger.login("zhao", PW), attacher.login("wang", PW)
+        number = attacher.open_case(wang, "inspection", "inspection", [], ["A1024"], "internal")
+        with ThreadPoolExecutor(1) as pool:
+            purge = pool.submit(purger.retention_purge, zhao)
+            with pytest.raises(ArchiveError, match="left the dock store under retention"):
+                attacher.attach_range(wang, number, "cam-001", world.starts[0][0], world.ends[0][0])
+            result = purge.result(WAIT_S)
+        assert [r["file"] for r in result["removed"]] == world.acts[0]
+        assert attacher.show_case(wang, number)["entries"] == []
+        assert problems(world) == []
+    finally:
+        purger.close()
+        attacher.close()
+
+
+def test_an_attachment_waits_for_the_purge_removing_its_recording(
+    world: Aged,
+    db_url: str,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The purge is removing the recording (its transaction open) when the attachment's
+    transaction asks for the retention lock: it waits for the purge to commit, then sees
+    the removal. (SQLite takes its one write lock at BEGIN: any other transaction waits
+    there, which the test above covers.)"""
+    if db_url.startswith("sqlite"):
+        pytest.skip("SQLite: every transaction waits at BEGIN for the purge's")
+    import archive.cases
+
+    clock = SimClock(START + 200 * DAY)
+    purger, attacher = two_archives(world, db_url, clock)
+    removing, locking = threading.Event(), threading.Event()
+    lock_retention = archive.cases.lock_retention
+
+    def asking(conn):
+        locking.set()
+        lock_retention(conn)
+
+    remove_media = Store.remove_media
+
+    def removing_once_the_attachment_asks(self, *args, **kw):
+        removing.set()
+        assert locking.wait(WAIT_S), "the attachment never asked for the lock"
+        return remove_media(self, *args, **kw)
+
+    monkeypatch.setattr(archive.cases, "lock_retention", asking)
+    monkeypatch.setattr(Store, "remove_media", removing_once_the_attachment_asks)
+    try:
+        zhao, wang = purger.login("zhao", PW), attacher.login("wang", PW)
+        number = attacher.open_case(wang, "inspection", "inspection", [], ["A1024"], "internal")
+        with ThreadPoolExecutor(1) as pool:
+            purge = pool.submit(purger.retention_purge, zhao)
+            assert removing.wait(WAIT_S), "the purge never began removing"
+            with pytest.raises(ArchiveError, match="left the dock store under retention"):
+                attacher.attach_range(wang, number, "cam-001", world.starts[0][0], world.ends[0][0])
+            result = purge.result(WAIT_S)
+        assert [r["file"] for r in result["removed"]] == world.acts[0]
+        assert attacher.show_case(wang, number)["entries"] == []
+    finally:
+        purger.close()
+        attacher.close()
+
+
+def test_a_purge_racing_an_attachment_keeps_what_was_attached(
+    world: Aged,
+    db_url: str,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The purge listed the recording due; the attachment commits before its removal: the
+    purge judges it again under its lock, keeps it (refused, audited) and removes the rest."""
+    clock = SimClock(START + 200 * DAY)
+    purger, attacher = two_archives(world, db_url, clock)
+    first, second = world.acts[0]
+    decided, attached = threading.Event(), threading.Event()
+    dock_store = Archive._dock_store
+
+    def deciding(self, *args, **kw):  # the due list is made; the removals come next
+        decided.set()
+        assert attached.wait(WAIT_S), "the attachment never committed"
+        return dock_store(self, *args, **kw)
+
+    monkeypatch.setattr(Archive, "_dock_store", deciding)
+    try:
+        zhao, wang = purger.login("zhao", PW), attacher.login("wang", PW)
+        number = attacher.open_case(wang, "inspection", "inspection", [], ["A1024"], "internal")
+        with ThreadPoolExecutor(1) as pool:
+            purge = pool.submit(purger.retention_purge, zhao)
+            assert decided.wait(WAIT_S), "the purge never decided"
+            attacher.attach_range(wang, number, "cam-001", world.starts[0][0], world.ends[0][0])
+            attached.set()
+            result = purge.result(WAIT_S)
+        assert [r["file"] for r in result["removed"]] == [second]
+        (kept,) = result["refused"]
+        assert kept["file"] == first and f"in case {number}" in kept["reason"]
+        assert (world.store / "unit-1" / "cam-001" / first).is_file()
+        assert problems(world) == []
+    finally:
+        purger.close()
+        attacher.close()

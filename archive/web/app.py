@@ -36,6 +36,8 @@ _log = logging.getLogger(__name__)
 ROUTER_MODULES = [
     "archive.web.auth",
     "archive.web.pages",
+    "archive.web.day",
+    "archive.web.auditlog",
     "archive.web.cases",
     "archive.web.copies",
     "archive.web.compliance",
@@ -66,8 +68,10 @@ def create_app(
     secure_cookies: bool = True,
     session_minutes: int = 30,
     timezone: str | None = None,
+    unit_keys: frozenset[str] = frozenset(),
 ) -> FastAPI:
-    """The console over ``archive`` (which the caller opens and closes)."""
+    """The console over ``archive`` (which the caller opens and closes). ``unit_keys``:
+    fingerprints of the unit keys whose signed registry the audit log's check trusts."""
     app = FastAPI(
         title="bodycam-archive console",
         docs_url=None,
@@ -79,6 +83,7 @@ def create_app(
     app.state.sessions = SessionStore(archive.clock, session_minutes * 60)
     app.state.limiter = LoginLimiter(archive.clock)
     app.state.tz = local_zone(timezone)
+    app.state.unit_keys = frozenset(unit_keys)
     app.state.nav = []
     for name in ROUTER_MODULES:
         module = importlib.import_module(name)

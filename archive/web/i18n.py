@@ -91,6 +91,7 @@ add(
             "没有这个页面或记录：{path}",
             "There is no such page or record: {path}",
         ),
+        "error.409": ("文件已损坏", "Damaged file"),
         "error.405": ("不支持此操作", "Method not allowed"),
         "error.429": ("请求过多", "Too many requests"),
         "error.500": ("服务器内部错误", "Internal error"),
