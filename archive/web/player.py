@@ -585,8 +585,10 @@ def _ranged_bytes(request: Request, data: bytes, headers: dict[str, str]) -> Res
 class _SegmentFile(FileResponse):
     """Starlette's file response (Range, If-Range, 416) in 1 MiB reads, not 64 KiB."""
 
-    chunk_size = CHUNK
+    chunk_size = 4 * CHUNK
 
 
 def _ranged_file(request: Request, path: Path, size: int, headers: dict[str, str]) -> Response:
-    return _SegmentFile(path, media_type="video/mp2t", headers=headers)
+    if request.headers.get("range") or size > 64 * CHUNK:
+        return _SegmentFile(path, media_type="video/mp2t", headers=headers)
+    return Response(path.read_bytes(), media_type="video/mp2t", headers=headers)
