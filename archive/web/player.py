@@ -295,9 +295,11 @@ class Player:
         except hls.MediaError as exc:
             raise MediaUnavailable(f"{ref.file} cannot be played: {exc}", 422) from None
         self._holes[ref.sha256] = holes is not None
-        if ref.path(self.archive.store_root).exists() and holes is None:
-            self._checked[(ref.device, ref.file)] = _state(ref.path(self.archive.store_root))
-        self._cache.put(key, data)
+        path = ref.path(self.archive.store_root)
+        if holes is None and os.path.lexists(path):  # served from its file from now on
+            self._checked[(ref.device, ref.file)] = _state(path)
+        else:
+            self._cache.put(key, data)
         return data
 
     def missing(self, playback: hls.Playback, dev: _Device) -> list[int]:
