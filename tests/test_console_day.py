@@ -19,7 +19,7 @@ from archive.service import Archive
 from evidence.clock import format_utc
 from simulator.clock import SimClock
 
-DATE = "2026-11-18"  # START is 2026-11-18T07:06:40Z, 15:06 in Asia/Shanghai
+DATE = "2026-11-18"  # START is 2026-11-18T11:06:40Z, 19:06 in Asia/Shanghai
 JPEG = b"\xff\xd8\xff\xe0" + b"a photo of the scene" * 50 + b"\xff\xd9"
 
 

@@ -9,8 +9,10 @@ says (refusals audited); forged forms and alerts never shown acknowledge nothing
 from __future__ import annotations
 
 import argparse
+import html
 import json
 import queue
+import re
 import socket
 import ssl
 import threading
@@ -244,6 +246,8 @@ def test_alerts_arrive_verified_and_are_acknowledged_from_the_page(
         assert page.status_code == 200 and "雨水遮挡镜头" in page.text and "伪造" in page.text
         assert page.text.count('action="/live/ack"') == 1
         assert "/live/live.js" in page.text
+        labels = re.search(r"data-labels='([^']*)'", page.text).group(1)
+        assert json.loads(html.unescape(labels))["live.ack"] == "确认"  # what live.js reads
         script = sun.get("/live/live.js")
         assert script.status_code == 200 and "EventSource" in script.text
         # Acknowledge it: the camera gets the acknowledgement, signed by who pressed it.

@@ -136,9 +136,15 @@ class LoginLimiter:
         self._lock = threading.Lock()
 
     def _recent(self, key: tuple[str, str], now: int) -> collections.deque[int]:
-        times = self._failures.setdefault(key, collections.deque())
+        """The failures of ``key`` in the window (an empty key is forgotten, so names
+        tried once do not pile up in memory)."""
+        times = self._failures.get(key)
+        if times is None:
+            return collections.deque()
         while times and now - times[0] > self.window_ns:
             times.popleft()
+        if not times:
+            del self._failures[key]
         return times
 
     def blocked_s(self, user: str, client: str) -> float:
@@ -156,7 +162,11 @@ class LoginLimiter:
         now = self.clock.time_ns()
         with self._lock:
             for key in (("user", user), ("client", client)):
-                self._recent(key, now).append(now)
+                self._recent(key, now)
+                self._failures.setdefault(key, collections.deque()).append(now)
+            if len(self._failures) > 100_000:  # a flood of names: drop what has expired
+                for key in list(self._failures):
+                    self._recent(key, now)
 
     def succeeded(self, user: str) -> None:
         with self._lock:

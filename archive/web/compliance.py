@@ -14,9 +14,6 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from evidence.exc import EvidenceError
-
-from ..exc import ArchiveError
 from . import i18n
 from .auth import CurrentSession
 from .forms import play_url, roles_that_may, seconds_between
@@ -57,36 +54,17 @@ def arrange(data: dict[str, Any], link: Callable[[dict[str, Any], str | None], s
 
 
 def player_links(request: Request) -> Callable[[dict[str, Any], str | None], str]:
-    """Links into the player: ``/play/DEVICE/START_SEQ?t=SECONDS``, the act by its first
-    record and the finding's time as a position on the player's own timeline (its
-    segments end to end, from the first one, pre-event seconds included), as the player
-    computes it; where the player cannot place the act (no segment in the store), the
-    seconds since the act started."""
-    timelines: dict[tuple[str, int], Any] = {}
+    """Links into the player (``play_recording``): ``/play/DEVICE/START_SEQ?t=SECONDS``,
+    the act by its first record and the finding's time as seconds after the act started,
+    by the clock (the player places that on its timeline of segments end to end)."""
 
     def link(act: dict[str, Any], utc: str | None) -> str:
         device, seq = act["device"], act["start_seq"]
         if utc is None:
             return play_url(request, device, seq)
-        if (device, seq) not in timelines:
-            timelines[(device, seq)] = _timeline(request, device, seq)
-        timeline = timelines[(device, seq)]
-        t = timeline.time_of(utc) if timeline else seconds_between(act["start_utc"], utc)
-        return play_url(request, device, seq, t)
+        return play_url(request, device, seq, seconds_between(act["start_utc"], utc))
 
     return link
-
-
-def _timeline(request: Request, device: str, seq: int) -> Any:
-    """The player's playback of the act (no media read, no access check: positions only)."""
-    try:
-        from .player import player_of
-    except ImportError:  # a console without the player
-        return None
-    try:
-        return player_of(request).playback(device, seq)[0]
-    except (ArchiveError, EvidenceError, OSError):
-        return None
 
 
 @router.get("/compliance", name="compliance")
