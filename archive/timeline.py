@@ -381,8 +381,10 @@ class Timeline:
         )
         return view
 
-    def known_officers(self) -> list[str]:
-        """The badges the index knows (for choosing whose day to see; no material)."""
+    def known_officers(self, session: Session) -> list[str]:
+        """The badges the index knows, for choosing whose day to see: a report (badge
+        numbers only), so the administrator, who sees no material, is refused."""
+        self.require(session, "report")
         with self.engine.connect() as conn:
             found = conn.execute(
                 sa.select(recordings.c.officer).distinct().order_by(recordings.c.officer)
