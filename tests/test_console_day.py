@@ -10,6 +10,7 @@ import re
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from corekit import DAY, PW, World, copy_world, make_archive, register_archive, write_dock_toml
 from dockkit import NS, START, dock_once, make_camera, make_dock
 from pgkit import db_url, pg_server  # noqa: F401 (fixtures)
@@ -228,3 +229,40 @@ def test_the_audit_log_page_and_its_check(arch: Archive, world: World) -> None:
     refused = li.get("/audit")
     assert refused.status_code == 403 and "may not audit read" in refused.text
     assert kinds(arch)[-1][0] == "refusal"
+
+
+def test_sync_checks_what_it_had_not_and_never_twice(arch: Archive) -> None:
+    from archive.schema import device_events, recording_checks
+
+    with arch.engine.begin() as conn:
+        before = conn.execute(sa.select(sa.func.count()).select_from(device_events)).scalar()
+        conn.execute(recording_checks.delete())  # as indexed before migration 0006
+    assert arch.sync_recordings() == 0
+    with arch.engine.connect() as conn:
+        checks = conn.execute(sa.select(recording_checks)).mappings().all()
+        events = conn.execute(sa.select(sa.func.count()).select_from(device_events)).scalar()
+    assert len(checks) == 3 and {c["signature"] for c in checks} == {"ok"}
+    assert events == before
+
+
+def test_a_forged_record_gets_a_problem_badge(world: World, db_url: str, tmp_path: Path) -> None:  # noqa: F811
+    world = copy_world(world, tmp_path / "world")
+    journal = world.store / "unit-1" / "cam-001" / "journal.jsonl"
+    lines = journal.read_bytes().split(b"\n")
+    at = next(i for i, line in enumerate(lines) if b'"kind":"segment"' in line)
+    lines[at] = re.sub(rb'"frames":(\d+)', lambda m: b'"frames":%d' % (int(m[1]) + 1), lines[at])
+    journal.chmod(0o644)
+    journal.write_bytes(b"\n".join(lines))
+    arch = make_archive(world, tmp_path / "archive", db_url, SimClock(START + 2 * DAY))
+    try:
+        admin = arch.login("admin", PW)
+        arch.add_user(admin, "wang", "archivist", PW)
+        arch.sync_recordings()
+        client = logged_in(arch, "wang", PW)
+        day = client.get("/day", params={"officer": "A1024", "date": DATE}).text
+        assert badges(day)[0] == "problem", badges(day)
+        assert "签名无法验证" in day
+        # the record after it no longer links to it: its chain is broken
+        assert "链已断" in day
+    finally:
+        arch.close()

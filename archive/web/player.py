@@ -363,10 +363,10 @@ router = APIRouter()
 STOPPAGE_REASONS: dict[str, tuple[str, str]] = {
     "weather": ("天气原因", "weather"),
     "camera": ("摄像头故障", "camera fault"),
-    "storage_full": ("存储空间已满", "storage full"),
+    "storage_full": ("存储已满", "storage full"),
     "storage_stalled": ("存储卡无响应", "storage stalled"),
     "writer_fault": ("录像程序故障", "recorder fault"),
-    "battery_critical": ("电量严重不足", "battery critical"),
+    "battery_critical": ("电量耗尽", "battery critical"),
     "overheat": ("设备过热", "overheating"),
     "microphone": ("麦克风故障", "microphone fault"),
 }
