@@ -159,6 +159,58 @@ _RANK_CASE = sa.case(
 )
 
 
+def day_query(officer: str, start: str, end: str) -> sa.CompoundSelect:
+    """The day page's one query: the officer's segments starting in ``[start, end)``
+    with their checks and the highest classification of a case holding each (a
+    correlated subquery on the case entries' device index), and the camera's other
+    records in the range, in time order."""
+    r, c = recordings, recording_checks
+    top = (
+        sa.select(sa.func.max(_RANK_CASE))
+        .select_from(entries.join(cases, entries.c.case_id == cases.c.id))
+        .where(entries.c.device == r.c.device, entries.c.seq == r.c.seq)
+        .scalar_subquery()
+    )
+    nothing = sa.null()
+    seg = (
+        sa.select(
+            sa.literal("segment").label("kind"),
+            r.c.device,
+            r.c.seq,
+            r.c.start_utc.label("utc"),
+            r.c.end_utc,
+            r.c.file,
+            r.c.sha256,
+            r.c.size,
+            nothing.label("detail"),
+            c.c.signature,
+            c.c.chain,
+            c.c.stored,
+            c.c.dock,
+            c.c.checked_utc,
+            c.c.detail.label("check_detail"),
+            c.c.media,
+            c.c.media_checked_utc,
+            c.c.media_checked_by,
+            top.label("rank"),
+        )
+        .select_from(r.outerjoin(c, sa.and_(c.c.device == r.c.device, c.c.seq == r.c.seq)))
+        .where(r.c.officer == officer, r.c.start_utc >= start, r.c.start_utc < end)
+    )
+    ev = device_events
+    evs = sa.select(
+        ev.c.kind,
+        ev.c.device,
+        ev.c.seq,
+        ev.c.utc,
+        *(nothing for _ in range(4)),
+        ev.c.detail,
+        *(nothing for _ in range(10)),
+    ).where(ev.c.officer == officer, ev.c.utc >= start, ev.c.utc < end)
+    query = sa.union_all(seg, evs).order_by("utc", "device", "seq")
+    return query
+
+
 class Timeline:
     """The day page's data and the recordings' checks (mixed into Archive)."""
 
@@ -267,50 +319,7 @@ class Timeline:
         start, end = _utc(from_utc, "--from"), _utc(to_utc, "--to")
         label = f"the day of officer {officer}"
         self.require(session, "view", Material("internal", frozenset({officer}), label))
-        r, c = recordings, recording_checks
-        top = (
-            sa.select(sa.func.max(_RANK_CASE))
-            .select_from(entries.join(cases, entries.c.case_id == cases.c.id))
-            .where(entries.c.device == r.c.device, entries.c.seq == r.c.seq)
-            .scalar_subquery()
-        )
-        nothing = sa.null()
-        seg = (
-            sa.select(
-                sa.literal("segment").label("kind"),
-                r.c.device,
-                r.c.seq,
-                r.c.start_utc.label("utc"),
-                r.c.end_utc,
-                r.c.file,
-                r.c.sha256,
-                r.c.size,
-                nothing.label("detail"),
-                c.c.signature,
-                c.c.chain,
-                c.c.stored,
-                c.c.dock,
-                c.c.checked_utc,
-                c.c.detail.label("check_detail"),
-                c.c.media,
-                c.c.media_checked_utc,
-                c.c.media_checked_by,
-                top.label("rank"),
-            )
-            .select_from(r.outerjoin(c, sa.and_(c.c.device == r.c.device, c.c.seq == r.c.seq)))
-            .where(r.c.officer == officer, r.c.start_utc >= start, r.c.start_utc < end)
-        )
-        ev = device_events
-        evs = sa.select(
-            ev.c.kind,
-            ev.c.device,
-            ev.c.seq,
-            ev.c.utc,
-            *(nothing for _ in range(4)),
-            ev.c.detail,
-            *(nothing for _ in range(10)),
-        ).where(ev.c.officer == officer, ev.c.utc >= start, ev.c.utc < end)
-        query = sa.union_all(seg, evs).order_by("utc", "device", "seq")
+        query = day_query(officer, start, end)
         with self.engine.connect() as conn:
             rows = conn.execute(query).mappings().all()
         view = DayView(officer, start, end)
@@ -372,8 +381,10 @@ class Timeline:
         )
         return view
 
-    def known_officers(self) -> list[str]:
-        """The badges the index knows (for choosing whose day to see; no material)."""
+    def known_officers(self, session: Session) -> list[str]:
+        """The badges the index knows, for choosing whose day to see: a report (badge
+        numbers only), so the administrator, who sees no material, is refused."""
+        self.require(session, "report")
         with self.engine.connect() as conn:
             found = conn.execute(
                 sa.select(recordings.c.officer).distinct().order_by(recordings.c.officer)

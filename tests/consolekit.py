@@ -101,12 +101,38 @@ def dock_toml(shift: Shift) -> Path:
     return path
 
 
-def build_world(tmp: Path, duration: str = "10m", *, sealed_act: int | None = 1) -> World:
-    shift = run_shift(tmp / "shift", duration=duration)
+def build_world(
+    tmp: Path, duration: str = "10m", *, sealed_act: int | None = 1, database: str = ""
+) -> World:
+    """A shift recorded and docked into ``tmp/shift``, and an archive over it."""
+    return build_archive(
+        run_shift(tmp / "shift", duration=duration),
+        tmp / "archive",
+        sealed_act=sealed_act,
+        database=database,
+    )
+
+
+def copy_shift(shift: Shift, into: Path) -> Shift:
+    """A copy of a shift's folder (sealing changes the store), its paths rewritten."""
+    shutil.copytree(shift.root, into, symlinks=True)
+    return Shift(
+        into,
+        into / "dock",
+        shift.device,
+        into / shift.folder.relative_to(shift.root),
+        shift.records,
+    )
+
+
+def build_archive(
+    shift: Shift, folder: Path, *, sealed_act: int | None = 1, database: str = ""
+) -> World:
+    """An archive over the shift's store (that can seal: ``dock_config``), a user of every
+    role, the recordings indexed, act ``sealed_act`` in a ``personal_privacy`` case."""
     registry = shift.store / "registry.json"
     officer = re.search(r'"officer": ?"([^"]+)"', registry.read_text()).group(1)
-    folder = tmp / "archive"
-    Archive.create(folder, shift.store, "archive-1", "admin", PW).close()
+    Archive.create(folder, shift.store, "archive-1", "admin", PW, database=database).close()
     with open(folder / "archive.toml", "a") as f:
         f.write(f'dock_config = "{dock_toml(shift)}"\n')
     number = ""

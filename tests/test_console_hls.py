@@ -217,3 +217,27 @@ def test_t_counts_from_the_act_start_by_the_clock_as_findings_do(shift: Shift) -
         for mark in playback.marks:
             seconds = (parse_utc(mark.utc) - parse_utc(act.start_utc)) / 1e9
             assert playback.time_at(seconds) == pytest.approx(mark.t, abs=1e-6)
+
+
+def test_the_package_ships_the_consoles_templates_and_static_files() -> None:
+    """Every template, style sheet and script of archive/web matches setup.cfg's
+    package_data (a wheel without hls.js would serve a player that cannot play)."""
+    import configparser
+
+    root = Path(__file__).resolve().parent.parent
+    cfg = configparser.ConfigParser()
+    cfg.read(root / "setup.cfg")
+    globs = [g.strip() for g in cfg["options.package_data"]["archive"].split(",")]
+    web = root / "archive" / "web"
+    files = [
+        p.relative_to(root / "archive").as_posix()
+        for p in web.rglob("*")
+        if p.is_file() and p.suffix != ".py" and "__pycache__" not in p.parts
+    ]
+    assert any(f.endswith("hls.min.js") for f in files)
+    shipped = {
+        p.relative_to(root / "archive").as_posix()
+        for g in globs
+        for p in (root / "archive").glob(g)  # setuptools' globs: no "*" across folders
+    }
+    assert sorted(set(files) - shipped) == []

@@ -122,12 +122,12 @@ def _error_pages(app: FastAPI) -> None:
     @app.exception_handler(LoginRequired)
     async def login_required(request: Request, exc: LoginRequired) -> Response:
         if request.method != "GET":
-            return error_page(request, 401, "error.expired", "")
+            return error_page(request, 401, "error.expired", "error.expired.detail")
         return login_redirect(exc.next_url)
 
     @app.exception_handler(SessionExpired)
     async def expired(request: Request, exc: SessionExpired) -> Response:
-        response = error_page(request, 401, "error.expired")
+        response = error_page(request, 401, "error.expired", "error.expired.detail")
         response.delete_cookie("bodycam_session", path="/")
         return response
 

@@ -295,9 +295,11 @@ class Player:
         except hls.MediaError as exc:
             raise MediaUnavailable(f"{ref.file} cannot be played: {exc}", 422) from None
         self._holes[ref.sha256] = holes is not None
-        if ref.path(self.archive.store_root).exists() and holes is None:
-            self._checked[(ref.device, ref.file)] = _state(ref.path(self.archive.store_root))
-        self._cache.put(key, data)
+        path = ref.path(self.archive.store_root)
+        if holes is None and os.path.lexists(path):  # served from its file from now on
+            self._checked[(ref.device, ref.file)] = _state(path)
+        else:
+            self._cache.put(key, data)
         return data
 
     def missing(self, playback: hls.Playback, dev: _Device) -> list[int]:
@@ -361,10 +363,10 @@ router = APIRouter()
 STOPPAGE_REASONS: dict[str, tuple[str, str]] = {
     "weather": ("天气原因", "weather"),
     "camera": ("摄像头故障", "camera fault"),
-    "storage_full": ("存储空间已满", "storage full"),
+    "storage_full": ("存储已满", "storage full"),
     "storage_stalled": ("存储卡无响应", "storage stalled"),
     "writer_fault": ("录像程序故障", "recorder fault"),
-    "battery_critical": ("电量严重不足", "battery critical"),
+    "battery_critical": ("电量耗尽", "battery critical"),
     "overheat": ("设备过热", "overheating"),
     "microphone": ("麦克风故障", "microphone fault"),
 }
@@ -585,8 +587,10 @@ def _ranged_bytes(request: Request, data: bytes, headers: dict[str, str]) -> Res
 class _SegmentFile(FileResponse):
     """Starlette's file response (Range, If-Range, 416) in 1 MiB reads, not 64 KiB."""
 
-    chunk_size = CHUNK
+    chunk_size = 4 * CHUNK
 
 
 def _ranged_file(request: Request, path: Path, size: int, headers: dict[str, str]) -> Response:
-    return _SegmentFile(path, media_type="video/mp2t", headers=headers)
+    if request.headers.get("range") or size > 64 * CHUNK:
+        return _SegmentFile(path, media_type="video/mp2t", headers=headers)
+    return Response(path.read_bytes(), media_type="video/mp2t", headers=headers)

@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 import jinja2
 from fastapi import Request
 from fastapi.responses import HTMLResponse
-from markupsafe import Markup
+from markupsafe import Markup, escape
 from starlette.routing import NoMatchFound
 
 from . import i18n
@@ -71,21 +71,28 @@ def zone_label(moment: dt.datetime) -> str:
 def localtime_filter(ctx: jinja2.runtime.Context, value: Any, part: str = "full") -> Markup:
     """A UTC time in the console's zone, in a ``<time>`` element that keeps the UTC.
 
-    ``part``: ``full`` (date, time and zone), ``time`` (hh:mm:ss, for rows under a heading
-    that shows the zone), ``date``.
+    ``part``: ``full`` (date, time and zone), ``time`` (hh:mm:ss) and ``short`` (date and
+    time), for rows under a heading that shows the zone, ``date``.
     """
     moment = to_datetime(value)
     if moment is None:
         return Markup("") if value in (None, "") else Markup.escape(str(value))
     local = moment.astimezone(ctx["tz"])
     if part == "time":
-        text = local.strftime("%H:%M:%S")
+        text = f"{local.hour:02d}:{local.minute:02d}:{local.second:02d}"
     elif part == "date":
-        text = local.strftime("%Y-%m-%d")
+        text = local.date().isoformat()
+    elif part == "short":  # date and time, under a heading that shows the zone
+        text = f"{local:%Y-%m-%d %H:%M:%S}"
     else:
         text = f"{local:%Y-%m-%d %H:%M:%S} {zone_label(local)}"
-    utc = moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    return Markup('<time datetime="{}" title="{}">{}</time>').format(utc, utc, text)
+    utc = moment.astimezone(dt.UTC)
+    stamp = (
+        f"{utc.year:04d}-{utc.month:02d}-{utc.day:02d}T"
+        f"{utc.hour:02d}:{utc.minute:02d}:{utc.second:02d}Z"
+    )
+    # every part is made of digits and the zone's name here, escaped all the same
+    return Markup(f'<time datetime="{stamp}">{escape(text)}</time>')
 
 
 def filesize_filter(value: Any) -> str:
