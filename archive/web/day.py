@@ -287,7 +287,7 @@ def officer_day(
             view=None,
             officer="",
             day=day,
-            officers=archive.known_officers(),
+            officers=archive.known_officers(session),
         )
     start, end = utc_range(request, day)
     view = archive.officer_day(session, officer, start, end)
@@ -300,7 +300,7 @@ def officer_day(
         prev_day=day - dt.timedelta(days=1),
         next_day=day + dt.timedelta(days=1),
         counts=summary(view),
-        officers=archive.known_officers() if session.role != "officer" else [],
+        officers=archive.known_officers(session) if session.role != "officer" else [],
         moment_label=functools.partial(moment_label, lang=request_lang(request)),
         play_url=player_links(request),
     )
