@@ -31,13 +31,14 @@ import logging
 import os
 import threading
 from collections import OrderedDict
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 from fastapi import APIRouter, HTTPException, Request
-from fastapi.responses import FileResponse, Response
+from fastapi.responses import FileResponse, Response, StreamingResponse
 
 from ..exc import ArchiveError, NotFound
 from ..policy import Material
@@ -280,27 +281,46 @@ class Player:
             self._checked[key] = state
         return path
 
-    def rendition(self, ref: RecordingRef) -> bytes:
+    def rendition(self, ref: RecordingRef) -> bytes | Iterator[bytes]:
         """What the browser plays of a segment that cannot be served from its file: the
         plaintext of a sealed one, and, where its sound has holes, the rendition with them
-        filled (:func:`archive.web.hls.fill_audio_holes`). Kept in memory a while."""
+        filled (:class:`archive.web.hls.Rendition`). A rendition not made yet comes as
+        chunks while PyAV muxes it (the first bytes leave at once); once whole it is kept
+        in memory a while, as decrypted plaintexts are."""
         key = (ref.device, ref.sha256)
         data = self._cache.get(key)
         if data is not None:
             return data
         plain = self._plaintext(ref)
         try:
-            holes = hls.scan(plain)
-            data = hls.fill_audio_holes(plain) if holes is not None else plain
+            made = hls.rendition_of(plain)
         except hls.MediaError as exc:
             raise MediaUnavailable(f"{ref.file} cannot be played: {exc}", 422) from None
-        self._holes[ref.sha256] = holes is not None
+        self._holes[ref.sha256] = made is not None
         path = ref.path(self.archive.store_root)
-        if holes is None and os.path.lexists(path):  # served from its file from now on
-            self._checked[(ref.device, ref.file)] = _state(path)
-        else:
-            self._cache.put(key, data)
-        return data
+        if made is None:
+            if os.path.lexists(path):  # served from its file from now on
+                self._checked[(ref.device, ref.file)] = _state(path)
+            else:
+                self._cache.put(key, plain)
+            return plain
+        return self._muxed(key, ref, made)
+
+    def _muxed(self, key: Any, ref: RecordingRef, made: hls.Rendition) -> Iterator[bytes]:
+        parts: list[bytes] = []
+        try:
+            for chunk in made.chunks():
+                parts.append(chunk)
+                yield chunk
+        except hls.MediaError as exc:  # the response is cut short: the player says so
+            _log.error("%s: the rendition failed while it was sent: %s", ref.file, exc)
+            raise
+        self._cache.put(key, b"".join(parts))
+
+    def whole(self, ref: RecordingRef) -> bytes:
+        """:meth:`rendition` in one piece (for a Range request)."""
+        got = self.rendition(ref)
+        return got if isinstance(got, bytes) else b"".join(got)
 
     def missing(self, playback: hls.Playback, dev: _Device) -> list[int]:
         """Seqs of the act's segments the store holds neither in clear nor sealed."""
@@ -559,13 +579,17 @@ def play_segment(
         path = player.stored_file(ref)
         if path is not None:
             return _ranged_file(request, path, ref.size, headers)
-        data = player.rendition(ref)
+        if request.headers.get("range"):
+            return _ranged_bytes(request, player.whole(ref), headers)
+        got = player.rendition(ref)
     except MediaUnavailable as exc:
         _log.warning("segment %s of %s not served: %s", segment, device, exc)
         if exc.status == 404:
             raise NotFound(str(exc)) from None  # the 404 page with this line
         raise HTTPException(exc.status, str(exc)) from None
-    return _ranged_bytes(request, data, headers)
+    if isinstance(got, bytes):
+        return _ranged_bytes(request, got, headers)
+    return StreamingResponse(got, media_type="video/mp2t", headers=headers)
 
 
 def _range_or_416(request: Request, size: int) -> tuple[int, int] | None:
