@@ -542,8 +542,15 @@ def _retention(archive, session, args: argparse.Namespace) -> int:
         f"NOT removed {r['device']} seq {r['seq']} {r['file']}: {r['reason']}"
         for r in result["refused"]
     ]
+    lines += [
+        f"recorded {r['device']} seq {r['seq']} {r['file']}: the dock removed it (dock "
+        f"{r['dock']} seq {r['dock_seq']}) before this archive recorded it (audit seq "
+        f"{r['audit_seq']})"
+        + (f"; but {', '.join(r['kept_by'])} keeps it!" if r["kept_by"] else "")
+        for r in result["reconciled"]
+    ]
     _out(args, result, "\n".join(lines) or "nothing is due")
-    return 1 if result["refused"] else 0
+    return 1 if result["refused"] or any(r["kept_by"] for r in result["reconciled"]) else 0
 
 
 def _due_line(r: dict[str, Any]) -> str:

@@ -52,6 +52,7 @@ KINDS = (
     "seal",
     "key",
     "acknowledge",  # a camera's alert acknowledged from the console's live page
+    "logout",  # a console session ended: logged out, or found expired when used again
 )
 _TEXT = 512
 

@@ -104,6 +104,7 @@ class Listing:
                 "recordings index",
                 {"what": "sync", "added": added, "events": events},
             )
+        self.reconcile_removals()  # archive.retention: what the dock removed, recorded
         return added
 
     def list_recordings(

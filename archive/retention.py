@@ -45,7 +45,7 @@ from evidence.storage import atomic_write_bytes, makedirs_durable
 from .exc import ArchiveError, NotFound
 from .policy import Material
 from .schema import cases, entries, holds, recordings, removals
-from .session import Session
+from .session import SYSTEM, Session
 
 _log = logging.getLogger(__name__)
 
@@ -228,18 +228,71 @@ def _rec(row: Any) -> Recording:
 class Retention:
     """Legal holds and retention (mixed into :class:`archive.service.Archive`)."""
 
-    def claim_store(self) -> None:
-        """Mark the dock store as kept by this archive (``bodycam-dock remove`` then
-        refuses and points here). Written once; a store that cannot be written is logged."""
+    def claim_store(self, store: Any = None) -> None:
+        """Say in the dock store that this archive keeps it, so ``bodycam-dock remove``
+        refuses and points here: a signed ``archive_keeps`` record in the dock journal (the
+        dock's key, from ``dock_config``; journaled once), and ``.status/archive.json``,
+        which says so too and caches that the record is there (deleting it changes
+        nothing). Without a usable ``dock_config`` only the file is written, and the record
+        waits for an opening, a purge or a seal that has the key (``store``: the dock store
+        such a one opened with it); a failure is logged, never raised."""
         mark = self.store_root / STORE_MARK
-        if mark.exists() or not self.store_root.is_dir():
+        if not self.store_root.is_dir():
             return
-        doc = {"archive_id": self.identity.device_id, "folder": str(self.folder.resolve())}
+        try:
+            doc = json.loads(mark.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            doc = None
+        if isinstance(doc, dict) and doc.get("archive_id") not in (None, self.identity.device_id):
+            _log.warning("%s names archive %s, not this one", mark, doc.get("archive_id"))
+            return
+        keyed = store is not None or bool(self.dock_config)
+        if not isinstance(doc, dict) or doc.get("archive_id") != self.identity.device_id:
+            doc = {"archive_id": self.identity.device_id, "folder": str(self.folder.resolve())}
+        elif "dock_seq" in doc or not keyed:
+            self._claimed = "dock_seq" in doc
+            return
+        if keyed:
+            made = self._journal_claim(store)
+            if made is not None:
+                doc |= {"dock": made.device, "dock_seq": made.seq}
+                self._claimed = True
         try:
             makedirs_durable(mark.parent, 0o750)
             atomic_write_bytes(mark, json.dumps(doc, sort_keys=True).encode() + b"\n", 0o640)
         except OSError as exc:
             _log.warning("cannot mark the store as kept by this archive: %s", exc)
+
+    def _journal_claim(self, store: Any = None):
+        """This archive's ``archive_keeps`` record in the store's dock journals: found, or
+        journaled now with the dock's key (``store``'s, else ``dock_config``'s); None
+        (logged) when the key cannot be had."""
+        from dock.exc import DockError
+        from dock.store import Store
+        from evidence.dockjournal import archive_keeps_body, archives_keeping
+        from evidence.journal import JOURNAL_NAME, records_of_kind
+        from evidence.verify_store import dock_journal_folders
+
+        for _, folder, _dock in dock_journal_folders(self.store_root):
+            if (folder / JOURNAL_NAME).exists():
+                found = archives_keeping(records_of_kind(folder / JOURNAL_NAME, "archive_keeps"))
+                if self.identity.device_id in found:
+                    return found[self.identity.device_id]
+        body = archive_keeps_body(
+            self.identity.device_id, self.identity.public_key_hex, str(self.folder.resolve())
+        )
+        if store is not None:
+            return store.journal.append("archive_keeps", body)
+        try:
+            identity, keys = self._dock_key()
+            store = Store(self.store_root, self.clock, identity=identity, unit_keys=keys)
+        except (ArchiveError, DockError, OSError) as exc:
+            _log.warning("cannot journal in the dock store that this archive keeps it: %s", exc)
+            return None
+        try:
+            return store.journal.append("archive_keeps", body)
+        finally:
+            store.close()
 
     # -- reading what keeps a recording ------------------------------------------------
 
@@ -344,6 +397,106 @@ class Retention:
                 raise ArchiveError(f"--device: {exc}") from None
         return device, (_utc(before, "--before") if before else None)
 
+    # -- what the dock removed ---------------------------------------------------------
+
+    def reconcile_removals(self) -> list[dict[str, Any]]:
+        """Record what the store's dock journals say was removed and the ``removals`` table
+        does not: a purge killed after the dock journaled its removal and before the
+        archive's commit (the dock's record names that purge's audit entry), or a removal
+        made by another way. Each is a ``retention`` audit entry (event ``reconciled``) in
+        the transaction that records it, under the retention lock. Read-only on the store
+        (its journals are read through :func:`dock.store.store_ledger`). Called before
+        each ``retention due``/``purge`` and by ``sync``."""
+        from dock.store import store_ledger
+
+        with self.engine.connect() as conn:
+            devices = [d for (d,) in conn.execute(sa.select(recordings.c.device).distinct())]
+            recorded = set(conn.execute(sa.select(removals.c.device, removals.c.file)).all())
+        missing = []
+        for device in sorted(devices):
+            ledger = store_ledger(self.store_root, device)
+            for file, removal in sorted(ledger.removals.items()) if ledger else []:
+                if (device, file) not in recorded:
+                    missing.append((device, removal))
+        done = []
+        for device, removal in missing:
+            row = self._record_removal(device, removal)
+            if row is not None:
+                done.append(row)
+        return done
+
+    def _record_removal(self, device: str, removal: Any) -> dict[str, Any] | None:
+        with self.engine.begin() as conn:
+            lock_retention(conn)
+            rec = (
+                conn.execute(
+                    sa.select(recordings).where(
+                        recordings.c.device == device, recordings.c.file == removal.file
+                    )
+                )
+                .mappings()
+                .first()
+            )
+            if rec is None:  # not indexed (yet): `sync` first
+                return None
+            seq = rec["seq"]
+            if conn.execute(
+                sa.select(removals.c.seq).where(removals.c.device == device, removals.c.seq == seq)
+            ).first():
+                return None  # another process recorded it meanwhile
+            grounds = removal.retention or {}
+            ours = grounds.get("archive") == self.identity.device_id
+            kept_by = self._memberships(conn, device, seq).get((device, seq), [])
+            kept_by += [s.label for s in self._spans(conn, device) if s.covers(_rec(rec))]
+            detail = {
+                "event": "reconciled",
+                "device": device,
+                "seq": seq,
+                "file": removal.file,
+                "sha256": removal.sha256,
+                "dock": removal.dock,
+                "dock_seq": removal.dock_seq,
+                "removed_utc": removal.utc,
+                "authority": removal.authority,
+                "decision_audit_seq": grounds.get("audit_seq") if ours else None,
+                "kept_by": kept_by,
+            }
+            entry = self._audit(conn, "retention", SYSTEM, f"{device}:{seq}", detail)
+            until = grounds.get("kept_until_utc") or format_utc(
+                kept_until_ns(parse_utc(rec["end_utc"]))
+            )
+            conn.execute(
+                removals.insert().values(
+                    device=device,
+                    seq=seq,
+                    file=removal.file,
+                    sha256=rec["sha256"],
+                    category=str(grounds.get("category") or removal.authority)[:32],
+                    end_utc=rec["end_utc"],
+                    kept_until_utc=until,
+                    removed_utc=removal.utc,
+                    by_user=str(grounds.get("user") or f"dock {removal.dock}")[:64],
+                    audit_seq=grounds["audit_seq"] if ours else entry.seq,
+                    dock_seq=removal.dock_seq,
+                )
+            )
+        if kept_by:
+            _log.error(
+                "the dock store no longer holds %s seq %s (%s), which %s keeps: %s",
+                device,
+                seq,
+                removal.file,
+                ", ".join(kept_by),
+                removal.line(),
+            )
+        else:
+            _log.warning("recorded a removal the archive had missed: %s", removal.line())
+        return {"device": device, "seq": seq, "file": removal.file, "kept_by": kept_by} | {
+            "dock": removal.dock,
+            "dock_seq": removal.dock_seq,
+            "audit_seq": entry.seq,
+        }
+
     # -- due and purge -------------------------------------------------------------------
 
     def retention_due(
@@ -358,6 +511,7 @@ class Retention:
         self.require(session, "report")
         device, before = self._filters(device, before)
         now = self.clock.time_ns() if now_ns is None else now_ns
+        self.reconcile_removals()
         with self.engine.connect() as conn:
             due = self._due(conn, now, device, before)
         self.audit_now(
@@ -374,7 +528,10 @@ class Retention:
         from dock.store import Store
 
         identity, keys = self._dock_key(dock_config)
-        return Store(self.store_root, self.clock, identity=identity, unit_keys=keys)
+        store = Store(self.store_root, self.clock, identity=identity, unit_keys=keys)
+        if not getattr(self, "_claimed", False):
+            self.claim_store(store)  # the dock's key is at hand: journal that we keep it
+        return store
 
     def _dock_key(self, dock_config: str | None = None):
         """The dock's identity and trusted unit keys from its dock.toml, checked (its store
@@ -424,19 +581,28 @@ class Retention:
         self.require(session, "purge")
         device, before = self._filters(device, before)
         now = self.clock.time_ns()
+        reconciled = self.reconcile_removals()
         with self.engine.connect() as conn:
             due = self._due(conn, now, device, before)
         if dry_run:
             self.audit_now(
                 "view", session, "retention", {"what": "purge dry run", "shown": len(due)}
             )
-            return {"removed": [], "refused": [], "would_remove": [_due_row(r, v) for r, v in due]}
+            return {
+                "removed": [],
+                "refused": [],
+                "would_remove": [_due_row(r, v) for r, v in due],
+                "reconciled": reconciled,
+            }
         done: list[dict[str, Any]] = []
         refused: list[dict[str, Any]] = []
-        if not due:
-            return {"removed": done, "refused": refused, "would_remove": []}
+        result = {"removed": done, "refused": refused, "would_remove": [], "reconciled": reconciled}
+        if not due and not reconciled:
+            return result
         store = self._dock_store(dock_config)
         try:
+            for line in store.finish_removals():  # what a killed removal left
+                _log.warning("purge: %s", line)
             for rec, _ in due:
                 try:
                     row = self._purge_one(session, store, rec)
@@ -457,7 +623,7 @@ class Retention:
                     done.append(row)
         finally:
             store.close()
-        return {"removed": done, "refused": refused, "would_remove": []}
+        return result
 
     def _purge_one(self, session: Session, store: Any, rec: Recording) -> dict[str, Any] | None:
         with self.engine.begin() as conn:

@@ -665,6 +665,13 @@ def cmd_remove(cfg: dict[str, Any], args: argparse.Namespace) -> int:
         )
     reader = open_store(cfg)  # asked first, read-only: a refusal journals nothing
     try:
+        keeper = reader.kept_by_archive(load_identity(cfg).public_key_hex)
+        if keeper is not None:
+            raise UsageError(
+                f"refused: archive {keeper.body['archive']} keeps this store (dock journal "
+                f"{keeper.device} seq {keeper.seq}); cases and legal holds are decided there: "
+                "remove under retention with `bodycam-archive retention purge`"
+            )
         refusal = reader.removal_refusal(args.device, args.file, SystemClock().time_ns())
     finally:
         reader.close()

@@ -640,9 +640,16 @@ class Store:
         return [folder / dockjournal.key_name(sealed), folder / sealed, folder / file]
 
     def _unlink_forms(self, folder: Path, file: str) -> list[Path]:
-        """Remove every form of ``file`` that is there, each folder fsynced; the removed."""
+        """Remove every form of ``file`` that is there, each folder fsynced; the removed
+        (with the dot-named temporary files a seal cut short left beside them)."""
         gone = []
-        for path in self.media_forms(folder, file):
+        key, sealed, _clear = self.media_forms(folder, file)
+        temporary = [
+            p
+            for p in (sealed.parent.glob(".*") if sealed.parent.is_dir() else [])
+            if p.name.endswith((f"-{sealed.name}", f"-{key.name}"))
+        ]
+        for path in [*self.media_forms(folder, file), *temporary]:
             try:
                 path.unlink()
             except FileNotFoundError:
@@ -665,6 +672,29 @@ class Store:
                     names = ", ".join(p.relative_to(folder).as_posix() for p in gone)
                     actions.append(f"{device}: finished the removal of {file} ({names})")
         return actions
+
+    def kept_by_archive(self, own_key: str = "") -> Record | None:
+        """The first ``archive_keeps`` record of the store's dock journals whose signature
+        verifies under a dock key the registry lists (or ``own_key``, the dock's own):
+        an archive keeps this store, whatever became of ``.status/archive.json``."""
+        try:
+            keys = {d.dock_id: d.public_key for d in self.registry().docks()}
+        except RegistryError:
+            keys = {}
+        for _, folder, dock in dock_journal_folders(self.root):
+            path = folder / JOURNAL_NAME
+            if not path.exists():
+                continue
+            for record in dockjournal.archives_keeping(
+                records_of_kind(path, "archive_keeps")
+            ).values():
+                for key in {keys.get(dock, ""), own_key} - {""}:
+                    try:
+                        record.verify(key)
+                    except (RecordError, ValueError):
+                        continue
+                    return record
+        return None
 
     def removal_refusal(self, device: str, file: str, now_ns: int) -> DockError | None:
         """Why removing ``file`` at ``now_ns`` would be refused, read from every dock

@@ -30,6 +30,7 @@ KINDS = (
     "relabel",
     "announcement_audio",
     "sealed",
+    "archive_keeps",
 )
 REMOVAL_AUTHORITIES = ("retention",)
 MAX_TEXT = 512  # characters of a flag's detail or a removal's reason
@@ -220,6 +221,23 @@ def sealed_body(
         "key_file": key_name(sealed[0]),
         "authority": {k: bounded(v, 64) if isinstance(v, str) else v for k, v in authority.items()},
     }
+
+
+def archive_keeps_body(archive: str, public_key: str, folder: str) -> dict:
+    """An archive keeps this store from now on (``archive``: its id; ``public_key``: its
+    audit log's key; ``folder``: where it lives): its cases and legal holds decide what
+    may be removed, so ``bodycam-dock remove`` refuses. Journaled with the dock's key by
+    the archive (``archive.retention``); no later record releases a store."""
+    return {"archive": archive, "public_key": public_key, "folder": bounded(folder)}
+
+
+def archives_keeping(records: Iterable[Record]) -> dict[str, Record]:
+    """Archive id -> the first well-formed ``archive_keeps`` record naming it."""
+    found: dict[str, Record] = {}
+    for record in records:
+        if record.kind == "archive_keeps" and body_problem(record) is None:
+            found.setdefault(record.body["archive"], record)
+    return found
 
 
 def relabel_body(
@@ -416,6 +434,13 @@ def body_problem(record: Record) -> str | None:
             and b.get("key_file") == key_name(b["sealed_file"])
             and isinstance(a, dict)
             and all(type(a.get(k)) is t for k, t in SEAL_AUTHORITY.items())
+        )
+    elif record.kind == "archive_keeps":
+        ok = (
+            _ident(b.get("archive"))
+            and isinstance(b.get("public_key"), str)
+            and HEX64.match(b["public_key"]) is not None
+            and isinstance(b.get("folder"), str)
         )
     elif record.kind == "relabel":
         ok = (

@@ -148,7 +148,12 @@ def test_purge_removes_through_the_dock_with_its_authority(world: Aged, db_url: 
             row = conn.execute(sa.select(removals)).mappings().one()
         assert row["dock_seq"] == made.seq and row["audit_seq"] == audit.seq
         assert arch.retention_due(wang) == []  # gone is not due again
-        assert arch.retention_purge(zhao) == {"removed": [], "refused": [], "would_remove": []}
+        assert arch.retention_purge(zhao) == {
+            "removed": [],
+            "refused": [],
+            "would_remove": [],
+            "reconciled": [],
+        }
         report = verify_path(world.store, unit_keys=store_trust(world.tmp))
         assert report.problems == [], [str(p) for p in report.problems]
         notes = [n for d in report.devices for n in d.notes if gone in n]

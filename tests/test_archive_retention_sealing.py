@@ -19,7 +19,7 @@ import pytest
 from corekit import PW
 from dockkit import START, store_trust
 from pgkit import db_url, pg_server  # noqa: F401 (fixtures)
-from retentionkit import DAY, Aged, archive_over, build_aged, copy_aged
+from retentionkit import DAY, Aged, archive_over, build_aged, copy_aged, dock_journal
 
 from archive.exc import ArchiveError
 from archive.sealing import SealError
@@ -358,3 +358,92 @@ def test_a_purge_racing_an_attachment_keeps_what_was_attached(
     finally:
         purger.close()
         attacher.close()
+
+
+# -- 4. a purge killed between the dock's removal and the archive's record ---------------
+
+KILLED_PURGE = r"""
+import os, sys
+from archive.service import Archive
+from dock.journal import DockJournal
+from dock.store import Store
+from simulator.clock import SimClock
+
+remove_media, append = Store.remove_media, DockJournal.append
+
+def removed_then_killed(self, *args, **kw):
+    remove_media(self, *args, **kw)  # the dock journaled the removal and removed the file
+    os._exit(9)  # the archive dies before its transaction commits
+
+def journaled_then_killed(self, kind, body):
+    made = append(self, kind, body)
+    if kind == "removed":
+        os._exit(9)  # the record is durable, the file is still there
+    return made
+
+if sys.argv[4] == "removed":
+    Store.remove_media = removed_then_killed
+else:
+    DockJournal.append = journaled_then_killed
+arch = Archive.open(sys.argv[1], clock=SimClock(int(sys.argv[2])))
+arch.retention_purge(arch.login("zhao", sys.argv[3]))
+"""
+
+
+@pytest.mark.parametrize("killed_when", ["removed", "journaled"])
+def test_a_purge_killed_after_the_docks_removal_is_reconciled(
+    world: Aged,
+    db_url: str,  # noqa: F811
+    killed_when: str,
+) -> None:
+    """The dock journal has the removal, the archive's database does not: the next sync
+    records it (audited, naming the killed purge's decision), and the next purge removes
+    the rest without retrying it, and the file if the kill came before its unlink; the
+    store verifies."""
+    import sqlalchemy as sa
+
+    from archive.schema import removals
+
+    now = START + 200 * DAY
+    clock = SimClock(now)
+    archive_over(world, db_url, clock).close()
+    first, second = world.acts[0]
+    killed = subprocess.run(
+        [sys.executable, "-c", KILLED_PURGE, str(world.tmp / "archive"), str(now), PW]
+        + [killed_when],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert killed.returncode == 9, killed.stderr
+    (removed,) = records_of_kind(dock_journal(world.store), "removed")
+    assert removed.body["file"] == first
+    left = (world.store / "unit-1" / "cam-001" / first).exists()
+    assert left == (killed_when == "journaled")
+    assert problems(world) == ([f"removal_unfinished unit-1/cam-001/{first}"] if left else [])
+    arch = Archive.open(world.tmp / "archive", clock=clock)
+    try:
+        with arch.engine.connect() as conn:
+            assert conn.execute(sa.select(removals)).all() == []  # the crash gap
+        arch.sync_recordings()
+        with arch.engine.connect() as conn:
+            (row,) = conn.execute(sa.select(removals)).mappings().all()
+        decision = removed.body["retention"]["audit_seq"]
+        assert row["file"] == first and row["dock_seq"] == removed.seq
+        assert row["audit_seq"] == decision and row["by_user"] == "zhao"
+        entries = {r.seq: r for r in arch.audit.records()}
+        assert entries[decision].body["detail"]["event"] == "purge"  # the killed decision
+        (noted,) = [
+            r for r in entries.values() if r.kind == "retention"
+            and r.body["detail"]["event"] == "reconciled"
+        ]  # fmt: skip
+        assert noted.body["detail"]["decision_audit_seq"] == decision
+        assert noted.body["detail"]["kept_by"] == []
+        assert [r["file"] for r in arch.retention_due(arch.login("wang", PW))] == [second]
+        result = arch.retention_purge(arch.login("zhao", PW))
+        assert [r["file"] for r in result["removed"]] == [second]
+        assert result["refused"] == [] and result["reconciled"] == []
+    finally:
+        arch.close()
+    assert not (world.store / "unit-1" / "cam-001" / first).exists()
+    assert problems(world) == []

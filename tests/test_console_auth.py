@@ -177,12 +177,17 @@ def test_an_idle_session_expires_and_logout_ends_one(arch: Archive, clock: SimCl
     assert expired.status_code == 401 and "会话已过期" in expired.text
     assert "Session expired" in expired.text  # with English beside it
     no_trace(expired.text)
+    kind, body = audit_kinds(arch)[-1]
+    assert kind == "logout" and body["user"] == "qian"
+    assert body["detail"]["reason"] == "expired" and body["detail"]["idle_s"] == 31 * 60
     # logout
     client = logged_in(arch, "qian", PW)
     sid = client.cookies.get("bodycam_session")
     token = page_csrf(client)
     out = client.post("/logout", data={"csrf": token})
     assert out.status_code == 200 and "您已退出" in out.text
+    kind, body = audit_kinds(arch)[-1]
+    assert kind == "logout" and body["detail"]["reason"] == "logged out"
     assert client.get("/").status_code == 303  # the cookie is gone: to the login page
     replay = another(client).get("/", headers={"Cookie": f"bodycam_session={sid}"})
     assert replay.status_code == 401  # the old id is dead on the server too

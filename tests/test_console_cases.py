@@ -272,6 +272,11 @@ def test_forged_forms_change_nothing(arch: Archive, world: World) -> None:
                 None,
             ),
             (f"/cases/{number}/documents", {}, {"document": ("x.txt", b"x", "text/plain")}),
+            (
+                "/cases/attach-act",
+                {"number": number, "device": world.device, "act": str(world.acts[0][0])},
+                None,
+            ),
             (f"/cases/{number}/close", {}, None),
         ]
         for path, fields, files in forms:

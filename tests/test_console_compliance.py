@@ -14,7 +14,7 @@ import pytest
 from corekit import DAY, PW, World, build_world, make_archive
 from dockkit import START
 from pgkit import db_url, pg_server  # noqa: F401 (fixtures)
-from webkit import logged_in
+from webkit import csrf_of, logged_in
 
 from archive.service import Archive
 from archive.web.compliance import arrange
@@ -146,3 +146,32 @@ def test_a_finding_links_to_its_time_in_the_act() -> None:
     assert finding["play"] == "/play/cam-7/12?t=42.5"
     assert shown["articles"] == [(5, [(shown["acts"][0], finding)])]
     assert finding["text_en"] == "recording stopped without a stated reason"
+
+
+def test_an_act_of_the_report_is_attached_to_a_case_from_it(arch: Archive, world: World) -> None:
+    number = arch.open_case(arch.login("wang", PW), "x", "inspection", [], ["A1024"], "internal")
+    wang = client(arch, "wang")
+    page = wang.get("/compliance", params={"view": "act"})
+    forms = re.findall(
+        r'action="/cases/attach-act".*?name="device" value="([^"]+)".*?name="act" value="(\d+)"',
+        page.text,
+        re.S,
+    )
+    assert forms == [(world.device, str(seq)) for seq, _ in world.acts]
+    assert f"#{world.acts[1][0]}" in page.text  # the act's first record, as attaching asks
+    token = csrf_of(page.text)
+    device, seq = forms[1]
+    done = wang.post(
+        "/cases/attach-act", data={"csrf": token, "number": number, "device": device, "act": seq}
+    )
+    assert done.status_code == 303 and done.headers["location"].startswith(f"/cases/{number}")
+    held = [e["file"] for e in arch.show_case(arch.login("zhao", PW), number)["entries"]]
+    assert held == list(world.acts[1][1])
+    missing = wang.post("/cases/attach-act", data={"csrf": token, "device": device, "act": seq})
+    assert missing.status_code == 400 and "which case" in missing.text
+    assert (
+        'action="/cases/attach-act"'
+        not in client(arch, "sun").get("/compliance", params={"view": "act"}).text
+    )
+    case_page = wang.get(f"/cases/{number}")
+    assert "/compliance?view=act&amp;officer=A1024" in case_page.text

@@ -10,6 +10,7 @@ import re
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from corekit import DAY, PW, World, copy_world, make_archive, register_archive, write_dock_toml
 from dockkit import NS, START, dock_once, make_camera, make_dock
 from pgkit import db_url, pg_server  # noqa: F401 (fixtures)
@@ -91,8 +92,10 @@ def test_the_officers_day_is_a_timeline_with_badges(arch: Archive, world: World)
     files = world.acts[0][1]
     for f in files:
         assert f in text
-    plays = re.findall(r'href="(/play/cam-001/\d+)"', text)
+    plays = re.findall(r'class="play" href="(/play/cam-001/\d+)"', text)
     assert len(plays) == 3
+    # the stoppage and the moment were journaled between two acts: no player link there
+    assert 'class="seek"' not in text
     assert "UTC+08:00" in text  # the zone is shown
     assert "3 段录像" in text and "1 个关键节点，1 次中断，1 张照片" in text
     # what a badge says it checked
@@ -196,6 +199,10 @@ def test_the_day_goes_through_the_one_access_check(
     admin_client = logged_in(arch, "admin", PW)
     assert "/day" not in admin_client.get("/").text
     assert admin_client.get("/day", params={"officer": "A1024", "date": DATE}).status_code == 403
+    assert admin_client.get("/day").status_code == 403  # not even the list of badges
+    assert kinds(arch)[-1][0] == "refusal"
+    chooser = sun.get("/day")
+    assert chooser.status_code == 200 and '<option value="A1024">' in chooser.text
     arch.close()
 
 
@@ -228,3 +235,56 @@ def test_the_audit_log_page_and_its_check(arch: Archive, world: World) -> None:
     refused = li.get("/audit")
     assert refused.status_code == 403 and "may not audit read" in refused.text
     assert kinds(arch)[-1][0] == "refusal"
+
+
+def test_sync_checks_what_it_had_not_and_never_twice(arch: Archive) -> None:
+    from archive.schema import device_events, recording_checks
+
+    with arch.engine.begin() as conn:
+        before = conn.execute(sa.select(sa.func.count()).select_from(device_events)).scalar()
+        conn.execute(recording_checks.delete())  # as indexed before migration 0006
+    assert arch.sync_recordings() == 0
+    with arch.engine.connect() as conn:
+        checks = conn.execute(sa.select(recording_checks)).mappings().all()
+        events = conn.execute(sa.select(sa.func.count()).select_from(device_events)).scalar()
+    assert len(checks) == 3 and {c["signature"] for c in checks} == {"ok"}
+    assert events == before
+
+
+def test_a_forged_record_gets_a_problem_badge(world: World, db_url: str, tmp_path: Path) -> None:  # noqa: F811
+    world = copy_world(world, tmp_path / "world")
+    journal = world.store / "unit-1" / "cam-001" / "journal.jsonl"
+    lines = journal.read_bytes().split(b"\n")
+    at = next(i for i, line in enumerate(lines) if b'"kind":"segment"' in line)
+    lines[at] = re.sub(rb'"frames":(\d+)', lambda m: b'"frames":%d' % (int(m[1]) + 1), lines[at])
+    journal.chmod(0o644)
+    journal.write_bytes(b"\n".join(lines))
+    arch = make_archive(world, tmp_path / "archive", db_url, SimClock(START + 2 * DAY))
+    try:
+        admin = arch.login("admin", PW)
+        arch.add_user(admin, "wang", "archivist", PW)
+        arch.sync_recordings()
+        client = logged_in(arch, "wang", PW)
+        day = client.get("/day", params={"officer": "A1024", "date": DATE}).text
+        assert badges(day)[0] == "problem", badges(day)
+        assert "签名无法验证" in day
+        # the record after it no longer links to it: its chain is broken
+        assert "链已断" in day
+    finally:
+        arch.close()
+
+
+def test_the_audit_log_pages_back_and_filters(arch: Archive) -> None:
+    from archive.auditread import newest_entries
+
+    records = arch.audit.records()
+    total, newest = newest_entries(arch.audit.path, 3, None, "", "")
+    assert total == len(records) and [r.seq for r in newest] == [r.seq for r in records[::-1][:3]]
+    _, older = newest_entries(arch.audit.path, 100, newest[-1].seq, "", "")
+    assert [r.seq for r in older] == [r.seq for r in records[::-1][3:]]
+    _, users = newest_entries(arch.audit.path, 100, None, "user", "admin")
+    assert users and all(r.kind == "user" and r.body["user"] == "admin" for r in users)
+    assert len(users) == sum(1 for r in records if r.kind == "user" and r.body["user"] == "admin")
+    qian = logged_in(arch, "qian", PW)
+    page = qian.get("/audit", params={"kind": "user", "user": "admin"})
+    assert page.status_code == 200 and page.text.count("<td>user</td>") == len(users)

@@ -11,10 +11,13 @@ from __future__ import annotations
 import argparse
 import html
 import json
+import os
 import queue
 import re
 import socket
 import ssl
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -65,6 +68,8 @@ def broker(tmp_path: Path):
     b = ProductionBroker(tmp_path / "broker")
     b.issue("cam-001", "camera", UNIT)
     b.issue("console-web", "supervisor")
+    b.issue("sgt-li", "supervisor")
+    b.issue("cam-999", "camera", UNIT)  # let in by the broker, unknown to the registry
     b.start()
     try:
         yield b
@@ -75,15 +80,23 @@ def broker(tmp_path: Path):
 class Camera:
     """The camera's side of the broker: its signed status and alerts out, acks in."""
 
-    def __init__(self, broker: ProductionBroker, world: World, tmp: Path) -> None:
-        self.identity = DeviceIdentity.load(world.tmp / "cam-001-key" / "device.key")
-        self.journal = Journal(tmp / "camera" / "journal.jsonl", self.identity)
+    def __init__(
+        self,
+        broker: ProductionBroker,
+        world: World,
+        tmp: Path,
+        device: str = "cam-001",
+        identity: DeviceIdentity | None = None,
+    ) -> None:
+        self.device = device
+        self.identity = identity or DeviceIdentity.load(world.tmp / f"{device}-key" / "device.key")
+        self.journal = Journal(tmp / device / "journal.jsonl", self.identity)
         self.acks: queue.Queue = queue.Queue()
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="cam-001")
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=device)
         self.client.tls_set(ca_certs=str(broker.ca_file), cert_reqs=ssl.CERT_REQUIRED)
-        self.client.username_pw_set("cam-001", broker.password("cam-001"))
+        self.client.username_pw_set(device, broker.password(device))
         subscribed = threading.Event()
-        self.client.on_connect = lambda c, u, f, rc, p: c.subscribe(ack_topic(UNIT, "cam-001"), 1)
+        self.client.on_connect = lambda c, u, f, rc, p: c.subscribe(ack_topic(UNIT, device), 1)
         self.client.on_subscribe = lambda *a: subscribed.set()
         self.client.on_message = lambda c, u, m: self.acks.put(parse_ack_payload(m.payload))
         self.client.connect(broker.host, broker.port)
@@ -104,11 +117,19 @@ class Camera:
             head=(self.journal.next_seq - 1, "0" * 64) if self.journal.next_seq else None,
             battery=71,
         )
-        self.publish(status_topic(UNIT, "cam-001"), message.to_bytes(), retain=True)
+        self.publish(status_topic(UNIT, self.device), message.to_bytes(), retain=True)
 
     def stoppage(self, reason: str, detail: str):
         record = self.journal.append("stoppage", {"reason": reason, "detail": detail})
-        self.publish(alert_topic(UNIT, "cam-001"), record.to_bytes())
+        self.publish(alert_topic(UNIT, self.device), record.to_bytes())
+        return record
+
+    def replay(self):
+        """A record at a seq already shown, with other content, under the real key."""
+        other = Journal(self.journal.path.parent / "replay.jsonl", self.identity)
+        record = other.append("stoppage", {"reason": "weather", "detail": "said again"})
+        self.publish(alert_topic(UNIT, self.device), record.to_bytes())
+        other.close()
         return record
 
     def forged(self):
@@ -329,6 +350,67 @@ def test_who_may_watch_and_acknowledge_and_what_is_never_acknowledged(
         assert camera.acks.get(timeout=10).by == "zhao"
     finally:
         camera.close()
+
+
+def test_the_console_and_bodycam_supervisor_give_the_same_verdicts(
+    arch: Archive, broker: ProductionBroker, world: World, console: Console, tmp_path: Path
+) -> None:
+    """One stream of alerts, two readers: ``bodycam-supervisor watch --json`` (a real
+    process) and the console's event stream, each with its own credential. Genuine,
+    replayed, forged and unregistered alerts get the very same verdicts and reasons."""
+    fp = show_fingerprint(unit_key(world.tmp).fingerprint)
+    config = tmp_path / "supervisor.toml"
+    env = {k: v for k, v in os.environ.items() if k != "DEBUG"}
+    setup = subprocess.run(
+        [sys.executable, "-m", "supervisor", "setup", "--registry", str(world.store / "registry.json"),
+         "--unit-key", fp, "--config", str(config), "--name", "sgt-li",
+         "--host", broker.host, "--port", str(broker.port), "--ca-file", str(broker.ca_file),
+         "--username", "sgt-li", "--password-file", str(broker.workdir / "sgt-li.pw")],
+        capture_output=True, text=True, env=env, timeout=60,
+    )  # fmt: skip
+    assert setup.returncode == 0, setup.stderr
+    watch = subprocess.Popen(
+        [sys.executable, "-m", "supervisor", "watch", "--config", str(config),
+         "--state", str(tmp_path / "seen.json"), "--json", "--count", "5", "--timeout", "90"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+    camera = Camera(broker, world, tmp_path)
+    stranger = Camera(broker, world, tmp_path, "cam-999", DeviceIdentity.generate("cam-999"))
+    try:
+        for line in watch.stderr:  # subscribed: nothing published from here on is missed
+            if "waiting for alerts" in line:
+                break
+        sun = console.browser("sun")
+        stream = Stream(sun)
+        camera.stoppage("weather", "雨 rain")
+        camera.stoppage("camera", "no frames")
+        camera.replay()
+        camera.forged()
+        stranger.stoppage("weather", "not ours")
+        out, err = watch.communicate(timeout=120)
+        assert watch.returncode == 0, err[-2000:]
+        supervisor = sorted(
+            (d["verdict"], d["device"], d["seq"], d["kind"], d["problem"])
+            for d in map(json.loads, out.splitlines())
+        )
+        with stream.cond:
+            assert stream.cond.wait_for(
+                lambda: sum(e[1] == "alert" for e in stream.events) >= 5, 30
+            ), stream.events
+            ours = sorted(
+                (d["verdict"], d["device"], d["seq"], d["kind"], d["problem"])
+                for _, kind, d in stream.events
+                if kind == "alert"
+            )
+        assert ours == supervisor
+        assert [v for v, *_ in ours].count("verified") == 2
+        assert {v for v, *_ in ours} == {"verified", "replay", "forged", "unknown-device"}
+    finally:
+        if watch.poll() is None:
+            watch.kill()
+            watch.wait(10)
+        camera.close()
+        stranger.close()
 
 
 def test_without_a_broker_the_page_says_live_status_is_off(arch: Archive) -> None:

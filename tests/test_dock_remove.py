@@ -6,6 +6,7 @@ fails verify, and a removed file is never reported missing."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -127,3 +128,63 @@ def test_a_file_deleted_without_a_removal_record_is_missing(world: Aged) -> None
     done = remove(world, world.acts[0][0])
     assert done.returncode == 0, done.stderr
     assert codes(world) == []
+
+
+def test_the_dock_journal_says_an_archive_keeps_the_store_when_the_marker_is_gone(
+    world: Aged,
+) -> None:
+    """An archive with the dock's config journals a signed ``archive_keeps`` record (once);
+    with ``.status/archive.json`` deleted, ``bodycam-dock remove`` still refuses, naming
+    it, and journals nothing; the store verifies with the record in it."""
+    from retentionkit import archive_over
+
+    from archive.service import Archive
+    from simulator.clock import SimClock
+
+    clock = SimClock(time.time_ns())
+    archive_over(world, "", clock).close()
+    Archive.open(world.tmp / "archive", clock=clock).close()  # a second opening: no record
+    (keeps,) = records_of_kind(dock_journal(world.store), "archive_keeps")
+    assert keeps.body["archive"] == "archive-1" and keeps.device == "dock-sim"
+    mark = world.store / ".status" / "archive.json"
+    assert json.loads(mark.read_text())["dock_seq"] == keeps.seq
+    mark.unlink()
+    before = dock_journal(world.store).read_bytes()
+    old = world.acts[0][0]
+    done = remove(world, old)
+    assert done.returncode == 2, done.stdout
+    (line,) = done.stderr.splitlines()
+    assert (
+        f"refused: archive archive-1 keeps this store (dock journal dock-sim seq {keeps.seq})"
+        in line
+    )
+    assert dock_journal(world.store).read_bytes() == before
+    assert (world.store / "unit-1" / "cam-001" / old).is_file()
+    assert codes(world) == []
+    Archive.open(world.tmp / "archive", clock=clock).close()  # the marker, as a cache again
+    assert json.loads(mark.read_text())["dock_seq"] == keeps.seq
+    assert len(records_of_kind(dock_journal(world.store), "archive_keeps")) == 1
+
+
+def test_a_purge_journals_that_its_archive_keeps_the_store(world: Aged) -> None:
+    """An archive without dock_config writes only the marker; the first purge given the
+    dock's config (its key at hand) journals ``archive_keeps``, once."""
+    from corekit import PW
+    from retentionkit import archive_over
+
+    from simulator.clock import SimClock
+
+    arch = archive_over(world, "", SimClock(time.time_ns()), dock_config=False)
+    try:
+        assert records_of_kind(dock_journal(world.store), "archive_keeps") == []
+        zhao = arch.login("zhao", PW)
+        for _ in range(2):
+            arch.retention_purge(zhao, dock_config=str(world.tmp / "dock.toml"))
+    finally:
+        arch.close()
+    (keeps,) = records_of_kind(dock_journal(world.store), "archive_keeps")
+    mark = world.store / ".status" / "archive.json"
+    assert json.loads(mark.read_text())["dock_seq"] == keeps.seq
+    mark.unlink()
+    done = remove(world, world.acts[0][0])
+    assert done.returncode == 2 and "keeps this store (dock journal" in done.stderr

@@ -5,7 +5,9 @@
   server keeps what it stands for (the archive's :class:`Session`, its CSRF token, when it
   was last used) in memory: a restart logs everyone out, and nothing about a user is in
   the cookie. A session ends after ``session_minutes`` without use, and after 12 hours in
-  any case; its cookie then gets the "session expired" page.
+  any case; its cookie then gets the "session expired" page. A logout, and an expired
+  session when its cookie comes back, are audited (``logout``); one never used again is
+  dropped at a later login without an entry.
 - Every POST carries the session's CSRF token (``csrf_field`` in the form, or the
   ``X-CSRF-Token`` header for scripts); :func:`check_csrf` refuses any other with a 403
   page before the route runs, so a forged form changes nothing. The login form carries a
@@ -26,12 +28,14 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 from urllib.parse import quote, urlsplit
 
+import sqlalchemy as sa
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import RedirectResponse, Response
 from markupsafe import Markup
 
 from ..exc import LoginFailed
 from ..policy import Actor
+from ..schema import users
 from ..session import Session
 from .render import NavItem, render
 
@@ -72,6 +76,7 @@ class WebSession:
     csrf: str
     created_ns: int
     last_ns: int
+    account: tuple = ()  # the user's row as it was at login (see account_of)
 
 
 class SessionStore:
@@ -84,9 +89,10 @@ class SessionStore:
         self._sessions: dict[str, WebSession] = {}
         self._lock = threading.Lock()
 
-    def create(self, session: Session) -> WebSession:
+    def create(self, session: Session, account: tuple = ()) -> WebSession:
         now = self.clock.time_ns()
-        web = WebSession(secrets.token_urlsafe(32), session, secrets.token_urlsafe(32), now, now)
+        token, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
+        web = WebSession(token, session, csrf, now, now, account)
         with self._lock:
             self._expire(now)
             self._sessions[web.id] = web
@@ -101,19 +107,26 @@ class SessionStore:
 
     def get(self, sid: str | None, *, touch: bool = True) -> WebSession | None:
         """The live session of this id (its idle time restarted), or None."""
+        return self.lookup(sid, touch=touch)[0]
+
+    def lookup(
+        self, sid: str | None, *, touch: bool = True
+    ) -> tuple[WebSession | None, WebSession | None]:
+        """``(live session, None)``, or ``(None, the session that just expired)`` the
+        first time an expired one is presented (for its audit entry), or ``(None, None)``."""
         if not sid:
-            return None
+            return None, None
         now = self.clock.time_ns()
         with self._lock:
             web = self._sessions.get(sid)
             if web is None:
-                return None
+                return None, None
             if not self._alive(web, now):
                 del self._sessions[sid]
-                return None
+                return None, web
             if touch:
                 web.last_ns = now
-            return web
+            return web, None
 
     def drop(self, sid: str | None) -> None:
         with self._lock:
@@ -136,9 +149,15 @@ class LoginLimiter:
         self._lock = threading.Lock()
 
     def _recent(self, key: tuple[str, str], now: int) -> collections.deque[int]:
-        times = self._failures.setdefault(key, collections.deque())
+        """The failures of ``key`` in the window (an empty key is forgotten, so names
+        tried once do not pile up in memory)."""
+        times = self._failures.get(key)
+        if times is None:
+            return collections.deque()
         while times and now - times[0] > self.window_ns:
             times.popleft()
+        if not times:
+            del self._failures[key]
         return times
 
     def blocked_s(self, user: str, client: str) -> float:
@@ -156,7 +175,11 @@ class LoginLimiter:
         now = self.clock.time_ns()
         with self._lock:
             for key in (("user", user), ("client", client)):
-                self._recent(key, now).append(now)
+                self._recent(key, now)
+                self._failures.setdefault(key, collections.deque()).append(now)
+            if len(self._failures) > 100_000:  # a flood of names: drop what has expired
+                for key in list(self._failures):
+                    self._recent(key, now)
 
     def succeeded(self, user: str) -> None:
         with self._lock:
@@ -174,12 +197,45 @@ def peek_session(request: Request) -> WebSession | None:
     return web
 
 
+def account_of(archive: Any, name: str) -> tuple | None:
+    """What a session was granted on: the user's role, badge and password hash, while the
+    user is active (None once deactivated or gone)."""
+    q = sa.select(users.c.role, users.c.officer, users.c.password_hash, users.c.active)
+    with archive.engine.connect() as conn:
+        row = conn.execute(q.where(users.c.name == name)).first()
+    return tuple(row) if row is not None and row.active else None
+
+
 def web_session(request: Request) -> WebSession:
-    """The request's live session; :class:`LoginRequired` or :class:`SessionExpired`."""
+    """The request's live session; :class:`LoginRequired` or :class:`SessionExpired`.
+    A session ends as soon as its user is deactivated, or their role, badge or password
+    changes (an administrator acting on a leaver or a stolen password)."""
     sid = request.cookies.get(SESSION_COOKIE)
-    web = request.app.state.sessions.get(sid)
+    web, expired = request.app.state.sessions.lookup(sid)
+    archive = request.app.state.archive
+    if web is not None and account_of(archive, web.session.name) != web.account:
+        _log.warning("session of %s ended: the user's account changed", web.session.name)
+        request.app.state.sessions.drop(sid)
+        archive.audit_now(
+            "logout",
+            web.session,
+            web.session.name,
+            {"reason": "account changed", "client": client_address(request)},
+        )
+        web = None
     if web is None:
         request.state.web_session = None
+        if expired is not None:
+            archive.audit_now(
+                "logout",
+                expired.session,
+                expired.session.name,
+                {
+                    "reason": "expired",
+                    "idle_s": (archive.clock.time_ns() - expired.last_ns) // NS,
+                    "client": client_address(request),
+                },
+            )
         if sid:
             raise SessionExpired()
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
@@ -319,7 +375,7 @@ def login_post(
     limiter.succeeded(name)
     store: SessionStore = request.app.state.sessions
     store.drop(request.cookies.get(SESSION_COOKIE))  # a new id at each login
-    web = store.create(session)
+    web = store.create(session, account_of(archive, session.name) or ())
     response = RedirectResponse(safe_next(next), status_code=303)
     set_cookie(request, response, SESSION_COOKIE, web.id, MAX_SESSION_S)
     response.delete_cookie(LOGIN_COOKIE, path="/")
@@ -328,6 +384,13 @@ def login_post(
 
 @router.post("/logout", name="logout", dependencies=[CSRF])
 def logout(request: Request) -> Response:
+    web = request.state.web_session
+    request.app.state.archive.audit_now(
+        "logout",
+        web.session,
+        web.session.name,
+        {"reason": "logged out", "client": client_address(request)},
+    )
     request.app.state.sessions.drop(request.cookies.get(SESSION_COOKIE))
     request.state.web_session = None
     response = render(request, "logged_out.html")

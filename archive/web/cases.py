@@ -185,6 +185,22 @@ def attach_act(
     return _to_case(request, number, "#entries")
 
 
+@router.post("/cases/attach-act", name="case_attach_act_to", dependencies=[CSRF])
+def attach_act_to(
+    request: Request,
+    session: CurrentSession,
+    number: str = Form(""),
+    device: str = Form(""),
+    act: str = Form(""),
+    reason: str = Form(""),
+) -> Response:
+    """Attach an act to the case typed in the form (from the compliance report's acts)."""
+    number = number.strip()
+    if not number:
+        raise ArchiveError("say which case: its number, e.g. 2026-0001")
+    return attach_act(request, session, number, device, act, reason)
+
+
 @router.post("/cases/{number}/documents", name="case_attach_document", dependencies=[CSRF])
 async def attach_document(
     request: Request,
@@ -350,5 +366,8 @@ i18n.add(
             "Times are in this console's zone, {tz}.",
         ),
         "case.copies": ("复制申请", "Copy requests"),
+        "case.find_acts": ("在合规报告中查找执法过程", "Find the acts in the compliance report"),
+        "case.to_case": ("加入案卷", "Attach to case"),
+        "case.number_placeholder": ("案卷号", "case number"),
     }
 )

@@ -16,7 +16,7 @@ from fastapi.responses import Response
 
 from . import i18n
 from .auth import CurrentSession
-from .forms import play_url, roles_that_may, seconds_between
+from .forms import may, play_url, roles_that_may, seconds_between
 from .render import NavItem, render
 
 router = APIRouter()
@@ -89,6 +89,7 @@ def report_page(
         officer=officer,
         day_from=day_from,
         day_to=day_to,
+        may_attach=may(session, "case_change"),  # offered; the archive checks the case
     )
 
 

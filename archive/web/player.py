@@ -240,7 +240,7 @@ def play_segment(
         raise NotFound(f"segment {segment} is not part of the act of {device} at record {seq}")
     player.require_view(session, device, dev.officer, [piece.seq])
     ref = player.ref(playback, dev, piece)
-    headers = {"Cache-Control": "private, max-age=3600", "Accept-Ranges": "bytes"}
+    headers = {"Cache-Control": "no-store", "Accept-Ranges": "bytes"}  # no disk cache
     try:
         path = player.stored_file(ref)
         if path is not None:

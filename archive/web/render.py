@@ -71,8 +71,8 @@ def zone_label(moment: dt.datetime) -> str:
 def localtime_filter(ctx: jinja2.runtime.Context, value: Any, part: str = "full") -> Markup:
     """A UTC time in the console's zone, in a ``<time>`` element that keeps the UTC.
 
-    ``part``: ``full`` (date, time and zone), ``time`` (hh:mm:ss, for rows under a heading
-    that shows the zone), ``date``.
+    ``part``: ``full`` (date, time and zone), ``time`` (hh:mm:ss) and ``short`` (date and
+    time), for rows under a heading that shows the zone, ``date``.
     """
     moment = to_datetime(value)
     if moment is None:
@@ -82,6 +82,8 @@ def localtime_filter(ctx: jinja2.runtime.Context, value: Any, part: str = "full"
         text = f"{local.hour:02d}:{local.minute:02d}:{local.second:02d}"
     elif part == "date":
         text = local.date().isoformat()
+    elif part == "short":  # date and time, under a heading that shows the zone
+        text = f"{local:%Y-%m-%d %H:%M:%S}"
     else:
         text = f"{local:%Y-%m-%d %H:%M:%S} {zone_label(local)}"
     utc = moment.astimezone(dt.UTC)
