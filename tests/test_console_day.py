@@ -92,8 +92,10 @@ def test_the_officers_day_is_a_timeline_with_badges(arch: Archive, world: World)
     files = world.acts[0][1]
     for f in files:
         assert f in text
-    plays = re.findall(r'href="(/play/cam-001/\d+)"', text)
+    plays = re.findall(r'class="play" href="(/play/cam-001/\d+)"', text)
     assert len(plays) == 3
+    # the stoppage and the moment were journaled between two acts: no player link there
+    assert 'class="seek"' not in text
     assert "UTC+08:00" in text  # the zone is shown
     assert "3 段录像" in text and "1 个关键节点，1 次中断，1 张照片" in text
     # what a badge says it checked
