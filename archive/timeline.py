@@ -26,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -56,10 +57,21 @@ EVENT_KINDS = (
 ZEROS = "0" * 64
 
 
-def journal_lines(data: bytes, kinds: tuple[str, ...]) -> list[tuple[Record, bytes]]:
+_SEQ = re.compile(rb'"prev":"[0-9a-f]{64}","seq":([0-9]+)')
+
+
+def journal_lines(
+    data: bytes,
+    kinds: tuple[str, ...],
+    after: int = -1,
+    also: frozenset[int] | set[int] = frozenset(),
+) -> list[tuple[Record, bytes]]:
     """The records of ``kinds`` in a journal's bytes, each with the line before it (for
     the chain), in file order; only the lines that name a kind are parsed (canonical
-    JSON writes ``"kind":"<kind>"`` exactly), so a year's journal reads at disk speed."""
+    JSON writes ``"kind":"<kind>"`` exactly), and of those only the ones after seq
+    ``after`` or in ``also`` (the record's own ``seq`` follows its ``prev``; a body,
+    which sorts first, may hold another), so a sync reads a year's journal at disk speed
+    and parses only what is new."""
     found: dict[int, tuple[Record, bytes]] = {}
     for kind in kinds:
         marker = b'"kind":"%s"' % kind.encode()
@@ -69,6 +81,11 @@ def journal_lines(data: bytes, kinds: tuple[str, ...]) -> list[tuple[Record, byt
             end = data.find(b"\n", at)
             if end < 0:
                 break  # a torn last line is no record
+            if after >= 0:
+                seqs = _SEQ.findall(data, start, end)
+                if seqs and int(seqs[-1]) <= after and int(seqs[-1]) not in also:
+                    at = data.find(marker, end)
+                    continue
             try:
                 record = Record.from_bytes(data[start:end])
             except RecordError:
@@ -234,7 +251,10 @@ class Timeline:
         data = journal.read_bytes()
         ledger = store_ledger(self.store_root, device)
         segments, events, checks = [], [], []
-        for record, before in journal_lines(data, ("segment", *EVENT_KINDS)):
+        lines = journal_lines(
+            data, ("segment", *EVENT_KINDS), min(last_segment, last_event), unchecked
+        )
+        for record, before in lines:
             if record.device != device:
                 continue
             if record.kind == "segment":
@@ -381,8 +401,10 @@ class Timeline:
         )
         return view
 
-    def known_officers(self) -> list[str]:
-        """The badges the index knows (for choosing whose day to see; no material)."""
+    def known_officers(self, session: Session) -> list[str]:
+        """The badges the index knows, for choosing whose day to see: a report (badge
+        numbers only), so the administrator, who sees no material, is refused."""
+        self.require(session, "report")
         with self.engine.connect() as conn:
             found = conn.execute(
                 sa.select(recordings.c.officer).distinct().order_by(recordings.c.officer)

@@ -92,8 +92,10 @@ def test_the_officers_day_is_a_timeline_with_badges(arch: Archive, world: World)
     files = world.acts[0][1]
     for f in files:
         assert f in text
-    plays = re.findall(r'href="(/play/cam-001/\d+)"', text)
+    plays = re.findall(r'class="play" href="(/play/cam-001/\d+)"', text)
     assert len(plays) == 3
+    # the stoppage and the moment were journaled between two acts: no player link there
+    assert 'class="seek"' not in text
     assert "UTC+08:00" in text  # the zone is shown
     assert "3 段录像" in text and "1 个关键节点，1 次中断，1 张照片" in text
     # what a badge says it checked
@@ -197,6 +199,10 @@ def test_the_day_goes_through_the_one_access_check(
     admin_client = logged_in(arch, "admin", PW)
     assert "/day" not in admin_client.get("/").text
     assert admin_client.get("/day", params={"officer": "A1024", "date": DATE}).status_code == 403
+    assert admin_client.get("/day").status_code == 403  # not even the list of badges
+    assert kinds(arch)[-1][0] == "refusal"
+    chooser = sun.get("/day")
+    assert chooser.status_code == 200 and '<option value="A1024">' in chooser.text
     arch.close()
 
 
@@ -266,3 +272,19 @@ def test_a_forged_record_gets_a_problem_badge(world: World, db_url: str, tmp_pat
         assert "链已断" in day
     finally:
         arch.close()
+
+
+def test_the_audit_log_pages_back_and_filters(arch: Archive) -> None:
+    from archive.auditread import newest_entries
+
+    records = arch.audit.records()
+    total, newest = newest_entries(arch.audit.path, 3, None, "", "")
+    assert total == len(records) and [r.seq for r in newest] == [r.seq for r in records[::-1][:3]]
+    _, older = newest_entries(arch.audit.path, 100, newest[-1].seq, "", "")
+    assert [r.seq for r in older] == [r.seq for r in records[::-1][3:]]
+    _, users = newest_entries(arch.audit.path, 100, None, "user", "admin")
+    assert users and all(r.kind == "user" and r.body["user"] == "admin" for r in users)
+    assert len(users) == sum(1 for r in records if r.kind == "user" and r.body["user"] == "admin")
+    qian = logged_in(arch, "qian", PW)
+    page = qian.get("/audit", params={"kind": "user", "user": "admin"})
+    assert page.status_code == 200 and page.text.count("<td>user</td>") == len(users)

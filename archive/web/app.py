@@ -49,6 +49,9 @@ ROUTER_MODULES = [
 STATIC = Path(__file__).with_name("static")
 CSS = Path(__file__).with_name("console.css")
 
+PUBLIC_ASSETS = ("/static/", "/console.css", "/pages.css", "/live/live.js")
+"""The console's own files, the same for everyone: the only responses a cache may keep."""
+
 SECURITY_HEADERS = {
     # Scripts only from this console's own files (no inline script); media from MSE blobs.
     "Content-Security-Policy": (
@@ -100,6 +103,9 @@ def create_app(
         response = await call_next(request)
         for key, value in SECURITY_HEADERS.items():
             response.headers.setdefault(key, value)
+        if not request.url.path.startswith(PUBLIC_ASSETS):
+            # Material (media, documents, copies, redirects, errors): kept in no cache.
+            response.headers["Cache-Control"] = "no-store"
         return response
 
     _error_pages(app)

@@ -28,12 +28,14 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 from urllib.parse import quote, urlsplit
 
+import sqlalchemy as sa
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import RedirectResponse, Response
 from markupsafe import Markup
 
 from ..exc import LoginFailed
 from ..policy import Actor
+from ..schema import users
 from ..session import Session
 from .render import NavItem, render
 
@@ -74,6 +76,7 @@ class WebSession:
     csrf: str
     created_ns: int
     last_ns: int
+    account: tuple = ()  # the user's row as it was at login (see account_of)
 
 
 class SessionStore:
@@ -86,9 +89,10 @@ class SessionStore:
         self._sessions: dict[str, WebSession] = {}
         self._lock = threading.Lock()
 
-    def create(self, session: Session) -> WebSession:
+    def create(self, session: Session, account: tuple = ()) -> WebSession:
         now = self.clock.time_ns()
-        web = WebSession(secrets.token_urlsafe(32), session, secrets.token_urlsafe(32), now, now)
+        token, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
+        web = WebSession(token, session, csrf, now, now, account)
         with self._lock:
             self._expire(now)
             self._sessions[web.id] = web
@@ -193,14 +197,35 @@ def peek_session(request: Request) -> WebSession | None:
     return web
 
 
+def account_of(archive: Any, name: str) -> tuple | None:
+    """What a session was granted on: the user's role, badge and password hash, while the
+    user is active (None once deactivated or gone)."""
+    q = sa.select(users.c.role, users.c.officer, users.c.password_hash, users.c.active)
+    with archive.engine.connect() as conn:
+        row = conn.execute(q.where(users.c.name == name)).first()
+    return tuple(row) if row is not None and row.active else None
+
+
 def web_session(request: Request) -> WebSession:
-    """The request's live session; :class:`LoginRequired` or :class:`SessionExpired`."""
+    """The request's live session; :class:`LoginRequired` or :class:`SessionExpired`.
+    A session ends as soon as its user is deactivated, or their role, badge or password
+    changes (an administrator acting on a leaver or a stolen password)."""
     sid = request.cookies.get(SESSION_COOKIE)
     web, expired = request.app.state.sessions.lookup(sid)
+    archive = request.app.state.archive
+    if web is not None and account_of(archive, web.session.name) != web.account:
+        _log.warning("session of %s ended: the user's account changed", web.session.name)
+        request.app.state.sessions.drop(sid)
+        archive.audit_now(
+            "logout",
+            web.session,
+            web.session.name,
+            {"reason": "account changed", "client": client_address(request)},
+        )
+        web = None
     if web is None:
         request.state.web_session = None
         if expired is not None:
-            archive = request.app.state.archive
             archive.audit_now(
                 "logout",
                 expired.session,
@@ -350,7 +375,7 @@ def login_post(
     limiter.succeeded(name)
     store: SessionStore = request.app.state.sessions
     store.drop(request.cookies.get(SESSION_COOKIE))  # a new id at each login
-    web = store.create(session)
+    web = store.create(session, account_of(archive, session.name) or ())
     response = RedirectResponse(safe_next(next), status_code=303)
     set_cookie(request, response, SESSION_COOKIE, web.id, MAX_SESSION_S)
     response.delete_cookie(LOGIN_COOKIE, path="/")

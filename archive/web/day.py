@@ -80,6 +80,7 @@ i18n.add(
         "reason.microphone": ("麦克风故障", "microphone fault"),
         "pre_event": ("含事前缓存 {s} 秒", "with {s} s of pre-event buffer"),
         "play": ("播放", "Play"),
+        "play.here": ("从此处播放", "Play from here"),
         "withheld.detail": (
             "所属案卷密级为 {level}，超出您的权限。",
             "In a case classified {level}, above your clearance.",
@@ -247,6 +248,23 @@ def utc_range(request: Request, day: dt.date) -> tuple[str, str]:
     return start.strftime(fmt), end.strftime(fmt)
 
 
+MOMENT_KINDS = ("marker", "stoppage", "announcement", "photo")
+
+
+def mark_acts(view: DayView) -> None:
+    """Mark the key moments, stoppages, announcements and photos recorded during an act
+    (``in_act``): the player opens at them (``/play/{device}/{seq}`` of the record)."""
+    recording: dict[str, bool] = {}
+    for row in view.rows:
+        kind = row["kind"]
+        if kind == "recording_started":
+            recording[row["device"]] = True
+        elif kind == "recording_stopped":
+            recording[row["device"]] = False
+        elif kind in MOMENT_KINDS:
+            row["in_act"] = recording.get(row["device"], False)
+
+
 def summary(view: DayView) -> dict[str, int]:
     counts = {"recordings": 0, "moments": 0, "stoppages": 0, "photos": 0, "dockings": 0}
     seconds = 0.0
@@ -287,10 +305,11 @@ def officer_day(
             view=None,
             officer="",
             day=day,
-            officers=archive.known_officers(),
+            officers=archive.known_officers(session),
         )
     start, end = utc_range(request, day)
     view = archive.officer_day(session, officer, start, end)
+    mark_acts(view)
     return render(
         request,
         "day.html",
@@ -300,7 +319,7 @@ def officer_day(
         prev_day=day - dt.timedelta(days=1),
         next_day=day + dt.timedelta(days=1),
         counts=summary(view),
-        officers=archive.known_officers() if session.role != "officer" else [],
+        officers=archive.known_officers(session) if session.role != "officer" else [],
         moment_label=functools.partial(moment_label, lang=request_lang(request)),
         play_url=player_links(request),
     )

@@ -1,0 +1,485 @@
+"""The console attacked, as an outsider, as a logged-in officer and as each other role,
+over a real archive and the store a simulated shift left (one act of it sealed in a
+``personal_privacy`` case): access control and IDOR (pages, HLS playlist, segments with
+Range, photos, documents, copies, the audit log, live status), path traversal, CSRF on
+every state-changing route, stored XSS through every field a person or a hostile device
+fills, open redirects, session fixation and cookie flags, the login rate limit, error
+pages for malformed input, header injection and cache headers on confidential responses.
+Each refusal must be audited and leave the store and the database as they were."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from consolekit import PW, World, acts, build_world
+from webkit import another, console, csrf_of, logged_in, login, page_csrf
+
+from archive.service import Archive
+
+XSS = '<script>alert(1)</script>"><img src=x onerror=alert(2)>'
+"""What a hostile person or device types into every field that is shown again."""
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> World:
+    built = build_world(tmp_path_factory.mktemp("hostile"), duration="3m")
+    with Archive.open(built.archive) as arch:
+        admin = arch.login("admin", PW)
+        arch.add_user(admin, "ma", "officer", PW, officer="B2048")  # another officer
+    return built
+
+
+@pytest.fixture
+def arch(world: World) -> Iterator[Archive]:
+    archive = Archive.open(world.archive)
+    yield archive
+    archive.close()
+
+
+# -- what an attack must not change ------------------------------------------------------
+
+TABLES = ("users", "cases", "case_entries", "copy_requests", "recordings", "holds")
+TABLES += ("removals", "device_events", "recording_checks")
+
+
+def state(arch: Archive, world: World) -> tuple[dict, dict]:
+    """Every file of the store and the archive's folder (but the audit log), and every
+    row of the database's tables (but the audit head): what a refused attack leaves."""
+    files = {}
+    for root in (world.shift.store, world.archive):
+        for path in sorted(root.rglob("*")):
+            if path.is_file() and "audit" not in path.relative_to(root).parts[:1]:
+                if path.suffix in (".sqlite", ".sqlite-wal", ".sqlite-shm"):
+                    continue
+                files[str(path)] = hashlib.sha256(path.read_bytes()).hexdigest()
+    rows = {}
+    with arch.engine.connect() as conn:
+        for name in TABLES:
+            table = sa.Table(name, sa.MetaData(), autoload_with=conn)
+            rows[name] = sorted(map(repr, conn.execute(sa.select(table)).all()))
+    return files, rows
+
+
+def refusals(arch: Archive) -> list[tuple[str, str, dict]]:
+    return [(r.body["user"], r.body["target"], r.body) for r in _kinds(arch, "refusal")]
+
+
+def _kinds(arch: Archive, kind: str) -> list:
+    return [r for r in arch.audit.records() if r.kind == kind]
+
+
+def audited(arch: Archive, kind: str = "refusal") -> int:
+    return len(_kinds(arch, kind))
+
+
+def said(response) -> str:
+    """What an error page says (its detail lines), for assertion messages."""
+    found = re.findall(r'<p class="detail[^"]*"[^>]*>(.*?)</p>', response.text, re.S)
+    return f"{response.status_code}: {' | '.join(found) or response.text[:300]}"
+
+
+def no_trace(text: str) -> None:
+    assert "Traceback" not in text and 'File "' not in text and "/work/" not in text, text[:2000]
+    assert "site-packages" not in text, text[:2000]
+
+
+def sealed_act(world: World):
+    return acts(world.shift)[world.sealed_act]
+
+
+def open_act(world: World):
+    """An act in no case (internal, naming the camera's officer)."""
+    return acts(world.shift)[0]
+
+
+def users(arch: Archive, *names: str):
+    return {n: logged_in(arch, n, PW) for n in names}
+
+
+# -- access control and IDOR --------------------------------------------------------------
+
+
+def material_routes(world: World) -> list[str]:
+    """Every GET that hands out something of the camera's recordings."""
+    dev, act = world.device, open_act(world)
+    start, seg = act.start_seq, act.segments[0].seq
+    sealed = sealed_act(world)
+    return [
+        f"/play/{dev}/{start}",
+        f"/play/{dev}/{start}?t=1",
+        f"/play/{dev}/{start}/index.m3u8",
+        f"/play/{dev}/{start}/media/{seg}.ts",
+        f"/play/{dev}/{seg}/media/{seg}.ts",
+        f"/play/{dev}/{sealed.start_seq}",
+        f"/play/{dev}/{sealed.start_seq}/index.m3u8",
+        f"/play/{dev}/{sealed.start_seq}/media/{sealed.segments[0].seq}.ts",
+        f"/recordings/{dev}/{seg}/checks",
+        f"/recordings/{dev}/{sealed.segments[0].seq}/checks",
+        f"/day?officer={world.officer}",
+        f"/cases/{world.case}",
+    ]
+
+
+def test_another_officer_gets_nothing_of_a_colleagues_recordings(
+    arch: Archive, world: World
+) -> None:
+    ma = logged_in(arch, "ma", PW)  # officer B2048; the camera is A1024's
+    before = state(arch, world)
+    for path in material_routes(world):
+        n = audited(arch)
+        got = ma.get(path, headers={"Range": "bytes=0-1000"})
+        assert got.status_code == 403, (path, got.status_code, got.text[:300])
+        assert got.headers["content-type"].startswith("text/html"), path
+        assert b"G@" not in got.content[:4]  # no MPEG-TS packet
+        no_trace(got.text)
+        assert audited(arch) == n + 1, path  # the refusal is in the audit log
+        assert refusals(arch)[-1][0] == "ma"
+    # The badge's "check again now" with ma's own valid CSRF token: refused, nothing kept.
+    token = page_csrf(ma, "/")
+    seg = open_act(world).segments[0].seq
+    got = ma.post(f"/recordings/{world.device}/{seg}/check", data={"csrf": token})
+    assert got.status_code == 403
+    assert state(arch, world) == before
+
+
+def test_a_role_below_the_cases_classification_gets_no_sealed_byte(
+    arch: Archive, world: World
+) -> None:
+    sealed, free = sealed_act(world), open_act(world)
+    dev = world.device
+    for name in ("sun", "qian"):  # supervisor, auditor: up to internal
+        c = logged_in(arch, name, PW)
+        got = c.get(f"/play/{dev}/{free.segments[0].seq}/media/{free.segments[0].seq}.ts")
+        assert got.status_code == 200 and got.content[:1] == b"G"  # what they may see
+        for seq in [sealed.start_seq] + [s.seq for s in sealed.segments]:
+            for path in (f"/play/{dev}/{seq}", f"/play/{dev}/{seq}/index.m3u8"):
+                got = c.get(path)
+                assert got.status_code == 403, (name, path)
+            n = audited(arch)
+            got = c.get(f"/play/{dev}/{seq}/media/{seq}.ts", headers={"Range": "bytes=0-"})
+            assert got.status_code in (403, 404), (name, seq, got.status_code)
+            assert not got.content.startswith(b"G")
+            assert audited(arch) >= n + (got.status_code == 403)
+            # A sealed segment asked for through an act the user may see: not in that act.
+            got = c.get(f"/play/{dev}/{free.start_seq}/media/{seq}.ts")
+            assert got.status_code == 404 and not got.content.startswith(b"G")
+        day = c.get(f"/day?officer={world.officer}&date={sealed.start_utc[:10]}")
+        assert day.status_code == 200
+        for s in sealed.segments:
+            assert f'/play/{dev}/{s.seq}"' not in day.text
+
+
+def test_the_administrator_sees_no_material_and_no_one_else_reads_the_audit_log(
+    arch: Archive, world: World
+) -> None:
+    admin = logged_in(arch, "admin", PW)
+    for path in material_routes(world) + ["/cases", "/copies", "/compliance", "/live"]:
+        got = admin.get(path)
+        assert got.status_code == 403, (path, got.status_code)
+        no_trace(got.text)
+    for name in ("li", "wang", "sun", "admin"):
+        c = logged_in(arch, name, PW)
+        for path in ("/audit", "/audit/verify", "/audit?before=5&kind=login"):
+            n = audited(arch)
+            got = c.get(path)
+            assert got.status_code == 403, (name, path)
+            assert audited(arch) == n + 1
+    assert logged_in(arch, "qian", PW).get("/audit").status_code == 200
+
+
+def test_an_officer_has_no_live_status_compliance_or_copies(arch: Archive, world: World) -> None:
+    li = logged_in(arch, "li", PW)
+    for path in ("/live", "/live/events", "/live/events?after=0", "/compliance", "/copies"):
+        n = audited(arch)
+        got = li.get(path, headers={"Last-Event-ID": "0"})
+        assert got.status_code == 403, (path, got.status_code)
+        assert audited(arch) == n + 1
+
+
+def test_documents_and_copies_of_a_case_are_for_those_cleared_for_it(
+    arch: Archive, world: World, tmp_path: Path
+) -> None:
+    """A state-secret case's document and exported copy: only the head reads the document;
+    no one downloads the copy but an archivist cleared for it (and none is)."""
+    zhao, wang = logged_in(arch, "zhao", PW), logged_in(arch, "wang", PW)
+    token = page_csrf(zhao, "/cases/new")
+    done = zhao.post(
+        "/cases/new",
+        data={
+            "csrf": token,
+            "kind_of_act": "secret",
+            "procedure": "inspection",
+            "parties": "x",
+            "officers": world.officer,
+            "classification": "state_secret",
+        },
+    )
+    assert done.status_code == 303, said(done)
+    secret = done.headers["location"].rsplit("/", 1)[1]
+    doc = b"a state secret\n"
+    done = zhao.post(
+        f"/cases/{secret}/documents",
+        data={"csrf": token, "title": "s.txt"},
+        files={"document": ("s.txt", doc)},
+    )
+    assert done.status_code == 303, said(done)
+    sha = hashlib.sha256(doc).hexdigest()
+    assert zhao.get(f"/cases/{secret}/documents/{sha}").content == doc
+    # Everyone else, by its own case number and by another case's number (IDOR).
+    for name in ("wang", "li", "sun", "qian", "ma", "admin"):
+        c = wang if name == "wang" else logged_in(arch, name, PW)
+        for path in (f"/cases/{secret}/documents/{sha}", f"/cases/{world.case}/documents/{sha}"):
+            got = c.get(path)
+            assert got.status_code in (403, 404), (name, path, got.status_code)
+            assert doc not in got.content
+    act = acts(world.shift)[3]  # an act no other attack uses, sealed by this
+    done = zhao.post(
+        f"/cases/{secret}/attach-act",
+        data={"csrf": token, "device": world.device, "act": str(act.start_seq)},
+    )
+    assert done.status_code == 303, said(done)
+    # A copy request of it: entered by the head, approved; the archivist may not export
+    # (the clearance), and no one downloads what was never exported.
+    done = zhao.post(
+        f"/cases/{secret}/copies",
+        data={"csrf": token, "requester": "court", "kind": "bundle", "purpose": "trial"},
+    )
+    assert done.status_code == 303, said(done)
+    rid = done.headers["location"].rsplit("/", 1)[1]
+    got = zhao.post(f"/copies/{rid}/decide", data={"csrf": token, "decision": "approve"})
+    assert got.status_code == 303, said(got)
+    before = state(arch, world)
+    wtoken = page_csrf(wang, "/")
+    got = wang.post(f"/copies/{rid}/export", data={"csrf": wtoken})
+    assert got.status_code in (403, 404), said(got)
+    for c in (zhao, wang):
+        for path in (f"/copies/{rid}/copy.zip", f"/copies/{rid}/files/x.mp4", f"/copies/{rid}"):
+            got = c.get(path)
+            assert got.status_code in (200, 403, 404), (path, got.status_code)
+            assert not got.content.startswith(b"PK"), path
+    assert state(arch, world) == before
+
+
+# -- CSRF -------------------------------------------------------------------------------
+
+
+def test_every_state_changing_route_checks_csrf(arch: Archive) -> None:
+    """Structurally: each route that is not a GET carries the CSRF dependency (but the
+    login form, which has its own token), and no GET route takes a form."""
+    import importlib
+
+    from fastapi.routing import APIRoute
+
+    from archive.web.app import ROUTER_MODULES
+    from archive.web.auth import check_csrf
+
+    console(arch)  # every module imported and included
+    posts = 0
+    routes = [r for m in ROUTER_MODULES for r in importlib.import_module(m).router.routes]
+    for route in routes:
+        assert isinstance(route, APIRoute), route
+        deps = [d.call for d in route.dependant.dependencies]
+        if route.methods - {"GET", "HEAD"}:
+            posts += 1
+            if route.path != "/login":
+                assert check_csrf in deps, f"{route.methods} {route.path} has no CSRF check"
+        else:
+            assert not route.dependant.body_params, f"GET {route.path} reads a form"
+    assert posts >= 12
+
+
+def post_routes(world: World, number: str) -> list[tuple[str, dict]]:
+    dev, seg = world.device, open_act(world).segments[0].seq
+    return [
+        ("/logout", {}),
+        (f"/recordings/{dev}/{seg}/check", {}),
+        ("/cases/new", {"kind_of_act": "x", "procedure": "inspection", "parties": "p"}),
+        (f"/cases/{number}/attach-range", {"device": dev, "start": "2026-01-01", "end": "2027"}),
+        (f"/cases/{number}/attach-act", {"device": dev, "act": "1"}),
+        (f"/cases/{number}/close", {}),
+        (f"/cases/{number}/copies", {"requester": "r", "kind": "bundle", "purpose": "p"}),
+        ("/copies/1/decide", {"decision": "approve"}),
+        ("/copies/1/export", {}),
+        ("/live/ack", {"device": dev, "seq": "1"}),
+    ]
+
+
+@pytest.mark.parametrize("token", ["", "forged", "login-token"])
+def test_a_forged_form_on_every_post_route_changes_nothing(
+    arch: Archive, world: World, token: str
+) -> None:
+    zhao = logged_in(arch, "zhao", PW)
+    if token == "login-token":  # the login form's token is no session's token
+        token = csrf_of(another(zhao).get("/login").text)
+    before = state(arch, world)
+    for path, form in post_routes(world, world.case):
+        for how in ("form", "header", "json"):
+            if how == "form":
+                got = zhao.post(path, data=form | {"csrf": token})
+            elif how == "header":
+                got = zhao.post(path, data=form, headers={"X-CSRF-Token": token})
+            else:
+                got = zhao.post(path, json=form | {"csrf": token})
+            assert got.status_code == 403, (path, how, said(got))
+            no_trace(got.text)
+    got = zhao.post(
+        f"/cases/{world.case}/documents",
+        data={"csrf": token},
+        files={"document": ("x.txt", b"forged upload")},
+    )
+    assert got.status_code == 403
+    assert state(arch, world) == before
+    assert zhao.get("/").status_code == 200  # the forged logout did not log out
+
+
+def test_a_cross_site_request_without_the_cookie_changes_nothing(
+    arch: Archive, world: World
+) -> None:
+    """SameSite=Strict keeps the cookie off a cross-site POST: the route sees no session."""
+    stranger = console(arch)
+    before = state(arch, world)
+    for path, form in post_routes(world, world.case):
+        got = stranger.post(path, data=form | {"csrf": "x"})
+        assert got.status_code == 401, (path, said(got))
+    assert state(arch, world) == before
+
+
+# -- caches, cookies, sessions, redirects -------------------------------------------------
+
+
+def test_nothing_confidential_is_kept_in_a_browser_or_proxy_cache(
+    arch: Archive, world: World
+) -> None:
+    """Every response that carries material (pages, playlists, segments in clear and
+    decrypted, photos, documents, copies, errors) says ``Cache-Control: no-store``: a
+    shared office PC keeps nothing after logout."""
+    li = logged_in(arch, "li", PW)  # the camera's officer, named in the sealed case
+    dev, free, sealed = world.device, open_act(world), sealed_act(world)
+    wang = logged_in(arch, "wang", PW)
+    token = page_csrf(wang, f"/cases/{world.case}")
+    doc = b"the officer's statement\n"
+    got = wang.post(
+        f"/cases/{world.case}/documents",
+        data={"csrf": token, "title": "statement.txt"},
+        files={"document": ("statement.txt", doc)},
+    )
+    assert got.status_code == 303, said(got)
+    paths = [
+        (li, f"/play/{dev}/{free.start_seq}"),
+        (li, f"/play/{dev}/{free.start_seq}/index.m3u8"),
+        (li, f"/play/{dev}/{free.start_seq}/media/{free.segments[0].seq}.ts"),
+        (li, f"/play/{dev}/{sealed.start_seq}/media/{sealed.segments[0].seq}.ts"),
+        (li, f"/day?officer={world.officer}&date={free.start_utc[:10]}"),
+        (li, f"/recordings/{dev}/{free.segments[0].seq}/checks"),
+        (li, f"/cases/{world.case}"),
+        (wang, f"/cases/{world.case}/documents/{hashlib.sha256(doc).hexdigest()}"),
+        (li, "/no/such/page"),
+        (li, f"/play/{dev}/99999"),
+    ]
+    for client, path in paths:
+        for headers in ({}, {"Range": "bytes=0-99"}):
+            got = client.get(path, headers=headers)
+            assert got.status_code < 500, (path, said(got))
+            cache = got.headers.get("cache-control", "")
+            assert "no-store" in cache, (path, got.status_code, cache)
+
+
+OFF_SITE = [
+    "//evil.example/",
+    "///evil.example/",
+    "/\\evil.example/",
+    "\\\\evil.example/",
+    "https://evil.example/",
+    "http:evil.example",
+    "javascript:alert(1)",
+    "/\t/evil.example/",
+    "/\n/evil.example/",
+    "/\r\n/evil.example/",
+    " //evil.example/",
+    "\x00//evil.example/",
+    "/%2F/evil.example/",
+    "/%5Cevil.example/",
+    "/\u3000/evil.example/",
+    "evil.example",
+    "/login?next=//evil.example/",
+]
+
+
+def lands_on_site(location: str) -> bool:
+    """Whether a browser following ``Location`` stays on this console: it drops tabs and
+    newlines, trims C0 controls and spaces, and treats a backslash as a slash."""
+    cleaned = re.sub(r"[\t\n\r]", "", location).strip("\x00\x01\x02\x03\x04\x05\x06 ")
+    cleaned = cleaned.replace("\\", "/")
+    return cleaned.startswith("/") and not cleaned.startswith("//")
+
+
+@pytest.mark.parametrize("target", OFF_SITE)
+def test_no_redirect_leaves_the_console(arch: Archive, target: str) -> None:
+    c = console(arch)
+    got = login(c, "li", PW, next_url=target)
+    assert got.status_code == 303, said(got)
+    assert lands_on_site(got.headers["location"]), got.headers["location"]
+    for path in ("/login", "/lang/en", "/lang/zh-CN", "/lang/xx"):
+        got = c.get(path, params={"next": target})
+        assert got.status_code == 303
+        assert lands_on_site(got.headers["location"]), (path, got.headers["location"])
+    stranger = console(arch)  # not logged in: the login link keeps next= on site too
+    got = stranger.get("/login", params={"next": target})
+    hidden = re.search(r'name="next" value="([^"]*)"', got.text).group(1)
+    assert lands_on_site(hidden.replace("&amp;", "&")), hidden
+
+
+def test_a_planted_session_id_is_never_adopted_and_cookies_are_locked_down(
+    arch: Archive,
+) -> None:
+    c = console(arch)
+    c.cookies.set("bodycam_session", "planted-by-attacker")
+    got = login(c, "li", PW)
+    assert got.status_code == 303
+    cookies = got.headers.get_list("set-cookie")
+    session = next(h for h in cookies if h.startswith("bodycam_session="))
+    sid = session.split(";")[0].split("=", 1)[1]
+    assert sid != "planted-by-attacker" and len(sid) >= 40
+    low = session.lower()
+    assert "httponly" in low and "samesite=strict" in low and "secure" in low and "path=/" in low
+    form_cookie = console(arch).get("/login").headers["set-cookie"].lower()
+    assert (
+        "httponly" in form_cookie and "samesite=strict" in form_cookie and "secure" in form_cookie
+    )
+    # The planted id is nothing on the server; neither is a session id after logout.
+    planted = another(c)
+    planted.cookies.set("bodycam_session", "planted-by-attacker")
+    assert planted.get("/cases").status_code == 401
+    token = page_csrf(c, "/")
+    assert c.post("/logout", data={"csrf": token}).status_code == 200
+    replay = another(c)
+    replay.cookies.set("bodycam_session", sid)
+    assert replay.get("/").status_code == 401
+
+
+def test_a_deactivated_user_is_logged_out_at_the_next_request(arch: Archive, world: World) -> None:
+    """Deactivating someone (they left the unit) ends their open sessions: the next page
+    is refused, not served for up to 12 more hours."""
+    admin = arch.login("admin", PW)
+    arch.add_user(admin, "leaver", "archivist", PW)
+    c = logged_in(arch, "leaver", PW)
+    assert c.get(f"/cases/{world.case}").status_code == 200
+    kept = c.cookies.get("bodycam_session")
+    arch.set_active(admin, "leaver", False)
+    got = c.get(f"/cases/{world.case}")
+    assert got.status_code == 401, said(got)  # the "session expired" page
+    for path in ("/", f"/play/{world.device}/{open_act(world).start_seq}"):
+        replay = another(c)
+        replay.cookies.set("bodycam_session", kept)
+        assert replay.get(path).status_code == 401, path
+    # A password an administrator reset (stolen) ends the sessions opened with the old one.
+    arch.set_active(admin, "leaver", True)
+    c = logged_in(arch, "leaver", PW)
+    arch.set_password(admin, "leaver", PW + " new")
+    assert c.get("/").status_code == 401
+    assert logged_in(arch, "leaver", PW + " new").get("/").status_code == 200
