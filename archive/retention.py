@@ -446,7 +446,9 @@ class Retention:
                 return None  # another process recorded it meanwhile
             grounds = removal.retention or {}
             ours = grounds.get("archive") == self.identity.device_id
-            kept_by = self._memberships(conn, device, seq).get((device, seq), [])
+            kept_by = [
+                f"case {n}" for n in self._memberships(conn, device, seq).get((device, seq), [])
+            ]
             kept_by += [s.label for s in self._spans(conn, device) if s.covers(_rec(rec))]
             detail = {
                 "event": "reconciled",

@@ -447,3 +447,46 @@ def test_a_purge_killed_after_the_docks_removal_is_reconciled(
         arch.close()
     assert not (world.store / "unit-1" / "cam-001" / first).exists()
     assert problems(world) == []
+
+
+def test_a_removal_made_past_the_archive_is_recorded_and_said_loudly(
+    world: Aged,
+    db_url: str,  # noqa: F811
+) -> None:
+    """A dock removal the archive never decided (journaled with the dock's key before the
+    archive's claim, say) of a recording a case holds: the next purge records it, names the
+    case that claimed it, and exits 1; the audit entry says so."""
+    clock = SimClock(START + 200 * DAY)
+    arch = archive_over(world, db_url, clock)
+    first = world.acts[0][0]
+    try:
+        wang = arch.login("wang", PW)
+        number = arch.open_case(wang, "inspection", "inspection", [], ["A1024"], "internal")
+        arch.attach_range(wang, number, "cam-001", world.starts[0][0], world.ends[0][0])
+    finally:
+        arch.close()
+    identity = DeviceIdentity.load(world.tmp / "dock-key" / "dock.key")
+    journal = DockJournal(world.store, identity, clock)
+    (stored,) = [r for r in records_of_kind(journal.path, "stored") if r.body["file"] == first]
+    sha = stored.body["sha256"]
+    made = journal.append(
+        "removed", removed_body("cam-001", "unit-1", first, sha, "retention", "by hand")
+    )
+    journal.close()
+    (world.store / "unit-1" / "cam-001" / first).unlink()
+    cli = run_archive(world, "zhao", "retention", "purge")
+    assert cli.returncode == 1, cli.stderr
+    (line,) = [ln for ln in cli.stdout.splitlines() if ln.startswith("recorded ")]
+    assert f"cam-001 seq {stored.body['seq']} {first}: the dock removed it" in line
+    assert f"dock dock-sim seq {made.seq}" in line and f"case {number} keeps it!" in line
+    arch = Archive.open(world.tmp / "archive", clock=clock)
+    try:
+        (noted,) = [
+            r for r in arch.audit.records()
+            if r.kind == "retention" and r.body["detail"]["event"] == "reconciled"
+        ]  # fmt: skip
+        assert noted.body["detail"]["kept_by"] == [f"case {number}"]
+        assert noted.body["detail"]["decision_audit_seq"] is None  # no decision of ours
+        assert arch.reconcile_removals() == []  # recorded once
+    finally:
+        arch.close()
