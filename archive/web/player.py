@@ -33,10 +33,10 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import sqlalchemy as sa
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import FileResponse, Response
 
 from ..exc import ArchiveError, NotFound
@@ -454,7 +454,11 @@ def _moment_label(lang: str, procedure: str | None, moment: str) -> str:
 
 @router.get("/play/{device}/{seq}", name="play_recording")
 def play_recording(
-    request: Request, session: CurrentSession, device: str, seq: int, t: float | None = None
+    request: Request,
+    session: CurrentSession,
+    device: str,
+    seq: int,
+    t: Annotated[float | None, Query(allow_inf_nan=False, ge=-1e9, le=1e9)] = None,
 ) -> Response:
     """The player page: the act of record ``seq``, its timeline, key moments, stoppages;
     ``t``: start that many seconds after the act started (by the clock, as findings are
