@@ -228,13 +228,14 @@ def _rec(row: Any) -> Recording:
 class Retention:
     """Legal holds and retention (mixed into :class:`archive.service.Archive`)."""
 
-    def claim_store(self) -> None:
+    def claim_store(self, store: Any = None) -> None:
         """Say in the dock store that this archive keeps it, so ``bodycam-dock remove``
         refuses and points here: a signed ``archive_keeps`` record in the dock journal (the
         dock's key, from ``dock_config``; journaled once), and ``.status/archive.json``,
         which says so too and caches that the record is there (deleting it changes
         nothing). Without a usable ``dock_config`` only the file is written, and the record
-        waits for an opening that has the key; a failure is logged, never raised."""
+        waits for an opening, a purge or a seal that has the key (``store``: the dock store
+        such a one opened with it); a failure is logged, never raised."""
         mark = self.store_root / STORE_MARK
         if not self.store_root.is_dir():
             return
@@ -245,24 +246,29 @@ class Retention:
         if isinstance(doc, dict) and doc.get("archive_id") not in (None, self.identity.device_id):
             _log.warning("%s names archive %s, not this one", mark, doc.get("archive_id"))
             return
+        keyed = store is not None or bool(self.dock_config)
         if not isinstance(doc, dict) or doc.get("archive_id") != self.identity.device_id:
             doc = {"archive_id": self.identity.device_id, "folder": str(self.folder.resolve())}
-        elif "dock_seq" in doc or not self.dock_config:
+        elif "dock_seq" in doc or not keyed:
+            self._claimed = "dock_seq" in doc
             return
-        if self.dock_config and "dock_seq" not in doc:
-            made = self._journal_claim()
+        if keyed:
+            made = self._journal_claim(store)
             if made is not None:
                 doc |= {"dock": made.device, "dock_seq": made.seq}
+                self._claimed = True
         try:
             makedirs_durable(mark.parent, 0o750)
             atomic_write_bytes(mark, json.dumps(doc, sort_keys=True).encode() + b"\n", 0o640)
         except OSError as exc:
             _log.warning("cannot mark the store as kept by this archive: %s", exc)
 
-    def _journal_claim(self):
+    def _journal_claim(self, store: Any = None):
         """This archive's ``archive_keeps`` record in the store's dock journals: found, or
-        journaled now with the dock's key; None (logged) when the key cannot be had."""
+        journaled now with the dock's key (``store``'s, else ``dock_config``'s); None
+        (logged) when the key cannot be had."""
         from dock.exc import DockError
+        from dock.store import Store
         from evidence.dockjournal import archive_keeps_body, archives_keeping
         from evidence.journal import JOURNAL_NAME, records_of_kind
         from evidence.verify_store import dock_journal_folders
@@ -275,8 +281,11 @@ class Retention:
         body = archive_keeps_body(
             self.identity.device_id, self.identity.public_key_hex, str(self.folder.resolve())
         )
+        if store is not None:
+            return store.journal.append("archive_keeps", body)
         try:
-            store = self._dock_store()
+            identity, keys = self._dock_key()
+            store = Store(self.store_root, self.clock, identity=identity, unit_keys=keys)
         except (ArchiveError, DockError, OSError) as exc:
             _log.warning("cannot journal in the dock store that this archive keeps it: %s", exc)
             return None
@@ -437,7 +446,9 @@ class Retention:
                 return None  # another process recorded it meanwhile
             grounds = removal.retention or {}
             ours = grounds.get("archive") == self.identity.device_id
-            kept_by = self._memberships(conn, device, seq).get((device, seq), [])
+            kept_by = [
+                f"case {n}" for n in self._memberships(conn, device, seq).get((device, seq), [])
+            ]
             kept_by += [s.label for s in self._spans(conn, device) if s.covers(_rec(rec))]
             detail = {
                 "event": "reconciled",
@@ -519,7 +530,10 @@ class Retention:
         from dock.store import Store
 
         identity, keys = self._dock_key(dock_config)
-        return Store(self.store_root, self.clock, identity=identity, unit_keys=keys)
+        store = Store(self.store_root, self.clock, identity=identity, unit_keys=keys)
+        if not getattr(self, "_claimed", False):
+            self.claim_store(store)  # the dock's key is at hand: journal that we keep it
+        return store
 
     def _dock_key(self, dock_config: str | None = None):
         """The dock's identity and trusted unit keys from its dock.toml, checked (its store

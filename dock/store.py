@@ -640,9 +640,16 @@ class Store:
         return [folder / dockjournal.key_name(sealed), folder / sealed, folder / file]
 
     def _unlink_forms(self, folder: Path, file: str) -> list[Path]:
-        """Remove every form of ``file`` that is there, each folder fsynced; the removed."""
+        """Remove every form of ``file`` that is there, each folder fsynced; the removed
+        (with the dot-named temporary files a seal cut short left beside them)."""
         gone = []
-        for path in self.media_forms(folder, file):
+        key, sealed, _clear = self.media_forms(folder, file)
+        temporary = [
+            p
+            for p in (sealed.parent.glob(".*") if sealed.parent.is_dir() else [])
+            if p.name.endswith((f"-{sealed.name}", f"-{key.name}"))
+        ]
+        for path in [*self.media_forms(folder, file), *temporary]:
             try:
                 path.unlink()
             except FileNotFoundError:

@@ -365,28 +365,41 @@ def test_a_purge_racing_an_attachment_keeps_what_was_attached(
 KILLED_PURGE = r"""
 import os, sys
 from archive.service import Archive
+from dock.journal import DockJournal
 from dock.store import Store
 from simulator.clock import SimClock
 
-remove_media = Store.remove_media
+remove_media, append = Store.remove_media, DockJournal.append
 
 def removed_then_killed(self, *args, **kw):
     remove_media(self, *args, **kw)  # the dock journaled the removal and removed the file
     os._exit(9)  # the archive dies before its transaction commits
 
-Store.remove_media = removed_then_killed
+def journaled_then_killed(self, kind, body):
+    made = append(self, kind, body)
+    if kind == "removed":
+        os._exit(9)  # the record is durable, the file is still there
+    return made
+
+if sys.argv[4] == "removed":
+    Store.remove_media = removed_then_killed
+else:
+    DockJournal.append = journaled_then_killed
 arch = Archive.open(sys.argv[1], clock=SimClock(int(sys.argv[2])))
 arch.retention_purge(arch.login("zhao", sys.argv[3]))
 """
 
 
+@pytest.mark.parametrize("killed_when", ["removed", "journaled"])
 def test_a_purge_killed_after_the_docks_removal_is_reconciled(
     world: Aged,
     db_url: str,  # noqa: F811
+    killed_when: str,
 ) -> None:
     """The dock journal has the removal, the archive's database does not: the next sync
     records it (audited, naming the killed purge's decision), and the next purge removes
-    the rest without retrying it; the store verifies."""
+    the rest without retrying it, and the file if the kill came before its unlink; the
+    store verifies."""
     import sqlalchemy as sa
 
     from archive.schema import removals
@@ -396,7 +409,8 @@ def test_a_purge_killed_after_the_docks_removal_is_reconciled(
     archive_over(world, db_url, clock).close()
     first, second = world.acts[0]
     killed = subprocess.run(
-        [sys.executable, "-c", KILLED_PURGE, str(world.tmp / "archive"), str(now), PW],
+        [sys.executable, "-c", KILLED_PURGE, str(world.tmp / "archive"), str(now), PW]
+        + [killed_when],
         capture_output=True,
         text=True,
         timeout=120,
@@ -404,7 +418,9 @@ def test_a_purge_killed_after_the_docks_removal_is_reconciled(
     assert killed.returncode == 9, killed.stderr
     (removed,) = records_of_kind(dock_journal(world.store), "removed")
     assert removed.body["file"] == first
-    assert not (world.store / "unit-1" / "cam-001" / first).exists()
+    left = (world.store / "unit-1" / "cam-001" / first).exists()
+    assert left == (killed_when == "journaled")
+    assert problems(world) == ([f"removal_unfinished unit-1/cam-001/{first}"] if left else [])
     arch = Archive.open(world.tmp / "archive", clock=clock)
     try:
         with arch.engine.connect() as conn:
@@ -429,4 +445,48 @@ def test_a_purge_killed_after_the_docks_removal_is_reconciled(
         assert result["refused"] == [] and result["reconciled"] == []
     finally:
         arch.close()
+    assert not (world.store / "unit-1" / "cam-001" / first).exists()
     assert problems(world) == []
+
+
+def test_a_removal_made_past_the_archive_is_recorded_and_said_loudly(
+    world: Aged,
+    db_url: str,  # noqa: F811
+) -> None:
+    """A dock removal the archive never decided (journaled with the dock's key before the
+    archive's claim, say) of a recording a case holds: the next purge records it, names the
+    case that claimed it, and exits 1; the audit entry says so."""
+    clock = SimClock(START + 200 * DAY)
+    arch = archive_over(world, db_url, clock)
+    first = world.acts[0][0]
+    try:
+        wang = arch.login("wang", PW)
+        number = arch.open_case(wang, "inspection", "inspection", [], ["A1024"], "internal")
+        arch.attach_range(wang, number, "cam-001", world.starts[0][0], world.ends[0][0])
+    finally:
+        arch.close()
+    identity = DeviceIdentity.load(world.tmp / "dock-key" / "dock.key")
+    journal = DockJournal(world.store, identity, clock)
+    (stored,) = [r for r in records_of_kind(journal.path, "stored") if r.body["file"] == first]
+    sha = stored.body["sha256"]
+    made = journal.append(
+        "removed", removed_body("cam-001", "unit-1", first, sha, "retention", "by hand")
+    )
+    journal.close()
+    (world.store / "unit-1" / "cam-001" / first).unlink()
+    cli = run_archive(world, "zhao", "retention", "purge")
+    assert cli.returncode == 1, cli.stderr
+    (line,) = [ln for ln in cli.stdout.splitlines() if ln.startswith("recorded ")]
+    assert f"cam-001 seq {stored.body['seq']} {first}: the dock removed it" in line
+    assert f"dock dock-sim seq {made.seq}" in line and f"case {number} keeps it!" in line
+    arch = Archive.open(world.tmp / "archive", clock=clock)
+    try:
+        (noted,) = [
+            r for r in arch.audit.records()
+            if r.kind == "retention" and r.body["detail"]["event"] == "reconciled"
+        ]  # fmt: skip
+        assert noted.body["detail"]["kept_by"] == [f"case {number}"]
+        assert noted.body["detail"]["decision_audit_seq"] is None  # no decision of ours
+        assert arch.reconcile_removals() == []  # recorded once
+    finally:
+        arch.close()

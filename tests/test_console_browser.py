@@ -104,6 +104,17 @@ def test_the_officers_day_with_its_badges(world: World, browser: Browser) -> Non
     text = browser.js("return document.querySelector('details.check').textContent")
     assert opened and "Ed25519" in text and "链未断" in text
     browser.shot("pages-day-badge")
+    # a key moment recorded during an act opens the player at it
+    seek = browser.js(
+        "var a = document.querySelector('tr.marker a.seek'); return a && a.getAttribute('href')"
+    )
+    marker = next(r for r in world.shift.records if r.kind == "marker")
+    assert seek == f"/play/{world.device}/{marker.seq}", seek
+    browser.get(seek)
+    heading = browser.js("return (document.querySelector('h1') || {}).textContent || ''")
+    assert not heading[:1].isdigit(), heading  # the player's page, not an error page
+    browser.shot("pages-day-moment-in-player")
+    browser.get(f"/day?date={shift_day(world)}")
     # the player's link of the first segment leads to its page
     href = browser.js("return document.querySelector('a.play').getAttribute('href')")
     assert href.startswith(f"/play/{world.device}/")

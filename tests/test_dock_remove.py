@@ -164,3 +164,27 @@ def test_the_dock_journal_says_an_archive_keeps_the_store_when_the_marker_is_gon
     Archive.open(world.tmp / "archive", clock=clock).close()  # the marker, as a cache again
     assert json.loads(mark.read_text())["dock_seq"] == keeps.seq
     assert len(records_of_kind(dock_journal(world.store), "archive_keeps")) == 1
+
+
+def test_a_purge_journals_that_its_archive_keeps_the_store(world: Aged) -> None:
+    """An archive without dock_config writes only the marker; the first purge given the
+    dock's config (its key at hand) journals ``archive_keeps``, once."""
+    from corekit import PW
+    from retentionkit import archive_over
+
+    from simulator.clock import SimClock
+
+    arch = archive_over(world, "", SimClock(time.time_ns()), dock_config=False)
+    try:
+        assert records_of_kind(dock_journal(world.store), "archive_keeps") == []
+        zhao = arch.login("zhao", PW)
+        for _ in range(2):
+            arch.retention_purge(zhao, dock_config=str(world.tmp / "dock.toml"))
+    finally:
+        arch.close()
+    (keeps,) = records_of_kind(dock_journal(world.store), "archive_keeps")
+    mark = world.store / ".status" / "archive.json"
+    assert json.loads(mark.read_text())["dock_seq"] == keeps.seq
+    mark.unlink()
+    done = remove(world, world.acts[0][0])
+    assert done.returncode == 2 and "keeps this store (dock journal" in done.stderr

@@ -80,6 +80,7 @@ i18n.add(
         "reason.microphone": ("麦克风故障", "microphone fault"),
         "pre_event": ("含事前缓存 {s} 秒", "with {s} s of pre-event buffer"),
         "play": ("播放", "Play"),
+        "play.here": ("从此处播放", "Play from here"),
         "withheld.detail": (
             "所属案卷密级为 {level}，超出您的权限。",
             "In a case classified {level}, above your clearance.",
@@ -175,6 +176,10 @@ i18n.add(
         "check.back": ("返回当天时间线", "Back to the day"),
         "photo.open": ("查看照片", "View photo"),
         "moment.other": ("其他", "other"),
+        "moment.relabelled": (
+            "{now}（由 {by} 重新标注，原为「{was}」：{why}）",
+            "{now} (relabelled by {by}, was \u201c{was}\u201d: {why})",
+        ),
     }
 )
 
@@ -185,7 +190,24 @@ def _procedures():
 
 
 def moment_label(body: dict, lang: str) -> str:
-    """A key moment's name as the rules word it (the procedure's, then the moment's)."""
+    """A key moment's name as the rules word it (the procedure's, then the moment's); for
+    a marker the dock relabelled, the moment in force, saying what it was and why."""
+    relabelled = body.get("relabelled")
+    if isinstance(relabelled, dict) and relabelled.get("moment"):
+        now = _moment_name({**body, "moment": relabelled["moment"], "index": None}, lang)
+        was = _moment_name({**body, "moment": relabelled.get("was"), "index": None}, lang)
+        return i18n.translate(
+            "moment.relabelled",
+            lang,
+            now=now,
+            was=was,
+            by=str(relabelled.get("by", "")),
+            why=str(relabelled.get("why", "")),
+        )
+    return _moment_name(body, lang)
+
+
+def _moment_name(body: dict, lang: str) -> str:
     procs = _procedures()
     pid, mid = body.get("procedure"), body.get("moment")
     if not mid:
@@ -247,6 +269,23 @@ def utc_range(request: Request, day: dt.date) -> tuple[str, str]:
     return start.strftime(fmt), end.strftime(fmt)
 
 
+MOMENT_KINDS = ("marker", "stoppage", "announcement", "photo")
+
+
+def mark_acts(view: DayView) -> None:
+    """Mark the key moments, stoppages, announcements and photos recorded during an act
+    (``in_act``): the player opens at them (``/play/{device}/{seq}`` of the record)."""
+    recording: dict[str, bool] = {}
+    for row in view.rows:
+        kind = row["kind"]
+        if kind == "recording_started":
+            recording[row["device"]] = True
+        elif kind == "recording_stopped":
+            recording[row["device"]] = False
+        elif kind in MOMENT_KINDS:
+            row["in_act"] = recording.get(row["device"], False)
+
+
 def summary(view: DayView) -> dict[str, int]:
     counts = {"recordings": 0, "moments": 0, "stoppages": 0, "photos": 0, "dockings": 0}
     seconds = 0.0
@@ -291,6 +330,7 @@ def officer_day(
         )
     start, end = utc_range(request, day)
     view = archive.officer_day(session, officer, start, end)
+    mark_acts(view)
     return render(
         request,
         "day.html",

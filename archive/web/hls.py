@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import io
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from itertools import pairwise
 from typing import Any
@@ -286,12 +286,9 @@ def _open(data: bytes):
     import av
 
     try:
-        # the first audio packet may come 30 s in (the pre-event buffer has no sound)
-        return av.open(
-            io.BytesIO(data),
-            format="mpegts",
-            options={"analyzeduration": str(120 * 1_000_000), "probesize": str(1 << 30)},
-        )
+        # A short probe: the first audio packet may come 30 s in (the pre-event buffer has
+        # no sound), so the audio's parameters come from its ADTS headers, not the probe.
+        return av.open(io.BytesIO(data), format="mpegts")
     except av.error.FFmpegError as exc:
         raise MediaError(f"not playable MPEG-TS: {exc}") from None
 
@@ -345,44 +342,85 @@ def scan(data: bytes) -> AudioHoles | None:
     return holes if holes is not None and not holes.empty else None
 
 
-def fill_audio_holes(data: bytes) -> bytes:
-    """The segment remuxed for the browser: every packet copied as recorded (same bytes,
-    same PTS and DTS), audio holes filled with silence frames. Never decodes."""
-    import av
+class Rendition:
+    """A segment's recorded packets and the silence to add, muxed on demand in chunks (so
+    a viewer gets the first bytes while the rest is still being muxed)."""
 
+    def __init__(self, container: Any, packets: list, holes: AudioHoles) -> None:
+        self._container, self._packets, self.holes = container, packets, holes
+
+    def chunks(self, size: int = 1 << 20) -> Iterator[bytes]:
+        """The rendition's MPEG-TS, about ``size`` bytes at a time: every packet copied as
+        recorded (same bytes, same PTS and DTS), the holes filled with silence frames."""
+        import av
+
+        buf = io.BytesIO()
+        vin, ain = self._container.streams.video[0], self._container.streams.audio[0]
+        holes = self.holes
+        try:
+            out = av.open(buf, "w", format="mpegts")
+            vout = out.add_stream_from_template(vin)
+            aout = out.add_stream("aac", rate=holes.rate)  # each packet carries its ADTS
+            aout.codec_context.layout = "mono" if holes.channels == 1 else "stereo"
+            aout.time_base = ain.time_base
+            silence = adts_frame(SILENT_AAC_LC[holes.channels], holes.rate, holes.channels)
+            packets = self._packets
+            queue: list[tuple[int, int, Any]] = [
+                (int(p.dts * p.time_base * TICKS), n, p) for n, p in enumerate(packets)
+            ]
+            queue += [(pts, len(packets) + n, pts) for n, pts in enumerate(holes.fill_at)]
+            queue.sort(key=lambda item: (item[0], item[1]))
+            for _, _, item in queue:
+                if isinstance(item, int):
+                    packet = av.Packet(silence)
+                    packet.stream = aout
+                    packet.time_base = ain.time_base
+                    packet.pts = packet.dts = int(item / TICKS / ain.time_base)
+                else:
+                    packet = item
+                    packet.stream = vout if item.stream.type == "video" else aout
+                out.mux(packet)
+                if buf.tell() >= size:
+                    yield buf.getvalue()
+                    buf.seek(0)
+                    buf.truncate()
+            out.close()
+            if buf.tell():
+                yield buf.getvalue()
+        except av.error.FFmpegError as exc:
+            raise MediaError(f"the segment could not be remuxed: {exc}") from None
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        self._container.close()
+        self._packets = []
+
+
+def rendition_of(data: bytes) -> Rendition | None:
+    """The rendition of a segment whose sound has holes, None when it can be served as it
+    is. Reads the packets (no decoding); raises :class:`MediaError` when the bytes are not
+    a playable segment."""
     container = _open(data)
     try:
         packets = _packets(container)
+        if not any(p.stream.type == "video" for p in packets):
+            raise MediaError("the segment holds no video")
         holes = audio_holes(packets)
-        if holes is None or holes.empty:
-            return data
-        vin, ain = container.streams.video[0], container.streams.audio[0]
-        buf = io.BytesIO()
-        out = av.open(buf, "w", format="mpegts")
-        vout = out.add_stream_from_template(vin)
-        aout = out.add_stream_from_template(ain)
-        silence = adts_frame(SILENT_AAC_LC[holes.channels], holes.rate, holes.channels)
-        queue: list[tuple[int, int, Any]] = [
-            (int(p.dts * p.time_base * TICKS), n, p) for n, p in enumerate(packets)
-        ]
-        queue += [(pts, len(packets) + n, pts) for n, pts in enumerate(holes.fill_at)]
-        queue.sort(key=lambda item: (item[0], item[1]))
-        for _, _, item in queue:
-            if isinstance(item, int):
-                packet = av.Packet(silence)
-                packet.stream = aout
-                packet.time_base = ain.time_base
-                packet.pts = packet.dts = int(item / TICKS / ain.time_base)
-            else:
-                packet = item
-                packet.stream = vout if item.stream.type == "video" else aout
-            out.mux(packet)
-        out.close()
-    except av.error.FFmpegError as exc:
-        raise MediaError(f"the segment could not be remuxed: {exc}") from None
-    finally:
+    except BaseException:
         container.close()
-    return buf.getvalue()
+        raise
+    if holes is None or holes.empty:
+        container.close()
+        return None
+    return Rendition(container, packets, holes)
+
+
+def fill_audio_holes(data: bytes) -> bytes:
+    """The segment as the browser gets it: :class:`Rendition` muxed whole, or ``data``
+    itself when its sound has no hole. Never decodes."""
+    rendition = rendition_of(data)
+    return data if rendition is None else b"".join(rendition.chunks())
 
 
 __all__ = [
@@ -391,11 +429,13 @@ __all__ = [
     "MediaError",
     "Piece",
     "Playback",
+    "Rendition",
     "act_containing",
     "adts_frame",
     "audio_holes",
     "fill_audio_holes",
     "media_playlist",
     "playback_of",
+    "rendition_of",
     "scan",
 ]

@@ -165,6 +165,7 @@
     var hls = new window.Hls({
       startPosition: data.start,
       enableWorker: true,
+      progressive: true,
       maxBufferLength: 30,
       backBufferLength: 90,
       fragLoadPolicy: policy,
