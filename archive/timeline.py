@@ -276,6 +276,9 @@ class Timeline:
                 if record.seq > last_segment or record.seq in unchecked:
                     checks.append(self._check_row(record, before, signer, ledger, now))
             elif record.seq > last_event:
+                body = dict(record.body)
+                if record.kind == "marker":
+                    body["_hash"] = record.hash  # to match the dock's relabellings of it
                 events.append(
                     {
                         "device": device,
@@ -284,7 +287,7 @@ class Timeline:
                         "officer": officer,
                         "utc": record.utc,
                         "kind": record.kind,
-                        "detail": json.dumps(record.body, sort_keys=True, ensure_ascii=False),
+                        "detail": json.dumps(body, sort_keys=True, ensure_ascii=False),
                     }
                 )
         for i in range(0, len(events), 5000):
@@ -301,6 +304,48 @@ class Timeline:
             for i in range(0, len(checks), 5000):
                 conn.execute(recording_checks.insert(), checks[i : i + 5000])
         return segments, len(events)
+
+    def _apply_relabels(self, relabels: dict[tuple[str, int], list[Any]]) -> int:
+        """Note on each indexed key moment the dock's latest relabelling of it (whose
+        record hash matches the marker's), as the compliance report reads it; the
+        camera's record is never changed. How many markers changed."""
+        if not relabels:
+            return 0
+        changed = 0
+        with self.engine.begin() as conn:
+            for (device, seq), made in relabels.items():
+                row = conn.execute(
+                    sa.select(device_events.c.detail).where(
+                        device_events.c.device == device,
+                        device_events.c.seq == seq,
+                        device_events.c.kind == "marker",
+                    )
+                ).scalar()
+                if row is None:
+                    continue
+                body = json.loads(row)
+                valid = [r for r in made if r.record_hash == body.get("_hash")]
+                if not valid:
+                    continue
+                last = valid[-1]
+                note = {
+                    "moment": last.moment,
+                    "was": valid[0].was,
+                    "by": last.by,
+                    "why": last.why,
+                    "dock": last.dock,
+                    "utc": last.utc,
+                }
+                if body.get("relabelled") == note:
+                    continue
+                body["relabelled"] = note
+                conn.execute(
+                    device_events.update()
+                    .where(device_events.c.device == device, device_events.c.seq == seq)
+                    .values(detail=json.dumps(body, sort_keys=True, ensure_ascii=False))
+                )
+                changed += 1
+        return changed
 
     @staticmethod
     def _check_row(record: Record, before: bytes, signer, ledger, now: str) -> dict[str, Any]:
