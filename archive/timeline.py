@@ -65,11 +65,12 @@ def journal_lines(
     kinds: tuple[str, ...],
     after: int = -1,
     also: frozenset[int] | set[int] = frozenset(),
+    only: int | None = None,
 ) -> list[tuple[Record, bytes]]:
     """The records of ``kinds`` in a journal's bytes, each with the line before it (for
     the chain), in file order; only the lines that name a kind are parsed (canonical
     JSON writes ``"kind":"<kind>"`` exactly), and of those only the ones after seq
-    ``after`` or in ``also`` (the record's own ``seq`` follows its ``prev``; a body,
+    ``after`` or in ``also``, or only seq ``only`` (the record's own ``seq`` follows its ``prev``; a body,
     which sorts first, may hold another), so a sync reads a year's journal at disk speed
     and parses only what is new."""
     found: dict[int, tuple[Record, bytes]] = {}
@@ -81,9 +82,12 @@ def journal_lines(
             end = data.find(b"\n", at)
             if end < 0:
                 break  # a torn last line is no record
-            if after >= 0:
+            if after >= 0 or only is not None:
                 seqs = _SEQ.findall(data, start, end)
-                if seqs and int(seqs[-1]) <= after and int(seqs[-1]) not in also:
+                seq = int(seqs[-1]) if seqs else None
+                if seq is not None and (
+                    (only is not None and seq != only) or (seq <= after and seq not in also)
+                ):
                     at = data.find(marker, end)
                     continue
             try:
@@ -546,7 +550,7 @@ class Timeline:
             store.close()
         folder = self.store_root / row["unit"] / device
         data = (folder / JOURNAL_NAME).read_bytes() if (folder / JOURNAL_NAME).exists() else b""
-        found = [(r, b) for r, b in journal_lines(data, ("segment",)) if r.seq == seq]
+        found = [(r, b) for r, b in journal_lines(data, ("segment",), only=seq) if r.seq == seq]
         now = self.now_utc()
         if not found:
             check = {
