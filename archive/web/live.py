@@ -317,7 +317,9 @@ def acknowledge(
         raise ArchiveError("live status is off: the console was started without --mqtt")
     number = whole(seq, "alert")
     device = device.strip()
-    if not feed.judge.state.was_shown(device, number):
+    with feed.watcher.lock:  # the seen-state is paho's thread's, under this lock
+        shown = feed.judge.state.was_shown(device, number)
+    if not shown:
         raise ArchiveError(
             f"no alert #{number} of {device[:64]!r} has been shown on this console as "
             "genuine; not acknowledging it"
