@@ -58,6 +58,15 @@ def _utc(text: str, what: str) -> str:
     return t + "Z"
 
 
+def _device_id(device: str) -> str:
+    """A device id from a person (the console's form, the command line): an
+    :class:`ArchiveError` saying what is wrong with it, as every bad input gets."""
+    try:
+        return check_device_id(device)
+    except ValueError as exc:
+        raise ArchiveError(str(exc)) from None
+
+
 class CaseFiles:
     """Case-file actions (mixed into :class:`archive.service.Archive`)."""
 
@@ -376,7 +385,7 @@ class CaseFiles:
         reason: str = "",
     ) -> list[RecordingRef]:
         """Attach the device's segments that overlap the time range."""
-        check_device_id(device)
+        _device_id(device)
         start, end = _utc(from_utc, "--from"), _utc(to_utc, "--to")
         with self.engine.connect() as conn:
             row = self._case_row(conn, number)
@@ -397,7 +406,7 @@ class CaseFiles:
         self, session: Session, number: str, device: str, start_seq: int, reason: str = ""
     ) -> list[RecordingRef]:
         """Attach an act (a recording session, as the compliance report finds them)."""
-        check_device_id(device)
+        _device_id(device)
         with self.engine.connect() as conn:
             row = self._case_row(conn, number)
         self._changeable(session, row, reason)  # a refusal is audited outside the read

@@ -41,6 +41,7 @@ class Listing:
         try:
             entries = {e.device_id: e for e in store.registry()}
             folders = store.device_folders()
+            relabels = store.relabels()
         finally:
             store.close()
         with self.engine.connect() as conn:
@@ -97,6 +98,7 @@ class Listing:
                     conn.execute(recordings.insert(), rows[i : i + _BATCH])
             added += len(rows)
             events += found
+        self._apply_relabels(relabels)
         if added or events:
             self.audit_now(
                 "view",

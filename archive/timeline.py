@@ -65,11 +65,12 @@ def journal_lines(
     kinds: tuple[str, ...],
     after: int = -1,
     also: frozenset[int] | set[int] = frozenset(),
+    only: int | None = None,
 ) -> list[tuple[Record, bytes]]:
     """The records of ``kinds`` in a journal's bytes, each with the line before it (for
     the chain), in file order; only the lines that name a kind are parsed (canonical
     JSON writes ``"kind":"<kind>"`` exactly), and of those only the ones after seq
-    ``after`` or in ``also`` (the record's own ``seq`` follows its ``prev``; a body,
+    ``after`` or in ``also``, or only seq ``only`` (the record's own ``seq`` follows its ``prev``; a body,
     which sorts first, may hold another), so a sync reads a year's journal at disk speed
     and parses only what is new."""
     found: dict[int, tuple[Record, bytes]] = {}
@@ -81,9 +82,12 @@ def journal_lines(
             end = data.find(b"\n", at)
             if end < 0:
                 break  # a torn last line is no record
-            if after >= 0:
+            if after >= 0 or only is not None:
                 seqs = _SEQ.findall(data, start, end)
-                if seqs and int(seqs[-1]) <= after and int(seqs[-1]) not in also:
+                seq = int(seqs[-1]) if seqs else None
+                if seq is not None and (
+                    (only is not None and seq != only) or (seq <= after and seq not in also)
+                ):
                     at = data.find(marker, end)
                     continue
             try:
@@ -276,6 +280,9 @@ class Timeline:
                 if record.seq > last_segment or record.seq in unchecked:
                     checks.append(self._check_row(record, before, signer, ledger, now))
             elif record.seq > last_event:
+                body = dict(record.body)
+                if record.kind == "marker":
+                    body["_hash"] = record.hash  # to match the dock's relabellings of it
                 events.append(
                     {
                         "device": device,
@@ -284,7 +291,7 @@ class Timeline:
                         "officer": officer,
                         "utc": record.utc,
                         "kind": record.kind,
-                        "detail": json.dumps(record.body, sort_keys=True, ensure_ascii=False),
+                        "detail": json.dumps(body, sort_keys=True, ensure_ascii=False),
                     }
                 )
         for i in range(0, len(events), 5000):
@@ -301,6 +308,48 @@ class Timeline:
             for i in range(0, len(checks), 5000):
                 conn.execute(recording_checks.insert(), checks[i : i + 5000])
         return segments, len(events)
+
+    def _apply_relabels(self, relabels: dict[tuple[str, int], list[Any]]) -> int:
+        """Note on each indexed key moment the dock's latest relabelling of it (whose
+        record hash matches the marker's), as the compliance report reads it; the
+        camera's record is never changed. How many markers changed."""
+        if not relabels:
+            return 0
+        changed = 0
+        with self.engine.begin() as conn:
+            for (device, seq), made in relabels.items():
+                row = conn.execute(
+                    sa.select(device_events.c.detail).where(
+                        device_events.c.device == device,
+                        device_events.c.seq == seq,
+                        device_events.c.kind == "marker",
+                    )
+                ).scalar()
+                if row is None:
+                    continue
+                body = json.loads(row)
+                valid = [r for r in made if r.record_hash == body.get("_hash")]
+                if not valid:
+                    continue
+                last = valid[-1]
+                note = {
+                    "moment": last.moment,
+                    "was": valid[0].was,
+                    "by": last.by,
+                    "why": last.why,
+                    "dock": last.dock,
+                    "utc": last.utc,
+                }
+                if body.get("relabelled") == note:
+                    continue
+                body["relabelled"] = note
+                conn.execute(
+                    device_events.update()
+                    .where(device_events.c.device == device, device_events.c.seq == seq)
+                    .values(detail=json.dumps(body, sort_keys=True, ensure_ascii=False))
+                )
+                changed += 1
+        return changed
 
     @staticmethod
     def _check_row(record: Record, before: bytes, signer, ledger, now: str) -> dict[str, Any]:
@@ -501,7 +550,7 @@ class Timeline:
             store.close()
         folder = self.store_root / row["unit"] / device
         data = (folder / JOURNAL_NAME).read_bytes() if (folder / JOURNAL_NAME).exists() else b""
-        found = [(r, b) for r, b in journal_lines(data, ("segment",)) if r.seq == seq]
+        found = [(r, b) for r, b in journal_lines(data, ("segment",), only=seq) if r.seq == seq]
         now = self.now_utc()
         if not found:
             check = {

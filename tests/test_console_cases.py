@@ -355,3 +355,48 @@ def test_bad_input_gets_a_page_that_says_what_went_wrong(arch: Archive, world: W
         no_trace(page.text)
     assert arch.show_case(arch.login("zhao", PW), number)["entries"] == []
     assert not [p for p in (arch.folder / "documents").glob("*") if not p.name.startswith(".")]
+
+
+def test_the_classification_changes_with_a_reason_as_the_policy_says(
+    arch: Archive, world: World
+) -> None:
+    wang = client(arch, "wang")
+    number = open_case(wang, classification="public")
+    token = page_csrf(wang, f"/cases/{number}")
+    silent = wang.post(
+        f"/cases/{number}/classify", data={"csrf": token, "classification": "internal"}
+    )
+    assert silent.status_code == 400 and "must say why" in silent.text
+    done = wang.post(
+        f"/cases/{number}/classify",
+        data={"csrf": token, "classification": "internal", "reason": "names a witness"},
+    )
+    assert done.status_code == 303
+    assert arch.show_case(arch.login("zhao", PW), number)["classification"] == "internal"
+    # The archivist may not raise it to a level they cannot see; the refusal is audited.
+    up = wang.post(
+        f"/cases/{number}/classify",
+        data={"csrf": token, "classification": "state_secret", "reason": "x"},
+    )
+    assert up.status_code == 403 and "state_secret" in up.text
+    assert refusals(arch)[-1]["detail"]["action"] == "classify"
+    sun = client(arch, "sun")
+    page = sun.get(f"/cases/{number}")
+    assert page.status_code == 200 and f'action="/cases/{number}/classify"' not in page.text
+    refused = sun.post(
+        f"/cases/{number}/classify",
+        data={"csrf": csrf_of(page.text), "classification": "public", "reason": "x"},
+    )
+    assert refused.status_code == 403 and "may not classify" in refused.text
+    forged = wang.post(
+        f"/cases/{number}/classify",
+        data={"csrf": "forged", "classification": "public", "reason": "x"},
+    )
+    assert forged.status_code == 403 and "CSRF" in forged.text
+    assert arch.show_case(arch.login("zhao", PW), number)["classification"] == "internal"
+    wrong = wang.post(
+        f"/cases/{number}/classify",
+        data={"csrf": token, "classification": "secret-ish", "reason": "x"},
+    )
+    assert wrong.status_code == 400 and "unknown classification" in wrong.text
+    no_trace(wrong.text)

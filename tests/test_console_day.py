@@ -34,7 +34,9 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
     first = camera.journal.next_seq
     files = camera.record(2, 3000)
     j = camera.journal
-    j.append("marker", {"note": "mark", "procedure": "inspection", "moment": "conduct", "index": 2})
+    marker = j.append(
+        "marker", {"note": "mark", "procedure": "inspection", "moment": "conduct", "index": 2}
+    )
     clock.advance(30 * NS)
     j.append("stoppage", {"reason": "weather", "detail": "heavy rain"})
     clock.advance(60 * NS)
@@ -50,6 +52,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
     dock_identity, store = make_dock(tmp, registry, clock)
     result, outcome = dock_once(store, dock_identity, camera)
     assert not isinstance(outcome, BaseException), outcome
+    # a supervisor at the dock reads the moment as another one (the record stays)
+    store.relabel(marker, "inspection", "conduct", "subject", "zhou", "one press too many")
     store.close()
     camera.close()
     write_dock_toml(tmp)  # a case above internal is sealed with the dock's key
@@ -84,7 +88,8 @@ def test_the_officers_day_is_a_timeline_with_badges(arch: Archive, world: World)
     assert page.status_code == 200, page.text[:2000]
     text = page.text
     assert "执法日 · A1024 · 2026-11-18" in text
-    for words in ("开始录像", "停止录像", "关键节点", "行政检查：2. 执法人员风纪", "录像中断"):
+    relabelled = "行政检查：被检查对象的情况（由 zhou 重新标注，原为「行政检查：执法人员风纪」：one press too many）"
+    for words in ("开始录像", "停止录像", "关键节点", relabelled, "录像中断"):
         assert words in text, words
     assert "天气原因 (heavy rain)" in text and "恢复录像" in text and "照片" in text
     assert "含事前缓存 30 秒" in text
@@ -111,7 +116,10 @@ def test_the_officers_day_is_a_timeline_with_badges(arch: Archive, world: World)
     # English
     client.get("/lang/en")
     english = html.unescape(client.get("/day", params={"date": DATE}).text)
-    assert "Administrative inspection: 2. the officers' bearing and dress" in english
+    assert (
+        "Administrative inspection: the party inspected (relabelled by zhou, was "
+        "\u201cAdministrative inspection: the officers' bearing and dress\u201d: one press too many)"
+    ) in english
     assert "Stoppage" in english and "weather (heavy rain)" in english
     views = [b for k, b in kinds(arch) if k == "view" and b["detail"].get("what") == "day"]
     assert views and views[-1]["detail"]["shown"] == 3 and views[-1]["user"] == "li"
@@ -288,3 +296,42 @@ def test_the_audit_log_pages_back_and_filters(arch: Archive) -> None:
     qian = logged_in(arch, "qian", PW)
     page = qian.get("/audit", params={"kind": "user", "user": "admin"})
     assert page.status_code == 200 and page.text.count("<td>user</td>") == len(users)
+
+
+def test_a_relabelling_after_sync_shows_at_the_next(
+    world: World,
+    db_url: str,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    from dockkit import store_trust
+
+    from dock.store import Store
+    from evidence.identity import DeviceIdentity
+    from evidence.journal import JOURNAL_NAME, readable_records
+
+    world = copy_world(world, tmp_path / "world")
+    arch = make_archive(world, tmp_path / "archive", db_url, SimClock(START + 2 * DAY))
+    try:
+        admin = arch.login("admin", PW)
+        arch.add_user(admin, "wang", "archivist", PW)
+        arch.sync_recordings()
+        journal = world.store / "unit-1" / "cam-001" / JOURNAL_NAME
+        marker = next(r for r in readable_records(journal) if r.kind == "marker")
+        identity = DeviceIdentity.load(world.tmp / "dock-key" / "dock.key")
+        store = Store(world.store, identity=identity, unit_keys=store_trust(world.tmp))
+        try:
+            store.relabel(marker, "inspection", "subject", "premises", "zhou", "on second look")
+        finally:
+            store.close()
+        client = logged_in(arch, "wang", PW)
+        page = client.get("/day", params={"officer": "A1024", "date": DATE}).text
+        assert "被检查对象的情况（由 zhou" in page  # the first relabelling, indexed at sync
+        arch.sync_recordings()
+        page = client.get("/day", params={"officer": "A1024", "date": DATE}).text
+        assert (
+            "被检查的场所、物品、车辆等情况（由 zhou 重新标注，原为「行政检查：执法人员风纪」"
+            in page
+        )
+        assert "on second look" in page
+    finally:
+        arch.close()

@@ -21,7 +21,7 @@ from webkit import another, console, csrf_of, logged_in, login, page_csrf
 
 from archive.service import Archive
 
-XSS = '<script>alert(1)</script>"><img src=x onerror=alert(2)>'
+XSS = "<script>alert(1)</script>\"><img src=x onerror=alert(2)>' onfocus=alert(3) '"
 """What a hostile person or device types into every field that is shown again."""
 
 
@@ -483,3 +483,294 @@ def test_a_deactivated_user_is_logged_out_at_the_next_request(arch: Archive, wor
     arch.set_password(admin, "leaver", PW + " new")
     assert c.get("/").status_code == 401
     assert logged_in(arch, "leaver", PW + " new").get("/").status_code == 200
+
+
+# -- stored and reflected XSS -------------------------------------------------------------
+
+
+def assert_escaped(got, where: str) -> None:
+    text = got.text
+    assert "<script>alert" not in text and "<img src=x" not in text, (where, said(got))
+    assert 'alert(1)"' not in text and "' onfocus=" not in text, where  # no attribute left
+
+
+def test_what_people_type_is_shown_as_text_everywhere(arch: Archive, world: World) -> None:
+    wang, zhao, qian = (logged_in(arch, n, PW) for n in ("wang", "zhao", "qian"))
+    token = page_csrf(wang, "/cases/new")
+    done = wang.post(
+        "/cases/new",
+        data={
+            "csrf": token,
+            "kind_of_act": XSS,
+            "procedure": "inspection",
+            "parties": f"{XSS}\n张三",
+            "officers": f"{world.officer}",
+            "classification": "internal",
+        },
+    )
+    assert done.status_code == 303, said(done)
+    number = done.headers["location"].rsplit("/", 1)[1]
+    act = acts(world.shift)[4]
+    for start in (act.start_seq, acts(world.shift)[5].start_seq):
+        done = wang.post(
+            f"/cases/{number}/attach-act",
+            data={"csrf": token, "device": world.device, "act": str(start), "reason": XSS},
+        )
+        assert done.status_code == 303, said(done)
+    done = wang.post(
+        f"/cases/{number}/documents",
+        data={"csrf": token, "title": "", "reason": XSS},
+        files={"document": (f"{XSS}.pdf", b"%PDF-1.4 not really\n")},
+    )
+    assert done.status_code == 303, said(done)
+    done = wang.post(
+        f"/cases/{number}/copies",
+        data={"csrf": token, "requester": XSS, "kind": "party", "purpose": XSS},
+    )
+    assert done.status_code == 303, said(done)
+    rid = done.headers["location"].rsplit("/", 1)[1]
+    ztoken = page_csrf(zhao, f"/copies/{rid}")
+    seg = act.segments[0].seq
+    done = zhao.post(
+        f"/copies/{rid}/decide",
+        data={
+            "csrf": ztoken,
+            "decision": "approve",
+            "reason": XSS,
+            "omit_lines": f"{world.device}:{seg}={XSS}",
+        },
+    )
+    assert done.status_code == 303, said(done)
+    token = page_csrf(wang, f"/cases/{number}")
+    done = wang.post(f"/cases/{number}/close", data={"csrf": token})
+    assert done.status_code == 303, said(done)
+    done = wang.post(
+        f"/cases/{number}/attach-act",
+        data={"csrf": token, "device": world.device, "act": str(act.start_seq), "reason": XSS},
+    )
+    assert done.status_code in (303, 400), said(done)
+    pages = [
+        (wang, "/cases"),
+        (wang, f"/cases/{number}"),
+        (wang, "/copies"),
+        (wang, f"/copies/{rid}"),
+        (zhao, f"/copies/{rid}"),
+        (qian, "/audit"),
+        (qian, f"/audit?user={XSS}&kind={XSS}"),
+        (zhao, "/audit"),
+        (wang, f"/compliance?officer={XSS}"),
+        (wang, f"/compliance?day_from={XSS}"),
+        (wang, f"/compliance?view={XSS}"),
+        (wang, f"/day?officer={XSS}"),
+        (wang, f"/day?date={XSS}"),
+        (wang, f"/cases/{XSS}"),
+        (wang, f"/cases?state={XSS}"),
+        (wang, f"/copies/{XSS}"),
+        (wang, f"/play/{XSS}/1"),
+        (wang, f"/recordings/{XSS}/1/checks"),
+        (wang, f"/no/{XSS}"),
+        (wang, f"/lang/{XSS}?next=/{XSS}"),
+    ]
+    for client, path in pages:
+        got = client.get(path)
+        assert got.status_code < 500, (path, said(got))
+        assert_escaped(got, path)
+        no_trace(got.text)
+    got = console(arch).get("/login", params={"next": f"/{XSS}"})
+    assert_escaped(got, "login next")
+    form = console(arch)
+    page = form.get("/login")
+    got = form.post(
+        "/login",
+        data={"name": XSS, "password": "x", "csrf": csrf_of(page.text), "next": f"/{XSS}"},
+    )
+    assert got.status_code == 401
+    assert_escaped(got, "login name")
+    for lang in ("en", "zh-CN", XSS):
+        c = another(wang)
+        c.cookies.set("bodycam_session", wang.cookies.get("bodycam_session"))
+        c.cookies.set("lang", lang)
+        got = c.get(f"/cases/{number}")
+        assert_escaped(got, f"lang {lang}")
+        assert '<html lang="' + ("en" if lang == "en" else "zh-CN") + '"' in got.text
+
+
+# -- malformed input: an error page that says what went wrong, never a trace ---------------
+
+HUGE = "9" * 30
+BIG = str(2**63)  # one past a 64-bit integer column
+
+
+def bad_paths(world: World) -> list[str]:
+    dev, act = world.device, open_act(world)
+    start, seg = act.start_seq, act.segments[0].seq
+    return [
+        f"/play/{dev}/{HUGE}",
+        f"/play/{dev}/{BIG}",
+        f"/play/{dev}/-1",
+        f"/play/{dev}/1e3",
+        f"/play/{dev}/{start}?t=nan",
+        f"/play/{dev}/{start}?t=inf",
+        f"/play/{dev}/{start}?t=-inf",
+        f"/play/{dev}/{start}?t=1e308",
+        f"/play/{dev}/{start}?t=-5",
+        f"/play/{dev}/{start}/index.m3u8?x=%ff",
+        f"/play/{dev}/{start}/media/{HUGE}.ts",
+        f"/play/{dev}/{start}/media/{BIG}.ts",
+        f"/play/{dev}/{start}/media/-1.ts",
+        f"/play/..%2F..%2Fetc/{start}",
+        f"/play/{dev}%00/{start}",
+        f"/play/%ff%fe/{start}",
+        f"/recordings/{dev}/{HUGE}/checks",
+        f"/recordings/{dev}/{BIG}/checks",
+        f"/recordings/{dev}/-{BIG}/checks",
+        f"/recordings/%ff/{seg}/checks",
+        f"/recordings/{dev}%00/{seg}/checks",
+        f"/photos/{dev}/{BIG}",
+        f"/photos/..%2F..%2F/{seg}",
+        f"/day?officer={world.officer}&date=2026-13-45",
+        f"/day?officer={world.officer}&date=%ff",
+        f"/day?officer={world.officer}&date=9999-12-31",
+        f"/day?officer={world.officer}&date=0001-01-01",
+        "/day?officer=%00&date=2026-11-18",
+        "/day?officer=%ff%fe",
+        f"/cases/{world.case}/documents/..%2F..%2Farchive.toml",
+        f"/cases/{world.case}/documents/{'0' * 64}",
+        f"/cases/{world.case}/documents/%00",
+        "/cases/%ff",
+        "/cases/..%2F..%2F",
+        "/cases/%00",
+        f"/cases?state={HUGE}",
+        f"/copies/{BIG}",
+        f"/copies/{'9' * 19}",
+        "/copies/-1",
+        f"/copies/{BIG}/copy.zip",
+        "/copies/1/files/..%2F..%2Farchive.toml",
+        "/copies/1/files/%00",
+        f"/audit?before={BIG}",
+        f"/audit?before={HUGE}",
+        "/audit?before=-1",
+        "/audit?kind=%00&user=%00",
+        "/compliance?day_from=2026-02-30",
+        "/compliance?day_from=2026-12-01&day_to=2026-01-01",
+        f"/compliance?officer=%00&day_from={HUGE}",
+        "/live/events?after=" + HUGE,
+        "/static/../archive.toml",
+        "/static/%2e%2e/%2e%2e/archive.toml",
+        "/static/vendor/hls.js/../../../app.py",
+    ]
+
+
+def test_malformed_paths_and_parameters_get_an_error_page(arch: Archive, world: World) -> None:
+    zhao, li = logged_in(arch, "zhao", PW), logged_in(arch, "li", PW)
+    before = state(arch, world)
+    crashed = []
+    for path in bad_paths(world):
+        for client in (zhao, li):
+            got = client.get(path)
+            if got.status_code >= 500:
+                crashed.append((path, said(got)))
+            no_trace(got.text)
+            assert "dock_config" not in got.text and "import " not in got.text, path
+    assert not crashed, "\n".join(map(str, crashed))
+    assert state(arch, world) == before
+
+
+RANGES = [
+    "bytes=abc",
+    "bytes=5-1",
+    "bytes=99999999999-",
+    "bytes=-0",
+    "bytes=--1",
+    "bytes=0-0,5-6",
+    "bytes=0-1,1-2,2-3,3-4,4-5,5-6,6-7,7-8,8-9,9-10,10-11,11-12,12-13",
+    "items=0-1",
+    "bytes=" + "9" * 40 + "-",
+    "bytes=0-" + "9" * 40,
+    "bytes=-" + "9" * 40,
+    "bytes=\xff-1",
+    "bytes= 1 - 2 ",
+    "bytes=",
+    "=",
+    "bytes=1-2-3",
+]
+
+
+@pytest.mark.parametrize("header", RANGES)
+def test_a_malformed_range_gets_a_refusal_or_the_whole_segment(
+    arch: Archive, world: World, header: str
+) -> None:
+    li = logged_in(arch, "li", PW)
+    dev = world.device
+    clear, sealed = open_act(world).segments[0], sealed_act(world).segments[0]
+    for act_start, seg in (
+        (open_act(world).start_seq, clear),
+        (sealed_act(world).start_seq, sealed),
+    ):
+        path = f"/play/{dev}/{act_start}/media/{seg.seq}.ts"
+        whole = li.get(path)
+        assert whole.status_code == 200
+        got = li.get(path, headers={"Range": header.encode("latin-1")})
+        assert got.status_code in (200, 206, 400, 416), (header, said(got))
+        no_trace(got.text)
+        if got.status_code == 206:
+            assert got.content in whole.content
+        if got.status_code == 200:
+            assert got.content == whole.content
+
+
+def test_malformed_forms_and_uploads_get_an_error_page_and_store_nothing(
+    arch: Archive, world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from archive.web import cases as case_pages
+
+    wang = logged_in(arch, "wang", PW)
+    token = page_csrf(wang, f"/cases/{world.case}")
+    before = state(arch, world)
+    urlencoded = {"Content-Type": "application/x-www-form-urlencoded"}
+    raw = [
+        ("/cases/new", b"csrf=" + token.encode() + b"&kind_of_act=%ff%fe&procedure=\xff\xfe"),
+        ("/cases/new", b"csrf=" + token.encode() + b"&kind_of_act=x&classification=%00"),
+        ("/cases/new", b"csrf=" + token.encode() + b"&act_end=9999-12-31T23:59&kind_of_act=x"),
+        (f"/cases/{world.case}/attach-act", b"csrf=" + token.encode() + b"&act=" + BIG.encode()),
+        (f"/cases/{world.case}/attach-act", b"csrf=" + token.encode() + b"&act=1&device=%00"),
+        (
+            f"/cases/{world.case}/attach-range",
+            b"csrf=" + token.encode() + b"&device=x&start=0001-01-01T00:00&end=9999-12-31T23:59",
+        ),
+        (f"/cases/{world.case}/copies", b"csrf=" + token.encode() + b"&kind=%00&requester=\xff"),
+        (f"/copies/{BIG}/export", b"csrf=" + token.encode()),
+        (f"/copies/{'9' * 19}/export", b"csrf=" + token.encode()),
+        ("/live/ack", b"csrf=" + token.encode() + b"&device=x&seq=" + HUGE.encode()),
+    ]
+    for path, body in raw:
+        got = wang.post(path, content=body, headers=urlencoded)
+        assert 400 <= got.status_code < 500, (path, body, said(got))
+        no_trace(got.text)
+    multipart = [
+        {"Content-Type": "multipart/form-data"},  # no boundary
+        {"Content-Type": "multipart/form-data; boundary=x"},  # a body that is not one
+        {"Content-Type": "multipart/form-data; boundary=" + "x" * 300},
+    ]
+    for headers in multipart:
+        got = wang.post(f"/cases/{world.case}/documents", content=b"--y\r\n\r\n", headers=headers)
+        assert 400 <= got.status_code < 500, (headers, said(got))
+        no_trace(got.text)
+    doc = f"/cases/{world.case}/documents"
+    for files, data in (
+        ({"document": ("empty.txt", b"")}, {}),  # an empty file
+        ({"other": ("x.txt", b"x")}, {}),  # no document field
+        ({"document": ("x.txt", b"x")}, {"sha256": "zz"}),
+        ({"document": ("x.txt", b"x")}, {"sha256": "0" * 64}),  # damaged in transit
+        ({"document": ("", b"no name")}, {"sha256": "1" * 63}),
+    ):
+        got = wang.post(doc, data={"csrf": token} | data, files=files)
+        assert got.status_code == 400, (files, data, said(got))
+        no_trace(got.text)
+    got = wang.post(doc, data={"csrf": token})  # no multipart at all
+    assert got.status_code == 400, said(got)
+    monkeypatch.setattr(case_pages, "MAX_UPLOAD", 4096)  # the limit, made small to test
+    got = wang.post(doc, data={"csrf": token}, files={"document": ("big.bin", b"x" * 10_000)})
+    assert got.status_code in (400, 413), said(got)
+    no_trace(got.text)
+    assert state(arch, world) == before

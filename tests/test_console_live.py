@@ -340,6 +340,15 @@ def test_who_may_watch_and_acknowledge_and_what_is_never_acknowledged(
             assert "Traceback" not in done.text
         assert camera.acks.empty()
         assert audit(arch, "acknowledge") == []
+        # A logout ends the auditor's open stream: no later alert reaches it.
+        watching = Stream(qian)
+        watching.wait_for(lambda e: e[1] == "alert", "the replayed alerts")
+        assert qian.post("/logout", data={"csrf": csrf_of(page.text)}).status_code == 200
+        later = camera.stoppage("weather", "after the logout")
+        stream.wait_for(lambda e: e[1] == "alert" and e[2]["seq"] == later.seq, "the new alert")
+        watching.thread.join(20)
+        assert not watching.thread.is_alive()
+        assert all(e[2].get("seq") != later.seq for e in watching.events)
         # The head may acknowledge.
         zhao = console.browser("zhao")
         page = zhao.get("/live")

@@ -74,6 +74,11 @@ def test_who_may_play_what_on_both_backends(
                 got = who.get(url)
                 assert got.status_code == 403 and "personal_privacy" in got.text, url
             assert who.get(f"/play/{shift.device}/{clear.start_seq}").status_code == 200
+        for bad in ("nan", "inf", "-inf", "1e400", "x"):
+            got = wang.get(f"/play/{shift.device}/{clear.start_seq}?t={bad}")
+            assert got.status_code == 400 and "Traceback" not in got.text, bad
+        assert wang.get(f"/play/{shift.device}/{clear.start_seq}?t=-5").status_code == 200
+        assert wang.get(f"/play/{shift.device}/{clear.start_seq}?t=1e9").status_code == 200
         admin = logged_in(arch, "admin", PW)
         assert admin.get(f"/play/{shift.device}/{clear.start_seq}").status_code == 403
         li = logged_in(arch, "li", PW)  # the camera's officer: their own, and in the case

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -80,6 +81,14 @@ var mean = sum / n;
 return {w: c.width, h: c.height, mean: mean, sd: Math.sqrt(Math.max(0, sq / n - mean * mean))};
 """
 
+TRACE = """
+window.trace = [];
+var v = window.bodycamPlayer.video;
+v.addEventListener('timeupdate', function () {
+  if (!v.seeking) window.trace.push([performance.now() / 1000, v.currentTime]);
+});
+"""
+
 STATE = """
 var p = window.bodycamPlayer, v = p.video;
 return {t: v.currentTime, tl: p.timelineTime(v.currentTime), errors: p.state.errors,
@@ -101,14 +110,27 @@ def test_playback_runs_across_a_segment_boundary_with_sound_and_a_picture(
     boundary = play.pieces[1]
     assert boundary.discontinuity == (which == "restart")
     browser.login("wang")
-    t = seconds(play.start_utc, boundary.start_utc) - 2  # wall-clock, as findings link
-    browser.get(f"/play/{world.device}/{play.start_seq}?t={t:.1f}")
+    t = seconds(play.start_utc, play.pieces[0].end_utc) - 3  # wall-clock, as findings link
+    browser.get(f"/play/{world.device}/{play.start_seq}?t={t:.1f}")  # 3 s before the cut
     browser.wait_event("window.bodycamPlayer.video", "playing")
+    browser.js("window.bodycamPlayer.video.pause()")  # until both sides of the cut are in:
+    browser.wait_js(  # a stall then is the stream's, not a loaded machine's
+        "var p = window.bodycamPlayer, b = p.video.buffered;"
+        f"return b.length && b.end(b.length - 1) > p.elementTime({boundary.offset_s}) + 2.5",
+        what="both segments buffered",
+    )
+    browser.js(TRACE + "window.bodycamPlayer.video.play();")
     browser.wait_js(
         f"var p = window.bodycamPlayer; return p.video.currentTime > "
         f"p.elementTime({boundary.offset_s}) + 1.5 || p.state.errors.length",
         what="playback past the segment boundary",
     )
+    trace = browser.js("return window.trace")
+    steps = [(b[0] - a[0], b[1] - a[1]) for a, b in pairwise(trace)]
+    assert len(steps) > 5, trace
+    # no jump: the video's clock moves as the wall clock does; no gap: it never stops long
+    assert all(abs(media - wall) < 0.5 for wall, media in steps), steps
+    assert max(wall for wall, _ in steps) < 2.0, steps
     state = browser.js(STATE)
     assert state["errors"] == [] and state["error"] is None, state
     assert state["tl"] > boundary.offset_s + 1.0  # on the act's timeline too

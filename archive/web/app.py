@@ -13,6 +13,7 @@ import importlib
 import logging
 from pathlib import Path
 
+import sqlalchemy as sa
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, Response
@@ -146,6 +147,14 @@ def _error_pages(app: FastAPI) -> None:
     @app.exception_handler(ArchiveError)
     async def bad(request: Request, exc: ArchiveError) -> Response:
         return error_page(request, 400, "error.400", str(exc))
+
+    @app.exception_handler(OverflowError)
+    @app.exception_handler(sa.exc.DataError)
+    async def out_of_range(request: Request, exc: Exception) -> Response:
+        # A number past what a date or a database column holds (a seq of 2**63, the year
+        # 10000), or text the database cannot store: the request's fault, not a crash.
+        _log.warning("bad value on %s %s: %s", request.method, request.url.path, exc)
+        return error_page(request, 400, "error.400", "error.400.range")
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> Response:

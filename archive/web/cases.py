@@ -151,6 +151,8 @@ def show_page(request: Request, session: CurrentSession, number: str) -> Respons
         may_change=may(session, "case_change", material),
         may_close=may(session, "case_close", material) and case["status"] == "open",
         may_request=may(session, "copy_request", material),
+        may_classify=may(session, "classify", material),
+        classifications=CLASSIFICATIONS,
         closed=case["status"] == "closed",
     )
 
@@ -268,6 +270,20 @@ def get_document(request: Request, session: CurrentSession, number: str, sha256:
     )
 
 
+@router.post("/cases/{number}/classify", name="case_classify", dependencies=[CSRF])
+def classify_case(
+    request: Request,
+    session: CurrentSession,
+    number: str,
+    classification: str = Form(""),
+    reason: str = Form(""),
+) -> Response:
+    """Change the classification (``classify``: allowed only to who may see both levels,
+    with a reason; above internal its documents and recordings are sealed at rest)."""
+    request.app.state.archive.classify(session, number, classification, reason)
+    return _to_case(request, number)
+
+
 @router.post("/cases/{number}/close", name="case_close", dependencies=[CSRF])
 def close_case(request: Request, session: CurrentSession, number: str) -> Response:
     request.app.state.archive.close_case(session, number)
@@ -366,6 +382,12 @@ i18n.add(
             "Times are in this console's zone, {tz}.",
         ),
         "case.copies": ("复制申请", "Copy requests"),
+        "case.classify": ("变更密级", "Change the classification"),
+        "case.classify_reason": ("变更理由（必填）", "Why (required)"),
+        "case.classify_note": (
+            "高于“内部”的案卷，其文书和录像均加密存储。",
+            "Above internal, the case's documents and recordings are kept encrypted.",
+        ),
         "case.find_acts": ("在合规报告中查找执法过程", "Find the acts in the compliance report"),
         "case.to_case": ("加入案卷", "Attach to case"),
         "case.number_placeholder": ("案卷号", "case number"),

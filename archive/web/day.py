@@ -176,6 +176,10 @@ i18n.add(
         "check.back": ("返回当天时间线", "Back to the day"),
         "photo.open": ("查看照片", "View photo"),
         "moment.other": ("其他", "other"),
+        "moment.relabelled": (
+            "{now}（由 {by} 重新标注，原为「{was}」：{why}）",
+            "{now} (relabelled by {by}, was \u201c{was}\u201d: {why})",
+        ),
     }
 )
 
@@ -186,7 +190,24 @@ def _procedures():
 
 
 def moment_label(body: dict, lang: str) -> str:
-    """A key moment's name as the rules word it (the procedure's, then the moment's)."""
+    """A key moment's name as the rules word it (the procedure's, then the moment's); for
+    a marker the dock relabelled, the moment in force, saying what it was and why."""
+    relabelled = body.get("relabelled")
+    if isinstance(relabelled, dict) and relabelled.get("moment"):
+        now = _moment_name({**body, "moment": relabelled["moment"], "index": None}, lang)
+        was = _moment_name({**body, "moment": relabelled.get("was"), "index": None}, lang)
+        return i18n.translate(
+            "moment.relabelled",
+            lang,
+            now=now,
+            was=was,
+            by=str(relabelled.get("by", "")),
+            why=str(relabelled.get("why", "")),
+        )
+    return _moment_name(body, lang)
+
+
+def _moment_name(body: dict, lang: str) -> str:
     procs = _procedures()
     pid, mid = body.get("procedure"), body.get("moment")
     if not mid:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from typing import Any
 
 from fastapi import Request
 from starlette.routing import NoMatchFound
@@ -88,8 +87,3 @@ def seconds_between(start_utc: str, utc: str) -> float:
         return (parse_utc(utc) - parse_utc(start_utc)) / 1e9
     except (TypeError, ValueError):
         return 0.0
-
-
-def context_of(session: Session, **values: Any) -> dict[str, Any]:
-    """The values every page of these modules passes (the offered forms' switches)."""
-    return {"may": lambda action, material=None: may(session, action, material), **values}

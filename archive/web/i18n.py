@@ -80,6 +80,11 @@ add(
         "error.back": ("返回首页", "Back to the start page"),
         "error.login": ("重新登录", "Log in again"),
         "error.400": ("请求有误", "Bad request"),
+        "error.400.range": (
+            "请求中的数字或日期超出范围，或含有无法保存的字符；未做任何更改。",
+            "A number or date in the request is out of range, or it holds characters that "
+            "cannot be stored; nothing was changed.",
+        ),
         "error.403": ("无权访问", "Refused"),
         "error.403.csrf": (
             "表单已失效或不是本站发出的（CSRF 校验失败），未做任何更改。",

@@ -38,7 +38,7 @@ from evidence.registry import Registry
 
 from ..exc import ArchiveError
 from . import i18n
-from .auth import CSRF, CurrentSession, csrf_token
+from .auth import CSRF, SESSION_COOKIE, CurrentSession, csrf_token
 from .forms import may, roles_that_may, whole
 from .render import NavItem, render, request_lang
 
@@ -267,6 +267,11 @@ async def events(request: Request, session: CurrentSession, after: int = 0) -> R
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue = asyncio.Queue()
     feed.subscribe(loop, queue)
+    sessions, sid = request.app.state.sessions, request.cookies.get(SESSION_COOKIE)
+
+    def ended() -> bool:
+        """A logout or an expired session ends the stream too, not just new requests."""
+        return sessions.get(sid, touch=False) is None
 
     async def stream():
         sent = after
@@ -279,11 +284,11 @@ async def events(request: Request, session: CurrentSession, after: int = 0) -> R
                 try:
                     event = await asyncio.wait_for(queue.get(), KEEPALIVE_S)
                 except TimeoutError:
-                    if await request.is_disconnected():
+                    if await request.is_disconnected() or ended():
                         return
                     yield ": keepalive\n\n"
                     continue
-                if event is None:
+                if event is None or ended():
                     return
                 if event.id > sent:
                     sent = event.id
@@ -312,7 +317,9 @@ def acknowledge(
         raise ArchiveError("live status is off: the console was started without --mqtt")
     number = whole(seq, "alert")
     device = device.strip()
-    if not feed.judge.state.was_shown(device, number):
+    with feed.watcher.lock:  # the seen-state is paho's thread's, under this lock
+        shown = feed.judge.state.was_shown(device, number)
+    if not shown:
         raise ArchiveError(
             f"no alert #{number} of {device[:64]!r} has been shown on this console as "
             "genuine; not acknowledging it"

@@ -27,13 +27,14 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 from pathlib import Path
 
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import FileResponse, Response, StreamingResponse
 
-from ..exc import NotFound
+from ..exc import ArchiveError, NotFound
 from ..session import Session
 from . import hls, i18n
 from .auth import CurrentSession
@@ -147,6 +148,8 @@ def play_recording(
     timed), else at the segment or moment ``seq`` names."""
     player, playback, dev = _checked_act(request, session, device, seq)
     lang = request_lang(request)
+    if t is not None and not math.isfinite(t):
+        raise ArchiveError(f"t={t}: not a number of seconds")
     start = playback.start_of(seq) if t is None else playback.time_at(t)
     missing = set(player.missing(playback, dev))
     sealed = [
