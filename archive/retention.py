@@ -44,7 +44,7 @@ from evidence.storage import atomic_write_bytes, makedirs_durable
 
 from .exc import ArchiveError, NotFound
 from .policy import Material
-from .schema import cases, entries, holds, recordings, removals
+from .schema import cases, entries, holds, meta, recordings, removals
 from .session import SYSTEM, Session
 
 _log = logging.getLogger(__name__)
@@ -231,37 +231,76 @@ class Retention:
     def claim_store(self, store: Any = None) -> None:
         """Say in the dock store that this archive keeps it, so ``bodycam-dock remove``
         refuses and points here: a signed ``archive_keeps`` record in the dock journal (the
-        dock's key, from ``dock_config``; journaled once), and ``.status/archive.json``,
-        which says so too and caches that the record is there (deleting it changes
-        nothing). Without a usable ``dock_config`` only the file is written, and the record
-        waits for an opening, a purge or a seal that has the key (``store``: the dock store
-        such a one opened with it); a failure is logged, never raised."""
-        mark = self.store_root / STORE_MARK
+        dock's key, from ``dock_config``; journaled once, and where it is kept in the
+        archive's own database, ``meta.store_claim``, audited), and
+        ``.status/archive.json``, which says so too for the dock and caches the record's
+        seq (deleting or forging it changes nothing: the archive never reads it back).
+        Without a usable ``dock_config`` only the file is written, and the record waits
+        for an opening, a purge or a seal that has the key (``store``: the dock store such
+        a one opened with it); a failure is logged, never raised."""
         if not self.store_root.is_dir():
             return
-        try:
-            doc = json.loads(mark.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            doc = None
-        if isinstance(doc, dict) and doc.get("archive_id") not in (None, self.identity.device_id):
-            _log.warning("%s names archive %s, not this one", mark, doc.get("archive_id"))
-            return
-        keyed = store is not None or bool(self.dock_config)
-        if not isinstance(doc, dict) or doc.get("archive_id") != self.identity.device_id:
-            doc = {"archive_id": self.identity.device_id, "folder": str(self.folder.resolve())}
-        elif "dock_seq" in doc or not keyed:
-            self._claimed = "dock_seq" in doc
-            return
-        if keyed:
+        claimed = self._store_claim()
+        if claimed is None and (store is not None or self.dock_config):
             made = self._journal_claim(store)
             if made is not None:
-                doc |= {"dock": made.device, "dock_seq": made.seq}
-                self._claimed = True
+                claimed = (made.device, made.seq)
+                self._record_claim(made)
+        self._claimed = claimed is not None
+        mark = self.store_root / STORE_MARK
+        doc: dict[str, Any] = {
+            "archive_id": self.identity.device_id,
+            "folder": str(self.folder.resolve()),
+        }
+        if claimed is not None:
+            doc |= {"dock": claimed[0], "dock_seq": claimed[1]}
+        try:
+            current = json.loads(mark.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            current = None
+        if isinstance(current, dict) and current.get("archive_id") not in (
+            None,
+            self.identity.device_id,
+        ):
+            _log.warning("%s names archive %s, not this one", mark, current.get("archive_id"))
+            return
+        if current == doc:
+            return
         try:
             makedirs_durable(mark.parent, 0o750)
             atomic_write_bytes(mark, json.dumps(doc, sort_keys=True).encode() + b"\n", 0o640)
         except OSError as exc:
             _log.warning("cannot mark the store as kept by this archive: %s", exc)
+
+    def _store_claim(self) -> tuple[str, int] | None:
+        """Where this archive's ``archive_keeps`` record is, as its database recorded it."""
+        with self.engine.connect() as conn:
+            value = conn.execute(
+                sa.select(meta.c.value).where(meta.c.key == "store_claim")
+            ).scalar()
+        if not value:
+            return None
+        dock, _, seq = value.rpartition(":")
+        return dock, int(seq)
+
+    def _record_claim(self, made: Any) -> None:
+        value = f"{made.device}:{made.seq}"
+        try:
+            with self.engine.begin() as conn:
+                done = conn.execute(
+                    meta.update().where(meta.c.key == "store_claim").values(value=value)
+                )
+                if not done.rowcount:
+                    conn.execute(meta.insert().values(key="store_claim", value=value))
+                self._audit(
+                    conn,
+                    "archive",
+                    SYSTEM,
+                    self.identity.device_id,
+                    {"event": "keeps the store", "dock": made.device, "dock_seq": made.seq},
+                )
+        except sa.exc.IntegrityError:  # another opening recorded it at the same moment
+            pass
 
     def _journal_claim(self, store: Any = None):
         """This archive's ``archive_keeps`` record in the store's dock journals: found, or
@@ -273,6 +312,12 @@ class Retention:
         from evidence.journal import JOURNAL_NAME, records_of_kind
         from evidence.verify_store import dock_journal_folders
 
+        if store is None:
+            try:
+                identity, keys = self._dock_key()
+            except (ArchiveError, DockError, OSError) as exc:
+                _log.warning("cannot journal in the dock store that this archive keeps it: %s", exc)
+                return None
         for _, folder, _dock in dock_journal_folders(self.store_root):
             if (folder / JOURNAL_NAME).exists():
                 found = archives_keeping(records_of_kind(folder / JOURNAL_NAME, "archive_keeps"))
@@ -284,9 +329,8 @@ class Retention:
         if store is not None:
             return store.journal.append("archive_keeps", body)
         try:
-            identity, keys = self._dock_key()
             store = Store(self.store_root, self.clock, identity=identity, unit_keys=keys)
-        except (ArchiveError, DockError, OSError) as exc:
+        except (DockError, OSError) as exc:
             _log.warning("cannot journal in the dock store that this archive keeps it: %s", exc)
             return None
         try:

@@ -175,6 +175,9 @@ def test_a_purge_journals_that_its_archive_keeps_the_store(world: Aged) -> None:
     from simulator.clock import SimClock
 
     arch = archive_over(world, "", SimClock(time.time_ns()), dock_config=False)
+    mark = world.store / ".status" / "archive.json"
+    forged = {"archive_id": "archive-1", "dock": "dock-sim", "dock_seq": 1}
+    mark.write_text(json.dumps(forged))  # says it is journaled; the archive never reads it
     try:
         assert records_of_kind(dock_journal(world.store), "archive_keeps") == []
         zhao = arch.login("zhao", PW)
@@ -183,7 +186,6 @@ def test_a_purge_journals_that_its_archive_keeps_the_store(world: Aged) -> None:
     finally:
         arch.close()
     (keeps,) = records_of_kind(dock_journal(world.store), "archive_keeps")
-    mark = world.store / ".status" / "archive.json"
     assert json.loads(mark.read_text())["dock_seq"] == keeps.seq
     mark.unlink()
     done = remove(world, world.acts[0][0])

@@ -74,10 +74,15 @@ def localtime_filter(ctx: jinja2.runtime.Context, value: Any, part: str = "full"
     ``part``: ``full`` (date, time and zone), ``time`` (hh:mm:ss) and ``short`` (date and
     time), for rows under a heading that shows the zone, ``date``.
     """
+    return local_time(value, ctx["tz"], part)
+
+
+def local_time(value: Any, tz: dt.tzinfo, part: str = "full") -> Markup:
+    """What the ``localtime`` filter writes, for code that builds rows itself."""
     moment = to_datetime(value)
     if moment is None:
         return Markup("") if value in (None, "") else Markup.escape(str(value))
-    local = moment.astimezone(ctx["tz"])
+    local = moment.astimezone(tz)
     if part == "time":
         text = f"{local.hour:02d}:{local.minute:02d}:{local.second:02d}"
     elif part == "date":
