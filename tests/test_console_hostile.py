@@ -1028,3 +1028,44 @@ def test_looking_changes_nothing_but_the_audit_log(arch: Archive, world: World) 
         got = zhao.get(path)
         assert got.status_code < 500, (path, said(got))
     assert state(arch, world) == before
+
+
+def test_a_photo_of_a_confidential_act_is_as_confidential_as_its_video(
+    world: World, tmp_path: Path
+) -> None:
+    """A photo the camera took during an act filed in a personal-privacy case: refused
+    (and audited) to a supervisor as the act's segments are; the officer named sees it."""
+    from consolekit import copy_world
+
+    own = copy_world(world, tmp_path)
+    arch = Archive.open(own.archive)
+    try:
+        with arch.engine.connect() as conn:
+            photos = conn.execute(
+                sa.text("select seq from device_events where kind = 'photo' order by seq")
+            ).all()
+        inside = [
+            (a, p.seq)
+            for p in photos
+            for a in acts(own.shift)
+            if a.start_seq <= p.seq <= max(s.seq for s in a.segments)
+        ]
+        if not inside:
+            pytest.skip("this simulated shift took no photo during a recording")
+        act, seq = inside[0]
+        wang = arch.login("wang", PW)
+        number = arch.open_case(
+            wang, "inspection", "inspection", ["x"], [own.officer], "personal_privacy"
+        )
+        if act.start_seq != sealed_act(own).start_seq:
+            arch.attach_act(wang, number, own.device, act.start_seq)
+        sun, li = logged_in(arch, "sun", PW), logged_in(arch, "li", PW)
+        n = audited(arch)
+        got = sun.get(f"/photos/{own.device}/{seq}")
+        assert got.status_code == 403, said(got)
+        assert not got.content.startswith(b"\xff\xd8")
+        assert audited(arch) == n + 1
+        got = li.get(f"/photos/{own.device}/{seq}")
+        assert got.status_code == 200 and got.content.startswith(b"\xff\xd8"), said(got)
+    finally:
+        arch.close()
