@@ -860,6 +860,44 @@ def test_oversized_bodies_are_refused_before_they_are_read(arch: Archive) -> Non
         "/login", content=chunks(), headers={"Content-Type": "application/x-www-form-urlencoded"}
     )
     assert got.status_code in (400, 413), said(got)
+    # Many fields of under a megabyte each: no field too large, the body far too large.
+    many = b"&".join(b"f%d=" % i + b"x" * (1 << 19) for i in range(8))
+    got = c.post(
+        "/login", content=many, headers={"Content-Type": "application/x-www-form-urlencoded"}
+    )
+    assert got.status_code == 413, said(got)
+    no_trace(got.text)
+
+
+def test_an_upload_past_the_limit_is_refused_before_it_is_spooled(
+    arch: Archive, world: World
+) -> None:
+    """Any logged-in user's multipart body (even one with a forged token: the CSRF check
+    reads the form) past the upload limit: a 413 page, told by Content-Length or chunked."""
+    li = logged_in(arch, "li", PW)
+    li.app.state.max_body = 64 << 10  # the limit (512 MiB and a form), made small to test
+    before = state(arch, world)
+    boundary = "hostile"
+    head = f'--{boundary}\r\nContent-Disposition: form-data; name="document"; filename="x"\r\n\r\n'
+    body = head.encode() + b"x" * (256 << 10) + f"\r\n--{boundary}--\r\n".encode()
+    ctype = {"Content-Type": f"multipart/form-data; boundary={boundary}"}
+    got = li.post(f"/cases/{world.case}/documents", content=body, headers=ctype)
+    assert got.status_code == 413, said(got)
+    assert "nosniff" in got.headers["x-content-type-options"]
+    no_trace(got.text)
+
+    def chunked():
+        yield head.encode()
+        for _ in range(8):
+            yield b"x" * (64 << 10)
+
+    got = li.post(f"/cases/{world.case}/documents", content=chunked(), headers=ctype)
+    assert got.status_code == 413, said(got)
+    got = li.post(
+        "/cases/new", content=b"x=" + b"y" * (2 << 20), headers={"Content-Type": "text/plain"}
+    )
+    assert got.status_code == 413, said(got)
+    assert state(arch, world) == before
 
 
 # -- live status: a hostile camera's alert text, the event stream, acknowledgements --------
