@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 from consolekit import PW, World, acts, build_world
+from pgkit import db_url, pg_server  # noqa: F401 (fixtures)
 from webkit import another, console, csrf_of, logged_in, login, page_csrf
 
 from archive.service import Archive
@@ -61,12 +62,17 @@ def state(arch: Archive, world: World) -> tuple[dict, dict]:
                 if path.suffix in (".sqlite", ".sqlite-wal", ".sqlite-shm"):
                     continue
                 files[str(path)] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return files, state_of(arch)
+
+
+def state_of(arch: Archive) -> dict:
+    """Every row of the database's tables but the audit head."""
     rows = {}
     with arch.engine.connect() as conn:
         for name in TABLES:
             table = sa.Table(name, sa.MetaData(), autoload_with=conn)
             rows[name] = sorted(map(repr, conn.execute(sa.select(table)).all()))
-    return files, rows
+    return rows
 
 
 def refusals(arch: Archive) -> list[tuple[str, str, dict]]:
@@ -1105,5 +1111,109 @@ def test_a_photo_of_a_confidential_act_is_as_confidential_as_its_video(
         assert audited(arch) == n + 1
         got = li.get(f"/photos/{own.device}/{seq}")
         assert got.status_code == 200 and got.content.startswith(b"\xff\xd8"), said(got)
+    finally:
+        arch.close()
+
+
+# -- on PostgreSQL too: what one backend refuses that the other stores ---------------------
+
+
+def test_nul_bytes_and_huge_numbers_on_each_backend(
+    world: World,
+    db_url: str,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """PostgreSQL refuses a NUL in text and a number past 64 bits where SQLite's driver
+    raises otherwise: either way a 400 page, nothing stored, a login not let in."""
+    from consolekit import PEOPLE
+
+    arch = Archive.create(
+        tmp_path / "a", world.shift.store, "archive-1", "admin", PW, database=db_url
+    )
+    try:
+        admin = arch.login("admin", PW)
+        for name, role in PEOPLE.items():
+            if role != "administrator":
+                badge = world.officer if role == "officer" else ""
+                arch.add_user(admin, name, role, PW, officer=badge)
+        arch.sync_recordings()
+        form = console(arch)
+        page = form.get("/login")
+        got = form.post(
+            "/login",
+            data={"name": "wang\x00", "password": PW, "csrf": csrf_of(page.text), "next": "/"},
+        )
+        assert got.status_code in (400, 401), said(got)
+        assert "bodycam_session" not in got.headers.get("set-cookie", "")
+        wang, zhao = logged_in(arch, "wang", PW), logged_in(arch, "zhao", PW)
+        before = state_of(arch)
+        for client, path in (
+            (zhao, "/day?officer=A%00&date=2026-11-18"),
+            (zhao, "/audit?user=%00&kind=%00"),
+            (zhao, f"/audit?before={BIG}"),
+            (zhao, f"/recordings/{world.device}/{BIG}/checks"),
+            (zhao, f"/recordings/x%00/{1}/checks"),
+            (zhao, f"/photos/{world.device}/{BIG}"),
+            (zhao, "/cases/2026-%00"),
+            (zhao, "/compliance?officer=%00"),
+            (wang, f"/copies/{'9' * 19}"),
+        ):
+            got = client.get(path)
+            assert got.status_code < 500, (path, said(got))
+            no_trace(got.text)
+        token = page_csrf(wang, "/cases/new")
+        for data in (
+            {"kind_of_act": "x\x00", "procedure": "inspection", "parties": "p"},
+            {"kind_of_act": "x", "procedure": "inspection", "parties": "p\x00q"},
+            {"kind_of_act": "x", "procedure": "inspection\x00", "parties": "p"},
+        ):
+            got = wang.post("/cases/new", data={"csrf": token, "classification": "internal"} | data)
+            assert 400 <= got.status_code < 500, (data, said(got))
+        assert state_of(arch) == before
+    finally:
+        arch.close()
+
+
+def test_an_exported_bundle_is_downloaded_only_by_whom_may_export_it(
+    world: World, tmp_path: Path
+) -> None:
+    """The court bundle of an internal case, exported by the archivist: every other role
+    (and the head who approved it) refused the zip, audited; the archivist's download is
+    not cached and names a file of its own; a file name that walks out of the copy is
+    nothing."""
+    from consolekit import copy_world
+
+    own = copy_world(world, tmp_path)
+    arch = Archive.open(own.archive)
+    try:
+        wang, zhao = logged_in(arch, "wang", PW), logged_in(arch, "zhao", PW)
+        w = arch.login("wang", PW)
+        number = arch.open_case(w, "inspection", "inspection", ["x"], [own.officer], "internal")
+        arch.attach_act(w, number, own.device, open_act(own).start_seq)
+        rid = arch.request_copy(w, number, "court", "bundle", "trial")
+        arch.decide_copy(arch.login("zhao", PW), rid, True, "", {})
+        got = wang.post(f"/copies/{rid}/export", data={"csrf": page_csrf(wang, f"/copies/{rid}")})
+        assert got.status_code == 303, said(got)
+        got = wang.get(f"/copies/{rid}/copy.zip")
+        assert got.status_code == 200 and got.content.startswith(b"PK")
+        assert "no-store" in got.headers["cache-control"]
+        assert re.fullmatch(
+            r'attachment; filename="bundle-\d{4}-\d{4}-request-\d+\.zip"',
+            got.headers["content-disposition"],
+        )
+        before = state(arch, own)
+        for name in ("zhao", "li", "ma", "sun", "qian", "admin"):
+            c = zhao if name == "zhao" else logged_in(arch, name, PW)
+            for path in (f"/copies/{rid}/copy.zip", f"/copies/{rid}/files/copy-{number}-1.mp4"):
+                n = audited(arch)
+                got = c.get(path)
+                assert got.status_code == 403, (name, path, said(got))
+                assert not got.content.startswith(b"PK")
+                assert audited(arch) == n + 1
+        for name in ("..%2F..%2Farchive.toml", "%2e%2e", "manifest.json", "x%00"):
+            got = wang.get(f"/copies/{rid}/files/{name}")
+            assert got.status_code == 404, (name, said(got))
+            assert "dock_config" not in got.text
+        assert state(arch, own) == before
     finally:
         arch.close()
