@@ -478,12 +478,42 @@ class Timeline:
         if row is None:
             raise NotFound(f"no photo {device}:{seq} in the index (bodycam-archive sync)")
         label = f"photo {device}:{seq}"
-        self.require(session, "view", Material("internal", frozenset({row["officer"]}), label))
+        level = self.act_classification(device, seq)
+        self.require(session, "view", Material(level, frozenset({row["officer"]}), label))
         body = json.loads(row["detail"])
         if media_path_error("photo", body.get("file")) is not None:
             raise NotFound(f"the record of {label} names no photo file")
         self.audit_now("view", session, label, {"what": "photo", "file": body.get("file", "")})
         return self.store_root / row["unit"] / device / str(body.get("file", "")), body
+
+    def act_classification(self, device: str, seq: int) -> str:
+        """The classification record ``seq`` takes from the act it was made in (a photo
+        of a sealed act is as confidential as its video): the highest of any case that
+        holds a segment between the act's ``recording_started`` and ``recording_stopped``;
+        internal in no case, or outside any recording."""
+        ev, e = device_events, entries
+        mine = (ev.c.device == device,)
+        with self.engine.connect() as conn:
+            start = conn.execute(
+                sa.select(sa.func.max(ev.c.seq)).where(
+                    *mine, ev.c.kind == "recording_started", ev.c.seq <= seq
+                )
+            ).scalar()
+            if start is None:
+                return "internal"
+            stops = sa.select(sa.func.min(ev.c.seq)).where(*mine, ev.c.kind == "recording_stopped")
+            if conn.execute(stops.where(ev.c.seq >= start, ev.c.seq < seq)).scalar() is not None:
+                return "internal"  # the recording had stopped: made between acts
+            stop = conn.execute(stops.where(ev.c.seq >= seq)).scalar()
+            held = sa.and_(e.c.device == device, e.c.kind == "recording", e.c.seq >= start)
+            if stop is not None:
+                held = sa.and_(held, e.c.seq <= stop)
+            top = conn.execute(
+                sa.select(sa.func.max(_RANK_CASE))
+                .select_from(e.join(cases, e.c.case_id == cases.c.id))
+                .where(held)
+            ).scalar()
+        return CLASSIFICATIONS[min(top, 4)] if top is not None else "internal"
 
     # -- one recording, checked again -------------------------------------------------
 
