@@ -174,6 +174,54 @@ def badge(row: dict[str, Any]) -> str:
     return "verified" if good else "problem"
 
 
+ACT_DETAILS = frozenset({"marker", "photo", "stoppage", "resumed", "announcement"})
+"""A camera's records that tell what happened in an act (withheld with its segments)."""
+
+
+def withhold_acts(rows: list[dict[str, Any]]) -> None:
+    """Withhold, in place, the key moments, photos, stoppages and announcements of each
+    act one of whose segments is withheld: they tell what the withheld video shows. An
+    act runs from a ``recording_started`` to the next ``recording_stopped`` (the day's
+    first from its start, its last to its end); its segments' records lie within."""
+    inf = float("inf")
+    order = sorted(range(len(rows)), key=lambda i: (rows[i]["device"], rows[i]["seq"]))
+    acts: list[tuple[str, float, float]] = []
+    device, start = None, -inf
+    for i in order:
+        row = rows[i]
+        if row["device"] != device:
+            if device is not None and start is not None:
+                acts.append((device, start, inf))
+            device, start = row["device"], -inf
+        if row["kind"] == "recording_started":
+            start = row["seq"]
+        elif row["kind"] == "recording_stopped" and start is not None:
+            acts.append((device, start, row["seq"]))
+            start = None
+    if device is not None and start is not None:
+        acts.append((device, start, inf))
+    levels: dict[tuple[str, float, float], str] = {}
+    for row in rows:
+        if row["kind"] == "withheld":
+            for act in acts:
+                if act[0] == row["device"] and act[1] <= row["seq"] <= act[2]:
+                    levels.setdefault(act, row["classification"])
+    for i, row in enumerate(rows):
+        if row["kind"] not in ACT_DETAILS:
+            continue
+        for act, level in levels.items():
+            if act[0] == row["device"] and act[1] <= row["seq"] <= act[2]:
+                rows[i] = {
+                    "kind": "withheld",
+                    "device": row["device"],
+                    "seq": row["seq"],
+                    "utc": row["utc"],
+                    "end_utc": row["utc"],
+                    "classification": level,
+                }
+                break
+
+
 _RANK_CASE = sa.case(
     *((cases.c.classification == name, i) for i, name in enumerate(CLASSIFICATIONS)),
     else_=len(CLASSIFICATIONS),
@@ -425,6 +473,7 @@ class Timeline:
             view.rows.append(item)
         view.withheld = len(withheld)
         if withheld:
+            withhold_acts(view.rows)
             self.audit_now(
                 "refusal",
                 session,

@@ -1217,3 +1217,36 @@ def test_an_exported_bundle_is_downloaded_only_by_whom_may_export_it(
         assert state(arch, own) == before
     finally:
         arch.close()
+
+
+def test_the_day_withholds_what_a_withheld_act_recorded_not_only_its_video(
+    arch: Archive, world: World
+) -> None:
+    """A supervisor's view of the officer's day: the key moments, stoppages, photos and
+    announcements of the sealed act are withheld with its segments; the officer named in
+    the case sees them."""
+    sealed = sealed_act(world)
+    stop = next(
+        r.seq
+        for r in world.shift.records
+        if r.kind == "recording_stopped" and r.seq > sealed.start_seq
+    )
+    details = [
+        r.seq
+        for r in world.shift.records
+        if sealed.start_seq < r.seq < stop
+        and r.kind in ("marker", "photo", "stoppage", "resumed", "announcement")
+    ]
+    assert details, "the sealed act recorded nothing but video"
+    date = sealed.start_utc[:10]
+    sun, li = logged_in(arch, "sun", PW), logged_in(arch, "li", PW)
+    for client, hidden in ((sun, True), (li, False)):
+        page = client.get("/day", params={"officer": world.officer, "date": date})
+        assert page.status_code == 200, said(page)
+        rows = re.findall(r"<tr class=\"([^\"]*)\".*?#(\d+)</td>", page.text, re.S)
+        shown = {int(seq): cls for cls, seq in rows}
+        for seq in details:
+            assert (shown.get(seq) == "withheld") is hidden, (seq, shown.get(seq), hidden)
+        if hidden:
+            photos = re.findall(r'href="/photos/[^/"]+/(\d+)"', page.text)
+            assert not set(map(int, photos)) & set(details), photos
