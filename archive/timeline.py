@@ -174,6 +174,54 @@ def badge(row: dict[str, Any]) -> str:
     return "verified" if good else "problem"
 
 
+ACT_DETAILS = frozenset({"marker", "photo", "stoppage", "resumed", "announcement"})
+"""A camera's records that tell what happened in an act (withheld with its segments)."""
+
+
+def withhold_acts(rows: list[dict[str, Any]]) -> None:
+    """Withhold, in place, the key moments, photos, stoppages and announcements of each
+    act one of whose segments is withheld: they tell what the withheld video shows. An
+    act runs from a ``recording_started`` to the next ``recording_stopped`` (the day's
+    first from its start, its last to its end); its segments' records lie within."""
+    inf = float("inf")
+    order = sorted(range(len(rows)), key=lambda i: (rows[i]["device"], rows[i]["seq"]))
+    acts: list[tuple[str, float, float]] = []
+    device, start = None, -inf
+    for i in order:
+        row = rows[i]
+        if row["device"] != device:
+            if device is not None and start is not None:
+                acts.append((device, start, inf))
+            device, start = row["device"], -inf
+        if row["kind"] == "recording_started":
+            start = row["seq"]
+        elif row["kind"] == "recording_stopped" and start is not None:
+            acts.append((device, start, row["seq"]))
+            start = None
+    if device is not None and start is not None:
+        acts.append((device, start, inf))
+    levels: dict[tuple[str, float, float], str] = {}
+    for row in rows:
+        if row["kind"] == "withheld":
+            for act in acts:
+                if act[0] == row["device"] and act[1] <= row["seq"] <= act[2]:
+                    levels.setdefault(act, row["classification"])
+    for i, row in enumerate(rows):
+        if row["kind"] not in ACT_DETAILS:
+            continue
+        for act, level in levels.items():
+            if act[0] == row["device"] and act[1] <= row["seq"] <= act[2]:
+                rows[i] = {
+                    "kind": "withheld",
+                    "device": row["device"],
+                    "seq": row["seq"],
+                    "utc": row["utc"],
+                    "end_utc": row["utc"],
+                    "classification": level,
+                }
+                break
+
+
 _RANK_CASE = sa.case(
     *((cases.c.classification == name, i) for i, name in enumerate(CLASSIFICATIONS)),
     else_=len(CLASSIFICATIONS),
@@ -425,6 +473,7 @@ class Timeline:
             view.rows.append(item)
         view.withheld = len(withheld)
         if withheld:
+            withhold_acts(view.rows)
             self.audit_now(
                 "refusal",
                 session,
@@ -478,12 +527,42 @@ class Timeline:
         if row is None:
             raise NotFound(f"no photo {device}:{seq} in the index (bodycam-archive sync)")
         label = f"photo {device}:{seq}"
-        self.require(session, "view", Material("internal", frozenset({row["officer"]}), label))
+        level = self.act_classification(device, seq)
+        self.require(session, "view", Material(level, frozenset({row["officer"]}), label))
         body = json.loads(row["detail"])
         if media_path_error("photo", body.get("file")) is not None:
             raise NotFound(f"the record of {label} names no photo file")
         self.audit_now("view", session, label, {"what": "photo", "file": body.get("file", "")})
         return self.store_root / row["unit"] / device / str(body.get("file", "")), body
+
+    def act_classification(self, device: str, seq: int) -> str:
+        """The classification record ``seq`` takes from the act it was made in (a photo
+        of a sealed act is as confidential as its video): the highest of any case that
+        holds a segment between the act's ``recording_started`` and ``recording_stopped``;
+        internal in no case, or outside any recording."""
+        ev, e = device_events, entries
+        mine = (ev.c.device == device,)
+        with self.engine.connect() as conn:
+            start = conn.execute(
+                sa.select(sa.func.max(ev.c.seq)).where(
+                    *mine, ev.c.kind == "recording_started", ev.c.seq <= seq
+                )
+            ).scalar()
+            if start is None:
+                return "internal"
+            stops = sa.select(sa.func.min(ev.c.seq)).where(*mine, ev.c.kind == "recording_stopped")
+            if conn.execute(stops.where(ev.c.seq >= start, ev.c.seq < seq)).scalar() is not None:
+                return "internal"  # the recording had stopped: made between acts
+            stop = conn.execute(stops.where(ev.c.seq >= seq)).scalar()
+            held = sa.and_(e.c.device == device, e.c.kind == "recording", e.c.seq >= start)
+            if stop is not None:
+                held = sa.and_(held, e.c.seq <= stop)
+            top = conn.execute(
+                sa.select(sa.func.max(_RANK_CASE))
+                .select_from(e.join(cases, e.c.case_id == cases.c.id))
+                .where(held)
+            ).scalar()
+        return CLASSIFICATIONS[min(top, 4)] if top is not None else "internal"
 
     # -- one recording, checked again -------------------------------------------------
 

@@ -13,11 +13,14 @@ import time
 from pathlib import Path
 
 import pytest
+from passwordkit import cheapen
 
 from evidence.identity import DeviceIdentity
 from evidence.registry import DeviceEntry, Registry
 
 os.environ.setdefault("GPIOZERO_PIN_FACTORY", "mock")
+
+cheapen()  # argon2id at its cheapest cost in tests: see tests/passwordkit.py
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from corekit import PW, World, build_world, copy_world
+from passwordkit import ARCHIVE_CLI
 from pgkit import db_url, pg_server  # noqa: F401 (fixtures)
 
 
@@ -29,7 +30,7 @@ def world(template: World, tmp_path: Path) -> World:
 def run(folder: Path, *args: str, user: str = "", password: str = PW, new: str = PW):
     env = dict(os.environ, BODYCAM_ARCHIVE_PASSWORD=password, BODYCAM_ARCHIVE_NEW_PASSWORD=new)
     env.pop("DEBUG", None)
-    cmd = [sys.executable, "-m", "archive", "--dir", str(folder)]
+    cmd = [*ARCHIVE_CLI, "--dir", str(folder)]
     if user:
         cmd += ["--user", user]
     return subprocess.run(

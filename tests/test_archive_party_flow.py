@@ -10,12 +10,12 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from archivekit import Shift, run_shift
 from corekit import PW
+from passwordkit import ARCHIVE_CLI
 from pgkit import db_url, pg_server  # noqa: F401 (fixtures)
 
 from archive.party import DERIVATION_SUFFIX, Derivation
@@ -32,7 +32,7 @@ def run(folder: Path, *args: str, user: str = "", env: dict[str, str] | None = N
     environ.pop("DEBUG", None)
     environ.pop(FONT_ENV, None)
     environ.update(env or {})
-    cmd = [sys.executable, "-m", "archive", "--dir", str(folder)]
+    cmd = [*ARCHIVE_CLI, "--dir", str(folder)]
     return subprocess.run(
         [*cmd, *(["--user", user] if user else []), *args],
         capture_output=True, text=True, env=environ, stdin=subprocess.DEVNULL, timeout=300,

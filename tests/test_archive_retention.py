@@ -16,6 +16,7 @@ import pytest
 import sqlalchemy as sa
 from corekit import PW
 from dockkit import START, store_trust
+from passwordkit import ARCHIVE_CLI
 from pgkit import db_url, pg_server  # noqa: F401 (fixtures)
 from retentionkit import DAY, Aged, archive_over, build_aged, copy_aged, dock_journal
 
@@ -252,8 +253,7 @@ def test_roles_for_holds_and_purges(world: Aged, db_url: str) -> None:  # noqa: 
 def run_archive(world: Aged, user: str, *args: str) -> subprocess.CompletedProcess:
     env = dict(os.environ, BODYCAM_ARCHIVE_PASSWORD=PW)
     return subprocess.run(
-        [sys.executable, "-m", "archive", "--dir", str(world.tmp / "archive"), "--user", user]
-        + list(args),
+        [*ARCHIVE_CLI, "--dir", str(world.tmp / "archive"), "--user", user] + list(args),
         capture_output=True,
         text=True,
         timeout=120,

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from corekit import PW
 from dockkit import START, store_trust
+from passwordkit import ARCHIVE_CLI
 from pgkit import db_url, pg_server  # noqa: F401 (fixtures)
 from retentionkit import DAY, Aged, archive_over, build_aged, copy_aged, dock_journal
 
@@ -56,8 +57,7 @@ def run_archive(world: Aged, user: str, *args: str) -> subprocess.CompletedProce
     env = dict(os.environ, BODYCAM_ARCHIVE_PASSWORD=PW)
     env.pop("DEBUG", None)
     return subprocess.run(
-        [sys.executable, "-m", "archive", "--dir", str(world.tmp / "archive"), "--user", user]
-        + list(args),
+        [*ARCHIVE_CLI, "--dir", str(world.tmp / "archive"), "--user", user] + list(args),
         capture_output=True,
         text=True,
         timeout=120,

@@ -18,6 +18,7 @@ import pytest
 from archivekit import Shift, run_shift
 from corekit import PW
 from dockkit import store_trust
+from passwordkit import ARCHIVE_CLI
 from pgkit import db_url, pg_server  # noqa: F401 (fixtures)
 
 from archive.exc import Refused
@@ -342,13 +343,10 @@ def test_a_recording_another_higher_case_holds_is_exported_only_to_who_is_cleare
 
 
 def run_cli(folder: Path, *args: str, user: str = "") -> subprocess.CompletedProcess:
-    import sys
 
     env = dict(os.environ, BODYCAM_ARCHIVE_PASSWORD=PW, BODYCAM_ARCHIVE_NEW_PASSWORD=PW)
     env.pop("DEBUG", None)
-    cmd = [sys.executable, "-m", "archive", "--dir", str(folder)] + (
-        ["--user", user] if user else []
-    )
+    cmd = [*ARCHIVE_CLI, "--dir", str(folder)] + (["--user", user] if user else [])
     return subprocess.run(
         [*cmd, *args],
         capture_output=True,

@@ -23,6 +23,7 @@ import pytest
 from conftest import ProductionBroker
 from corekit import DAY, PW, World, build_world, copy_world, make_archive, register_archive
 from paho.mqtt.enums import CallbackAPIVersion
+from passwordkit import ARCHIVE_CLI
 from pgkit import db_url, pg_server  # noqa: F401 (fixtures)
 
 from alerting.judge import AlertJudge, SeenState
@@ -245,7 +246,7 @@ def test_bodycam_archive_alerts_reach_a_running_supervisor_verified(
         said = Lines(watch.stderr)
         said.wait_for("waiting for alerts", 60)  # subscribed: nothing published is missed
         sent = subprocess.run(
-            [sys.executable, "-m", "archive", "--dir", str(tmp_path / "archive"), "alerts",
+            [*ARCHIVE_CLI, "--dir", str(tmp_path / "archive"), "alerts",
              "--mqtt", f"{prod.host}:{prod.port}", "--ca-file", str(prod.ca_file),
              "--password-file", str(prod.workdir / "archive-1.pw"), "--once"],
             capture_output=True, text=True, env=env, timeout=120,

@@ -66,6 +66,50 @@ SECURITY_HEADERS = {
 }
 
 
+MAX_BODY = (512 + 1) << 20
+"""The largest request body: a document upload (``archive.web.cases.MAX_UPLOAD``) and its
+form. Any other body (a form, a login) may be at most :data:`MAX_FORM`."""
+MAX_FORM = 1 << 20
+
+
+class BodyLimit:
+    """Refuse a request body past its limit before it is read (HTTP 413): told by
+    Content-Length at once, or, sent chunked, as soon as it passes. Without this the form
+    parser would spool any upload to a temporary file, and hold any urlencoded form in
+    memory, before a route (or the CSRF check, which reads the form) could refuse it."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        headers = dict(scope["headers"])
+        multipart = headers.get(b"content-type", b"").lower().startswith(b"multipart/")
+        limit = scope["app"].state.max_body if multipart else MAX_FORM
+        length = headers.get(b"content-length", b"0").strip()
+        if not length.isdigit() or int(length) > limit:
+            request = Request(scope)
+            detail = f"the request is larger than {limit >> 20} MiB; nothing was stored"
+            response = error_page(request, 413, "error.title", detail)
+            for key, value in SECURITY_HEADERS.items():
+                response.headers.setdefault(key, value)
+            return await response(scope, receive, send)
+        seen = 0
+
+        async def limited():
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > limit:
+                raise StarletteHTTPException(
+                    413, f"the request is larger than {limit >> 20} MiB; nothing was stored"
+                )
+            return message
+
+        await self.app(scope, limited, send)
+
+
 def create_app(
     archive: Archive,
     *,
@@ -98,6 +142,9 @@ def create_app(
     @app.get("/console.css", name="console_css", include_in_schema=False)
     def console_css() -> Response:
         return FileResponse(CSS, media_type="text/css")
+
+    app.state.max_body = MAX_BODY
+    app.add_middleware(BodyLimit)  # inside security_headers: its 413 gets the headers too
 
     @app.middleware("http")
     async def security_headers(request: Request, call_next):
