@@ -169,6 +169,12 @@ def copy_world(world: World, into: Path) -> World:
         cfg.write_text(cfg.read_text().replace(old, new))
     dock = into / "shift" / "dock.toml"
     dock.write_text(dock.read_text().replace(old, new))
+    from archive.retention import STORE_MARK
+
+    mark = into / "shift" / world.shift.store.relative_to(world.shift.root) / STORE_MARK
+    if mark.is_file():  # the store says which archive folder keeps it: the copy's
+        was, now = str(world.archive.resolve()), str((into / "archive").resolve())
+        mark.write_text(mark.read_text().replace(f'"{was}"', f'"{now}"'))
     s = world.shift
     shift = Shift(
         into / "shift",
