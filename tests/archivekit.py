@@ -6,8 +6,11 @@ so bundles and party copies are built from real MPEG-TS segments and real journa
 
 from __future__ import annotations
 
+import atexit
+import shutil
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,8 +45,39 @@ class Shift:
         return [r for r in self.records if r.kind == "segment" and first <= r.seq <= last]
 
 
+_SIMULATED: dict[str, Shift] = {}  # duration -> the shift simulated for it in this process
+
+
 def run_shift(out: Path, duration: str = "5m") -> Shift:
-    """A short simulated shift with docking; fails the test if the simulator fails."""
+    """A short simulated shift with docking, in ``out``; fails the test if the simulator
+    fails. Each duration is simulated once per test process and each call gets its own
+    copy (a shift takes ~10 s on a loaded machine and some twenty modules want one):
+    every module still has a store of its own to seal, damage or extend."""
+    shift = _SIMULATED.get(duration)
+    if shift is None:
+        scratch = Path(tempfile.mkdtemp(prefix="bodycam-shift-"))
+        atexit.register(shutil.rmtree, scratch, True)
+        shift = _SIMULATED[duration] = simulate_shift(scratch / "s", duration)
+    return copy_shift(shift, out)
+
+
+def copy_shift(shift: Shift, into: Path) -> Shift:
+    """A copy of a shift's folder, its paths (and those in its summary) rewritten."""
+    shutil.copytree(shift.root, into, symlinks=True, dirs_exist_ok=True)
+    summary = into / "summary.json"
+    if summary.is_file():
+        summary.write_text(summary.read_text().replace(str(shift.root), str(into)))
+    return Shift(
+        into,
+        into / "dock",
+        shift.device,
+        into / shift.folder.relative_to(shift.root),
+        list(shift.records),
+    )
+
+
+def simulate_shift(out: Path, duration: str = "5m") -> Shift:
+    """``simulator shift --dock`` into ``out`` (a new camera), read back."""
     done = subprocess.run(
         [sys.executable, "-m", "simulator", "shift", "--out", str(out), "-q", "--dock"]
         + ["--duration", duration],

@@ -32,7 +32,7 @@ from typing import Any
 
 import httpx
 import pytest
-from archivekit import Shift, run_shift
+from archivekit import Shift, copy_shift, run_shift  # noqa: F401 (copy_shift: for tests)
 from dockkit import store_trust
 
 from archive.service import Archive
@@ -110,18 +110,6 @@ def build_world(
         tmp / "archive",
         sealed_act=sealed_act,
         database=database,
-    )
-
-
-def copy_shift(shift: Shift, into: Path) -> Shift:
-    """A copy of a shift's folder (sealing changes the store), its paths rewritten."""
-    shutil.copytree(shift.root, into, symlinks=True)
-    return Shift(
-        into,
-        into / "dock",
-        shift.device,
-        into / shift.folder.relative_to(shift.root),
-        shift.records,
     )
 
 
