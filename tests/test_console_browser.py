@@ -58,8 +58,8 @@ def nav_links(browser: Browser) -> list[str]:
 
 
 def test_each_role_logs_in_and_sees_its_nav(console: Console) -> None:
-    for name, role in PEOPLE.items():
-        with Browser(console.base) as browser:
+    with Browser(console.base) as browser:  # one browser, its cookies cleared between users
+        for name, role in PEOPLE.items():
             browser.login(name)
             assert browser.js("return location.pathname") == "/"
             links = nav_links(browser)
@@ -68,7 +68,7 @@ def test_each_role_logs_in_and_sees_its_nav(console: Console) -> None:
             who = browser.js("return document.querySelector('.who').textContent")
             assert name in who
             browser.shot(f"pages-home-{role}")
-    with Browser(console.base) as browser:
+            browser.driver.delete_all_cookies()  # logged out: the next logs in afresh
         browser.get("/login")
         browser.shot("pages-login")
         from selenium.webdriver.common.by import By

@@ -1250,3 +1250,51 @@ def test_the_day_withholds_what_a_withheld_act_recorded_not_only_its_video(
         if hidden:
             photos = re.findall(r'href="/photos/[^/"]+/(\d+)"', page.text)
             assert not set(map(int, photos)) & set(details), photos
+
+
+def test_an_open_event_stream_ends_when_its_user_is_deactivated(
+    arch: Archive, world: World, tmp_path: Path
+) -> None:
+    """A supervisor's live page left open: once an administrator deactivates them, the
+    next alert is not sent to their stream; the stream ends."""
+    import threading
+
+    from alerting.judge import Verdict
+    from alerting.watch import BrokerSettings
+    from archive.web.live import LiveFeed
+    from evidence.registry import Registry
+
+    registry = Registry.load(world.shift.store / "registry.json")
+    feed = LiveFeed(
+        BrokerSettings(host="127.0.0.1", port=9, insecure=True),
+        registry,
+        client_id="hostile-stream",
+        state_path=tmp_path / "live-state.json",
+    )
+    admin = arch.login("admin", PW)
+    arch.add_user(admin, "watcher", "supervisor", PW)
+    c = logged_in(arch, "watcher", PW)
+    c.app.state.live = feed
+    got: list[str] = []
+    opened, done = threading.Event(), threading.Event()
+
+    def read() -> None:
+        with c.stream("GET", "/live/events") as stream:
+            for line in stream.iter_lines():
+                got.append(line)
+                if line.startswith("retry"):
+                    opened.set()
+        done.set()
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        assert opened.wait(20), got
+        arch.set_active(admin, "watcher", False)
+        feed._on_verdict(Verdict("forged", "bad signature", "bodycam/unit-1/x/alert", seq=7))
+        assert done.wait(20), "the stream went on after the user was deactivated"
+        assert not any(line.startswith("event: alert") for line in got), got
+    finally:
+        feed.stopped = True
+        feed._publish(None)
+        reader.join(10)

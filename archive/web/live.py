@@ -38,7 +38,7 @@ from evidence.registry import Registry
 
 from ..exc import ArchiveError
 from . import i18n
-from .auth import CSRF, SESSION_COOKIE, CurrentSession, csrf_token
+from .auth import CSRF, SESSION_COOKIE, CurrentSession, account_of, csrf_token
 from .forms import may, roles_that_may, whole
 from .render import NavItem, render, request_lang
 
@@ -270,8 +270,10 @@ async def events(request: Request, session: CurrentSession, after: int = 0) -> R
     sessions, sid = request.app.state.sessions, request.cookies.get(SESSION_COOKIE)
 
     def ended() -> bool:
-        """A logout or an expired session ends the stream too, not just new requests."""
-        return sessions.get(sid, touch=False) is None
+        """A logout, an expired session or a changed account (a deactivated user) ends
+        the stream too, not just new requests."""
+        web = sessions.get(sid, touch=False)
+        return web is None or account_of(request.app.state.archive, web.session.name) != web.account
 
     async def stream():
         sent = after
