@@ -1298,3 +1298,65 @@ def test_an_open_event_stream_ends_when_its_user_is_deactivated(
         feed.stopped = True
         feed._publish(None)
         reader.join(10)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="open: an archivist may file a state-secret case's recordings into an internal "
+    "case (tests/test_archive_sealing.py asserts it, the export is what is refused), whose "
+    "page then lists their files, SHA-256 and times to everyone cleared for internal",
+)
+def test_no_one_files_material_above_their_clearance_into_a_case_they_may_see(
+    world: World, tmp_path: Path
+) -> None:
+    """An archivist (up to personal privacy) attaches, by act and by time range, the
+    recordings of a state-secret case into an internal case of their own, where its
+    list would name them to everyone cleared for internal."""
+    from consolekit import copy_world
+
+    own = copy_world(world, tmp_path)
+    arch = Archive.open(own.archive)
+    try:
+        zhao = arch.login("zhao", PW)
+        secret_act = acts(own.shift)[2]
+        secret = arch.open_case(zhao, "secret", "inspection", ["x"], [own.officer], "state_secret")
+        arch.attach_act(zhao, secret, own.device, secret_act.start_seq)
+        wang = logged_in(arch, "wang", PW)
+        token = page_csrf(wang, "/cases/new")
+        done = wang.post(
+            "/cases/new",
+            data={
+                "csrf": token,
+                "kind_of_act": "mine",
+                "procedure": "inspection",
+                "parties": "p",
+                "officers": own.officer,
+                "classification": "internal",
+            },
+        )
+        assert done.status_code == 303, said(done)
+        mine = done.headers["location"].rsplit("/", 1)[1]
+        before = state(arch, own)
+        n = audited(arch)
+        got = wang.post(
+            f"/cases/{mine}/attach-act",
+            data={"csrf": token, "device": own.device, "act": str(secret_act.start_seq)},
+        )
+        assert got.status_code == 403, said(got)
+        seg = secret_act.segments[0]
+        got = wang.post(
+            f"/cases/{mine}/attach-range",
+            data={
+                "csrf": token,
+                "device": own.device,
+                "start": seg.start_utc if hasattr(seg, "start_utc") else seg.utc,
+                "end": secret_act.segments[-1].utc,
+            },
+        )
+        assert got.status_code in (400, 403), said(got)
+        assert audited(arch) >= n + 1
+        assert state(arch, own) == before
+        page = wang.get(f"/cases/{mine}")
+        assert all(s.body["file"] not in page.text for s in secret_act.segments)
+    finally:
+        arch.close()
