@@ -10,12 +10,18 @@ Debian's chromedriver) logging in and clicking.
 - :class:`Browser` is a fresh headless Chromium (its own profile folder) with sound
   allowed to autoplay; :meth:`Browser.shot` saves a screenshot of the page into the
   artifact folder (``$BODYCAM_ARTIFACTS``, else ``tests/artifacts/``).
+- :class:`Firefox` is the same for Debian's Firefox ESR, with no geckodriver (Debian has
+  none): Firefox's own remote protocol, Marionette, spoken over its loopback socket by
+  :class:`Marionette` (length-prefixed JSON, a few commands). :func:`open_browser` takes
+  ``"chromium"`` or ``"firefox"``, so a test can be parametrised over :data:`BROWSERS`.
 - :func:`http_login` logs in with httpx, for checks of status codes and bytes.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import json
 import os
 import re
 import shutil
@@ -48,6 +54,8 @@ PEOPLE = {
 }
 CHROMIUM = Path(os.environ.get("BODYCAM_CHROMIUM", "/usr/bin/chromium"))
 CHROMEDRIVER = Path(os.environ.get("BODYCAM_CHROMEDRIVER", "/usr/bin/chromedriver"))
+FIREFOX = Path(os.environ.get("BODYCAM_FIREFOX", "/usr/bin/firefox-esr"))
+BROWSERS = ("chromium", "firefox")
 CHROMIUM_FLAGS = (
     "--headless",
     "--no-sandbox",
@@ -75,6 +83,17 @@ def need_chromium() -> None:
     for path, package in ((CHROMIUM, "chromium"), (CHROMEDRIVER, "chromium-driver")):
         if not os.access(path, os.X_OK):
             pytest.skip(f"{path} not installed (apt-get install {package})")
+
+
+def need_firefox() -> None:
+    """Skip, saying so, where Debian's firefox-esr is not installed (``scripts/bootstrap``
+    installs it, so CI runs these tests)."""
+    if not os.access(FIREFOX, os.X_OK):
+        pytest.skip(f"{FIREFOX} not installed (apt-get install firefox-esr)")
+
+
+def need_browser(kind: str) -> None:
+    {"chromium": need_chromium, "firefox": need_firefox}[kind]()
 
 
 @dataclass(frozen=True)
@@ -150,6 +169,12 @@ def copy_world(world: World, into: Path) -> World:
         cfg.write_text(cfg.read_text().replace(old, new))
     dock = into / "shift" / "dock.toml"
     dock.write_text(dock.read_text().replace(old, new))
+    from archive.retention import STORE_MARK
+
+    mark = into / "shift" / world.shift.store.relative_to(world.shift.root) / STORE_MARK
+    if mark.is_file():  # the store says which archive folder keeps it: the copy's
+        was, now = str(world.archive.resolve()), str((into / "archive").resolve())
+        mark.write_text(mark.read_text().replace(f'"{was}"', f'"{now}"'))
     s = world.shift
     shift = Shift(
         into / "shift",
@@ -236,6 +261,18 @@ def http_login(base: str, name: str, password: str = PW) -> Iterator[httpx.Clien
         yield client
 
 
+def _wait_event_script(target: str, event: str, action: str, timeout: float) -> str:
+    """An async script: run ``action``, answer once ``event`` fires on ``target``."""
+    return (
+        "var done = arguments[arguments.length - 1];"
+        f"var el = {target};"
+        f"var timer = setTimeout(function () {{ done({{timeout: true}}); }}, {timeout * 1000});"
+        f"el.addEventListener('{event}', function () {{ clearTimeout(timer);"
+        " done({timeout: false, t: el.currentTime}); }, {once: true});"
+        f"{action}"
+    )
+
+
 class Browser:
     """A fresh headless Chromium driven by chromedriver (Selenium)."""
 
@@ -244,6 +281,7 @@ class Browser:
         from selenium.webdriver.chrome.service import Service
 
         need_chromium()
+        self.name = name
         self.base = base
         self.profile = tempfile.mkdtemp(prefix="chromium-profile-")
         options = webdriver.ChromeOptions()
@@ -259,16 +297,30 @@ class Browser:
         self.driver.get(self.base + path)
 
     def login(self, name: str, password: str = PW) -> None:
+        self.get("/login")
+        self.type("form.login [name=name]", name)
+        self.type("form.login [name=password]", password)
+        self.click("form.login button[type=submit]")
+        self.wait_js("return !location.pathname.startsWith('/login')", what="the login")
+
+    def type(self, css: str, text: str) -> None:
+        """Type ``text`` into the element that CSS ``css`` matches, as a person's keys."""
         from selenium.webdriver.common.by import By
 
-        self.get("/login")
-        self.driver.find_element(By.NAME, "name").send_keys(name)
-        self.driver.find_element(By.NAME, "password").send_keys(password)
-        self.driver.find_element(By.CSS_SELECTOR, "form.login button[type=submit]").click()
-        self.wait_js("return !location.pathname.startsWith('/login')", what="the login")
+        self.driver.find_element(By.CSS_SELECTOR, css).send_keys(text)
+
+    def click(self, css: str) -> None:
+        """Click the element that CSS ``css`` matches, as a person's mouse."""
+        from selenium.webdriver.common.by import By
+
+        self.driver.find_element(By.CSS_SELECTOR, css).click()
 
     def js(self, script: str, *args: Any) -> Any:
         return self.driver.execute_script(script, *args)
+
+    def js_async(self, script: str, *args: Any) -> Any:
+        """Run ``script``; its answer is what it passes to ``arguments[arguments.length - 1]``."""
+        return self.driver.execute_async_script(script, *args)
 
     def wait_js(self, condition: str, timeout: float = 60, what: str = "the page") -> Any:
         """Wait until the JS expression ``condition`` (a statement that returns) is truthy."""
@@ -287,15 +339,7 @@ class Browser:
     def wait_event(self, target: str, event: str, action: str = "", timeout: float = 60) -> Any:
         """Run ``action`` and wait for ``event`` on the JS object ``target`` (an event, not
         a sleep); returns what the page says at that moment."""
-        script = (
-            "var done = arguments[arguments.length - 1];"
-            f"var el = {target};"
-            f"var timer = setTimeout(function () {{ done({{timeout: true}}); }}, {timeout * 1000});"
-            f"el.addEventListener('{event}', function () {{ clearTimeout(timer);"
-            " done({timeout: false, t: el.currentTime}); }, {once: true});"
-            f"{action}"
-        )
-        got = self.driver.execute_async_script(script)
+        got = self.driver.execute_async_script(_wait_event_script(target, event, action, timeout))
         assert not got["timeout"], f"no {event} within {timeout} s\n{self.console_log()}"
         return got
 
@@ -321,3 +365,213 @@ class Browser:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+FIREFOX_PREFS = {
+    "media.autoplay.default": 0,  # allowed, with sound: the player starts by itself
+    "media.autoplay.blocking_policy": 0,
+    "media.autoplay.block-webaudio": False,
+    "media.ffmpeg.enabled": True,  # H.264 and AAC through the system's libavcodec
+    "media.mediasource.enabled": True,
+    "devtools.console.stdout.content": True,  # the page's console into the log file
+    "browser.shell.checkDefaultBrowser": False,
+    "browser.startup.page": 0,
+    "browser.startup.homepage_override.mstone": "ignore",
+    "app.update.disabledForTesting": True,
+    "datareporting.policy.dataSubmissionEnabled": False,
+    "toolkit.telemetry.enabled": False,
+    "network.captive-portal-service.enabled": False,
+    "network.connectivity-service.enabled": False,
+    "browser.safebrowsing.malware.enabled": False,
+    "browser.safebrowsing.phishing.enabled": False,
+    "services.settings.server": "http://127.0.0.1:9/remote-settings",  # offline: no one
+    "extensions.update.enabled": False,
+    "marionette.port": 0,  # any free port, written to the profile's MarionetteActivePort
+}
+"""Prefs of a test profile: offline (nothing fetched at start) and sound allowed."""
+
+W3C_ELEMENT = "element-6066-11e4-a52e-4f735466cecf"
+
+
+class MarionetteError(AssertionError):
+    """A command Firefox answered with an error (its WebDriver error and message)."""
+
+
+class Marionette:
+    """A client of Firefox's Marionette protocol over its loopback socket: each message is
+    ``LENGTH:JSON``; a command is ``[0, id, name, params]``, its answer ``[1, id, error,
+    result]``. The commands are WebDriver's (``WebDriver:Navigate``, ...), as geckodriver
+    would send them. One command at a time (the caller's thread)."""
+
+    def __init__(self, port: int, timeout: float = 180) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        self._buf = b""
+        self._id = 0
+        hello = self._receive()
+        if hello.get("marionetteProtocol") != 3:
+            raise MarionetteError(f"not Marionette protocol 3: {hello}")
+
+    def _receive(self) -> Any:
+        while b":" not in self._buf:
+            self._read()
+        length, _, rest = self._buf.partition(b":")
+        self._buf = rest
+        while len(self._buf) < int(length):
+            self._read()
+        message, self._buf = self._buf[: int(length)], self._buf[int(length) :]
+        return json.loads(message)
+
+    def _read(self) -> None:
+        chunk = self.sock.recv(1 << 16)
+        if not chunk:
+            raise MarionetteError("Firefox closed the Marionette connection")
+        self._buf += chunk
+
+    def command(self, name: str, **params: Any) -> Any:
+        self._id += 1
+        data = json.dumps([0, self._id, name, params]).encode()
+        self.sock.sendall(b"%d:%s" % (len(data), data))
+        while True:
+            kind, msg_id, error, result = self._receive()
+            if kind == 1 and msg_id == self._id:
+                break
+        if error:
+            raise MarionetteError(f"{name}: {error.get('error')}: {error.get('message')}")
+        return result.get("value") if isinstance(result, dict) else result
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+class Firefox:
+    """A fresh headless Firefox ESR (its own profile folder, :data:`FIREFOX_PREFS`) driven
+    through Marionette: the interface of :class:`Browser` (``get``, ``login``, ``type``,
+    ``click``, ``js``, ``wait_js``, ``wait_event``, ``shot``)."""
+
+    def __init__(self, base: str, *, name: str = "firefox") -> None:
+        need_firefox()
+        self.name = name
+        self.base = base
+        self.profile = Path(tempfile.mkdtemp(prefix="firefox-profile-"))
+        (self.profile / "user.js").write_text(
+            "".join(f"user_pref({k!r}, {json.dumps(v)});\n" for k, v in FIREFOX_PREFS.items())
+        )
+        self.log = self.profile.parent / f"{self.profile.name}.log"
+        self._log = open(self.log, "wb")  # noqa: SIM115 (kept open for the process)
+        self.proc = subprocess.Popen(
+            [str(FIREFOX), "--headless", "--marionette", "--no-remote"]
+            + ["-profile", str(self.profile)],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env=os.environ | {"MOZ_HEADLESS": "1", "MOZ_CRASHREPORTER_DISABLE": "1"},
+        )
+        self.mn: Marionette | None = None
+        try:
+            self.mn = Marionette(self._port())
+            self.mn.command("WebDriver:NewSession", capabilities={"acceptInsecureCerts": False})
+            self.mn.command("WebDriver:SetTimeouts", script=120_000, pageLoad=120_000)
+            self.mn.command("WebDriver:SetWindowRect", width=1280, height=1500)
+        except BaseException:
+            self.close()
+            raise
+
+    def _port(self) -> int:
+        """The port Marionette listens on, once it does (it writes it into the profile)."""
+        written = self.profile / "MarionetteActivePort"
+        deadline = time.monotonic() + 120
+        while not (written.exists() and written.read_text().strip()):
+            if self.proc.poll() is not None:
+                raise AssertionError(f"firefox exited {self.proc.returncode}: {self.console_log()}")
+            if time.monotonic() > deadline:
+                raise AssertionError(f"firefox did not start Marionette: {self.console_log()}")
+            time.sleep(0.05)  # a file not written yet: nothing to wait on but it
+        return int(written.read_text())
+
+    def get(self, path: str) -> None:
+        self.mn.command("WebDriver:Navigate", url=self.base + path)
+
+    def login(self, name: str, password: str = PW) -> None:
+        Browser.login(self, name, password)  # type: ignore[arg-type] (the same steps)
+
+    def _element(self, css: str) -> str:
+        return self.mn.command("WebDriver:FindElement", using="css selector", value=css)[
+            W3C_ELEMENT
+        ]
+
+    def type(self, css: str, text: str) -> None:
+        self.mn.command("WebDriver:ElementSendKeys", id=self._element(css), text=text)
+
+    def click(self, css: str) -> None:
+        self.mn.command("WebDriver:ElementClick", id=self._element(css))
+
+    def js(self, script: str, *args: Any) -> Any:
+        return self.mn.command("WebDriver:ExecuteScript", script=script, args=list(args))
+
+    def js_async(self, script: str, *args: Any) -> Any:
+        """Run ``script``; its answer is what it passes to ``arguments[arguments.length - 1]``."""
+        return self.mn.command("WebDriver:ExecuteAsyncScript", script=script, args=list(args))
+
+    def wait_js(self, condition: str, timeout: float = 60, what: str = "the page") -> Any:
+        """Wait until the JS expression ``condition`` (a statement that returns) is truthy
+        (polled in the page by the page's own timer)."""
+        script = (
+            "var done = arguments[arguments.length - 1], until = Date.now() + arguments[0];"
+            f"function check() {{ var got = (function () {{ {condition} }})();"
+            " if (got) done({ok: true, got: got});"
+            " else if (Date.now() > until) done({ok: false});"
+            " else setTimeout(check, 50); }"
+            "check();"
+        )
+        got = self.mn.command("WebDriver:ExecuteAsyncScript", script=script, args=[timeout * 1000])
+        if not got["ok"]:
+            raise AssertionError(
+                f"{what}: not so after {timeout} s: {condition}\n{self.console_log()}"
+            )
+        return got["got"]
+
+    def wait_event(self, target: str, event: str, action: str = "", timeout: float = 60) -> Any:
+        """As :meth:`Browser.wait_event`."""
+        script = _wait_event_script(target, event, action, timeout)
+        got = self.mn.command("WebDriver:ExecuteAsyncScript", script=script, args=[])
+        assert not got["timeout"], f"no {event} within {timeout} s\n{self.console_log()}"
+        return got
+
+    def console_log(self) -> str:
+        """The tail of Firefox's output (the page's console is in it)."""
+        try:
+            self._log.flush()
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-20:])
+        except OSError:
+            return ""
+
+    def shot(self, name: str) -> Path:
+        path = artifacts() / f"{name}.png"
+        path.write_bytes(base64.b64decode(self.mn.command("WebDriver:TakeScreenshot", full=False)))
+        return path
+
+    def close(self) -> None:
+        try:
+            if self.mn is not None:
+                with contextlib.suppress(OSError, MarionetteError):
+                    self.mn.command("Marionette:Quit")
+                self.mn.close()
+        finally:
+            try:
+                self.proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+            self._log.close()
+            shutil.rmtree(self.profile, ignore_errors=True)
+            self.log.unlink(missing_ok=True)
+
+    def __enter__(self) -> Firefox:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def open_browser(kind: str, base: str) -> Browser | Firefox:
+    """A fresh headless ``"chromium"`` or ``"firefox"`` (one of :data:`BROWSERS`)."""
+    return {"chromium": Browser, "firefox": Firefox}[kind](base)
