@@ -1427,3 +1427,45 @@ def test_a_copy_decision_withholds_only_the_cases_own_recordings(
         assert state(arch, own) == before
     finally:
         arch.close()
+
+
+def test_a_camera_handed_to_another_officer_does_not_hand_them_its_past(
+    world: World, tmp_path: Path
+) -> None:
+    """The unit re-registers the camera to officer B2048 (a pooled camera, next shift):
+    B2048 is refused every recording A1024 made with it, on the player, its playlist and
+    segments as on the day page; A1024 still sees their own."""
+    import dataclasses
+    import time
+
+    from consolekit import copy_world
+
+    from evidence.clock import format_utc
+    from evidence.registry import Registry
+    from simulator.unit import unit_key
+
+    own = copy_world(world, tmp_path)
+    path = own.shift.store / "registry.json"
+    registry = Registry.load(path)
+    entry = registry.get(own.device)
+    registry.add(dataclasses.replace(entry, officer="B2048"), replace=True)
+    registry.save_signed(path, unit_key(own.shift.root), format_utc(time.time_ns()))
+    arch = Archive.open(own.archive)
+    try:
+        arch.refresh_registry()
+        ma, li = logged_in(arch, "ma", PW), logged_in(arch, "li", PW)
+        act = open_act(own)
+        seg = act.segments[0].seq
+        for path in (
+            f"/play/{own.device}/{act.start_seq}",
+            f"/play/{own.device}/{act.start_seq}/index.m3u8",
+            f"/play/{own.device}/{act.start_seq}/media/{seg}.ts",
+            f"/recordings/{own.device}/{seg}/checks",
+        ):
+            n = audited(arch)
+            got = ma.get(path)
+            assert got.status_code == 403, (path, said(got))
+            assert audited(arch) == n + 1
+            assert li.get(path).status_code == 200, path
+    finally:
+        arch.close()

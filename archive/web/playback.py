@@ -27,7 +27,7 @@ import sqlalchemy as sa
 from ..exc import ArchiveError, NotFound
 from ..policy import Material
 from ..refs import RecordingRef, Removal
-from ..schema import cases, entries, removals
+from ..schema import cases, entries, recordings, removals
 from ..session import Session
 from . import hls
 
@@ -172,7 +172,9 @@ class Player:
     def materials(self, device: str, officer: str, seqs: list[int]) -> list[Material]:
         """What the policy weighs for these recordings: each case that holds one of them
         (its classification and officers), and, for those in no case, ``internal`` naming
-        the camera's officer."""
+        the officer the archive's index recorded for each (as the day page and every other
+        check do), or the camera's officer now for one not indexed yet: a camera handed to
+        another officer does not hand them its earlier recordings."""
         q = (
             sa.select(entries.c.seq, cases.c.number, cases.c.classification, cases.c.officers)
             .join(cases, cases.c.id == entries.c.case_id)
@@ -186,10 +188,15 @@ class Player:
             found[r.number] = Material(
                 r.classification, frozenset(json.loads(r.officers)), f"case {r.number}"
             )
-        held = {r.seq for r in rows}
-        if wanted - held:
+        loose = sorted(wanted - {r.seq for r in rows})
+        if loose:
+            rec = recordings.c
+            q = sa.select(rec.seq, rec.officer).where(rec.device == device, rec.seq.in_(loose))
+            with self.archive.engine.connect() as conn:
+                indexed = dict(conn.execute(q).all())
             label = f"recordings of {device}"
-            found[""] = Material("internal", frozenset({officer} - {""}), label)
+            for who in sorted({indexed.get(seq, officer) for seq in loose}):
+                found[f" {who}"] = Material("internal", frozenset({who} - {""}), label)
         return list(found.values())
 
     def removals(self, device: str, seqs: list[int]) -> dict[int, Removal]:
