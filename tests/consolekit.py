@@ -371,6 +371,7 @@ FIREFOX_PREFS = {
     "media.autoplay.default": 0,  # allowed, with sound: the player starts by itself
     "media.autoplay.blocking_policy": 0,
     "media.autoplay.block-webaudio": False,
+    "media.cubeb.force_mock_context": True,  # no sound device here: a mock one that runs
     "media.ffmpeg.enabled": True,  # H.264 and AAC through the system's libavcodec
     "media.mediasource.enabled": True,
     "devtools.console.stdout.content": True,  # the page's console into the log file

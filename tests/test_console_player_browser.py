@@ -93,6 +93,23 @@ var mean = sum / n;
 return {w: c.width, h: c.height, mean: mean, sd: Math.sqrt(Math.max(0, sq / n - mean * mean))};
 """
 
+SOUND = """
+var done = arguments[arguments.length - 1], v = window.bodycamPlayer.video;
+var ctx = new AudioContext(), an = ctx.createAnalyser();
+ctx.createMediaElementSource(v).connect(an); an.connect(ctx.destination);
+var buf = new Float32Array(an.fftSize), peak = 0, looks = 0;
+function look() {
+  an.getFloatTimeDomainData(buf);
+  for (var i = 0; i < buf.length; i++) peak = Math.max(peak, Math.abs(buf[i]));
+  if (peak > 0.01 || ++looks > 80) done({peak: peak, state: ctx.state, t: v.currentTime});
+  else setTimeout(look, 25);
+}
+ctx.resume();
+look();
+"""
+"""The loudest sample the page hears from the video within about 2 s (Web Audio's
+analyser on the element): sound decoded and not silent, in either browser."""
+
 TRACE = """
 window.trace = [];
 var v = window.bodycamPlayer.video;
@@ -155,6 +172,9 @@ def test_playback_runs_across_a_segment_boundary_with_sound_and_a_picture(
     assert not state["muted"] and state["volume"] > 0 and state["audio"] > 0, state
     frame = browser.js(FRAME_STATS)
     assert frame["w"] > 0 and frame["mean"] > 30 and frame["sd"] > 10, frame  # not black
+    if which == "cut":  # sound all through the second segment (a restart's is silent yet)
+        sound = browser.js_async(SOUND)
+        assert sound["peak"] > 0.01, sound  # heard, through the page's own audio graph
     browser.shot(f"player-{which}-{browser.name}")
 
 
