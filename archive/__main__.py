@@ -686,6 +686,12 @@ def _dispatch(archive, session, args: argparse.Namespace) -> int:
             [r.to_dict() for r in refs],
             "\n".join(
                 f"{r.start_utc} {r.end_utc} {r.device} seq {r.seq} {r.file} {r.size} bytes"
+                + (
+                    f" (removed {r.removed.removed_utc} by {r.removed.by_user},"
+                    f" {r.removed.category})"
+                    if r.removed
+                    else ""
+                )
                 for r in refs
             )
             or "no recordings",

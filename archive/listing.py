@@ -18,8 +18,8 @@ import sqlalchemy as sa
 from evidence.journal import JOURNAL_NAME
 
 from .policy import Material
-from .refs import RecordingRef
-from .schema import device_events, recording_checks, recordings
+from .refs import RecordingRef, Removal
+from .schema import device_events, recording_checks, recordings, removals
 from .session import SYSTEM, Session
 
 _BATCH = 5000
@@ -112,14 +112,22 @@ class Listing:
     def list_recordings(
         self, session: Session, officer: str, from_utc: str, to_utc: str
     ) -> list[RecordingRef]:
-        """The officer's segments that start in ``[from_utc, to_utc)``, in time order."""
+        """The officer's segments that start in ``[from_utc, to_utc)``, in time order, each
+        removed one with its :class:`~archive.refs.Removal` (one query, joined)."""
         from .cases import _utc
 
         start, end = _utc(from_utc, "--from"), _utc(to_utc, "--to")
         label = f"the recordings of officer {officer}"
         self.require(session, "view", Material("internal", frozenset({officer}), label))
+        gone = removals
         q = (
-            sa.select(recordings)
+            sa.select(recordings, gone.c.removed_utc, gone.c.by_user, gone.c.category)
+            .select_from(
+                recordings.outerjoin(
+                    gone,
+                    sa.and_(gone.c.device == recordings.c.device, gone.c.seq == recordings.c.seq),
+                )
+            )
             .where(
                 recordings.c.officer == officer,
                 recordings.c.start_utc >= start,
@@ -134,7 +142,13 @@ class Listing:
             "view",
             session,
             label,
-            {"what": "recordings", "from": start, "to": end, "shown": len(found)},
+            {
+                "what": "recordings",
+                "from": start,
+                "to": end,
+                "shown": len(found),
+                "removed": sum(r.removed is not None for r in found),
+            },
         )
         return found
 
@@ -149,4 +163,7 @@ def _ref(r: Any) -> RecordingRef:
         r["size"],
         r["start_utc"],
         r["end_utc"],
+        Removal(r["removed_utc"], r["by_user"], r["category"])
+        if r.get("removed_utc") is not None
+        else None,
     )

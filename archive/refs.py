@@ -21,6 +21,17 @@ from .exc import ArchiveError, NotFound
 
 
 @dataclass(frozen=True)
+class Removal:
+    """A recording's removal from the store (its ``removals`` row): when, by whom (a
+    user, or ``dock NAME`` for a removal the archive learnt from a dock's journal) and
+    under what authority (the retention category it was kept for)."""
+
+    removed_utc: str
+    by_user: str
+    category: str
+
+
+@dataclass(frozen=True)
 class RecordingRef:
     """One segment in the dock store, named by the device's record that binds it."""
 
@@ -32,6 +43,7 @@ class RecordingRef:
     size: int
     start_utc: str
     end_utc: str
+    removed: Removal | None = None  # set by listings that join ``removals``
 
     def path(self, store: str | os.PathLike) -> Path:
         """Where the original lies in the store."""

@@ -40,7 +40,7 @@ from evidence.record import Record, media_path_error
 
 from .exc import NotFound
 from .policy import CLASSIFICATIONS, Material, decide
-from .schema import cases, device_events, entries, recording_checks, recordings
+from .schema import cases, device_events, entries, recording_checks, recordings, removals
 from .session import Session
 
 EVENT_KINDS = (
@@ -231,10 +231,11 @@ _RANK_CASE = sa.case(
 
 def day_query(officer: str, start: str, end: str) -> sa.CompoundSelect:
     """The day page's one query: the officer's segments starting in ``[start, end)``
-    with their checks and the highest classification of a case holding each (a
+    with their checks, their removal under retention if any (``removals``, joined on its
+    key), the highest classification of a case holding each (a
     correlated subquery on the case entries' device index), and the camera's other
     records in the range, in time order."""
-    r, c = recordings, recording_checks
+    r, c, gone = recordings, recording_checks, removals
     top = (
         sa.select(sa.func.max(_RANK_CASE))
         .select_from(entries.join(cases, entries.c.case_id == cases.c.id))
@@ -263,8 +264,15 @@ def day_query(officer: str, start: str, end: str) -> sa.CompoundSelect:
             c.c.media_checked_utc,
             c.c.media_checked_by,
             top.label("rank"),
+            gone.c.removed_utc,
+            gone.c.by_user.label("removed_by"),
+            gone.c.category.label("removed_category"),
         )
-        .select_from(r.outerjoin(c, sa.and_(c.c.device == r.c.device, c.c.seq == r.c.seq)))
+        .select_from(
+            r.outerjoin(c, sa.and_(c.c.device == r.c.device, c.c.seq == r.c.seq)).outerjoin(
+                gone, sa.and_(gone.c.device == r.c.device, gone.c.seq == r.c.seq)
+            )
+        )
         .where(r.c.officer == officer, r.c.start_utc >= start, r.c.start_utc < end)
     )
     ev = device_events
@@ -275,7 +283,7 @@ def day_query(officer: str, start: str, end: str) -> sa.CompoundSelect:
         ev.c.utc,
         *(nothing for _ in range(4)),
         ev.c.detail,
-        *(nothing for _ in range(10)),
+        *(nothing for _ in range(13)),
     ).where(ev.c.officer == officer, ev.c.utc >= start, ev.c.utc < end)
     query = sa.union_all(seg, evs).order_by("utc", "device", "seq")
     return query

@@ -54,6 +54,10 @@ i18n.add(
             "{count} recordings belong to a case you may not see and are withheld "
             "(the refusal is in the audit log).",
         ),
+        "day.removed": (
+            "已于 {when} 按保存期限删除（{who}，保存类别 {category}）",
+            "Removed under retention on {when} by {who} (kept as {category})",
+        ),
         "day.time": ("时间", "Time"),
         "day.what": ("内容", "What"),
         "day.device": ("设备", "Camera"),
@@ -336,12 +340,22 @@ def segment_rows(view: DayView, words: dict[str, str], links, tz, lang: str) -> 
                 + (f"<li>{e(r['check_detail'])}</li>" if r["check_detail"] else "")
             )
         checks_url = f"/recordings/{quote(r['device'], safe='')}/{int(r['seq'])}/checks"
+        play = f'<a class="play" href="{e(links(r["device"], r["seq"]))}">▶ {e(words["play"])}</a>'
+        if r.get("removed_utc"):  # retention removed it: when and under what authority
+            said = i18n.translate(
+                "day.removed",
+                lang,
+                when=local_time(r["removed_utc"], tz),
+                who=e(r["removed_by"]),
+                category=e(r["removed_category"]),
+            )  # the catalog's text, its values escaped
+            play = f'<span class="removed" data-removed="{e(r["removed_utc"])}">{said}</span>'
         r["html"] = Markup(
             f'<tr class="segment" id="rec-{e(r["device"])}-{int(r["seq"])}">'
             f'<td class="nowrap">{local_time(r["utc"], tz, "time")}–'
             f"{local_time(r['end_utc'], tz, 'time')}</td>"
             f"<td>{e(words['kind.segment'])} "
-            f'<a class="play" href="{e(links(r["device"], r["seq"]))}">▶ {e(words["play"])}</a>'
+            f"{play}"
             f' <span class="muted mono">{e(r["file"])} · {filesize_filter(r["size"])}{extra}'
             f"</span></td>"
             f'<td class="nowrap">{where}</td>'

@@ -26,8 +26,8 @@ import sqlalchemy as sa
 
 from ..exc import ArchiveError, NotFound
 from ..policy import Material
-from ..refs import RecordingRef
-from ..schema import cases, entries, recordings
+from ..refs import RecordingRef, Removal
+from ..schema import cases, entries, recordings, removals
 from ..session import Session
 from . import hls
 
@@ -198,6 +198,15 @@ class Player:
             for who in sorted({indexed.get(seq, officer) for seq in loose}):
                 found[f" {who}"] = Material("internal", frozenset({who} - {""}), label)
         return list(found.values())
+
+    def removals(self, device: str, seqs: list[int]) -> dict[int, Removal]:
+        """Of these segments of ``device``, those retention removed from the store (the
+        ``removals`` table, one query): when, by whom, under what category."""
+        q = sa.select(
+            removals.c.seq, removals.c.removed_utc, removals.c.by_user, removals.c.category
+        ).where(removals.c.device == device, removals.c.seq.in_(sorted(set(seqs))))
+        with self.archive.engine.connect() as conn:
+            return {r.seq: Removal(r.removed_utc, r.by_user, r.category) for r in conn.execute(q)}
 
     def require_view(self, session: Session, device: str, officer: str, seqs: list[int]) -> None:
         """The one access check for every recording named (raises Refused, audited)."""

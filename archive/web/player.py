@@ -30,16 +30,18 @@ import logging
 import math
 import os
 from pathlib import Path
+from typing import NoReturn
 
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import FileResponse, Response, StreamingResponse
 
 from ..exc import ArchiveError, NotFound
+from ..refs import Removal
 from ..session import Session
 from . import hls, i18n
 from .auth import CurrentSession
 from .playback import CHUNK, MediaUnavailable, Player, byte_range
-from .render import render, request_lang
+from .render import local_time, render, request_lang
 
 _log = logging.getLogger(__name__)
 
@@ -77,6 +79,17 @@ i18n.add(
         "player.moment_other": ("其他需要音像记录的情况", "other matters to record"),
         "player.at": ("时间", "Time"),
         "player.position": ("播放位置", "Position"),
+        "error.410": ("已按保存期限删除", "Removed under retention"),
+        "player.removed": (
+            "这段录像已于 {when} 按保存期限从库中删除，删除人：{who}（保存类别 {category}）。"
+            "删除记录见审计日志和基座日志。",
+            "This recording was removed from the store under retention on {when} by {who} "
+            "(kept as {category}). The audit log and the dock journal record the removal.",
+        ),
+        "player.removed_some": (
+            "以下片段已按保存期限删除，播放时跳过：{files}",
+            "These segments were removed under retention and are skipped: {files}",
+        ),
         "player.missing": (
             "以下片段不在存储中，播放时跳过：{files}",
             "These segments are not in the store and are skipped: {files}",
@@ -118,10 +131,29 @@ def play_url(device: str, seq: int, t: float | None = None) -> str:
 
 
 def _checked_act(request: Request, session: Session, device: str, seq: int):
+    """The act, once the access check passed; a 410 page if retention removed all of it."""
     player = player_of(request)
     playback, dev = player.playback(device, seq)
-    player.require_view(session, device, dev.officer, [p.seq for p in playback.pieces])
-    return player, playback, dev
+    seqs = [p.seq for p in playback.pieces]
+    player.require_view(session, device, dev.officer, seqs)
+    gone = player.removals(device, seqs)
+    if len(gone) == len(seqs):
+        _removed(request, max(gone.values(), key=lambda r: r.removed_utc))
+    return player, playback, dev, gone
+
+
+def _removed(request: Request, removal: Removal) -> NoReturn:
+    """The 410 page: removed under retention, when, by whom, under what category."""
+    raise HTTPException(
+        410,
+        i18n.translate(
+            "player.removed",
+            request_lang(request),
+            when=local_time(removal.removed_utc, request.app.state.tz),
+            who=removal.by_user,
+            category=removal.category,
+        ),
+    )
 
 
 def _moment_label(lang: str, procedure: str | None, moment: str) -> str:
@@ -146,7 +178,7 @@ def play_recording(
     """The player page: the act of record ``seq``, its timeline, key moments, stoppages;
     ``t``: start that many seconds after the act started (by the clock, as findings are
     timed), else at the segment or moment ``seq`` names."""
-    player, playback, dev = _checked_act(request, session, device, seq)
+    player, playback, dev, gone = _checked_act(request, session, device, seq)
     lang = request_lang(request)
     if t is not None and not math.isfinite(t):
         raise ArchiveError(f"t={t}: not a number of seconds")
@@ -203,7 +235,12 @@ def play_recording(
         device=device,
         officer=dev.officer,
         marks=marks,
-        missing=[p.file.rsplit("/", 1)[-1] for p in playback.pieces if p.seq in missing],
+        missing=[
+            p.file.rsplit("/", 1)[-1]
+            for p in playback.pieces
+            if p.seq in missing and p.seq not in gone
+        ],
+        removed=[p.file.rsplit("/", 1)[-1] for p in playback.pieces if p.seq in gone],
         sealed=bool(sealed),
         data=json.dumps(data, ensure_ascii=False).replace("<", "\\u003c"),
         clock=_clock,
@@ -218,7 +255,7 @@ def _clock(seconds: float) -> str:
 @router.get("/play/{device}/{seq}/index.m3u8", name="play_playlist")
 def play_playlist(request: Request, session: CurrentSession, device: str, seq: int) -> Response:
     """The act's HLS media playlist (a segment the store lacks is an #EXT-X-GAP)."""
-    player, playback, dev = _checked_act(request, session, device, seq)
+    player, playback, dev, _ = _checked_act(request, session, device, seq)
     text = hls.media_playlist(
         playback,
         lambda p: f"/play/{device}/{seq}/media/{p.seq}.ts",
@@ -242,6 +279,9 @@ def play_segment(
     if piece is None:
         raise NotFound(f"segment {segment} is not part of the act of {device} at record {seq}")
     player.require_view(session, device, dev.officer, [piece.seq])
+    gone = player.removals(device, [piece.seq])
+    if gone:
+        _removed(request, gone[piece.seq])
     ref = player.ref(playback, dev, piece)
     headers = {"Cache-Control": "no-store", "Accept-Ranges": "bytes"}  # no disk cache
     try:
