@@ -182,7 +182,8 @@ def withhold_acts(rows: list[dict[str, Any]]) -> None:
     """Withhold, in place, the key moments, photos, stoppages and announcements of each
     act one of whose segments is withheld: they tell what the withheld video shows. An
     act runs from a ``recording_started`` to the next ``recording_stopped`` (the day's
-    first from its start, its last to its end); its segments' records lie within."""
+    first from its start, its last to its end, one cut by a restart as one); its
+    segments' records lie within."""
     inf = float("inf")
     order = sorted(range(len(rows)), key=lambda i: (rows[i]["device"], rows[i]["seq"]))
     acts: list[tuple[str, float, float]] = []
@@ -193,7 +194,7 @@ def withhold_acts(rows: list[dict[str, Any]]) -> None:
             if device is not None and start is not None:
                 acts.append((device, start, inf))
             device, start = row["device"], -inf
-        if row["kind"] == "recording_started":
+        if row["kind"] == "recording_started" and start is None:  # not a restart's
             start = row["seq"]
         elif row["kind"] == "recording_stopped" and start is not None:
             acts.append((device, start, row["seq"]))

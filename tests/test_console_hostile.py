@@ -1469,3 +1469,68 @@ def test_a_camera_handed_to_another_officer_does_not_hand_them_its_past(
             assert li.get(path).status_code == 200, path
     finally:
         arch.close()
+
+
+def test_classifying_and_filing_by_number_keep_to_the_clearance(
+    world: World, tmp_path: Path
+) -> None:
+    """The reclassify form and the compliance page's attach-by-number form: an archivist
+    may neither lift a case above their clearance nor touch a state-secret one; an
+    officer classifies nothing; a classification that is no classification is a 400."""
+    from consolekit import copy_world
+
+    own = copy_world(world, tmp_path)
+    arch = Archive.open(own.archive)
+    try:
+        zhao = arch.login("zhao", PW)
+        secret = arch.open_case(zhao, "secret", "inspection", ["x"], [own.officer], "state_secret")
+        w = arch.login("wang", PW)
+        mine = arch.open_case(w, "mine", "inspection", ["x"], [own.officer], "internal")
+        wang, li = logged_in(arch, "wang", PW), logged_in(arch, "li", PW)
+        token, ltoken = page_csrf(wang, "/"), page_csrf(li, "/")
+        before = state(arch, own)
+        act = str(acts(own.shift)[2].start_seq)
+        for client, tok, path, form, codes in (
+            (wang, token, f"/cases/{secret}/classify", {"classification": "internal"}, (403,)),
+            (wang, token, f"/cases/{mine}/classify", {"classification": "state_secret"}, (403,)),
+            (li, ltoken, f"/cases/{mine}/classify", {"classification": "public"}, (403,)),
+            (wang, token, f"/cases/{mine}/classify", {"classification": "bogus"}, (400,)),
+            (wang, token, f"/cases/{mine}/classify", {"classification": "public\x00"}, (400,)),
+            (
+                wang,
+                token,
+                "/cases/attach-act",
+                {"number": secret, "device": own.device},
+                (400, 403),
+            ),
+            (
+                wang,
+                token,
+                "/cases/attach-act",
+                {"number": secret, "device": own.device, "act": act},
+                (403,),
+            ),
+            (
+                li,
+                ltoken,
+                "/cases/attach-act",
+                {"number": mine, "device": own.device, "act": act},
+                (403,),
+            ),
+            (
+                wang,
+                token,
+                "/cases/attach-act",
+                {"number": "../../x", "device": own.device, "act": act},
+                (400, 404),
+            ),
+        ):
+            n = audited(arch)
+            got = client.post(path, data={"csrf": tok, "reason": "r"} | form)
+            assert got.status_code in codes, (path, form, said(got))
+            no_trace(got.text)
+            if got.status_code == 403:
+                assert audited(arch) == n + 1, (path, form)
+        assert state(arch, own) == before
+    finally:
+        arch.close()
