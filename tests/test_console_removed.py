@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from consolekit import Browser, Console, need_chromium
 from corekit import PW
 from dockkit import START
 from pgkit import db_url, pg_server  # noqa: F401 (fixtures)
@@ -108,7 +109,7 @@ def test_removed_recordings_show_as_removed_with_when_and_by_whom(
             got = web.get(url)
             assert got.status_code == 410, (url, got.status_code, got.text[-300:])
             assert "zhao" in got.text and "routine" in got.text and "Traceback" not in got.text
-            assert 'class="detail"' in got.text
+            assert 'class="detail"' in got.text and "&lt;time" not in got.text
         media = web.get(f"/play/cam-001/{first}/media/{by_file[gone[1]]}.ts")
         assert media.status_code == 410 and "zhao" in media.text
         kept = by_file[world.acts[1][0]]
@@ -146,3 +147,26 @@ def test_an_act_partly_removed_plays_the_rest_and_says_which_were_removed(
         assert listed.status_code == 200 and listed.text.count("#EXT-X-GAP") == 1
     finally:
         arch.close()
+
+
+@pytest.mark.slow
+def test_the_removed_day_and_player_page_in_a_browser(world: Aged) -> None:
+    """Screenshots of what a person sees: the day with its removed act, the 410 page."""
+    need_chromium()
+    arch = archive_over(world, "", SimClock(START + 200 * DAY))
+    try:
+        assert arch.retention_purge(arch.login("zhao", PW))["removed"]
+    finally:
+        arch.close()
+    first = dict((f, s) for s, f in segments(world))[world.acts[0][0]]
+    with Console(world.tmp / "archive") as running, Browser(running.base) as browser:
+        browser.login("wang", PW)
+        browser.get(f"/day?officer=A1024&date={format_utc(START)[:10]}")
+        shown = browser.js("return [...document.querySelectorAll('span.removed')].length")
+        assert shown == 2
+        browser.shot("day-removed")
+        browser.get(f"/play/cam-001/{first}")
+        text = browser.js("return document.body.innerText")
+        assert "410" in text and "zhao" in text and "Traceback" not in text, text
+        assert "<time" not in text and "UTC" in text, text  # the date as text, zone shown
+        browser.shot("player-removed")

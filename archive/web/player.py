@@ -149,7 +149,7 @@ def _removed(request: Request, removal: Removal) -> NoReturn:
         i18n.translate(
             "player.removed",
             request_lang(request),
-            when=local_time(removal.removed_utc, request.app.state.tz),
+            when=local_time(removal.removed_utc, request.app.state.tz).striptags(),  # text
             who=removal.by_user,
             category=removal.category,
         ),
