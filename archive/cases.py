@@ -307,6 +307,9 @@ class CaseFiles:
             before = self._case_row(conn, number)
         if needs_encryption(before["classification"]):
             self.refuse_unsealable(session, before, "case_change")  # archive.sealing
+        # Filing what a higher case holds into this one would name it on this case's page
+        # to everyone cleared for this case: only who may view the higher case may do it.
+        self.require_sealed_clearance(session, refs, self.material_of(before), "view")
         with self.engine.begin() as conn:
             lock_retention(conn)  # a purge removing one of them ends first, or waits
             self._lock_case(conn, number)

@@ -188,11 +188,12 @@ class Sealing:
         return SealedMedia(ref, sealed, key_file, self._media_vault())
 
     def require_sealed_clearance(
-        self, session: Session, refs: list[RecordingRef], material: Any
+        self, session: Session, refs: list[RecordingRef], material: Any, action: str = "export"
     ) -> None:
         """A recording that another, higher-classified case also holds (and so sealed) is
-        exported only by someone the policy clears for that case too: the copy of an
-        internal case must not open what a state-secret case made confidential."""
+        exported, or filed into a lower case, only by someone the policy clears for that
+        case too: the copy or the list of an internal case must not open or name what a
+        state-secret case made confidential."""
         from dataclasses import replace
 
         from .policy import Material, rank
@@ -203,6 +204,7 @@ class Sealing:
             .add_columns(cases.c.officers)
             .join(cases, cases.c.id == entries.c.case_id)
             .where(entries.c.kind == "recording")
+            .where(entries.c.device.in_(sorted({r.device for r in refs})))
         )
         with self.engine.connect() as conn:
             rows = [r for r in conn.execute(q) if (r.device, r.seq) in wanted]
@@ -215,7 +217,7 @@ class Sealing:
             seen.add(r.number)
             self.require(
                 session,
-                "export",
+                action,
                 replace(
                     Material(
                         r.classification,

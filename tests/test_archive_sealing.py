@@ -330,7 +330,10 @@ def test_a_recording_another_higher_case_holds_is_exported_only_to_who_is_cleare
         refs = arch.attach_act(who["zhao"], secret, shift.device, first)
         assert not (shift.folder / refs[0].file).exists()  # sealed for the state secret
         plain = arch.open_case(who["wang"], "inspection", "traffic", [], [], "internal")
-        assert arch.attach_act(who["wang"], plain, shift.device, first)  # present: sealed
+        # the archivist is not cleared for the state secret: may not file it anywhere
+        with pytest.raises(Refused, match=f"also in case {secret} is classified state_secret"):
+            arch.attach_act(who["wang"], plain, shift.device, first)
+        assert arch.attach_act(who["zhao"], plain, shift.device, first)  # present: sealed
         rid = arch.request_copy(who["wang"], plain, "Qian", "bundle", "complaint")
         arch.decide_copy(who["zhao"], rid, True, "the party's complaint")
         with pytest.raises(Refused, match=f"also in case {secret} is classified state_secret"):

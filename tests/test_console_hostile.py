@@ -1300,12 +1300,6 @@ def test_an_open_event_stream_ends_when_its_user_is_deactivated(
         reader.join(10)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="open: an archivist may file a state-secret case's recordings into an internal "
-    "case (tests/test_archive_sealing.py asserts it, the export is what is refused), whose "
-    "page then lists their files, SHA-256 and times to everyone cleared for internal",
-)
 def test_no_one_files_material_above_their_clearance_into_a_case_they_may_see(
     world: World, tmp_path: Path
 ) -> None:
