@@ -11,7 +11,8 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from corekit import DAY, PW, World, build_world, make_archive
+import sqlalchemy as sa
+from corekit import DAY, PW, World, build_world, copy_world, make_archive
 from dockkit import START
 from pgkit import db_url, pg_server  # noqa: F401 (fixtures)
 from webkit import csrf_of, logged_in
@@ -175,3 +176,64 @@ def test_an_act_of_the_report_is_attached_to_a_case_from_it(arch: Archive, world
     )
     case_page = wang.get(f"/cases/{number}")
     assert "/compliance?view=act&amp;officer=A1024" in case_page.text
+
+
+def test_an_act_of_a_case_above_the_viewers_clearance_is_withheld(
+    world: World,
+    db_url: str,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """As on the day page: a supervisor (cleared up to internal) sees an act filed in a
+    personal-privacy case only as withheld, none of its times or findings, one refusal
+    audited for the page; the archivist, cleared for it, sees it all; one query."""
+    world = copy_world(world, tmp_path / "world")  # its case seals media in its own store
+    arch = make_archive(world, tmp_path / "archive", db_url, SimClock(START + 3 * DAY))
+    admin = arch.login("admin", PW)
+    for name in ("wang", "sun"):
+        arch.add_user(admin, name, ROLES[name], PW)
+    arch.sync_recordings()
+    wang = arch.login("wang", PW)
+    number = arch.open_case(wang, "x", "inspection", ["Zhang San"], ["A1024"], "personal_privacy")
+    (first, _), (second, _) = world.acts
+    arch.attach_act(wang, number, world.device, first)
+    full = arch.compliance_report(wang)["officers"]["A1024"]
+    assert [a["start_seq"] for a in full["acts"]] == [first, second] and not full["withheld"]
+    hidden = full["acts"][0]
+    assert hidden["findings"]
+    statements: list[str] = []
+
+    def note(*args) -> None:
+        statements.append(args[2])
+
+    sa.event.listen(arch.engine, "before_cursor_execute", note)
+    report = arch.compliance_report(arch.login("sun", PW))
+    sa.event.remove(arch.engine, "before_cursor_execute", note)
+    assert sum("case_entries" in q for q in statements) == 1  # not one per act
+    slot = report["officers"]["A1024"]
+    assert [a["start_seq"] for a in slot["acts"]] == [second]
+    assert slot["withheld"] == [
+        {"device": world.device, "start_seq": first, "classification": "personal_privacy"}
+    ]
+    assert sum(c["count"] for c in slot["by_kind"].values()) == len(slot["acts"][0]["findings"])
+    refusals = [r.body for r in arch.audit.records() if r.kind == "refusal"]
+    assert len(refusals) == 1 and refusals[0]["user"] == "sun"
+    assert refusals[0]["detail"]["acts"] == [f"{world.device}:{first} (personal_privacy)"]
+    sun = client(arch, "sun")
+    for view in ("officer", "act", "article"):
+        page = sun.get("/compliance", params={"view": view})
+        assert page.status_code == 200, page.text[:800]
+        assert "1 次执法属于您无权查看的案件" in page.text and "个人隐私" in page.text
+        assert f"/play/{world.device}/{first}" not in page.text
+        assert f'data-start-seq="{first}"' not in page.text
+        for utc in (hidden["start_utc"], *(f["utc"] for f in hidden["findings"])):
+            assert utc[:19] not in page.text, (view, utc)  # no time of the withheld act
+        assert f'data-withheld="{world.device}:{first}"' in page.text
+    assert f"/play/{world.device}/{second}" in page.text
+    refusals = [r.body for r in arch.audit.records() if r.kind == "refusal"]
+    assert len(refusals) == 1 + 3  # one per page view
+    english = sun.get("/lang/en", params={"next": "/compliance"})
+    assert english.status_code == 303
+    assert "withheld: held by a case classified" in sun.get("/compliance").text
+    seen = client(arch, "wang").get("/compliance", params={"view": "act"})
+    assert f'data-start-seq="{first}"' in seen.text and "data-withheld" not in seen.text
+    arch.close()

@@ -32,8 +32,9 @@ def arrange(data: dict[str, Any], link: Callable[[dict[str, Any], str | None], s
     groups = [("officer", n, s) for n, s in data.get("officers", {}).items()] + [
         ("fixed_camera", n, s) for n, s in data.get("fixed_cameras", {}).items()
     ]
-    acts, articles = [], {}
+    acts, articles, withheld = [], {}, []
     for who, name, slot in groups:
+        withheld += [dict(w, who=who, name=name) for w in slot.get("withheld", [])]
         for act in slot["acts"]:
             row = dict(act, who=who, name=name)
             row["play"] = link(act, None)
@@ -50,6 +51,7 @@ def arrange(data: dict[str, Any], link: Callable[[dict[str, Any], str | None], s
         "acts": acts,
         "articles": sorted(articles.items()),
         "findings": sum(len(a["findings"]) for a in acts),
+        "withheld": sorted(withheld, key=lambda w: (w["device"], w["start_seq"])),
     }
 
 
@@ -122,5 +124,14 @@ i18n.add(
         "compliance.moment": ("时刻", "Moment"),
         "compliance.play": ("在播放器中查看", "See it in the player"),
         "compliance.total": ("共 {n} 个问题", "{n} finding(s) in all"),
+        "compliance.withheld_note": (
+            "{count} 次执法属于您无权查看的案件，已隐去（不显示时间、问题和关键时刻）。",
+            "{count} act(s) belong to a case you may not see and are withheld (no times, "
+            "findings or key moments).",
+        ),
+        "compliance.withheld": (
+            "已隐去：属于密级为「{level}」的案件",
+            "withheld: held by a case classified {level}",
+        ),
     }
 )
