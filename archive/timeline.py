@@ -162,7 +162,10 @@ class DayView:
 
 
 def badge(row: dict[str, Any]) -> str:
-    """A segment row's badge: ``verified``, ``problem`` or ``unchecked``."""
+    """A segment row's badge: ``verified``, ``problem``, ``unchecked``, or ``removed`` for
+    one removed under retention (its file is gone by right: it is verified no more)."""
+    if row.get("removed_utc") or row.get("stored") == "removed":
+        return "removed"
     if row.get("signature") is None:
         return "unchecked"
     good = (

@@ -92,15 +92,23 @@ def test_removed_recordings_show_as_removed_with_when_and_by_whom(
         assert all("zhao" in text and "routine" in text for _, text in shown)
         assert page.text.count('class="play"') == 0  # nothing of that day left to play
         assert all("按保存期限删除" in text for _, text in shown)  # zh-CN first
+        # its badge says removed, not verified: the file is gone by right
+        badges = re.findall(r'data-badge="(\w+)">([^<]+)</span>', page.text)
+        assert badges == [("removed", "已删除")] * 2, badges
         web.cookies.set(LANG_COOKIE, "en")
         english = web.get("/day", params={"officer": "A1024", "date": date})
         assert english.text.count("Removed under retention on") == 2
+        assert (
+            re.findall(r'data-badge="(\w+)">([^<]+)</span>', english.text)
+            == [("removed", "removed")] * 2
+        )
         web.cookies.delete(LANG_COOKIE)
         before = len(queries)
         later = web.get(
             "/day", params={"officer": "A1024", "date": format_utc(START + 30 * DAY)[:10]}
         )
         assert 'class="removed"' not in later.text and 'class="play"' in later.text
+        assert "removed" not in re.findall(r'data-badge="(\w+)"', later.text)
         # no query per row: the page with two removed segments runs as many as one with none
         assert len(queries) - before == len(on_day), queries
         # the player: the removed act is a 410 that says when, by whom, under what category

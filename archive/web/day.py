@@ -98,6 +98,7 @@ i18n.add(
         "badge.verified": ("已校验", "verified"),
         "badge.problem": ("校验有问题", "problem found"),
         "badge.unchecked": ("未校验", "not checked"),
+        "badge.removed": ("已删除", "removed"),
         "check.signature": ("签名", "Signature"),
         "check.chain": ("哈希链", "Chain"),
         "check.stored": ("入库", "Stored"),
@@ -274,7 +275,7 @@ def utc_range(request: Request, day: dt.date) -> tuple[str, str]:
     return start.strftime(fmt), end.strftime(fmt)
 
 
-BADGE_CLASS = {"verified": "ok", "problem": "bad", "unchecked": "warn"}
+BADGE_CLASS = {"verified": "ok", "problem": "bad", "unchecked": "warn", "removed": "muted"}
 _WORD_PREFIXES = ("kind.", "badge.", "check.", "class.", "play")
 
 
