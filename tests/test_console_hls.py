@@ -181,6 +181,8 @@ def test_bytes_that_are_not_a_segment_are_a_media_error() -> None:
     for junk in (b"", b"\x00" * 4096, b"G" + b"\xff" * 187 * 20):
         with pytest.raises(hls.MediaError):
             hls.scan(junk)
+        with pytest.raises(hls.MediaError):
+            hls.fill_audio_holes(junk)
 
 
 def test_adts_header_says_what_the_silence_is() -> None:

@@ -333,13 +333,18 @@ def scan(data: bytes) -> AudioHoles | None:
     :class:`MediaError` when the bytes are not a playable segment."""
     container = _open(data)
     try:
-        packets = _packets(container)
-        if not any(p.stream.type == "video" for p in packets):
-            raise MediaError("the segment holds no video")
-        holes = audio_holes(packets)
+        _, holes = _read(container)
     finally:
         container.close()
     return holes if holes is not None and not holes.empty else None
+
+
+def _read(container: Any) -> tuple[list[Any], AudioHoles | None]:
+    """A segment's packets and its audio holes; a segment with no video is no segment."""
+    packets = _packets(container)
+    if not any(p.stream.type == "video" for p in packets):
+        raise MediaError("the segment holds no video")
+    return packets, audio_holes(packets)
 
 
 class Rendition:
@@ -403,10 +408,7 @@ def rendition_of(data: bytes) -> Rendition | None:
     a playable segment."""
     container = _open(data)
     try:
-        packets = _packets(container)
-        if not any(p.stream.type == "video" for p in packets):
-            raise MediaError("the segment holds no video")
-        holes = audio_holes(packets)
+        packets, holes = _read(container)
     except BaseException:
         container.close()
         raise
