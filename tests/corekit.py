@@ -87,6 +87,16 @@ def make_archive(
     return Archive.open(folder, clock=clock)
 
 
+def staff(archive: Archive, roles: dict[str, str], officer: str = "A1024") -> Archive:
+    """The archive with a user of each role named (password PW; an officer wears
+    ``officer``'s badge), added by its administrator."""
+    admin = archive.login("admin", PW)
+    for name, role in roles.items():
+        if name != "admin":
+            archive.add_user(admin, name, role, PW, officer=officer if role == "officer" else "")
+    return archive
+
+
 def register_archive(world: World, archive: Archive) -> str:
     """Add the archive's key to the store's unit-signed registry; the unit key's fingerprint."""
     key = unit_key(world.tmp)

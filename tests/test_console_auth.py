@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pyotp
 import pytest
-from corekit import DAY, PW, World, build_world, make_archive
+from corekit import DAY, PW, World, build_world, make_archive, staff
 from dockkit import NS, START
 from pgkit import db_url, pg_server  # noqa: F401 (fixtures)
 from webkit import another, console, csrf_of, logged_in, login, page_csrf
@@ -40,10 +40,7 @@ def clock() -> SimClock:
 @pytest.fixture
 def arch(world: World, db_url: str, tmp_path: Path, clock: SimClock):  # noqa: F811
     archive = make_archive(world, tmp_path / "archive", db_url, clock)
-    admin = archive.login("admin", PW)
-    for name, role in ROLES.items():
-        if name != "admin":
-            archive.add_user(admin, name, role, PW, officer="A1024" if role == "officer" else "")
+    staff(archive, ROLES)
     yield archive
     archive.close()
 

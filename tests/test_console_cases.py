@@ -13,7 +13,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-from corekit import DAY, PW, World, build_world, make_archive
+from corekit import DAY, PW, World, build_world, make_archive, staff
 from dockkit import START
 from pgkit import db_url, pg_server  # noqa: F401 (fixtures)
 from webkit import csrf_of, logged_in, page_csrf
@@ -45,9 +45,7 @@ def clock() -> SimClock:
 @pytest.fixture
 def arch(world: World, db_url: str, tmp_path: Path, clock: SimClock):  # noqa: F811
     archive = make_archive(world, tmp_path / "archive", db_url, clock)
-    admin = archive.login("admin", PW)
-    for name, role in ROLES.items():
-        archive.add_user(admin, name, role, PW, officer="A1024" if role == "officer" else "")
+    staff(archive, ROLES)
     yield archive
     archive.close()
 

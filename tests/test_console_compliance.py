@@ -12,7 +12,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import sqlalchemy as sa
-from corekit import DAY, PW, World, build_world, copy_world, make_archive
+from corekit import DAY, PW, World, build_world, copy_world, make_archive, staff
 from dockkit import START
 from pgkit import db_url, pg_server  # noqa: F401 (fixtures)
 from webkit import csrf_of, logged_in
@@ -39,9 +39,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
 @pytest.fixture
 def arch(world: World, db_url: str, tmp_path: Path):  # noqa: F811
     archive = make_archive(world, tmp_path / "archive", db_url, SimClock(START + 3 * DAY))
-    admin = archive.login("admin", PW)
-    for name, role in ROLES.items():
-        archive.add_user(admin, name, role, PW, officer="A1024" if role == "officer" else "")
+    staff(archive, ROLES)
     yield archive
     archive.close()
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 from archivekit import Shift, run_shift
-from corekit import DAY, PW, World, build_world, make_archive
+from corekit import DAY, PW, World, build_world, make_archive, staff
 from dockkit import START
 from pgkit import db_url, pg_server  # noqa: F401 (fixtures)
 from webkit import csrf_of, logged_in, page_csrf
@@ -38,16 +38,11 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
     return build_world(tmp_path_factory.mktemp("world"))
 
 
-def users(archive: Archive) -> Archive:
-    admin = archive.login("admin", PW)
-    for name, role in ROLES.items():
-        archive.add_user(admin, name, role, PW, officer="A1024" if role == "officer" else "")
-    return archive
-
-
 @pytest.fixture
 def arch(world: World, db_url: str, tmp_path: Path):  # noqa: F811
-    archive = users(make_archive(world, tmp_path / "archive", db_url, SimClock(START + 3 * DAY)))
+    archive = staff(
+        make_archive(world, tmp_path / "archive", db_url, SimClock(START + 3 * DAY)), ROLES
+    )
     yield archive
     archive.close()
 
@@ -261,8 +256,9 @@ def test_the_party_copy_downloads_as_exported(
     db_url: str,  # noqa: F811
     tmp_path: Path,
 ) -> None:
-    archive = users(
-        Archive.create(tmp_path / "a", shift.store, "archive-1", "admin", PW, database=db_url)
+    archive = staff(
+        Archive.create(tmp_path / "a", shift.store, "archive-1", "admin", PW, database=db_url),
+        ROLES,
     )
     try:
         number = case_with_acts(archive, shift.device, [shift.acts()[0][0]])

@@ -27,7 +27,7 @@ import paho.mqtt.client as mqtt
 import pytest
 import uvicorn
 from conftest import ProductionBroker
-from corekit import PW, World, build_world, make_archive
+from corekit import PW, World, build_world, make_archive, staff
 from paho.mqtt.enums import CallbackAPIVersion
 from pgkit import db_url, pg_server  # noqa: F401 (fixtures)
 from webkit import csrf_of
@@ -56,9 +56,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
 @pytest.fixture
 def arch(world: World, db_url: str, tmp_path: Path):  # noqa: F811
     archive = make_archive(world, tmp_path / "archive", db_url, SystemClock())  # the broker's time
-    admin = archive.login("admin", PW)
-    for name, role in ROLES.items():
-        archive.add_user(admin, name, role, PW, officer="A1024" if role == "officer" else "")
+    staff(archive, ROLES)
     yield archive
     archive.close()
 
