@@ -87,7 +87,17 @@ def make_archive(
     return Archive.open(folder, clock=clock)
 
 
-def staff(archive: Archive, roles: dict[str, str], officer: str = "A1024") -> Archive:
+STAFF = {
+    "wang": "archivist",
+    "li": "officer",
+    "zhao": "head",
+    "qian": "auditor",
+    "sun": "supervisor",
+}
+"""A user of each role that handles material (the administrator is the archive's own)."""
+
+
+def staff(archive: Archive, roles: dict[str, str] = STAFF, officer: str = "A1024") -> Archive:
     """The archive with a user of each role named (password PW; an officer wears
     ``officer``'s badge), added by its administrator."""
     admin = archive.login("admin", PW)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pyotp
 import pytest
-from corekit import DAY, PW, World, build_world, make_archive, staff
+from corekit import DAY, PW, STAFF, World, build_world, make_archive, staff
 from dockkit import NS, START
 from pgkit import db_url, pg_server  # noqa: F401 (fixtures)
 from webkit import another, console, csrf_of, logged_in, login, page_csrf
@@ -17,14 +17,7 @@ from archive.service import Archive
 from archive.users import TOTP_STEP_S
 from simulator.clock import SimClock
 
-ROLES = {
-    "wang": "archivist",
-    "li": "officer",
-    "zhao": "head",
-    "qian": "auditor",
-    "sun": "supervisor",
-    "admin": "administrator",
-}
+ROLES = STAFF | {"admin": "administrator"}
 
 
 @pytest.fixture(scope="module")

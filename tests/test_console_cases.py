@@ -13,7 +13,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-from corekit import DAY, PW, World, build_world, make_archive, staff
+from corekit import DAY, PW, STAFF, World, build_world, make_archive, staff
 from dockkit import START
 from pgkit import db_url, pg_server  # noqa: F401 (fixtures)
 from webkit import csrf_of, logged_in, page_csrf
@@ -23,13 +23,7 @@ from evidence.clock import parse_utc
 from simulator.clock import SimClock
 
 TZ = "Asia/Shanghai"
-ROLES = {
-    "wang": "archivist",
-    "li": "officer",
-    "zhao": "head",
-    "qian": "auditor",
-    "sun": "supervisor",
-}
+ROLES = STAFF
 
 
 @pytest.fixture(scope="module")

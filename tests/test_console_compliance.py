@@ -12,7 +12,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import sqlalchemy as sa
-from corekit import DAY, PW, World, build_world, copy_world, make_archive, staff
+from corekit import DAY, PW, STAFF, World, build_world, copy_world, make_archive, staff
 from dockkit import START
 from pgkit import db_url, pg_server  # noqa: F401 (fixtures)
 from webkit import csrf_of, logged_in
@@ -22,13 +22,7 @@ from archive.web.compliance import arrange
 from archive.web.forms import seconds_between
 from simulator.clock import SimClock
 
-ROLES = {
-    "wang": "archivist",
-    "li": "officer",
-    "zhao": "head",
-    "qian": "auditor",
-    "sun": "supervisor",
-}
+ROLES = STAFF
 
 
 @pytest.fixture(scope="module")
