@@ -93,9 +93,20 @@ class Power(Protocol):
     def free_bytes(self, path: str) -> int: ...
 
 
+class Playback(Protocol):
+    """A sound that has started; :meth:`wait` for its end."""
+
+    def wait(self) -> None:
+        """Block until the sound has played to the end; OSError if it could not be played."""
+
+
 class Speaker(Protocol):
-    def play_wav(self, path: str) -> None:
-        """Play a WAV file to the end (the Art. 6 announcement)."""
+    def start_wav(self, path: str) -> Playback:
+        """Start playing a WAV file (the Art. 6 announcement) and return at once.
+
+        The sound starts at the instant of the call, which the recorder makes at the
+        instant of the press: a helper thread only waits for the end, so a thread that
+        starts late cannot make the announcement late. OSError if the speaker is dead."""
 
 
 class Microphone(Protocol):

@@ -396,7 +396,11 @@ def jpeg_from_yuv420(array: np.ndarray, width: int, height: int, stride: int) ->
 class PiSpeaker:
     """``firmware.hardware.Speaker`` through pyaudio (the I2S amplifier's ALSA device)."""
 
-    def play_wav(self, path: str) -> None:
+    def start_wav(self, path: str) -> _Playing:
+        return _Playing(lambda: self._play(path))
+
+    @staticmethod
+    def _play(path: str) -> None:
         import pyaudio  # device-only: needs portaudio
 
         pa = pyaudio.PyAudio()
@@ -416,6 +420,27 @@ class PiSpeaker:
                     stream.close()
         finally:
             pa.terminate()
+
+
+class _Playing:
+    """A ``firmware.hardware.Playback``: pyaudio's blocking writes in a thread of their own,
+    so that opening the device cannot hold up the recorder's main loop."""
+
+    def __init__(self, play) -> None:
+        self._error: Exception | None = None
+        self._thread = threading.Thread(target=self._run, args=(play,), name="speaker", daemon=True)
+        self._thread.start()
+
+    def _run(self, play) -> None:
+        try:
+            play()
+        except Exception as exc:  # handed to wait(), in the thread that asked
+            self._error = exc
+
+    def wait(self) -> None:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
 
 
 class PiMicrophone:

@@ -13,7 +13,8 @@ Threads (who calls what):
   (post and wait for the main loop's answer) and appends to the journal during a session;
 - the main loop (:meth:`run`, the daemon's main thread or a simulator thread) owns the
   state machine, journals the non-media records, drives the indicators and polls sensors;
-- short helper threads play the announcement and take photos (each journals when done).
+- short helper threads wait for the announcement's end and take photos (each journals when
+  done); the main loop starts the announcement itself, at the press.
 
 Time comes from the injected clock: the loop waits with ``clock.wait_event(event, seconds)``
 (real seconds on the device's RtcClock, paced ones on the twin's SimClock).
@@ -41,7 +42,7 @@ from evidence.procedures import load_procedures
 from evidence.schedule import parse_schedule
 
 from . import config as cfg
-from .hardware import Camera, Indicators, Microphone, Power, Speaker
+from .hardware import Camera, Indicators, Microphone, Playback, Power, Speaker
 from .recovery import damage_body, new_damage, read_journal, recover, unsigned_media
 from .segment import VideoFormat, segment_name
 from .state import FAULT, NS, READY, RECORDING, STOPPING, Action, Health, Machine
@@ -538,7 +539,7 @@ class Recorder:
         elif kind == "stop_recording":
             self.writer.end(args[0])
         elif kind == "announce":
-            self._helper("announcement", self._announce)
+            self._announce()
         elif kind == "photo":
             self._helper("photo", self._photo)
         elif kind == "restart_camera":
@@ -554,9 +555,9 @@ class Recorder:
             _log.exception("indicators: %s failed; recording goes on", what)
 
     def _helper(self, name: str, target) -> None:
-        """Run ``target`` in a thread, returning once it runs: its first hardware call (the
-        speaker starting the announcement) then happens at the instant of the event that
-        asked for it, also under a simulator that holds its clock only for the main loop."""
+        """Run ``target`` in a thread, returning once it runs. What must happen at the
+        instant of the event (the announcement's start) is done by the main loop before:
+        a thread can start late, seconds of a fast twin's time on a loaded machine."""
         self._helpers = [t for t in self._helpers if t.is_alive()]
         running = threading.Event()
 
@@ -572,11 +573,20 @@ class Recorder:
     # -- helper threads -------------------------------------------------------------------
 
     def _announce(self) -> None:
-        """Play the Art. 6 sentence, then journal that it was played (and which WAV)."""
+        """Start the Art. 6 sentence at this instant (the press); a helper thread waits
+        for its end and journals that it was played (and which WAV)."""
         try:
-            self.speaker.play_wav(str(self.wav))
+            playback = self.speaker.start_wav(str(self.wav))
         except Exception as exc:  # a silent speaker must not stop the recording
             _log.error("announcement not played: %s", exc)
+            return
+        self._helper("announcement", lambda: self._announced(playback))
+
+    def _announced(self, playback: Playback) -> None:
+        try:
+            playback.wait()
+        except Exception as exc:
+            _log.error("announcement not played to the end: %s", exc)
             return
         self.stats.announcements += 1
         self.journal.append(

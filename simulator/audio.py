@@ -12,9 +12,9 @@
   (default -12 dB: the speaker a hand's width from the microphone, the sound reflected
   off the body and the street), over a noise floor of ``noise_db`` dBFS RMS (default
   -45: a quiet street).
-- :class:`SimSpeaker` (``firmware.hardware.Speaker``): ``play_wav(path)`` "plays" a WAV by
-  copying it into ``out_dir`` (numbered, so each play is kept) and, given a clock, lets the
-  WAV's duration pass in simulated time; ``played`` lists (simulated UTC ns, source path,
+- :class:`SimSpeaker` (``firmware.hardware.Speaker``): ``start_wav(path)`` "plays" a WAV by
+  copying it into ``out_dir`` (numbered, so each play is kept); given a clock, the
+  playback's ``wait()`` lets the WAV's duration pass in simulated time; ``played`` lists (simulated UTC ns, source path,
   copy path) for each play. ``sound(mono_ns, count, rate)`` is what it emits from that
   monotonic instant on (resampled to ``rate``), so the microphone hears each play from the
   instant it started. The fault ``cover()`` / ``uncover()`` (a hand or a pocket over the
@@ -393,6 +393,18 @@ class _Play:
         return self._pcm[rate]
 
 
+class _Playback:
+    """A ``firmware.hardware.Playback`` on the twin: the play ends when the clock gets there."""
+
+    def __init__(self, clock, end_ns: int | None) -> None:
+        self.clock = clock
+        self.end_ns = end_ns
+
+    def wait(self) -> None:
+        if self.end_ns is not None:
+            self.clock.sleep_until(self.end_ns)
+
+
 class SimSpeaker:
     """A speaker that keeps a copy of everything it plays, and what it emits when."""
 
@@ -428,24 +440,22 @@ class SimSpeaker:
         self._dead.clear()
 
     def play_wav(self, path: str | Path) -> None:
-        """Play ``path`` to the end: copy it, then let its duration pass on the clock."""
-        duration = self.start_wav(path)
-        if self.clock is not None:
-            self.clock.sleep(duration)
+        """Play ``path`` to the end (tests' shorthand for ``start_wav(path).wait()``)."""
+        self.start_wav(path).wait()
 
-    def start_wav(self, path: str | Path) -> float:
-        """Start playing ``path`` at this simulated instant and return its duration in
-        seconds, without waiting for it to end: quick enough for a ``SimClock.at`` timer,
-        which a fast clock stands still for (a thread started from the timer could be
-        scheduled seconds of simulated time late on a loaded machine)."""
+    def start_wav(self, path: str | Path) -> _Playback:
+        """Start playing ``path`` at this simulated instant, without waiting for its end:
+        quick enough for the recorder's main loop and for a ``SimClock.at`` timer, which a
+        fast clock stands still for."""
         if self._dead.is_set():
             raise OSError("the speaker gives no sound (simulated fault)")
         source = Path(path)
-        duration = wav_duration(source)
-        self.out_dir.mkdir(parents=True, exist_ok=True)
         with self._lock:
-            # The instant first: copying releases the GIL, and a fast clock moves on meanwhile.
+            # The instant first: reading and copying release the GIL, and a fast clock
+            # moves on meanwhile.
             mono = self.clock.monotonic_ns() if self.clock is not None else None
+            duration = wav_duration(source)
+            self.out_dir.mkdir(parents=True, exist_ok=True)
             stamp = None if mono is None else mono + self.clock.utc_offset_ns()
             copy = self.out_dir / f"played-{len(self.played) + 1:04d}-{source.name}"
             shutil.copyfile(source, copy)
@@ -453,7 +463,8 @@ class SimSpeaker:
             if mono is not None:
                 self._plays.append(_Play(mono, copy, duration, self.covered))
         _log.info("speaker played %s (%.1f s%s)", source.name, duration, ", covered" * self.covered)
-        return duration
+        end = None if mono is None else mono + int(duration * NS)
+        return _Playback(self.clock, end)
 
     def sound(self, mono_ns: int, count: int, rate: int) -> np.ndarray | None:
         """What the speaker emits for ``count`` samples at ``rate`` from ``mono_ns``

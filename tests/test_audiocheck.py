@@ -70,8 +70,8 @@ def test_an_announcement_across_segments_is_found_where_it_started(tmp_path, cap
     assert seq == announcement.seq and body["device"] == device
     assert body["verdict"] == "heard" and body["score_milli"] > 150
     assert len(body["files"]) >= 4 and body["file"] in body["files"]
-    # At the recording's start: the recorder's helper thread starts the speaker before the
-    # main loop goes on, so even a loaded machine's fast clock cannot slip between them.
+    # At the recording's start: the recorder's main loop starts the speaker while the
+    # twin holds its clock for the press, so a loaded machine's late threads cannot slip in.
     assert abs(parse_utc(body["start_utc"]) - parse_utc(started.utc)) <= 100_000_000
     segment = next(r for r in records if r.kind == "segment" and r.body["file"] == body["file"])
     start = parse_utc(segment.body["start_utc"]) + body["offset_ms"] * 1_000_000

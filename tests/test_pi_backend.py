@@ -407,3 +407,28 @@ def test_boot_restores_the_system_clock_from_the_rtc(
         assert hw.power.temperature_c() == 50.0 and hw.power.battery_percent() == 80.0
     assert set_to == [rtc_time]
     assert "set from the RTC" in caplog.text
+
+
+def test_the_speaker_starts_at_the_call_and_waits_for_the_end_elsewhere(tmp_path) -> None:
+    """The recorder's main loop starts the announcement at the press: ``start_wav`` must
+    not play the sentence through (the fake amplifier plays in real time); ``wait`` does,
+    and hands on what went wrong with the device."""
+    import wave
+
+    from firmware.pi import PiSpeaker
+
+    wav = tmp_path / "two-seconds.wav"
+    with wave.open(str(wav), "wb") as out:
+        out.setnchannels(1), out.setsampwidth(2), out.setframerate(16_000)
+        out.writeframes(b"\0\0" * 32_000)
+    with fake_board_imported():
+        speaker = PiSpeaker()
+        called = time.monotonic()
+        playback = speaker.start_wav(str(wav))
+        started = time.monotonic()
+        playback.wait()
+        ended = time.monotonic()
+        missing = speaker.start_wav(str(tmp_path / "no-such.wav"))
+        with pytest.raises(FileNotFoundError):
+            missing.wait()
+    assert started - called < 1.9 <= ended - called

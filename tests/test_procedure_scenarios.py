@@ -41,11 +41,10 @@ def test_a_procedure_recorded_with_every_moment_is_compliant(
     assert [m["moment"] for m in act["moments"]] == [m.id for m in PROCEDURES[procedure].moments]
     audio = act["announcement_audio"]
     assert audio["verdict"] == "heard" and audio["score"] > 2 * audio["threshold"], audio
-    # Played at the press (the helper thread that plays it starts a frame or two later).
-    # The announcement starts just after the recording does: a helper thread plays it, and
-    # in a simulation far faster than real time a loaded machine's thread delay is 0.5 s.
+    # Heard from the press on: the recorder's main loop starts it there, on a loaded
+    # machine too (only waiting for its end is left to a helper thread, which may be late).
     delay = parse_utc(audio["start_utc"]) - parse_utc(act["start_utc"])
-    assert 0 <= delay <= 2_000_000_000
+    assert 0 <= delay <= 100_000_000
 
 
 def test_a_muffled_announcement_is_found_and_nothing_else(tmp_path: Path) -> None:
