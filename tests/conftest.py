@@ -7,6 +7,7 @@ import importlib.machinery
 import importlib.util
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -21,6 +22,12 @@ from evidence.registry import DeviceEntry, Registry
 os.environ.setdefault("GPIOZERO_PIN_FACTORY", "mock")
 
 cheapen()  # argon2id at its cheapest cost in tests: see tests/passwordkit.py
+
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    # Started in the background (`cmd &` in a script, a CI runner's job): SIGINT comes
+    # ignored, and every child would inherit that. The daemons' Ctrl-C tests need theirs
+    # as a shell gives it; a handler here is reset to the default in each child.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture
