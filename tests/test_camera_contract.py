@@ -243,10 +243,11 @@ def test_timestamps_are_the_clocks_monotonic_microseconds(backend: Backend) -> N
     video = out.video()
     stamps = [c.timestamp for c in video]
     assert stamps == sorted(stamps) and len(set(stamps)) == len(stamps)
+    # A frame period apart, or whole periods where frames were dropped (a loaded machine
+    # delivers late; the sensor and the twin stamp each frame on their own schedule).
     period = 1_000_000 / FPS
-    assert all(
-        0.5 * period < b - a < 2.5 * period for a, b in zip(stamps, stamps[1:], strict=False)
-    )
+    gaps = [(b - a) / period for a, b in zip(stamps, stamps[1:], strict=False)]
+    assert all(g >= 0.75 and abs(g - round(g)) < 0.25 for g in gaps), gaps
     for c in out.calls:  # the frame's instant: delivered after it, within a second
         assert 0 <= c.now_us - c.timestamp < 1_000_000, (c.now_us, c.timestamp, c.audio)
     audio = [c.timestamp for c in out.audio()]

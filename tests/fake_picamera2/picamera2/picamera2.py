@@ -272,6 +272,9 @@ class Picamera2:
         scene = _Scene(main["format"], *main["size"], main["stride"])
         period = self.frame_period_ns
         t0 = time.monotonic_ns()
+        # The sensor stamps each frame when its exposure starts, on its own schedule (a
+        # loaded machine only delivers it late), in CLOCK_BOOTTIME.
+        boot = time.clock_gettime_ns(time.CLOCK_BOOTTIME) - time.monotonic_ns()
         i = 0
         hung = False
         while True:
@@ -285,6 +288,7 @@ class Picamera2:
             if late > 0:  # the loop was slow: the sensor went on, those frames are lost
                 self.dropped += late
                 i += late
+                target = t0 + i * period
             i += 1
             if not hung and fake.take_hang():
                 _log.warning("fake camera: hung (no more frames until restarted)")
@@ -298,7 +302,7 @@ class Picamera2:
                 continue
             scene.render(buffer.data, self.frames)
             metadata = {
-                "SensorTimestamp": time.clock_gettime_ns(time.CLOCK_BOOTTIME),
+                "SensorTimestamp": target + boot,
                 "FrameDuration": period // 1000,
             }
             request = CompletedRequest(_LibcameraRequest({"main": buffer}, metadata), self, recycle)
