@@ -626,7 +626,7 @@ def test_a_200kB_device_id_is_flagged_and_the_dock_keeps_delivering(prod, tmp_pa
     watcher.start()
     try:
         assert watcher.connected.wait(WAIT)
-        sent = watcher.check()
+        watcher.check_now()  # its own first check may already have sent them
         payloads = [raw.messages.get(timeout=WAIT) for _ in range(3)]
         sizes = [len(p) for _, p in payloads]
         assert watcher.connected.is_set() and watcher.disconnects == 0
@@ -637,13 +637,14 @@ def test_a_200kB_device_id_is_flagged_and_the_dock_keeps_delivering(prod, tmp_pa
         watcher.stop()
         raw.close()
         store.close()
+    judge = AlertJudge(Registry.load(tmp_path / "dock" / "registry.json"), SeenState())
+    verdicts = [judge.alert(t, p) for t, p in payloads]
+    assert all(v.genuine for v in verdicts), [v.problem for v in verdicts]
+    sent = [v.body for v in verdicts]  # as the supervisor reads them off the wire
     assert [b["kind"][:12] for b in sent] == ["unregistered", "unregistered", "media_change"]
     assert all(len(b["device"]) <= 64 and len(b["text"]) <= 512 for b in sent)
     assert sent[1]["device"].endswith("...") and sent[2]["device"] == "cam-001"
     assert left == [] and max(sizes) < MAX_ALERT_BYTES
-    judge = AlertJudge(Registry.load(tmp_path / "dock" / "registry.json"), SeenState())
-    verdicts = [judge.alert(t, p) for t, p in payloads]
-    assert all(v.genuine for v in verdicts), [v.problem for v in verdicts]
 
 
 def test_a_camera_stoppage_with_a_200kB_detail_is_cut_to_fit(mock_factory):
