@@ -14,8 +14,8 @@
   -45: a quiet street).
 - :class:`SimSpeaker` (``firmware.hardware.Speaker``): ``start_wav(path)`` "plays" a WAV by
   copying it into ``out_dir`` (numbered, so each play is kept); given a clock, the
-  playback's ``wait()`` lets the WAV's duration pass in simulated time; ``played`` lists (simulated UTC ns, source path,
-  copy path) for each play. ``sound(mono_ns, count, rate)`` is what it emits from that
+  playback's ``wait()`` lets the WAV's duration pass in simulated time; ``played`` lists
+  (simulated UTC ns, source path, copy path) for each play. ``sound(mono_ns, count, rate)`` is what it emits from that
   monotonic instant on (resampled to ``rate``), so the microphone hears each play from the
   instant it started. The fault ``cover()`` / ``uncover()`` (a hand or a pocket over the
   grille): a play started while covered comes out muffled, low-passed at 300 Hz and 28 dB
