@@ -347,15 +347,20 @@ class NetCamera:
         return self.tmp / "dock" / "unit-1" / self.identity.device_id / "journal.jsonl"
 
     def wait_all_stored(self, timeout: float = 60.0) -> None:
-        """Until the store's copy of the journal equals the camera's (kicking the uploader)."""
+        """Until the store's copy of the journal equals the camera's and the card holds no
+        file the store has (the session wipes them after its receipt; closing the camera
+        before would cut that session short), kicking the uploader."""
         import time
 
         tick = threading.Event()
         deadline = time.monotonic() + timeout
+        card = self.tmp / "device"
         while time.monotonic() < deadline:
             store = self.store_journal()
             if store.exists() and store.read_bytes() == self.journal_path.read_bytes():
-                return
+                kept = [f.relative_to(card) for f in (card / "media").rglob("*.ts")]
+                if not any((store.parent / f).exists() for f in kept):
+                    return
             self.uploader.kick()
             with self.uploader.done:
                 self.uploader.done.wait(1.0)
