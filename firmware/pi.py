@@ -30,6 +30,7 @@ import threading
 import time
 import wave
 from collections import deque
+from collections.abc import Callable
 from fractions import Fraction
 from typing import Any
 
@@ -426,12 +427,12 @@ class _Playing:
     """A ``firmware.hardware.Playback``: pyaudio's blocking writes in a thread of their own,
     so that opening the device cannot hold up the recorder's main loop."""
 
-    def __init__(self, play) -> None:
+    def __init__(self, play: Callable[[], None]) -> None:
         self._error: Exception | None = None
         self._thread = threading.Thread(target=self._run, args=(play,), name="speaker", daemon=True)
         self._thread.start()
 
-    def _run(self, play) -> None:
+    def _run(self, play: Callable[[], None]) -> None:
         try:
             play()
         except Exception as exc:  # handed to wait(), in the thread that asked

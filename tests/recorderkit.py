@@ -113,14 +113,15 @@ def cable(tmp: Path) -> tuple[HeldEnd, str]:
     return HeldEnd(master, slave), str(path)
 
 
-def short_wav(tmp: Path) -> Path:
-    """A 0.1 s announcement: the real one plays for seconds at speed 1."""
+def short_wav(tmp: Path, seconds: float = 0.1) -> Path:
+    """A silent announcement of ``seconds`` (16 kHz mono): the real one plays for seconds
+    at speed 1."""
     wav = tmp / "short.wav"
     with wave.open(str(wav), "wb") as w:
         w.setnchannels(1)
         w.setsampwidth(2)
         w.setframerate(16000)
-        w.writeframes(b"\0\0" * 1600)
+        w.writeframes(b"\0\0" * round(16000 * seconds))
     return wav
 
 

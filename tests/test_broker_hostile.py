@@ -626,7 +626,7 @@ def test_a_200kB_device_id_is_flagged_and_the_dock_keeps_delivering(prod, tmp_pa
     watcher.start()
     try:
         assert watcher.connected.wait(WAIT)
-        watcher.check_now()  # its own first check may already have sent them
+        watcher.check_now()  # once connected (its first check may have come before)
         payloads = [raw.messages.get(timeout=WAIT) for _ in range(3)]
         assert watcher.check() == []  # after the check that sent them has noted them sent
         sizes = [len(p) for _, p in payloads]

@@ -18,6 +18,7 @@ import av
 import numpy as np
 import pytest
 from pikit import daemon_env, decode_audio, fake_board_imported, read_osd
+from recorderkit import short_wav
 
 from evidence.clock import SystemClock, parse_utc
 from evidence.identity import DeviceIdentity
@@ -413,14 +414,9 @@ def test_the_speaker_starts_at_the_call_and_waits_for_the_end_elsewhere(tmp_path
     """The recorder's main loop starts the announcement at the press: ``start_wav`` must
     not play the sentence through (the fake amplifier plays in real time); ``wait`` does,
     and hands on what went wrong with the device."""
-    import wave
-
     from firmware.pi import PiSpeaker
 
-    wav = tmp_path / "two-seconds.wav"
-    with wave.open(str(wav), "wb") as out:
-        out.setnchannels(1), out.setsampwidth(2), out.setframerate(16_000)
-        out.writeframes(b"\0\0" * 32_000)
+    wav = short_wav(tmp_path, seconds=2.0)
     with fake_board_imported():
         speaker = PiSpeaker()
         called = time.monotonic()
